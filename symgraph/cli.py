@@ -1,0 +1,122 @@
+"""The ``symgraph`` command line: compile, grad, check, draw."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+from .errors import SpecError
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="symgraph", description="Compile computation graphs into standalone trainers.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("compile", help="write a standalone trainer")
+    p.add_argument("spec")
+    p.add_argument("--target", choices=("numpy", "c"), default="numpy")
+    p.add_argument("-o", "--out", help="output folder (default generated/<name>/<target>/)")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+
+    p = sub.add_parser("grad", help="print each derived gradient, simplified")
+    p.add_argument("spec")
+    p.add_argument("--wrt", action="append", help="a param (repeatable; default: all)")
+    p.add_argument("--latex", action="store_true")
+
+    p = sub.add_parser("check", help="finite-difference check of the generated code")
+    p.add_argument("spec")
+    p.add_argument("--target", choices=("numpy", "c", "all"), default="numpy")
+
+    p = sub.add_parser("draw", help="draw the graph (and its gradient graph with --grad)")
+    p.add_argument("spec")
+    p.add_argument("-o", "--out", help="FILE.svg, FILE.png or FILE.dot (default <name>.dot)")
+    p.add_argument("--grad", action="store_true")
+
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except SpecError as exc:
+        print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+
+
+def one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def load(spec: str):
+    from .spec import load as load_spec
+
+    return load_spec(Path(spec))
+
+
+def cmd_compile(args) -> int:
+    from .codegen import build_program, render, write_atomically
+
+    g = load(args.spec)
+    files = render(build_program(g, args.dtype), args.target)
+    out = Path(args.out) if args.out else Path("generated") / g.name / args.target
+    write_atomically(files, out)
+    print(f"wrote {', '.join(sorted(files))} to {out}")
+    return 0
+
+
+def cmd_grad(args) -> int:
+    from .explain import explain
+
+    result = explain(load(args.spec), args.wrt)
+    print(result.latex() if args.latex else result.text())
+    return 0
+
+
+def cmd_check(args) -> int:
+    from .gradcheck import gradcheck
+
+    g = load(args.spec)
+    targets = ("numpy", "c") if args.target == "all" else (args.target,)
+    ok = True
+    for target in targets:
+        with tempfile.TemporaryDirectory() as tmp:
+            from .compiler import compile as compile_graph
+
+            model = compile_graph(g, target=target, out_dir=Path(tmp) / target, dtype="float64")
+            report = gradcheck(g, target=target, model=model)
+        print(report)
+        ok &= report.ok
+    return 0 if ok else 1
+
+
+def cmd_draw(args) -> int:
+    from .draw import render, to_dot
+
+    g = load(args.spec)
+    backward: set[str] = set()
+    if args.grad:
+        from .autodiff import differentiate
+        from .passes import optimize
+
+        forward = set(g.nx)
+        g = optimize(differentiate(g))
+        backward = set(g.nx) - forward
+    out = Path(args.out or f"{g.name}.dot")
+    fmt = out.suffix.lstrip(".").lower()
+    if fmt not in ("dot", "svg", "png"):
+        raise SpecError(f"unknown drawing format {out.suffix!r} (use .svg, .png or .dot)", node="draw", source=args.spec)
+    text = to_dot(g, backward)
+    data = text.encode() if fmt == "dot" else render(text, fmt)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(data)
+    os.replace(tmp, out)
+    print(f"wrote {out}")
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "grad": cmd_grad, "check": cmd_check, "draw": cmd_draw}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,117 @@
+"""What both backends share: the schedule of statements and element-wise text.
+
+A backend supplies a sympy printer and an emitter table; this module walks a
+graph in a fixed order and produces ``Statement`` records that templates only
+loop over.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import networkx as nx
+import sympy as sp
+
+from ..errors import SpecError
+from ..ir import Batch, Graph, is_batch
+from ..ops import REGISTRY, X, local_derivatives
+from ..ops.symbolic import substitute_attrs
+
+
+@dataclass
+class Node:
+    """One node as an emitter sees it: names and shapes, no graph."""
+
+    name: str
+    op: str
+    args: list[str]  # argument text: a variable name or a literal
+    shapes: list[tuple]
+    shape: tuple
+    attrs: dict
+    dtypes: list[str]
+    arg_nodes: list[str] = field(default_factory=list)
+    expr: sp.Expr | None = None  # element-wise ops: the expression to print
+
+
+@dataclass
+class Statement:
+    target: str
+    lines: list[str]
+    comment: str
+    shape: tuple
+    op: str
+
+
+def literal(value: float | Batch) -> str:
+    if isinstance(value, Batch):
+        return "n"
+    text = repr(float(value))
+    return f"({text})" if text.startswith("-") else text
+
+
+def arg_text(g: Graph, node: str) -> str:
+    """Constants are inlined as literals; everything else by its name."""
+    if g.op(node) == "const":
+        return literal(g.attrs(node)["value"])
+    return node
+
+
+def element_expr(g: Graph, node: str) -> sp.Expr:
+    """The node's sympy expression over symbols named like its arguments."""
+    op = REGISTRY[g.op(node)]
+    expr = substitute_attrs(op.expr, g.attrs(node))
+    subs = {X[i]: sp.Symbol(arg_text(g, a), real=True) for i, a in enumerate(g.args(node))}
+    return expr.xreplace(subs)
+
+
+def view(g: Graph, node: str) -> Node:
+    args = g.args(node)
+    return Node(
+        name=node,
+        op=g.op(node),
+        args=[arg_text(g, a) for a in args],
+        shapes=[g.shape(a) for a in args],
+        shape=g.shape(node),
+        attrs=g.attrs(node),
+        dtypes=[g.dtype(a) for a in args],
+        arg_nodes=args,
+        expr=element_expr(g, node) if REGISTRY[g.op(node)].elementwise else None,
+    )
+
+
+def batch_input(g: Graph) -> str | None:
+    """The input whose first axis is the batch (``n`` is read from it)."""
+    uses_batch = any(is_batch(d) for _, s in g.nx.nodes(data="shape") for d in s) or any(
+        is_batch(d["attrs"] and dict(d["attrs"]).get("value")) for _, d in g.nx.nodes(data=True)
+    )
+    if not uses_batch:
+        return None
+    for name in g.inputs:
+        shape = g.shape(name)
+        if shape and is_batch(shape[0]):
+            return name
+    raise SpecError("the batch dim is used, but no input has it as its first axis", node="dims.batch", source=g.source)
+
+
+def adjoint_names(g: Graph) -> dict[str, str]:
+    """Backward node -> the forward node whose adjoint it holds."""
+    names: dict[str, str] = {}
+    for forward, adjoint in g.cotangents.items():  # nearest the loss first
+        names.setdefault(adjoint, forward)
+    return names
+
+
+def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> list[Statement]:
+    """Statements computing ``roots``, in a fixed topological order."""
+    needed = set(roots)
+    for r in roots:
+        needed |= nx.ancestors(g.nx, r)
+    adjoints = adjoint_names(g)
+    statements = []
+    for node in g.order():
+        if node not in needed or g.op(node) in ("input", "param", "const"):
+            continue
+        comment = f"dL/d{adjoints[node]}" if node in adjoints else ""
+        statements.append(Statement(node, emit(view(g, node)), comment, g.shape(node), g.op(node)))
+    return statements

@@ -1,0 +1,400 @@
+"""The NumPy backend: emitter table, printer, and rendering of ``model.py``/``train.py``."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from sympy.printing.numpy import NumPyPrinter
+
+from ..ir import Graph, is_batch
+from ..explain import forward_text
+from .common import Node, arg_text, batch_input, element_expr, schedule
+
+
+class Printer(NumPyPrinter):
+    """sympy's NumPy printer, writing ``np.`` and our stable primitives."""
+
+    def _module_format(self, fqn: str, register: bool = True) -> str:
+        return "np." + fqn.split(".", 1)[1] if fqn.startswith("numpy.") else fqn
+
+    def _print_sigmoid(self, expr):
+        # (1 + tanh(x/2)) / 2 equals 1/(1 + exp(-x)) and never overflows.
+        return f"(0.5 + 0.5*np.tanh(0.5*{self._print(expr.args[0])}))"
+
+    def _print_relu(self, expr):
+        return f"np.maximum({self._print(expr.args[0])}, 0)"
+
+    def _print_step(self, expr):
+        return f"np.heaviside({self._print(expr.args[0])}, 0)"
+
+    def _print_sgn(self, expr):
+        return f"np.sign({self._print(expr.args[0])})"
+
+    def _print_Pow(self, expr, rational=False):
+        if expr.exp == -1:
+            return f"1/{self.parenthesize(expr.base, 100)}"
+        return super()._print_Pow(expr, rational)
+
+
+PRINTER = Printer({"fully_qualified_modules": False})
+
+
+def shape_text(shape: tuple) -> str:
+    dims = ["n" if is_batch(d) else str(int(d)) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def axes_text(axes) -> str:
+    axes = tuple(axes)
+    return str(axes[0]) if len(axes) == 1 else str(axes)
+
+
+# -- emitters: one per non-element-wise op; each returns statements assigning node.name
+def emit_matmul(n: Node):
+    return [f"{n.name} = {n.args[0]} @ {n.args[1]}"]
+
+
+def emit_transpose(n: Node):
+    axes = n.attrs["axes"]
+    if len(axes) == 2:
+        return [f"{n.name} = {n.args[0]}.T"]
+    return [f"{n.name} = np.transpose({n.args[0]}, {axes})"]
+
+
+def emit_reshape(n: Node):
+    return [f"{n.name} = {n.args[0]}.reshape({shape_text(n.shape)})"]
+
+
+def emit_concat(n: Node):
+    return [f"{n.name} = np.concatenate(({', '.join(n.args)},), axis={n.attrs['axis']})"]
+
+
+def emit_slice(n: Node):
+    index = ", ".join([":"] * n.attrs["axis"] + [f"{n.attrs['start']}:{n.attrs['stop']}"])
+    return [f"{n.name} = {n.args[0]}[{index}]"]
+
+
+def emit_pad_slice(n: Node):
+    index = ", ".join([":"] * n.attrs["axis"] + [f"{n.attrs['start']}:{n.attrs['stop']}"])
+    return [f"{n.name} = np.zeros({shape_text(n.shape)}, DTYPE)", f"{n.name}[{index}] = {n.args[0]}"]
+
+
+def emit_reduction(function: str):
+    def emit(n: Node):
+        keep = ", keepdims=True" if n.attrs.get("keepdims") else ""
+        return [f"{n.name} = np.{function}({n.args[0]}, axis={axes_text(n.attrs['axis'])}{keep})"]
+
+    return emit
+
+
+def emit_max_backward(n: Node):
+    (axis,) = n.attrs["axis"]
+    x, cot = n.args
+    return [
+        f"{n.name} = np.zeros_like({x})",
+        f"np.put_along_axis({n.name}, np.argmax({x}, axis={axis}, keepdims=True), "
+        f"np.take({cot}, [0], axis={axis}), axis={axis})",
+    ]
+
+
+def emit_broadcast_to(n: Node):
+    value = n.args[0]
+    if n.attrs["axes"]:
+        value = f"np.expand_dims({value}, {axes_text(n.attrs['axes'])})"
+    return [f"{n.name} = np.broadcast_to({value}, {shape_text(n.shape)})"]
+
+
+def emit_sum_to(n: Node):
+    src, dst = n.shapes[0], n.shape
+    lead = len(src) - len(dst)
+    kept = tuple(lead + i for i, d in enumerate(dst) if d == 1 and src[lead + i] != 1)
+    value = n.args[0]
+    if lead:
+        value = f"np.sum({value}, axis={axes_text(range(lead))})"
+    if kept:
+        value = f"np.sum({value}, axis={axes_text(i - lead for i in kept)}, keepdims=True)"
+    return [f"{n.name} = {value}"]
+
+
+def emit_embedding(n: Node):
+    return [f"{n.name} = {n.args[0]}[{n.args[1]}]"]
+
+
+def emit_embedding_backward(n: Node):
+    ids, cot = n.args
+    width = n.shape[1]
+    return [
+        f"{n.name} = np.zeros({shape_text(n.shape)}, DTYPE)",
+        f"np.add.at({n.name}, {ids}.reshape(-1), {cot}.reshape(-1, {width}))",
+    ]
+
+
+def windows(x: str, size: int, stride: int) -> str:
+    view = f"np.lib.stride_tricks.sliding_window_view({x}, {size}, axis=1)"
+    return view if stride == 1 else f"{view}[:, ::{stride}]"
+
+
+def padded(x: str, padding: int) -> str:
+    return x if padding == 0 else f"np.pad({x}, ((0, 0), ({padding}, {padding}), (0, 0)))"
+
+
+def emit_conv1d(n: Node):
+    x, kernel = n.args
+    width = n.shapes[1][0]
+    # windows: [batch, steps, c_in, width]; contract (c_in, width) with K[width, c_in, :]
+    win = windows(padded(x, n.attrs["padding"]), width, n.attrs["stride"])
+    return [f"{n.name} = np.tensordot({win}, {kernel}, axes=([3, 2], [0, 1]))"]
+
+
+def emit_conv1d_backward_kernel(n: Node):
+    x, cot = n.args
+    win = windows(padded(x, n.attrs["padding"]), n.attrs["width"], n.attrs["stride"])
+    # sum over (batch, steps): [c_in, width, c_out] -> [width, c_in, c_out]
+    return [f"{n.name} = np.tensordot({win}, {cot}, axes=([0, 1], [0, 1])).transpose(1, 0, 2)"]
+
+
+def scatter_windows(n: Node, contribution: str, width: int, per_tap) -> list[str]:
+    """Add each tap of a windowed contribution back at its input positions."""
+    stride, padding, length = n.attrs["stride"], n.attrs.get("padding", 0), n.attrs["length"]
+    steps = n.shapes[0][1]
+    full = "sg_padded" if padding else n.name
+    lines = [f"{full} = np.zeros({shape_text((n.shape[0], length + 2 * padding, n.shape[2]))}, DTYPE)"]
+    lines.append(f"for tap in range({width}):")
+    lines.append(f"    {full}[:, tap : tap + {stride * (int(steps) - 1) + 1} : {stride}] += {per_tap(contribution)}")
+    if padding:
+        lines.append(f"{n.name} = {full}[:, {padding}:{padding + length}]")
+    return lines
+
+
+def emit_conv1d_backward_input(n: Node):
+    cot, kernel = n.args
+    width = n.shapes[1][0]
+    return scatter_windows(n, f"{cot} @ {kernel}[tap].T", width, lambda c: c)
+
+
+def emit_max_pool1d(n: Node):
+    return [f"{n.name} = np.max({windows(n.args[0], n.attrs['size'], n.attrs['stride'])}, axis=3)"]
+
+
+def emit_avg_pool1d(n: Node):
+    return [f"{n.name} = np.mean({windows(n.args[0], n.attrs['size'], n.attrs['stride'])}, axis=3)"]
+
+
+def emit_max_pool1d_backward(n: Node):
+    x, cot = n.args
+    size, stride = n.attrs["size"], n.attrs["stride"]
+    first = f"np.argmax({windows(x, size, stride)}, axis=3)"
+    pooled = Node(n.name, n.op, n.args, [n.shapes[1]], n.shape, {"stride": stride, "length": n.shape[1]}, n.dtypes)
+    lines = [f"sg_first = {first}"]
+    return lines + scatter_windows(pooled, cot, size, lambda c: f"{c} * (sg_first == tap)")
+
+
+def emit_avg_pool1d_backward(n: Node):
+    size = n.attrs["size"]
+    return scatter_windows(n, n.args[0], size, lambda c: f"{c} / {size}")
+
+
+def emit_dropout_mask(n: Node):
+    p = n.attrs["p"]
+    return [
+        f"{n.name} = (random_uniform(seed, {n.attrs['index']} + DROPOUT_STREAM, {shape_text(n.shape)}) >= {p!r})"
+        f" * DTYPE({1.0 / (1.0 - p)!r}) if training else DTYPE(1)"
+    ]
+
+
+def emit_softmax(n: Node):
+    axis = n.attrs["axis"]
+    return [
+        f"{n.name} = np.exp({n.args[0]} - np.max({n.args[0]}, axis={axis}, keepdims=True))",
+        f"{n.name} /= np.sum({n.name}, axis={axis}, keepdims=True)",
+    ]
+
+
+def emit_log_softmax(n: Node):
+    axis = n.attrs["axis"]
+    return [
+        f"{n.name} = {n.args[0]} - np.max({n.args[0]}, axis={axis}, keepdims=True)",
+        f"{n.name} -= np.log(np.sum(np.exp({n.name}), axis={axis}, keepdims=True))",
+    ]
+
+
+def emit_onehot(n: Node):
+    return [f"{n.name} = (np.arange({n.attrs['classes']}) == {n.args[0]}[..., None]).astype(DTYPE)"]
+
+
+def emit_cross_entropy(n: Node):
+    logits, labels = n.args
+    return [
+        f"{n.name} = {logits} - np.max({logits}, axis=-1, keepdims=True)",
+        f"{n.name} = np.mean(np.log(np.sum(np.exp({n.name}), axis=-1))"
+        f" - np.take_along_axis({n.name}, {labels}[..., None], axis=-1)[..., 0])",
+    ]
+
+
+def emit_binary_cross_entropy(n: Node):
+    z, y = n.args
+    return [f"{n.name} = np.mean(np.maximum({z}, 0) - {z} * {y} + np.log1p(np.exp(-np.abs({z}))))"]
+
+
+def emit(n: Node) -> list[str]:
+    if n.expr is not None:
+        return [f"{n.name} = {PRINTER.doprint(n.expr)}"]
+    return EMIT[n.op](n)
+
+
+EMIT = {
+    "matmul": emit_matmul,
+    "transpose": emit_transpose,
+    "reshape": emit_reshape,
+    "concat": emit_concat,
+    "slice": emit_slice,
+    "pad_slice": emit_pad_slice,
+    "sum": emit_reduction("sum"),
+    "mean": emit_reduction("mean"),
+    "max": emit_reduction("max"),
+    "max_backward": emit_max_backward,
+    "broadcast_to": emit_broadcast_to,
+    "sum_to": emit_sum_to,
+    "embedding": emit_embedding,
+    "embedding_backward": emit_embedding_backward,
+    "conv1d": emit_conv1d,
+    "conv1d_backward_input": emit_conv1d_backward_input,
+    "conv1d_backward_kernel": emit_conv1d_backward_kernel,
+    "max_pool1d": emit_max_pool1d,
+    "avg_pool1d": emit_avg_pool1d,
+    "max_pool1d_backward": emit_max_pool1d_backward,
+    "avg_pool1d_backward": emit_avg_pool1d_backward,
+    "dropout_mask": emit_dropout_mask,
+    "softmax": emit_softmax,
+    "log_softmax": emit_log_softmax,
+    "onehot": emit_onehot,
+    "cross_entropy": emit_cross_entropy,
+    "binary_cross_entropy": emit_binary_cross_entropy,
+}
+
+
+# -- files ---------------------------------------------------------------------------
+def leaf_shape(shape: tuple) -> str:
+    dims = ["None" if is_batch(d) else str(int(d)) for d in shape]
+    return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
+
+
+def init_code(leaf) -> str:
+    shape = shape_text(leaf.shape)
+    if leaf.distribution == "constant":
+        return f"np.full({shape}, {leaf.scale!r}, DTYPE)"
+    if leaf.distribution == "normal":
+        return f"({leaf.scale!r} * random_normal(seed, {leaf.index}, {shape})).astype(DTYPE)"
+    return f"({leaf.scale!r} * (2.0 * random_uniform(seed, {leaf.index}, {shape}) - 1.0)).astype(DTYPE)"
+
+
+def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
+    """Unpack the leaves the roots read, then one block per statement."""
+    statements = schedule(g, roots, emit)
+    read = {a for s in statements for a in g.args(s.target)} | set(roots)
+    lines = []
+    for leaf in program.params:
+        if leaf.name in read:
+            lines.append(f'{leaf.name} = params["{leaf.name}"]')
+    for leaf in program.inputs:
+        if leaf.name in read:
+            lines.append(f'{leaf.name} = np.asarray(inputs["{leaf.name}"]{", DTYPE" if leaf.dtype == "float" else ""})')
+    if program.batch_input is not None and any(re.search(r"\bn\b", s) for st in statements for s in st.lines):
+        lines.append(f'n = np.shape(inputs["{program.batch_input}"])[0]')
+    for st in statements:
+        if st.comment:
+            lines.append(f"# {st.comment}")
+        lines.extend(st.lines)
+    return lines + returns
+
+
+def value_text(g: Graph, node: str) -> str:
+    """A returned value: a fresh array of the model's dtype."""
+    text = arg_text(g, node)
+    if g.op(node) in ("input", "param", "const") or g.shape(node) == () or g.op(node) == "broadcast_to":
+        return f"np.array({text}, DTYPE)"
+    return text
+
+
+def metric(program) -> tuple[str, str] | None:
+    """Correct-prediction count for a classification loss on a label input."""
+    g = program.eval_graph
+    loss = g.loss
+    if loss is None or g.op(loss) not in ("cross_entropy", "binary_cross_entropy"):
+        return None
+    scores, labels = g.args(loss)
+    if g.op(labels) != "input":
+        return None
+    if g.op(loss) == "cross_entropy":
+        return scores, f"np.sum(np.argmax({scores}, axis=-1) == {labels})"
+    return scores, f"np.sum(({scores} > 0) == ({labels} > 0.5))"
+
+
+def render_files(program, env) -> dict[str, str]:
+    train = program.train_graph
+    evaluation = program.eval_graph
+    grads = ", ".join(f'"{p}": {value_text(train, d)}' for p, d in program.gradients.items())
+    outputs = ", ".join(f'"{o}": {value_text(evaluation, o)}' for o in program.outputs)
+    found = metric(program)
+    eval_roots = [evaluation.loss] + ([found[0]] if found else [])
+    eval_return = f"return float({arg_text(evaluation, evaluation.loss)})" + (f", int({found[1]})" if found else "")
+    context = dict(
+        name=program.name,
+        summary=summary(program),
+        source=source_name(program),
+        dtype=program.dtype,
+        description=describe(program.graph),
+        params=[dict(name=p.name, shape=shape_text(p.shape), init=p.init, init_code=init_code(p)) for p in program.params],
+        inputs=[dict(name=i.name, shape=leaf_shape(i.shape), dtype=i.dtype, bound=i.bound) for i in program.inputs],
+        outputs=list(program.outputs),
+        batch_input=repr(program.batch_input),
+        metric=found is not None,
+        forward_body=body(program, evaluation, list(program.outputs), [f"return {{{outputs}}}"]),
+        evaluate_body=body(program, evaluation, eval_roots, [eval_return]),
+        train_body=body(program, train, [train.loss, *program.gradients.values()], [f"return float({arg_text(train, train.loss)}), {{{grads}}}"]),
+    )
+    files = {"model.py": env.get_template("numpy/model.py.j2").render(context)}
+    files["train.py"] = env.get_template("numpy/train.py.j2").render(trainer_context(program))
+    return files
+
+
+def source_name(program) -> str:
+    source = program.graph.source or "<builder>"
+    return Path(source).name if source.startswith(("/", ".")) or "/" in source else source
+
+
+def summary(program) -> str:
+    g = program.graph
+    return f"minimises {g.loss} = {expression_text(g, g.loss)}"
+
+
+def describe(g: Graph) -> list[str]:
+    """The spec's named nodes, one per line, as the spec wrote them."""
+    lines = []
+    for node in g.order():
+        if g.nx.nodes[node].get("named"):
+            lines.append(f"{node} = {expression_text(g, node)}")
+    return lines
+
+
+def expression_text(g: Graph, node: str) -> str:
+    return forward_text(g, node)
+
+
+def trainer_context(program) -> dict:
+    train = program.graph.train
+    return dict(
+        name=program.name,
+        source=source_name(program),
+        optimizer=train.get("optimizer", "sgd"),
+        lr=train.get("lr", 0.01),
+        momentum=train.get("momentum", 0.0),
+        beta1=train.get("beta1", 0.9),
+        beta2=train.get("beta2", 0.999),
+        eps=train.get("eps", 1e-8),
+        batch_size=train.get("batch_size", 32),
+        epochs=train.get("epochs", 10),
+        seed=train.get("seed", 0),
+        normalize=list(train.get("normalize", [])),
+    )

@@ -1,0 +1,94 @@
+"""The backend-neutral description of a compiled model that templates render."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..autodiff import differentiate
+from ..errors import SpecError
+from ..init import constant_value, distribution, parse_init, scale
+from ..ir import Graph, is_batch
+from ..ops import REGISTRY
+from ..passes import optimize, remove_dropout
+from .common import batch_input
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class Leaf:
+    name: str
+    shape: tuple
+    dtype: str  # "float" or "int"
+    index: int  # position among params (their random stream) or inputs
+    init: str = ""  # the spec's init text
+    distribution: str = ""  # "constant", "normal" or "uniform"
+    scale: float = 0.0  # std, bound, or the constant
+    bound: int | None = None  # int inputs: ids must lie in [0, bound)
+
+
+@dataclass
+class Program:
+    graph: Graph  # the spec's graph
+    train_graph: Graph  # optimised gradient graph (training mode)
+    eval_graph: Graph  # optimised forward graph (evaluation mode)
+    dtype: str
+    params: list[Leaf]
+    inputs: list[Leaf]
+    outputs: list[str]
+    batch_input: str | None
+
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def loss(self) -> str:
+        return self.train_graph.loss
+
+    @property
+    def gradients(self) -> dict[str, str]:
+        return self.train_graph.gradients
+
+    def eval_inputs(self) -> list[Leaf]:
+        """Inputs that the outputs read (prediction needs no labels)."""
+        used = {a for n in self.eval_graph.nx for a in self.eval_graph.args(n)}
+        return [leaf for leaf in self.inputs if leaf.name in used]
+
+
+def int_bound(g: Graph, node: str) -> int | None:
+    """The exclusive upper bound of an int input, from the ops that read it."""
+    bounds = []
+    for reader in g.nx.successors(node):
+        op = REGISTRY[g.op(reader)]
+        if op.int_bound is not None:
+            bounds.append(op.int_bound([g.shape(a) for a in g.args(reader)], g.attrs(reader)))
+    return min(bounds) if bounds else None
+
+
+def build_program(g: Graph, dtype: str = "float32") -> Program:
+    """Differentiate and optimise ``g`` for one dtype."""
+    if dtype not in DTYPES:
+        raise SpecError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}", node="dtype", source=g.source)
+    batch_input(g)
+    params = []
+    for i, name in enumerate(g.params):
+        init = g.nx.nodes[name]["init"]
+        scheme, value = parse_init(init)
+        shape = g.shape(name)
+        kind = distribution(scheme)
+        amount = constant_value(scheme, value) if kind == "constant" else scale(scheme, value, shape)
+        params.append(Leaf(name, shape, "float", i, init, kind, amount))
+    inputs = [Leaf(name, g.shape(name), g.dtype(name), i, bound=int_bound(g, name) if g.dtype(name) == "int" else None) for i, name in enumerate(g.inputs)]
+    for leaf in inputs:
+        if leaf.dtype == "int" and leaf.bound is None:
+            leaf.bound = 2**31 - 1
+    train_graph = optimize(differentiate(g))
+    evaluated = g.copy()
+    evaluated.outputs = list(g.outputs) or [g.loss]
+    eval_graph = optimize(remove_dropout(evaluated))
+    return Program(g, train_graph, eval_graph, dtype, params, inputs, eval_graph.outputs, batch_input(g))
+
+
+def dim_text(dim) -> str:
+    return "n" if is_batch(dim) else str(int(dim))

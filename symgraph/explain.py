@@ -1,0 +1,243 @@
+"""Derived gradients as a person reads them: simplified formulas in the spec's names.
+
+For a graph of scalars each gradient is one sympy expression over the leaves,
+simplified, with its value where every leaf has one. For tensor graphs it is
+the gradient program: one assignment per adjoint, element-wise parts merged
+into one simplified sympy expression, other ops written as NumPy-like calls.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from .autodiff import differentiate
+from .errors import SpecError
+from .ir import Batch, Graph
+from .ops import REGISTRY, X
+from .ops.symbolic import sgn, substitute_attrs
+from .passes import optimize
+
+LEAVES = ("input", "param")
+
+
+@dataclass
+class Gradient:
+    leaf: str
+    formula: sp.Expr | str
+    value: float | None
+
+
+class Explanation:
+    """The result of :func:`explain`; prints as text, displays as LaTeX in notebooks."""
+
+    def __init__(self, loss: str, gradients: list[Gradient], program: list[tuple[str, str]] | None):
+        self.loss = loss
+        self.gradients = gradients
+        self.program = program
+
+    def text(self) -> str:
+        if self.program is not None:
+            return "\n".join(f"{name} = {rhs}" for name, rhs in self.program)
+        return "\n".join(self._line(g) for g in self.gradients)
+
+    def _line(self, g: Gradient) -> str:
+        line = f"d{self.loss}/d{g.leaf} = {sp.sstr(g.formula)}"
+        return line if g.value is None else f"{line} = {format_number(g.value)}"
+
+    def latex(self) -> str:
+        rows = []
+        for g in self.gradients:
+            formula = sp.latex(g.formula) if isinstance(g.formula, sp.Expr) else r"\texttt{" + g.formula.replace("_", r"\_") + "}"
+            row = rf"\frac{{\partial {sp.latex(sp.Symbol(self.loss))}}}{{\partial {sp.latex(sp.Symbol(g.leaf))}}} = {formula}"
+            if g.value is not None:
+                row += f" = {format_number(g.value)}"
+            rows.append(row)
+        return r"\begin{aligned}" + r" \\ ".join(r.replace(" = ", " &= ", 1) for r in rows) + r"\end{aligned}"
+
+    def _repr_latex_(self) -> str:
+        return f"$${self.latex()}$$"
+
+    def __str__(self) -> str:
+        return self.text()
+
+    def __repr__(self) -> str:
+        return self.text()
+
+
+def format_number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else f"{value:.6g}"
+
+
+def explain(g: Graph, wrt: str | list[str] | None = None) -> Explanation:
+    """Each derived gradient of ``g``'s loss, simplified, in the spec's names.
+
+    Parameters
+    ----------
+    g : Graph
+    wrt : str or list of str, optional
+        Params (or float inputs) to show; all params by default.
+    """
+    targets = [wrt] if isinstance(wrt, str) else list(wrt) if wrt else g.params
+    for t in targets:
+        if t not in g.nx or g.op(t) not in LEAVES:
+            raise SpecError(f"--wrt {t!r} is not a param or input", node=str(t), source=g.source)
+    gg = optimize(differentiate(g, targets))
+    scalar = all(d["shape"] == () for _, d in g.nx.nodes(data=True))
+    if scalar:
+        return Explanation(g.loss, [scalar_gradient(gg, t) for t in targets], None)
+    printer = Pretty(gg)
+    program = printer.program([gg.gradients[t] for t in targets])
+    gradients = [Gradient(t, printer.text(gg.gradients[t]), None) for t in targets]
+    return Explanation(g.loss, gradients, program)
+
+
+def scalar_gradient(gg: Graph, leaf: str) -> Gradient:
+    cache: dict[str, sp.Expr] = {}
+    formula = sp.simplify(symbolic(gg, gg.gradients[leaf], cache))
+    values = {}
+    for name in gg.nx:
+        if gg.op(name) in LEAVES:
+            value = gg.nx.nodes[name].get("value")
+            if value is None:
+                values = None
+                break
+            values[sp.Symbol(name, real=True)] = value
+    number = float(formula.subs(values)) if values is not None and formula.free_symbols <= set(values) else None
+    return Gradient(leaf, formula, number)
+
+
+def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:
+    """The whole expression of a scalar node over its leaves."""
+    if node in cache:
+        return cache[node]
+    op = g.op(node)
+    if op in LEAVES:
+        expr = sp.Symbol(node, real=True)
+    elif op == "const":
+        value = g.attrs(node)["value"]
+        expr = sp.Symbol("batch", positive=True) if isinstance(value, Batch) else sp.nsimplify(value, rational=True)
+    elif REGISTRY[op].elementwise:
+        expr = substitute_attrs(REGISTRY[op].expr, g.attrs(node))
+        expr = expr.xreplace({X[i]: symbolic(g, a, cache) for i, a in enumerate(g.args(node))})
+    else:
+        raise SpecError(f"cannot show {op} as a scalar formula", node=node, source=g.source)
+    cache[node] = expr
+    return expr
+
+
+class Pretty:
+    """Writes nodes of a tensor graph as readable NumPy-like text."""
+
+    def __init__(self, g: Graph):
+        self.g = g
+        adjoint_nodes = set(g.cotangents.values()) | set(g.gradients.values())
+        self.shown = {
+            n for n in g.nx
+            if (g.nx.nodes[n].get("named") or g.op(n) in LEAVES or n in adjoint_nodes) and g.op(n) != "const"
+        }
+
+    def program(self, roots: list[str]) -> list[tuple[str, str]]:
+        """Assignments for every shown backward node that the roots need."""
+        import networkx as nx
+
+        needed = set(roots)
+        for r in roots:
+            needed |= nx.ancestors(self.g.nx, r)
+        forward = {n for n in self.g.nx if self.g.nx.nodes[n].get("named") or self.g.op(n) in LEAVES}
+        lines = []
+        for node in self.g.order():
+            if node in needed and node in self.shown and node not in forward:
+                lines.append((node, self.text(node, top=True)))
+        return lines
+
+    def text(self, node: str, top: bool = False) -> str:
+        return sp.sstr(self.expr(node, top)) if self.is_elementwise(node) else self.call(node)
+
+    def is_elementwise(self, node: str) -> bool:
+        op = self.g.op(node)
+        return op == "const" or (op in REGISTRY and REGISTRY[op].elementwise)
+
+    def atom(self, node: str) -> sp.Expr:
+        """An opaque symbol standing for a node (its name, or its call text)."""
+        if node in self.shown:
+            return sp.Symbol(node, real=True)
+        if self.is_elementwise(node):
+            return self.expr(node, top=True)
+        return sp.Symbol(self.call(node), real=True)
+
+    def expr(self, node: str, top: bool = False) -> sp.Expr:
+        g = self.g
+        if not top and node in self.shown:
+            return sp.Symbol(node, real=True)
+        op = g.op(node)
+        if op == "const":
+            value = g.attrs(node)["value"]
+            return sp.Symbol("batch", positive=True) if isinstance(value, Batch) else sp.nsimplify(value, rational=True)
+        if not (op in REGISTRY and REGISTRY[op].elementwise):
+            return self.atom(node)
+        base = substitute_attrs(REGISTRY[op].expr, g.attrs(node))
+        return sp.factor_terms(base.xreplace({X[i]: self.expr(a) for i, a in enumerate(g.args(node))}))
+
+    def arg(self, node: str) -> str:
+        text = sp.sstr(self.atom(node))
+        simple = text.removesuffix(".T")
+        called = simple.endswith(")") and simple.split("(")[0].isidentifier()
+        return text if simple.isidentifier() or called else f"({text})"
+
+    def call(self, node: str) -> str:
+        g = self.g
+        op, attrs, args = g.op(node), g.attrs(node), g.args(node)
+        if op in LEAVES:
+            return node
+        if op == "matmul":
+            return f"{self.arg(args[0])} @ {self.arg(args[1])}"
+        if op == "transpose" and len(attrs["axes"]) == 2:
+            return f"{self.arg(args[0])}.T"
+        if op in ("sum_to", "sum"):
+            axes = reduced_axes(g, node)
+            mean = self.mean_of(args[0], axes)
+            if mean is not None:
+                return f"mean({mean}, axis={axis_text(axes)})"
+            return f"sum({sp.sstr(self.atom(args[0]))}, axis={axis_text(axes)})"
+        if op == "broadcast_to":
+            return sp.sstr(self.atom(args[0]))
+        if op == "onehot":
+            return f"onehot({args[0]})"
+        shown = [sp.sstr(self.atom(a)) for a in args]
+        if op in ("softmax", "log_softmax") and attrs["axis"] == len(g.shape(node)) - 1:
+            attrs = {}  # the default, last axis
+        extra = [f"{k}={v}" for k, v in attrs.items() if k not in ("shape", "index")]
+        return f"{op}({', '.join(shown + extra)})"
+
+    def mean_of(self, node: str, axes: tuple[int, ...]) -> str | None:
+        """``E`` when ``node`` is ``E / batch`` and the batch axis is what is summed."""
+        shape = self.g.shape(node)
+        if axes != tuple(i for i, d in enumerate(shape) if isinstance(d, Batch)):
+            return None
+        expr = self.expr(node, top=True) if self.is_elementwise(node) else None
+        batch = sp.Symbol("batch", positive=True)
+        if expr is None or not expr.has(batch):
+            return None
+        rest = sp.simplify(expr * batch)
+        return None if rest.has(batch) else sp.sstr(rest)
+
+
+def reduced_axes(g: Graph, node: str) -> tuple[int, ...]:
+    if g.op(node) == "sum":
+        return tuple(g.attrs(node)["axis"])
+    src, dst = g.shape(g.args(node)[0]), g.shape(node)
+    lead = len(src) - len(dst)
+    return tuple(range(lead)) + tuple(lead + i for i, d in enumerate(dst) if d == 1 and src[lead + i] != 1)
+
+
+def axis_text(axes: tuple[int, ...]) -> str:
+    return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
+
+
+def forward_text(g: Graph, node: str) -> str:
+    """A forward node written over named nodes (used in generated headers)."""
+    printer = Pretty(g)
+    printer.shown.discard(node)
+    return printer.text(node, top=True)

@@ -1,0 +1,247 @@
+"""The intermediate representation: a computation graph over ``networkx.DiGraph``.
+
+Every node is a leaf (``input``, ``param``, ``const``) or an op application.
+Node attributes:
+
+``op``     the op name (a key of the op registry) or a leaf kind
+``shape``  a tuple of ints; the batch axis is a :class:`Batch` int
+``dtype``  ``"float"`` or ``"int"``
+``attrs``  the op's keyword attributes as a sorted tuple of pairs (hashable,
+           so that common-subexpression elimination can key on them)
+
+Leaves may also carry ``init`` (params) and ``value`` (a scalar default).
+An edge ``u -> v`` carries ``pos``: the tuple of argument positions of ``v``
+that read ``u`` (a tuple, because ``x * x`` reads ``x`` twice and a DiGraph has
+no parallel edges).
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Iterable
+
+import networkx as nx
+
+from .errors import SpecError
+from .names import check_name
+
+LEAVES = ("input", "param", "const")
+MAX_ELEMENTS = 2**40
+
+
+class Batch(int):
+    """The batch size: an int whose value is the compiled batch size.
+
+    Generated code reads it at run time (``n``), so a call may pass fewer
+    examples than the spec's ``batch`` dim. Shape rules keep the object when
+    they pass an axis through unchanged; arithmetic on it gives a plain int,
+    which is what an axis that mixes batch and other sizes should be.
+    """
+
+    def __repr__(self) -> str:
+        return f"batch={int(self)}"
+
+
+def is_batch(dim: Any) -> bool:
+    return isinstance(dim, Batch)
+
+
+def freeze(value: Any) -> Any:
+    """A hashable, canonical form of an attribute value that keeps batch-ness."""
+    if isinstance(value, Batch):
+        return ("batch", int(value))
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    return value
+
+
+def numel(shape: Iterable[int]) -> int:
+    count = 1
+    for d in shape:
+        count *= int(d)
+    return count
+
+
+class Graph:
+    """A static computation graph: named nodes in a ``networkx.DiGraph``.
+
+    Parameters
+    ----------
+    name : str
+        The model's name; it names generated files and C symbols.
+    dims : dict, optional
+        Named sizes. A dim called ``batch`` is the batch axis.
+    source : str, optional
+        The file the graph came from, used in error messages.
+    """
+
+    def __init__(self, name: str = "model", dims: dict | None = None, source: str | None = None):
+        self.name = check_name(name, node="name")
+        self.source = source
+        self.nx = nx.DiGraph()
+        self.dims: dict[str, int] = {}
+        for key, value in (dims or {}).items():
+            self.add_dim(key, value)
+        self.loss: str | None = None
+        self.outputs: list[str] = []
+        self.train: dict = {}
+        # Set by differentiation: leaf -> node of d loss / d leaf, and
+        # forward node -> its adjoint.
+        self.gradients: dict[str, str] = {}
+        self.cotangents: dict[str, str] = {}
+        self._ids = itertools.count()
+
+    # -- dims ---------------------------------------------------------------
+    def add_dim(self, key: str, value: Any) -> int:
+        check_name(key, node=f"dims.{key}" if isinstance(key, str) else "dims")
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise SpecError(f"dim {key!r} must be a positive integer, got {value!r}", node=f"dims.{key}")
+        if value > 2**31 - 1:
+            raise SpecError(f"dim {key!r} = {value} overflows a 32-bit size", node=f"dims.{key}")
+        self.dims[key] = Batch(value) if key == "batch" else int(value)
+        return self.dims[key]
+
+    # -- nodes ----------------------------------------------------------------
+    def fresh(self, stem: str) -> str:
+        """A node id not yet used: ``stem``, else ``stem_1``, ``stem_2``, ..."""
+        if stem not in self.nx and stem not in self.dims:
+            return stem
+        for k in itertools.count(1):
+            candidate = f"{stem}_{k}"
+            if candidate not in self.nx and candidate not in self.dims:
+                return candidate
+        raise AssertionError("unreachable")
+
+    def temp_id(self) -> str:
+        """An id no spec name can take (``~`` is not an identifier character)."""
+        return f"~{next(self._ids)}"
+
+    def add_node(
+        self,
+        op: str,
+        args: tuple[str, ...] = (),
+        attrs: dict | tuple = (),
+        shape: tuple = (),
+        dtype: str = "float",
+        name: str | None = None,
+        **extra: Any,
+    ) -> str:
+        """Add one node; its shape and dtype must already be known."""
+        node = name if name is not None else self.temp_id()
+        if node in self.nx:
+            raise SpecError(f"{node!r} is defined twice", node=node)
+        if numel(shape) > MAX_ELEMENTS:
+            raise SpecError(f"shape {tuple(shape)} has more than 2**40 elements", node=node)
+        items = attrs.items() if isinstance(attrs, dict) else attrs
+        frozen = tuple(sorted((k, freeze_keep(v)) for k, v in items))
+        self.nx.add_node(node, op=op, shape=tuple(shape), dtype=dtype, attrs=frozen, **extra)
+        for pos, arg in enumerate(args):
+            if self.nx.has_edge(arg, node):
+                self.nx.edges[arg, node]["pos"] += (pos,)
+            else:
+                self.nx.add_edge(arg, node, pos=(pos,))
+        return node
+
+    def args(self, node: str) -> list[str]:
+        """The arguments of ``node`` in call order."""
+        slots: dict[int, str] = {}
+        for arg, _, data in self.nx.in_edges(node, data=True):
+            for pos in data["pos"]:
+                slots[pos] = arg
+        return [slots[i] for i in range(len(slots))]
+
+    def op(self, node: str) -> str:
+        return self.nx.nodes[node]["op"]
+
+    def shape(self, node: str) -> tuple:
+        return self.nx.nodes[node]["shape"]
+
+    def dtype(self, node: str) -> str:
+        return self.nx.nodes[node]["dtype"]
+
+    def attrs(self, node: str) -> dict:
+        return dict(self.nx.nodes[node]["attrs"])
+
+    def nodes_of(self, kind: str) -> list[str]:
+        """Leaves of one kind, in the order they were declared."""
+        return [n for n, d in self.nx.nodes(data=True) if d["op"] == kind]
+
+    @property
+    def inputs(self) -> list[str]:
+        return self.nodes_of("input")
+
+    @property
+    def params(self) -> list[str]:
+        return self.nodes_of("param")
+
+    def order(self) -> list[str]:
+        """A fixed topological order (ties broken by insertion order)."""
+        rank = {n: i for i, n in enumerate(self.nx.nodes)}
+        return list(nx.lexicographical_topological_sort(self.nx, key=rank.__getitem__))
+
+    def roots(self) -> list[str]:
+        """What must survive optimisation: loss, outputs and gradients."""
+        found = [self.loss] if self.loss is not None else []
+        return found + self.outputs + list(self.gradients.values())
+
+    def redirect(self, mapping: dict[str, str]) -> None:
+        """Point the loss, outputs and gradients at new nodes."""
+        if self.loss in mapping:
+            self.loss = mapping[self.loss]
+        self.outputs = [mapping.get(o, o) for o in self.outputs]
+        self.gradients = {k: mapping.get(v, v) for k, v in self.gradients.items()}
+        self.cotangents = {k: mapping.get(v, v) for k, v in self.cotangents.items() if k in self.nx}
+
+    def rename(self, mapping: dict[str, str]) -> None:
+        nx.relabel_nodes(self.nx, mapping, copy=False)
+        self.redirect(mapping)
+
+    def copy(self) -> "Graph":
+        """A copy sharing nothing mutable with ``self`` (passes return copies)."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        new.nx = self.nx.copy()
+        new.dims = dict(self.dims)
+        new.outputs = list(self.outputs)
+        new.train = dict(self.train)
+        new.gradients = dict(self.gradients)
+        new.cotangents = dict(self.cotangents)
+        new._ids = itertools.count(next(self._ids))
+        return new
+
+    def where(self) -> str:
+        return self.source or "<graph>"
+
+    def __repr__(self) -> str:
+        return f"<Graph {self.name}: {self.nx.number_of_nodes()} nodes, loss={self.loss}>"
+
+
+def freeze_keep(value: Any) -> Any:
+    """Lists become tuples; Batch ints stay Batch (codegen reads them)."""
+    if isinstance(value, list):
+        return tuple(freeze_keep(v) for v in value)
+    if isinstance(value, tuple):
+        return tuple(freeze_keep(v) for v in value)
+    return value
+
+
+def verify(g: Graph) -> Graph:
+    """Check structural invariants; raise ``AssertionError`` on a broken graph.
+
+    Passes and the differentiator call this in tests and with ``--verify``.
+    """
+    assert nx.is_directed_acyclic_graph(g.nx), "graph has a cycle"
+    for node, data in g.nx.nodes(data=True):
+        for key in ("op", "shape", "dtype", "attrs"):
+            assert key in data, f"{node}: missing {key}"
+        assert data["dtype"] in ("float", "int"), f"{node}: bad dtype"
+        positions = sorted(p for _, _, e in g.nx.in_edges(node, data=True) for p in e["pos"])
+        assert positions == list(range(len(positions))), f"{node}: argument slots {positions}"
+        if data["op"] in LEAVES:
+            assert not positions, f"{node}: a leaf with arguments"
+        hash(data["attrs"])
+    if g.loss is not None:
+        assert g.loss in g.nx, f"loss {g.loss} missing"
+    for out in g.outputs:
+        assert out in g.nx, f"output {out} missing"
+    return g

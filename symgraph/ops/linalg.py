@@ -1,0 +1,185 @@
+"""Matrix products and shape ops: matmul, transpose, reshape, flatten, concat, slice."""
+
+from __future__ import annotations
+
+from ..ir import numel
+from .registry import OpDef, REQUIRED, apply, broadcast_shapes, fmt_shape, norm_axis, register
+
+
+def swap_last(g, node: str) -> str:
+    rank = len(g.shape(node))
+    axes = tuple(range(rank - 2)) + (rank - 1, rank - 2)
+    return apply(g, "transpose", [node], {"axes": axes})
+
+
+# -- matmul ---------------------------------------------------------------------
+def matmul_shape(shapes, attrs):
+    a, b = shapes
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError(f"@ needs operands of rank 2 or more, got {fmt_shape(a)} and {fmt_shape(b)}")
+    if a[-1] != b[-2]:
+        raise ValueError(f"inner sizes differ: {fmt_shape(a)} @ {fmt_shape(b)}")
+    try:
+        batch = broadcast_shapes(a[:-2], b[:-2])
+    except ValueError:
+        raise ValueError(f"batch axes of {fmt_shape(a)} @ {fmt_shape(b)} do not broadcast") from None
+    return batch + (a[-2], b[-1])
+
+
+def matmul_vjp(g, node, cotangent):
+    a, b = g.args(node)
+    # Batch axes that b (or a) lacks are summed away by the driver's sum_to.
+    return (
+        apply(g, "matmul", [cotangent, swap_last(g, b)]),
+        apply(g, "matmul", [swap_last(g, a), cotangent]),
+    )
+
+
+register(OpDef("matmul", 2, matmul_shape, matmul_vjp, doc="C[..., i, j] = sum_k A[..., i, k] B[..., k, j]"))
+
+
+# -- transpose --------------------------------------------------------------------
+def transpose_canon(shapes, attrs):
+    rank = len(shapes[0])
+    axes = attrs["axes"]
+    if axes is None:
+        axes = tuple(reversed(range(rank)))
+    if not isinstance(axes, (tuple, list)) or sorted(norm_axis(a, rank) for a in axes) != list(range(rank)):
+        raise ValueError(f"axes {axes!r} is not a permutation of the {rank} axes")
+    return {"axes": tuple(norm_axis(a, rank) for a in axes)}
+
+
+def transpose_shape(shapes, attrs):
+    return tuple(shapes[0][a] for a in attrs["axes"])
+
+
+def transpose_vjp(g, node, cotangent):
+    axes = g.attrs(node)["axes"]
+    inverse = tuple(sorted(range(len(axes)), key=axes.__getitem__))
+    return (apply(g, "transpose", [cotangent], {"axes": inverse}),)
+
+
+register(
+    OpDef(
+        "transpose", 1, transpose_shape, transpose_vjp,
+        attrs=(("axes", None),), canon=transpose_canon, doc="y[i_axes[0], ...] = x[i_0, ...]",
+    )
+)
+
+
+# -- reshape ----------------------------------------------------------------------
+def reshape_canon(shapes, attrs):
+    shape = attrs["shape"]
+    if not isinstance(shape, (tuple, list)) or not all(isinstance(d, int) and not isinstance(d, bool) for d in shape):
+        raise ValueError(f"shape must be a list of integers, got {shape!r}")
+    if sum(1 for d in shape if d == -1) > 1 or any(d == 0 or d < -1 for d in shape):
+        raise ValueError(f"shape {list(shape)} is not a valid target shape")
+    total = numel(shapes[0])
+    known = numel(d for d in shape if d != -1)
+    if -1 in shape:
+        if total % known:
+            raise ValueError(f"cannot reshape {fmt_shape(shapes[0])} to {list(shape)}")
+        shape = tuple(total // known if d == -1 else d for d in shape)
+    if numel(shape) != total:
+        raise ValueError(f"cannot reshape {fmt_shape(shapes[0])} ({total} elements) to {fmt_shape(shape)}")
+    return {"shape": tuple(shape)}
+
+
+def reshape_vjp(g, node, cotangent):
+    (x,) = g.args(node)
+    return (apply(g, "reshape", [cotangent], {"shape": g.shape(x)}),)
+
+
+register(
+    OpDef(
+        "reshape", 1, lambda shapes, attrs: attrs["shape"], reshape_vjp,
+        attrs=(("shape", REQUIRED),), canon=reshape_canon, doc="same elements in C order, new shape",
+    )
+)
+
+
+def flatten_expand(g, args, attrs):
+    shape = g.shape(args[0])
+    if len(shape) < 2:
+        return args[0]
+    return apply(g, "reshape", args, {"shape": (shape[0], numel(shape[1:]))})
+
+
+register(OpDef("flatten", 1, expand=flatten_expand, doc="[n, d1, d2, ...] -> [n, d1*d2*...]"))
+
+
+# -- concat and its adjoint, slice ------------------------------------------------
+def concat_canon(shapes, attrs):
+    axis = attrs["axis"]
+    return {"axis": norm_axis(axis, len(shapes[0]))}
+
+
+def concat_shape(shapes, attrs):
+    axis = attrs["axis"]
+    first = shapes[0]
+    for s in shapes[1:]:
+        if len(s) != len(first) or any(a != b for i, (a, b) in enumerate(zip(s, first)) if i != axis):
+            raise ValueError(f"shapes {fmt_shape(first)} and {fmt_shape(s)} differ off axis {axis}")
+    total = sum(int(s[axis]) for s in shapes)
+    return first[:axis] + (total,) + first[axis + 1 :]
+
+
+def concat_vjp(g, node, cotangent):
+    axis = g.attrs(node)["axis"]
+    grads, start = [], 0
+    for arg in g.args(node):
+        stop = start + int(g.shape(arg)[axis])
+        grads.append(apply(g, "slice", [cotangent], {"axis": axis, "start": start, "stop": stop}))
+        start = stop
+    return tuple(grads)
+
+
+register(
+    OpDef(
+        "concat", None, concat_shape, concat_vjp,
+        attrs=(("axis", REQUIRED),), canon=concat_canon, doc="join along an axis",
+    )
+)
+
+
+def slice_shape(shapes, attrs):
+    (x,) = shapes
+    axis, start, stop = attrs["axis"], attrs["start"], attrs["stop"]
+    if not 0 <= start < stop <= x[axis]:
+        raise ValueError(f"slice {start}:{stop} is out of range for axis {axis} of {fmt_shape(x)}")
+    return x[:axis] + (stop - start,) + x[axis + 1 :]
+
+
+def slice_vjp(g, node, cotangent):
+    (x,) = g.args(node)
+    attrs = g.attrs(node)
+    return (apply(g, "pad_slice", [cotangent], {**attrs, "size": int(g.shape(x)[attrs["axis"]])}),)
+
+
+register(
+    OpDef(
+        "slice", 1, slice_shape, slice_vjp, public=False,
+        attrs=(("axis", REQUIRED), ("start", REQUIRED), ("stop", REQUIRED)),
+        doc="x[..., start:stop, ...] along axis",
+    )
+)
+
+
+def pad_slice_shape(shapes, attrs):
+    (x,) = shapes
+    axis = attrs["axis"]
+    return x[:axis] + (attrs["size"],) + x[axis + 1 :]
+
+
+def pad_slice_vjp(g, node, cotangent):
+    attrs = g.attrs(node)
+    return (apply(g, "slice", [cotangent], {k: attrs[k] for k in ("axis", "start", "stop")}),)
+
+
+register(
+    OpDef(
+        "pad_slice", 1, pad_slice_shape, pad_slice_vjp, public=False,
+        attrs=(("axis", REQUIRED), ("start", REQUIRED), ("stop", REQUIRED), ("size", REQUIRED)),
+        doc="zeros of the given size on axis, with x placed at start:stop",
+    )
+)

@@ -1,0 +1,297 @@
+"""Neural-network ops: embedding, conv1d, pooling, dropout, softmax and the losses.
+
+Softmax, log-softmax and both cross-entropies are primitives rather than
+compositions so that their emitters can use the stable log-sum-exp form and
+their gradients are the closed forms, e.g. ``(softmax(z) - onehot(y)) / n``.
+"""
+
+from __future__ import annotations
+
+from .reduce import count
+from .registry import OpDef, REQUIRED, apply, const, fmt_shape, norm_axis, register
+
+
+def positive_int(name: str, value, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def rank(shape: tuple, wanted: int, what: str) -> None:
+    if len(shape) != wanted:
+        raise ValueError(f"{what} must have rank {wanted}, got shape {fmt_shape(shape)}")
+
+
+# -- embedding ---------------------------------------------------------------------
+def embedding_shape(shapes, attrs):
+    table, ids = shapes
+    rank(table, 2, "the embedding table")
+    return tuple(ids) + (table[1],)
+
+
+def embedding_vjp(g, node, cotangent):
+    table, ids = g.args(node)
+    rows = int(g.shape(table)[0])
+    return (apply(g, "embedding_backward", [ids, cotangent], {"rows": rows}), None)
+
+
+register(
+    OpDef(
+        "embedding", 2, embedding_shape, embedding_vjp, int_args=(1,),
+        int_bound=lambda shapes, attrs: int(shapes[0][0]), doc="out[..., :] = E[ids[...], :]",
+    )
+)
+
+
+def embedding_backward_shape(shapes, attrs):
+    return (attrs["rows"], shapes[1][-1])
+
+
+register(
+    OpDef(
+        "embedding_backward", 2, embedding_backward_shape, attrs=(("rows", REQUIRED),),
+        int_args=(0,), public=False, doc="dE[r] = sum of cotangent rows whose id is r (scatter-add)",
+    )
+)
+
+
+# -- conv1d over whole embedding rows -------------------------------------------------
+def conv_canon(shapes, attrs):
+    return {
+        **attrs,
+        "stride": positive_int("stride", attrs["stride"]),
+        "padding": positive_int("padding", attrs["padding"], minimum=0),
+    }
+
+
+def conv_length(length: int, width: int, stride: int, padding: int) -> int:
+    span = int(length) + 2 * padding - width
+    if span < 0:
+        raise ValueError(f"kernel width {width} exceeds the padded length {int(length) + 2 * padding}")
+    return span // stride + 1
+
+
+def conv1d_shape(shapes, attrs):
+    x, kernel = shapes
+    rank(x, 3, "conv1d input [batch, seq, c_in]")
+    rank(kernel, 3, "conv1d kernel [width, c_in, c_out]")
+    if x[2] != kernel[1]:
+        raise ValueError(f"input channels differ: x {fmt_shape(x)} and kernel {fmt_shape(kernel)}")
+    steps = conv_length(x[1], int(kernel[0]), attrs["stride"], attrs["padding"])
+    return (x[0], steps, kernel[2])
+
+
+def conv1d_vjp(g, node, cotangent):
+    x, kernel = g.args(node)
+    attrs = g.attrs(node)
+    dx = apply(g, "conv1d_backward_input", [cotangent, kernel], {**attrs, "length": int(g.shape(x)[1])})
+    dk = apply(g, "conv1d_backward_kernel", [x, cotangent], {**attrs, "width": int(g.shape(kernel)[0])})
+    return dx, dk
+
+
+CONV_ATTRS = (("stride", 1), ("padding", 0))
+register(
+    OpDef(
+        "conv1d", 2, conv1d_shape, conv1d_vjp, attrs=CONV_ATTRS, canon=conv_canon,
+        doc="y[b, t, o] = sum_{w, c} xpad[b, t*stride + w, c] K[w, c, o]",
+    )
+)
+register(
+    OpDef(
+        "conv1d_backward_input", 2,
+        lambda shapes, attrs: (shapes[0][0], attrs["length"], shapes[1][1]),
+        attrs=CONV_ATTRS + (("length", REQUIRED),), public=False,
+        doc="dx[b, t*stride + w - padding, c] += dy[b, t, o] K[w, c, o]",
+    )
+)
+register(
+    OpDef(
+        "conv1d_backward_kernel", 2,
+        lambda shapes, attrs: (attrs["width"], shapes[0][2], shapes[1][2]),
+        attrs=CONV_ATTRS + (("width", REQUIRED),), public=False,
+        doc="dK[w, c, o] = sum_{b, t} xpad[b, t*stride + w, c] dy[b, t, o]",
+    )
+)
+
+
+# -- pooling over the sequence axis ---------------------------------------------------
+def pool_canon(shapes, attrs):
+    size = positive_int("size", attrs["size"])
+    stride = size if attrs["stride"] is None else positive_int("stride", attrs["stride"])
+    return {"size": size, "stride": stride}
+
+
+def pool_shape(shapes, attrs):
+    (x,) = shapes
+    rank(x, 3, "pooling input [batch, seq, channels]")
+    return (x[0], conv_length(x[1], attrs["size"], attrs["stride"], 0), x[2])
+
+
+def max_pool_vjp(g, node, cotangent):
+    (x,) = g.args(node)
+    return (apply(g, "max_pool1d_backward", [x, cotangent], g.attrs(node)),)
+
+
+def avg_pool_vjp(g, node, cotangent):
+    (x,) = g.args(node)
+    return (apply(g, "avg_pool1d_backward", [cotangent], {**g.attrs(node), "length": int(g.shape(x)[1])}),)
+
+
+POOL_ATTRS = (("size", REQUIRED), ("stride", None))
+register(
+    OpDef(
+        "max_pool1d", 1, pool_shape, max_pool_vjp, attrs=POOL_ATTRS, canon=pool_canon,
+        doc="y[b, t, c] = max_k x[b, t*stride + k, c]",
+    )
+)
+register(
+    OpDef(
+        "avg_pool1d", 1, pool_shape, avg_pool_vjp, attrs=POOL_ATTRS, canon=pool_canon,
+        doc="y[b, t, c] = mean_k x[b, t*stride + k, c]",
+    )
+)
+register(
+    OpDef(
+        "max_pool1d_backward", 2, lambda shapes, attrs: shapes[0],
+        attrs=(("size", REQUIRED), ("stride", REQUIRED)), public=False,
+        doc="dy[b, t, c] routed to the first argmax of its window",
+    )
+)
+register(
+    OpDef(
+        "avg_pool1d_backward", 1,
+        lambda shapes, attrs: (shapes[0][0], attrs["length"], shapes[0][2]),
+        attrs=(("size", REQUIRED), ("stride", REQUIRED), ("length", REQUIRED)), public=False,
+        doc="dy[b, t, c] / size spread over its window",
+    )
+)
+
+
+# -- dropout ------------------------------------------------------------------------
+def dropout_expand(g, args, attrs):
+    p = attrs["p"]
+    if isinstance(p, bool) or not isinstance(p, (int, float)) or not 0 <= p < 1:
+        raise ValueError(f"p must be a number in [0, 1), got {p!r}")
+    if p == 0:
+        return args[0]
+    index = len(g.nodes_of("dropout_mask"))
+    shape = g.shape(args[0])
+    mask = g.add_node("dropout_mask", (), {"p": float(p), "index": index, "shape": shape}, shape, "float")
+    return apply(g, "mul", [args[0], mask])
+
+
+register(OpDef("dropout", 1, attrs=(("p", REQUIRED),), expand=dropout_expand, doc="x * mask / (1 - p) in training"))
+register(
+    OpDef(
+        "dropout_mask", 0, lambda shapes, attrs: attrs["shape"], lambda g, node, cot: (),
+        attrs=(("p", REQUIRED), ("index", REQUIRED), ("shape", REQUIRED)), public=False, random=True,
+        doc="1/(1-p) with probability 1-p, else 0, in training; 1 in evaluation",
+    )
+)
+
+
+# -- softmax family ---------------------------------------------------------------------
+def axis_canon(shapes, attrs):
+    return {**attrs, "axis": norm_axis(attrs["axis"], len(shapes[0]))}
+
+
+def same_shape(shapes, attrs):
+    return shapes[0]
+
+
+def softmax_vjp(g, node, cotangent):
+    axis = g.attrs(node)["axis"]
+    weighted = apply(g, "sum", [apply(g, "mul", [cotangent, node])], {"axis": axis, "keepdims": True})
+    return (apply(g, "mul", [node, apply(g, "sub", [cotangent, weighted])]),)
+
+
+def log_softmax_vjp(g, node, cotangent):
+    axis = g.attrs(node)["axis"]
+    total = apply(g, "sum", [cotangent], {"axis": axis, "keepdims": True})
+    return (apply(g, "sub", [cotangent, apply(g, "mul", [apply(g, "exp", [node]), total])]),)
+
+
+register(
+    OpDef(
+        "softmax", 1, same_shape, softmax_vjp, attrs=(("axis", -1),), canon=axis_canon,
+        doc="exp(x - max x) / sum exp(x - max x)",
+    )
+)
+register(
+    OpDef(
+        "log_softmax", 1, same_shape, log_softmax_vjp, attrs=(("axis", -1),), canon=axis_canon,
+        doc="x - max x - log sum exp(x - max x)",
+    )
+)
+
+
+def onehot_shape(shapes, attrs):
+    return tuple(shapes[0]) + (attrs["classes"],)
+
+
+register(
+    OpDef(
+        "onehot", 1, onehot_shape, attrs=(("classes", REQUIRED),), int_args=(0,), public=False,
+        int_bound=lambda shapes, attrs: attrs["classes"], doc="onehot(y)[..., k] = (y[...] == k)",
+    )
+)
+
+
+def cross_entropy_shape(shapes, attrs):
+    logits, labels = shapes
+    if len(logits) < 1 or tuple(logits[:-1]) != tuple(labels):
+        raise ValueError(f"labels {fmt_shape(labels)} must have the shape of logits {fmt_shape(logits)} without its last axis")
+    return ()
+
+
+def cross_entropy_vjp(g, node, cotangent):
+    logits, labels = g.args(node)
+    shape = g.shape(logits)
+    diff = apply(
+        g, "sub",
+        [apply(g, "softmax", [logits], {"axis": -1}), apply(g, "onehot", [labels], {"classes": int(shape[-1])})],
+    )
+    scale = apply(g, "div", [cotangent, count(g, shape[:-1], tuple(range(len(shape) - 1)))])
+    return (apply(g, "mul", [diff, scale]), None)
+
+
+register(
+    OpDef(
+        "cross_entropy", 2, cross_entropy_shape, cross_entropy_vjp, int_args=(1,),
+        int_bound=lambda shapes, attrs: int(shapes[0][-1]),
+        doc="mean over examples of logsumexp(z) - z[y]",
+    )
+)
+
+
+def binary_cross_entropy_shape(shapes, attrs):
+    z, y = shapes
+    if tuple(z) != tuple(y):
+        raise ValueError(f"logits {fmt_shape(z)} and targets {fmt_shape(y)} differ")
+    return ()
+
+
+def binary_cross_entropy_vjp(g, node, cotangent):
+    z, y = g.args(node)
+    scale = apply(g, "div", [cotangent, count(g, g.shape(z), tuple(range(len(g.shape(z)))))])
+    dz = apply(g, "mul", [apply(g, "sub", [apply(g, "sigmoid", [z]), y]), scale])
+    dy = None if g.dtype(y) == "int" else apply(g, "mul", [apply(g, "neg", [z]), scale])
+    return dz, dy
+
+
+register(
+    OpDef(
+        "binary_cross_entropy", 2, binary_cross_entropy_shape, binary_cross_entropy_vjp,
+        any_args=(1,), int_bound=lambda shapes, attrs: 2,
+        doc="mean of max(z, 0) - z*y + log(1 + exp(-|z|)), from logits z",
+    )
+)
+
+
+def mse_expand(g, args, attrs):
+    pred, target = args
+    err = apply(g, "sub", [pred, target])
+    return apply(g, "mean", [apply(g, "pow", [err], {"p": 2.0})])
+
+
+register(OpDef("mse", 2, expand=mse_expand, doc="mean((pred - target) ** 2)"))

@@ -1,0 +1,208 @@
+"""The op registry: one frozen :class:`OpDef` per op, and ``apply`` to use one.
+
+An op is defined in exactly one place, its family module (``elementwise.py``,
+``linalg.py``, ``reduce.py``, ``nn.py``): shape rule, vector-Jacobian rule, and
+for element-wise ops the sympy expression from which both the derivative and
+the generated text are derived. Backend text lives in the emitter tables of
+``symgraph.codegen``, keyed by op name.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import sympy as sp
+
+from ..errors import SpecError
+from ..ir import Batch, Graph
+
+REQUIRED = object()  # marks an attribute without a default
+
+Shape = tuple
+
+
+@dataclass(frozen=True)
+class OpDef:
+    """Everything symgraph knows about one op.
+
+    Attributes
+    ----------
+    name : lower_snake name, as written in specs.
+    arity : number of tensor arguments; None for variadic (at least one).
+    attrs : keyword attributes in positional order, as ``(name, default)``;
+        ``REQUIRED`` marks attributes without a default.
+    infer_shape : ``(arg_shapes, attrs) -> shape``; raises ``ValueError``
+        with a message naming both shapes on a mismatch.
+    vjp : ``(g, node, cotangent) -> tuple[node | None, ...]``, one entry per
+        argument; None means no gradient flows to that argument.
+    expr : element-wise ops only: a sympy expression in ``X[0]..X[arity-1]``
+        (and attribute symbols), from which the derivative and code come.
+    canon : ``(arg_shapes, attrs) -> attrs``, puts attributes in canonical
+        form (axes non-negative and sorted) so equal nodes compare equal.
+    expand : macros only: builds the op out of other ops and returns the node.
+    int_args : argument positions that hold integer ids or labels.
+    int_bound : ``(arg_shapes, attrs) -> upper`` exclusive bound of those ids.
+    any_args : positions that accept int or float.
+    domain : where the gradient test samples inputs ("real", "positive").
+    public : callable from a spec (internal ops appear only in gradients).
+    doc : one line of math.
+    """
+
+    name: str
+    arity: int | None
+    infer_shape: Callable[[list[Shape], dict], Shape] | None = None
+    vjp: Callable | None = None
+    attrs: tuple[tuple[str, Any], ...] = ()
+    expr: sp.Expr | None = None
+    canon: Callable[[list[Shape], dict], dict] | None = None
+    expand: Callable | None = None
+    int_args: tuple[int, ...] = ()
+    int_bound: Callable[[list[Shape], dict], int] | None = None
+    any_args: tuple[int, ...] = ()
+    domain: str = "real"
+    public: bool = True
+    random: bool = False
+    doc: str = ""
+
+    @property
+    def elementwise(self) -> bool:
+        return self.expr is not None
+
+    @property
+    def macro(self) -> bool:
+        return self.expand is not None
+
+
+REGISTRY: dict[str, OpDef] = {}
+
+# Element-wise expressions are written in these symbols.
+X = sp.symbols("x0:4", real=True)
+OUT = sp.Symbol("out", real=True)
+COTANGENT = sp.Symbol("cotangent", real=True)
+
+
+def register(op: OpDef) -> OpDef:
+    if op.name in REGISTRY:
+        raise ValueError(f"op {op.name!r} registered twice")
+    REGISTRY[op.name] = op
+    return op
+
+
+def lookup(name: str) -> OpDef:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise SpecError(f"unknown op {name!r}") from None
+
+
+# -- shape helpers shared by the families -------------------------------------
+def broadcast_dim(a: int, b: int) -> int:
+    """NumPy's rule for one axis, keeping the batch marker when either has it."""
+    if a == b:
+        return a if isinstance(a, Batch) or not isinstance(b, Batch) else b
+    if a == 1:
+        return b
+    if b == 1:
+        return a
+    raise ValueError
+
+
+def broadcast_shapes(*shapes: Shape) -> Shape:
+    rank = max(len(s) for s in shapes)
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    out = []
+    for axis in range(rank):
+        dim = padded[0][axis]
+        for s in padded[1:]:
+            try:
+                dim = broadcast_dim(dim, s[axis])
+            except ValueError:
+                shown = " and ".join(str(fmt_shape(s)) for s in shapes)
+                raise ValueError(f"shapes {shown} do not broadcast") from None
+        out.append(dim)
+    return tuple(out)
+
+
+def fmt_shape(shape: Shape) -> str:
+    return "(" + ", ".join(str(int(d)) for d in shape) + ("," if len(shape) == 1 else "") + ")"
+
+
+def norm_axis(axis: int, rank: int) -> int:
+    if isinstance(axis, bool) or not isinstance(axis, int) or not -rank <= axis < max(rank, 1):
+        raise ValueError(f"axis {axis!r} is out of range for rank {rank}")
+    return axis % rank if rank else 0
+
+
+def norm_axes(axis: Any, rank: int) -> tuple[int, ...]:
+    """``None`` -> all axes; an int or a sequence -> sorted non-negative axes."""
+    if axis is None:
+        return tuple(range(rank))
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    out = sorted({norm_axis(a, rank) for a in axes})
+    if len(out) != len(axes):
+        raise ValueError(f"axis {axis!r} repeats an axis")
+    return tuple(out)
+
+
+# -- building nodes -------------------------------------------------------------
+def bind_attrs(op: OpDef, positional: list, keywords: dict) -> dict:
+    names = [k for k, _ in op.attrs]
+    if len(positional) > len(names):
+        raise SpecError(f"{op.name}() takes {len(names)} attribute(s), got {len(positional)} extra argument(s)")
+    bound = dict(zip(names, positional))
+    for key, value in keywords.items():
+        if key not in names:
+            allowed = ", ".join(names) or "none"
+            raise SpecError(f"{op.name}() got an unknown keyword {key!r} (allowed: {allowed})")
+        if key in bound:
+            raise SpecError(f"{op.name}() got {key!r} twice")
+        bound[key] = value
+    for key, default in op.attrs:
+        if key not in bound:
+            if default is REQUIRED:
+                raise SpecError(f"{op.name}() is missing its attribute {key!r}")
+            bound[key] = default
+    return bound
+
+
+def apply(g: Graph, name: str, args: list[str] | tuple[str, ...], attrs: dict | None = None, positional: list | None = None) -> str:
+    """Add ``name(*args, **attrs)`` to ``g`` after checking it; return the node id.
+
+    Raises :class:`SpecError` (without a node; the caller knows which spec
+    entry it was building) on wrong arity, unknown keywords, dtype or shape.
+    """
+    op = lookup(name)
+    args = list(args)
+    if op.arity is None:
+        if not args:
+            raise SpecError(f"{name}() needs at least one tensor argument")
+    elif len(args) != op.arity:
+        raise SpecError(f"{name}() takes {op.arity} tensor argument(s), got {len(args)}")
+    bound = bind_attrs(op, positional or [], dict(attrs or {}))
+    for pos, arg in enumerate(args):
+        dtype = g.dtype(arg)
+        wanted = "int" if pos in op.int_args else "float"
+        if dtype != wanted and pos not in op.any_args:
+            raise SpecError(f"{name}() argument {pos + 1} ({display(arg)}) must be {wanted}, got {dtype}")
+    shapes = [g.shape(a) for a in args]
+    try:
+        if op.canon is not None:
+            bound = op.canon(shapes, bound)
+        if op.macro:
+            return op.expand(g, args, bound)
+        shape = op.infer_shape(shapes, bound)
+    except ValueError as exc:
+        raise SpecError(f"{name}(): {exc}") from None
+    return g.add_node(name, tuple(args), bound, shape, "float")
+
+
+def const(g: Graph, value: float | int) -> str:
+    """A scalar constant (a Batch value stays symbolic: it is ``n`` at run time)."""
+    if not isinstance(value, Batch):
+        value = float(value)
+    return g.add_node("const", (), {"value": value}, (), "float")
+
+
+def display(node: str) -> str:
+    return "an expression" if node.startswith("~") else node

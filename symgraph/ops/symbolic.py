@@ -1,0 +1,145 @@
+"""sympy functions that element-wise ops need, and sympy <-> graph conversion.
+
+The non-smooth and stabilised primitives are sympy ``Function`` classes whose
+``fdiff`` states their derivative, so ``sympy.diff`` derives gradients through
+them like through ``exp``; printers render them (see ``symgraph.codegen``).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import sympy as sp
+
+from ..ir import Graph
+from .registry import COTANGENT, OUT, REGISTRY, X, apply, const
+
+
+class sigmoid(sp.Function):  # noqa: N801 - printed by name
+    """1 / (1 + exp(-x))"""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return self * (1 - self)
+
+
+class step(sp.Function):  # noqa: N801
+    """1 where x > 0, else 0 (the derivative of relu; zero at the kink)."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.S.Zero
+
+
+class relu(sp.Function):  # noqa: N801
+    """max(x, 0)"""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return step(self.args[0])
+
+
+class sgn(sp.Function):  # noqa: N801
+    """-1, 0 or 1 (the derivative of abs; its own derivative is zero a.e.)."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sp.S.Zero
+
+
+def substitute_attrs(expr: sp.Expr, attrs: dict) -> sp.Expr:
+    subs = {
+        sp.Symbol(k, real=True): sp.nsimplify(v, rational=True)
+        for k, v in attrs.items()
+        if isinstance(v, (int, float)) and not isinstance(v, bool)
+    }
+    return expr.subs(subs) if subs else expr
+
+
+@lru_cache(maxsize=None)
+def local_derivatives(op_name: str, attrs: tuple) -> tuple[sp.Expr, ...]:
+    """d out / d x_i for each argument, derived by sympy and simplified.
+
+    Occurrences of the op's own value are written as ``OUT``, so that the
+    backward pass reuses the forward result (``1 - out**2`` for tanh).
+    """
+    op = REGISTRY[op_name]
+    expr = substitute_attrs(op.expr, dict(attrs))
+    derivatives = []
+    for i in range(op.arity):
+        d = sp.diff(expr, X[i]).replace(sp.sign, sgn)
+        if not expr.is_Symbol and not expr.is_Add:
+            d = d.subs(expr, OUT)
+        derivatives.append(sp.factor_terms(sp.simplify(d)))
+    return tuple(derivatives)
+
+
+def elementwise_vjp(g: Graph, node: str, cotangent: str) -> tuple[str | None, ...]:
+    """The chain rule for any element-wise op: cotangent * d out / d x_i."""
+    args = g.args(node)
+    env = {X[i]: a for i, a in enumerate(args)}
+    env[OUT] = node
+    env[COTANGENT] = cotangent
+    grads: list[str | None] = []
+    for arg, d in zip(args, local_derivatives(g.op(node), g.nx.nodes[node]["attrs"])):
+        if d == 0 or g.dtype(arg) == "int":
+            grads.append(None)
+        else:
+            grads.append(from_sympy(g, COTANGENT * d, env))
+    return tuple(grads)
+
+
+def function_ops() -> dict[type, str]:
+    """sympy function class -> unary element-wise op, read off the registry."""
+    table = {}
+    for op in REGISTRY.values():
+        if op.elementwise and op.arity == 1 and isinstance(op.expr, sp.Function):
+            table[op.expr.func] = op.name
+    table[sp.sign] = "sign"
+    return table
+
+
+def from_sympy(g: Graph, expr: sp.Expr, env: dict[sp.Symbol, str]) -> str:
+    """Build graph nodes computing ``expr``; symbols are looked up in ``env``."""
+    if expr.is_Symbol:
+        return env[expr]
+    if expr.is_Number:
+        return const(g, float(expr))
+    if expr.is_Add:
+        terms = list(expr.as_ordered_terms())
+        positive = [t for t in terms if not t.could_extract_minus_sign()]
+        negative = [-t for t in terms if t.could_extract_minus_sign()]
+        if not positive:
+            return apply(g, "neg", [from_sympy(g, sp.Add(*negative), env)])
+        node = from_sympy(g, positive[0], env)
+        for t in positive[1:]:
+            node = apply(g, "add", [node, from_sympy(g, t, env)])
+        for t in negative:
+            node = apply(g, "sub", [node, from_sympy(g, t, env)])
+        return node
+    if expr.is_Mul:
+        if expr.could_extract_minus_sign():
+            return apply(g, "neg", [from_sympy(g, -expr, env)])
+        num, den = sp.fraction(expr)
+        if den != 1:
+            return apply(g, "div", [from_sympy(g, num, env), from_sympy(g, den, env)])
+        factors = expr.as_ordered_factors()
+        node = from_sympy(g, factors[0], env)
+        for f in factors[1:]:
+            node = apply(g, "mul", [node, from_sympy(g, f, env)])
+        return node
+    if expr.is_Pow:
+        base, exponent = expr.args
+        if exponent == sp.Rational(1, 2):
+            return apply(g, "sqrt", [from_sympy(g, base, env)])
+        if exponent.is_negative:
+            return apply(g, "div", [const(g, 1.0), from_sympy(g, base ** (-exponent), env)])
+        return apply(g, "pow", [from_sympy(g, base, env)], {"p": float(exponent)})
+    ops = function_ops()
+    if expr.func in ops:
+        return apply(g, ops[expr.func], [from_sympy(g, expr.args[0], env)])
+    raise NotImplementedError(f"no op computes {expr.func}")

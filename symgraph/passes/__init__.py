@@ -1,0 +1,9 @@
+"""Graph-to-graph passes and the pipeline that orders them."""
+
+from .cse import eliminate_common_subexpressions
+from .dce import eliminate_dead_code
+from .fold import fold_constants, fold_double_negation
+from .modes import remove_dropout
+from .pipeline import PIPELINE, optimize
+
+__all__ = ["PIPELINE", "remove_dropout", "eliminate_common_subexpressions", "eliminate_dead_code", "fold_constants", "fold_double_negation", "optimize"]

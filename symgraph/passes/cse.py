@@ -1,0 +1,33 @@
+"""Common-subexpression elimination."""
+
+from __future__ import annotations
+
+from ..ir import Graph, freeze
+from ..ops import REGISTRY
+from .rewrite import replace
+
+
+def eliminate_common_subexpressions(g: Graph) -> Graph:
+    """Merge nodes computing the same op on the same arguments with the same attrs.
+
+    Keys are ``(op, attrs, args)``, like PyTensor's ``__props__`` merge; random
+    ops (dropout masks) are never merged. The first node in topological order
+    survives, so spec names win over names made up for the gradient.
+    """
+    out = g.copy()
+    seen: dict[tuple, str] = {}
+    for node in g.order():
+        op = out.op(node)
+        if op in ("input", "param") or (op in REGISTRY and REGISTRY[op].random):
+            continue
+        key = (op, freeze(out.nx.nodes[node]["attrs"]), tuple(out.args(node)))
+        if REGISTRY.get(op) is not None and op in COMMUTATIVE:
+            key = (op, key[1], tuple(sorted(key[2])))
+        if key in seen:
+            replace(out, node, seen[key])
+        else:
+            seen[key] = node
+    return out
+
+
+COMMUTATIVE = ("add", "mul")

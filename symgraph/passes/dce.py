@@ -1,0 +1,23 @@
+"""Dead-code elimination."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..ir import Graph
+
+
+def eliminate_dead_code(g: Graph) -> Graph:
+    """Drop every op node that neither the loss, an output nor a gradient needs.
+
+    Inputs and params stay: they are the compiled program's interface.
+    """
+    live = set()
+    for root in g.roots():
+        live.add(root)
+        live |= nx.ancestors(g.nx, root)
+    out = g.copy()
+    dead = [n for n, d in g.nx.nodes(data=True) if n not in live and d["op"] not in ("input", "param")]
+    out.nx.remove_nodes_from(dead)
+    out.cotangents = {k: v for k, v in out.cotangents.items() if k in out.nx and v in out.nx}
+    return out

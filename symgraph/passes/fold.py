@@ -1,0 +1,76 @@
+"""Constant folding and algebraic identities."""
+
+from __future__ import annotations
+
+import operator
+
+from ..ir import Batch, Graph
+from ..ops import const
+from .rewrite import replace
+
+SCALAR = {
+    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
+    "neg": operator.neg,
+}
+
+
+def const_value(g: Graph, node: str) -> float | None:
+    if g.op(node) != "const":
+        return None
+    value = g.attrs(node)["value"]
+    return None if isinstance(value, Batch) else value
+
+
+def fold_constants(g: Graph) -> Graph:
+    """Evaluate scalar arithmetic on constants and drop identities.
+
+    ``1 * x``, ``x * 1``, ``x + 0``, ``0 + x``, ``x - 0``, ``x / 1`` and
+    ``-(-x)`` become ``x`` when that does not change the shape; arithmetic
+    whose arguments are all plain constants becomes a constant. Constants
+    holding the batch size are left alone: their value is known at run time.
+    """
+    out = g.copy()
+    for node in g.order():
+        op = out.op(node)
+        if op not in SCALAR:
+            continue
+        args = out.args(node)
+        values = [const_value(out, a) for a in args]
+        if all(v is not None for v in values) and not (op == "div" and values[1] == 0):
+            folded = const(out, SCALAR[op](*values))
+            replace(out, node, folded)
+            out.rename({folded: node})
+            continue
+        keep = identity_operand(op, args, values)
+        if keep is not None and out.shape(keep) == out.shape(node) and out.dtype(keep) == "float":
+            replace(out, node, keep)
+    return out
+
+
+def identity_operand(op: str, args: list[str], values: list) -> str | None:
+    if op == "mul":
+        if values[0] == 1:
+            return args[1]
+        if values[1] == 1:
+            return args[0]
+    if op == "add":
+        if values[0] == 0:
+            return args[1]
+        if values[1] == 0:
+            return args[0]
+    if op == "sub" and values[1] == 0:
+        return args[0]
+    if op == "div" and values[1] == 1:
+        return args[0]
+    return None
+
+
+def fold_double_negation(g: Graph) -> Graph:
+    """``-(-x)`` -> ``x``."""
+    out = g.copy()
+    for node in g.order():
+        if node in out.nx and out.op(node) == "neg":
+            (inner,) = out.args(node)
+            if out.op(inner) == "neg":
+                replace(out, node, out.args(inner)[0])
+    return out

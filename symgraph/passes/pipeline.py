@@ -1,0 +1,29 @@
+"""The optimisation pipeline: named passes in one explicit order."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from ..ir import Graph, verify
+from .cse import eliminate_common_subexpressions
+from .dce import eliminate_dead_code
+from .fold import fold_constants, fold_double_negation
+
+Pass = Callable[[Graph], Graph]
+
+PIPELINE: list[Pass] = [
+    eliminate_dead_code,
+    fold_constants,
+    fold_double_negation,
+    eliminate_common_subexpressions,
+    eliminate_dead_code,
+]
+
+
+def optimize(g: Graph, passes: list[Pass] = PIPELINE, check: bool = False) -> Graph:
+    """Run ``passes`` in order; with ``check``, verify the graph after each one."""
+    for run in passes:
+        g = run(g)
+        if check:
+            verify(g)
+    return g

@@ -1,0 +1,252 @@
+"""YAML specs -> graphs.
+
+Expressions are parsed with Python's ``ast`` and walked through a whitelist
+(numbers, names, ``+ - * / ** @``, unary minus, op calls with literal
+keywords). Nothing in a spec is ever evaluated.
+"""
+
+from __future__ import annotations
+
+import ast
+import math
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+import yaml
+
+from . import ops
+from .builder import Graph, Tensor
+from .errors import SpecError
+
+TOP_KEYS = ("name", "dims", "inputs", "params", "graph", "loss", "outputs", "train")
+LEAF_KEYS = {"inputs": ("shape", "dtype", "value"), "params": ("shape", "init", "value")}
+BINARY = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.MatMult: "matmul"}
+
+
+def load(source: str | Path) -> Graph:
+    """Load a spec from a path or from YAML text.
+
+    Raises
+    ------
+    SpecError
+        On any bad input, naming the file and the node.
+    """
+    text, where = read_source(source)
+    try:
+        return build(parse_yaml(text), where)
+    except SpecError as exc:
+        raise exc.located(where) from None
+
+
+def read_source(source: str | Path) -> tuple[str, str]:
+    if isinstance(source, Path) or ("\n" not in str(source) and str(source).endswith((".yaml", ".yml"))):
+        path = Path(source)
+        try:
+            return path.read_text(encoding="utf-8"), str(path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise SpecError(f"cannot read the spec: {exc.__class__.__name__}: {exc.args[-1] if exc.args else exc}", node="<file>", source=str(path)) from None
+    return str(source), "<string>"
+
+
+def parse_yaml(text: str) -> dict:
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" at line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "malformed YAML"
+        raise SpecError(f"malformed YAML{line}: {problem}", node="<yaml>") from None
+    if not isinstance(data, dict):
+        raise SpecError("a spec must be a YAML mapping", node="<yaml>")
+    unknown = [str(k) for k in data if k not in TOP_KEYS]
+    if unknown:
+        raise SpecError(f"unknown top-level key(s) {', '.join(map(repr, unknown))} (known: {', '.join(TOP_KEYS)})", node="<spec>")
+    return data
+
+
+def mapping(data: dict, key: str) -> dict:
+    value = data.get(key) or {}
+    if not isinstance(value, dict):
+        raise SpecError(f"{key} must be a mapping", node=key)
+    return value
+
+
+def build(data: dict, where: str) -> Graph:
+    name = data.get("name", Path(where).stem if where != "<string>" else "model")
+    dims = mapping(data, "dims")
+    if "name" not in data and not str(name).isidentifier():
+        name = "model"
+    if not isinstance(name, str):
+        raise SpecError(f"name must be an identifier, got {name!r}", node="name")
+    g = Graph(name, source=where)
+    for key, value in dims.items():
+        g.add_dim(key, value)
+    for kind in ("inputs", "params"):
+        for leaf, fields in mapping(data, kind).items():
+            add_leaf(g, kind, leaf, fields)
+    build_expressions(g, mapping(data, "graph"))
+    loss = data.get("loss")
+    if loss is None:
+        raise SpecError("missing 'loss': name the scalar to minimise", node="loss")
+    if not isinstance(loss, str) or loss not in g.nx:
+        raise SpecError(f"the loss {loss!r} is not a node of the graph", node="loss")
+    g.set_loss(loss)
+    outputs = data.get("outputs") or []
+    if not isinstance(outputs, list):
+        raise SpecError("outputs must be a list of names", node="outputs")
+    for out in outputs:
+        if not isinstance(out, str) or out not in g.nx:
+            raise SpecError(f"unknown output {out!r}", node="outputs")
+        g.add_output(out)
+    train = mapping(data, "train")
+    g.set_train(**{str(k): v for k, v in train.items()})
+    return g.finish()
+
+
+def add_leaf(g: Graph, kind: str, name: Any, fields: Any) -> None:
+    shown = name if isinstance(name, str) and name.isidentifier() else kind
+    if not isinstance(fields, dict):
+        raise SpecError(f"{kind} entries must be mappings like {{shape: [...]}}", node=shown)
+    unknown = [k for k in fields if k not in LEAF_KEYS[kind]]
+    if unknown:
+        raise SpecError(f"unknown field(s) {', '.join(map(repr, unknown))} (known: {', '.join(LEAF_KEYS[kind])})", node=shown)
+    if "shape" not in fields:
+        raise SpecError("missing shape", node=shown)
+    if kind == "inputs":
+        g.input(name, fields["shape"], fields.get("dtype", "float"), fields.get("value"))
+    else:
+        g.param(name, fields["shape"], fields.get("init"), fields.get("value"))
+
+
+def build_expressions(g: Graph, entries: dict) -> None:
+    """Build the ``graph:`` section in dependency order (entries may come in any order)."""
+    trees: dict[str, ast.expr] = {}
+    deps = nx.DiGraph()
+    for name, text in entries.items():
+        shown = name if isinstance(name, str) and name.isidentifier() else "graph"
+        if isinstance(text, bool) or not isinstance(text, (str, int, float)):
+            raise SpecError(f"an expression must be a string, got {type(text).__name__}", node=shown)
+        try:
+            trees[name] = ast.parse(str(text).strip(), mode="eval").body
+        except SyntaxError as exc:
+            raise SpecError(f"syntax error in expression: {exc.msg}", node=shown) from None
+        deps.add_node(name)
+        for ref in ast.walk(trees[name]):
+            if isinstance(ref, ast.Name) and ref.id in entries:
+                deps.add_edge(ref.id, name)
+    try:
+        cycle = nx.find_cycle(deps)
+    except nx.NetworkXNoCycle:
+        cycle = None
+    if cycle:
+        path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
+        raise SpecError(f"cycle: {path}", node=cycle[0][0])
+    rank = {n: i for i, n in enumerate(entries)}
+    for name in nx.lexicographical_topological_sort(deps, key=rank.__getitem__):
+        try:
+            g.define(name, Expression(g).build(trees[name]))
+        except SpecError as exc:
+            if exc.node is None:
+                exc.node = name
+            raise
+
+
+class Expression:
+    """Walks one expression's ``ast`` through the whitelist, building nodes."""
+
+    def __init__(self, g: Graph):
+        self.g = g
+
+    def build(self, node: ast.expr) -> Tensor | float:
+        method = getattr(self, "visit_" + type(node).__name__, None)
+        if method is None:
+            raise SpecError(f"{describe(node)} is not allowed in an expression")
+        return method(node)
+
+    def tensor(self, node: ast.expr) -> Tensor:
+        value = self.build(node)
+        return value if isinstance(value, Tensor) else self.g.const(value)
+
+    def visit_Constant(self, node: ast.Constant) -> float:
+        if type(node.value) not in (int, float) or not math.isfinite(node.value):
+            raise SpecError(f"{node.value!r} is not allowed in an expression (numbers only)")
+        return node.value
+
+    def visit_Name(self, node: ast.Name) -> Tensor:
+        if node.id in self.g.nx:
+            return Tensor(self.g, node.id)
+        if node.id in self.g.dims:
+            return self.g.dim(node.id)
+        raise SpecError(f"unknown name {node.id!r}")
+
+    def visit_UnaryOp(self, node: ast.UnaryOp) -> Tensor | float:
+        value = self.build(node.operand)
+        if isinstance(node.op, ast.UAdd):
+            return value
+        if isinstance(node.op, ast.USub):
+            return -value
+        raise SpecError(f"{describe(node)} is not allowed in an expression")
+
+    def visit_BinOp(self, node: ast.BinOp) -> Tensor | float:
+        if isinstance(node.op, ast.Pow):
+            exponent = self.build(node.right)
+            if not isinstance(exponent, (int, float)):
+                raise SpecError("the exponent of ** must be a constant number")
+            base = self.build(node.left)
+            if isinstance(base, (int, float)):
+                return float(base) ** exponent
+            return base**exponent
+        op = BINARY.get(type(node.op))
+        if op is None:
+            raise SpecError(f"{describe(node)} is not allowed in an expression")
+        left, right = self.tensor(node.left), self.tensor(node.right)
+        return self.g.apply(op, left, right)
+
+    def visit_Call(self, node: ast.Call) -> Tensor:
+        if not isinstance(node.func, ast.Name):
+            raise SpecError("only calls of ops by name are allowed, like relu(x)")
+        name = node.func.id
+        opdef = ops.REGISTRY.get(name)
+        if opdef is None or not opdef.public:
+            raise SpecError(f"unknown op {name!r}")
+        if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
+            raise SpecError(f"{name}(): * and ** arguments are not allowed")
+        if opdef.arity is None:
+            split = len(node.args)
+            while split > 0 and is_literal(node.args[split - 1]):
+                split -= 1
+        else:
+            split = min(opdef.arity, len(node.args))
+        tensors = [self.tensor(a) for a in node.args[:split]]
+        positional = [self.literal(a, name) for a in node.args[split:]]
+        keywords = {k.arg: self.literal(k.value, name) for k in node.keywords}
+        return self.g.apply(name, *tensors, positional=positional, **keywords)
+
+    def literal(self, node: ast.expr, op: str) -> Any:
+        """An attribute value: a number, None, a bool, a dim, or a list of those."""
+        if isinstance(node, ast.Constant) and (node.value is None or type(node.value) in (int, float, bool)):
+            return node.value
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            value = self.literal(node.operand, op)
+            if type(value) in (int, float):
+                return -value
+        if isinstance(node, ast.Name) and node.id in self.g.dims:
+            return self.g.dims[node.id]
+        if isinstance(node, (ast.List, ast.Tuple)):
+            return tuple(self.literal(e, op) for e in node.elts)
+        raise SpecError(f"{op}(): attributes must be literal numbers, lists or dim names, not {describe(node)}")
+
+
+def is_literal(node: ast.expr) -> bool:
+    if isinstance(node, ast.UnaryOp):
+        return is_literal(node.operand)
+    return isinstance(node, (ast.Constant, ast.List, ast.Tuple))
+
+
+def describe(node: ast.AST) -> str:
+    return {
+        "Attribute": "attribute access", "Subscript": "indexing", "Lambda": "a lambda",
+        "Compare": "a comparison", "BoolOp": "and/or", "IfExp": "a conditional",
+        "JoinedStr": "an f-string", "Dict": "a dict", "Set": "a set",
+    }.get(type(node).__name__, f"'{type(node).__name__}'")
