@@ -45,8 +45,7 @@ class Tensor:
         return self.graph.dtype(self.node)
 
     def _binary(self, name: str, other: Any, reverse: bool = False) -> "Tensor":
-        other = self.graph._lift(other)
-        args = [other, self.node] if reverse else [self.node, other]
+        args = [other, self] if reverse else [self, other]
         return self.graph.apply(name, *args)
 
     def __add__(self, other): return self._binary("add", other)

@@ -335,7 +335,7 @@ def render_files(program, env) -> dict[str, str]:
     train = program.train_graph
     evaluation = program.eval_graph
     grads = ", ".join(f'"{p}": {value_text(train, d)}' for p, d in program.gradients.items())
-    outputs = ", ".join(f'"{o}": {value_text(evaluation, o)}' for o in program.outputs)
+    outputs = ", ".join(f'"{o}": {value_text(evaluation, node)}' for o, node in zip(program.outputs, program.output_nodes))
     found = metric(program)
     eval_roots = [evaluation.loss] + ([found[0]] if found else [])
     eval_return = f"return float({arg_text(evaluation, evaluation.loss)})" + (f", int({found[1]})" if found else "")
@@ -350,7 +350,7 @@ def render_files(program, env) -> dict[str, str]:
         outputs=list(program.outputs),
         batch_input=repr(program.batch_input),
         metric=found is not None,
-        forward_body=body(program, evaluation, list(program.outputs), [f"return {{{outputs}}}"]),
+        forward_body=body(program, evaluation, program.output_nodes, [f"return {{{outputs}}}"]),
         evaluate_body=body(program, evaluation, eval_roots, [eval_return]),
         train_body=body(program, train, [train.loss, *program.gradients.values()], [f"return float({arg_text(train, train.loss)}), {{{grads}}}"]),
     )

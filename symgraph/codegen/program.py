@@ -35,8 +35,13 @@ class Program:
     dtype: str
     params: list[Leaf]
     inputs: list[Leaf]
-    outputs: list[str]
+    outputs: list[str]  # the spec's output names, in order
     batch_input: str | None
+
+    @property
+    def output_nodes(self) -> list[str]:
+        """The node computing each output after optimisation (may be renamed)."""
+        return self.eval_graph.outputs
 
     @property
     def name(self) -> str:
@@ -87,7 +92,7 @@ def build_program(g: Graph, dtype: str = "float32") -> Program:
     evaluated = g.copy()
     evaluated.outputs = list(g.outputs) or [g.loss]
     eval_graph = optimize(remove_dropout(evaluated))
-    return Program(g, train_graph, eval_graph, dtype, params, inputs, eval_graph.outputs, batch_input(g))
+    return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g))
 
 
 def dim_text(dim) -> str:
