@@ -43,7 +43,7 @@ class Explanation:
         return "\n".join(self._line(g) for g in self.gradients)
 
     def _line(self, g: Gradient) -> str:
-        line = f"d{self.loss}/d{g.leaf} = {sp.sstr(g.formula)}"
+        line = f"d{self.loss}/d{g.leaf} = {show(g.formula) if isinstance(g.formula, sp.Expr) else g.formula}"
         return line if g.value is None else f"{line} = {format_number(g.value)}"
 
     def latex(self) -> str:
@@ -64,6 +64,20 @@ class Explanation:
 
     def __repr__(self) -> str:
         return self.text()
+
+
+def show(expr: sp.Expr) -> str:
+    """sympy's text, with positive terms first: ``sigmoid(z) - y``, not ``-y + sigmoid(z)``."""
+    return sp.sstr(positive_first(expr), order="none")
+
+
+def positive_first(expr: sp.Expr) -> sp.Expr:
+    if expr.is_Add:
+        terms = sorted((positive_first(t) for t in expr.args), key=lambda t: t.could_extract_minus_sign())
+        return sp.Add(*terms, evaluate=False)
+    if expr.args and not expr.is_Function and not expr.is_Symbol:
+        return expr.func(*(positive_first(a) for a in expr.args), evaluate=False)
+    return expr
 
 
 def format_number(value: float) -> str:
@@ -153,7 +167,7 @@ class Pretty:
         return lines
 
     def text(self, node: str, top: bool = False) -> str:
-        return sp.sstr(self.expr(node, top)) if self.is_elementwise(node) else self.call(node)
+        return show(self.expr(node, top)) if self.is_elementwise(node) else self.call(node)
 
     def is_elementwise(self, node: str) -> bool:
         op = self.g.op(node)
@@ -181,7 +195,7 @@ class Pretty:
         return sp.factor_terms(base.xreplace({X[i]: self.expr(a) for i, a in enumerate(g.args(node))}))
 
     def arg(self, node: str) -> str:
-        text = sp.sstr(self.atom(node))
+        text = show(self.atom(node))
         simple = text.removesuffix(".T")
         called = simple.endswith(")") and simple.split("(")[0].isidentifier()
         return text if simple.isidentifier() or called else f"({text})"
@@ -200,12 +214,14 @@ class Pretty:
             mean = self.mean_of(args[0], axes)
             if mean is not None:
                 return f"mean({mean}, axis={axis_text(axes)})"
-            return f"sum({sp.sstr(self.atom(args[0]))}, axis={axis_text(axes)})"
+            return f"sum({show(self.atom(args[0]))}, axis={axis_text(axes)})"
         if op == "broadcast_to":
-            return sp.sstr(self.atom(args[0]))
+            inner = show(self.atom(args[0]))
+            axes = attrs["axes"]
+            return f"expand_dims({inner}, axis={axis_text(axes)})" if axes else inner
         if op == "onehot":
             return f"onehot({args[0]})"
-        shown = [sp.sstr(self.atom(a)) for a in args]
+        shown = [show(self.atom(a)) for a in args]
         if op in ("softmax", "log_softmax") and attrs["axis"] == len(g.shape(node)) - 1:
             attrs = {}  # the default, last axis
         extra = [f"{k}={v}" for k, v in attrs.items() if k not in ("shape", "index")]
@@ -221,7 +237,7 @@ class Pretty:
         if expr is None or not expr.has(batch):
             return None
         rest = sp.simplify(expr * batch)
-        return None if rest.has(batch) else sp.sstr(rest)
+        return None if rest.has(batch) else show(rest)
 
 
 def reduced_axes(g: Graph, node: str) -> tuple[int, ...]:

@@ -38,7 +38,7 @@ C_LIBRARY = frozenset(
 
 # Names that the generated modules and trainers define or import themselves.
 RUNTIME = frozenset(
-    """np n real_t params inputs grads outputs training rng seed state model
+    """np n real_t params inputs grads outputs training rng seed state
     step lr loss_value arena mask ids self args data math os sys time json
     argparse idx tap""".split()
 )

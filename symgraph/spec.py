@@ -18,6 +18,7 @@ import yaml
 from . import ops
 from .builder import Graph, Tensor
 from .errors import SpecError
+from .names import check_name
 
 TOP_KEYS = ("name", "dims", "inputs", "params", "graph", "loss", "outputs", "train")
 LEAF_KEYS = {"inputs": ("shape", "dtype", "value"), "params": ("shape", "init", "value")}
@@ -123,8 +124,12 @@ def build_expressions(g: Graph, entries: dict) -> None:
     """Build the ``graph:`` section in dependency order (entries may come in any order)."""
     trees: dict[str, ast.expr] = {}
     deps = nx.DiGraph()
+    for name in entries:
+        check_name(name, node=name if isinstance(name, str) and name.isidentifier() else "graph")
+        if name in g.nx or name in g.dims:
+            raise SpecError(f"{name!r} is defined twice", node=name)
     for name, text in entries.items():
-        shown = name if isinstance(name, str) and name.isidentifier() else "graph"
+        shown = name
         if isinstance(text, bool) or not isinstance(text, (str, int, float)):
             raise SpecError(f"an expression must be a string, got {type(text).__name__}", node=shown)
         try:
@@ -218,6 +223,9 @@ class Expression:
                 split -= 1
         else:
             split = min(opdef.arity, len(node.args))
+            given = split + sum(1 for a in node.args[split:] if not is_literal(a) and not is_dim(a, self.g))
+            if given > opdef.arity:
+                raise SpecError(f"{name}() takes {opdef.arity} tensor argument(s), got {given}")
         tensors = [self.tensor(a) for a in node.args[:split]]
         positional = [self.literal(a, name) for a in node.args[split:]]
         keywords = {k.arg: self.literal(k.value, name) for k in node.keywords}
@@ -236,6 +244,10 @@ class Expression:
         if isinstance(node, (ast.List, ast.Tuple)):
             return tuple(self.literal(e, op) for e in node.elts)
         raise SpecError(f"{op}(): attributes must be literal numbers, lists or dim names, not {describe(node)}")
+
+
+def is_dim(node: ast.expr, g: Graph) -> bool:
+    return isinstance(node, ast.Name) and node.id in g.dims
 
 
 def is_literal(node: ast.expr) -> bool:

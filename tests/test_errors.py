@@ -1,0 +1,88 @@
+"""Every class of bad input: exit 2, one ``error: FILE: NODE: ...`` line, nothing written."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from symgraph.cli import main
+
+GOOD = """
+name: m
+dims: {batch: 4, d: 3}
+inputs:
+  x: {shape: [batch, d]}
+  y: {shape: [batch], dtype: int}
+params:
+  W: {shape: [d, 2]}
+graph:
+  logits: x @ W
+  loss: cross_entropy(logits, y)
+loss: loss
+"""
+
+CASES = {
+    "malformed_yaml": ("name: m\ngraph: {a: [\n", "<yaml>", "malformed YAML"),
+    "unknown_op": (GOOD.replace("x @ W", "frobnicate(x) @ W"), "logits", "unknown op 'frobnicate'"),
+    "wrong_arity": (GOOD.replace("x @ W", "exp(x, W)"), "logits", "takes 1 tensor argument"),
+    "unknown_keyword": (GOOD.replace("x @ W", "softmax(x @ W, dim=1)"), "logits", "unknown keyword 'dim'"),
+    "unknown_name": (GOOD.replace("x @ W", "x @ V"), "logits", "unknown name 'V'"),
+    "cycle": (GOOD.replace("x @ W", "x @ W + loss2").replace("loss: cross", "loss2: sum(logits)\n  loss: cross"), "logits", "cycle: logits -> loss2 -> logits"),
+    "shape_mismatch": (GOOD.replace("[d, 2]", "[5, 2]"), "logits", "(4, 3) @ (5, 2)"),
+    "bad_dim": (GOOD.replace("d: 3", "d: -3"), "dims.d", "positive integer"),
+    "overflowing_dim": (GOOD.replace("d: 3", "d: 99999999999"), "dims.d", "overflows"),
+    "non_scalar_loss": (GOOD.replace("loss: loss\n", "loss: logits\n"), "logits", "must be a scalar"),
+    "missing_loss": (GOOD.replace("loss: loss\n", ""), "loss", "missing 'loss'"),
+    "loss_not_a_node": (GOOD.replace("loss: loss\n", "loss: nothing\n"), "loss", "not a node"),
+    "keyword_name": (GOOD.replace("logits", "while"), "while", "Python keyword"),
+    "c_keyword_name": (GOOD.replace("logits", "double"), "double", "C keyword"),
+    "injection_name": (GOOD.replace("W: {shape", '"W; system(\\"rm\\")": {shape'), "params", "not an identifier"),
+    "attribute_access": (GOOD.replace("x @ W", "x.__class__ @ W"), "logits", "attribute access"),
+    "string_literal": (GOOD.replace("x @ W", "\"'import os' @ W\""), "logits", "numbers only"),
+    "unknown_top_key": (GOOD + "extra: 1\n", "<spec>", "unknown top-level key"),
+    "bad_init": (GOOD.replace("W: {shape: [d, 2]}", "W: {shape: [d, 2], init: magic}"), "W", "unknown init scheme"),
+    "int_where_float": (GOOD.replace("x @ W", "y @ W"), "logits", "must be float"),
+    "duplicate": (GOOD.replace("logits: x @ W", "logits: x @ W\n  x: exp(logits)"), "x", "defined twice"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_spec_is_one_error_line(case, tmp_path, capsys):
+    text, node, message = CASES[case]
+    spec = tmp_path / "bad.yaml"
+    spec.write_text(text)
+    out = tmp_path / "out"
+    code = main(["compile", str(spec), "-o", str(out)])
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert code == 2
+    assert len(lines) == 1, captured.err
+    assert lines[0].startswith(f"error: {spec}: {node}: "), lines[0]
+    assert message in lines[0]
+    assert "Traceback" not in captured.err
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.yaml"]
+
+
+def test_missing_file_is_one_error_line(tmp_path, capsys):
+    assert main(["grad", str(tmp_path / "absent.yaml")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'absent.yaml'}: <file>: cannot read")
+
+
+def test_good_spec_compiles(tmp_path, capsys):
+    spec = tmp_path / "good.yaml"
+    spec.write_text(GOOD)
+    assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.py", "train.py"]
+
+
+def test_recompiling_replaces_the_folder_whole(tmp_path):
+    spec = tmp_path / "good.yaml"
+    spec.write_text(GOOD)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "stale.txt").write_text("old")
+    assert main(["compile", str(spec), "-o", str(out)]) == 0
+    assert not (out / "stale.txt").exists()
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
