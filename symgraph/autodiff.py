@@ -70,9 +70,10 @@ def differentiate(g: Graph, wrt: list[str] | None = None) -> Graph:
     for t in targets:
         if t not in cotangents:  # no path to the loss: the gradient is zero
             zero = apply(gg, "broadcast_to", [const(gg, 0.0)], {"shape": g.shape(t), "axes": ()})
-            cotangents[t] = zero
             names.append((zero, f"d{t}"))
-        gg.gradients[t] = cotangents[t]
+            gg.gradients[t] = zero
+        else:
+            gg.gradients[t] = cotangents[t]
     gg.cotangents = cotangents
     name_temporaries(gg, names)
     return verify(gg)

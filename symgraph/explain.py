@@ -73,7 +73,8 @@ def show(expr: sp.Expr) -> str:
 
 def positive_first(expr: sp.Expr) -> sp.Expr:
     if expr.is_Add:
-        terms = sorted((positive_first(t) for t in expr.args), key=lambda t: t.could_extract_minus_sign())
+        ordered = [positive_first(t) for t in expr.as_ordered_terms()]
+        terms = sorted(ordered, key=lambda t: t.could_extract_minus_sign())
         return sp.Add(*terms, evaluate=False)
     if expr.args and not expr.is_Function and not expr.is_Symbol:
         return expr.func(*(positive_first(a) for a in expr.args), evaluate=False)
