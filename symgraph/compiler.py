@@ -67,7 +67,9 @@ class CompiledModel:
         return {k: inputs[k] for k in names}
 
 
-def compile(g: Graph, target: str = "numpy", out_dir: str | Path | None = None, dtype: str = "float32") -> CompiledModel:  # noqa: A001 - the interface's name
+def compile(  # noqa: A001 - the interface's name
+    g: Graph, target: str = "numpy", out_dir: str | Path | None = None, dtype: str = "float32", passes: list | None = None
+) -> CompiledModel:
     """Generate code for ``g`` and load it.
 
     Parameters
@@ -76,10 +78,11 @@ def compile(g: Graph, target: str = "numpy", out_dir: str | Path | None = None, 
     target : "numpy" or "c"
     out_dir : folder for the generated sources (a temporary folder if None)
     dtype : "float32" or "float64"
+    passes : the optimisation passes to run (default ``PIPELINE``; ``[]`` for none)
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
-    program = build_program(g, dtype)
+    program = build_program(g, dtype, passes)
     files = render(program, target)
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix=f"symgraph-{g.name}-"))
     write_atomically(files, out)

@@ -9,7 +9,7 @@ from ..errors import SpecError
 from ..init import constant_value, distribution, parse_init, scale
 from ..ir import Graph, is_batch
 from ..ops import REGISTRY
-from ..passes import optimize, remove_dropout
+from ..passes import PIPELINE, optimize, remove_dropout
 from .common import batch_input
 
 DTYPES = ("float32", "float64")
@@ -71,8 +71,8 @@ def int_bound(g: Graph, node: str) -> int | None:
     return min(bounds) if bounds else None
 
 
-def build_program(g: Graph, dtype: str = "float32") -> Program:
-    """Differentiate and optimise ``g`` for one dtype."""
+def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) -> Program:
+    """Differentiate and optimise ``g`` for one dtype (``passes`` defaults to PIPELINE)."""
     if dtype not in DTYPES:
         raise SpecError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}", node="dtype", source=g.source)
     batch_input(g)
@@ -88,10 +88,11 @@ def build_program(g: Graph, dtype: str = "float32") -> Program:
     for leaf in inputs:
         if leaf.dtype == "int" and leaf.bound is None:
             leaf.bound = 2**31 - 1
-    train_graph = optimize(differentiate(g))
+    passes = PIPELINE if passes is None else passes
+    train_graph = optimize(differentiate(g), passes)
     evaluated = g.copy()
     evaluated.outputs = list(g.outputs) or [g.loss]
-    eval_graph = optimize(remove_dropout(evaluated))
+    eval_graph = optimize(remove_dropout(evaluated), passes)
     return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g))
 
 
