@@ -86,13 +86,7 @@ def compile(  # noqa: A001 - the interface's name
     files = render(program, target)
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix=f"symgraph-{g.name}-"))
     write_atomically(files, out)
-    if target == "numpy":
-        backend = load_module(out / "model.py")
-    else:
-        from .codegen.c import load_library
-
-        backend = load_library(program, out)
-    return CompiledModel(program, target, out, backend)
+    return CompiledModel(program, target, out, load_module(out / "model.py"))
 
 
 def load_module(path: Path):

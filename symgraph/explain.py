@@ -16,7 +16,7 @@ from .autodiff import differentiate
 from .errors import SpecError
 from .ir import Batch, Graph
 from .ops import REGISTRY, X
-from .ops.symbolic import sgn, substitute_attrs
+from .ops.symbolic import substitute_attrs
 from .passes import optimize
 
 LEAVES = ("input", "param")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import jinja2
 
+from ..errors import SpecError
 from .program import Program, build_program
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -27,12 +28,11 @@ ENV = jinja2.Environment(
 
 def render(program: Program, target: str) -> dict[str, str]:
     """File name -> text for one target."""
-    if target == "numpy":
-        from .numpy import render_files
-    elif target == "c":
-        from .c import render_files
-    else:
-        raise ValueError(f"unknown target {target!r}")
+    if target != "numpy":
+        # The C backend is the next milestone; refuse it cleanly until it exists.
+        raise SpecError(f"target {target!r} is not available in this version (only 'numpy')", node="target", source=program.graph.source)
+    from .numpy import render_files
+
     return render_files(program, ENV)
 
 

@@ -15,7 +15,7 @@ import sympy as sp
 
 from ..errors import SpecError
 from ..ir import Batch, Graph, is_batch
-from ..ops import REGISTRY, X, local_derivatives
+from ..ops import REGISTRY, X
 from ..ops.symbolic import substitute_attrs
 
 

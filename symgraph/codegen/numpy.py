@@ -9,7 +9,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, is_batch
 from ..explain import forward_text
-from .common import Node, arg_text, batch_input, element_expr, schedule
+from .common import Node, arg_text, schedule
 
 
 class Printer(NumPyPrinter):

@@ -9,7 +9,7 @@ the generated text are derived. Backend text lives in the emitter tables of
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import sympy as sp
