@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import networkx as nx
 import sympy as sp
 
 from .autodiff import differentiate
@@ -155,8 +156,6 @@ class Pretty:
 
     def program(self, roots: list[str]) -> list[tuple[str, str]]:
         """Assignments for every shown backward node that the roots need."""
-        import networkx as nx
-
         needed = set(roots)
         for r in roots:
             needed |= nx.ancestors(self.g.nx, r)

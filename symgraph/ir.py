@@ -199,13 +199,9 @@ class Graph:
     def copy(self) -> "Graph":
         """A copy sharing nothing mutable with ``self`` (passes return copies)."""
         new = object.__new__(type(self))
-        new.__dict__.update(self.__dict__)
+        for key, value in self.__dict__.items():
+            new.__dict__[key] = type(value)(value) if isinstance(value, (dict, list)) else value
         new.nx = self.nx.copy()
-        new.dims = dict(self.dims)
-        new.outputs = list(self.outputs)
-        new.train = dict(self.train)
-        new.gradients = dict(self.gradients)
-        new.cotangents = dict(self.cotangents)
         new._ids = itertools.count(next(self._ids))
         return new
 

@@ -82,10 +82,9 @@ def view(g: Graph, node: str) -> Node:
 
 def batch_input(g: Graph) -> str | None:
     """The input whose first axis is the batch (``n`` is read from it)."""
-    uses_batch = any(is_batch(d) for _, s in g.nx.nodes(data="shape") for d in s) or any(
-        is_batch(d["attrs"] and dict(d["attrs"]).get("value")) for _, d in g.nx.nodes(data=True)
-    )
-    if not uses_batch:
+    shapes = any(is_batch(d) for _, shape in g.nx.nodes(data="shape") for d in shape)
+    constants = any(is_batch(dict(attrs).get("value")) for _, attrs in g.nx.nodes(data="attrs"))
+    if not (shapes or constants):
         return None
     for name in g.inputs:
         shape = g.shape(name)
