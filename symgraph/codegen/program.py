@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..autodiff import differentiate
 from ..errors import SpecError
 from ..init import constant_value, distribution, parse_init, scale
-from ..ir import Graph, is_batch
+from ..ir import Graph
 from ..ops import REGISTRY
 from ..passes import PIPELINE, optimize, remove_dropout
 from .common import batch_input
@@ -94,7 +94,3 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
     evaluated.outputs = list(g.outputs) or [g.loss]
     eval_graph = optimize(remove_dropout(evaluated), passes)
     return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g))
-
-
-def dim_text(dim) -> str:
-    return "n" if is_batch(dim) else str(int(dim))

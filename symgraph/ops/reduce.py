@@ -124,14 +124,6 @@ register(
 )
 
 
-def sum_to_axes(src: tuple, dst: tuple) -> tuple[tuple[int, ...], tuple[int, ...]]:
-    """Axes of ``src`` to drop (leading) and to sum keeping dims, to get ``dst``."""
-    lead = len(src) - len(dst)
-    dropped = tuple(range(lead))
-    kept = tuple(lead + i for i, d in enumerate(dst) if d == 1 and src[lead + i] != 1)
-    return dropped, kept
-
-
 def sum_to_shape(shapes, attrs):
     (x,) = shapes
     shape = attrs["shape"]
