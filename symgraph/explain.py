@@ -17,6 +17,7 @@ from .autodiff import differentiate
 from .errors import SpecError
 from .ir import Batch, Graph
 from .ops import REGISTRY, X
+from .ops.reduce import sum_to_axes
 from .ops.symbolic import substitute_attrs
 from .passes import optimize
 
@@ -243,9 +244,8 @@ class Pretty:
 def reduced_axes(g: Graph, node: str) -> tuple[int, ...]:
     if g.op(node) == "sum":
         return tuple(g.attrs(node)["axis"])
-    src, dst = g.shape(g.args(node)[0]), g.shape(node)
-    lead = len(src) - len(dst)
-    return tuple(range(lead)) + tuple(lead + i for i, d in enumerate(dst) if d == 1 and src[lead + i] != 1)
+    lead, kept = sum_to_axes(g.shape(g.args(node)[0]), g.shape(node))
+    return tuple(range(lead)) + kept
 
 
 def axis_text(axes: tuple[int, ...]) -> str:

@@ -9,6 +9,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, is_batch
 from ..explain import forward_text
+from ..ops.reduce import sum_to_axes
 from .common import Node, arg_text, schedule
 
 
@@ -106,9 +107,7 @@ def emit_broadcast_to(n: Node):
 
 
 def emit_sum_to(n: Node):
-    src, dst = n.shapes[0], n.shape
-    lead = len(src) - len(dst)
-    kept = tuple(lead + i for i, d in enumerate(dst) if d == 1 and src[lead + i] != 1)
+    lead, kept = sum_to_axes(n.shapes[0], n.shape)
     value = n.args[0]
     if lead:
         value = f"np.sum({value}, axis={axes_text(range(lead))})"
@@ -154,10 +153,9 @@ def emit_conv1d_backward_kernel(n: Node):
     return [f"{n.name} = np.tensordot({win}, {cot}, axes=([0, 1], [0, 1])).transpose(1, 0, 2)"]
 
 
-def scatter_windows(n: Node, contribution: str, width: int, per_tap) -> list[str]:
-    """Add each tap of a windowed contribution back at its input positions."""
-    stride, padding, length = n.attrs["stride"], n.attrs.get("padding", 0), n.attrs["length"]
-    steps = n.shapes[0][1]
+def scatter_windows(n: Node, steps: int, contribution: str, width: int, per_tap) -> list[str]:
+    """Add each tap of a windowed contribution (``steps`` windows) back at its input positions."""
+    stride, padding, length = n.attrs["stride"], n.attrs.get("padding", 0), int(n.shape[1])
     full = "sg_padded" if padding else n.name
     lines = [f"{full} = np.zeros({shape_text((n.shape[0], length + 2 * padding, n.shape[2]))}, DTYPE)"]
     lines.append(f"for tap in range({width}):")
@@ -170,7 +168,7 @@ def scatter_windows(n: Node, contribution: str, width: int, per_tap) -> list[str
 def emit_conv1d_backward_input(n: Node):
     cot, kernel = n.args
     width = n.shapes[1][0]
-    return scatter_windows(n, f"{cot} @ {kernel}[tap].T", width, lambda c: c)
+    return scatter_windows(n, n.shapes[0][1], f"{cot} @ {kernel}[tap].T", width, lambda c: c)
 
 
 def emit_max_pool1d(n: Node):
@@ -185,14 +183,13 @@ def emit_max_pool1d_backward(n: Node):
     x, cot = n.args
     size, stride = n.attrs["size"], n.attrs["stride"]
     first = f"np.argmax({windows(x, size, stride)}, axis=3)"
-    pooled = Node(n.name, n.op, n.args, [n.shapes[1]], n.shape, {"stride": stride, "length": n.shape[1]}, n.dtypes)
     lines = [f"sg_first = {first}"]
-    return lines + scatter_windows(pooled, cot, size, lambda c: f"{c} * (sg_first == tap)")
+    return lines + scatter_windows(n, n.shapes[1][1], cot, size, lambda c: f"{c} * (sg_first == tap)")
 
 
 def emit_avg_pool1d_backward(n: Node):
     size = n.attrs["size"]
-    return scatter_windows(n, n.args[0], size, lambda c: f"{c} / {size}")
+    return scatter_windows(n, n.shapes[0][1], n.args[0], size, lambda c: f"{c} / {size}")
 
 
 def emit_dropout_mask(n: Node):

@@ -124,6 +124,13 @@ register(
 )
 
 
+def sum_to_axes(src: tuple, dst: tuple) -> tuple[int, tuple[int, ...]]:
+    """Summing ``src`` to ``dst``: the number of leading axes dropped, and the
+    axes (of ``src``) that broadcasting stretched from size 1."""
+    lead = len(src) - len(dst)
+    return lead, tuple(lead + i for i, d in enumerate(dst) if d == 1 and src[lead + i] != 1)
+
+
 def sum_to_shape(shapes, attrs):
     (x,) = shapes
     shape = attrs["shape"]
