@@ -68,7 +68,12 @@ class CompiledModel:
 
 
 def compile(  # noqa: A001 - the interface's name
-    g: Graph, target: str = "numpy", out_dir: str | Path | None = None, dtype: str = "float32", passes: list | None = None
+    g: Graph,
+    target: str = "numpy",
+    out_dir: str | Path | None = None,
+    dtype: str = "float32",
+    passes: list | None = None,
+    verbose: bool = False,
 ) -> CompiledModel:
     """Generate code for ``g`` and load it.
 
@@ -79,6 +84,7 @@ def compile(  # noqa: A001 - the interface's name
     out_dir : folder for the generated sources (a temporary folder if None)
     dtype : "float32" or "float64"
     passes : the optimisation passes to run (default ``PIPELINE``; ``[]`` for none)
+    verbose : for C, say on stderr whether the cached build was reused and why
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
@@ -86,6 +92,11 @@ def compile(  # noqa: A001 - the interface's name
     files = render(program, target)
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix=f"symgraph-{g.name}-"))
     write_atomically(files, out)
+    if target == "c":
+        from .native import Library, build
+
+        library = build({name: files[name] for name in ("model.h", "model.c")}, verbose=verbose)
+        return CompiledModel(program, target, out, Library(program, library))
     return CompiledModel(program, target, out, load_module(out / "model.py"))
 
 

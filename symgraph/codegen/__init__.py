@@ -28,11 +28,12 @@ ENV = jinja2.Environment(
 
 def render(program: Program, target: str) -> dict[str, str]:
     """File name -> text for one target."""
-    if target != "numpy":
-        # The C backend is the next milestone; refuse it cleanly until it exists.
-        raise SpecError(f"target {target!r} is not available in this version (only 'numpy')", node="target", source=program.graph.source)
-    from .numpy import render_files
-
+    if target == "c":
+        from .c import render_files
+    elif target == "numpy":
+        from .numpy import render_files
+    else:
+        raise SpecError(f"unknown target {target!r} (use numpy or c)", node="target", source=program.graph.source)
     return render_files(program, ENV)
 
 

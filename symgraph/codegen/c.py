@@ -1,0 +1,714 @@
+"""The C backend: loop nests, kernels, the memory plan, and rendering of the C sources.
+
+Element-wise chains become one loop nest each (a producer whose only reader
+is an element-wise op of the same shape is printed inside that reader's
+expression); shape ops, reductions and broadcasting are loop nests over
+strided views; everything else calls a kernel from ``templates/c/kernels.c.j2``.
+Intermediates live in one static arena laid out by ``memory.place``; results
+are written straight into the caller's gradient and output buffers.
+"""
+
+from __future__ import annotations
+
+import re
+
+from dataclasses import dataclass, field, replace
+
+import networkx as nx
+import sympy as sp
+from sympy.codegen.ast import float32, real
+from sympy.printing.c import C99CodePrinter
+
+from ..errors import SpecError
+from ..ir import Graph, is_batch, numel
+from ..names import reserved
+from ..ops import REGISTRY, X
+from ..ops.reduce import sum_to_axes
+from ..ops.symbolic import substitute_attrs
+from .common import adjoint_names
+from .memory import Buffer, place, report
+from .numpy import describe, metric, source_name, summary, trainer_context
+
+CTYPE = {"float32": "float", "float64": "double"}
+SUFFIX = {"float32": "f", "float64": ""}  # libm names: expf vs exp
+DROPOUT_STREAM = 1 << 20
+SHUFFLE_STREAM = 1 << 21
+
+
+# -- sizes: c * n**p, so that strides involving the run-time batch size stay exact ------
+@dataclass(frozen=True)
+class Extent:
+    coef: int
+    power: int = 0  # of the batch size n
+
+    def __mul__(self, other: Extent) -> Extent:
+        if self.coef == 0 or other.coef == 0:
+            return ZERO
+        return Extent(self.coef * other.coef, self.power + other.power)
+
+    def text(self) -> str:
+        if self.power == 0:
+            return str(self.coef)
+        factors = ["n"] * self.power + ([str(self.coef)] if self.coef != 1 else [])
+        return "*".join(factors)
+
+    def at(self, batch: int) -> int:
+        return self.coef * batch**self.power
+
+
+ZERO, ONE = Extent(0), Extent(1)
+
+
+def extent(dim) -> Extent:
+    return Extent(1, 1) if is_batch(dim) else Extent(int(dim))
+
+
+def size(shape) -> Extent:
+    out = ONE
+    for d in shape:
+        out = out * extent(d)
+    return out
+
+
+def strides(shape) -> list[Extent]:
+    out, acc = [], ONE
+    for d in reversed(shape):
+        out.append(acc)
+        acc = acc * extent(d)
+    return out[::-1]
+
+
+def aligned(shape, target) -> list[Extent]:
+    """Strides of ``shape`` broadcast against ``target`` (NumPy rules: 0 where stretched)."""
+    own = strides(shape)
+    lead = len(target) - len(shape)
+    out = [ZERO] * lead
+    for i, d in enumerate(shape):
+        out.append(ZERO if int(d) == 1 and int(target[lead + i]) != 1 else own[i])
+    return out
+
+
+def offset(index: list[tuple[str, Extent]], base: str = "") -> str:
+    terms = [base] if base and base != "0" else []
+    for var, stride in index:
+        if stride.coef:
+            terms.append(var if stride == ONE else f"{var}*{stride.text()}")
+    return " + ".join(terms) or "0"
+
+
+def loop_nest(sizes: list[Extent], arrays: dict[str, list[Extent]], body, names: list[str]) -> list[str]:
+    """Loops over ``sizes``; ``body`` gets each array's index text and returns lines.
+
+    Axes of size one are dropped and neighbours merged wherever every array
+    is contiguous across them, so that same-shaped arrays get one flat loop.
+    """
+    dims = [(s, [arrays[a][i] for a in arrays]) for i, s in enumerate(sizes) if s != ONE]
+    merged: list[tuple[Extent, list[Extent]]] = []
+    for s, st in reversed(dims):
+        if merged:
+            inner_size, inner = merged[-1]
+            if all(outer == stride * inner_size for outer, stride in zip(st, inner)):
+                merged[-1] = (inner_size * s, inner)
+                continue
+        merged.append((s, st))
+    merged.reverse()
+    if len(merged) > len(names):
+        raise SpecError(f"too many nested loops ({len(merged)})", node="codegen")
+    lines, indent = [], ""
+    index = {a: [] for a in arrays}
+    for k, (s, st) in enumerate(merged):
+        var = names[k]
+        lines.append(f"{indent}for (long {var} = 0; {var} < {s.text()}; {var}++)")
+        indent += "    "
+        for a, stride in zip(arrays, st):
+            index[a].append((var, stride))
+    return lines + [indent + line for line in body({a: offset(ix) for a, ix in index.items()})]
+
+
+# -- element-wise expressions ---------------------------------------------------------
+class Printer(C99CodePrinter):
+    """C99 in the model's precision (``expf`` and ``1.0F`` for float32)."""
+
+    def __init__(self, dtype: str):
+        super().__init__({"type_aliases": {real: float32}} if dtype == "float32" else {})
+        self.suffix = "F" if dtype == "float32" else ""
+
+    def number(self, value: float) -> str:
+        text = repr(float(value))
+        return f"{text}{self.suffix}"
+
+    def _print_Rational(self, expr):
+        return self.number(float(expr))
+
+    def _print_Float(self, expr):
+        return self.number(float(expr))
+
+    def _print_Pow(self, expr):
+        base, exp = expr.base, expr.exp
+        if exp.is_Integer and 1 <= abs(int(exp)) <= 3:
+            product = "*".join([self.parenthesize(base, 50)] * abs(int(exp)))
+            return product if exp > 0 else f"{self.number(1)}/({product})"
+        return super()._print_Pow(expr)
+
+    def _print_sigmoid(self, expr):
+        # (1 + tanh(x/2)) / 2 equals 1/(1 + exp(-x)) and never overflows.
+        x = self._print(expr.args[0])
+        return f"({self.number(0.5)} + {self.number(0.5)}*{self._print_Function_name('tanh')}({self.number(0.5)}*({x})))"
+
+    def _print_relu(self, expr):
+        x = self._print(expr.args[0])
+        return f"(({x}) < 0 ? 0 : ({x}))"  # keeps NaN, like np.maximum
+
+    def _print_step(self, expr):
+        return f"(({self._print(expr.args[0])}) > 0 ? 1 : 0)"
+
+    def _print_sgn(self, expr):
+        x = self._print(expr.args[0])
+        return f"((({x}) > 0) - (({x}) < 0))"
+
+    def _print_Function_name(self, name: str) -> str:
+        return name + ("f" if self.suffix else "")
+
+
+def printed_number(printer: Printer, value) -> str:
+    return "n" if is_batch(value) else printer.number(value)
+
+
+# -- one generated function -------------------------------------------------------------
+@dataclass
+class Function:
+    """Statements computing ``roots`` of ``g``; ``dests`` maps a root to the caller's buffer."""
+
+    ctx: "Context"
+    g: Graph
+    roots: list[str]
+    dests: dict[str, str]
+    order: list[str] = field(default_factory=list)
+    absorbed: set[str] = field(default_factory=set)
+    reads: dict[str, set[str]] = field(default_factory=dict)
+    buffers: list[Buffer] = field(default_factory=list)
+
+    def __post_init__(self):
+        g = self.g
+        needed = set(self.roots)
+        for r in self.roots:
+            needed |= nx.ancestors(g.nx, r)
+        computed = [v for v in g.order() if v in needed and g.op(v) not in ("input", "param", "const")]
+        keep = set(self.roots)
+        for v in computed:
+            readers = {s for s in g.nx.successors(v) if s in needed}
+            if v in keep or not REGISTRY[g.op(v)].elementwise or len(readers) != 1:
+                continue
+            (reader,) = readers
+            if REGISTRY[g.op(reader)].elementwise and g.shape(reader) == g.shape(v) and g.args(reader).count(v) == 1:
+                self.absorbed.add(v)
+        self.order = [v for v in computed if v not in self.absorbed]
+        for v in self.order:
+            self.reads[v] = set(self.leaves(v)) if REGISTRY[g.op(v)].elementwise else set(g.args(v))
+        self.names = loop_names(g)
+
+    def leaves(self, node: str) -> list[str]:
+        """Materialised nodes read by ``node``'s fused expression."""
+        out = []
+        for a in self.g.args(node):
+            if a in self.absorbed:
+                out += [x for x in self.leaves(a) if x not in out]
+            elif self.g.op(a) != "const" and a not in out:
+                out.append(a)
+        return out
+
+    def plan(self) -> list[Buffer]:
+        last = {}
+        for i, v in enumerate(self.order):
+            for a in self.reads[v]:
+                last[a] = i
+        end = len(self.order)
+        buffers = []
+        for i, v in enumerate(self.order):
+            if v in self.dests:
+                continue
+            if self.g.dtype(v) != "float":
+                raise SpecError(f"node {v!r} holds integers; only inputs may", node=v, source=self.g.source)
+            buffers.append(Buffer(v, size(self.g.shape(v)).at(self.ctx.batch), i, end if v in self.roots else last.get(v, i)))
+        return buffers
+
+    def body(self, buffers: list[Buffer]) -> list[str]:
+        g, ctx = self.g, self.ctx
+        offsets = {b.name: b.offset for b in buffers}
+        used = set(self.roots) | {a for v in self.order for a in self.reads[v]}
+        lines = []
+        for leaf in ctx.program.params:
+            if leaf.name in used:
+                lines.append(f"const real *{leaf.name} = params[{ctx.api}_param_{leaf.name}];")
+        for leaf in ctx.program.inputs:
+            if leaf.name in used:
+                ctype = "real" if leaf.dtype == "float" else "int64_t"
+                lines.append(f"const {ctype} *{leaf.name} = inputs[{ctx.api}_input_{leaf.name}];")
+        adjoints = adjoint_names(g)
+        for v in self.order:
+            lines.append("")
+            if v in adjoints:
+                lines.append(f"/* dL/d{adjoints[v]} */")
+            where = self.dests[v] if v in self.dests else f"arena + {offsets[v]}"
+            lines.append(f"real *{v} = {where};  /* {shape_comment(g.shape(v))} */")
+            lines += self.emit(v)
+        return lines
+
+    # -- emitters: each returns lines assigning node ``v``
+    def emit(self, v: str) -> list[str]:
+        op = self.g.op(v)
+        if REGISTRY[op].elementwise:
+            return self.emit_elementwise(v)
+        return getattr(self, f"emit_{op}")(v)
+
+    def access(self, node: str, index: str) -> str:
+        if self.g.op(node) == "const":
+            return printed_number(self.ctx.printer, self.g.attrs(node)["value"])
+        return f"{node}[{index}]"
+
+    def expression(self, node: str) -> sp.Expr:
+        g = self.g
+        expr = substitute_attrs(REGISTRY[g.op(node)].expr, g.attrs(node))
+        subs = {}
+        for i, a in enumerate(g.args(node)):
+            if g.op(a) == "const":
+                value = g.attrs(a)["value"]
+                subs[X[i]] = sp.Symbol("n", positive=True, integer=True) if is_batch(value) else sp.Float(value)
+            elif a in self.absorbed:
+                subs[X[i]] = self.expression(a)
+            else:
+                subs[X[i]] = sp.Symbol(a, real=True)
+        return expr.xreplace(subs)
+
+    def emit_elementwise(self, v: str) -> list[str]:
+        g = self.g
+        shape = g.shape(v)
+        leaves = self.leaves(v)
+        arrays = {v: strides(shape), **{a: aligned(g.shape(a), shape) for a in leaves}}
+        expr = self.expression(v)
+
+        def body(ix):
+            subs = {sp.Symbol(a, real=True): sp.Symbol(f"{a}[{ix[a]}]", real=True) for a in leaves}
+            return [f"{v}[{ix[v]}] = {self.ctx.printer.doprint(expr.xreplace(subs))};"]
+
+        return self.nest(shape, arrays, body)
+
+    def nest(self, shape, arrays, body) -> list[str]:
+        return loop_nest([extent(d) for d in shape], arrays, body, self.names)
+
+    def copy(self, v: str, src: str, shape, dst_strides, src_strides, base: str = "", op: str = "=") -> list[str]:
+        return self.nest(
+            shape, {v: dst_strides, src: src_strides},
+            lambda ix: [f"{v}[{join(base, ix[v])}] {op} {self.access(src, ix[src])};"],
+        )
+
+    def fill(self, v: str, value: str) -> list[str]:
+        return self.nest(self.g.shape(v), {v: strides(self.g.shape(v))}, lambda ix: [f"{v}[{ix[v]}] = {value};"])
+
+    def emit_transpose(self, v):
+        (x,) = self.g.args(v)
+        own = strides(self.g.shape(x))
+        permuted = [own[a] for a in self.g.attrs(v)["axes"]]
+        return self.copy(v, x, self.g.shape(v), strides(self.g.shape(v)), permuted)
+
+    def emit_reshape(self, v):
+        (x,) = self.g.args(v)
+        flat = (size(self.g.shape(v)),)
+        return loop_nest(list(flat), {v: [ONE], x: [ONE]}, lambda ix: [f"{v}[{ix[v]}] = {self.access(x, ix[x])};"], self.names)
+
+    def emit_concat(self, v):
+        axis = self.g.attrs(v)["axis"]
+        out = strides(self.g.shape(v))
+        lines, at = [], 0
+        for part in self.g.args(v):
+            shape = self.g.shape(part)
+            base = (Extent(at) * out[axis]).text() if at else ""
+            lines += self.copy(v, part, shape, out, strides(shape), base)
+            at += int(shape[axis])
+        return lines
+
+    def emit_slice(self, v):
+        (x,) = self.g.args(v)
+        attrs = self.g.attrs(v)
+        own = strides(self.g.shape(x))
+        base = (Extent(attrs["start"]) * own[attrs["axis"]]).text() if attrs["start"] else ""
+        shape = self.g.shape(v)
+        return self.nest(shape, {v: strides(shape), x: own}, lambda ix: [f"{v}[{ix[v]}] = {x}[{join(base, ix[x])}];"])
+
+    def emit_pad_slice(self, v):
+        (x,) = self.g.args(v)
+        attrs = self.g.attrs(v)
+        out = strides(self.g.shape(v))
+        base = (Extent(attrs["start"]) * out[attrs["axis"]]).text() if attrs["start"] else ""
+        return self.fill(v, "0") + self.copy(v, x, self.g.shape(x), out, strides(self.g.shape(x)), base)
+
+    def reduce(self, v, init: str, combine) -> list[str]:
+        (x,) = self.g.args(v)
+        axes = self.g.attrs(v)["axis"]
+        shape = self.g.shape(x)
+        kept = iter(strides(tuple(d for i, d in enumerate(shape) if i not in axes)))
+        out = [ZERO if i in axes else next(kept) for i in range(len(shape))]
+        return self.fill(v, init) + self.nest(shape, {v: out, x: strides(shape)}, lambda ix: [combine(f"{v}[{ix[v]}]", self.access(x, ix[x]))])
+
+    def emit_sum(self, v):
+        return self.reduce(v, "0", lambda acc, x: f"{acc} += {x};")
+
+    def emit_mean(self, v):
+        (x,) = self.g.args(v)
+        shape = self.g.shape(x)
+        count = size([shape[a] for a in self.g.attrs(v)["axis"]]).text()
+        return self.emit_sum(v) + self.fill_scaled(v, count)
+
+    def fill_scaled(self, v, count: str) -> list[str]:
+        return self.nest(self.g.shape(v), {v: strides(self.g.shape(v))}, lambda ix: [f"{v}[{ix[v]}] /= {count};"])
+
+    def emit_max(self, v):
+        return self.reduce(v, "-INFINITY", lambda acc, x: f"if ({x} > {acc}) {acc} = {x};")
+
+    def emit_broadcast_to(self, v):
+        (x,) = self.g.args(v)
+        attrs = self.g.attrs(v)
+        shape = attrs["shape"]
+        kept = [d for i, d in enumerate(shape) if i not in attrs["axes"]]
+        inner = iter(aligned(self.g.shape(x), kept))
+        src = [ZERO if i in attrs["axes"] else next(inner) for i in range(len(shape))]
+        return self.copy(v, x, shape, strides(shape), src)
+
+    def emit_sum_to(self, v):
+        (x,) = self.g.args(v)
+        src = self.g.shape(x)
+        lead, stretched = sum_to_axes(src, self.g.shape(v))
+        own = strides(self.g.shape(v))
+        dst = [ZERO] * lead + [ZERO if lead + i in stretched else s for i, s in enumerate(own)]
+        return self.fill(v, "0") + self.copy(v, x, src, dst, strides(src), op="+=")
+
+    def kernel(self, name: str, *args) -> list[str]:
+        self.ctx.kernels.add(name)
+        return [f"sg_{name}({', '.join(str(a) for a in args)});"]
+
+    def emit_matmul(self, v):
+        g = self.g
+        a, b = g.args(v)
+        sa, sb, out = g.shape(a), g.shape(b), g.shape(v)
+        m, k, p = extent(sa[-2]), extent(sa[-1]), extent(sb[-1])
+        batch = out[:-2]
+        if not batch:
+            return self.kernel("matmul", m.text(), k.text(), p.text(), a, b, v)
+        arrays = {
+            v: [s * m * p for s in strides(batch)],
+            a: [s * m * k for s in aligned(sa[:-2], batch)],
+            b: [s * k * p for s in aligned(sb[:-2], batch)],
+        }
+        self.ctx.kernels.add("matmul")
+        return self.nest(batch, arrays, lambda ix: [f"sg_matmul({m.text()}, {k.text()}, {p.text()}, {a} + {ix[a]}, {b} + {ix[b]}, {v} + {ix[v]});"])
+
+    def emit_embedding(self, v):
+        table, ids = self.g.args(v)
+        return self.kernel("embedding", size(self.g.shape(ids)).text(), int(self.g.shape(table)[1]), table, ids, v)
+
+    def emit_embedding_backward(self, v):
+        ids, cot = self.g.args(v)
+        rows, width = self.g.shape(v)
+        return self.kernel("embedding_backward", size(self.g.shape(ids)).text(), int(rows), int(width), ids, cot, v)
+
+    def conv_dims(self, x_shape, out_shape, width, attrs):
+        return [extent(x_shape[0]).text(), int(x_shape[1]), int(x_shape[2]), int(out_shape[1]), int(out_shape[2]), width, attrs["stride"], attrs["padding"]]
+
+    def emit_conv1d(self, v):
+        x, kernel = self.g.args(v)
+        dims = self.conv_dims(self.g.shape(x), self.g.shape(v), int(self.g.shape(kernel)[0]), self.g.attrs(v))
+        return self.kernel("conv1d", *dims, x, kernel, v)
+
+    def emit_conv1d_backward_input(self, v):
+        cot, kernel = self.g.args(v)
+        dims = self.conv_dims(self.g.shape(v), self.g.shape(cot), int(self.g.shape(kernel)[0]), self.g.attrs(v))
+        return self.kernel("conv1d_backward_input", *dims, cot, kernel, v)
+
+    def emit_conv1d_backward_kernel(self, v):
+        x, cot = self.g.args(v)
+        dims = self.conv_dims(self.g.shape(x), self.g.shape(cot), self.g.attrs(v)["width"], self.g.attrs(v))
+        return self.kernel("conv1d_backward_kernel", *dims, x, cot, v)
+
+    def pool(self, name: str, v: str, x_shape, out_shape, *arrays) -> list[str]:
+        attrs = self.g.attrs(v)
+        dims = [extent(x_shape[0]).text(), int(x_shape[1]), int(x_shape[2]), int(out_shape[1]), attrs["size"], attrs["stride"]]
+        return self.kernel(name, *dims, *arrays, v)
+
+    def emit_max_pool1d(self, v):
+        (x,) = self.g.args(v)
+        return self.pool("max_pool1d", v, self.g.shape(x), self.g.shape(v), x)
+
+    def emit_avg_pool1d(self, v):
+        (x,) = self.g.args(v)
+        return self.pool("avg_pool1d", v, self.g.shape(x), self.g.shape(v), x)
+
+    def emit_max_pool1d_backward(self, v):
+        x, cot = self.g.args(v)
+        return self.pool("max_pool1d_backward", v, self.g.shape(x), self.g.shape(cot), x, cot)
+
+    def emit_avg_pool1d_backward(self, v):
+        (cot,) = self.g.args(v)
+        return self.pool("avg_pool1d_backward", v, self.g.shape(v), self.g.shape(cot), cot)
+
+    def split(self, shape, axis: int) -> list[str]:
+        """(outer, length, inner) around ``axis``: the layout the axis kernels take."""
+        return [size(shape[:axis]).text(), extent(shape[axis]).text(), size(shape[axis + 1 :]).text()]
+
+    def emit_max_backward(self, v):
+        x, cot = self.g.args(v)
+        (axis,) = self.g.attrs(v)["axis"]
+        return self.kernel("max_backward", *self.split(self.g.shape(x), axis), x, cot, v)
+
+    def emit_softmax(self, v):
+        (x,) = self.g.args(v)
+        return self.kernel("softmax", *self.split(self.g.shape(x), self.g.attrs(v)["axis"]), x, v)
+
+    def emit_log_softmax(self, v):
+        (x,) = self.g.args(v)
+        return self.kernel("log_softmax", *self.split(self.g.shape(x), self.g.attrs(v)["axis"]), x, v)
+
+    def emit_onehot(self, v):
+        (labels,) = self.g.args(v)
+        return self.kernel("onehot", size(self.g.shape(labels)).text(), self.g.attrs(v)["classes"], labels, v)
+
+    def emit_cross_entropy(self, v):
+        logits, labels = self.g.args(v)
+        shape = self.g.shape(logits)
+        self.ctx.kernels.add("cross_entropy")
+        return [f"{v}[0] = (real)sg_cross_entropy({size(shape[:-1]).text()}, {extent(shape[-1]).text()}, {logits}, {labels});"]
+
+    def emit_binary_cross_entropy(self, v):
+        z, y = self.g.args(v)
+        shape = self.g.shape(z)
+        f = self.ctx.suffix
+        lines = ["{", "    double sg_total = 0;"]
+        lines += ["    " + line for line in self.nest(shape, {z: strides(shape), y: strides(shape)}, lambda ix: [
+            f"sg_total += fmax{f}({z}[{ix[z]}], 0) - {z}[{ix[z]}] * {self.access(y, ix[y])} + log1p{f}(exp{f}(-fabs{f}({z}[{ix[z]}])));"
+        ])]
+        return lines + [f"    {v}[0] = (real)(sg_total / ({size(shape).text()}));", "}"]
+
+    def emit_dropout_mask(self, v):
+        attrs = self.g.attrs(v)
+        p = attrs["p"]
+        stream = attrs["index"] + DROPOUT_STREAM
+        return self.kernel("dropout_mask", size(self.g.shape(v)).text(), repr(float(p)), self.ctx.printer.number(1.0 / (1.0 - p)), "training", "seed", stream, v)
+
+    # -- results that are not statements of their own
+    def store(self, root: str, dest: str) -> list[str]:
+        """Copy a root that another destination, a leaf or a constant already holds."""
+        shape = self.g.shape(root)
+        return loop_nest(
+            [size(shape)], {"out": [ONE], root: [ONE]}, lambda ix: [f"{dest}[{ix['out']}] = {self.access(root, ix[root])};"], self.names
+        )
+
+
+def join(base: str, index: str) -> str:
+    if not base:
+        return index
+    return base if index == "0" else f"{base} + {index}"
+
+
+def shape_comment(shape) -> str:
+    return "[" + ", ".join("n" if is_batch(d) else str(int(d)) for d in shape) + "]"
+
+
+LOOP_NAMES = ["i", "j", "k", "l", "m", "p", "q", "r", "s", "t", "u"] + [f"i{k}" for k in range(1, 40)]
+
+
+def loop_names(g: Graph) -> list[str]:
+    """Loop variables that no node of ``g`` is named."""
+    return [name for name in LOOP_NAMES if name not in g.nx and name != "n"]
+
+
+# -- the whole model -------------------------------------------------------------------
+@dataclass
+class Context:
+    program: object
+    api: str
+    dtype: str
+    printer: Printer
+    batch: int
+    kernels: set[str] = field(default_factory=set)
+
+    @property
+    def suffix(self) -> str:
+        return SUFFIX[self.dtype]
+
+
+ARRAY_ARGUMENTS = {"forward": ("params", "inputs", "outputs"), "evaluate": ("params", "inputs"), "loss_and_grads": ("params", "inputs", "grads")}
+
+
+def compiled_batch(program) -> int:
+    if program.batch_input is None:
+        return 1
+    return int(program.graph.shape(program.batch_input)[0])
+
+
+def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:
+    """forward, evaluate and loss_and_grads: each a Function and its result lines."""
+    program, api = ctx.program, ctx.api
+    ev, train = program.eval_graph, program.train_graph
+    out = {}
+
+    dests, tail = {}, []
+    for name, node in zip(program.outputs, program.output_nodes):
+        dest = f"outputs[{api}_output_{name}]"
+        if node in dests or ev.op(node) in ("input", "param", "const"):
+            tail.append((node, dest))
+        else:
+            dests[node] = dest
+    fn = Function(ctx, ev, list(program.output_nodes), dests)
+    out["forward"] = (fn, [line for node, dest in tail for line in fn.store(node, dest)])
+
+    found = metric(program)
+    roots = [ev.loss] + ([found[0]] if found else [])
+    fn = Function(ctx, ev, roots, {})
+    lines = [f"*loss_value = {scalar(fn, ev.loss)};"]
+    if found:
+        lines += metric_lines(fn, ev)
+    out["evaluate"] = (fn, lines)
+
+    dests, tail = {}, []
+    for param, node in program.gradients.items():
+        dest = f"grads[{api}_param_{param}]"
+        if node in dests or train.op(node) in ("input", "param", "const"):
+            tail.append((node, dest))
+        else:
+            dests[node] = dest
+    fn = Function(ctx, train, [train.loss, *program.gradients.values()], dests)
+    out["loss_and_grads"] = (fn, [line for node, dest in tail for line in fn.store(node, dest)] + [f"*loss_value = {scalar(fn, train.loss)};"])
+    return out
+
+
+def scalar(fn: Function, node: str) -> str:
+    return fn.access(node, "0")
+
+
+def metric_lines(fn: Function, g: Graph) -> list[str]:
+    scores, labels = g.args(g.loss)
+    shape = g.shape(scores)
+    if g.op(g.loss) == "cross_entropy":
+        fn.ctx.kernels.add("count_correct")
+        return [f"*correct_count = sg_count_correct({size(shape[:-1]).text()}, {extent(shape[-1]).text()}, {scores}, {labels});"]
+    lines = ["*correct_count = 0;"]
+    arrays = {scores: strides(shape), labels: strides(shape)}
+    return lines + loop_nest(
+        [extent(d) for d in shape], arrays,
+        lambda ix: [f"*correct_count += ({scores}[{ix[scores]}] > 0) == ({labels}[{ix[labels]}] > 0.5);"], fn.names,
+    )
+
+
+def plan_memory(fns: dict[str, tuple[Function, list[str]]]) -> tuple[dict[str, list[Buffer]], int]:
+    """Each function's buffers placed in one arena (the functions never run at once)."""
+    plans, total = {}, 0
+    for name, (fn, _) in fns.items():
+        plans[name], size_ = place(fn.plan())
+        total = max(total, size_)
+    return plans, total
+
+
+def leaf_info(leaf, batch_input: str | None) -> dict:
+    shape = leaf.shape
+    batched = bool(shape) and is_batch(shape[0])
+    return dict(
+        name=leaf.name,
+        rank=len(shape),
+        dims=[int(d) for d in shape] or [1],
+        batched=int(batched),
+        size=numel(shape) // (int(shape[0]) if batched else 1),
+        shape=shape_comment(shape),
+        dtype=leaf.dtype,
+        bound=leaf.bound or 0,
+        init=leaf.init,
+        distribution=leaf.distribution,
+        scale=repr(float(leaf.scale)),
+        stream=leaf.index,
+    )
+
+
+def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
+    printer = Printer(dtype)
+    ctx = Context(program, api, dtype, printer, compiled_batch(program))
+    fns = functions(ctx)
+    plans, total = plan_memory(fns)
+    bodies = {}
+    for name, (fn, tail) in fns.items():
+        lines = fn.body(plans[name]) + ([""] + tail if tail else [])
+        text = "\n".join(lines)
+        unused = [a for a in ARRAY_ARGUMENTS[name] if not re.search(rf"\b{a}\[", text)]
+        lines = [f"(void){a};  /* this model does not read it */" for a in unused] + lines
+        bodies[name] = ["    " + line if line else "" for line in lines]
+    for leaf in program.params:
+        ctx.kernels.add("fill" if leaf.distribution == "constant" else f"fill_{leaf.distribution}")
+    itemsize = 4 if dtype == "float32" else 8
+    training_used = any(program.train_graph.op(v) == "dropout_mask" for v in program.train_graph.nx)
+    context = dict(
+        name=program.name,
+        api=api,
+        API=api.upper(),
+        real=CTYPE[dtype],
+        dtype=dtype,
+        f=SUFFIX[dtype],
+        summary=summary(program),
+        source=source_name(program),
+        description=describe(program.graph),
+        batch=ctx.batch,
+        batched=program.batch_input is not None,
+        params=[leaf_info(p, program.batch_input) for p in program.params],
+        inputs=[leaf_info(i, program.batch_input) for i in program.inputs],
+        outputs=[dict(name=o, shape=shape_comment(program.eval_graph.shape(node)), size=size_per_example(program.eval_graph.shape(node)))
+                 for o, node in zip(program.outputs, program.output_nodes)],
+        max_rank=max([len(x.shape) for x in program.params + program.inputs] + [1]),
+        metric=metric(program) is not None,
+        arena=max(total, 1),
+        arena_bytes=total * itemsize,
+        kernels=sorted(ctx.kernels),
+        training_used=training_used,
+        bodies=bodies,
+        shuffle_stream=SHUFFLE_STREAM,
+    )
+    return context, report(plans, itemsize, total)
+
+
+def size_per_example(shape) -> int:
+    static = 1
+    for d in shape:
+        if not is_batch(d):
+            static *= int(d)
+    return static
+
+
+def check_api(name: str, source: str | None) -> str:
+    why = reserved(name)
+    if why is not None:
+        raise SpecError(why, node="name", source=source)
+    return name
+
+
+def render_model(program, env, stem: str, api: str, dtype: str) -> tuple[dict[str, str], dict]:
+    """``stem``.h and ``stem``.c of the model in one precision, and their context."""
+    context, _ = model_context(program, api, dtype)
+    context["header"] = f"{stem}.h"
+    files = {f"{stem}.{ext}": env.get_template(f"c/model.{ext}.j2").render(context) for ext in ("h", "c")}
+    return files, context
+
+
+def render_files(program, env) -> dict[str, str]:
+    """model.h, model.c, train.c and Makefile, plus a float64 twin of the model
+    (model_f64.*) for the trainer's ``--gradcheck`` when the model is float32."""
+    api = check_api(program.name, program.graph.source)
+    files, context = render_model(program, env, "model", api, program.dtype)
+    twin = program.dtype == "float32"
+    if twin:
+        files.update(render_model(replace(program, dtype="float64"), env, "model_f64", f"{api}_f64", "float64")[0])
+    trainer = dict(context, **trainer_context(program), twin=twin)
+    files["train.c"] = env.get_template("c/train.c.j2").render(trainer)
+    files["Makefile"] = env.get_template("c/Makefile.j2").render(trainer)
+    return files
+
+
+def memory_report(program) -> str:
+    """The arena plan of the model's three functions, as ``compile --report`` prints it."""
+    return model_context(program, program.name, program.dtype)[1]
+
+

@@ -1,0 +1,63 @@
+"""Static memory planning: one arena, buffers sharing it when their lifetimes do not overlap.
+
+Every intermediate buffer's size is known when the code is generated (the
+batch axis at its compiled size), and so is the statement that writes it and
+the last statement that reads it. Placing buffers is then interval packing:
+largest first, each at the lowest offset where it overlaps no buffer that is
+alive at the same time (the greedy-by-size heuristic of TensorFlow Lite's
+arena planner).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+ALIGN = 16  # elements: 64 bytes for float32, so every buffer starts on a cache line
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    size: int  # elements at the compiled batch size
+    first: int  # index of the statement that writes it
+    last: int  # index of the last statement that reads it
+    offset: int = 0  # elements from the start of the arena
+
+    def overlaps(self, other: Buffer) -> bool:
+        return self.first <= other.last and other.first <= self.last
+
+
+def round_up(size: int) -> int:
+    return -(-size // ALIGN) * ALIGN
+
+
+def place(buffers: list[Buffer]) -> tuple[list[Buffer], int]:
+    """Offsets for ``buffers`` (same order) and the arena size in elements."""
+    placed: list[Buffer] = []
+    for buf in sorted(buffers, key=lambda b: (-b.size, b.first, b.name)):
+        offset = 0
+        for other in sorted((p for p in placed if p.overlaps(buf)), key=lambda p: p.offset):
+            if offset + round_up(buf.size) <= other.offset:
+                break
+            offset = max(offset, other.offset + round_up(other.size))
+        placed.append(replace(buf, offset=offset))
+    by_name = {b.name: b for b in placed}
+    total = max((b.offset + round_up(b.size) for b in placed), default=0)
+    return [by_name[b.name] for b in buffers], total
+
+
+def report(plans: dict[str, list[Buffer]], itemsize: int, total: int) -> str:
+    """The plan as a table: each function's buffers, their bytes, and the peak."""
+    lines = []
+    for function, buffers in plans.items():
+        lines.append(f"{function}: {len(buffers)} buffers, {kib(sum(b.size for b in buffers) * itemsize)} unshared")
+        width = max([6] + [len(b.name) for b in buffers])
+        lines.append(f"  {'buffer':<{width}}  {'bytes':>12}  {'offset':>12}  statements")
+        for b in buffers:
+            lines.append(f"  {b.name:<{width}}  {b.size * itemsize:>12,}  {b.offset * itemsize:>12,}  {b.first}-{b.last}")
+    lines.append(f"arena (peak): {total * itemsize:,} bytes ({kib(total * itemsize)})")
+    return "\n".join(lines)
+
+
+def kib(size: int) -> str:
+    return f"{size / 1024:,.1f} KiB" if size < 1 << 20 else f"{size / (1 << 20):,.2f} MiB"

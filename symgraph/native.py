@@ -1,0 +1,205 @@
+"""Build the generated C into a shared library, once, and call it through ctypes.
+
+A build is keyed by a content hash of the sources, the compiler's version
+line and the flags; a library with that key in the cache folder is reused
+without running the compiler. The cache folder is ``$SYMGRAPH_CACHE``, else
+``$XDG_CACHE_HOME/symgraph``, else ``~/.cache/symgraph``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .codegen.c import compiled_batch
+from .ir import is_batch
+
+FLAGS = ("-std=c99", "-O3", "-fPIC", "-shared", "-Wall", "-Wextra")
+LIBRARY = "libmodel.so"
+
+
+class BuildError(RuntimeError):
+    """The C compiler failed or is missing."""
+
+
+def compiler() -> str:
+    return os.environ.get("CC", "cc")
+
+
+@functools.lru_cache(maxsize=None)
+def compiler_version(cc: str) -> str:
+    try:
+        done = subprocess.run([cc, "--version"], capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError) as exc:
+        raise BuildError(f"no working C compiler {cc!r} (set CC): {exc}") from None
+    return done.stdout.splitlines()[0] if done.stdout else cc
+
+
+def cache_dir() -> Path:
+    if os.environ.get("SYMGRAPH_CACHE"):
+        return Path(os.environ["SYMGRAPH_CACHE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "symgraph"
+
+
+def build_key(sources: dict[str, str], cc: str, flags: tuple[str, ...]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(sources):
+        for part in (name, sources[name]):
+            digest.update(part.encode())
+            digest.update(b"\0")
+    for part in (compiler_version(cc), *flags):
+        digest.update(part.encode())
+        digest.update(b"\0")
+    return digest.hexdigest()[:20]
+
+
+def build(sources: dict[str, str], flags: tuple[str, ...] = FLAGS, verbose: bool = False) -> Path:
+    """The shared library built from ``sources`` (name -> text; every ``.c`` is compiled)."""
+    cc = compiler()
+    key = build_key(sources, cc, flags)
+    folder = cache_dir() / key
+    library = folder / LIBRARY
+    if library.exists():
+        say(verbose, f"reusing build {key}: same sources, compiler ({compiler_version(cc)}) and flags")
+        return library
+    say(verbose, f"compiling {', '.join(sorted(sources))}: no build with key {key} in {cache_dir()}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
+    try:
+        for name, text in sources.items():
+            (staging / name).write_text(text, encoding="utf-8")
+        units = sorted(name for name in sources if name.endswith(".c"))
+        done = subprocess.run([cc, *flags, "-o", LIBRARY, *units, "-lm"], cwd=staging, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise BuildError(f"{cc} failed on the generated code:\n{done.stderr}")
+        try:
+            os.replace(staging, folder)
+        except OSError:  # another process finished the same build first
+            pass
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return library
+
+
+def say(verbose: bool, message: str) -> None:
+    if verbose:
+        print(f"symgraph: {message}", file=sys.stderr)
+
+
+def check_inputs(program, inputs: dict, names: list[str]) -> int:
+    """Validate inputs like the generated NumPy module does; return the batch size n."""
+    leaves = {leaf.name: leaf for leaf in program.inputs}
+    n = None
+    for name in names:
+        if name not in inputs:
+            raise ValueError(f"missing input {name!r}")
+        leaf = leaves[name]
+        value = np.asarray(inputs[name])
+        expected = tuple(None if is_batch(d) else int(d) for d in leaf.shape)
+        if value.ndim != len(expected) or any(d is not None and d != v for d, v in zip(expected, value.shape)):
+            raise ValueError(f"input {name!r} has shape {value.shape}, expected {expected} (None: any batch size)")
+        if expected and expected[0] is None:
+            if n is not None and value.shape[0] != n:
+                raise ValueError(f"input {name!r} has {value.shape[0]} examples, others have {n}")
+            n = value.shape[0]
+        if leaf.dtype == "int":
+            if not np.issubdtype(value.dtype, np.integer):
+                raise ValueError(f"input {name!r} must hold integers, got {value.dtype}")
+            if value.size and (value.min() < 0 or value.max() >= leaf.bound):
+                raise ValueError(f"input {name!r} has ids outside [0, {leaf.bound})")
+        elif not np.issubdtype(value.dtype, np.number) or not np.all(np.isfinite(value)):
+            raise ValueError(f"input {name!r} must hold finite numbers")
+    limit = compiled_batch(program)
+    if n is not None and not 1 <= n <= limit:
+        raise ValueError(f"a batch holds 1 to {limit} examples (the compiled batch size), got {n}")
+    return limit if n is None else n
+
+
+def pointers(arrays: list[np.ndarray]):
+    return (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
+
+
+class Library:
+    """The generated model's functions, called with NumPy arrays."""
+
+    def __init__(self, program, path: Path):
+        self.program = program
+        self.dtype = np.dtype(program.dtype)
+        self.lib = ctypes.CDLL(str(path))
+        api = program.name
+        p, i, long, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_uint64
+        double_p, long_p = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_long)
+        self._init = self._function(f"{api}_init_params", None, [p, u64])
+        self._forward = self._function(f"{api}_forward", i, [p, p, long, p])
+        self._evaluate = self._function(f"{api}_evaluate", i, [p, p, long, double_p, long_p])
+        self._loss_and_grads = self._function(f"{api}_loss_and_grads", i, [p, p, long, i, u64, double_p, p])
+
+    def _function(self, name, restype, argtypes):
+        fn = getattr(self.lib, name)
+        fn.restype, fn.argtypes = restype, argtypes
+        return fn
+
+    def _param_arrays(self, params: dict) -> list[np.ndarray]:
+        return [np.ascontiguousarray(params[leaf.name], dtype=self.dtype) for leaf in self.program.params]
+
+    def _input_arrays(self, inputs: dict) -> list[np.ndarray]:
+        arrays = []
+        for leaf in self.program.inputs:
+            if leaf.name in inputs:
+                kind = np.int64 if leaf.dtype == "int" else self.dtype
+                arrays.append(np.ascontiguousarray(inputs[leaf.name], dtype=kind))
+            else:  # not read by this function: a harmless null pointer
+                arrays.append(np.zeros(0, self.dtype))
+        return arrays
+
+    def check_inputs(self, inputs: dict, names: list[str]) -> int:
+        return check_inputs(self.program, inputs, names)
+
+    def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
+        arrays = [np.empty(tuple(int(d) for d in leaf.shape), self.dtype) for leaf in self.program.params]
+        self._init(pointers(arrays), seed)
+        return {leaf.name: a for leaf, a in zip(self.program.params, arrays)}
+
+    def batch_size(self, inputs: dict) -> int:
+        for leaf in self.program.inputs:
+            if leaf.name in inputs and leaf.shape and is_batch(leaf.shape[0]):
+                return len(inputs[leaf.name])
+        return compiled_batch(self.program)
+
+    def forward(self, params: dict, inputs: dict) -> dict[str, np.ndarray]:
+        g, n = self.program.eval_graph, self.batch_size(inputs)
+        outputs = [np.empty(tuple(n if is_batch(d) else int(d) for d in g.shape(node)), self.dtype) for node in self.program.output_nodes]
+        args = self._param_arrays(params), self._input_arrays(inputs)  # alive until the call returns
+        self._check(self._forward(pointers(args[0]), pointers(args[1]), n, pointers(outputs)), n)
+        return dict(zip(self.program.outputs, outputs))
+
+    def evaluate(self, params: dict, inputs: dict) -> tuple[float, int]:
+        n = self.batch_size(inputs)
+        loss, correct = ctypes.c_double(), ctypes.c_long()
+        args = self._param_arrays(params), self._input_arrays(inputs)
+        self._check(self._evaluate(pointers(args[0]), pointers(args[1]), n, ctypes.byref(loss), ctypes.byref(correct)), n)
+        return loss.value, correct.value
+
+    def loss_and_grads(self, params: dict, inputs: dict, training: bool = False, seed: int = 0):
+        n = self.batch_size(inputs)
+        grads = [np.empty(tuple(int(d) for d in leaf.shape), self.dtype) for leaf in self.program.params]
+        loss = ctypes.c_double()
+        args = self._param_arrays(params), self._input_arrays(inputs)
+        status = self._loss_and_grads(pointers(args[0]), pointers(args[1]), n, int(training), seed, ctypes.byref(loss), pointers(grads))
+        self._check(status, n)
+        return loss.value, {leaf.name: g for leaf, g in zip(self.program.params, grads)}
+
+    @staticmethod
+    def _check(status: int, n: int) -> None:
+        if status != 0:
+            raise ValueError(f"the generated code refused a batch of {n} examples")
