@@ -20,6 +20,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--target", choices=("numpy", "c"), default="numpy")
     p.add_argument("-o", "--out", help="output folder (default generated/<name>/<target>/)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--report", action="store_true", help="print the C target's memory plan")
 
     p = sub.add_parser("grad", help="print each derived gradient, simplified")
     p.add_argument("spec")
@@ -29,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="finite-difference check of the generated code")
     p.add_argument("spec")
     p.add_argument("--target", choices=("numpy", "c", "all"), default="numpy")
+    p.add_argument("--verbose", action="store_true", help="say whether the C build was reused, and why")
 
     p = sub.add_parser("draw", help="draw the graph (and its gradient graph with --grad)")
     p.add_argument("spec")
@@ -57,10 +59,15 @@ def cmd_compile(args) -> int:
     from .codegen import build_program, render, write_atomically
 
     g = load(args.spec)
-    files = render(build_program(g, args.dtype), args.target)
+    program = build_program(g, args.dtype)
+    files = render(program, args.target)
     out = Path(args.out) if args.out else Path("generated") / g.name / args.target
     write_atomically(files, out)
     print(f"wrote {', '.join(sorted(files))} to {out}")
+    if args.report:
+        from .codegen.c import memory_report
+
+        print(memory_report(program))
     return 0
 
 
@@ -82,7 +89,7 @@ def cmd_check(args) -> int:
         with tempfile.TemporaryDirectory() as tmp:
             from .compiler import compile as compile_graph
 
-            model = compile_graph(g, target=target, out_dir=Path(tmp) / target, dtype="float64")
+            model = compile_graph(g, target=target, out_dir=Path(tmp) / target, dtype="float64", verbose=args.verbose)
             report = gradcheck(g, target=target, model=model)
         print(report)
         ok &= report.ok

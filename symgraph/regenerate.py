@@ -12,7 +12,7 @@ from pathlib import Path
 from .codegen import build_program, render, write_atomically
 from .spec import load
 
-TARGETS = ("numpy",)
+TARGETS = ("numpy", "c")
 
 
 def expected_files(root: Path) -> dict[Path, str]:

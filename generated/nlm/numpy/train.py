@@ -160,7 +160,7 @@ def main(argv=None):
             line += f"  val loss {val_loss:.4f}"
             if accuracy is not None:
                 line += f"  val acc {accuracy:.4f}"
-        print(f"{line}  {rate:,.0f} ex/s", flush=True)
+        print(f"{line}  {rate:.0f} ex/s", flush=True)
         if args.save:
             save(params, args.save)
     return 0
