@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+
 import numpy as np
 import pytest
 
@@ -66,6 +70,16 @@ def inputs_for(model, rng) -> dict:
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_configure(config):
+    # C builds of this run go to a fresh cache, so the cold path is what is tested.
+    config._symgraph_cache = tempfile.mkdtemp(prefix="symgraph-cache-")
+    os.environ["SYMGRAPH_CACHE"] = config._symgraph_cache
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_symgraph_cache", ""), ignore_errors=True)
 
 
 __all__ = ["ATOL", "EPS", "REGISTRY", "RTOL", "central_difference_errors", "inputs_for", "one_op_graph", "sample"]

@@ -1,9 +1,11 @@
-"""The remaining CLI verbs: check (and that it can fail), draw, unavailable targets."""
+"""The remaining CLI verbs: check on both targets (and that it can fail), draw, compile --report."""
 
 from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+
+import pytest
 
 from symgraph.cli import main
 from symgraph.ops import REGISTRY
@@ -12,9 +14,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_check_passes_on_an_example(capsys):
-    assert main(["check", str(ROOT / "examples" / "logreg.yaml")]) == 0
+    assert main(["check", str(ROOT / "examples" / "logreg.yaml"), "--target", "all"]) == 0
     out = capsys.readouterr().out
-    assert "w " in out and out.count(" ok") == 2
+    assert "(numpy, float64)" in out and "(c, float64)" in out and out.count(" ok") == 4
 
 
 def test_check_fails_when_a_vjp_is_wrong(monkeypatch, capsys):
@@ -22,7 +24,7 @@ def test_check_fails_when_a_vjp_is_wrong(monkeypatch, capsys):
         return (cotangent,)  # claims d tanh(u)/du = 1
 
     monkeypatch.setitem(REGISTRY, "tanh", dataclasses.replace(REGISTRY["tanh"], vjp=wrong))
-    assert main(["check", str(ROOT / "examples" / "nlm.yaml")]) == 1
+    assert main(["check", str(ROOT / "examples" / "nlm.yaml"), "--target", "c"]) == 1
     assert "FAIL" in capsys.readouterr().out
 
 
@@ -34,7 +36,16 @@ def test_draw_writes_dot_with_every_node(tmp_path):
         assert f'"{node}" [label=' in text
 
 
-def test_unavailable_target_is_bad_input(tmp_path, capsys):
-    assert main(["compile", str(ROOT / "examples" / "mlp.yaml"), "--target", "c", "-o", str(tmp_path / "c")]) == 2
-    assert capsys.readouterr().err.startswith("error: ")
-    assert not (tmp_path / "c").exists()
+def test_compile_report_prints_the_memory_plan(tmp_path, capsys):
+    assert main(["compile", str(ROOT / "examples" / "mlp.yaml"), "--target", "c", "-o", str(tmp_path / "c"), "--report"]) == 0
+    out = capsys.readouterr().out
+    assert "loss_and_grads:" in out and "arena (peak):" in out
+    assert {p.name for p in (tmp_path / "c").iterdir()} == {"Makefile", "model.c", "model.h", "model_f64.c", "model_f64.h", "train.c"}
+
+
+def test_unknown_target_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:  # argparse: a usage error
+        main(["compile", str(ROOT / "examples" / "mlp.yaml"), "--target", "fortran", "-o", str(tmp_path / "f")])
+    assert exc.value.code == 2
+    assert "invalid choice" in capsys.readouterr().err
+    assert not (tmp_path / "f").exists()

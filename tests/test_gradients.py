@@ -1,4 +1,5 @@
-"""Every op's VJP against central differences in float64, through generated code.
+"""Every op's VJP against central differences in float64, through the generated
+code of both targets, and the C target against the NumPy target.
 
 One row per op that has a VJP: its argument shapes (and dtypes) and attrs.
 Ops without a VJP are the backward kernels; the coverage test checks that
@@ -65,11 +66,16 @@ def differentiable(name: str) -> bool:
     return op.vjp is not None or op.macro
 
 
-@pytest.mark.parametrize("name", sorted(n for n in REGISTRY if differentiable(n) and not REGISTRY[n].random))
-def test_vjp_matches_central_differences(name, rng):
+OPS = sorted(n for n in REGISTRY if differentiable(n) and not REGISTRY[n].random)
+TARGETS = ("numpy", "c")
+
+
+@pytest.mark.parametrize("target", TARGETS)
+@pytest.mark.parametrize("name", OPS)
+def test_vjp_matches_central_differences(name, target, rng):
     args, attrs = ROWS[name]
     g = one_op_graph(name, args, attrs)
-    model = sg.compile(g, target="numpy", dtype="float64")
+    model = sg.compile(g, target=target, dtype="float64")
     params = {p: sample(rng, tuple(model.params[p]), REGISTRY[name].domain) for p in model.params}
     for param, (analytic, numeric) in central_difference_errors(model, params, inputs_for(model, rng), rng).items():
         assert abs(analytic - numeric) <= ATOL + RTOL * abs(numeric), (param, analytic, numeric)
@@ -97,3 +103,35 @@ def test_infer_shape_matches_numpy(name, rng):
     params = {p: sample(rng, tuple(model.params[p]), REGISTRY[name].domain) for p in model.params}
     out = model.forward(params, inputs_for(model, rng))["result"]
     assert np.shape(out) == tuple(int(d) for d in g.shape("result"))
+
+
+# float64: the same operations in the same order up to summation order; float32: its rounding.
+PARITY = {"float64": 1e-12, "float32": 1e-5}
+
+
+@pytest.mark.parametrize("dtype", sorted(PARITY))
+@pytest.mark.parametrize("name", OPS)
+def test_c_matches_numpy(name, dtype, rng):
+    args, attrs = ROWS[name]
+    g = one_op_graph(name, args, attrs)
+    c, numpy = sg.compile(g, target="c", dtype=dtype), sg.compile(g, target="numpy", dtype=dtype)
+    params = {p: sample(rng, tuple(c.params[p]), REGISTRY[name].domain).astype(dtype) for p in c.params}
+    inputs = inputs_for(c, rng)
+    for key, value in numpy.init_params(3).items():
+        assert_close(c.init_params(3)[key], value, PARITY[dtype])
+    training = name == "dropout"  # masks must be identical, bit for bit
+    loss, grads = c.loss_and_grads(params, inputs, training=training, seed=5)
+    expected_loss, expected = numpy.loss_and_grads(params, inputs, training=training, seed=5)
+    assert_close(loss, expected_loss, PARITY[dtype])
+    for key in expected:
+        assert_close(grads[key], expected[key], PARITY[dtype])
+    assert_close(c.forward(params, inputs)["result"], numpy.forward(params, inputs)["result"], PARITY[dtype])
+
+
+def assert_close(actual, expected, rtol: float) -> None:
+    """Relative to the array's largest magnitude, so that cancellation near zero does not count."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    assert actual.shape == expected.shape
+    scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-300)
+    error = float(np.max(np.abs(actual - expected), initial=0.0))
+    assert error <= rtol * scale, (error / scale, rtol)

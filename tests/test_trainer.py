@@ -1,4 +1,4 @@
-"""The generated NumPy trainer trains, checkpoints, resumes and refuses bad data."""
+"""The generated trainers (NumPy and C) train, checkpoint, resume and refuse bad data."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import symgraph as sg
 from symgraph.cli import main
@@ -14,13 +15,22 @@ from symgraph.cli import main
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def compile_example(name: str, out: Path) -> Path:
-    assert main(["compile", str(ROOT / "examples" / f"{name}.yaml"), "-o", str(out)]) == 0
-    return out / "train.py"
+def compile_example(name: str, out: Path, target: str = "numpy", dtype: str = "float32") -> list[str]:
+    """The command that runs the example's trainer (built with make for C)."""
+    assert main(["compile", str(ROOT / "examples" / f"{name}.yaml"), "-o", str(out), "--target", target, "--dtype", dtype]) == 0
+    if target == "numpy":
+        return [sys.executable, str(out / "train.py")]
+    subprocess.run(["make", "-s", "-C", str(out), "CFLAGS=-O2"], check=True, capture_output=True)
+    return [str(out / "train")]
 
 
-def run(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, *map(str, args)], capture_output=True, text=True)
+def run(train: list[str], *args) -> subprocess.CompletedProcess:
+    return subprocess.run([*train, *map(str, args)], capture_output=True, text=True)
+
+
+@pytest.fixture(params=["numpy", "c"])
+def target(request):
+    return request.param
 
 
 def toy_digits(folder: Path, count: int, seed: int) -> Path:
@@ -36,8 +46,8 @@ def toy_digits(folder: Path, count: int, seed: int) -> Path:
     return folder
 
 
-def test_trains_with_progress_lines_and_checkpoints(tmp_path):
-    train = compile_example("digits_mlp", tmp_path / "trainer")
+def test_trains_with_progress_lines_and_checkpoints(tmp_path, target):
+    train = compile_example("digits_mlp", tmp_path / "trainer", target)
     data, val = toy_digits(tmp_path / "train", 300, 0), toy_digits(tmp_path / "val", 100, 1)
     result = run(train, "--data", data, "--val", val, "--epochs", "5", "--save", tmp_path / "ckpt")
     assert result.returncode == 0, result.stderr
@@ -50,8 +60,8 @@ def test_trains_with_progress_lines_and_checkpoints(tmp_path):
     assert again.returncode == 0, again.stderr
 
 
-def test_same_seed_same_result(tmp_path):
-    train = compile_example("digits_mlp", tmp_path / "trainer")
+def test_same_seed_same_result(tmp_path, target):
+    train = compile_example("digits_mlp", tmp_path / "trainer", target)
     data = toy_digits(tmp_path / "train", 100, 0)
     first = run(train, "--data", data, "--epochs", "2", "--seed", "3").stdout
     second = run(train, "--data", data, "--epochs", "2", "--seed", "3").stdout
@@ -59,8 +69,8 @@ def test_same_seed_same_result(tmp_path):
     assert strip(first) == strip(second) and first
 
 
-def test_bad_labels_stop_before_training(tmp_path):
-    train = compile_example("digits_mlp", tmp_path / "trainer")
+def test_bad_labels_stop_before_training(tmp_path, target):
+    train = compile_example("digits_mlp", tmp_path / "trainer", target)
     data = toy_digits(tmp_path / "train", 50, 0)
     np.save(data / "y.npy", np.full(50, 12))
     result = run(train, "--data", data, "--epochs", "1")
@@ -68,8 +78,8 @@ def test_bad_labels_stop_before_training(tmp_path):
     assert "ids outside [0, 10)" in result.stderr and "Traceback" not in result.stderr
 
 
-def test_scalar_example_trains_without_data(tmp_path):
-    train = compile_example("slide", tmp_path / "trainer")
+def test_scalar_example_trains_without_data(tmp_path, target):
+    train = compile_example("slide", tmp_path / "trainer", target)
     result = run(train, "--epochs", "2", "--lr", "0.1")
     assert result.returncode == 0, result.stderr
     assert result.stdout.startswith("epoch   1  train loss -10.0000")
@@ -86,3 +96,46 @@ def test_float32_and_float64_agree():
     assert grads32["W1"].dtype == np.float32 and grads64["W1"].dtype == np.float64
     assert abs(loss32 - loss64) < 1e-4 * abs(loss64)
     np.testing.assert_allclose(grads32["W2"], grads64["W2"], rtol=1e-3, atol=1e-5)
+
+
+def test_c_trainer_prints_what_the_numpy_trainer_prints(tmp_path):
+    """Same data, seed and float64 model: the same shuffles, steps and losses."""
+    data, val = toy_digits(tmp_path / "train", 150, 0), toy_digits(tmp_path / "val", 50, 1)
+    lines = {}
+    for target in ("numpy", "c"):
+        train = compile_example("digits_mlp", tmp_path / target, target, dtype="float64")
+        result = run(train, "--data", data, "--val", val, "--epochs", "3", "--seed", "4")
+        assert result.returncode == 0, result.stderr
+        lines[target] = [line.rsplit("  ", 1)[0] for line in result.stdout.splitlines()]  # without ex/s
+    assert lines["c"] == lines["numpy"] and len(lines["c"]) == 3
+
+
+def test_c_checkpoints_are_npy_files_numpy_reads(tmp_path):
+    train = compile_example("digits_mlp", tmp_path / "trainer", "c")
+    data = toy_digits(tmp_path / "train", 64, 0)
+    assert run(train, "--data", data, "--epochs", "1", "--save", tmp_path / "ckpt").returncode == 0
+    w1 = np.load(tmp_path / "ckpt" / "W1.npy")
+    assert w1.shape == (64, 128) and w1.dtype == np.float32 and np.all(np.isfinite(w1))
+    np.save(tmp_path / "ckpt" / "W1.npy", np.zeros((3, 3), np.float32))
+    result = run(train, "--data", data, "--epochs", "1", "--init-from", tmp_path / "ckpt")
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "W1.npy: shape differs" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "corrupt, message",
+    [
+        (lambda d: np.save(d / "x.npy", np.zeros((50, 63), np.float32)), "x.npy: wrong shape"),
+        (lambda d: np.save(d / "y.npy", np.zeros(50, np.float32)), "y.npy: must hold integers"),
+        (lambda d: np.save(d / "y.npy", np.zeros(49, np.int64)), "number of examples differs"),
+        (lambda d: (d / "x.npy").write_bytes(b"not an array"), "x.npy: not a version 1 .npy file"),
+        (lambda d: np.save(d / "x.npy", np.full((50, 64), np.nan, np.float32)), "not finite"),
+    ],
+)
+def test_c_trainer_refuses_bad_data_in_one_line(tmp_path, corrupt, message):
+    train = compile_example("digits_mlp", tmp_path / "trainer", "c")
+    data = toy_digits(tmp_path / "train", 50, 0)
+    corrupt(data)
+    result = run(train, "--data", data, "--epochs", "1", "--save", tmp_path / "ckpt")
+    assert result.returncode == 2 and message in result.stderr, result.stderr
+    assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert not (tmp_path / "ckpt").exists()

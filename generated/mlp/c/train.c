@@ -54,12 +54,36 @@ static void fail(const char *format, ...)
     exit(2);
 }
 
-static void *allocate(size_t count, size_t size)
+static void *checked(void *p)
 {
-    void *p = calloc(count ? count : 1, size);
     if (!p)
         fail("out of memory");
     return p;
+}
+
+/* Buffers that live until exit, released together then. */
+static void **owned;
+static size_t owned_count;
+
+static void release_all(void)
+{
+    while (owned_count)
+        free(owned[--owned_count]);
+    free(owned);
+    owned = NULL;
+}
+
+static void *own(void *p)
+{
+    if (owned_count % 64 == 0)
+        owned = checked(realloc(owned, (owned_count + 64) * sizeof *owned));
+    return owned[owned_count++] = p;
+}
+
+/* Zeroed memory that lives until exit. */
+static void *allocate(size_t count, size_t size)
+{
+    return own(checked(calloc(count ? count : 1, size)));
 }
 
 /* out = folder + middle + name + end, failing cleanly when the path does not fit. */
@@ -90,7 +114,7 @@ static void header_field(const char *header, const char *key, char *out, size_t 
     out[i] = '\0';
 }
 
-/* Reads path into `a`, converting to int64_t (want_int) or real. */
+/* Reads path into `a`, converting to int64_t (want_int) or real; the caller frees a->values. */
 static int read_npy(const char *path, int want_int, array *a, char *why, size_t why_size)
 {
     FILE *f = fopen(path, "rb");
@@ -152,7 +176,7 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
         fclose(f);
         return -1;
     }
-    unsigned char *raw = allocate((size_t)a->count, (size_t)width);
+    unsigned char *raw = checked(calloc(a->count ? (size_t)a->count : 1, (size_t)width));
     if (fread(raw, (size_t)width, (size_t)a->count, f) != (size_t)a->count) {
         snprintf(why, why_size, "file ends before its %ld values", a->count);
         free(raw);
@@ -161,7 +185,7 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
     }
     fclose(f);
     a->is_int = want_int;
-    a->values = allocate((size_t)a->count, want_int ? sizeof(int64_t) : sizeof(real));
+    a->values = checked(calloc(a->count ? (size_t)a->count : 1, want_int ? sizeof(int64_t) : sizeof(real)));
     for (long i = 0; i < a->count; i++) {
         const unsigned char *v = raw + i * width;
         double x = 0;
@@ -186,6 +210,7 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
         else if (!isfinite(x)) {
             snprintf(why, why_size, "holds a value that is not finite");
             free(raw);
+            free(a->values);
             return -1;
         } else
             ((real *)a->values)[i] = (real)x;
@@ -234,6 +259,7 @@ static void load_data(const char *folder, dataset *data)
         make_path(path, folder, "/", leaf->name, ".npy");
         if (read_npy(path, leaf->is_int, a, why, sizeof why) != 0)
             fail("%s: %s", path, why);
+        own(a->values);
         int ok = a->rank == leaf->rank;
         for (int d = leaf->batched; ok && d < leaf->rank; d++)
             ok = a->dims[d] == leaf->dims[d];
@@ -339,7 +365,7 @@ static void load_params(const char *folder, real *const params[])
     char path[4096], why[256];
     for (int k = 0; k < mlp_num_params; k++) {
         const mlp_leaf *leaf = &mlp_param_info[k];
-        array a;
+        array a = {0};
         make_path(path, folder, "/", leaf->name, ".npy");
         if (read_npy(path, 0, &a, why, sizeof why) != 0)
             fail("%s: %s", path, why);
@@ -448,7 +474,7 @@ static int gradcheck(const dataset *data, long batch_size, real *const start[], 
     for (int k = 0; k < mlp_num_params; k++) {
         long size = mlp_param_info[k].size;
         int probes = size <= element_limit ? (int)size : directions;
-        double *direction = allocate((size_t)size, sizeof(double)), worst_abs = 0, worst_rel = 0;
+        double *direction = checked(calloc((size_t)size, sizeof(double))), worst_abs = 0, worst_rel = 0;
         for (int probe = 0; probe < probes; probe++) {
             double norm = 0;
             for (long i = 0; i < size; i++) {
@@ -463,7 +489,7 @@ static int gradcheck(const dataset *data, long batch_size, real *const start[], 
                 analytic += grads[k][i] * (direction[i] /= sqrt(norm));
             for (int j = 0; j < mlp_num_params; j++)
                 shifted[j] = params[j];
-            shifted[k] = allocate((size_t)size, sizeof(double));
+            shifted[k] = checked(calloc((size_t)size, sizeof(double)));
             for (long i = 0; i < size; i++)
                 shifted[k][i] = params[k][i] + eps * direction[i];
             mlp_f64_loss_and_grads(shifted, inputs, n, 0, 0, &up, scratch);
@@ -515,6 +541,7 @@ int main(int argc, char **argv)
     double lr = 0.1;
     uint64_t seed = 0;
     int check = 0;
+    atexit(release_all);
     for (int i = 1; i < argc; i++) {
         const char *flag = argv[i];
         if (strcmp(flag, "--gradcheck") == 0) {

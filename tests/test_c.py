@@ -1,0 +1,187 @@
+"""The C target: every example matches NumPy, builds warning-free, runs clean under
+sanitizers, checks its own gradients, and reuses cached builds."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+from symgraph import native
+from symgraph.codegen import build_program, render
+from symgraph.codegen.memory import Buffer, place
+from symgraph.ir import is_batch
+
+from test_gradients import assert_close
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLES = sorted(p.stem for p in (ROOT / "examples").glob("*.yaml"))
+SANITIZE = "-O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined -fno-sanitize-recover=all"
+
+
+def example(name: str) -> sg.Graph:
+    return sg.load(ROOT / "examples" / f"{name}.yaml")
+
+
+def batch_inputs(model, n: int, rng) -> dict[str, np.ndarray]:
+    """Inputs with n examples on the batch axis (the compiled size elsewhere)."""
+    out = {}
+    for leaf in model.program.inputs:
+        shape = [int(d) for d in leaf.shape]
+        if shape and is_batch(leaf.shape[0]):
+            shape[0] = n
+        out[leaf.name] = rng.integers(0, leaf.bound, shape) if leaf.dtype == "int" else rng.standard_normal(shape)
+    return out
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_example_matches_numpy_in_float64(name, rng):
+    g = example(name)
+    c, numpy = sg.compile(g, target="c", dtype="float64"), sg.compile(g, target="numpy", dtype="float64")
+    params = numpy.init_params(1)
+    for key, value in c.init_params(1).items():
+        assert_close(value, params[key], 1e-12)
+    compiled = int(c.program.graph.shape(c.program.batch_input)[0]) if c.program.batch_input else 1
+    for n in sorted({compiled, max(1, compiled // 2 - 1)}):  # the full batch and a smaller one
+        inputs = batch_inputs(c, n, rng)
+        loss, grads = c.loss_and_grads(params, inputs, training=True, seed=7)
+        expected_loss, expected = numpy.loss_and_grads(params, inputs, training=True, seed=7)
+        assert_close(loss, expected_loss, 1e-10)
+        for key in expected:
+            assert_close(grads[key], expected[key], 1e-10)
+        outputs, expected_outputs = c.forward(params, inputs), numpy.forward(params, inputs)
+        for key in expected_outputs:
+            assert_close(outputs[key], expected_outputs[key], 1e-10)
+
+
+def test_batch_larger_than_compiled_is_refused():
+    model = sg.compile(example("mlp"), target="c", dtype="float64")
+    inputs = {"x": np.zeros((65, 784)), "y": np.zeros(65, np.int64)}
+    with pytest.raises(ValueError, match="1 to 64 examples"):
+        model.loss_and_grads(model.init_params(0), inputs)
+
+
+def test_int_inputs_of_any_width_are_checked_then_accepted(rng):
+    model = sg.compile(example("mlp"), target="c", dtype="float64")
+    params, x = model.init_params(0), rng.standard_normal((8, 784))
+    losses = [model.loss_and_grads(params, {"x": x, "y": np.arange(8, dtype=kind) % 10})[0] for kind in (np.uint8, np.int16, np.int64)]
+    assert losses[0] == losses[1] == losses[2]
+    with pytest.raises(ValueError, match="ids outside"):
+        model.loss_and_grads(params, {"x": x, "y": np.full(8, 10, np.int32)})
+    with pytest.raises(ValueError, match="must hold integers"):
+        model.loss_and_grads(params, {"x": x, "y": np.zeros(8)})
+
+
+def c_sources(name: str, out: Path, dtype: str = "float32") -> Path:
+    files = render(build_program(example(name), dtype), "c")
+    out.mkdir(parents=True)
+    for file, text in files.items():
+        (out / file).write_text(text)
+    return out
+
+
+def make(folder: Path, cflags: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["make", "-s", "-C", str(folder), f"CFLAGS={cflags}"], capture_output=True, text=True)
+
+
+COMPILERS = [cc for cc in ("gcc", "clang") if shutil.which(cc)]
+
+
+@pytest.mark.parametrize("cc", COMPILERS)
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_sources_compile_without_warnings(name, cc, tmp_path):
+    folder = c_sources(name, tmp_path / name)
+    done = subprocess.run(["make", "-s", "-C", str(folder), f"CC={cc}", "CFLAGS=-O2 -Werror"], capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr, done.stderr
+
+
+def write_data(program, folder: Path, count: int, rng) -> Path:
+    folder.mkdir(parents=True)
+    for leaf in program.inputs:
+        shape = [int(d) for d in leaf.shape]
+        if shape and is_batch(leaf.shape[0]):
+            shape[0] = count
+        value = rng.integers(0, leaf.bound, shape).astype(np.int32) if leaf.dtype == "int" else rng.standard_normal(shape).astype(np.float32)
+        np.save(folder / f"{leaf.name}.npy", value)
+    return folder
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_trainer_runs_clean_under_sanitizers(name, tmp_path, rng):
+    """Train and evaluate a full and a partial batch, checkpoint, then --gradcheck (on a
+    small batch, to keep the instrumented run short), under ASan and UBSan."""
+    folder = c_sources(name, tmp_path / "src")
+    done = make(folder, SANITIZE)
+    assert done.returncode == 0, done.stderr
+    program = build_program(example(name))
+    batch = int(program.graph.shape(program.batch_input)[0]) if program.batch_input else 1
+    data = write_data(program, tmp_path / "data", batch + 3, rng)
+    args = ["--data", str(data)] if program.inputs else []
+    val = ["--val", str(data)] if program.inputs else []
+    train = subprocess.run([str(folder / "train"), *args, *val, "--epochs", "1", "--save", str(tmp_path / "ckpt")], capture_output=True, text=True)
+    assert train.returncode == 0 and not train.stderr, train.stderr
+    resumed = ["--init-from", str(tmp_path / "ckpt"), "--batch-size", "2"]
+    check = subprocess.run([str(folder / "train"), *args, "--gradcheck", *resumed], capture_output=True, text=True)
+    assert check.returncode == 0 and not check.stderr, check.stdout + check.stderr
+    assert check.stdout.count(" ok\n") == len(program.params)
+
+
+def test_gradcheck_in_the_trainer_catches_a_wrong_gradient(tmp_path):
+    folder = c_sources("digits_mlp", tmp_path / "src")
+    twin = folder / "model_f64.c"
+    text = twin.read_text()
+    assert "db2[j] += dlogits" in text
+    twin.write_text(text.replace("db2[j] += dlogits", "db2[j] += 1.01*dlogits", 1))
+    assert make(folder, "-O2").returncode == 0
+    program = build_program(example("digits_mlp"))
+    data = write_data(program, tmp_path / "data", 40, np.random.default_rng(0))
+    check = subprocess.run([str(folder / "train"), "--data", str(data), "--gradcheck"], capture_output=True, text=True)
+    assert check.returncode == 1
+    rows = {line.split()[0]: line.split()[-1] for line in check.stdout.splitlines()[2:]}
+    assert rows == {"W1": "ok", "b1": "ok", "W2": "ok", "b2": "FAIL"}
+
+
+def test_second_compile_reuses_the_cached_build(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("SYMGRAPH_CACHE", str(tmp_path / "cache"))
+    g = example("logreg")
+    sg.compile(g, target="c", verbose=True)
+    assert "no build with key" in capsys.readouterr().err
+
+    def no_compiler(command, **kwargs):
+        raise AssertionError(f"the compiler ran again: {command}")
+
+    monkeypatch.setattr(native.subprocess, "run", no_compiler)
+    model = sg.compile(g, target="c", verbose=True)
+    assert "reusing build" in capsys.readouterr().err
+    assert model.loss_and_grads(model.init_params(0), {"x": np.zeros((4, 30)), "y": np.ones(4)})[0] > 0
+
+
+def test_cache_key_covers_sources_and_flags():
+    sources = {"model.c": "int f(void) { return 1; }\n"}
+    key = native.build_key(sources, native.compiler(), native.FLAGS)
+    assert key == native.build_key(dict(sources), native.compiler(), native.FLAGS)
+    assert key != native.build_key({"model.c": "int f(void) { return 2; }\n"}, native.compiler(), native.FLAGS)
+    assert key != native.build_key(sources, native.compiler(), native.FLAGS + ("-DSG_BLAS",))
+
+
+def test_memory_plan_shares_only_between_disjoint_lifetimes(rng):
+    buffers = [Buffer(f"b{i}", int(rng.integers(1, 500)), int(s), int(s + rng.integers(0, 6))) for i, s in enumerate(rng.integers(0, 30, 60))]
+    placed, total = place(buffers)
+    assert [b.name for b in placed] == [b.name for b in buffers]
+    for a in placed:
+        assert a.offset + a.size <= total
+        for b in placed:
+            if a is not b and a.overlaps(b):
+                assert a.offset + a.size <= b.offset or b.offset + b.size <= a.offset, (a, b)
+    assert total < sum(b.size for b in buffers)  # lifetimes are short: memory is shared
+
+
+def test_memory_report_names_every_buffer_and_the_peak():
+    from symgraph.codegen.c import memory_report
+
+    text = memory_report(build_program(example("mlp")))
+    assert "loss_and_grads:" in text and "dh " in text and text.splitlines()[-1].startswith("arena (peak):")
