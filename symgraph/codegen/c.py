@@ -11,7 +11,6 @@ are written straight into the caller's gradient and output buffers.
 from __future__ import annotations
 
 import re
-
 from dataclasses import dataclass, field, replace
 
 import networkx as nx
@@ -153,7 +152,7 @@ class Printer(C99CodePrinter):
     def _print_sigmoid(self, expr):
         # (1 + tanh(x/2)) / 2 equals 1/(1 + exp(-x)) and never overflows.
         x = self._print(expr.args[0])
-        return f"({self.number(0.5)} + {self.number(0.5)}*{self._print_Function_name('tanh')}({self.number(0.5)}*({x})))"
+        return f"({self.number(0.5)} + {self.number(0.5)}*{self.function('tanh')}({self.number(0.5)}*({x})))"
 
     def _print_relu(self, expr):
         x = self._print(expr.args[0])
@@ -166,7 +165,8 @@ class Printer(C99CodePrinter):
         x = self._print(expr.args[0])
         return f"((({x}) > 0) - (({x}) < 0))"
 
-    def _print_Function_name(self, name: str) -> str:
+    def function(self, name: str) -> str:
+        """A libm function in the model's precision."""
         return name + ("f" if self.suffix else "")
 
 
@@ -186,7 +186,6 @@ class Function:
     order: list[str] = field(default_factory=list)
     absorbed: set[str] = field(default_factory=set)
     reads: dict[str, set[str]] = field(default_factory=dict)
-    buffers: list[Buffer] = field(default_factory=list)
 
     def __post_init__(self):
         g = self.g
@@ -607,7 +606,7 @@ def plan_memory(fns: dict[str, tuple[Function, list[str]]]) -> tuple[dict[str, l
     return plans, total
 
 
-def leaf_info(leaf, batch_input: str | None) -> dict:
+def leaf_info(leaf) -> dict:
     shape = leaf.shape
     batched = bool(shape) and is_batch(shape[0])
     return dict(
@@ -654,8 +653,8 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         description=describe(program.graph),
         batch=ctx.batch,
         batched=program.batch_input is not None,
-        params=[leaf_info(p, program.batch_input) for p in program.params],
-        inputs=[leaf_info(i, program.batch_input) for i in program.inputs],
+        params=[leaf_info(p) for p in program.params],
+        inputs=[leaf_info(i) for i in program.inputs],
         outputs=[dict(name=o, shape=shape_comment(program.eval_graph.shape(node)), size=size_per_example(program.eval_graph.shape(node)))
                  for o, node in zip(program.outputs, program.output_nodes)],
         max_rank=max([len(x.shape) for x in program.params + program.inputs] + [1]),
@@ -678,11 +677,15 @@ def size_per_example(shape) -> int:
     return static
 
 
-def check_api(name: str, source: str | None) -> str:
-    why = reserved(name)
+def check_api(g: Graph) -> str:
+    """The model's name, which prefixes every public C symbol; no node may use that prefix."""
+    why = reserved(g.name)
     if why is not None:
-        raise SpecError(why, node="name", source=source)
-    return name
+        raise SpecError(why, node="name", source=g.source)
+    for node in g.nx:
+        if node.startswith(f"{g.name}_"):
+            raise SpecError(f"names starting with {g.name}_ are reserved for the C interface", node=node, source=g.source)
+    return g.name
 
 
 def render_model(program, env, stem: str, api: str, dtype: str) -> tuple[dict[str, str], dict]:
@@ -696,7 +699,7 @@ def render_model(program, env, stem: str, api: str, dtype: str) -> tuple[dict[st
 def render_files(program, env) -> dict[str, str]:
     """model.h, model.c, train.c and Makefile, plus a float64 twin of the model
     (model_f64.*) for the trainer's ``--gradcheck`` when the model is float32."""
-    api = check_api(program.name, program.graph.source)
+    api = check_api(program.graph)
     files, context = render_model(program, env, "model", api, program.dtype)
     twin = program.dtype == "float32"
     if twin:
