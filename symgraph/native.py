@@ -23,7 +23,7 @@ import numpy as np
 from .codegen.c import compiled_batch
 from .ir import is_batch
 
-FLAGS = ("-std=c99", "-O3", "-fPIC", "-shared", "-Wall", "-Wextra")
+FLAGS = ("-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-Wall", "-Wextra")
 LIBRARY = "libmodel.so"
 
 
