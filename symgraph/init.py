@@ -61,6 +61,11 @@ def parse_init(text: object) -> tuple[str, float]:
     return name, value
 
 
+def init_text(scheme: str, value: float) -> str:
+    """The canonical spelling, ``normal(0.1)``: what generated comments show (never the raw spec text)."""
+    return f"{scheme}({value!r})" if SCHEMES[scheme] else scheme
+
+
 def scale(scheme: str, value: float, shape: tuple) -> float:
     """The std (normal schemes) or bound (uniform schemes) for ``shape``."""
     fan_in, fan_out = fans(shape)

@@ -185,3 +185,26 @@ def test_memory_report_names_every_buffer_and_the_peak():
 
     text = memory_report(build_program(example("mlp")))
     assert "loss_and_grads:" in text and "dh " in text and text.splitlines()[-1].startswith("arena (peak):")
+
+
+def has_cblas() -> bool:
+    probe = subprocess.run(["cc", "-x", "c", "-", "-o", "/dev/null", "-lopenblas"], input="#include <cblas.h>\nint main(void) { return 0; }\n",
+                           capture_output=True, text=True)
+    return probe.returncode == 0
+
+
+@pytest.mark.parametrize("flags", ["OPENMP=1", "BLAS=1"])
+def test_opt_in_builds_train_like_the_portable_one(flags, tmp_path):
+    if flags == "BLAS=1" and not has_cblas():
+        pytest.skip("no CBLAS (cblas.h and -lopenblas) on this machine")
+    program = build_program(example("digits_mlp"), "float64")
+    data = write_data(program, tmp_path / "data", 100, np.random.default_rng(0))
+    lines = []
+    for variant in ("", flags):
+        folder = c_sources("digits_mlp", tmp_path / (variant or "portable"), "float64")
+        done = subprocess.run(["make", "-s", "-C", str(folder), "CFLAGS=-O2 -Werror", *([variant] if variant else [])], capture_output=True, text=True)
+        assert done.returncode == 0 and not done.stderr, done.stderr
+        run = subprocess.run([str(folder / "train"), "--data", str(data), "--epochs", "2"], capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr
+        lines.append([line.rsplit("  ", 1)[0] for line in run.stdout.splitlines()])
+    assert lines[0] == lines[1] and len(lines[0]) == 2

@@ -85,3 +85,15 @@ def test_recompiling_replaces_the_folder_whole(tmp_path):
     assert main(["compile", str(spec), "-o", str(out)]) == 0
     assert not (out / "stale.txt").exists()
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_spec_text_outside_names_never_reaches_generated_code(target, tmp_path):
+    """An init's comment and a file name that could close a comment or a string
+    are reduced to canonical text before they are printed."""
+    spec = tmp_path / 'x"""*evil.yaml'
+    spec.write_text(GOOD.replace("W: {shape: [d, 2]}", 'W: {shape: [d, 2], init: "normal(0.1) # */ evil \\"\\"\\" evil"}'))
+    assert main(["compile", str(spec), "-o", str(tmp_path / "out"), "--target", target]) == 0
+    for path in (tmp_path / "out").iterdir():
+        text = path.read_text()
+        assert "evil" not in text.replace("x____evil.yaml", "") and '"""*' not in text, path.name

@@ -648,9 +648,9 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         real=CTYPE[dtype],
         dtype=dtype,
         f=SUFFIX[dtype],
-        summary=summary(program),
+        summary=comment_text(summary(program)),
         source=source_name(program),
-        description=describe(program.graph),
+        description=[comment_text(line) for line in describe(program.graph)],
         batch=ctx.batch,
         batched=program.batch_input is not None,
         params=[leaf_info(p) for p in program.params],
@@ -667,6 +667,11 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         shuffle_stream=SHUFFLE_STREAM,
     )
     return context, report(plans, itemsize, total)
+
+
+def comment_text(text: str) -> str:
+    """Text safe inside a C comment (the expressions never hold these pairs; this makes it certain)."""
+    return text.replace("*/", "* /").replace("/*", "/ *")
 
 
 def size_per_example(shape) -> int:

@@ -357,8 +357,11 @@ def render_files(program, env) -> dict[str, str]:
 
 
 def source_name(program) -> str:
-    source = program.graph.source or "<builder>"
-    return Path(source).name if source.startswith(("/", ".")) or "/" in source else source
+    """The spec's file name for header comments, reduced to characters that
+    cannot end a comment or a string in either target."""
+    source = program.graph.source or "builder"
+    name = Path(source).name if source.startswith(("/", ".")) or "/" in source else source
+    return re.sub(r"[^A-Za-z0-9_.<>-]", "_", name)
 
 
 def summary(program) -> str:

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from ..autodiff import differentiate
 from ..errors import SpecError
-from ..init import constant_value, distribution, parse_init, scale
+from ..init import constant_value, distribution, init_text, parse_init, scale
 from ..ir import Graph
 from ..ops import REGISTRY
 from ..passes import PIPELINE, optimize, remove_dropout
@@ -83,7 +83,7 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
         shape = g.shape(name)
         kind = distribution(scheme)
         amount = constant_value(scheme, value) if kind == "constant" else scale(scheme, value, shape)
-        params.append(Leaf(name, shape, "float", i, init, kind, amount))
+        params.append(Leaf(name, shape, "float", i, init_text(scheme, value), kind, amount))
     inputs = [Leaf(name, g.shape(name), g.dtype(name), i, bound=int_bound(g, name) if g.dtype(name) == "int" else None) for i, name in enumerate(g.inputs)]
     for leaf in inputs:
         if leaf.dtype == "int" and leaf.bound is None:

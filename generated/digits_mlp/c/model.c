@@ -80,10 +80,12 @@ static void sg_dropout_mask(long count, double p, real scale, int training, uint
         out[i] = !training ? 1 : sg_uniform(key, (uint64_t)i) >= p ? scale : 0;
 }
 
+#ifndef SG_BLAS
 static long sg_min(long a, long b)
 {
     return a < b ? a : b;
 }
+#endif
 
 /* c[m x p] = a[m x k] @ b[k x p], row-major. Loops run i-k-j so the innermost
  * one streams a row of b into a row of c and vectorises; blocks of b stay in

@@ -71,10 +71,12 @@ static void sg_fill_uniform(real *out, long count, uint64_t seed, uint64_t strea
         out[i] = (real)(scale * (2.0 * sg_uniform(key, (uint64_t)i) - 1.0));
 }
 
+#ifndef SG_BLAS
 static long sg_min(long a, long b)
 {
     return a < b ? a : b;
 }
+#endif
 
 /* c[m x p] = a[m x k] @ b[k x p], row-major. Loops run i-k-j so the innermost
  * one streams a row of b into a row of c and vectorises; blocks of b stay in
