@@ -382,7 +382,7 @@ class Function:
         return self.fill(v, "0") + self.copy(v, x, src, dst, strides(src), op="+=")
 
     def kernel(self, name: str, *args) -> list[str]:
-        self.ctx.kernels.add(name)
+        self.ctx.kernels.update([name, *KERNEL_NEEDS.get(name, ())])
         return [f"sg_{name}({', '.join(str(a) for a in args)});"]
 
     def emit_matmul(self, v):
@@ -398,7 +398,7 @@ class Function:
             a: [s * m * k for s in aligned(sa[:-2], batch)],
             b: [s * k * p for s in aligned(sb[:-2], batch)],
         }
-        self.ctx.kernels.add("matmul")
+        self.ctx.kernels.update(["matmul", "gemm"])
         return self.nest(batch, arrays, lambda ix: [f"sg_matmul({m.text()}, {k.text()}, {p.text()}, {a} + {ix[a]}, {b} + {ix[b]}, {v} + {ix[v]});"])
 
     def emit_embedding(self, v):
@@ -510,6 +510,9 @@ def join(base: str, index: str) -> str:
 def shape_comment(shape) -> str:
     return "[" + ", ".join("n" if is_batch(d) else str(int(d)) for d in shape) + "]"
 
+
+# Kernels that call other kernels.
+KERNEL_NEEDS = {"matmul": ("gemm",), "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",)}
 
 LOOP_NAMES = ["i", "j", "k", "l", "m", "p", "q", "r", "s", "t", "u"] + [f"i{k}" for k in range(1, 40)]
 

@@ -71,38 +71,77 @@ static void sg_fill_uniform(real *out, long count, uint64_t seed, uint64_t strea
         out[i] = (real)(scale * (2.0 * sg_uniform(key, (uint64_t)i) - 1.0));
 }
 
-#ifndef SG_BLAS
-static long sg_min(long a, long b)
+/* c[r, t] += sum_{kk in [k0, k1)} a[r*a_row + kk*a_col] b[kk, t], one element at a time. */
+static void sg_gemm_edge(long rows, long cols, long k0, long k1, const real *a, long a_row, long a_col, long p,
+                         const real *b, real *c)
 {
-    return a < b ? a : b;
+    for (long r = 0; r < rows; r++)
+        for (long kk = k0; kk < k1; kk++)
+            for (long t = 0; t < cols; t++)
+                c[r * p + t] += a[r * a_row + kk * a_col] * b[kk * p + t];
 }
-#endif
 
-/* c[m x p] = a[m x k] @ b[k x p], row-major. Loops run i-k-j so the innermost
- * one streams a row of b into a row of c and vectorises; blocks of b stay in
- * cache while every row of a uses them. Each c[i][j] sums over k in order. */
-static void sg_matmul(long m, long k, long p, const real *a, const real *b, real *c)
+/* c[m x p] += A @ b[k x p], where A[i, kk] = a[i*a_row + kk*a_col] (A or its
+ * transpose, or a strided view); b and c are row-major with rows of length p.
+ * Each 4-row tile of c stays in registers (fixed-size arrays the compiler
+ * unrolls and vectorises) while a block of k streams through it; a
+ * block_k x block_j panel of b stays in cache for every row of A. Every
+ * c[i][j] sums over k in order, so results do not depend on the tiling. */
+static void sg_gemm(long m, long k, long p, const real *a, long a_row, long a_col, const real *b, real *c)
 {
 #ifdef SG_BLAS
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)m, (int)p, (int)k,
-                1, a, (int)k, b, (int)p, 0, c, (int)p);
-#else
-    enum { block_i = 32, block_k = 128, block_j = 512 };
-    memset(c, 0, (size_t)(m * p) * sizeof *c);
-    SG_PARALLEL_FOR
-    for (long i0 = 0; i0 < m; i0 += block_i)
-        for (long j0 = 0; j0 < p; j0 += block_j)
-            for (long k0 = 0; k0 < k; k0 += block_k)
-                for (long i = i0; i < sg_min(i0 + block_i, m); i++) {
-                    real *c_row = c + i * p;
-                    for (long kk = k0; kk < sg_min(k0 + block_k, k); kk++) {
-                        const real a_ik = a[i * k + kk];
-                        const real *b_row = b + kk * p;
-                        for (long j = j0; j < sg_min(j0 + block_j, p); j++)
-                            c_row[j] += a_ik * b_row[j];
+    if (a_col == 1 || a_row == 1) {
+        const int transposed = a_col != 1;
+        cblas_sgemm(CblasRowMajor, transposed ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)m, (int)p,
+                    (int)k, 1, a, (int)(transposed ? a_col : a_row), b, (int)p, 1, c, (int)p);
+        return;
+    }
+#endif
+    enum { tile_rows = 4 /* c0..c3 */, tile_cols = 16, block_k = 256, block_j = 256 };
+    const long full_rows = m - m % tile_rows, full_cols = p - p % tile_cols;
+    for (long k0 = 0; k0 < k; k0 += block_k) {
+        const long k1 = k0 + block_k < k ? k0 + block_k : k;
+        for (long j0 = 0; j0 < full_cols; j0 += block_j) {
+            const long j1 = j0 + block_j < full_cols ? j0 + block_j : full_cols;
+            SG_PARALLEL_FOR
+            for (long i = 0; i < full_rows; i += tile_rows)
+                for (long j = j0; j < j1; j += tile_cols) {
+                    real c0[tile_cols], c1[tile_cols], c2[tile_cols], c3[tile_cols];
+                    real *c_row = c + i * p + j;
+                    for (long t = 0; t < tile_cols; t++) {
+                        c0[t] = c_row[t];
+                        c1[t] = c_row[p + t];
+                        c2[t] = c_row[2 * p + t];
+                        c3[t] = c_row[3 * p + t];
+                    }
+                    for (long kk = k0; kk < k1; kk++) {
+                        const real *b_row = b + kk * p + j, *a_col_k = a + i * a_row + kk * a_col;
+                        const real a0 = a_col_k[0], a1 = a_col_k[a_row], a2 = a_col_k[2 * a_row], a3 = a_col_k[3 * a_row];
+                        for (long t = 0; t < tile_cols; t++) {
+                            c0[t] += a0 * b_row[t];
+                            c1[t] += a1 * b_row[t];
+                            c2[t] += a2 * b_row[t];
+                            c3[t] += a3 * b_row[t];
+                        }
+                    }
+                    for (long t = 0; t < tile_cols; t++) {
+                        c_row[t] = c0[t];
+                        c_row[p + t] = c1[t];
+                        c_row[2 * p + t] = c2[t];
+                        c_row[3 * p + t] = c3[t];
                     }
                 }
-#endif
+        }
+        sg_gemm_edge(full_rows, p - full_cols, k0, k1, a, a_row, a_col, p, b + full_cols, c + full_cols);
+        sg_gemm_edge(m - full_rows, p, k0, k1, a + full_rows * a_row, a_row, a_col, p, b, c + full_rows * p);
+    }
+}
+
+/* c[m x p] = a[m x k] @ b[k x p], all row-major. */
+static void sg_matmul(long m, long k, long p, const real *a, const real *b, real *c)
+{
+    memset(c, 0, (size_t)(m * p) * sizeof *c);
+    sg_gemm(m, k, p, a, k, 1, b, c);
 }
 
 /* y = exp(x - max x) / sum exp(x - max x) along the middle axis of [outer, length, inner]. */
