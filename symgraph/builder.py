@@ -12,15 +12,16 @@ from typing import Any, Iterable
 from . import ops
 from .errors import SpecError
 from .init import parse_init
-from .ir import Graph as IRGraph
+from .ir import Graph as IRGraph, is_batch
 from .names import check_name
 
 TRAIN_KEYS = {
     "optimizer": str, "lr": float, "momentum": float, "beta1": float, "beta2": float,
     "eps": float, "weight_decay": float, "batch_size": int, "epochs": int, "seed": int,
-    "normalize": list,
+    "normalize": list, "metric": str,
 }
 OPTIMIZERS = ("sgd", "adam")
+METRICS = ("accuracy", "perplexity")  # what a trainer reports next to the validation loss
 
 
 class Tensor:
@@ -240,9 +241,13 @@ class Graph(IRGraph):
                 raise SpecError(f"{key} must be a non-negative integer, got {value!r}", node=where)
             if key == "optimizer" and value not in OPTIMIZERS:
                 raise SpecError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {value!r}", node=where)
+            if key == "metric" and value not in METRICS:
+                raise SpecError(f"metric must be one of {', '.join(METRICS)}, got {value!r}", node=where)
             if key == "normalize":
-                if not isinstance(value, list) or any(v not in self.inputs for v in value):
-                    raise SpecError("normalize must list float inputs", node=where)
+                if not isinstance(value, list) or any(
+                    v not in self.inputs or self.dtype(v) != "float" or not self.shape(v) or not is_batch(self.shape(v)[0]) for v in value
+                ):
+                    raise SpecError("normalize must list float inputs with a batch axis", node=where)
             self.train[key] = float(value) if kind is float else value
 
     def finish(self) -> "Graph":

@@ -55,7 +55,8 @@ def test_trains_with_progress_lines_and_checkpoints(tmp_path, target):
     assert len(lines) == 5 and all(line.startswith("epoch") and "ex/s" in line for line in lines)
     assert float(lines[-1].split("val acc")[1].split()[0]) > 0.9
     saved = {p.name for p in (tmp_path / "ckpt").iterdir()}
-    assert saved == {"W1.npy", "b1.npy", "W2.npy", "b2.npy"}
+    params = {"W1.npy", "b1.npy", "W2.npy", "b2.npy"}  # and momentum: the spec's optimizer is SGD with momentum
+    assert saved == params | {f"optimizer.m.{p}" for p in params} | {"state.npy"}
     again = run(train, "--data", data, "--epochs", "1", "--init-from", tmp_path / "ckpt")
     assert again.returncode == 0, again.stderr
 
@@ -118,7 +119,7 @@ def test_c_checkpoints_are_npy_files_numpy_reads(tmp_path):
     assert w1.shape == (64, 128) and w1.dtype == np.float32 and np.all(np.isfinite(w1))
     np.save(tmp_path / "ckpt" / "W1.npy", np.zeros((3, 3), np.float32))
     result = run(train, "--data", data, "--epochs", "1", "--init-from", tmp_path / "ckpt")
-    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "W1.npy: shape differs" in result.stderr
+    assert result.returncode == 2 and result.stderr.count("\n") == 1 and "W1.npy: the shape differs" in result.stderr
 
 
 @pytest.mark.parametrize(
@@ -139,3 +140,79 @@ def test_c_trainer_refuses_bad_data_in_one_line(tmp_path, corrupt, message):
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert not (tmp_path / "ckpt").exists()
+
+
+def checkpoint(folder: Path) -> dict[str, np.ndarray]:
+    return {p.name: np.load(p) for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_resuming_gives_the_uninterrupted_run(tmp_path, target, optimizer):
+    """Stop after epoch 2 and resume to 4: the same weights and optimiser state as 4 epochs at once."""
+    train = compile_example("digits_mlp", tmp_path / "trainer", target)
+    data = toy_digits(tmp_path / "train", 100, 0)
+    common = ["--data", data, "--optimizer", optimizer, "--lr", "0.01", "--seed", "5"]
+    assert run(train, *common, "--epochs", "2", "--save", tmp_path / "half").returncode == 0
+    resumed = run(train, "--data", data, "--optimizer", optimizer, "--lr", "0.01", "--epochs", "4",
+                  "--init-from", tmp_path / "half", "--save", tmp_path / "resumed")
+    assert resumed.returncode == 0, resumed.stderr
+    assert [line.split()[1] for line in resumed.stdout.splitlines()] == ["3", "4"]
+    assert run(train, *common, "--epochs", "4", "--save", tmp_path / "whole").returncode == 0
+    whole, again = checkpoint(tmp_path / "whole"), checkpoint(tmp_path / "resumed")
+    assert sorted(whole) == sorted(again) and ("optimizer.v.W1.npy" in whole) == (optimizer == "adam")
+    for name in whole:
+        np.testing.assert_array_equal(again[name], whole[name], err_msg=name)
+
+
+def test_targets_agree_after_twenty_steps_with_dropout(tmp_path):
+    """float64, the same seed: identical shuffles, initial weights and dropout masks."""
+    data = toy_digits(tmp_path / "train", 640, 0)  # 20 steps of 32
+    saved = {}
+    for target in ("numpy", "c"):
+        train = compile_example("digits_mlp", tmp_path / target, target, dtype="float64")
+        result = run(train, "--data", data, "--epochs", "1", "--seed", "11", "--save", tmp_path / f"ckpt_{target}")
+        assert result.returncode == 0, result.stderr
+        saved[target] = checkpoint(tmp_path / f"ckpt_{target}")
+    assert saved["c"]["state.npy"].tolist() == saved["numpy"]["state.npy"].tolist() == [1, 20, 11]
+    for name, value in saved["numpy"].items():
+        np.testing.assert_allclose(saved["c"][name], value, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+def toy_binary(folder: Path, count: int, seed: int) -> Path:
+    """Two classes apart along a direction, on features of very different scales."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, count)
+    x = rng.standard_normal((count, 30)) * np.logspace(-2, 3, 30) + np.outer(2 * y - 1, np.logspace(-2, 3, 30))
+    folder.mkdir(parents=True)
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", y.astype(np.float64))
+    return folder
+
+
+def test_normalisation_is_measured_on_training_data_and_kept_for_evaluation(tmp_path, target):
+    train = compile_example("logreg", tmp_path / "trainer", target)
+    data, val = toy_binary(tmp_path / "train", 200, 0), toy_binary(tmp_path / "val", 60, 1)
+    result = run(train, "--data", data, "--val", val, "--epochs", "3", "--save", tmp_path / "ckpt", "--log", tmp_path / "log.csv")
+    assert result.returncode == 0, result.stderr
+    x = np.load(data / "x.npy").astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(np.load(tmp_path / "ckpt" / "normalize.mean.x.npy"), x.mean(axis=0), rtol=1e-6)
+    np.testing.assert_allclose(np.load(tmp_path / "ckpt" / "normalize.std.x.npy"), x.std(axis=0), rtol=1e-5)
+    last = result.stdout.splitlines()[-1]
+    evaluated = run(train, "--val", val, "--eval", "--init-from", tmp_path / "ckpt")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert evaluated.stdout.split() == ["eval", "loss", last.split()[7], "acc", last.split()[10]]
+    rows = (tmp_path / "log.csv").read_text().splitlines()
+    assert rows[0] == "epoch,train_loss,val_loss,val_accuracy,val_perplexity,examples_per_second"
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3"] and rows[-1].split(",")[4] == ""
+    assert abs(float(rows[-1].split(",")[3]) - float(last.split()[10])) < 1e-4
+
+
+def test_csv_logs_of_both_targets_agree(tmp_path):
+    data, val = toy_digits(tmp_path / "train", 96, 0), toy_digits(tmp_path / "val", 40, 1)
+    logs = {}
+    for target in ("numpy", "c"):
+        train = compile_example("digits_mlp", tmp_path / target, target, dtype="float64")
+        result = run(train, "--data", data, "--val", val, "--epochs", "2", "--log", tmp_path / f"{target}.csv")
+        assert result.returncode == 0, result.stderr
+        logs[target] = [row.rsplit(",", 1)[0] for row in (tmp_path / f"{target}.csv").read_text().splitlines()]  # without ex/s
+    assert logs["c"] == logs["numpy"] and len(logs["c"]) == 3

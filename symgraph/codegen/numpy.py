@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sympy.printing.numpy import NumPyPrinter
 
+from ..errors import SpecError
 from ..ir import Graph, is_batch
 from ..explain import forward_text
 from ..ops.reduce import sum_to_axes
@@ -382,6 +383,17 @@ def expression_text(g: Graph, node: str) -> str:
     return forward_text(g, node)
 
 
+def reported_metric(program) -> str | None:
+    """What the trainers print next to the validation loss: the spec's choice, else accuracy where labels allow."""
+    wanted = program.graph.train.get("metric")
+    loss = program.eval_graph.op(program.eval_graph.loss)
+    if wanted == "perplexity" and loss != "cross_entropy":
+        raise SpecError("metric perplexity needs a cross_entropy loss", node="train.metric", source=program.graph.source)
+    if wanted == "accuracy" and metric(program) is None:
+        raise SpecError("metric accuracy needs a cross-entropy loss on a label input", node="train.metric", source=program.graph.source)
+    return wanted or ("accuracy" if metric(program) is not None else None)
+
+
 def trainer_context(program) -> dict:
     train = program.graph.train
     return dict(
@@ -397,4 +409,6 @@ def trainer_context(program) -> dict:
         epochs=train.get("epochs", 10),
         seed=train.get("seed", 0),
         normalize=list(train.get("normalize", [])),
+        weight_decay=train.get("weight_decay", 0.0),
+        metric=reported_metric(program),
     )
