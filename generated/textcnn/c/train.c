@@ -581,8 +581,10 @@ static void evaluate(real *const params[], const dataset *data, long batch_size,
     *metric = (double)correct / (double)data->count;
 #elif defined(REPORT_PERPLEXITY)
     *metric = exp(*loss < 700 ? *loss : 700);
+    (void)correct;
 #else
     *metric = 0;
+    (void)correct;
 #endif
 }
 
