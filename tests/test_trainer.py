@@ -216,3 +216,15 @@ def test_csv_logs_of_both_targets_agree(tmp_path):
         assert result.returncode == 0, result.stderr
         logs[target] = [row.rsplit(",", 1)[0] for row in (tmp_path / f"{target}.csv").read_text().splitlines()]  # without ex/s
     assert logs["c"] == logs["numpy"] and len(logs["c"]) == 3
+
+
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, target):
+    train = compile_example("digits_mlp", tmp_path / "trainer", target)
+    data = toy_digits(tmp_path / "train", 64, 0)
+    assert run(train, "--data", data, "--epochs", "1", "--save", tmp_path / "ckpt").returncode == 0
+    good = checkpoint(tmp_path / "ckpt")
+    exploded = run(train, "--data", data, "--epochs", "3", "--lr", "1e30", "--init-from", tmp_path / "ckpt", "--save", tmp_path / "ckpt")
+    assert exploded.returncode == 2 and "loss is not finite" in exploded.stderr and "last checkpoint is kept" in exploded.stderr
+    kept = checkpoint(tmp_path / "ckpt")
+    assert kept["state.npy"].tolist() == good["state.npy"].tolist() == [1, 2, 0]
+    np.testing.assert_array_equal(kept["W1.npy"], good["W1.npy"])

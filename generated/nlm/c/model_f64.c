@@ -12,8 +12,8 @@
 typedef nlm_f64_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 16,081,024 bytes. */
-static real arena[2010128];
+ * lifetimes do not overlap share space. 9,937,024 bytes. */
+static real arena[1242128];
 
 #ifdef _OPENMP
 #define SG_PARALLEL_FOR _Pragma("omp parallel for")
@@ -223,32 +223,32 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
 }
 
 const nlm_f64_leaf nlm_f64_param_info[] = {
-    {"C", 2, {5000, 64}, 0, 320000, 0, 0},
+    {"C", 2, {3000, 64}, 0, 192000, 0, 0},
     {"H", 2, {192, 256}, 0, 49152, 0, 0},
     {"d", 1, {256}, 0, 256, 0, 0},
-    {"U", 2, {256, 5000}, 0, 1280000, 0, 0},
-    {"e", 1, {5000}, 0, 5000, 0, 0},
+    {"U", 2, {256, 3000}, 0, 768000, 0, 0},
+    {"e", 1, {3000}, 0, 3000, 0, 0},
     {0},
 };
 
 const nlm_f64_leaf nlm_f64_input_info[] = {
-    {"context_ids", 2, {128, 3}, 1, 3, 1, 5000},
-    {"next_id", 1, {128}, 1, 1, 1, 5000},
+    {"context_ids", 2, {128, 3}, 1, 3, 1, 3000},
+    {"next_id", 1, {128}, 1, 1, 1, 3000},
     {0},
 };
 
 const nlm_f64_leaf nlm_f64_output_info[] = {
-    {"logits", 0, {0}, 0, 5000, 0, 0},
+    {"logits", 0, {0}, 0, 3000, 0, 0},
     {0},
 };
 
 void nlm_f64_init_params(real *const params[], uint64_t seed)
 {
-    sg_fill_normal(params[nlm_f64_param_C], 320000, seed, 0, 0.1);  /* normal(0.1) */
+    sg_fill_normal(params[nlm_f64_param_C], 192000, seed, 0, 0.1);  /* normal(0.1) */
     sg_fill_uniform(params[nlm_f64_param_H], 49152, seed, 1, 0.11572751247156893);  /* xavier_uniform */
     sg_fill(params[nlm_f64_param_d], 256, 0.0);  /* zeros */
-    sg_fill_uniform(params[nlm_f64_param_U], 1280000, seed, 3, 0.033786868919974296);  /* xavier_uniform */
-    sg_fill(params[nlm_f64_param_e], 5000, 0.0);  /* zeros */
+    sg_fill_uniform(params[nlm_f64_param_U], 768000, seed, 3, 0.04292728552741069);  /* xavier_uniform */
+    sg_fill(params[nlm_f64_param_e], 3000, 0.0);  /* zeros */
 }
 
 int nlm_f64_forward(real *const params[], const void *const inputs[], long n, real *const outputs[])
@@ -273,18 +273,18 @@ int nlm_f64_forward(real *const params[], const void *const inputs[], long n, re
     real *a_1 = arena + 0;  /* [n, 256] */
     sg_matmul(n, 192, 256, x, H, a_1);
 
-    real *a = arena + 640000;  /* [n, 256] */
+    real *a = arena + 384000;  /* [n, 256] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             a[i*256 + j] = tanh(a_1[i*256 + j] + d[j]);
 
-    real *logits_1 = arena + 0;  /* [n, 5000] */
-    sg_matmul(n, 256, 5000, a, U, logits_1);
+    real *logits_1 = arena + 0;  /* [n, 3000] */
+    sg_matmul(n, 256, 3000, a, U, logits_1);
 
-    real *logits = outputs[nlm_f64_output_logits];  /* [n, 5000] */
+    real *logits = outputs[nlm_f64_output_logits];  /* [n, 3000] */
     for (long i = 0; i < n; i++)
-        for (long j = 0; j < 5000; j++)
-            logits[i*5000 + j] = e[j] + logits_1[i*5000 + j];
+        for (long j = 0; j < 3000; j++)
+            logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
     return 0;
 }
 
@@ -311,24 +311,24 @@ int nlm_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     real *a_1 = arena + 0;  /* [n, 256] */
     sg_matmul(n, 192, 256, x, H, a_1);
 
-    real *a = arena + 640000;  /* [n, 256] */
+    real *a = arena + 384000;  /* [n, 256] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             a[i*256 + j] = tanh(a_1[i*256 + j] + d[j]);
 
-    real *logits_1 = arena + 0;  /* [n, 5000] */
-    sg_matmul(n, 256, 5000, a, U, logits_1);
+    real *logits_1 = arena + 0;  /* [n, 3000] */
+    sg_matmul(n, 256, 3000, a, U, logits_1);
 
-    real *logits = arena + 640000;  /* [n, 5000] */
+    real *logits = arena + 384000;  /* [n, 3000] */
     for (long i = 0; i < n; i++)
-        for (long j = 0; j < 5000; j++)
-            logits[i*5000 + j] = e[j] + logits_1[i*5000 + j];
+        for (long j = 0; j < 3000; j++)
+            logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
 
     real *loss = arena + 0;  /* [] */
-    loss[0] = (real)sg_cross_entropy(n, 5000, logits, next_id);
+    loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
 
     *loss_value = loss[0];
-    *correct_count = sg_count_correct(n, 5000, logits, next_id);
+    *correct_count = sg_count_correct(n, 3000, logits, next_id);
     return 0;
 }
 
@@ -351,59 +351,59 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *x_1 = arena + 0;  /* [n, 3, 64] */
     sg_embedding(n*3, 64, C, context_ids, x_1);
 
-    real *x = arena + 1985536;  /* [n, 192] */
+    real *x = arena + 1217536;  /* [n, 192] */
     for (long i = 0; i < n*192; i++)
         x[i] = x_1[i];
 
     real *a_1 = arena + 0;  /* [n, 256] */
     sg_matmul(n, 192, 256, x, H, a_1);
 
-    real *a = arena + 1920000;  /* [n, 256] */
+    real *a = arena + 1152000;  /* [n, 256] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             a[i*256 + j] = tanh(a_1[i*256 + j] + d[j]);
 
-    real *logits_1 = arena + 0;  /* [n, 5000] */
-    sg_matmul(n, 256, 5000, a, U, logits_1);
+    real *logits_1 = arena + 0;  /* [n, 3000] */
+    sg_matmul(n, 256, 3000, a, U, logits_1);
 
-    real *logits = arena + 640000;  /* [n, 5000] */
+    real *logits = arena + 384000;  /* [n, 3000] */
     for (long i = 0; i < n; i++)
-        for (long j = 0; j < 5000; j++)
-            logits[i*5000 + j] = e[j] + logits_1[i*5000 + j];
+        for (long j = 0; j < 3000; j++)
+            logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
 
-    real *loss = arena + 2010112;  /* [] */
-    loss[0] = (real)sg_cross_entropy(n, 5000, logits, next_id);
+    real *loss = arena + 1242112;  /* [] */
+    loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
 
-    real *dloss_1 = arena + 0;  /* [n, 5000] */
-    sg_softmax(n, 5000, 1, logits, dloss_1);
+    real *dloss_1 = arena + 0;  /* [n, 3000] */
+    sg_softmax(n, 3000, 1, logits, dloss_1);
 
-    real *dloss_2 = arena + 640000;  /* [n, 5000] */
-    sg_onehot(n, 5000, next_id, dloss_2);
+    real *dloss_2 = arena + 384000;  /* [n, 3000] */
+    sg_onehot(n, 3000, next_id, dloss_2);
 
-    real *dloss_5 = arena + 1952768;  /* [] */
+    real *dloss_5 = arena + 1184768;  /* [] */
     dloss_5[0] = 1.0/n;
 
     /* dL/dlogits */
-    real *dlogits = arena + 1280000;  /* [n, 5000] */
-    for (long i = 0; i < n*5000; i++)
+    real *dlogits = arena + 768000;  /* [n, 3000] */
+    for (long i = 0; i < n*3000; i++)
         dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
 
     /* dL/de */
-    real *de = grads[nlm_f64_param_e];  /* [5000] */
-    for (long i = 0; i < 5000; i++)
+    real *de = grads[nlm_f64_param_e];  /* [3000] */
+    for (long i = 0; i < 3000; i++)
         de[i] = 0;
     for (long i = 0; i < n; i++)
-        for (long j = 0; j < 5000; j++)
-            de[j] += dlogits[i*5000 + j];
+        for (long j = 0; j < 3000; j++)
+            de[j] += dlogits[i*3000 + j];
 
-    real *dlogits_1_1 = arena + 0;  /* [5000, 256] */
-    for (long i = 0; i < 5000; i++)
+    real *dlogits_1_1 = arena + 0;  /* [3000, 256] */
+    for (long i = 0; i < 3000; i++)
         for (long j = 0; j < 256; j++)
-            dlogits_1_1[i*256 + j] = U[i + j*5000];
+            dlogits_1_1[i*256 + j] = U[i + j*3000];
 
     /* dL/da */
-    real *da = arena + 1952768;  /* [n, 256] */
-    sg_matmul(n, 5000, 256, dlogits, dlogits_1_1, da);
+    real *da = arena + 1184768;  /* [n, 256] */
+    sg_matmul(n, 3000, 256, dlogits, dlogits_1_1, da);
 
     real *dlogits_1_2 = arena + 0;  /* [256, n] */
     for (long i = 0; i < 256; i++)
@@ -411,8 +411,8 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
             dlogits_1_2[i*n + j] = a[i + j*256];
 
     /* dL/dU */
-    real *dU = grads[nlm_f64_param_U];  /* [256, 5000] */
-    sg_matmul(256, n, 5000, dlogits_1_2, dlogits, dU);
+    real *dU = grads[nlm_f64_param_U];  /* [256, 3000] */
+    sg_matmul(256, n, 3000, dlogits_1_2, dlogits, dU);
 
     /* dL/da_2 */
     real *da_2 = arena + 49152;  /* [n, 256] */
@@ -451,8 +451,8 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
         dx_1[i] = dx[i];
 
     /* dL/dC */
-    real *dC = grads[nlm_f64_param_C];  /* [5000, 64] */
-    sg_embedding_backward(n*3, 5000, 64, context_ids, dx_1, dC);
+    real *dC = grads[nlm_f64_param_C];  /* [3000, 64] */
+    sg_embedding_backward(n*3, 3000, 64, context_ids, dx_1, dC);
 
     *loss_value = loss[0];
     return 0;

@@ -24,11 +24,11 @@ typedef double nlm_f64_real;
 
 /* params[nlm_f64_param_NAME] points to that parameter's values. */
 enum {
-    nlm_f64_param_C,  /* [5000, 64] */
+    nlm_f64_param_C,  /* [3000, 64] */
     nlm_f64_param_H,  /* [192, 256] */
     nlm_f64_param_d,  /* [256] */
-    nlm_f64_param_U,  /* [256, 5000] */
-    nlm_f64_param_e,  /* [5000] */
+    nlm_f64_param_U,  /* [256, 3000] */
+    nlm_f64_param_e,  /* [3000] */
     nlm_f64_num_params
 };
 
@@ -41,7 +41,7 @@ enum {
 
 /* outputs[nlm_f64_output_NAME], as forward() writes them. */
 enum {
-    nlm_f64_output_logits,  /* [n, 5000] */
+    nlm_f64_output_logits,  /* [n, 3000] */
     nlm_f64_num_outputs
 };
 

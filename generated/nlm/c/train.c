@@ -35,8 +35,8 @@
 
 typedef nlm_real real;
 
-#define OPTIMIZER "sgd"
-#define LEARNING_RATE 0.1
+#define OPTIMIZER "adam"
+#define LEARNING_RATE 0.001
 #define MOMENTUM 0.0
 #define WEIGHT_DECAY 0.0
 #define BETA1 0.9
@@ -44,7 +44,7 @@ typedef nlm_real real;
 #define EPSILON 1e-08
 #define SHUFFLE_STREAM 2097152u
 #define GRADCHECK_STREAM (2097152u * 2)
-#define REPORT_ACCURACY 1  /* next to the validation loss */
+#define REPORT_PERPLEXITY 1  /* next to the validation loss */
 
 /* Inputs the spec's train.normalize standardises; --normalize adds more. */
 static const char *const normalized_by_spec[] = {NULL};

@@ -22,16 +22,16 @@ import numpy as np
 DTYPE = np.float32
 # name -> shape
 PARAMS = {
-    "C": (5000, 64),
+    "C": (3000, 64),
     "H": (192, 256),
     "d": (256,),
-    "U": (256, 5000),
-    "e": (5000,),
+    "U": (256, 3000),
+    "e": (3000,),
 }
 # name -> (shape, kind, exclusive upper bound of int ids); batch axis is None
 INPUTS = {
-    "context_ids": ((None, 3), "int", 5000),
-    "next_id": ((None,), "int", 5000),
+    "context_ids": ((None, 3), "int", 3000),
+    "next_id": ((None,), "int", 3000),
 }
 OUTPUTS = ['logits']
 BATCH_INPUT = 'context_ids'
@@ -69,11 +69,11 @@ def random_normal(seed, stream, shape):
 def init_params(seed=0):
     """Initial parameters: stream i of the generator is param i."""
     return {
-        "C": (0.1 * random_normal(seed, 0, (5000, 64))).astype(DTYPE),  # normal(0.1)
+        "C": (0.1 * random_normal(seed, 0, (3000, 64))).astype(DTYPE),  # normal(0.1)
         "H": (0.11572751247156893 * (2.0 * random_uniform(seed, 1, (192, 256)) - 1.0)).astype(DTYPE),  # xavier_uniform
         "d": np.full((256,), 0.0, DTYPE),  # zeros
-        "U": (0.033786868919974296 * (2.0 * random_uniform(seed, 3, (256, 5000)) - 1.0)).astype(DTYPE),  # xavier_uniform
-        "e": np.full((5000,), 0.0, DTYPE),  # zeros
+        "U": (0.04292728552741069 * (2.0 * random_uniform(seed, 3, (256, 3000)) - 1.0)).astype(DTYPE),  # xavier_uniform
+        "e": np.full((3000,), 0.0, DTYPE),  # zeros
     }
 
 
@@ -162,7 +162,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0])
     dloss_1 = np.exp(logits - np.max(logits, axis=1, keepdims=True))
     dloss_1 /= np.sum(dloss_1, axis=1, keepdims=True)
-    dloss_2 = (np.arange(5000) == next_id[..., None]).astype(DTYPE)
+    dloss_2 = (np.arange(3000) == next_id[..., None]).astype(DTYPE)
     dloss_3 = dloss_1 - dloss_2
     dloss_5 = 1.0/n
     # dL/dlogits
@@ -190,7 +190,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/dx_1
     dx_1 = dx.reshape((n, 3, 64))
     # dL/dC
-    dC = np.zeros((5000, 64), DTYPE)
+    dC = np.zeros((3000, 64), DTYPE)
     np.add.at(dC, context_ids.reshape(-1), dx_1.reshape(-1, 64))
     return float(loss), {"C": dC, "H": dH, "d": dd, "U": dU, "e": de}
 

@@ -26,8 +26,8 @@ import numpy as np
 
 import model
 
-METRIC = 'accuracy'  # reported next to the validation loss
-OPTIMIZER, LR, MOMENTUM, WEIGHT_DECAY = "sgd", 0.1, 0.0, 0.0
+METRIC = 'perplexity'  # reported next to the validation loss
+OPTIMIZER, LR, MOMENTUM, WEIGHT_DECAY = "adam", 0.001, 0.0, 0.0
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-08
 NORMALIZE = []
 LOG_HEADER = "epoch,train_loss,val_loss,val_accuracy,val_perplexity,examples_per_second\n"

@@ -22,12 +22,12 @@
 
 typedef float textcnn_real;
 
-#define TEXTCNN_BATCH 32  /* the largest n a call may pass */
+#define TEXTCNN_BATCH 50  /* the largest n a call may pass */
 #define TEXTCNN_MAX_RANK 3
 
 /* params[textcnn_param_NAME] points to that parameter's values. */
 enum {
-    textcnn_param_E,  /* [5000, 64] */
+    textcnn_param_E,  /* [10000, 64] */
     textcnn_param_K3,  /* [3, 64, 100] */
     textcnn_param_K4,  /* [4, 64, 100] */
     textcnn_param_K5,  /* [5, 64, 100] */

@@ -12,8 +12,8 @@
 typedef textcnn_f64_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 11,264,128 bytes. */
-static real arena[1408016];
+ * lifetimes do not overlap share space. 17,600,384 bytes. */
+static real arena[2200048];
 
 #ifdef _OPENMP
 #define SG_PARALLEL_FOR _Pragma("omp parallel for")
@@ -313,7 +313,7 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
 }
 
 const textcnn_f64_leaf textcnn_f64_param_info[] = {
-    {"E", 2, {5000, 64}, 0, 320000, 0, 0},
+    {"E", 2, {10000, 64}, 0, 640000, 0, 0},
     {"K3", 3, {3, 64, 100}, 0, 19200, 0, 0},
     {"K4", 3, {4, 64, 100}, 0, 25600, 0, 0},
     {"K5", 3, {5, 64, 100}, 0, 32000, 0, 0},
@@ -326,8 +326,8 @@ const textcnn_f64_leaf textcnn_f64_param_info[] = {
 };
 
 const textcnn_f64_leaf textcnn_f64_input_info[] = {
-    {"tokens", 2, {32, 50}, 1, 50, 1, 5000},
-    {"label", 1, {32}, 1, 1, 1, 2},
+    {"tokens", 2, {50, 50}, 1, 50, 1, 10000},
+    {"label", 1, {50}, 1, 1, 1, 2},
     {0},
 };
 
@@ -338,7 +338,7 @@ const textcnn_f64_leaf textcnn_f64_output_info[] = {
 
 void textcnn_f64_init_params(real *const params[], uint64_t seed)
 {
-    sg_fill_uniform(params[textcnn_f64_param_E], 320000, seed, 0, 0.25);  /* uniform(0.25) */
+    sg_fill_uniform(params[textcnn_f64_param_E], 640000, seed, 0, 0.25);  /* uniform(0.25) */
     sg_fill_uniform(params[textcnn_f64_param_K3], 19200, seed, 1, 0.1767766952966369);  /* he_uniform */
     sg_fill_uniform(params[textcnn_f64_param_K4], 25600, seed, 2, 0.15309310892394862);  /* he_uniform */
     sg_fill_uniform(params[textcnn_f64_param_K5], 32000, seed, 3, 0.13693063937629152);  /* he_uniform */
@@ -365,18 +365,18 @@ int textcnn_f64_forward(real *const params[], const void *const inputs[], long n
     const real *b = params[textcnn_f64_param_b];
     const int64_t *tokens = inputs[textcnn_f64_input_tokens];
 
-    real *words = arena + 332800;  /* [n, 50, 64] */
+    real *words = arena + 520000;  /* [n, 50, 64] */
     sg_embedding(n*50, 64, E, tokens, words);
 
     real *f3_1 = arena + 0;  /* [n, 52, 100] */
     sg_conv1d(n, 50, 64, 52, 100, 3, 1, 2, words, K3, f3_1);
 
-    real *f3_3 = arena + 166400;  /* [n, 52, 100] */
+    real *f3_3 = arena + 260000;  /* [n, 52, 100] */
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
             f3_3[i*100 + j] = ((c3[j] + f3_1[i*100 + j]) < 0 ? 0 : (c3[j] + f3_1[i*100 + j]));
 
-    real *f3 = arena + 435200;  /* [n, 100] */
+    real *f3 = arena + 680000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f3[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -387,12 +387,12 @@ int textcnn_f64_forward(real *const params[], const void *const inputs[], long n
     real *f4_1 = arena + 0;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
 
-    real *f4_3 = arena + 163200;  /* [n, 51, 100] */
+    real *f4_3 = arena + 255008;  /* [n, 51, 100] */
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
             f4_3[i*100 + j] = ((c4[j] + f4_1[i*100 + j]) < 0 ? 0 : (c4[j] + f4_1[i*100 + j]));
 
-    real *f4 = arena + 326400;  /* [n, 100] */
+    real *f4 = arena + 510016;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f4[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -403,12 +403,12 @@ int textcnn_f64_forward(real *const params[], const void *const inputs[], long n
     real *f5_1 = arena + 0;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
 
-    real *f5_3 = arena + 160000;  /* [n, 50, 100] */
+    real *f5_3 = arena + 250000;  /* [n, 50, 100] */
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
             f5_3[i*100 + j] = ((c5[j] + f5_1[i*100 + j]) < 0 ? 0 : (c5[j] + f5_1[i*100 + j]));
 
-    real *f5 = arena + 9600;  /* [n, 100] */
+    real *f5 = arena + 15008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f5[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -427,7 +427,7 @@ int textcnn_f64_forward(real *const params[], const void *const inputs[], long n
         for (long j = 0; j < 100; j++)
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
-    real *logits_1 = arena + 9600;  /* [n, 2] */
+    real *logits_1 = arena + 15008;  /* [n, 2] */
     sg_matmul(n, 300, 2, features_1, W, logits_1);
 
     real *logits = outputs[textcnn_f64_output_logits];  /* [n, 2] */
@@ -454,18 +454,18 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
     const int64_t *tokens = inputs[textcnn_f64_input_tokens];
     const int64_t *label = inputs[textcnn_f64_input_label];
 
-    real *words = arena + 332800;  /* [n, 50, 64] */
+    real *words = arena + 520000;  /* [n, 50, 64] */
     sg_embedding(n*50, 64, E, tokens, words);
 
     real *f3_1 = arena + 0;  /* [n, 52, 100] */
     sg_conv1d(n, 50, 64, 52, 100, 3, 1, 2, words, K3, f3_1);
 
-    real *f3_3 = arena + 166400;  /* [n, 52, 100] */
+    real *f3_3 = arena + 260000;  /* [n, 52, 100] */
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
             f3_3[i*100 + j] = ((c3[j] + f3_1[i*100 + j]) < 0 ? 0 : (c3[j] + f3_1[i*100 + j]));
 
-    real *f3 = arena + 435200;  /* [n, 100] */
+    real *f3 = arena + 680000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f3[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -476,12 +476,12 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
     real *f4_1 = arena + 0;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
 
-    real *f4_3 = arena + 163200;  /* [n, 51, 100] */
+    real *f4_3 = arena + 255008;  /* [n, 51, 100] */
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
             f4_3[i*100 + j] = ((c4[j] + f4_1[i*100 + j]) < 0 ? 0 : (c4[j] + f4_1[i*100 + j]));
 
-    real *f4 = arena + 326400;  /* [n, 100] */
+    real *f4 = arena + 510016;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f4[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -492,12 +492,12 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
     real *f5_1 = arena + 0;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
 
-    real *f5_3 = arena + 160000;  /* [n, 50, 100] */
+    real *f5_3 = arena + 250000;  /* [n, 50, 100] */
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
             f5_3[i*100 + j] = ((c5[j] + f5_1[i*100 + j]) < 0 ? 0 : (c5[j] + f5_1[i*100 + j]));
 
-    real *f5 = arena + 9600;  /* [n, 100] */
+    real *f5 = arena + 15008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f5[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -516,7 +516,7 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
         for (long j = 0; j < 100; j++)
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
-    real *logits_1 = arena + 9600;  /* [n, 2] */
+    real *logits_1 = arena + 15008;  /* [n, 2] */
     sg_matmul(n, 300, 2, features_1, W, logits_1);
 
     real *logits = arena + 0;  /* [n, 2] */
@@ -524,7 +524,7 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
         for (long j = 0; j < 2; j++)
             logits[i*2 + j] = b[j] + logits_1[i*2 + j];
 
-    real *loss = arena + 64;  /* [] */
+    real *loss = arena + 112;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
 
     *loss_value = loss[0];
@@ -550,13 +550,13 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     const int64_t *tokens = inputs[textcnn_f64_input_tokens];
     const int64_t *label = inputs[textcnn_f64_input_label];
 
-    real *words = arena + 1299200;  /* [n, 50, 64] */
+    real *words = arena + 2030016;  /* [n, 50, 64] */
     sg_embedding(n*50, 64, E, tokens, words);
 
     real *f3_1 = arena + 0;  /* [n, 52, 100] */
     sg_conv1d(n, 50, 64, 52, 100, 3, 1, 2, words, K3, f3_1);
 
-    real *f3_2 = arena + 166400;  /* [n, 52, 100] */
+    real *f3_2 = arena + 260000;  /* [n, 52, 100] */
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
             f3_2[i*100 + j] = c3[j] + f3_1[i*100 + j];
@@ -565,7 +565,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     for (long i = 0; i < n*5200; i++)
         f3_3[i] = ((f3_2[i]) < 0 ? 0 : (f3_2[i]));
 
-    real *f3 = arena + 988800;  /* [n, 100] */
+    real *f3 = arena + 1545024;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f3[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -573,19 +573,19 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
             for (long k = 0; k < 100; k++)
                 if (f3_3[i*5200 + j*100 + k] > f3[i*100 + k]) f3[i*100 + k] = f3_3[i*5200 + j*100 + k];
 
-    real *f4_1 = arena + 332800;  /* [n, 51, 100] */
+    real *f4_1 = arena + 520000;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
 
-    real *f4_2 = arena + 496000;  /* [n, 51, 100] */
+    real *f4_2 = arena + 775008;  /* [n, 51, 100] */
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
             f4_2[i*100 + j] = c4[j] + f4_1[i*100 + j];
 
-    real *f4_3 = arena + 332800;  /* [n, 51, 100] */
+    real *f4_3 = arena + 520000;  /* [n, 51, 100] */
     for (long i = 0; i < n*5100; i++)
         f4_3[i] = ((f4_2[i]) < 0 ? 0 : (f4_2[i]));
 
-    real *f4 = arena + 992000;  /* [n, 100] */
+    real *f4 = arena + 1550032;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f4[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -593,19 +593,19 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
             for (long k = 0; k < 100; k++)
                 if (f4_3[i*5100 + j*100 + k] > f4[i*100 + k]) f4[i*100 + k] = f4_3[i*5100 + j*100 + k];
 
-    real *f5_1 = arena + 659200;  /* [n, 50, 100] */
+    real *f5_1 = arena + 1030016;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
 
-    real *f5_2 = arena + 819200;  /* [n, 50, 100] */
+    real *f5_2 = arena + 1280016;  /* [n, 50, 100] */
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
             f5_2[i*100 + j] = c5[j] + f5_1[i*100 + j];
 
-    real *f5_3 = arena + 659200;  /* [n, 50, 100] */
+    real *f5_3 = arena + 1030016;  /* [n, 50, 100] */
     for (long i = 0; i < n*5000; i++)
         f5_3[i] = ((f5_2[i]) < 0 ? 0 : (f5_2[i]));
 
-    real *f5 = arena + 995200;  /* [n, 100] */
+    real *f5 = arena + 1555040;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f5[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -613,7 +613,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
             for (long k = 0; k < 100; k++)
                 if (f5_3[i*5000 + j*100 + k] > f5[i*100 + k]) f5[i*100 + k] = f5_3[i*5000 + j*100 + k];
 
-    real *features_1 = arena + 979200;  /* [n, 300] */
+    real *features_1 = arena + 1530016;  /* [n, 300] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             features_1[i*300 + j] = f3[i*100 + j];
@@ -624,35 +624,35 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 100; j++)
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
-    real *features_2 = arena + 988800;  /* [n, 300] */
+    real *features_2 = arena + 1545024;  /* [n, 300] */
     sg_dropout_mask(n*300, 0.5, 2.0, training, seed, 1048576, features_2);
 
-    real *features = arena + 998400;  /* [n, 300] */
+    real *features = arena + 1560032;  /* [n, 300] */
     for (long i = 0; i < n*300; i++)
         features[i] = features_1[i]*features_2[i];
 
-    real *logits_1 = arena + 979200;  /* [n, 2] */
+    real *logits_1 = arena + 1530016;  /* [n, 2] */
     sg_matmul(n, 300, 2, features, W, logits_1);
 
-    real *logits = arena + 979264;  /* [n, 2] */
+    real *logits = arena + 1530128;  /* [n, 2] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 2; j++)
             logits[i*2 + j] = b[j] + logits_1[i*2 + j];
 
-    real *loss = arena + 1408000;  /* [] */
+    real *loss = arena + 2200032;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
 
-    real *dloss_1 = arena + 979200;  /* [n, 2] */
+    real *dloss_1 = arena + 1530016;  /* [n, 2] */
     sg_softmax(n, 2, 1, logits, dloss_1);
 
-    real *dloss_2 = arena + 979264;  /* [n, 2] */
+    real *dloss_2 = arena + 1530128;  /* [n, 2] */
     sg_onehot(n, 2, label, dloss_2);
 
-    real *dloss_5 = arena + 979328;  /* [] */
+    real *dloss_5 = arena + 1530240;  /* [] */
     dloss_5[0] = 1.0/n;
 
     /* dL/dlogits */
-    real *dlogits = arena + 1017600;  /* [n, 2] */
+    real *dlogits = arena + 1590048;  /* [n, 2] */
     for (long i = 0; i < n*2; i++)
         dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
 
@@ -664,16 +664,16 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 2; j++)
             db[j] += dlogits[i*2 + j];
 
-    real *dlogits_1_1 = arena + 1008000;  /* [2, 300] */
+    real *dlogits_1_1 = arena + 1575040;  /* [2, 300] */
     for (long i = 0; i < 2; i++)
         for (long j = 0; j < 300; j++)
             dlogits_1_1[i*300 + j] = W[i + j*2];
 
     /* dL/dfeatures */
-    real *dfeatures = arena + 979200;  /* [n, 300] */
+    real *dfeatures = arena + 1530016;  /* [n, 300] */
     sg_matmul(n, 2, 300, dlogits, dlogits_1_1, dfeatures);
 
-    real *dlogits_1_2 = arena + 1008000;  /* [300, n] */
+    real *dlogits_1_2 = arena + 1575040;  /* [300, n] */
     for (long i = 0; i < 300; i++)
         for (long j = 0; j < n; j++)
             dlogits_1_2[i*n + j] = features[i + j*300];
@@ -683,40 +683,40 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     sg_matmul(300, n, 2, dlogits_1_2, dlogits, dW);
 
     /* dL/dfeatures_1 */
-    real *dfeatures_1 = arena + 998400;  /* [n, 300] */
+    real *dfeatures_1 = arena + 1560032;  /* [n, 300] */
     for (long i = 0; i < n*300; i++)
         dfeatures_1[i] = dfeatures[i]*features_2[i];
 
     /* dL/df3 */
-    real *df3 = arena + 1401600;  /* [n, 100] */
+    real *df3 = arena + 2190016;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df3[i*100 + j] = dfeatures_1[i*300 + j];
 
     /* dL/df4 */
-    real *df4 = arena + 1404800;  /* [n, 100] */
+    real *df4 = arena + 2195024;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df4[i*100 + j] = dfeatures_1[100 + i*300 + j];
 
     /* dL/df5 */
-    real *df5 = arena + 1139200;  /* [n, 100] */
+    real *df5 = arena + 1780016;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df5[i*100 + j] = dfeatures_1[200 + i*300 + j];
 
-    real *df5_1 = arena + 979200;  /* [n, 50, 100] */
+    real *df5_1 = arena + 1530016;  /* [n, 50, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
                 df5_1[i*5000 + j*100 + k] = df5[i*100 + k];
 
     /* dL/df5_3 */
-    real *df5_3 = arena + 1139200;  /* [n, 50, 100] */
+    real *df5_3 = arena + 1780016;  /* [n, 50, 100] */
     sg_max_backward(n, 50, 100, f5_3, df5_1, df5_3);
 
     /* dL/df5_2 */
-    real *df5_2 = arena + 659200;  /* [n, 50, 100] */
+    real *df5_2 = arena + 1030016;  /* [n, 50, 100] */
     for (long i = 0; i < n*5000; i++)
         df5_2[i] = df5_3[i]*((f5_2[i]) > 0 ? 1 : 0);
 
@@ -728,25 +728,25 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 100; j++)
             dc5[j] += df5_2[i*100 + j];
 
-    real *df5_1_1 = arena + 985600;  /* [n, 50, 64] */
+    real *df5_1_1 = arena + 1540032;  /* [n, 50, 64] */
     sg_conv1d_backward_input(n, 50, 64, 50, 100, 5, 1, 2, df5_2, K5, df5_1_1);
 
     /* dL/dK5 */
     real *dK5 = grads[textcnn_f64_param_K5];  /* [5, 64, 100] */
     sg_conv1d_backward_kernel(n, 50, 64, 50, 100, 5, 1, 2, words, df5_2, dK5);
 
-    real *df4_1 = arena + 659200;  /* [n, 51, 100] */
+    real *df4_1 = arena + 1030016;  /* [n, 51, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
                 df4_1[i*5100 + j*100 + k] = df4[i*100 + k];
 
     /* dL/df4_3 */
-    real *df4_3 = arena + 822400;  /* [n, 51, 100] */
+    real *df4_3 = arena + 1285024;  /* [n, 51, 100] */
     sg_max_backward(n, 51, 100, f4_3, df4_1, df4_3);
 
     /* dL/df4_2 */
-    real *df4_2 = arena + 332800;  /* [n, 51, 100] */
+    real *df4_2 = arena + 520000;  /* [n, 51, 100] */
     for (long i = 0; i < n*5100; i++)
         df4_2[i] = df4_3[i]*((f4_2[i]) > 0 ? 1 : 0);
 
@@ -758,21 +758,21 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 100; j++)
             dc4[j] += df4_2[i*100 + j];
 
-    real *df4_1_1 = arena + 665600;  /* [n, 50, 64] */
+    real *df4_1_1 = arena + 1040000;  /* [n, 50, 64] */
     sg_conv1d_backward_input(n, 50, 64, 51, 100, 4, 1, 2, df4_2, K4, df4_1_1);
 
     /* dL/dK4 */
     real *dK4 = grads[textcnn_f64_param_K4];  /* [4, 64, 100] */
     sg_conv1d_backward_kernel(n, 50, 64, 51, 100, 4, 1, 2, words, df4_2, dK4);
 
-    real *df3_1 = arena + 332800;  /* [n, 52, 100] */
+    real *df3_1 = arena + 520000;  /* [n, 52, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
                 df3_1[i*5200 + j*100 + k] = df3[i*100 + k];
 
     /* dL/df3_3 */
-    real *df3_3 = arena + 499200;  /* [n, 52, 100] */
+    real *df3_3 = arena + 780000;  /* [n, 52, 100] */
     sg_max_backward(n, 52, 100, f3_3, df3_1, df3_3);
 
     /* dL/df3_2 */
@@ -788,7 +788,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 100; j++)
             dc3[j] += df3_2[i*100 + j];
 
-    real *df3_1_1 = arena + 166400;  /* [n, 50, 64] */
+    real *df3_1_1 = arena + 260000;  /* [n, 50, 64] */
     sg_conv1d_backward_input(n, 50, 64, 52, 100, 3, 1, 2, df3_2, K3, df3_1_1);
 
     /* dL/dK3 */
@@ -801,8 +801,8 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         dwords[i] = df3_1_1[i] + df4_1_1[i] + df5_1_1[i];
 
     /* dL/dE */
-    real *dE = grads[textcnn_f64_param_E];  /* [5000, 64] */
-    sg_embedding_backward(n*50, 5000, 64, tokens, dwords, dE);
+    real *dE = grads[textcnn_f64_param_E];  /* [10000, 64] */
+    sg_embedding_backward(n*50, 10000, 64, tokens, dwords, dE);
 
     *loss_value = loss[0];
     return 0;

@@ -22,12 +22,12 @@
 
 typedef double textcnn_f64_real;
 
-#define TEXTCNN_F64_BATCH 32  /* the largest n a call may pass */
+#define TEXTCNN_F64_BATCH 50  /* the largest n a call may pass */
 #define TEXTCNN_F64_MAX_RANK 3
 
 /* params[textcnn_f64_param_NAME] points to that parameter's values. */
 enum {
-    textcnn_f64_param_E,  /* [5000, 64] */
+    textcnn_f64_param_E,  /* [10000, 64] */
     textcnn_f64_param_K3,  /* [3, 64, 100] */
     textcnn_f64_param_K4,  /* [4, 64, 100] */
     textcnn_f64_param_K5,  /* [5, 64, 100] */

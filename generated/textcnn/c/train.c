@@ -747,7 +747,7 @@ static int input_index(const char *name)
 int main(int argc, char **argv)
 {
     const char *data_dir = NULL, *val_dir = NULL, *init_from = NULL, *save_to = NULL, *log_to = NULL;
-    long epochs = 10, batch_size = 32, done = 0;
+    long epochs = 10, batch_size = 50, done = 0;
     uint64_t seed = 0;
     int check = 0, eval_only = 0, seed_given = 0;
     optimizer opt = {strcmp(OPTIMIZER, "adam") == 0, LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, 0, {0}, {0}};

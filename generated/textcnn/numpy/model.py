@@ -25,7 +25,7 @@ import numpy as np
 DTYPE = np.float32
 # name -> shape
 PARAMS = {
-    "E": (5000, 64),
+    "E": (10000, 64),
     "K3": (3, 64, 100),
     "K4": (4, 64, 100),
     "K5": (5, 64, 100),
@@ -37,7 +37,7 @@ PARAMS = {
 }
 # name -> (shape, kind, exclusive upper bound of int ids); batch axis is None
 INPUTS = {
-    "tokens": ((None, 50), "int", 5000),
+    "tokens": ((None, 50), "int", 10000),
     "label": ((None,), "int", 2),
 }
 OUTPUTS = ['logits']
@@ -76,7 +76,7 @@ def random_normal(seed, stream, shape):
 def init_params(seed=0):
     """Initial parameters: stream i of the generator is param i."""
     return {
-        "E": (0.25 * (2.0 * random_uniform(seed, 0, (5000, 64)) - 1.0)).astype(DTYPE),  # uniform(0.25)
+        "E": (0.25 * (2.0 * random_uniform(seed, 0, (10000, 64)) - 1.0)).astype(DTYPE),  # uniform(0.25)
         "K3": (0.1767766952966369 * (2.0 * random_uniform(seed, 1, (3, 64, 100)) - 1.0)).astype(DTYPE),  # he_uniform
         "K4": (0.15309310892394862 * (2.0 * random_uniform(seed, 2, (4, 64, 100)) - 1.0)).astype(DTYPE),  # he_uniform
         "K5": (0.13693063937629152 * (2.0 * random_uniform(seed, 3, (5, 64, 100)) - 1.0)).astype(DTYPE),  # he_uniform
@@ -282,7 +282,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/dwords
     dwords = df3_1_1 + t
     # dL/dE
-    dE = np.zeros((5000, 64), DTYPE)
+    dE = np.zeros((10000, 64), DTYPE)
     np.add.at(dE, tokens.reshape(-1), dwords.reshape(-1, 64))
     return float(loss), {"E": dE, "K3": dK3, "K4": dK4, "K5": dK5, "c3": dc3, "c4": dc4, "c5": dc5, "W": dW, "b": db}
 

@@ -214,7 +214,7 @@ def main(argv=None):
     parser.add_argument("--val", help="validation folder, same layout")
     parser.add_argument("--epochs", type=int, default=10, help="epochs in all, resumed ones included")
     parser.add_argument("--lr", type=float, default=LR)
-    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--batch-size", type=int, default=50)
     parser.add_argument("--seed", type=int, help="default 0, or the resumed checkpoint's")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default=OPTIMIZER)
     parser.add_argument("--momentum", type=float, default=MOMENTUM)
