@@ -32,6 +32,8 @@ demo digits: $(BIN)/symgraph
 
 slide: $(BIN)/symgraph
 	$(BIN)/symgraph grad examples/slide.yaml
+	$(BIN)/symgraph compile examples/slide.yaml --target numpy
+	$(BIN)/python generated/slide/numpy/train.py --epochs 3 --lr 0.1
 	$(BIN)/symgraph compile examples/slide.yaml --target c
 	$(MAKE) -s -C generated/slide/c
 	generated/slide/c/train --epochs 3 --lr 0.1

@@ -382,7 +382,8 @@ class Function:
         return self.fill(v, "0") + self.copy(v, x, src, dst, strides(src), op="+=")
 
     def kernel(self, name: str, *args) -> list[str]:
-        self.ctx.kernels.update([name, *KERNEL_NEEDS.get(name, ())])
+        """A call of kernel ``sg_<name>``, which (and whatever it calls) the model then includes."""
+        self.ctx.use(name)
         return [f"sg_{name}({', '.join(str(a) for a in args)});"]
 
     def emit_matmul(self, v):
@@ -398,7 +399,7 @@ class Function:
             a: [s * m * k for s in aligned(sa[:-2], batch)],
             b: [s * k * p for s in aligned(sb[:-2], batch)],
         }
-        self.ctx.kernels.update(["matmul", "gemm"])
+        self.ctx.use("matmul")
         return self.nest(batch, arrays, lambda ix: [f"sg_matmul({m.text()}, {k.text()}, {p.text()}, {a} + {ix[a]}, {b} + {ix[b]}, {v} + {ix[v]});"])
 
     def emit_embedding(self, v):
@@ -473,7 +474,7 @@ class Function:
     def emit_cross_entropy(self, v):
         logits, labels = self.g.args(v)
         shape = self.g.shape(logits)
-        self.ctx.kernels.add("cross_entropy")
+        self.ctx.use("cross_entropy")
         return [f"{v}[0] = (real)sg_cross_entropy({size(shape[:-1]).text()}, {extent(shape[-1]).text()}, {logits}, {labels});"]
 
     def emit_binary_cross_entropy(self, v):
@@ -536,6 +537,9 @@ class Context:
     def suffix(self) -> str:
         return SUFFIX[self.dtype]
 
+    def use(self, kernel: str) -> None:
+        self.kernels.update([kernel, *KERNEL_NEEDS.get(kernel, ())])
+
 
 ARRAY_ARGUMENTS = {"forward": ("params", "inputs", "outputs"), "evaluate": ("params", "inputs"), "loss_and_grads": ("params", "inputs", "grads")}
 
@@ -590,7 +594,7 @@ def metric_lines(fn: Function, g: Graph) -> list[str]:
     scores, labels = g.args(g.loss)
     shape = g.shape(scores)
     if g.op(g.loss) == "cross_entropy":
-        fn.ctx.kernels.add("count_correct")
+        fn.ctx.use("count_correct")
         return [f"*correct_count = sg_count_correct({size(shape[:-1]).text()}, {extent(shape[-1]).text()}, {scores}, {labels});"]
     lines = ["*correct_count = 0;"]
     arrays = {scores: strides(shape), labels: strides(shape)}
@@ -641,7 +645,7 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         lines = [f"(void){a};  /* this model does not read it */" for a in unused] + lines
         bodies[name] = ["    " + line if line else "" for line in lines]
     for leaf in program.params:
-        ctx.kernels.add("fill" if leaf.distribution == "constant" else f"fill_{leaf.distribution}")
+        ctx.use("fill" if leaf.distribution == "constant" else f"fill_{leaf.distribution}")
     itemsize = 4 if dtype == "float32" else 8
     training_used = any(program.train_graph.op(v) == "dropout_mask" for v in program.train_graph.nx)
     context = dict(
