@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from pathlib import Path
 
 import numpy as np
@@ -65,11 +67,10 @@ loss: loss
 
 def shrink(text: str) -> str:
     """Small dims so that checking every param stays fast."""
-    for big, small in (("vocab: 5000", "vocab: 40"), ("maps: 100", "maps: 3"), ("emb: 64", "emb: 5"),
-                       ("seq: 50", "seq: 9"), ("batch: 32", "batch: 4"), ("batch: 128", "batch: 6"),
-                       ("hidden: 256", "hidden: 7"), ("[300, classes]", "[9, classes]"), ("[192, hidden]", "[15, hidden]")):
+    for big, small in (("maps: 100", "maps: 3"), ("emb: 64", "emb: 5"), ("seq: 50", "seq: 9"), ("hidden: 256", "hidden: 7"),
+                       ("[300, classes]", "[9, classes]"), ("[192, hidden]", "[15, hidden]")):
         text = text.replace(big, small)
-    return text
+    return re.sub(r"batch: \d+", "batch: 5", re.sub(r"vocab: \d+", "vocab: 40", text))
 
 
 @pytest.mark.parametrize("case", sorted(COMPOSED))

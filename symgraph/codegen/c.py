@@ -186,6 +186,7 @@ class Function:
     order: list[str] = field(default_factory=list)
     absorbed: set[str] = field(default_factory=set)
     reads: dict[str, set[str]] = field(default_factory=dict)
+    transposed: dict[str, str] = field(default_factory=dict)  # matrix transpose read only by matmuls -> its argument
 
     def __post_init__(self):
         g = self.g
@@ -196,14 +197,20 @@ class Function:
         keep = set(self.roots)
         for v in computed:
             readers = {s for s in g.nx.successors(v) if s in needed}
-            if v in keep or not REGISTRY[g.op(v)].elementwise or len(readers) != 1:
+            if v in keep:
                 continue
-            (reader,) = readers
-            if REGISTRY[g.op(reader)].elementwise and g.shape(reader) == g.shape(v) and g.args(reader).count(v) == 1:
-                self.absorbed.add(v)
-        self.order = [v for v in computed if v not in self.absorbed]
+            if REGISTRY[g.op(v)].elementwise and len(readers) == 1:
+                (reader,) = readers
+                if REGISTRY[g.op(reader)].elementwise and g.shape(reader) == g.shape(v) and g.args(reader).count(v) == 1:
+                    self.absorbed.add(v)
+            elif g.op(v) == "transpose" and len(g.shape(v)) == 2 and all(
+                g.op(r) == "matmul" and len(g.shape(r)) == 2 and not all(a in self.transposed or a == v for a in g.args(r)) for r in readers
+            ):
+                self.transposed[v] = g.args(v)[0]  # the matmul reads the untransposed matrix with swapped strides
+        self.order = [v for v in computed if v not in self.absorbed and v not in self.transposed]
         for v in self.order:
-            self.reads[v] = set(self.leaves(v)) if REGISTRY[g.op(v)].elementwise else set(g.args(v))
+            args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)
+            self.reads[v] = {self.transposed.get(a, a) for a in args}
         self.names = loop_names(g)
 
     def leaves(self, node: str) -> list[str]:
@@ -392,6 +399,10 @@ class Function:
         sa, sb, out = g.shape(a), g.shape(b), g.shape(v)
         m, k, p = extent(sa[-2]), extent(sa[-1]), extent(sb[-1])
         batch = out[:-2]
+        if a in self.transposed:  # A = x.T: x is [k, m], A[i, kk] = x[kk*m + i]
+            return self.kernel("matmul_tn", m.text(), k.text(), p.text(), self.transposed[a], b, v)
+        if b in self.transposed:  # B = y.T: y is [p, k], each c[i, j] a dot product of rows
+            return self.kernel("matmul_nt", m.text(), k.text(), p.text(), a, self.transposed[b], v)
         if not batch:
             return self.kernel("matmul", m.text(), k.text(), p.text(), a, b, v)
         arrays = {
@@ -513,7 +524,10 @@ def shape_comment(shape) -> str:
 
 
 # Kernels that call other kernels.
-KERNEL_NEEDS = {"matmul": ("gemm",), "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",)}
+KERNEL_NEEDS = {
+    "matmul": ("gemm",), "matmul_tn": ("gemm",), "matmul_nt": ("dot",),
+    "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",), "conv1d_backward_input": ("dot",),
+}
 
 LOOP_NAMES = ["i", "j", "k", "l", "m", "p", "q", "r", "s", "t", "u"] + [f"i{k}" for k in range(1, 40)]
 

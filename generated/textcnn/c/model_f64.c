@@ -70,6 +70,21 @@ static void sg_dropout_mask(long count, double p, real scale, int training, uint
         out[i] = !training ? 1 : sg_uniform(key, (uint64_t)i) >= p ? scale : 0;
 }
 
+/* sum_i u[i] v[i], in eight interleaved partial sums that vectorise. */
+static real sg_dot(long count, const real *u, const real *v)
+{
+    real part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, total = 0;
+    long o = 0;
+    for (; o + 8 <= count; o += 8)
+        for (int l = 0; l < 8; l++)
+            part[l] += u[o + l] * v[o + l];
+    for (; o < count; o++)
+        total += u[o] * v[o];
+    for (int l = 0; l < 8; l++)
+        total += part[l];
+    return total;
+}
+
 /* c[r, t] += sum_{kk in [k0, k1)} a[r*a_row + kk*a_col] b[kk, t], one element at a time. */
 static void sg_gemm_edge(long rows, long cols, long k0, long k1, const real *a, long a_row, long a_col, long p,
                          const real *b, real *c)
@@ -143,6 +158,22 @@ static void sg_matmul(long m, long k, long p, const real *a, const real *b, real
     sg_gemm(m, k, p, a, k, 1, b, c);
 }
 
+/* c[m x p] = x.T @ b for x [k x m] and b [k x p], without forming x.T. */
+static void sg_matmul_tn(long m, long k, long p, const real *x, const real *b, real *c)
+{
+    memset(c, 0, (size_t)(m * p) * sizeof *c);
+    sg_gemm(m, k, p, x, 1, m, b, c);
+}
+
+/* c[m x p] = a @ y.T for a [m x k] and y [p x k]: dot products of rows, without forming y.T. */
+static void sg_matmul_nt(long m, long k, long p, const real *a, const real *y, real *c)
+{
+    SG_PARALLEL_FOR
+    for (long i = 0; i < m; i++)
+        for (long j = 0; j < p; j++)
+            c[i * p + j] = sg_dot(k, a + i * k, y + j * k);
+}
+
 /* out[r, :] = table[ids[r], :] */
 static void sg_embedding(long rows, long width, const real *table, const int64_t *ids, real *out)
 {
@@ -186,21 +217,6 @@ static void sg_conv1d(long batch, long length, long c_in, long steps, long c_out
                 sg_gemm(last - first, c_in, c_out, x + (b * length + first * stride + w - padding) * c_in, stride * c_in, 1,
                         kernel + w * c_in * c_out, y + (b * steps + first) * c_out);
         }
-}
-
-/* sum_o u[o] v[o], in eight interleaved partial sums that vectorise. */
-static real sg_dot(long count, const real *u, const real *v)
-{
-    real part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, total = 0;
-    long o = 0;
-    for (; o + 8 <= count; o += 8)
-        for (int l = 0; l < 8; l++)
-            part[l] += u[o + l] * v[o + l];
-    for (; o < count; o++)
-        total += u[o] * v[o];
-    for (int l = 0; l < 8; l++)
-        total += part[l];
-    return total;
 }
 
 /* dx[b, t*stride + w - padding, c] += sum_o dy[b, t, o] K[w, c, o] */
@@ -652,7 +668,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     dloss_5[0] = 1.0/n;
 
     /* dL/dlogits */
-    real *dlogits = arena + 1590048;  /* [n, 2] */
+    real *dlogits = arena + 1575040;  /* [n, 2] */
     for (long i = 0; i < n*2; i++)
         dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
 
@@ -664,23 +680,13 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 2; j++)
             db[j] += dlogits[i*2 + j];
 
-    real *dlogits_1_1 = arena + 1575040;  /* [2, 300] */
-    for (long i = 0; i < 2; i++)
-        for (long j = 0; j < 300; j++)
-            dlogits_1_1[i*300 + j] = W[i + j*2];
-
     /* dL/dfeatures */
     real *dfeatures = arena + 1530016;  /* [n, 300] */
-    sg_matmul(n, 2, 300, dlogits, dlogits_1_1, dfeatures);
-
-    real *dlogits_1_2 = arena + 1575040;  /* [300, n] */
-    for (long i = 0; i < 300; i++)
-        for (long j = 0; j < n; j++)
-            dlogits_1_2[i*n + j] = features[i + j*300];
+    sg_matmul_nt(n, 2, 300, dlogits, W, dfeatures);
 
     /* dL/dW */
     real *dW = grads[textcnn_f64_param_W];  /* [300, 2] */
-    sg_matmul(300, n, 2, dlogits_1_2, dlogits, dW);
+    sg_matmul_tn(300, n, 2, features, dlogits, dW);
 
     /* dL/dfeatures_1 */
     real *dfeatures_1 = arena + 1560032;  /* [n, 300] */
