@@ -44,7 +44,7 @@ def load_data(folder):
         path = os.path.join(folder, f"{name}.npy")
         try:
             data[name] = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as exc:
+        except Exception as exc:  # noqa: BLE001 - a damaged file makes np.load raise many kinds
             fail(f"{path}: cannot read: {exc}")
     try:
         model.check_inputs(data)
@@ -145,7 +145,7 @@ def read(folder, name, shape, required=True):
         return None
     try:
         value = np.load(path, allow_pickle=False)
-    except (OSError, ValueError) as exc:
+    except Exception as exc:  # noqa: BLE001 - a damaged file makes np.load raise many kinds
         fail(f"{path}: cannot read: {exc}")
     if shape is not None and value.shape != shape:
         fail(f"{path}: shape {value.shape}, expected {shape}")

@@ -21,6 +21,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -127,6 +128,9 @@ static void header_field(const char *header, const char *key, char *out, size_t 
         i++;
     }
     out[i] = '\0';
+    for (i = 0; out[i]; i++)  /* it may be echoed in a message: printable ASCII only */
+        if (out[i] < 32 || out[i] > 126)
+            out[i] = '?';
 }
 
 /* Reads path into `a`, converting to int64_t (want_int) or real; the caller frees a->values. */
@@ -174,6 +178,11 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
             fclose(f);
             return -1;
         }
+        if (d < 0 || (d > 0 && a->count > LONG_MAX / d)) {
+            snprintf(why, why_size, "has an impossible shape");
+            fclose(f);
+            return -1;
+        }
         a->dims[a->rank++] = d;
         a->count *= d;
         p = end;
@@ -188,6 +197,13 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
     }
     if (want_int && kind == 'f') {
         snprintf(why, why_size, "must hold integers, got dtype '%s'", descr);
+        fclose(f);
+        return -1;
+    }
+    const long start_of_data = ftell(f);
+    if (start_of_data < 0 || fseek(f, 0, SEEK_END) != 0 || (ftell(f) - start_of_data) / width < a->count ||
+        fseek(f, start_of_data, SEEK_SET) != 0) {  /* checked before allocating what the header claims */
+        snprintf(why, why_size, "file ends before its %ld values", a->count);
         fclose(f);
         return -1;
     }
