@@ -21,6 +21,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--out", help="output folder (default generated/<name>/<target>/)")
     p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
     p.add_argument("--report", action="store_true", help="print the C target's memory plan")
+    p.add_argument("--max-memory", metavar="SIZE", help="refuse a model planned to need more (e.g. 2G; default: the memory available now)")
 
     p = sub.add_parser("grad", help="print each derived gradient, simplified")
     p.add_argument("spec")
@@ -58,8 +59,16 @@ def load(spec: str):
 def cmd_compile(args) -> int:
     from .codegen import build_program, render, write_atomically
 
+    from .codegen.c import check_memory
+    from .codegen.memory import available_memory, parse_size
+
     g = load(args.spec)
+    try:
+        limit = parse_size(args.max_memory) if args.max_memory else available_memory()
+    except ValueError as exc:
+        raise SpecError(str(exc), node="--max-memory", source=args.spec) from None
     program = build_program(g, args.dtype)
+    check_memory(program, limit)
     files = render(program, args.target)
     out = Path(args.out) if args.out else Path("generated") / g.name / args.target
     write_atomically(files, out)

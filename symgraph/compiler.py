@@ -11,6 +11,8 @@ from typing import Any
 import numpy as np
 
 from .codegen import build_program, render, write_atomically
+from .codegen.c import check_memory
+from .codegen.memory import available_memory
 from .ir import Graph
 
 TARGETS = ("numpy", "c")
@@ -74,6 +76,7 @@ def compile(  # noqa: A001 - the interface's name
     dtype: str = "float32",
     passes: list | None = None,
     verbose: bool = False,
+    max_memory: int | None = None,
 ) -> CompiledModel:
     """Generate code for ``g`` and load it.
 
@@ -85,10 +88,12 @@ def compile(  # noqa: A001 - the interface's name
     dtype : "float32" or "float64"
     passes : the optimisation passes to run (default ``PIPELINE``; ``[]`` for none)
     verbose : for C, say on stderr whether the cached build was reused and why
+    max_memory : bytes the model may be planned to need (default: the memory available now)
     """
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     program = build_program(g, dtype, passes)
+    check_memory(program, max_memory if max_memory is not None else available_memory())
     files = render(program, target)
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix=f"symgraph-{g.name}-"))
     write_atomically(files, out)

@@ -97,3 +97,18 @@ def test_spec_text_outside_names_never_reaches_generated_code(target, tmp_path):
     for path in (tmp_path / "out").iterdir():
         text = path.read_text()
         assert "evil" not in text.replace("x____evil.yaml", "") and '"""*' not in text, path.name
+
+
+def test_model_planned_beyond_the_memory_limit_is_refused(tmp_path, capsys):
+    spec = tmp_path / "good.yaml"
+    spec.write_text(GOOD)
+    assert main(["compile", str(spec), "-o", str(tmp_path / "out"), "--max-memory", "100"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {spec}: dims: the model needs ") and "more than the limit of 0.1 KiB" in err
+    assert not (tmp_path / "out").exists()
+    huge = GOOD.replace("batch: 4, d: 3", "batch: 400000, d: 300000")
+    spec.write_text(huge)
+    assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 2  # default: the memory available now
+    assert "the model needs" in capsys.readouterr().err and not (tmp_path / "out").exists()
+    assert main(["compile", str(spec), "-o", str(tmp_path / "out"), "--max-memory", "lots"]) == 2
+    assert "not a size" in capsys.readouterr().err

@@ -25,7 +25,7 @@ from ..ops import REGISTRY, X
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import substitute_attrs
 from .common import adjoint_names
-from .memory import Buffer, place, report
+from .memory import Buffer, human_bytes, place, report
 from .numpy import describe, metric, source_name, summary, trainer_context
 
 CTYPE = {"float32": "float", "float64": "double"}
@@ -734,6 +734,27 @@ def render_files(program, env) -> dict[str, str]:
     files["train.c"] = env.get_template("c/train.c.j2").render(trainer)
     files["Makefile"] = env.get_template("c/Makefile.j2").render(trainer)
     return files
+
+
+def planned_bytes(program) -> tuple[int, int]:
+    """The arena, and the parameters with their gradients and two optimiser slots, in bytes."""
+    ctx = Context(program, program.name, program.dtype, Printer(program.dtype), compiled_batch(program))
+    _, total = plan_memory(functions(ctx))
+    itemsize = 4 if program.dtype == "float32" else 8
+    return total * itemsize, 4 * itemsize * sum(numel(p.shape) for p in program.params)
+
+
+def check_memory(program, limit: int | None) -> None:
+    """Refuse a model whose planned memory exceeds ``limit`` bytes (None: no limit)."""
+    if limit is None:
+        return
+    arena, state = planned_bytes(program)
+    if arena + state > limit:
+        raise SpecError(
+            f"the model needs {human_bytes(arena + state)} (work arena {human_bytes(arena)}, parameters with gradients and "
+            f"optimiser state {human_bytes(state)}), more than the limit of {human_bytes(limit)}; set it with --max-memory",
+            node="dims", source=program.graph.source,
+        )
 
 
 def memory_report(program) -> str:

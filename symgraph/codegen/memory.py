@@ -10,6 +10,8 @@ arena planner).
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass, replace
 
 ALIGN = 16  # elements: 64 bytes for float32, so every buffer starts on a cache line
@@ -50,14 +52,45 @@ def report(plans: dict[str, list[Buffer]], itemsize: int, total: int) -> str:
     """The plan as a table: each function's buffers, their bytes, and the peak."""
     lines = []
     for function, buffers in plans.items():
-        lines.append(f"{function}: {len(buffers)} buffers, {kib(sum(b.size for b in buffers) * itemsize)} unshared")
+        lines.append(f"{function}: {len(buffers)} buffers, {human_bytes(sum(b.size for b in buffers) * itemsize)} unshared")
         width = max([6] + [len(b.name) for b in buffers])
         lines.append(f"  {'buffer':<{width}}  {'bytes':>12}  {'offset':>12}  statements")
         for b in buffers:
             lines.append(f"  {b.name:<{width}}  {b.size * itemsize:>12,}  {b.offset * itemsize:>12,}  {b.first}-{b.last}")
-    lines.append(f"arena (peak): {total * itemsize:,} bytes ({kib(total * itemsize)})")
+    lines.append(f"arena (peak): {total * itemsize:,} bytes ({human_bytes(total * itemsize)})")
     return "\n".join(lines)
 
 
-def kib(size: int) -> str:
-    return f"{size / 1024:,.1f} KiB" if size < 1 << 20 else f"{size / (1 << 20):,.2f} MiB"
+UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    """``"512M"`` -> bytes; K, M, G and T are powers of 1024, an optional trailing B is ignored."""
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", str(text), re.IGNORECASE)
+    if not match:
+        raise ValueError(f"not a size: {text!r} (write e.g. 512M or 2G)")
+    return int(float(match.group(1)) * UNITS[match.group(2).upper()])
+
+
+def available_memory() -> int | None:
+    """Bytes this machine can still hand out (MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def human_bytes(size: int) -> str:
+    """A byte count for people: KiB, MiB or GiB."""
+    if size < 1 << 20:
+        return f"{size / 1024:,.1f} KiB"
+    if size < 1 << 30:
+        return f"{size / (1 << 20):,.2f} MiB"
+    return f"{size / (1 << 30):,.2f} GiB"
