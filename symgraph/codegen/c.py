@@ -736,23 +736,26 @@ def render_files(program, env) -> dict[str, str]:
     return files
 
 
-def planned_bytes(program) -> tuple[int, int]:
-    """The arena, and the parameters with their gradients and two optimiser slots, in bytes."""
+def planned_bytes(program) -> tuple[int, int, int]:
+    """Bytes of the work arena, of one batch of inputs, and of the parameters
+    with their gradients and two optimiser slots."""
     ctx = Context(program, program.name, program.dtype, Printer(program.dtype), compiled_batch(program))
     _, total = plan_memory(functions(ctx))
     itemsize = 4 if program.dtype == "float32" else 8
-    return total * itemsize, 4 * itemsize * sum(numel(p.shape) for p in program.params)
+    batch = sum(numel(leaf.shape) * (8 if leaf.dtype == "int" else itemsize) for leaf in program.inputs)
+    return total * itemsize, batch, 4 * itemsize * sum(numel(p.shape) for p in program.params)
 
 
 def check_memory(program, limit: int | None) -> None:
     """Refuse a model whose planned memory exceeds ``limit`` bytes (None: no limit)."""
     if limit is None:
         return
-    arena, state = planned_bytes(program)
-    if arena + state > limit:
+    arena, batch, state = planned_bytes(program)
+    if arena + batch + state > limit:
         raise SpecError(
-            f"the model needs {human_bytes(arena + state)} (work arena {human_bytes(arena)}, parameters with gradients and "
-            f"optimiser state {human_bytes(state)}), more than the limit of {human_bytes(limit)}; set it with --max-memory",
+            f"the model needs {human_bytes(arena + batch + state)} (work arena {human_bytes(arena)}, a batch of inputs "
+            f"{human_bytes(batch)}, parameters with gradients and optimiser state {human_bytes(state)}), more than the "
+            f"limit of {human_bytes(limit)}; set it with --max-memory",
             node="dims", source=program.graph.source,
         )
 
