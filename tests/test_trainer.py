@@ -228,3 +228,40 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, targ
     kept = checkpoint(tmp_path / "ckpt")
     assert kept["state.npy"].tolist() == good["state.npy"].tolist() == [1, 2, 0]
     np.testing.assert_array_equal(kept["W1.npy"], good["W1.npy"])
+
+
+def test_killed_trainer_always_leaves_a_loadable_checkpoint(tmp_path, target):
+    """SIGKILL at random moments of a run that checkpoints every epoch: a complete
+    checkpoint is always there (put back from CKPT.previous when the kill fell
+    between the two renames) and resuming from it works."""
+    import signal
+    import time as clock
+
+    train = compile_example("digits_mlp", tmp_path / "trainer", target)
+    data = toy_digits(tmp_path / "train", 64, 0)
+    ckpt = tmp_path / "ckpt"
+    assert run(train, "--data", data, "--epochs", "1", "--save", ckpt).returncode == 0
+    rng = np.random.default_rng(0)
+    params = {"W1.npy", "b1.npy", "W2.npy", "b2.npy"}
+    for attempt in range(15):
+        process = subprocess.Popen([*train, "--data", data, "--epochs", "100000", "--init-from", ckpt, "--save", ckpt],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        clock.sleep(float(rng.uniform(0.05, 0.6)) + (0.4 if target == "numpy" else 0.0))
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        resumed = run(train, "--data", data, "--epochs", "0", "--init-from", ckpt, "--save", tmp_path / "copy")
+        assert resumed.returncode == 0, (attempt, resumed.stderr)
+        assert params <= {p.name for p in ckpt.iterdir()} and "state.npy" in {p.name for p in ckpt.iterdir()}
+        state = np.load(ckpt / "state.npy")
+        assert state[0] >= 1 and state[1] == 2 * state[0]  # 64 examples, batches of 32: whole epochs only
+
+
+def test_checkpoint_is_put_back_after_a_crash_between_the_renames(tmp_path, target):
+    train = compile_example("digits_mlp", tmp_path / "trainer", target)
+    data = toy_digits(tmp_path / "train", 64, 0)
+    assert run(train, "--data", data, "--epochs", "2", "--save", tmp_path / "ckpt").returncode == 0
+    (tmp_path / "ckpt").rename(tmp_path / "ckpt.previous")  # the state a kill between the renames leaves
+    resumed = run(train, "--data", data, "--epochs", "3", "--init-from", tmp_path / "ckpt", "--save", tmp_path / "ckpt")
+    assert resumed.returncode == 0, resumed.stderr
+    assert resumed.stdout.split()[:2] == ["epoch", "3"] and np.load(tmp_path / "ckpt" / "state.npy")[0] == 3
+    assert not (tmp_path / "ckpt.previous").exists()

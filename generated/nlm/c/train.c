@@ -8,8 +8,9 @@
  * DIR holds one NAME.npy per input. A checkpoint is a folder with one NAME.npy
  * per parameter, the optimiser's state (optimizer.m.NAME.npy, optimizer.v.NAME.npy),
  * state.npy ([epochs done, steps done, seed]) and the input normalisation
- * (normalize.mean.NAME.npy, normalize.std.NAME.npy); it is written to a
- * temporary folder and renamed into place. --init-from resumes from the epoch
+ * (normalize.mean.NAME.npy, normalize.std.NAME.npy). It is written to a
+ * temporary folder and renamed into place, the old one kept as CKPT.previous
+ * until then, so a crash at any moment leaves a complete checkpoint. --init-from resumes from the epoch
  * after the checkpoint's, so --epochs counts all epochs, the resumed ones included.
  * --eval only evaluates the checkpoint on --val (else --data). --gradcheck
  * compares, on the first batch of --data, the analytic gradients with central
@@ -431,6 +432,15 @@ static void remove_folder(const char *folder)
     rmdir(folder);
 }
 
+/* After a crash between save()'s two renames only FOLDER.previous is complete: put it back. */
+static void recover(const char *folder)
+{
+    char previous[4096];
+    make_path(previous, folder, "", "", ".previous");
+    if (access(folder, F_OK) != 0 && access(previous, F_OK) == 0)
+        rename(previous, folder);
+}
+
 static int save_array(const char *folder, const char *prefix, const char *name, const void *values, int is_int,
                       int rank, const long *dims, long count)
 {
@@ -443,7 +453,8 @@ static int save_array(const char *folder, const char *prefix, const char *name, 
 static int save(const char *folder, real *const params[], const optimizer *opt, long epoch, uint64_t seed,
                 const statistics stats[])
 {
-    char staging[4096], retired[4096];
+    char staging[4096], previous[4096];
+    recover(folder);
     make_path(staging, folder, "", "", ".tmp.XXXXXX");
     if (!mkdtemp(staging))
         return -1;
@@ -468,14 +479,16 @@ static int save(const char *folder, real *const params[], const optimizer *opt, 
         remove_folder(staging);
         return -1;
     }
-    make_path(retired, folder, "", "", ".old.XXXXXX");
-    if (mkdtemp(retired) && rmdir(retired) == 0 && rename(folder, retired) == 0) {
-        if (rename(staging, folder) != 0)
+    make_path(previous, folder, "", "", ".previous");
+    if (access(folder, F_OK) == 0) {
+        remove_folder(previous);
+        if (rename(folder, previous) != 0)
             return -1;
-        remove_folder(retired);
-        return 0;
     }
-    return rename(staging, folder);
+    if (rename(staging, folder) != 0)
+        return -1;
+    remove_folder(previous);
+    return 0;
 }
 
 /* Reads folder/prefixNAME.npy into out (count reals of the given shape); 1 when absent and optional. */
@@ -509,6 +522,7 @@ static void load_checkpoint(const char *folder, real *const params[], optimizer 
 {
     char path[4096], why[256];
     array state = {0};
+    recover(folder);
     for (int k = 0; k < nlm_num_params; k++) {
         const nlm_leaf *leaf = &nlm_param_info[k];
         load_array(folder, "", leaf->name, leaf->rank, leaf->dims, leaf->size, 0, params[k]);

@@ -8,8 +8,9 @@
 DIR holds one NAME.npy per input. A checkpoint is a folder with one NAME.npy
 per parameter, the optimiser's state (optimizer.m.NAME.npy, optimizer.v.NAME.npy),
 state.npy ([epochs done, steps done, seed]) and the input normalisation
-(normalize.mean.NAME.npy, normalize.std.NAME.npy); it is written to a temporary
-folder and renamed into place. --init-from resumes from the epoch after the
+(normalize.mean.NAME.npy, normalize.std.NAME.npy). It is written to a temporary
+folder and renamed into place, the old one kept as CKPT.previous until then, so
+a crash at any moment leaves a complete checkpoint. --init-from resumes from the epoch after the
 checkpoint's, so --epochs counts all epochs, the resumed ones included.
 --eval only evaluates the checkpoint on --val (else --data).
 """
@@ -126,17 +127,24 @@ def save(folder, params, optimizer, epoch, seed, stats):
     arrays["state"] = np.array([epoch, optimizer.step, seed], np.int64)
     for name, (mean, std) in stats.items():
         arrays[f"normalize.mean.{name}"], arrays[f"normalize.std.{name}"] = mean, std
-    parent = os.path.dirname(os.path.abspath(folder))
-    staging = tempfile.mkdtemp(prefix=".ckpt.", dir=parent)
+    folder = os.path.abspath(folder)
+    recover(folder)
+    staging = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".tmp.", dir=os.path.dirname(folder))
     for name, value in arrays.items():
         np.save(os.path.join(staging, f"{name}.npy"), value)
+    previous = folder + ".previous"
     if os.path.isdir(folder):
-        retired = tempfile.mkdtemp(prefix=".ckpt.old.", dir=parent)
-        os.replace(folder, os.path.join(retired, "previous"))
-        os.replace(staging, folder)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        os.replace(staging, folder)
+        shutil.rmtree(previous, ignore_errors=True)
+        os.replace(folder, previous)
+    os.replace(staging, folder)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
+def recover(folder):
+    """After a crash between save()'s two renames only FOLDER.previous is complete: put it back."""
+    folder = os.path.abspath(folder)
+    if not os.path.isdir(folder) and os.path.isdir(folder + ".previous"):
+        os.replace(folder + ".previous", folder)
 
 
 def read(folder, name, shape, required=True):
@@ -154,6 +162,7 @@ def read(folder, name, shape, required=True):
 
 def load_checkpoint(folder, optimizer):
     """Params, and the state to resume from when the checkpoint has it: (params, epoch, seed, stats)."""
+    recover(folder)
     params = {name: read(folder, name, shape).astype(model.DTYPE) for name, shape in model.PARAMS.items()}
     state = read(folder, "state", (3,), required=False)
     for slot, table in (("m", optimizer.m), ("v", optimizer.v)):
