@@ -70,15 +70,6 @@ def test_same_seed_same_result(tmp_path, target):
     assert strip(first) == strip(second) and first
 
 
-def test_bad_labels_stop_before_training(tmp_path, target):
-    train = compile_example("digits_mlp", tmp_path / "trainer", target)
-    data = toy_digits(tmp_path / "train", 50, 0)
-    np.save(data / "y.npy", np.full(50, 12))
-    result = run(train, "--data", data, "--epochs", "1")
-    assert result.returncode == 2
-    assert "ids outside [0, 10)" in result.stderr and "Traceback" not in result.stderr
-
-
 def test_scalar_example_trains_without_data(tmp_path, target):
     train = compile_example("slide", tmp_path / "trainer", target)
     result = run(train, "--epochs", "2", "--lr", "0.1")
@@ -122,21 +113,27 @@ def test_c_checkpoints_are_npy_files_numpy_reads(tmp_path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1 and "W1.npy: the shape differs" in result.stderr
 
 
-@pytest.mark.parametrize(
-    "corrupt, message",
-    [
-        (lambda d: np.save(d / "x.npy", np.zeros((50, 63), np.float32)), "x.npy: wrong shape"),
-        (lambda d: np.save(d / "y.npy", np.zeros(50, np.float32)), "y.npy: must hold integers"),
-        (lambda d: np.save(d / "y.npy", np.zeros(49, np.int64)), "number of examples differs"),
-        (lambda d: (d / "x.npy").write_bytes(b"not an array"), "x.npy: not a version 1 .npy file"),
-        (lambda d: np.save(d / "x.npy", np.full((50, 64), np.nan, np.float32)), "not finite"),
-    ],
-)
-def test_c_trainer_refuses_bad_data_in_one_line(tmp_path, corrupt, message):
-    train = compile_example("digits_mlp", tmp_path / "trainer", "c")
+# (how the data is spoiled, what the C trainer says, what the NumPy trainer says)
+BAD_DATA = {
+    "shape": (lambda d: np.save(d / "x.npy", np.zeros((50, 63), np.float32)), "x.npy: wrong shape", "input 'x' has shape"),
+    "dtype": (lambda d: np.save(d / "y.npy", np.zeros(50, np.float32)), "y.npy: must hold integers", "must hold integers"),
+    "counts": (lambda d: np.save(d / "y.npy", np.zeros(49, np.int64)), "number of examples differs", "examples, others have"),
+    "labels": (lambda d: np.save(d / "y.npy", np.full(50, 10)), "ids outside [0, 10)", "ids outside [0, 10)"),
+    "garbage": (lambda d: (d / "x.npy").write_bytes(b"not an array"), "x.npy: not a version 1 .npy file", "x.npy: cannot read"),
+    "nan": (lambda d: np.save(d / "x.npy", np.full((50, 64), np.nan, np.float32)), "not finite", "finite numbers"),
+    "inf": (lambda d: np.save(d / "x.npy", np.full((50, 64), np.inf)), "not finite", "finite numbers"),
+    "missing": (lambda d: (d / "y.npy").unlink(), "y.npy: cannot open", "y.npy: cannot read"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD_DATA))
+def test_bad_data_stops_before_training_in_one_line(tmp_path, target, case):
+    corrupt, c_message, numpy_message = BAD_DATA[case]
+    train = compile_example("digits_mlp", tmp_path / "trainer", target)
     data = toy_digits(tmp_path / "train", 50, 0)
     corrupt(data)
     result = run(train, "--data", data, "--epochs", "1", "--save", tmp_path / "ckpt")
+    message = c_message if target == "c" else numpy_message
     assert result.returncode == 2 and message in result.stderr, result.stderr
     assert result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
     assert not (tmp_path / "ckpt").exists()
