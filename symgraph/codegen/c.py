@@ -204,9 +204,11 @@ class Function:
                 if REGISTRY[g.op(reader)].elementwise and g.shape(reader) == g.shape(v) and g.args(reader).count(v) == 1:
                     self.absorbed.add(v)
             elif g.op(v) == "transpose" and len(g.shape(v)) == 2 and all(
-                g.op(r) == "matmul" and len(g.shape(r)) == 2 and not all(a in self.transposed or a == v for a in g.args(r)) for r in readers
+                g.op(r) == "matmul" and len(g.shape(r)) == 2 and g.args(r)[0] == v != g.args(r)[1] for r in readers
             ):
-                self.transposed[v] = g.args(v)[0]  # the matmul reads the untransposed matrix with swapped strides
+                # x.T @ b reads x with swapped strides. (a @ y.T stays a copy of y.T then a tiled
+                # product: row-by-row dot products of a and y measured slower.)
+                self.transposed[v] = g.args(v)[0]
         self.order = [v for v in computed if v not in self.absorbed and v not in self.transposed]
         for v in self.order:
             args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)
@@ -401,8 +403,6 @@ class Function:
         batch = out[:-2]
         if a in self.transposed:  # A = x.T: x is [k, m], A[i, kk] = x[kk*m + i]
             return self.kernel("matmul_tn", m.text(), k.text(), p.text(), self.transposed[a], b, v)
-        if b in self.transposed:  # B = y.T: y is [p, k], each c[i, j] a dot product of rows
-            return self.kernel("matmul_nt", m.text(), k.text(), p.text(), a, self.transposed[b], v)
         if not batch:
             return self.kernel("matmul", m.text(), k.text(), p.text(), a, b, v)
         arrays = {
@@ -525,7 +525,7 @@ def shape_comment(shape) -> str:
 
 # Kernels that call other kernels.
 KERNEL_NEEDS = {
-    "matmul": ("gemm",), "matmul_tn": ("gemm",), "matmul_nt": ("dot",),
+    "matmul": ("gemm",), "matmul_tn": ("gemm",),
     "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",), "conv1d_backward_input": ("dot",),
 }
 

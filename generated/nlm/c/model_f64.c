@@ -12,8 +12,8 @@
 typedef nlm_f64_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 9,675,008 bytes. */
-static real arena[1209376];
+ * lifetimes do not overlap share space. 9,937,024 bytes. */
+static real arena[1242128];
 
 #ifdef _OPENMP
 #define SG_PARALLEL_FOR _Pragma("omp parallel for")
@@ -69,21 +69,6 @@ static void sg_fill_uniform(real *out, long count, uint64_t seed, uint64_t strea
     const uint64_t key = sg_key(seed, stream);
     for (long i = 0; i < count; i++)
         out[i] = (real)(scale * (2.0 * sg_uniform(key, (uint64_t)i) - 1.0));
-}
-
-/* sum_i u[i] v[i], in eight interleaved partial sums that vectorise. */
-static real sg_dot(long count, const real *u, const real *v)
-{
-    real part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, total = 0;
-    long o = 0;
-    for (; o + 8 <= count; o += 8)
-        for (int l = 0; l < 8; l++)
-            part[l] += u[o + l] * v[o + l];
-    for (; o < count; o++)
-        total += u[o] * v[o];
-    for (int l = 0; l < 8; l++)
-        total += part[l];
-    return total;
 }
 
 /* c[r, t] += sum_{kk in [k0, k1)} a[r*a_row + kk*a_col] b[kk, t], one element at a time. */
@@ -164,15 +149,6 @@ static void sg_matmul_tn(long m, long k, long p, const real *x, const real *b, r
 {
     memset(c, 0, (size_t)(m * p) * sizeof *c);
     sg_gemm(m, k, p, x, 1, m, b, c);
-}
-
-/* c[m x p] = a @ y.T for a [m x k] and y [p x k]: dot products of rows, without forming y.T. */
-static void sg_matmul_nt(long m, long k, long p, const real *a, const real *y, real *c)
-{
-    SG_PARALLEL_FOR
-    for (long i = 0; i < m; i++)
-        for (long j = 0; j < p; j++)
-            c[i * p + j] = sg_dot(k, a + i * k, y + j * k);
 }
 
 /* out[r, :] = table[ids[r], :] */
@@ -382,7 +358,7 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *x_1 = arena + 0;  /* [n, 3, 64] */
     sg_embedding(n*3, 64, C, context_ids, x_1);
 
-    real *x = arena + 1184768;  /* [n, 192] */
+    real *x = arena + 1217536;  /* [n, 192] */
     for (long i = 0; i < n*192; i++)
         x[i] = x_1[i];
 
@@ -402,7 +378,7 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
         for (long j = 0; j < 3000; j++)
             logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
 
-    real *loss = arena + 1209344;  /* [] */
+    real *loss = arena + 1242112;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
 
     real *dloss_1 = arena + 0;  /* [n, 3000] */
@@ -411,7 +387,7 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *dloss_2 = arena + 384000;  /* [n, 3000] */
     sg_onehot(n, 3000, next_id, dloss_2);
 
-    real *dloss_5 = arena + 1209360;  /* [] */
+    real *dloss_5 = arena + 1184768;  /* [] */
     dloss_5[0] = 1.0/n;
 
     /* dL/dlogits */
@@ -427,16 +403,21 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
         for (long j = 0; j < 3000; j++)
             de[j] += dlogits[i*3000 + j];
 
+    real *dlogits_1_1 = arena + 0;  /* [3000, 256] */
+    for (long i = 0; i < 3000; i++)
+        for (long j = 0; j < 256; j++)
+            dlogits_1_1[i*256 + j] = U[i + j*3000];
+
     /* dL/da */
-    real *da = arena + 0;  /* [n, 256] */
-    sg_matmul_nt(n, 3000, 256, dlogits, U, da);
+    real *da = arena + 1184768;  /* [n, 256] */
+    sg_matmul(n, 3000, 256, dlogits, dlogits_1_1, da);
 
     /* dL/dU */
     real *dU = grads[nlm_f64_param_U];  /* [256, 3000] */
     sg_matmul_tn(256, n, 3000, a, dlogits, dU);
 
     /* dL/da_2 */
-    real *da_2 = arena + 32768;  /* [n, 256] */
+    real *da_2 = arena + 49152;  /* [n, 256] */
     for (long i = 0; i < n*256; i++)
         da_2[i] = da[i]*(1.0 - a[i]*a[i]);
 
@@ -448,16 +429,21 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
         for (long j = 0; j < 256; j++)
             dd[j] += da_2[i*256 + j];
 
+    real *da_1_1 = arena + 0;  /* [256, 192] */
+    for (long i = 0; i < 256; i++)
+        for (long j = 0; j < 192; j++)
+            da_1_1[i*192 + j] = H[i + j*256];
+
     /* dL/dx */
-    real *dx = arena + 0;  /* [n, 192] */
-    sg_matmul_nt(n, 256, 192, da_2, H, dx);
+    real *dx = arena + 81920;  /* [n, 192] */
+    sg_matmul(n, 256, 192, da_2, da_1_1, dx);
 
     /* dL/dH */
     real *dH = grads[nlm_f64_param_H];  /* [192, 256] */
     sg_matmul_tn(192, n, 256, x, da_2, dH);
 
     /* dL/dx_1 */
-    real *dx_1 = arena + 24576;  /* [n, 3, 64] */
+    real *dx_1 = arena + 0;  /* [n, 3, 64] */
     for (long i = 0; i < n*192; i++)
         dx_1[i] = dx[i];
 

@@ -165,15 +165,6 @@ static void sg_matmul_tn(long m, long k, long p, const real *x, const real *b, r
     sg_gemm(m, k, p, x, 1, m, b, c);
 }
 
-/* c[m x p] = a @ y.T for a [m x k] and y [p x k]: dot products of rows, without forming y.T. */
-static void sg_matmul_nt(long m, long k, long p, const real *a, const real *y, real *c)
-{
-    SG_PARALLEL_FOR
-    for (long i = 0; i < m; i++)
-        for (long j = 0; j < p; j++)
-            c[i * p + j] = sg_dot(k, a + i * k, y + j * k);
-}
-
 /* out[r, :] = table[ids[r], :] */
 static void sg_embedding(long rows, long width, const real *table, const int64_t *ids, real *out)
 {
@@ -668,7 +659,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     dloss_5[0] = 1.0/n;
 
     /* dL/dlogits */
-    real *dlogits = arena + 1575040;  /* [n, 2] */
+    real *dlogits = arena + 1575648;  /* [n, 2] */
     for (long i = 0; i < n*2; i++)
         dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
 
@@ -680,9 +671,14 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 2; j++)
             db[j] += dlogits[i*2 + j];
 
+    real *dlogits_1_1 = arena + 1575040;  /* [2, 300] */
+    for (long i = 0; i < 2; i++)
+        for (long j = 0; j < 300; j++)
+            dlogits_1_1[i*300 + j] = W[i + j*2];
+
     /* dL/dfeatures */
     real *dfeatures = arena + 1530016;  /* [n, 300] */
-    sg_matmul_nt(n, 2, 300, dlogits, W, dfeatures);
+    sg_matmul(n, 2, 300, dlogits, dlogits_1_1, dfeatures);
 
     /* dL/dW */
     real *dW = grads[textcnn_f64_param_W];  /* [300, 2] */
