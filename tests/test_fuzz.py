@@ -19,6 +19,7 @@ from symgraph.cli import main
 from test_errors import GOOD
 
 EXAMPLES = int(os.environ.get("SYMGRAPH_FUZZ_EXAMPLES", "300"))
+LONG_RUN = "SYMGRAPH_FUZZ_EXAMPLES" in os.environ  # the normal run is the same every time; a long one explores
 
 # Fragments a hostile spec might carry: quotes, comment and string terminators
 # of both targets, keywords, newlines, YAML structure, huge and odd numbers.
@@ -60,7 +61,7 @@ def compile_outcome(text: str, target: str, tmp, capsys) -> tuple[int, str]:
     return code, err
 
 
-@settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=EXAMPLES, deadline=None, derandomize=not LONG_RUN, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(text=mutated(), target=st.sampled_from(["numpy", "c"]))
 def test_mutated_specs_compile_or_fail_cleanly(text, target, tmp_path_factory, capsys):
     tmp = tmp_path_factory.mktemp("fuzz")

@@ -22,7 +22,7 @@ def expressions(draw, depth=3):
     return f"({left} {draw(st.sampled_from(BINARY))} {right})"
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(st.lists(expressions(), min_size=1, max_size=3))
 def test_pipeline_preserves_values(bodies):
     lines = [f"  t{i}: {body} * a" for i, body in enumerate(bodies)]
@@ -127,7 +127,7 @@ def chains(draw):
     )
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=40, deadline=None, derandomize=True)
 @given(chains())
 def test_pipeline_and_c_target_preserve_every_op(spec):
     """Optimised NumPy, unoptimised NumPy and optimised C agree on the loss and every gradient."""
