@@ -1,7 +1,7 @@
 """Build the generated C into a shared library, once, and call it through ctypes.
 
 A build is keyed by a content hash of the sources, the compiler's version
-line and the flags; a library with that key in the cache folder is reused
+line, the host CPU's features and the flags; a library with that key in the cache folder is reused
 without running the compiler. The cache folder is ``$SYMGRAPH_CACHE``, else
 ``$XDG_CACHE_HOME/symgraph``, else ``~/.cache/symgraph``.
 """
@@ -12,6 +12,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import platform
 import shutil
 import subprocess
 import sys
@@ -57,10 +58,22 @@ def build_key(sources: dict[str, str], cc: str, flags: tuple[str, ...]) -> str:
         for part in (name, sources[name]):
             digest.update(part.encode())
             digest.update(b"\0")
-    for part in (compiler_version(cc), *flags):
+    for part in (compiler_version(cc), host(), *flags):
         digest.update(part.encode())
         digest.update(b"\0")
     return digest.hexdigest()[:20]
+
+
+@functools.lru_cache(maxsize=None)
+def host() -> str:
+    """The machine and its CPU's features: -march=native code built for one CPU may not run on another
+    (a cache folder in a shared home directory)."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as handle:
+            flags = next((line for line in handle if line.startswith(("flags", "Features"))), "")
+    except OSError:
+        flags = ""
+    return f"{platform.machine()} {flags.strip()}"
 
 
 def build(sources: dict[str, str], flags: tuple[str, ...] = FLAGS, verbose: bool = False) -> Path:
