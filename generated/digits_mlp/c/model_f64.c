@@ -219,6 +219,7 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
     return correct;
 }
 
+/* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
 const digits_mlp_f64_leaf digits_mlp_f64_param_info[] = {
     {"W1", 2, {64, 128}, 0, 8192, 0, 0},
     {"b1", 1, {128}, 0, 128, 0, 0},
@@ -238,6 +239,7 @@ const digits_mlp_f64_leaf digits_mlp_f64_output_info[] = {
     {0},
 };
 
+/* Initial parameters; see model_f64.h. */
 void digits_mlp_f64_init_params(real *const params[], uint64_t seed)
 {
     sg_fill_normal(params[digits_mlp_f64_param_W1], 8192, seed, 0, 0.1767766952966369);  /* he_normal */
@@ -246,6 +248,7 @@ void digits_mlp_f64_init_params(real *const params[], uint64_t seed)
     sg_fill(params[digits_mlp_f64_param_b2], 10, 0.0);  /* zeros */
 }
 
+/* The outputs in evaluation mode; see model_f64.h. */
 int digits_mlp_f64_forward(real *const params[], const void *const inputs[], long n, real *const outputs[])
 {
     if (n < 1 || n > DIGITS_MLP_F64_BATCH)
@@ -275,6 +278,7 @@ int digits_mlp_f64_forward(real *const params[], const void *const inputs[], lon
     return 0;
 }
 
+/* The evaluation-mode loss and correct predictions; see model_f64.h. */
 int digits_mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, long *correct_count)
 {
     if (n < 1 || n > DIGITS_MLP_F64_BATCH)
@@ -311,6 +315,7 @@ int digits_mlp_f64_evaluate(real *const params[], const void *const inputs[], lo
     return 0;
 }
 
+/* Forward in training mode, then backward: the loss and every gradient; see model_f64.h. */
 int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, real *const grads[])
 {

@@ -33,6 +33,7 @@ static void sg_fill(real *out, long count, double value)
         out[i] = (real)value;
 }
 
+/* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
 const logreg_f64_leaf logreg_f64_param_info[] = {
     {"w", 1, {30}, 0, 30, 0, 0},
     {"b", 0, {1}, 0, 1, 0, 0},
@@ -50,6 +51,7 @@ const logreg_f64_leaf logreg_f64_output_info[] = {
     {0},
 };
 
+/* Initial parameters; see model_f64.h. */
 void logreg_f64_init_params(real *const params[], uint64_t seed)
 {
     sg_fill(params[logreg_f64_param_w], 30, 0.0);  /* zeros */
@@ -57,6 +59,7 @@ void logreg_f64_init_params(real *const params[], uint64_t seed)
     (void)seed;  /* every parameter starts from a constant */
 }
 
+/* The outputs in evaluation mode; see model_f64.h. */
 int logreg_f64_forward(real *const params[], const void *const inputs[], long n, real *const outputs[])
 {
     if (n < 1 || n > LOGREG_F64_BATCH)
@@ -84,6 +87,7 @@ int logreg_f64_forward(real *const params[], const void *const inputs[], long n,
     return 0;
 }
 
+/* The evaluation-mode loss and correct predictions; see model_f64.h. */
 int logreg_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, long *correct_count)
 {
     if (n < 1 || n > LOGREG_F64_BATCH)
@@ -125,6 +129,7 @@ int logreg_f64_evaluate(real *const params[], const void *const inputs[], long n
     return 0;
 }
 
+/* Forward in training mode, then backward: the loss and every gradient; see model_f64.h. */
 int logreg_f64_loss_and_grads(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, real *const grads[])
 {

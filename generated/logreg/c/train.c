@@ -72,6 +72,7 @@ static void fail(const char *format, ...)
     exit(2);
 }
 
+/* p, or a clean exit when an allocation failed. */
 static void *checked(void *p)
 {
     if (!p)
@@ -83,6 +84,7 @@ static void *checked(void *p)
 static void **owned;
 static size_t owned_count;
 
+/* At exit: free every buffer own() recorded. */
 static void release_all(void)
 {
     while (owned_count)
@@ -343,6 +345,7 @@ typedef struct {
     long index;
 } sort_item;
 
+/* Order by random key, then by index: numpy.argsort(kind="stable"). */
 static int by_key(const void *a, const void *b)
 {
     const sort_item *x = a, *y = b;
@@ -389,6 +392,7 @@ static void measure(const dataset *data, int k, statistics *stats)
     stats->active = 1;
 }
 
+/* x = (x - mean) / std, in place, for every input with statistics. */
 static void standardise(dataset *data, const statistics stats[])
 {
     for (int k = 0; k < logreg_num_inputs; k++) {
@@ -412,11 +416,13 @@ typedef struct {
     real *v[logreg_num_params + 1];  /* Adam's second moment */
 } optimizer;
 
+/* Whether the optimiser keeps a first moment (momentum or Adam). */
 static int uses_m(const optimizer *opt)
 {
     return opt->adam || opt->momentum != 0;
 }
 
+/* Deletes a checkpoint folder and the files in it (checkpoints hold no subfolders). */
 static void remove_folder(const char *folder)
 {
     char path[4096];
@@ -441,6 +447,7 @@ static void recover(const char *folder)
         rename(previous, folder);
 }
 
+/* folder/prefixNAME.npy; -1 on a write error. */
 static int save_array(const char *folder, const char *prefix, const char *name, const void *values, int is_int,
                       int rank, const long *dims, long count)
 {
@@ -746,6 +753,7 @@ static const char *usage =
     "             [--optimizer sgd|adam] [--momentum M] [--weight-decay W] [--normalize INPUT]...\n"
     "             [--init-from CKPT] [--save CKPT] [--log FILE.csv] [--eval] [--gradcheck]\n";
 
+/* A flag's number, at least low, or a clean exit. */
 static double number(const char *flag, const char *text, double low)
 {
     char *end;
@@ -755,6 +763,7 @@ static double number(const char *flag, const char *text, double low)
     return value;
 }
 
+/* A flag's whole number, at least low, or a clean exit. */
 static long whole(const char *flag, const char *text, long low)
 {
     char *end;
@@ -765,6 +774,7 @@ static long whole(const char *flag, const char *text, long low)
     return value;
 }
 
+/* The index of a batched float input, or a clean exit naming the flag. */
 static int input_index(const char *name)
 {
     for (int k = 0; k < logreg_num_inputs; k++)
@@ -774,6 +784,7 @@ static int input_index(const char *name)
     return -1;
 }
 
+/* Parse the arguments, load the data, then train (or --eval, or --gradcheck). */
 int main(int argc, char **argv)
 {
     const char *data_dir = NULL, *val_dir = NULL, *init_from = NULL, *save_to = NULL, *log_to = NULL;

@@ -210,6 +210,7 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
     return correct;
 }
 
+/* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
 const mlp_f64_leaf mlp_f64_param_info[] = {
     {"W1", 2, {784, 256}, 0, 200704, 0, 0},
     {"b1", 1, {256}, 0, 256, 0, 0},
@@ -229,6 +230,7 @@ const mlp_f64_leaf mlp_f64_output_info[] = {
     {0},
 };
 
+/* Initial parameters; see model_f64.h. */
 void mlp_f64_init_params(real *const params[], uint64_t seed)
 {
     sg_fill_normal(params[mlp_f64_param_W1], 200704, seed, 0, 0.050507627227610534);  /* he_normal */
@@ -237,6 +239,7 @@ void mlp_f64_init_params(real *const params[], uint64_t seed)
     sg_fill(params[mlp_f64_param_b2], 10, 0.0);  /* zeros */
 }
 
+/* The outputs in evaluation mode; see model_f64.h. */
 int mlp_f64_forward(real *const params[], const void *const inputs[], long n, real *const outputs[])
 {
     if (n < 1 || n > MLP_F64_BATCH)
@@ -266,6 +269,7 @@ int mlp_f64_forward(real *const params[], const void *const inputs[], long n, re
     return 0;
 }
 
+/* The evaluation-mode loss and correct predictions; see model_f64.h. */
 int mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, long *correct_count)
 {
     if (n < 1 || n > MLP_F64_BATCH)
@@ -302,6 +306,7 @@ int mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     return 0;
 }
 
+/* Forward in training mode, then backward: the loss and every gradient; see model_f64.h. */
 int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, real *const grads[])
 {

@@ -229,6 +229,7 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
     return correct;
 }
 
+/* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
 const nlm_leaf nlm_param_info[] = {
     {"C", 2, {3000, 64}, 0, 192000, 0, 0},
     {"H", 2, {192, 256}, 0, 49152, 0, 0},
@@ -249,6 +250,7 @@ const nlm_leaf nlm_output_info[] = {
     {0},
 };
 
+/* Initial parameters; see model.h. */
 void nlm_init_params(real *const params[], uint64_t seed)
 {
     sg_fill_normal(params[nlm_param_C], 192000, seed, 0, 0.1);  /* normal(0.1) */
@@ -258,6 +260,7 @@ void nlm_init_params(real *const params[], uint64_t seed)
     sg_fill(params[nlm_param_e], 3000, 0.0);  /* zeros */
 }
 
+/* The outputs in evaluation mode; see model.h. */
 int nlm_forward(real *const params[], const void *const inputs[], long n, real *const outputs[])
 {
     if (n < 1 || n > NLM_BATCH)
@@ -295,6 +298,7 @@ int nlm_forward(real *const params[], const void *const inputs[], long n, real *
     return 0;
 }
 
+/* The evaluation-mode loss and correct predictions; see model.h. */
 int nlm_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, long *correct_count)
 {
     if (n < 1 || n > NLM_BATCH)
@@ -339,6 +343,7 @@ int nlm_evaluate(real *const params[], const void *const inputs[], long n, doubl
     return 0;
 }
 
+/* Forward in training mode, then backward: the loss and every gradient; see model.h. */
 int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, real *const grads[])
 {

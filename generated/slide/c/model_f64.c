@@ -33,6 +33,7 @@ static void sg_fill(real *out, long count, double value)
         out[i] = (real)value;
 }
 
+/* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
 const slide_f64_leaf slide_f64_param_info[] = {
     {"a", 0, {1}, 0, 1, 0, 0},
     {"b", 0, {1}, 0, 1, 0, 0},
@@ -49,6 +50,7 @@ const slide_f64_leaf slide_f64_output_info[] = {
     {0},
 };
 
+/* Initial parameters; see model_f64.h. */
 void slide_f64_init_params(real *const params[], uint64_t seed)
 {
     sg_fill(params[slide_f64_param_a], 1, 3.0);  /* constant(3.0) */
@@ -57,6 +59,7 @@ void slide_f64_init_params(real *const params[], uint64_t seed)
     (void)seed;  /* every parameter starts from a constant */
 }
 
+/* The outputs in evaluation mode; see model_f64.h. */
 int slide_f64_forward(real *const params[], const void *const inputs[], long n, real *const outputs[])
 {
     if (n != 1)  /* no input has a batch axis */
@@ -72,6 +75,7 @@ int slide_f64_forward(real *const params[], const void *const inputs[], long n, 
     return 0;
 }
 
+/* The evaluation-mode loss and correct predictions; see model_f64.h. */
 int slide_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, long *correct_count)
 {
     if (n != 1)  /* no input has a batch axis */
@@ -90,6 +94,7 @@ int slide_f64_evaluate(real *const params[], const void *const inputs[], long n,
     return 0;
 }
 
+/* Forward in training mode, then backward: the loss and every gradient; see model_f64.h. */
 int slide_f64_loss_and_grads(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, real *const grads[])
 {

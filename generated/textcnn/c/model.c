@@ -319,6 +319,7 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
     return correct;
 }
 
+/* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
 const textcnn_leaf textcnn_param_info[] = {
     {"E", 2, {10000, 64}, 0, 640000, 0, 0},
     {"K3", 3, {3, 64, 100}, 0, 19200, 0, 0},
@@ -343,6 +344,7 @@ const textcnn_leaf textcnn_output_info[] = {
     {0},
 };
 
+/* Initial parameters; see model.h. */
 void textcnn_init_params(real *const params[], uint64_t seed)
 {
     sg_fill_uniform(params[textcnn_param_E], 640000, seed, 0, 0.25);  /* uniform(0.25) */
@@ -356,6 +358,7 @@ void textcnn_init_params(real *const params[], uint64_t seed)
     sg_fill(params[textcnn_param_b], 2, 0.0);  /* zeros */
 }
 
+/* The outputs in evaluation mode; see model.h. */
 int textcnn_forward(real *const params[], const void *const inputs[], long n, real *const outputs[])
 {
     if (n < 1 || n > TEXTCNN_BATCH)
@@ -444,6 +447,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     return 0;
 }
 
+/* The evaluation-mode loss and correct predictions; see model.h. */
 int textcnn_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, long *correct_count)
 {
     if (n < 1 || n > TEXTCNN_BATCH)
@@ -539,6 +543,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     return 0;
 }
 
+/* Forward in training mode, then backward: the loss and every gradient; see model.h. */
 int textcnn_loss_and_grads(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, real *const grads[])
 {
