@@ -24,9 +24,8 @@ from ..names import reserved
 from ..ops import REGISTRY, X
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import substitute_attrs
-from .common import adjoint_names
+from .common import adjoint_names, describe, scored_output, source_name, summary, trainer_context
 from .memory import Buffer, human_bytes, place, report
-from .numpy import describe, metric, source_name, summary, trainer_context
 
 CTYPE = {"float32": "float", "float64": "double"}
 SUFFIX = {"float32": "f", "float64": ""}  # libm names: expf vs exp
@@ -580,11 +579,11 @@ def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:
     fn = Function(ctx, ev, list(program.output_nodes), dests)
     out["forward"] = (fn, [line for node, dest in tail for line in fn.store(node, dest)])
 
-    found = metric(program)
-    roots = [ev.loss] + ([found[0]] if found else [])
+    scores = scored_output(program)
+    roots = [ev.loss] + ([scores] if scores else [])
     fn = Function(ctx, ev, roots, {})
     lines = [f"*loss_value = {scalar(fn, ev.loss)};"]
-    if found:
+    if scores:
         lines += metric_lines(fn, ev)
     out["evaluate"] = (fn, lines)
 
@@ -679,7 +678,7 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         outputs=[dict(name=o, shape=shape_comment(program.eval_graph.shape(node)), size=size_per_example(program.eval_graph.shape(node)))
                  for o, node in zip(program.outputs, program.output_nodes)],
         max_rank=max([len(x.shape) for x in program.params + program.inputs] + [1]),
-        metric=metric(program) is not None,
+        metric=scored_output(program) is not None,
         arena=max(total, 1),
         arena_bytes=total * itemsize,
         kernels=sorted(ctx.kernels),

@@ -7,13 +7,16 @@ loop over.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable
 
 import networkx as nx
 import sympy as sp
 
 from ..errors import SpecError
+from ..explain import forward_text
 from ..ir import Batch, Graph, is_batch
 from ..ops import REGISTRY, X
 from ..ops.symbolic import substitute_attrs
@@ -114,3 +117,64 @@ def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> l
         comment = f"dL/d{adjoints[node]}" if node in adjoints else ""
         statements.append(Statement(node, emit(view(g, node)), comment, g.shape(node), g.op(node)))
     return statements
+
+
+# -- what the templates of both targets say about a program ---------------------------------
+def scored_output(program) -> str | None:
+    """The output whose predictions a classification loss on a label input scores, if any."""
+    g = program.eval_graph
+    if g.loss is None or g.op(g.loss) not in ("cross_entropy", "binary_cross_entropy"):
+        return None
+    scores, labels = g.args(g.loss)
+    return scores if g.op(labels) == "input" else None
+
+
+def reported_metric(program) -> str | None:
+    """What the trainers print next to the validation loss: the spec's choice, else accuracy where labels allow."""
+    wanted = program.graph.train.get("metric")
+    loss = program.eval_graph.op(program.eval_graph.loss)
+    scored = scored_output(program) is not None
+    if wanted == "perplexity" and loss != "cross_entropy":
+        raise SpecError("metric perplexity needs a cross_entropy loss", node="train.metric", source=program.graph.source)
+    if wanted == "accuracy" and not scored:
+        raise SpecError("metric accuracy needs a cross-entropy loss on a label input", node="train.metric", source=program.graph.source)
+    return wanted or ("accuracy" if scored else None)
+
+
+def trainer_context(program) -> dict:
+    """The spec's training settings, with the defaults both trainers use."""
+    train = program.graph.train
+    return dict(
+        name=program.name,
+        source=source_name(program),
+        optimizer=train.get("optimizer", "sgd"),
+        lr=train.get("lr", 0.01),
+        momentum=train.get("momentum", 0.0),
+        beta1=train.get("beta1", 0.9),
+        beta2=train.get("beta2", 0.999),
+        eps=train.get("eps", 1e-8),
+        batch_size=train.get("batch_size", 32),
+        epochs=train.get("epochs", 10),
+        seed=train.get("seed", 0),
+        normalize=list(train.get("normalize", [])),
+        weight_decay=train.get("weight_decay", 0.0),
+        metric=reported_metric(program),
+    )
+
+
+def source_name(program) -> str:
+    """The spec's file name for header comments, reduced to characters that
+    cannot end a comment or a string in either target."""
+    source = program.graph.source or "builder"
+    name = Path(source).name if source.startswith(("/", ".")) or "/" in source else source
+    return re.sub(r"[^A-Za-z0-9_.<>-]", "_", name)
+
+
+def summary(program) -> str:
+    g = program.graph
+    return f"minimises {g.loss} = {forward_text(g, g.loss)}"
+
+
+def describe(g: Graph) -> list[str]:
+    """The spec's named nodes, one per line, as the spec wrote them."""
+    return [f"{node} = {forward_text(g, node)}" for node in g.order() if g.nx.nodes[node].get("named")]

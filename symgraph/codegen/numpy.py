@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from sympy.printing.numpy import NumPyPrinter
 
-from ..errors import SpecError
 from ..ir import Graph, is_batch
-from ..explain import forward_text
 from ..ops.reduce import sum_to_axes
-from .common import Node, arg_text, schedule
+from .common import Node, arg_text, describe, schedule, scored_output, source_name, summary, trainer_context
 
 
 class Printer(NumPyPrinter):
@@ -316,15 +313,13 @@ def value_text(g: Graph, node: str) -> str:
 
 
 def metric(program) -> tuple[str, str] | None:
-    """Correct-prediction count for a classification loss on a label input."""
+    """The scored output and the NumPy text counting its correct predictions."""
     g = program.eval_graph
-    loss = g.loss
-    if loss is None or g.op(loss) not in ("cross_entropy", "binary_cross_entropy"):
+    scores = scored_output(program)
+    if scores is None:
         return None
-    scores, labels = g.args(loss)
-    if g.op(labels) != "input":
-        return None
-    if g.op(loss) == "cross_entropy":
+    labels = g.args(g.loss)[1]
+    if g.op(g.loss) == "cross_entropy":
         return scores, f"np.sum(np.argmax({scores}, axis=-1) == {labels})"
     return scores, f"np.sum(({scores} > 0) == ({labels} > 0.5))"
 
@@ -355,60 +350,3 @@ def render_files(program, env) -> dict[str, str]:
     files = {"model.py": env.get_template("numpy/model.py.j2").render(context)}
     files["train.py"] = env.get_template("numpy/train.py.j2").render(trainer_context(program))
     return files
-
-
-def source_name(program) -> str:
-    """The spec's file name for header comments, reduced to characters that
-    cannot end a comment or a string in either target."""
-    source = program.graph.source or "builder"
-    name = Path(source).name if source.startswith(("/", ".")) or "/" in source else source
-    return re.sub(r"[^A-Za-z0-9_.<>-]", "_", name)
-
-
-def summary(program) -> str:
-    g = program.graph
-    return f"minimises {g.loss} = {expression_text(g, g.loss)}"
-
-
-def describe(g: Graph) -> list[str]:
-    """The spec's named nodes, one per line, as the spec wrote them."""
-    lines = []
-    for node in g.order():
-        if g.nx.nodes[node].get("named"):
-            lines.append(f"{node} = {expression_text(g, node)}")
-    return lines
-
-
-def expression_text(g: Graph, node: str) -> str:
-    return forward_text(g, node)
-
-
-def reported_metric(program) -> str | None:
-    """What the trainers print next to the validation loss: the spec's choice, else accuracy where labels allow."""
-    wanted = program.graph.train.get("metric")
-    loss = program.eval_graph.op(program.eval_graph.loss)
-    if wanted == "perplexity" and loss != "cross_entropy":
-        raise SpecError("metric perplexity needs a cross_entropy loss", node="train.metric", source=program.graph.source)
-    if wanted == "accuracy" and metric(program) is None:
-        raise SpecError("metric accuracy needs a cross-entropy loss on a label input", node="train.metric", source=program.graph.source)
-    return wanted or ("accuracy" if metric(program) is not None else None)
-
-
-def trainer_context(program) -> dict:
-    train = program.graph.train
-    return dict(
-        name=program.name,
-        source=source_name(program),
-        optimizer=train.get("optimizer", "sgd"),
-        lr=train.get("lr", 0.01),
-        momentum=train.get("momentum", 0.0),
-        beta1=train.get("beta1", 0.9),
-        beta2=train.get("beta2", 0.999),
-        eps=train.get("eps", 1e-8),
-        batch_size=train.get("batch_size", 32),
-        epochs=train.get("epochs", 10),
-        seed=train.get("seed", 0),
-        normalize=list(train.get("normalize", [])),
-        weight_decay=train.get("weight_decay", 0.0),
-        metric=reported_metric(program),
-    )
