@@ -12,7 +12,6 @@ import numpy as np
 
 from .codegen import build_program, render, write_atomically
 from .codegen.c import check_memory
-from .codegen.memory import available_memory
 from .ir import Graph
 
 TARGETS = ("numpy", "c")
@@ -93,7 +92,7 @@ def compile(  # noqa: A001 - the interface's name
     if target not in TARGETS:
         raise ValueError(f"target must be one of {', '.join(TARGETS)}, got {target!r}")
     program = build_program(g, dtype, passes)
-    check_memory(program, max_memory if max_memory is not None else available_memory())
+    check_memory(program, max_memory)
     files = render(program, target)
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix=f"symgraph-{g.name}-"))
     write_atomically(files, out)

@@ -25,7 +25,7 @@ from ..ops import REGISTRY, X
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import substitute_attrs
 from .common import adjoint_names, describe, scored_output, source_name, summary, trainer_context
-from .memory import Buffer, human_bytes, place, report
+from .memory import Buffer, available_memory, human_bytes, place, report
 
 CTYPE = {"float32": "float", "float64": "double"}
 SUFFIX = {"float32": "f", "float64": ""}  # libm names: expf vs exp
@@ -745,9 +745,10 @@ def planned_bytes(program) -> tuple[int, int, int]:
     return total * itemsize, batch, 4 * itemsize * sum(numel(p.shape) for p in program.params)
 
 
-def check_memory(program, limit: int | None) -> None:
-    """Refuse a model whose planned memory exceeds ``limit`` bytes (None: no limit)."""
-    if limit is None:
+def check_memory(program, limit: int | None = None) -> None:
+    """Refuse a model whose planned memory exceeds ``limit`` bytes (default: the memory available now)."""
+    limit = available_memory() if limit is None else limit
+    if limit is None:  # the platform does not say
         return
     arena, batch, state = planned_bytes(program)
     if arena + batch + state > limit:
