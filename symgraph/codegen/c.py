@@ -86,8 +86,8 @@ def aligned(shape, target) -> list[Extent]:
     return out
 
 
-def offset(index: list[tuple[str, Extent]], base: str = "") -> str:
-    terms = [base] if base and base != "0" else []
+def offset(index: list[tuple[str, Extent]]) -> str:
+    terms = []
     for var, stride in index:
         if stride.coef:
             terms.append(var if stride == ONE else f"{var}*{stride.text()}")
@@ -129,7 +129,8 @@ class Printer(C99CodePrinter):
 
     def __init__(self, dtype: str):
         super().__init__({"type_aliases": {real: float32}} if dtype == "float32" else {})
-        self.suffix = "F" if dtype == "float32" else ""
+        self.dtype = dtype
+        self.suffix = "F" if dtype == "float32" else ""  # of literals: 1.0F
 
     def number(self, value: float) -> str:
         text = repr(float(value))
@@ -166,7 +167,7 @@ class Printer(C99CodePrinter):
 
     def function(self, name: str) -> str:
         """A libm function in the model's precision."""
-        return name + ("f" if self.suffix else "")
+        return name + SUFFIX[self.dtype]
 
 
 def printed_number(printer: Printer, value) -> str:
@@ -490,10 +491,10 @@ class Function:
     def emit_binary_cross_entropy(self, v):
         z, y = self.g.args(v)
         shape = self.g.shape(z)
-        f = self.ctx.suffix
+        fmax, log1p, exp, fabs = (self.ctx.printer.function(name) for name in ("fmax", "log1p", "exp", "fabs"))
         lines = ["{", "    double sg_total = 0;"]
         lines += ["    " + line for line in self.nest(shape, {z: strides(shape), y: strides(shape)}, lambda ix: [
-            f"sg_total += fmax{f}({z}[{ix[z]}], 0) - {z}[{ix[z]}] * {self.access(y, ix[y])} + log1p{f}(exp{f}(-fabs{f}({z}[{ix[z]}])));"
+            f"sg_total += {fmax}({z}[{ix[z]}], 0) - {z}[{ix[z]}] * {self.access(y, ix[y])} + {log1p}({exp}(-{fabs}({z}[{ix[z]}])));"
         ])]
         return lines + [f"    {v}[0] = (real)(sg_total / ({size(shape).text()}));", "}"]
 
@@ -545,10 +546,6 @@ class Context:
     printer: Printer
     batch: int
     kernels: set[str] = field(default_factory=set)
-
-    @property
-    def suffix(self) -> str:
-        return SUFFIX[self.dtype]
 
     def use(self, kernel: str) -> None:
         self.kernels.update([kernel, *KERNEL_NEEDS.get(kernel, ())])
