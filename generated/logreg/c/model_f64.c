@@ -22,9 +22,21 @@ static uint64_t sg_mix(uint64_t z)
     return z ^ (z >> 31);
 }
 
+/* The key of stream `stream` under `seed`. */
+static uint64_t sg_key(uint64_t seed, uint64_t stream)
+{
+    return sg_mix(seed + SG_GOLDEN * (stream + 1));
+}
+
+/* Value i of the stream with that key. */
+static uint64_t sg_bits(uint64_t key, uint64_t i)
+{
+    return sg_mix(key + SG_GOLDEN * (i + 1));
+}
+
 uint64_t logreg_f64_random_bits(uint64_t seed, uint64_t stream, uint64_t i)
 {
-    return sg_mix(sg_mix(seed + SG_GOLDEN * (stream + 1)) + SG_GOLDEN * (i + 1));
+    return sg_bits(sg_key(seed, stream), i);
 }
 
 static void sg_fill(real *out, long count, double value)

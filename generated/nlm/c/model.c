@@ -31,20 +31,27 @@ static uint64_t sg_mix(uint64_t z)
     return z ^ (z >> 31);
 }
 
-uint64_t nlm_random_bits(uint64_t seed, uint64_t stream, uint64_t i)
-{
-    return sg_mix(sg_mix(seed + SG_GOLDEN * (stream + 1)) + SG_GOLDEN * (i + 1));
-}
-
-/* Value i of the stream whose key is sg_mix(seed + G*(stream+1)), uniform on [0, 1). */
-static double sg_uniform(uint64_t key, uint64_t i)
-{
-    return (double)(sg_mix(key + SG_GOLDEN * (i + 1)) >> 11) * 0x1p-53;
-}
-
+/* The key of stream `stream` under `seed`. */
 static uint64_t sg_key(uint64_t seed, uint64_t stream)
 {
     return sg_mix(seed + SG_GOLDEN * (stream + 1));
+}
+
+/* Value i of the stream with that key. */
+static uint64_t sg_bits(uint64_t key, uint64_t i)
+{
+    return sg_mix(key + SG_GOLDEN * (i + 1));
+}
+
+uint64_t nlm_random_bits(uint64_t seed, uint64_t stream, uint64_t i)
+{
+    return sg_bits(sg_key(seed, stream), i);
+}
+
+/* Value i of the stream with that key, uniform on [0, 1) from its top 53 bits. */
+static double sg_uniform(uint64_t key, uint64_t i)
+{
+    return (double)(sg_bits(key, i) >> 11) * 0x1p-53;
 }
 
 static void sg_fill(real *out, long count, double value)
