@@ -279,6 +279,15 @@ static int write_npy(const char *path, const void *values, int is_int, int rank,
     return fclose(f) == 0 && ok ? 0 : -1;
 }
 
+/* Whether a has this rank and these dims from axis `from` on (a batched input's first axis is free). */
+static int has_shape(const array *a, int rank, const long *dims, int from)
+{
+    int ok = a->rank == rank;
+    for (int d = from; ok && d < rank; d++)
+        ok = a->dims[d] == dims[d];
+    return ok;
+}
+
 /* -- data --------------------------------------------------------------------------- */
 
 typedef struct {
@@ -297,10 +306,7 @@ static void load_data(const char *folder, dataset *data)
         if (read_npy(path, leaf->is_int, a, why, sizeof why) != 0)
             fail("%s: %s", path, why);
         own(a->values);
-        int ok = a->rank == leaf->rank;
-        for (int d = leaf->batched; ok && d < leaf->rank; d++)
-            ok = a->dims[d] == leaf->dims[d];
-        if (!ok) {
+        if (!has_shape(a, leaf->rank, leaf->dims, leaf->batched)) {
             size_t used = 0;
             for (int d = 0; d < leaf->rank; d++)
                 used += (size_t)snprintf(dims + used, sizeof dims - used, d ? ", %ld" : "%ld", leaf->dims[d]);
@@ -510,10 +516,7 @@ static int load_array(const char *folder, const char *prefix, const char *name, 
         return 1;
     if (read_npy(path, 0, &a, why, sizeof why) != 0)
         fail("%s: %s", path, why);
-    int ok = a.rank == rank && a.count == count;
-    for (int d = 0; ok && d < rank; d++)
-        ok = a.dims[d] == dims[d];
-    if (!ok) {
+    if (!has_shape(&a, rank, dims, 0)) {
         free(a.values);
         fail("%s: the shape differs from %s's", path, name);
     }
