@@ -327,6 +327,16 @@ static void load_data(const char *folder, dataset *data)
         fail("%s: holds no examples", folder);
 }
 
+/* Points inputs at examples [first, first + n) of data, which lie in one piece. */
+static void slice(const dataset *data, long first, const void *inputs[])
+{
+    for (int k = 0; k < logreg_num_inputs; k++) {
+        const logreg_leaf *leaf = &logreg_input_info[k];
+        size_t item = leaf->is_int ? sizeof(int64_t) : sizeof(real);
+        inputs[k] = (const char *)data->inputs[k].values + (leaf->batched ? (size_t)(first * leaf->size) * item : 0);
+    }
+}
+
 /* Copies examples order[0..n) of every batched input into batch buffers. */
 static void gather(const dataset *data, const long *order, long n, void *batch[], const void *inputs[])
 {
@@ -599,8 +609,7 @@ static void update(optimizer *opt, real *const params[], real *const grads[])
 /* -- evaluation and the gradient check ------------------------------------------------ */
 
 /* Mean loss over data, in order, and accuracy or perplexity where the model reports one. */
-static void evaluate(real *const params[], const dataset *data, long batch_size, void *batch[], long *order,
-                     double *loss, double *metric)
+static void evaluate(real *const params[], const dataset *data, long batch_size, double *loss, double *metric)
 {
     const void *inputs[logreg_num_inputs + 1];
     double total = 0;
@@ -608,9 +617,7 @@ static void evaluate(real *const params[], const dataset *data, long batch_size,
     for (long start = 0; start < data->count; start += batch_size) {
         long n = data->count - start < batch_size ? data->count - start : batch_size;
         double value;
-        for (long i = 0; i < n; i++)
-            order[i] = start + i;
-        gather(data, order, n, batch, inputs);
+        slice(data, start, inputs);
         if (logreg_evaluate(params, inputs, n, &value, &right) != 0)
             fail("evaluation refused a batch");
         total += value * (double)n;
@@ -673,17 +680,11 @@ static int gradcheck(const dataset *data, long batch_size, real *const start[], 
     enum { element_limit = 32, directions = 6 };
     const double eps = 1e-6, rtol = 1e-6, atol = 1e-8;
     long n = data->count < batch_size ? data->count : batch_size;
-    long *order = allocate((size_t)n, sizeof *order);
-    void *batch[logreg_num_inputs + 1];
     const void *inputs[logreg_num_inputs + 1];
     double *params[logreg_num_params + 1], *grads[logreg_num_params + 1], *scratch[logreg_num_params + 1];
     double *shifted[logreg_num_params + 1];
     void *doubled[logreg_num_inputs + 1];
-    for (long i = 0; i < n; i++)
-        order[i] = i;
-    for (int k = 0; k < logreg_num_inputs; k++)
-        batch[k] = allocate((size_t)(logreg_input_info[k].size * n), 8);
-    gather(data, order, n, batch, inputs);
+    slice(data, 0, inputs);
     for (int k = 0; k < logreg_num_inputs; k++) {  /* float inputs in double */
         const logreg_leaf *leaf = &logreg_input_info[k];
         long count = leaf->batched ? leaf->size * n : leaf->size;
@@ -882,8 +883,7 @@ int main(int argc, char **argv)
     if (check)
         return gradcheck(&data, batch_size, params, seed);
 
-    long largest = data.count > val.count ? data.count : val.count;
-    long *order = allocate((size_t)largest, sizeof *order);
+    long *order = allocate((size_t)data.count, sizeof *order);
     sort_item *items = allocate((size_t)data.count, sizeof *items);
     void *batch[logreg_num_inputs + 1];
     const void *inputs[logreg_num_inputs + 1];
@@ -891,7 +891,7 @@ int main(int argc, char **argv)
         batch[k] = allocate((size_t)(logreg_input_info[k].size * batch_size), 8);
     if (eval_only) {
         double loss, metric;
-        evaluate(params, val_dir ? &val : &data, batch_size, batch, order, &loss, &metric);
+        evaluate(params, val_dir ? &val : &data, batch_size, &loss, &metric);
         printf("eval");
         report("", loss, metric);
         printf("\n");
@@ -918,7 +918,7 @@ int main(int argc, char **argv)
         double rate = (double)data.count / (seconds > 1e-9 ? seconds : 1e-9);
         printf("epoch %3ld  train loss %.4f", epoch, total / (double)data.count);
         if (val_dir) {
-            evaluate(params, &val, batch_size, batch, order, &loss, &metric);
+            evaluate(params, &val, batch_size, &loss, &metric);
             report("val ", loss, metric);
         }
         printf("  %.0f ex/s\n", rate);
