@@ -40,13 +40,7 @@ def fail(message):
 
 
 def load_data(folder):
-    data = {}
-    for name in model.INPUTS:
-        path = os.path.join(folder, f"{name}.npy")
-        try:
-            data[name] = np.load(path, allow_pickle=False)
-        except Exception as exc:  # noqa: BLE001 - a damaged file makes np.load raise many kinds
-            fail(f"{path}: cannot read: {exc}")
+    data = {name: read(folder, name, None) for name in model.INPUTS}
     try:
         model.check_inputs(data)
     except ValueError as exc:
@@ -148,6 +142,7 @@ def recover(folder):
 
 
 def read(folder, name, shape, required=True):
+    """folder/name.npy (None when absent and not required), or a clean exit."""
     path = os.path.join(folder, f"{name}.npy")
     if not required and not os.path.exists(path):
         return None
