@@ -151,10 +151,9 @@ class Library:
         self.lib = ctypes.CDLL(str(path))
         api = program.name
         p, i, long, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_uint64
-        double_p, long_p = ctypes.POINTER(ctypes.c_double), ctypes.POINTER(ctypes.c_long)
+        double_p = ctypes.POINTER(ctypes.c_double)
         self._init = self._function(f"{api}_init_params", None, [p, u64])
         self._forward = self._function(f"{api}_forward", i, [p, p, long, p])
-        self._evaluate = self._function(f"{api}_evaluate", i, [p, p, long, double_p, long_p])
         self._loss_and_grads = self._function(f"{api}_loss_and_grads", i, [p, p, long, i, u64, double_p, p])
 
     def _function(self, name, restype, argtypes):
@@ -195,13 +194,6 @@ class Library:
         args = self._param_arrays(params), self._input_arrays(inputs)  # alive until the call returns
         self._check(self._forward(pointers(args[0]), pointers(args[1]), n, pointers(outputs)), n)
         return dict(zip(self.program.outputs, outputs))
-
-    def evaluate(self, params: dict, inputs: dict) -> tuple[float, int]:
-        n = self.batch_size(inputs)
-        loss, correct = ctypes.c_double(), ctypes.c_long()
-        args = self._param_arrays(params), self._input_arrays(inputs)
-        self._check(self._evaluate(pointers(args[0]), pointers(args[1]), n, ctypes.byref(loss), ctypes.byref(correct)), n)
-        return loss.value, correct.value
 
     def loss_and_grads(self, params: dict, inputs: dict, training: bool = False, seed: int = 0):
         n = self.batch_size(inputs)
