@@ -14,20 +14,12 @@ import statistics
 import time
 from pathlib import Path
 
-import numpy as np
 
 import symgraph as sg
+from symgraph.gradcheck import random_inputs
 from symgraph.ir import is_batch
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def inputs_for(model, rng) -> dict[str, np.ndarray]:
-    out = {}
-    for leaf in model.program.inputs:
-        shape = tuple(int(d) for d in leaf.shape)
-        out[leaf.name] = rng.integers(0, leaf.bound, shape) if leaf.dtype == "int" else rng.standard_normal(shape)
-    return out
 
 
 def median_ms(model, params, inputs, repeat: int) -> float:
@@ -49,7 +41,7 @@ def main() -> None:
     for spec in sorted((ROOT / "examples").glob("*.yaml")):
         g = sg.load(spec)
         numpy, c = sg.compile(g, target="numpy", dtype=args.dtype), sg.compile(g, target="c", dtype=args.dtype)
-        params, inputs = numpy.init_params(0), inputs_for(numpy, np.random.default_rng(0))
+        params, inputs = numpy.init_params(0), random_inputs(numpy)
         batch = next((int(d) for leaf in numpy.program.inputs for d in leaf.shape[:1] if is_batch(d)), 1)
         # Alternate the targets so that drifts in machine load hit both alike.
         pairs = [(median_ms(numpy, params, inputs, args.repeat), median_ms(c, params, inputs, args.repeat)) for _ in range(3)]
