@@ -14,7 +14,6 @@ import statistics
 import time
 from pathlib import Path
 
-
 import symgraph as sg
 from symgraph.gradcheck import random_inputs
 from symgraph.ir import is_batch
