@@ -53,6 +53,7 @@ def differentiate(g: Graph, wrt: list[str] | None = None) -> Graph:
         total = parts[0]
         for part in parts[1:]:
             total = apply(gg, "add", [total, part])
+            gg.nx.nodes[total]["chain"] = (None, node, "sum")
         cotangents[node] = total
         names.append((total, f"d{node}"))
         if gg.op(node) in ("param", "input"):
@@ -62,10 +63,14 @@ def differentiate(g: Graph, wrt: list[str] | None = None) -> Graph:
             raise SpecError(f"op {gg.op(node)!r} has no VJP rule", node=node, source=g.source)
         first_new = next_temp(gg)
         results = rule(gg, node, total)
+        contributions = {}
         for arg, cotangent in zip(g.args(node), results):
             if cotangent is not None and arg in relevant:
-                pending.setdefault(arg, []).append(sum_to(gg, cotangent, g.shape(arg)))
-        names.extend((t, f"d{node}_") for t in temps_since(gg, first_new))
+                contributions[arg] = sum_to(gg, cotangent, g.shape(arg))
+                pending.setdefault(arg, []).append(contributions[arg])
+        created = temps_since(gg, first_new)
+        tag_chain_steps(gg, node, contributions, set(created))
+        names.extend((t, f"d{node}_") for t in created)
     gg.gradients = {}
     for t in targets:
         if t not in cotangents:  # no path to the loss: the gradient is zero
@@ -77,6 +82,28 @@ def differentiate(g: Graph, wrt: list[str] | None = None) -> Graph:
     gg.cotangents = cotangents
     name_temporaries(gg, names)
     return verify(gg)
+
+
+def tag_chain_steps(g: Graph, node: str, contributions: dict[str, str], created: set[str]) -> None:
+    """Record which chain-rule step made each new backward node, for the
+    derivation comments of generated code: ``(node, arg, role)``, where role
+    is "result" for d loss / d arg through ``node``, "part" for the nodes that
+    feed it (arg is None where several arguments share one)."""
+    owner: dict[str, str | None] = {}
+    for arg, result in contributions.items():
+        stack = [result]
+        while stack:
+            n = stack.pop()
+            if n not in created or (n in owner and owner[n] in (arg, None)):
+                continue
+            owner[n] = arg if n not in owner else None
+            stack.extend(g.args(n))
+    for n in created:
+        if n in owner:
+            role = "result" if contributions.get(owner[n]) == n else "part"
+            g.nx.nodes[n]["chain"] = (node, owner[n], role)
+        else:
+            g.nx.nodes[n]["chain"] = (node, None, "part")
 
 
 def relevant_nodes(g: Graph, targets: list[str]) -> set[str]:
@@ -127,3 +154,7 @@ def name_temporaries(g: Graph, names: list[tuple[str, str]]) -> None:
         mapping[temp] = candidate
         taken.add(candidate)
     g.rename(mapping)
+    for _, data in g.nx.nodes(data=True):
+        if "chain" in data:
+            fwd, arg, role = data["chain"]
+            data["chain"] = (mapping.get(fwd, fwd), mapping.get(arg, arg), role)

@@ -147,13 +147,19 @@ def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:
 class Pretty:
     """Writes nodes of a tensor graph as readable NumPy-like text."""
 
-    def __init__(self, g: Graph):
+    def __init__(self, g: Graph, shown: set[str] | None = None, labels: dict[str, str] | None = None):
         self.g = g
-        adjoint_nodes = set(g.cotangents.values()) | set(g.gradients.values())
-        self.shown = {
-            n for n in g.nx
-            if (g.nx.nodes[n].get("named") or g.op(n) in LEAVES or n in adjoint_nodes) and g.op(n) != "const"
-        }
+        if shown is None:
+            adjoint_nodes = set(g.cotangents.values()) | set(g.gradients.values())
+            shown = {
+                n for n in g.nx
+                if (g.nx.nodes[n].get("named") or g.op(n) in LEAVES or n in adjoint_nodes) and g.op(n) != "const"
+            }
+        self.shown = shown
+        self.labels = labels or {}
+
+    def symbol(self, node: str) -> sp.Symbol:
+        return sp.Symbol(self.labels.get(node, node), real=True)
 
     def program(self, roots: list[str]) -> list[tuple[str, str]]:
         """Assignments for every shown backward node that the roots need."""
@@ -177,7 +183,7 @@ class Pretty:
     def atom(self, node: str) -> sp.Expr:
         """An opaque symbol standing for a node (its name, or its call text)."""
         if node in self.shown:
-            return sp.Symbol(node, real=True)
+            return self.symbol(node)
         if self.is_elementwise(node):
             return self.expr(node, top=True)
         return sp.Symbol(self.call(node), real=True)
@@ -185,7 +191,7 @@ class Pretty:
     def expr(self, node: str, top: bool = False) -> sp.Expr:
         g = self.g
         if not top and node in self.shown:
-            return sp.Symbol(node, real=True)
+            return self.symbol(node)
         op = g.op(node)
         if op == "const":
             value = g.attrs(node)["value"]
@@ -199,7 +205,8 @@ class Pretty:
         text = show(self.atom(node))
         simple = text.removesuffix(".T")
         called = simple.endswith(")") and simple.split("(")[0].isidentifier()
-        return text if simple.isidentifier() or called else f"({text})"
+        atomic = simple.isidentifier() or simple in self.labels.values()
+        return text if atomic or called else f"({text})"
 
     def call(self, node: str) -> str:
         g = self.g
@@ -231,7 +238,7 @@ class Pretty:
     def mean_of(self, node: str, axes: tuple[int, ...]) -> str | None:
         """``E`` when ``node`` is ``E / batch`` and the batch axis is what is summed."""
         shape = self.g.shape(node)
-        if axes != tuple(i for i, d in enumerate(shape) if isinstance(d, Batch)):
+        if node in self.labels or axes != tuple(i for i, d in enumerate(shape) if isinstance(d, Batch)):
             return None
         expr = self.expr(node, top=True) if self.is_elementwise(node) else None
         batch = sp.Symbol("batch", positive=True)
@@ -252,8 +259,73 @@ def axis_text(axes: tuple[int, ...]) -> str:
     return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
 
 
-def forward_text(g: Graph, node: str) -> str:
+def forward_text(g: Graph, node: str, printer: Pretty | None = None) -> str:
     """A forward node written over named nodes (used in generated headers)."""
-    printer = Pretty(g)
+    printer = printer or Pretty(g)
+    was_shown = node in printer.shown
     printer.shown.discard(node)
-    return printer.text(node, top=True)
+    try:
+        return printer.text(node, top=True)
+    finally:
+        if was_shown:
+            printer.shown.add(node)
+
+
+class ChainRule:
+    """The derivation comment of each backward statement in generated code.
+
+    Differentiation tags every backward node with the chain-rule step that
+    made it (see ``autodiff.tag_chain_steps``). The comment of a step's
+    result restates it over adjoints, with the step's own temporaries
+    inlined and the forward node it differentiates in brackets::
+
+        dL/du = dL/dh*(1 - h**2)   [d tanh(u)/du]
+    """
+
+    def __init__(self, g: Graph):
+        self.g = g
+        self.adjoint_of = {}
+        for forward, adjoint in g.cotangents.items():  # nearest the loss first
+            self.adjoint_of.setdefault(adjoint, forward)
+        labels = {a: f"dL/d{f}" for a, f in self.adjoint_of.items()}
+        parts = {n for n, data in g.nx.nodes(data=True) if data.get("chain", (None, None, None))[2] == "part"}
+        shown = {n for n in g.nx if g.op(n) != "const" and n not in parts}
+        self.printer = Pretty(g, shown, labels)
+        self.forward_printer = Pretty(g, {n for n in g.nx if g.op(n) != "const"})
+
+    def role(self, node: str) -> str | None:
+        return self.g.nx.nodes[node].get("chain", (None, None, None))[2]
+
+    def comment(self, node: str) -> str:
+        """One line for ``node``; empty for forward nodes."""
+        g = self.g
+        fwd, arg, role = g.nx.nodes[node].get("chain", (None, None, None))
+        if any(n is not None and n not in g.nx for n in (fwd, arg)):
+            role = None  # a pass merged the forward node away; say only what is computed
+        if role is None:
+            # a forward value that is also an adjoint (e in L = c*e is dL/dc)
+            return f"dL/d{self.adjoint_of[node]} = {self.printer.text(node, top=True)}" if node in self.adjoint_of else ""
+        if role == "sum":
+            uses = len(g.args(node))
+            return f"dL/d{arg} = {self.printer.text(node, top=True)}   [sum over the uses of {arg}]" if uses else ""
+        step = f"[d{self.forward_text(fwd)}/d{arg}]" if arg is not None else f"[d{self.forward_text(fwd)}]"
+        if role == "part":
+            return f"part of dL/d{arg}   {step}" if arg is not None else f"part of the chain rule at {fwd}   {step}"
+        whole = g.cotangents.get(arg) == node
+        lhs = f"dL/d{arg}" if whole else f"dL/d{arg} through {fwd}"
+        # the incoming adjoint may be shared with other nodes (x + y passes it on): name it after fwd
+        incoming = g.cotangents.get(fwd)
+        saved = self.printer.labels.get(incoming)
+        if incoming is not None:
+            self.printer.labels[incoming] = f"dL/d{fwd}"
+        try:
+            return f"{lhs} = {self.printer.text(node, top=True)}   {step}"
+        finally:
+            if incoming is not None:
+                self.printer.labels[incoming] = saved if saved is not None else self.printer.labels.pop(incoming)
+
+    def forward_text(self, node: str) -> str:
+        """``tanh(u)`` or ``(h @ W2)``: the forward node over its own arguments."""
+        text = forward_text(self.g, node, self.forward_printer)
+        head = text.split("(")[0]
+        return f" {text}" if head.isidentifier() and text.endswith(")") and text.count("(") == 1 else f"({text})"

@@ -24,7 +24,8 @@ from ..names import reserved
 from ..ops import REGISTRY, X
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import substitute_attrs
-from .common import adjoint_names, describe, scored_output, source_name, summary, trainer_context
+from ..explain import ChainRule
+from .common import describe, scored_output, source_name, summary, trainer_context
 from .memory import Buffer, available_memory, human_bytes, place, report
 
 CTYPE = {"float32": "float", "float64": "double"}
@@ -225,6 +226,14 @@ class Function:
                 out.append(a)
         return out
 
+    def fused(self, node: str) -> list[str]:
+        """The absorbed nodes printed inside ``node``'s expression, producers first."""
+        out = []
+        for a in self.g.args(node):
+            if a in self.absorbed:
+                out += [x for x in self.fused(a) + [a] if x not in out]
+        return out
+
     def plan(self) -> list[Buffer]:
         last = {}
         for i, v in enumerate(self.order):
@@ -252,11 +261,14 @@ class Function:
             if leaf.name in used:
                 ctype = "real" if leaf.dtype == "float" else "int64_t"
                 lines.append(f"const {ctype} *{leaf.name} = inputs[{ctx.api}_input_{leaf.name}];")
-        adjoints = adjoint_names(g)
+        chain = ChainRule(g)
         for v in self.order:
             lines.append("")
-            if v in adjoints:
-                lines.append(f"/* dL/d{adjoints[v]} */")
+            # the fused producers' results, not their parts: the statement shows those
+            comments = [chain.comment(a) for a in self.fused(v) if chain.role(a) != "part"] + [chain.comment(v)]
+            for i, comment in enumerate(comments):
+                if comment and comment not in comments[:i]:
+                    lines.append(f"/* {comment_text(comment)} */")
             where = self.dests[v] if v in self.dests else f"arena + {offsets[v]}"
             lines.append(f"real *{v} = {where};  /* {shape_comment(g.shape(v))} */")
             lines += self.emit(v)

@@ -16,7 +16,7 @@ import networkx as nx
 import sympy as sp
 
 from ..errors import SpecError
-from ..explain import forward_text
+from ..explain import ChainRule, forward_text
 from ..ir import Batch, Graph, is_batch
 from ..ops import REGISTRY, X
 from ..ops.symbolic import substitute_attrs
@@ -109,12 +109,12 @@ def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> l
     needed = set(roots)
     for r in roots:
         needed |= nx.ancestors(g.nx, r)
-    adjoints = adjoint_names(g)
+    chain = ChainRule(g)
     statements = []
     for node in g.order():
         if node not in needed or g.op(node) in ("input", "param", "const"):
             continue
-        comment = f"dL/d{adjoints[node]}" if node in adjoints else ""
+        comment = chain.comment(node)
         statements.append(Statement(node, emit(view(g, node)), comment, g.shape(node), g.op(node)))
     return statements
 

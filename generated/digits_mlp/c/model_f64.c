@@ -362,21 +362,24 @@ int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs
     real *loss = arena + 17984;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
     real *dloss_1 = arena + 12288;  /* [n, 10] */
     sg_softmax(n, 10, 1, logits, dloss_1);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
     real *dloss_2 = arena + 12608;  /* [n, 10] */
     sg_onehot(n, 10, y, dloss_2);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
     real *dloss_5 = arena + 12928;  /* [] */
     dloss_5[0] = 1.0/n;
 
-    /* dL/dlogits */
+    /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
     real *dlogits = arena + 17664;  /* [n, 10] */
     for (long i = 0; i < n*10; i++)
         dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
 
-    /* dL/db2 */
+    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(b2 + logits_1)/db2] */
     real *db2 = grads[digits_mlp_f64_param_b2];  /* [10] */
     for (long i = 0; i < 10; i++)
         db2[i] = 0;
@@ -384,25 +387,27 @@ int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs
         for (long j = 0; j < 10; j++)
             db2[j] += dlogits[i*10 + j];
 
+    /* part of dL/dh   [d(h @ W2)/dh] */
     real *dlogits_1_1 = arena + 16384;  /* [10, 128] */
     for (long i = 0; i < 10; i++)
         for (long j = 0; j < 128; j++)
             dlogits_1_1[i*128 + j] = W2[i + j*10];
 
-    /* dL/dh */
+    /* dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh] */
     real *dh = arena + 12288;  /* [n, 128] */
     sg_matmul(n, 10, 128, dlogits, dlogits_1_1, dh);
 
-    /* dL/dW2 */
+    /* dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2] */
     real *dW2 = grads[digits_mlp_f64_param_W2];  /* [128, 10] */
     sg_matmul_tn(128, n, 10, h, dlogits, dW2);
 
-    /* dL/dh_2 */
+    /* dL/dh_3 = dL/dh*h_4   [d(h_3*h_4)/dh_3] */
+    /* dL/dh_2 = dL/dh_3*step(h_2)   [d relu(h_2)/dh_2] */
     real *dh_2 = arena + 8192;  /* [n, 128] */
     for (long i = 0; i < n*128; i++)
         dh_2[i] = dh[i]*h_4[i]*((h_2[i]) > 0 ? 1 : 0);
 
-    /* dL/db1 */
+    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(b1 + h_1)/db1] */
     real *db1 = grads[digits_mlp_f64_param_b1];  /* [128] */
     for (long i = 0; i < 128; i++)
         db1[i] = 0;
@@ -410,7 +415,7 @@ int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs
         for (long j = 0; j < 128; j++)
             db1[j] += dh_2[i*128 + j];
 
-    /* dL/dW1 */
+    /* dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1] */
     real *dW1 = grads[digits_mlp_f64_param_W1];  /* [64, 128] */
     sg_matmul_tn(64, n, 128, x, dh_2, dW1);
 

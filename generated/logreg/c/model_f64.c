@@ -179,31 +179,33 @@ int logreg_f64_loss_and_grads(real *const params[], const void *const inputs[], 
         loss[0] = (real)(sg_total / (n));
     }
 
+    /* part of dL/dz   [d binary_cross_entropy(z, y)/dz] */
     real *dloss_2 = arena + 32;  /* [] */
     dloss_2[0] = 1.0/n;
 
-    /* dL/dz */
+    /* dL/dz = (sigmoid(z) - y)/batch   [d binary_cross_entropy(z, y)/dz] */
     real *dz = arena + 960;  /* [n] */
     for (long i = 0; i < n; i++)
         dz[i] = dloss_2[0]*(-y[i] + (0.5 + 0.5*tanh(0.5*(z[i]))));
 
-    /* dL/db */
+    /* dL/db = sum(dL/dz, axis=0)   [d(b + z_2)/db] */
     real *db = grads[logreg_f64_param_b];  /* [] */
     db[0] = 0;
     for (long i = 0; i < n; i++)
         db[0] += dz[i];
 
-    /* dL/dz_1 */
+    /* dL/dz_1 = expand_dims(dL/dz_2, axis=1)   [d sum(z_1, axis=1)/dz_1] */
     real *dz_1 = arena + 0;  /* [n, 30] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 30; j++)
             dz_1[i*30 + j] = dz[i];
 
+    /* part of dL/dw   [d(w*x)/dw] */
     real *dz_1_2 = arena + 960;  /* [n, 30] */
     for (long i = 0; i < n*30; i++)
         dz_1_2[i] = dz_1[i]*x[i];
 
-    /* dL/dw */
+    /* dL/dw = sum(dL/dz_1*x, axis=0)   [d(w*x)/dw] */
     real *dw = grads[logreg_f64_param_w];  /* [30] */
     for (long i = 0; i < 30; i++)
         dw[i] = 0;

@@ -352,21 +352,24 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *loss = arena + 52352;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
     real *dloss_1 = arena + 32768;  /* [n, 10] */
     sg_softmax(n, 10, 1, logits, dloss_1);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
     real *dloss_2 = arena + 33408;  /* [n, 10] */
     sg_onehot(n, 10, y, dloss_2);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
     real *dloss_5 = arena + 34048;  /* [] */
     dloss_5[0] = 1.0/n;
 
-    /* dL/dlogits */
+    /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
     real *dlogits = arena + 51712;  /* [n, 10] */
     for (long i = 0; i < n*10; i++)
         dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
 
-    /* dL/db2 */
+    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(b2 + logits_1)/db2] */
     real *db2 = grads[mlp_f64_param_b2];  /* [10] */
     for (long i = 0; i < 10; i++)
         db2[i] = 0;
@@ -374,25 +377,26 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
         for (long j = 0; j < 10; j++)
             db2[j] += dlogits[i*10 + j];
 
+    /* part of dL/dh   [d(h @ W2)/dh] */
     real *dlogits_1_1 = arena + 49152;  /* [10, 256] */
     for (long i = 0; i < 10; i++)
         for (long j = 0; j < 256; j++)
             dlogits_1_1[i*256 + j] = W2[i + j*10];
 
-    /* dL/dh */
+    /* dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh] */
     real *dh = arena + 32768;  /* [n, 256] */
     sg_matmul(n, 10, 256, dlogits, dlogits_1_1, dh);
 
-    /* dL/dW2 */
+    /* dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2] */
     real *dW2 = grads[mlp_f64_param_W2];  /* [256, 10] */
     sg_matmul_tn(256, n, 10, h, dlogits, dW2);
 
-    /* dL/dh_2 */
+    /* dL/dh_2 = dL/dh*step(h_2)   [d relu(h_2)/dh_2] */
     real *dh_2 = arena + 0;  /* [n, 256] */
     for (long i = 0; i < n*256; i++)
         dh_2[i] = dh[i]*((h_2[i]) > 0 ? 1 : 0);
 
-    /* dL/db1 */
+    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(b1 + h_1)/db1] */
     real *db1 = grads[mlp_f64_param_b1];  /* [256] */
     for (long i = 0; i < 256; i++)
         db1[i] = 0;
@@ -400,7 +404,7 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
         for (long j = 0; j < 256; j++)
             db1[j] += dh_2[i*256 + j];
 
-    /* dL/dW1 */
+    /* dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1] */
     real *dW1 = grads[mlp_f64_param_W1];  /* [784, 256] */
     sg_matmul_tn(784, n, 256, x, dh_2, dW1);
 

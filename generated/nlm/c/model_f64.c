@@ -393,21 +393,24 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *loss = arena + 1242112;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
     real *dloss_1 = arena + 0;  /* [n, 3000] */
     sg_softmax(n, 3000, 1, logits, dloss_1);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
     real *dloss_2 = arena + 384000;  /* [n, 3000] */
     sg_onehot(n, 3000, next_id, dloss_2);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
     real *dloss_5 = arena + 1184768;  /* [] */
     dloss_5[0] = 1.0/n;
 
-    /* dL/dlogits */
+    /* dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits] */
     real *dlogits = arena + 768000;  /* [n, 3000] */
     for (long i = 0; i < n*3000; i++)
         dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
 
-    /* dL/de */
+    /* dL/de = sum(dL/dlogits, axis=0)   [d(e + logits_1)/de] */
     real *de = grads[nlm_f64_param_e];  /* [3000] */
     for (long i = 0; i < 3000; i++)
         de[i] = 0;
@@ -415,25 +418,26 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
         for (long j = 0; j < 3000; j++)
             de[j] += dlogits[i*3000 + j];
 
+    /* part of dL/da   [d(a @ U)/da] */
     real *dlogits_1_1 = arena + 0;  /* [3000, 256] */
     for (long i = 0; i < 3000; i++)
         for (long j = 0; j < 256; j++)
             dlogits_1_1[i*256 + j] = U[i + j*3000];
 
-    /* dL/da */
+    /* dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da] */
     real *da = arena + 1184768;  /* [n, 256] */
     sg_matmul(n, 3000, 256, dlogits, dlogits_1_1, da);
 
-    /* dL/dU */
+    /* dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU] */
     real *dU = grads[nlm_f64_param_U];  /* [256, 3000] */
     sg_matmul_tn(256, n, 3000, a, dlogits, dU);
 
-    /* dL/da_2 */
+    /* dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2] */
     real *da_2 = arena + 49152;  /* [n, 256] */
     for (long i = 0; i < n*256; i++)
         da_2[i] = da[i]*(1.0 - a[i]*a[i]);
 
-    /* dL/dd */
+    /* dL/dd = sum(dL/da_2, axis=0)   [d(a_1 + d)/dd] */
     real *dd = grads[nlm_f64_param_d];  /* [256] */
     for (long i = 0; i < 256; i++)
         dd[i] = 0;
@@ -441,25 +445,26 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
         for (long j = 0; j < 256; j++)
             dd[j] += da_2[i*256 + j];
 
+    /* part of dL/dx   [d(x @ H)/dx] */
     real *da_1_1 = arena + 0;  /* [256, 192] */
     for (long i = 0; i < 256; i++)
         for (long j = 0; j < 192; j++)
             da_1_1[i*192 + j] = H[i + j*256];
 
-    /* dL/dx */
+    /* dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx] */
     real *dx = arena + 81920;  /* [n, 192] */
     sg_matmul(n, 256, 192, da_2, da_1_1, dx);
 
-    /* dL/dH */
+    /* dL/dH = x.T @ dL/da_1   [d(x @ H)/dH] */
     real *dH = grads[nlm_f64_param_H];  /* [192, 256] */
     sg_matmul_tn(192, n, 256, x, da_2, dH);
 
-    /* dL/dx_1 */
+    /* dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1] */
     real *dx_1 = arena + 0;  /* [n, 3, 64] */
     for (long i = 0; i < n*192; i++)
         dx_1[i] = dx[i];
 
-    /* dL/dC */
+    /* dL/dC = embedding_backward(context_ids, dL/dx_1, rows=3000)   [d embedding(C, context_ids)/dC] */
     real *dC = grads[nlm_f64_param_C];  /* [3000, 64] */
     sg_embedding_backward(n*3, 3000, 64, context_ids, dx_1, dC);
 

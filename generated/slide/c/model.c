@@ -120,14 +120,14 @@ int slide_loss_and_grads(real *const params[], const void *const inputs[], long 
     const real *b = params[slide_param_b];
     const real *c = params[slide_param_c];
 
-    /* dL/dc */
+    /* dL/dc = a + d */
     real *e = grads[slide_param_c];  /* [] */
     e[0] = a[0] + 2.0F*b[0];
 
     real *L = arena + 0;  /* [] */
     L[0] = c[0]*e[0];
 
-    /* dL/db */
+    /* dL/db = 2*dL/dd   [d(2*b)/db] */
     real *db = grads[slide_param_b];  /* [] */
     db[0] = 2.0F*c[0];
 

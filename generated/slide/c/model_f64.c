@@ -120,14 +120,14 @@ int slide_f64_loss_and_grads(real *const params[], const void *const inputs[], l
     const real *b = params[slide_f64_param_b];
     const real *c = params[slide_f64_param_c];
 
-    /* dL/dc */
+    /* dL/dc = a + d */
     real *e = grads[slide_f64_param_c];  /* [] */
     e[0] = a[0] + 2.0*b[0];
 
     real *L = arena + 0;  /* [] */
     L[0] = c[0]*e[0];
 
-    /* dL/db */
+    /* dL/db = 2*dL/dd   [d(2*b)/db] */
     real *db = grads[slide_f64_param_b];  /* [] */
     db[0] = 2.0*c[0];
 

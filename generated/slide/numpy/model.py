@@ -121,10 +121,10 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     b = params["b"]
     c = params["c"]
     d = 2.0*b
-    # dL/dc
+    # dL/dc = a + d
     e = a + d
     L = c*e
-    # dL/db
+    # dL/db = 2*dL/dd   [d(2*b)/db]
     db = 2.0*c
     return float(L), {"a": np.array(c, DTYPE), "b": np.array(db, DTYPE), "c": np.array(e, DTYPE)}
 

@@ -661,21 +661,24 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     real *loss = arena + 2200032;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, label)/dlogits] */
     real *dloss_1 = arena + 1530016;  /* [n, 2] */
     sg_softmax(n, 2, 1, logits, dloss_1);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, label)/dlogits] */
     real *dloss_2 = arena + 1530128;  /* [n, 2] */
     sg_onehot(n, 2, label, dloss_2);
 
+    /* part of dL/dlogits   [d cross_entropy(logits, label)/dlogits] */
     real *dloss_5 = arena + 1530240;  /* [] */
     dloss_5[0] = 1.0/n;
 
-    /* dL/dlogits */
+    /* dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits] */
     real *dlogits = arena + 1575648;  /* [n, 2] */
     for (long i = 0; i < n*2; i++)
         dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
 
-    /* dL/db */
+    /* dL/db = sum(dL/dlogits, axis=0)   [d(b + logits_1)/db] */
     real *db = grads[textcnn_f64_param_b];  /* [2] */
     for (long i = 0; i < 2; i++)
         db[i] = 0;
@@ -683,58 +686,60 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 2; j++)
             db[j] += dlogits[i*2 + j];
 
+    /* part of dL/dfeatures   [d(features @ W)/dfeatures] */
     real *dlogits_1_1 = arena + 1575040;  /* [2, 300] */
     for (long i = 0; i < 2; i++)
         for (long j = 0; j < 300; j++)
             dlogits_1_1[i*300 + j] = W[i + j*2];
 
-    /* dL/dfeatures */
+    /* dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures] */
     real *dfeatures = arena + 1530016;  /* [n, 300] */
     sg_matmul(n, 2, 300, dlogits, dlogits_1_1, dfeatures);
 
-    /* dL/dW */
+    /* dL/dW = features.T @ dL/dlogits_1   [d(features @ W)/dW] */
     real *dW = grads[textcnn_f64_param_W];  /* [300, 2] */
     sg_matmul_tn(300, n, 2, features, dlogits, dW);
 
-    /* dL/dfeatures_1 */
+    /* dL/dfeatures_1 = dL/dfeatures*features_2   [d(features_1*features_2)/dfeatures_1] */
     real *dfeatures_1 = arena + 1560032;  /* [n, 300] */
     for (long i = 0; i < n*300; i++)
         dfeatures_1[i] = dfeatures[i]*features_2[i];
 
-    /* dL/df3 */
+    /* dL/df3 = slice(dL/dfeatures_1, axis=1, start=0, stop=100)   [d concat(f3, f4, f5, axis=1)/df3] */
     real *df3 = arena + 2190016;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df3[i*100 + j] = dfeatures_1[i*300 + j];
 
-    /* dL/df4 */
+    /* dL/df4 = slice(dL/dfeatures_1, axis=1, start=100, stop=200)   [d concat(f3, f4, f5, axis=1)/df4] */
     real *df4 = arena + 2195024;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df4[i*100 + j] = dfeatures_1[100 + i*300 + j];
 
-    /* dL/df5 */
+    /* dL/df5 = slice(dL/dfeatures_1, axis=1, start=200, stop=300)   [d concat(f3, f4, f5, axis=1)/df5] */
     real *df5 = arena + 1780016;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df5[i*100 + j] = dfeatures_1[200 + i*300 + j];
 
+    /* part of dL/df5_3   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3] */
     real *df5_1 = arena + 1530016;  /* [n, 50, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
                 df5_1[i*5000 + j*100 + k] = df5[i*100 + k];
 
-    /* dL/df5_3 */
+    /* dL/df5_3 = max_backward(f5_3, expand_dims(dL/df5, axis=1), axis=(1,))   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3] */
     real *df5_3 = arena + 1780016;  /* [n, 50, 100] */
     sg_max_backward(n, 50, 100, f5_3, df5_1, df5_3);
 
-    /* dL/df5_2 */
+    /* dL/df5_2 = dL/df5_3*step(f5_2)   [d relu(f5_2)/df5_2] */
     real *df5_2 = arena + 1030016;  /* [n, 50, 100] */
     for (long i = 0; i < n*5000; i++)
         df5_2[i] = df5_3[i]*((f5_2[i]) > 0 ? 1 : 0);
 
-    /* dL/dc5 */
+    /* dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(c5 + f5_1)/dc5] */
     real *dc5 = grads[textcnn_f64_param_c5];  /* [100] */
     for (long i = 0; i < 100; i++)
         dc5[i] = 0;
@@ -742,29 +747,31 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 100; j++)
             dc5[j] += df5_2[i*100 + j];
 
+    /* dL/dwords through f5_1 = conv1d_backward_input(dL/df5_1, K5, length=50, padding=2, stride=1)   [d conv1d(words, K5, padding=2, stride=1)/dwords] */
     real *df5_1_1 = arena + 1540032;  /* [n, 50, 64] */
     sg_conv1d_backward_input(n, 50, 64, 50, 100, 5, 1, 2, df5_2, K5, df5_1_1);
 
-    /* dL/dK5 */
+    /* dL/dK5 = conv1d_backward_kernel(words, dL/df5_1, padding=2, stride=1, width=5)   [d conv1d(words, K5, padding=2, stride=1)/dK5] */
     real *dK5 = grads[textcnn_f64_param_K5];  /* [5, 64, 100] */
     sg_conv1d_backward_kernel(n, 50, 64, 50, 100, 5, 1, 2, words, df5_2, dK5);
 
+    /* part of dL/df4_3   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3] */
     real *df4_1 = arena + 1030016;  /* [n, 51, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
                 df4_1[i*5100 + j*100 + k] = df4[i*100 + k];
 
-    /* dL/df4_3 */
+    /* dL/df4_3 = max_backward(f4_3, expand_dims(dL/df4, axis=1), axis=(1,))   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3] */
     real *df4_3 = arena + 1285024;  /* [n, 51, 100] */
     sg_max_backward(n, 51, 100, f4_3, df4_1, df4_3);
 
-    /* dL/df4_2 */
+    /* dL/df4_2 = dL/df4_3*step(f4_2)   [d relu(f4_2)/df4_2] */
     real *df4_2 = arena + 520000;  /* [n, 51, 100] */
     for (long i = 0; i < n*5100; i++)
         df4_2[i] = df4_3[i]*((f4_2[i]) > 0 ? 1 : 0);
 
-    /* dL/dc4 */
+    /* dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(c4 + f4_1)/dc4] */
     real *dc4 = grads[textcnn_f64_param_c4];  /* [100] */
     for (long i = 0; i < 100; i++)
         dc4[i] = 0;
@@ -772,29 +779,31 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 100; j++)
             dc4[j] += df4_2[i*100 + j];
 
+    /* dL/dwords through f4_1 = conv1d_backward_input(dL/df4_1, K4, length=50, padding=2, stride=1)   [d conv1d(words, K4, padding=2, stride=1)/dwords] */
     real *df4_1_1 = arena + 1040000;  /* [n, 50, 64] */
     sg_conv1d_backward_input(n, 50, 64, 51, 100, 4, 1, 2, df4_2, K4, df4_1_1);
 
-    /* dL/dK4 */
+    /* dL/dK4 = conv1d_backward_kernel(words, dL/df4_1, padding=2, stride=1, width=4)   [d conv1d(words, K4, padding=2, stride=1)/dK4] */
     real *dK4 = grads[textcnn_f64_param_K4];  /* [4, 64, 100] */
     sg_conv1d_backward_kernel(n, 50, 64, 51, 100, 4, 1, 2, words, df4_2, dK4);
 
+    /* part of dL/df3_3   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3] */
     real *df3_1 = arena + 520000;  /* [n, 52, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
                 df3_1[i*5200 + j*100 + k] = df3[i*100 + k];
 
-    /* dL/df3_3 */
+    /* dL/df3_3 = max_backward(f3_3, expand_dims(dL/df3, axis=1), axis=(1,))   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3] */
     real *df3_3 = arena + 780000;  /* [n, 52, 100] */
     sg_max_backward(n, 52, 100, f3_3, df3_1, df3_3);
 
-    /* dL/df3_2 */
+    /* dL/df3_2 = dL/df3_3*step(f3_2)   [d relu(f3_2)/df3_2] */
     real *df3_2 = arena + 0;  /* [n, 52, 100] */
     for (long i = 0; i < n*5200; i++)
         df3_2[i] = df3_3[i]*((f3_2[i]) > 0 ? 1 : 0);
 
-    /* dL/dc3 */
+    /* dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(c3 + f3_1)/dc3] */
     real *dc3 = grads[textcnn_f64_param_c3];  /* [100] */
     for (long i = 0; i < 100; i++)
         dc3[i] = 0;
@@ -802,19 +811,21 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 100; j++)
             dc3[j] += df3_2[i*100 + j];
 
+    /* dL/dwords through f3_1 = conv1d_backward_input(dL/df3_1, K3, length=50, padding=2, stride=1)   [d conv1d(words, K3, padding=2, stride=1)/dwords] */
     real *df3_1_1 = arena + 260000;  /* [n, 50, 64] */
     sg_conv1d_backward_input(n, 50, 64, 52, 100, 3, 1, 2, df3_2, K3, df3_1_1);
 
-    /* dL/dK3 */
+    /* dL/dK3 = conv1d_backward_kernel(words, dL/df3_1, padding=2, stride=1, width=3)   [d conv1d(words, K3, padding=2, stride=1)/dK3] */
     real *dK3 = grads[textcnn_f64_param_K3];  /* [3, 64, 100] */
     sg_conv1d_backward_kernel(n, 50, 64, 52, 100, 3, 1, 2, words, df3_2, dK3);
 
-    /* dL/dwords */
+    /* dL/dwords = df4_1_1 + df5_1_1   [sum over the uses of words] */
+    /* dL/dwords = df3_1_1 + t   [sum over the uses of words] */
     real *dwords = arena + 0;  /* [n, 50, 64] */
     for (long i = 0; i < n*3200; i++)
         dwords[i] = df3_1_1[i] + df4_1_1[i] + df5_1_1[i];
 
-    /* dL/dE */
+    /* dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE] */
     real *dE = grads[textcnn_f64_param_E];  /* [10000, 64] */
     sg_embedding_backward(n*50, 10000, 64, tokens, dwords, dE);
 

@@ -210,78 +210,94 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     logits = b + logits_1
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, label[..., None], axis=-1)[..., 0])
+    # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
     dloss_1 = np.exp(logits - np.max(logits, axis=1, keepdims=True))
     dloss_1 /= np.sum(dloss_1, axis=1, keepdims=True)
+    # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
     dloss_2 = (np.arange(2) == label[..., None]).astype(DTYPE)
+    # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
     dloss_3 = dloss_1 - dloss_2
+    # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
     dloss_5 = 1.0/n
-    # dL/dlogits
+    # dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits]
     dlogits = dloss_3*dloss_5
-    # dL/db
+    # dL/db = sum(dL/dlogits, axis=0)   [d(b + logits_1)/db]
     db = np.sum(dlogits, axis=0)
+    # part of dL/dfeatures   [d(features @ W)/dfeatures]
     dlogits_1_1 = W.T
-    # dL/dfeatures
+    # dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures]
     dfeatures = dlogits @ dlogits_1_1
+    # part of dL/dW   [d(features @ W)/dW]
     dlogits_1_2 = features.T
-    # dL/dW
+    # dL/dW = features.T @ dL/dlogits_1   [d(features @ W)/dW]
     dW = dlogits_1_2 @ dlogits
-    # dL/dfeatures_1
+    # dL/dfeatures_1 = dL/dfeatures*features_2   [d(features_1*features_2)/dfeatures_1]
     dfeatures_1 = dfeatures*features_2
-    # dL/df3
+    # dL/df3 = slice(dL/dfeatures_1, axis=1, start=0, stop=100)   [d concat(f3, f4, f5, axis=1)/df3]
     df3 = dfeatures_1[:, 0:100]
-    # dL/df4
+    # dL/df4 = slice(dL/dfeatures_1, axis=1, start=100, stop=200)   [d concat(f3, f4, f5, axis=1)/df4]
     df4 = dfeatures_1[:, 100:200]
-    # dL/df5
+    # dL/df5 = slice(dL/dfeatures_1, axis=1, start=200, stop=300)   [d concat(f3, f4, f5, axis=1)/df5]
     df5 = dfeatures_1[:, 200:300]
+    # part of dL/df5_3   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3]
     df5_1 = np.broadcast_to(np.expand_dims(df5, 1), (n, 50, 100))
-    # dL/df5_3
+    # dL/df5_3 = max_backward(f5_3, expand_dims(dL/df5, axis=1), axis=(1,))   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3]
     df5_3 = np.zeros_like(f5_3)
     np.put_along_axis(df5_3, np.argmax(f5_3, axis=1, keepdims=True), np.take(df5_1, [0], axis=1), axis=1)
+    # part of dL/df5_2   [d relu(f5_2)/df5_2]
     df5_3_1 = np.heaviside(f5_2, 0)
-    # dL/df5_2
+    # dL/df5_2 = dL/df5_3*step(f5_2)   [d relu(f5_2)/df5_2]
     df5_2 = df5_3*df5_3_1
-    # dL/dc5
+    # dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(c5 + f5_1)/dc5]
     dc5 = np.sum(df5_2, axis=(0, 1))
+    # dL/dwords through f5_1 = conv1d_backward_input(dL/df5_1, K5, length=50, padding=2, stride=1)   [d conv1d(words, K5, padding=2, stride=1)/dwords]
     sg_padded = np.zeros((n, 54, 64), DTYPE)
     for tap in range(5):
         sg_padded[:, tap : tap + 50 : 1] += df5_2 @ K5[tap].T
     df5_1_1 = sg_padded[:, 2:52]
-    # dL/dK5
+    # dL/dK5 = conv1d_backward_kernel(words, dL/df5_1, padding=2, stride=1, width=5)   [d conv1d(words, K5, padding=2, stride=1)/dK5]
     dK5 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), df5_2, axes=([0, 1], [0, 1])).transpose(1, 0, 2)
+    # part of dL/df4_3   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3]
     df4_1 = np.broadcast_to(np.expand_dims(df4, 1), (n, 51, 100))
-    # dL/df4_3
+    # dL/df4_3 = max_backward(f4_3, expand_dims(dL/df4, axis=1), axis=(1,))   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3]
     df4_3 = np.zeros_like(f4_3)
     np.put_along_axis(df4_3, np.argmax(f4_3, axis=1, keepdims=True), np.take(df4_1, [0], axis=1), axis=1)
+    # part of dL/df4_2   [d relu(f4_2)/df4_2]
     df4_3_1 = np.heaviside(f4_2, 0)
-    # dL/df4_2
+    # dL/df4_2 = dL/df4_3*step(f4_2)   [d relu(f4_2)/df4_2]
     df4_2 = df4_3*df4_3_1
-    # dL/dc4
+    # dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(c4 + f4_1)/dc4]
     dc4 = np.sum(df4_2, axis=(0, 1))
+    # dL/dwords through f4_1 = conv1d_backward_input(dL/df4_1, K4, length=50, padding=2, stride=1)   [d conv1d(words, K4, padding=2, stride=1)/dwords]
     sg_padded = np.zeros((n, 54, 64), DTYPE)
     for tap in range(4):
         sg_padded[:, tap : tap + 51 : 1] += df4_2 @ K4[tap].T
     df4_1_1 = sg_padded[:, 2:52]
-    # dL/dK4
+    # dL/dK4 = conv1d_backward_kernel(words, dL/df4_1, padding=2, stride=1, width=4)   [d conv1d(words, K4, padding=2, stride=1)/dK4]
     dK4 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), df4_2, axes=([0, 1], [0, 1])).transpose(1, 0, 2)
+    # part of dL/df3_3   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3]
     df3_1 = np.broadcast_to(np.expand_dims(df3, 1), (n, 52, 100))
-    # dL/df3_3
+    # dL/df3_3 = max_backward(f3_3, expand_dims(dL/df3, axis=1), axis=(1,))   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3]
     df3_3 = np.zeros_like(f3_3)
     np.put_along_axis(df3_3, np.argmax(f3_3, axis=1, keepdims=True), np.take(df3_1, [0], axis=1), axis=1)
+    # part of dL/df3_2   [d relu(f3_2)/df3_2]
     df3_3_1 = np.heaviside(f3_2, 0)
-    # dL/df3_2
+    # dL/df3_2 = dL/df3_3*step(f3_2)   [d relu(f3_2)/df3_2]
     df3_2 = df3_3*df3_3_1
-    # dL/dc3
+    # dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(c3 + f3_1)/dc3]
     dc3 = np.sum(df3_2, axis=(0, 1))
+    # dL/dwords through f3_1 = conv1d_backward_input(dL/df3_1, K3, length=50, padding=2, stride=1)   [d conv1d(words, K3, padding=2, stride=1)/dwords]
     sg_padded = np.zeros((n, 54, 64), DTYPE)
     for tap in range(3):
         sg_padded[:, tap : tap + 52 : 1] += df3_2 @ K3[tap].T
     df3_1_1 = sg_padded[:, 2:52]
-    # dL/dK3
+    # dL/dK3 = conv1d_backward_kernel(words, dL/df3_1, padding=2, stride=1, width=3)   [d conv1d(words, K3, padding=2, stride=1)/dK3]
     dK3 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), df3_2, axes=([0, 1], [0, 1])).transpose(1, 0, 2)
+    # dL/dwords = df4_1_1 + df5_1_1   [sum over the uses of words]
     t = df4_1_1 + df5_1_1
-    # dL/dwords
+    # dL/dwords = df3_1_1 + t   [sum over the uses of words]
     dwords = df3_1_1 + t
-    # dL/dE
+    # dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE]
     dE = np.zeros((10000, 64), DTYPE)
     np.add.at(dE, tokens.reshape(-1), dwords.reshape(-1, 64))
     return float(loss), {"E": dE, "K3": dK3, "K4": dK4, "K5": dK5, "c3": dc3, "c4": dc4, "c5": dc5, "W": dW, "b": db}
