@@ -1,4 +1,4 @@
-"""The ``symgraph`` command line: compile, grad, check, draw."""
+"""The ``symgraph`` command line: compile, grad, check, draw, report, plot."""
 
 from __future__ import annotations
 
@@ -37,6 +37,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("spec")
     p.add_argument("-o", "--out", help="FILE.svg, FILE.png or FILE.dot (default <name>.dot)")
     p.add_argument("--grad", action="store_true")
+
+    p = sub.add_parser("report", help="write one self-contained HTML page: drawing, spec, gradients, code, memory plan, gradient check")
+    p.add_argument("spec")
+    p.add_argument("-o", "--out", help="FILE.html (default <name>.html)")
+
+    p = sub.add_parser("plot", help="draw loss and metric per epoch from a trainer's --log CSV")
+    p.add_argument("log")
+    p.add_argument("-o", "--out", help="FILE.png, .svg or .pdf (default: the log's name with .png)")
 
     args = parser.parse_args(argv)
     try:
@@ -105,33 +113,60 @@ def cmd_check(args) -> int:
 
 
 def cmd_draw(args) -> int:
-    from .draw import render, to_dot
+    from .draw import INSTALL_HINT, drawing, have_dot, render
 
     g = load(args.spec)
-    backward: set[str] = set()
-    if args.grad:
-        from .autodiff import differentiate
-        from .passes import optimize
-
-        forward = set(g.nx)
-        g = optimize(differentiate(g))
-        backward = set(g.nx) - forward
     out = Path(args.out or f"{g.name}.dot")
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in ("dot", "svg", "png"):
         raise SpecError(f"unknown drawing format {out.suffix!r} (use .svg, .png or .dot)", node="draw", source=args.spec)
-    text = to_dot(g, backward)
-    data = text.encode() if fmt == "dot" else render(text, fmt)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
-    os.replace(tmp, out)
+    text = drawing(g, grad=args.grad)
+    if fmt != "dot" and not have_dot():
+        out = out.with_suffix(".dot")
+        print(f"Graphviz 'dot' is not installed, so this writes {out} instead; {INSTALL_HINT}", file=sys.stderr)
+        fmt = "dot"
+    write_file(out, text.encode() if fmt == "dot" else render(text, fmt))
     print(f"wrote {out}")
     return 0
 
 
-COMMANDS = {"compile": cmd_compile, "grad": cmd_grad, "check": cmd_check, "draw": cmd_draw}
+def write_file(out: Path, data: bytes) -> None:
+    """Write ``out`` whole or not at all: a temporary file, then a rename."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", dir=out.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the result is an ordinary file
+        os.replace(tmp, out)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def cmd_report(args) -> int:
+    from .report import report
+
+    g = load(args.spec)
+    text = report(g, Path(args.spec).read_text(encoding="utf-8"))
+    out = Path(args.out or f"{g.name}.html")
+    write_file(out, text.encode())
+    print(f"wrote {out}")
+    return 0
+
+
+def cmd_plot(args) -> int:
+    from .plot import plot
+
+    out = Path(args.out) if args.out else Path(args.log).with_suffix(".png")
+    write_file(out, plot(Path(args.log), out.suffix.lstrip(".").lower()))
+    print(f"wrote {out}")
+    return 0
+
+
+COMMANDS = {"compile": cmd_compile, "grad": cmd_grad, "check": cmd_check, "draw": cmd_draw, "report": cmd_report, "plot": cmd_plot}
 
 if __name__ == "__main__":
     sys.exit(main())

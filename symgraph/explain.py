@@ -29,6 +29,7 @@ class Gradient:
     leaf: str
     formula: sp.Expr | str
     value: float | None
+    math: sp.Expr | None = None  # the formula for typesetting (tensor ops as products and calls)
 
 
 class Explanation:
@@ -60,6 +61,25 @@ class Explanation:
 
     def _repr_latex_(self) -> str:
         return f"$${self.latex()}$$"
+
+    def mathml(self) -> list[str]:
+        """One presentation-MathML ``<math>`` element per gradient, from sympy's printer."""
+        from sympy.printing.mathml import mathml
+
+        def symbol(name: str) -> str:
+            return mathml(sp.Symbol(name), printer="presentation")
+
+        out = []
+        for g in self.gradients:
+            formula = g.math if g.math is not None else g.formula
+            row = (
+                f"<mfrac><mrow><mo>&#8706;</mo>{symbol(self.loss)}</mrow><mrow><mo>&#8706;</mo>{symbol(g.leaf)}</mrow></mfrac>"
+                f"<mo>=</mo>{mathml(formula, printer='presentation')}"
+            )
+            if g.value is not None:
+                row += f"<mo>=</mo><mn>{format_number(g.value)}</mn>"
+            out.append(f'<math display="block"><mrow>{row}</mrow></math>')
+        return out
 
     def __str__(self) -> str:
         return self.text()
@@ -106,7 +126,8 @@ def explain(g: Graph, wrt: str | list[str] | None = None) -> Explanation:
         return Explanation(g.loss, [scalar_gradient(gg, t) for t in targets], None)
     printer = Pretty(gg)
     program = printer.program([gg.gradients[t] for t in targets])
-    gradients = [Gradient(t, printer.text(gg.gradients[t]), None) for t in targets]
+    math = MathPretty(gg)
+    gradients = [Gradient(t, printer.text(gg.gradients[t]), None, math.formula(gg.gradients[t])) for t in targets]
     return Explanation(g.loss, gradients, program)
 
 
@@ -246,6 +267,44 @@ class Pretty:
             return None
         rest = sp.simplify(expr * batch)
         return None if rest.has(batch) else show(rest)
+
+
+class MathPretty(Pretty):
+    """Like :class:`Pretty`, but builds one sympy expression for typesetting:
+    ``a @ b`` is a non-commutative product, ``x.T`` a superscript T, other
+    ops are calls."""
+
+    def formula(self, node: str) -> sp.Expr:
+        return self.expr(node, top=True) if self.is_elementwise(node) else self.tensor(node)
+
+    def atom(self, node: str) -> sp.Expr:
+        if node in self.shown or self.is_elementwise(node):
+            return super().atom(node)
+        return self.tensor(node)
+
+    def tensor(self, node: str) -> sp.Expr:
+        g = self.g
+        op, attrs, args = g.op(node), g.attrs(node), g.args(node)
+        if op in LEAVES:
+            return self.symbol(node)
+        if op == "matmul":
+            return sp.Mul(*(factor(self.atom(a)) for a in args), evaluate=False)
+        if op == "transpose" and len(attrs["axes"]) == 2:
+            inner = self.atom(args[0])
+            return sp.Symbol(f"{inner.name}^T", commutative=False) if inner.is_Symbol else sp.Function("transpose")(inner)
+        if op in ("sum_to", "sum"):
+            axes = reduced_axes(g, node)
+            return sp.Function(f"sum_axis{axis_text(axes)}")(self.atom(args[0]))
+        if op == "broadcast_to":
+            return self.atom(args[0])
+        return sp.Function(op)(*(self.atom(a) for a in args))
+
+
+def factor(expr: sp.Expr) -> sp.Expr:
+    """A matrix operand: kept in place by being non-commutative."""
+    if expr.is_commutative is False:
+        return expr
+    return sp.Symbol(expr.name if expr.is_Symbol else f"({show(expr)})", commutative=False)
 
 
 def reduced_axes(g: Graph, node: str) -> tuple[int, ...]:

@@ -205,6 +205,12 @@ class Graph:
         new._ids = itertools.count(next(self._ids))
         return new
 
+    def _repr_svg_(self) -> str | None:
+        """The drawing, for notebooks; None (the text repr) without Graphviz."""
+        from .draw import have_dot, render, to_dot
+
+        return render(to_dot(self), "svg").decode() if have_dot() else None
+
     def where(self) -> str:
         return self.source or "<graph>"
 

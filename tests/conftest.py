@@ -83,3 +83,13 @@ def pytest_unconfigure(config):
 
 
 __all__ = ["ATOL", "EPS", "REGISTRY", "RTOL", "central_difference_errors", "inputs_for", "one_op_graph", "sample"]
+
+
+def require_tool(name: str, package: str) -> str:
+    """The tool's path; a skip where it is missing, except in CI, which installs it."""
+    path = shutil.which(name)
+    if path is None:
+        if os.environ.get("SYMGRAPH_REQUIRE_TOOLS"):
+            pytest.fail(f"{name} is missing; .ci/run installs Debian's {package}")
+        pytest.skip(f"{name} is not installed (Debian package {package})")
+    return path

@@ -24,6 +24,7 @@ from ..names import reserved
 from ..ops import REGISTRY, X
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import substitute_attrs
+from ..passes.fusion import fusion_groups
 from ..explain import ChainRule
 from .common import describe, scored_output, source_name, summary, trainer_context
 from .memory import Buffer, available_memory, human_bytes, place, report
@@ -195,16 +196,10 @@ class Function:
         for r in self.roots:
             needed |= nx.ancestors(g.nx, r)
         computed = [v for v in g.order() if v in needed and g.op(v) not in ("input", "param", "const")]
-        keep = set(self.roots)
+        self.absorbed = set(fusion_groups(g, self.roots))
         for v in computed:
             readers = {s for s in g.nx.successors(v) if s in needed}
-            if v in keep:
-                continue
-            if REGISTRY[g.op(v)].elementwise and len(readers) == 1:
-                (reader,) = readers
-                if REGISTRY[g.op(reader)].elementwise and g.shape(reader) == g.shape(v) and g.args(reader).count(v) == 1:
-                    self.absorbed.add(v)
-            elif g.op(v) == "transpose" and len(g.shape(v)) == 2 and all(
+            if v not in self.roots and g.op(v) == "transpose" and len(g.shape(v)) == 2 and all(
                 g.op(r) == "matmul" and len(g.shape(r)) == 2 and g.args(r)[0] == v != g.args(r)[1] for r in readers
             ):
                 # x.T @ b reads x with swapped strides. (a @ y.T stays a copy of y.T then a tiled

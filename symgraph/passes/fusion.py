@@ -1,0 +1,45 @@
+"""Element-wise fusion: which nodes are computed inside another node's loop."""
+
+from __future__ import annotations
+
+import networkx as nx
+
+from ..ir import Graph
+from ..ops import REGISTRY
+
+
+def fusion_groups(g: Graph, roots: list[str] | None = None) -> dict[str, str]:
+    """Element-wise node -> the node whose expression computes it.
+
+    A node is fused into its reader when both are element-wise, have the
+    same shape, the reader is its only reader among what ``roots`` need and
+    reads it once, and the node is not itself a root: then it needs no buffer
+    and no loop of its own. Chains fuse transitively, so every fused node maps
+    to the head of its group (the node that is stored).
+    """
+    roots = g.roots() if roots is None else roots
+    needed = set(roots)
+    for r in roots:
+        needed |= nx.ancestors(g.nx, r)
+    into: dict[str, str] = {}
+    for v in g.order():
+        if v not in needed or v in roots or not is_elementwise(g, v):
+            continue
+        readers = [s for s in g.nx.successors(v) if s in needed]
+        if len(readers) != 1:
+            continue
+        (reader,) = readers
+        if is_elementwise(g, reader) and g.shape(reader) == g.shape(v) and g.args(reader).count(v) == 1:
+            into[v] = reader
+    head = {}
+    for v in into:
+        h = into[v]
+        while h in into:
+            h = into[h]
+        head[v] = h
+    return head
+
+
+def is_elementwise(g: Graph, node: str) -> bool:
+    op = g.op(node)
+    return op in REGISTRY and REGISTRY[op].elementwise

@@ -1,0 +1,62 @@
+"""``symgraph report``: one self-contained HTML page about a model.
+
+The page needs no network and no JavaScript: the drawing is inline SVG, the
+derived gradients are presentation MathML (which browsers render natively),
+and everything else is text.
+"""
+
+from __future__ import annotations
+
+import jinja2
+from markupsafe import Markup
+
+from .codegen import TEMPLATES, build_program, render
+from .codegen.c import memory_report
+from .codegen.common import describe, summary
+from .draw import INSTALL_HINT, drawing, have_dot
+from .draw import render as render_drawing
+from .explain import explain
+from .gradcheck import gradcheck
+from .ir import Graph
+
+ENV = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+    undefined=jinja2.StrictUndefined,
+    autoescape=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+)
+
+
+def report(g: Graph, spec_text: str | None = None) -> str:
+    """The HTML text of ``g``'s report.
+
+    Parameters
+    ----------
+    g : Graph
+    spec_text : str, optional
+        The spec as written (shown verbatim); without it the page lists the
+        graph's equations.
+    """
+    program = build_program(g, "float64")
+    dot = drawing(g, grad=True)
+    svg = render_drawing(dot, "svg").decode() if have_dot() else None
+    if svg is not None:
+        svg = svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE: the SVG sits inside HTML
+    model = render(program, "numpy")["model.py"]
+    backward = model[model.index("def loss_and_grads"):model.index("\n\n\ndef ", model.index("def loss_and_grads"))]
+    check = gradcheck(g, target="numpy")
+    explained = explain(g)
+    return ENV.get_template("report/report.html.j2").render(
+        name=g.name,
+        summary=summary(program),
+        svg=Markup(svg) if svg else None,
+        dot=dot,
+        install_hint=INSTALL_HINT,
+        spec=spec_text,
+        equations=describe(g),
+        gradients=[(grad.leaf, Markup(math)) for grad, math in zip(explained.gradients, explained.mathml())],
+        backward=backward,
+        memory=memory_report(program),
+        check=check,
+    )
