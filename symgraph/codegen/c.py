@@ -200,10 +200,9 @@ class Function:
         for v in computed:
             readers = {s for s in g.nx.successors(v) if s in needed}
             if v not in self.roots and g.op(v) == "transpose" and len(g.shape(v)) == 2 and all(
-                g.op(r) == "matmul" and len(g.shape(r)) == 2 and g.args(r)[0] == v != g.args(r)[1] for r in readers
+                g.op(r) == "matmul" and len(g.shape(r)) == 2 for r in readers
             ):
-                # x.T @ b reads x with swapped strides. (a @ y.T stays a copy of y.T then a tiled
-                # product: row-by-row dot products of a and y measured slower.)
+                # a matrix product reads x.T in place, with swapped strides
                 self.transposed[v] = g.args(v)[0]
         self.order = [v for v in computed if v not in self.absorbed and v not in self.transposed]
         for v in self.order:
@@ -408,17 +407,24 @@ class Function:
         sa, sb, out = g.shape(a), g.shape(b), g.shape(v)
         m, k, p = extent(sa[-2]), extent(sa[-1]), extent(sb[-1])
         batch = out[:-2]
-        if a in self.transposed:  # A = x.T: x is [k, m], A[i, kk] = x[kk*m + i]
-            return self.kernel("matmul_tn", m.text(), k.text(), p.text(), self.transposed[a], b, v)
         if not batch:
-            return self.kernel("matmul", m.text(), k.text(), p.text(), a, b, v)
+            operands = [self.operand(a, m, k), self.operand(b, k, p)]
+            return self.kernel("matmul", m.text(), k.text(), p.text(), *operands[0], *operands[1], v)
         arrays = {
             v: [s * m * p for s in strides(batch)],
             a: [s * m * k for s in aligned(sa[:-2], batch)],
             b: [s * k * p for s in aligned(sb[:-2], batch)],
         }
         self.ctx.use("matmul")
-        return self.nest(batch, arrays, lambda ix: [f"sg_matmul({m.text()}, {k.text()}, {p.text()}, {a} + {ix[a]}, {b} + {ix[b]}, {v} + {ix[v]});"])
+        return self.nest(batch, arrays, lambda ix: [
+            f"sg_matmul({m.text()}, {k.text()}, {p.text()}, {a} + {ix[a]}, {k.text()}, 1, {b} + {ix[b]}, {p.text()}, 1, {v} + {ix[v]});"
+        ])
+
+    def operand(self, node: str, rows: "Extent", cols: "Extent") -> tuple[str, str, str]:
+        """A 2-D matmul operand as (array, row stride, column stride); a folded x.T is x read across."""
+        if node in self.transposed:
+            return self.transposed[node], "1", rows.text()
+        return node, cols.text(), "1"
 
     def emit_embedding(self, v):
         table, ids = self.g.args(v)
@@ -532,8 +538,7 @@ def shape_comment(shape) -> str:
 
 # Kernels that call other kernels.
 KERNEL_NEEDS = {
-    "matmul": ("gemm",), "matmul_tn": ("gemm",),
-    "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",), "conv1d_backward_input": ("dot",),
+    "matmul": ("gemm",), "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",), "conv1d_backward_input": ("gemm",),
 }
 
 LOOP_NAMES = ["i", "j", "k", "l", "m", "p", "q", "r", "s", "t", "u"] + [f"i{k}" for k in range(1, 40)]

@@ -12,13 +12,11 @@
 typedef nlm_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 4,968,512 bytes. */
-static real arena[1242128];
+ * lifetimes do not overlap share space. 4,837,504 bytes. */
+static real arena[1209376];
 
 #ifdef _OPENMP
-#define SG_PARALLEL_FOR _Pragma("omp parallel for")
-#else
-#define SG_PARALLEL_FOR
+#include <omp.h>
 #endif
 
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
@@ -78,84 +76,159 @@ static void sg_fill_uniform(real *out, long count, uint64_t seed, uint64_t strea
         out[i] = (real)(scale * (2.0 * sg_uniform(key, (uint64_t)i) - 1.0));
 }
 
-/* c[r, t] += sum_{kk in [k0, k1)} a[r*a_row + kk*a_col] b[kk, t], one element at a time. */
-static void sg_gemm_edge(long rows, long cols, long k0, long k1, const real *a, long a_row, long a_col, long p,
-                         const real *b, real *c)
+/* The matrix product is the BLIS design in portable C: panels of B (KC x NC)
+ * and of A (MC x KC) are packed so the micro-kernel reads both contiguously,
+ * and the micro-kernel keeps an MR x NR tile of C in vector registers while
+ * KC rank-1 updates stream through it. Vectors are GCC/Clang vector
+ * extensions sized for the widest unit the build targets (AVX-512, AVX or
+ * SSE; -march=native picks it), so no intrinsics are needed. Every c[i][j]
+ * sums over k in order, starting from its old value, so the result does not
+ * depend on the blocking or on the number of threads. */
+#if defined(__AVX512F__)
+#define SG_VECTOR_BYTES 64
+enum { SG_MR = 12 };
+#elif defined(__AVX__)
+#define SG_VECTOR_BYTES 32
+enum { SG_MR = 6 };
+#else
+#define SG_VECTOR_BYTES 16
+enum { SG_MR = 4 };
+#endif
+typedef real sg_vector __attribute__((vector_size(SG_VECTOR_BYTES)));
+enum { SG_VL = SG_VECTOR_BYTES / sizeof(real), SG_NR = 2 * SG_VL, SG_KC = 256, SG_MC = 96, SG_NC = 1024 };
+
+/* Packing buffers, one pair per thread. */
+static real sg_packed_a[SG_MC * SG_KC], sg_packed_b[SG_KC * SG_NC];
+#ifdef _OPENMP
+#pragma omp threadprivate(sg_packed_a, sg_packed_b)
+#endif
+
+/* GCC contracts a*b + c into one fused multiply-add only when told; Clang
+ * must be told to use 512-bit vectors where it prefers 256. */
+#if defined(__clang__)
+#define SG_MICRO_KERNEL __attribute__((min_vector_width(SG_VECTOR_BYTES * 8)))
+#elif defined(__GNUC__)
+#define SG_MICRO_KERNEL __attribute__((optimize("fp-contract=fast")))
+#else
+#define SG_MICRO_KERNEL
+#endif
+
+/* c[rows x cols] = (load ? c : 0) + ap @ bp over kc, ap packed MR-wide and bp NR-wide. */
+SG_MICRO_KERNEL
+static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc,
+                            long rows, long cols, int load)
 {
-    for (long r = 0; r < rows; r++)
-        for (long kk = k0; kk < k1; kk++)
-            for (long t = 0; t < cols; t++)
-                c[r * p + t] += a[r * a_row + kk * a_col] * b[kk * p + t];
+    sg_vector acc[SG_MR][2];
+    real edge[SG_MR][SG_NR];
+    const int full = rows == SG_MR && cols == SG_NR;
+    if (full && load) {
+        for (int i = 0; i < SG_MR; i++)
+            memcpy(acc[i], c + i * ldc, sizeof acc[i]);
+    } else {
+        for (int i = 0; i < SG_MR; i++)
+            for (int j = 0; j < SG_NR; j++)
+                edge[i][j] = load && i < rows && j < cols ? c[i * ldc + j] : 0;
+        memcpy(acc, edge, sizeof acc);
+    }
+    for (long p = 0; p < kc; p++) {
+        sg_vector b[2];
+        memcpy(b, bp + p * SG_NR, sizeof b);
+        for (int i = 0; i < SG_MR; i++) {
+            const real a = ap[p * SG_MR + i];
+            acc[i][0] += a * b[0];
+            acc[i][1] += a * b[1];
+        }
+    }
+    if (full) {
+        for (int i = 0; i < SG_MR; i++)
+            memcpy(c + i * ldc, acc[i], sizeof acc[i]);
+    } else {
+        memcpy(edge, acc, sizeof acc);
+        for (long i = 0; i < rows; i++)
+            for (long j = 0; j < cols; j++)
+                c[i * ldc + j] = edge[i][j];
+    }
 }
 
-/* c[m x p] += A @ b[k x p], where A[i, kk] = a[i*a_row + kk*a_col] (A or its
- * transpose, or a strided view); b and c are row-major with rows of length p.
- * Each 4-row tile of c stays in registers (fixed-size arrays the compiler
- * unrolls and vectorises) while a block of k streams through it; a
- * block_k x block_j panel of b stays in cache for every row of A. Every
- * c[i][j] sums over k in order, so results do not depend on the tiling. */
-static void sg_gemm(long m, long k, long p, const real *a, long a_row, long a_col, const real *b, real *c)
+/* c (+)= A @ B on one thread, where A[i, p] = a[i*a_rs + p*a_cs] and B[p, j] = b[p*b_rs + j*b_cs]. */
+static void sg_gemm_serial(long m, long n, long k, const real *a, long a_rs, long a_cs, const real *b, long b_rs,
+                           long b_cs, real *c, long ldc, int accumulate)
+{
+    for (long jc = 0; jc < n; jc += SG_NC) {
+        const long nc = n - jc < SG_NC ? n - jc : SG_NC;
+        for (long pc = 0; pc < k; pc += SG_KC) {
+            const long kc = k - pc < SG_KC ? k - pc : SG_KC;
+            for (long jr = 0; jr < nc; jr += SG_NR) {
+                real *dst = sg_packed_b + jr * kc;
+                const long cols = nc - jr < SG_NR ? nc - jr : SG_NR;
+                for (long p = 0; p < kc; p++) {
+                    const real *src = b + (pc + p) * b_rs + (jc + jr) * b_cs;
+                    for (long j = 0; j < SG_NR; j++)
+                        dst[p * SG_NR + j] = j < cols ? src[j * b_cs] : 0;
+                }
+            }
+            for (long ic = 0; ic < m; ic += SG_MC) {
+                const long mc = m - ic < SG_MC ? m - ic : SG_MC;
+                for (long ir = 0; ir < mc; ir += SG_MR) {
+                    real *dst = sg_packed_a + ir * kc;
+                    const long rows = mc - ir < SG_MR ? mc - ir : SG_MR;
+                    for (long p = 0; p < kc; p++) {
+                        const real *src = a + (ic + ir) * a_rs + (pc + p) * a_cs;
+                        for (long i = 0; i < SG_MR; i++)
+                            dst[p * SG_MR + i] = i < rows ? src[i * a_rs] : 0;
+                    }
+                }
+                for (long jr = 0; jr < nc; jr += SG_NR)
+                    for (long ir = 0; ir < mc; ir += SG_MR)
+                        sg_micro_kernel(kc, sg_packed_a + ir * kc, sg_packed_b + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
+                                        mc - ir < SG_MR ? mc - ir : SG_MR, nc - jr < SG_NR ? nc - jr : SG_NR,
+                                        accumulate || pc > 0);
+            }
+        }
+    }
+}
+
+/* c[m x n] (+)= A @ B (row stride ldc), A and B given by element strides, so
+ * transposes and overlapping windows cost nothing. With OpenMP, a large
+ * product is split into one block of rows or columns per thread. */
+static void sg_gemm(long m, long n, long k, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                    real *c, long ldc, int accumulate)
 {
 #ifdef SG_BLAS
-    if (a_col == 1 || a_row == 1) {
-        const int transposed = a_col != 1;
-        cblas_sgemm(CblasRowMajor, transposed ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)m, (int)p,
-                    (int)k, 1, a, (int)(transposed ? a_col : a_row), b, (int)p, 1, c, (int)p);
+    if ((a_rs == 1 || a_cs == 1) && (b_rs == 1 || b_cs == 1) && m > 1 && n > 1 && k > 1) {
+        cblas_sgemm(CblasRowMajor, a_cs == 1 ? CblasNoTrans : CblasTrans,
+                    b_cs == 1 ? CblasNoTrans : CblasTrans, (int)m, (int)n, (int)k, 1, a, (int)(a_cs == 1 ? a_rs : a_cs),
+                    b, (int)(b_cs == 1 ? b_rs : b_cs), accumulate ? 1 : 0, c, (int)ldc);
         return;
     }
 #endif
-    enum { tile_rows = 4 /* c0..c3 */, tile_cols = 16, block_k = 256, block_j = 256 };
-    const long full_rows = m - m % tile_rows, full_cols = p - p % tile_cols;
-    for (long k0 = 0; k0 < k; k0 += block_k) {
-        const long k1 = k0 + block_k < k ? k0 + block_k : k;
-        for (long j0 = 0; j0 < full_cols; j0 += block_j) {
-            const long j1 = j0 + block_j < full_cols ? j0 + block_j : full_cols;
-            SG_PARALLEL_FOR
-            for (long i = 0; i < full_rows; i += tile_rows)
-                for (long j = j0; j < j1; j += tile_cols) {
-                    real c0[tile_cols], c1[tile_cols], c2[tile_cols], c3[tile_cols];
-                    real *c_row = c + i * p + j;
-                    for (long t = 0; t < tile_cols; t++) {
-                        c0[t] = c_row[t];
-                        c1[t] = c_row[p + t];
-                        c2[t] = c_row[2 * p + t];
-                        c3[t] = c_row[3 * p + t];
-                    }
-                    for (long kk = k0; kk < k1; kk++) {
-                        const real *b_row = b + kk * p + j, *a_col_k = a + i * a_row + kk * a_col;
-                        const real a0 = a_col_k[0], a1 = a_col_k[a_row], a2 = a_col_k[2 * a_row], a3 = a_col_k[3 * a_row];
-                        for (long t = 0; t < tile_cols; t++) {
-                            c0[t] += a0 * b_row[t];
-                            c1[t] += a1 * b_row[t];
-                            c2[t] += a2 * b_row[t];
-                            c3[t] += a3 * b_row[t];
-                        }
-                    }
-                    for (long t = 0; t < tile_cols; t++) {
-                        c_row[t] = c0[t];
-                        c_row[p + t] = c1[t];
-                        c_row[2 * p + t] = c2[t];
-                        c_row[3 * p + t] = c3[t];
-                    }
-                }
+#ifdef _OPENMP
+    if ((double)m * n * k >= 1 << 18 && !omp_in_parallel()) {
+#pragma omp parallel
+        {
+            const long t = omp_get_thread_num(), threads = omp_get_num_threads();
+            const int by_columns = n >= m;
+            const long tile = by_columns ? SG_NR : SG_MR, extent = by_columns ? n : m;
+            const long tiles = (extent + tile - 1) / tile;
+            const long lo = tiles * t / threads * tile, hi_tile = tiles * (t + 1) / threads * tile;
+            const long hi = hi_tile < extent ? hi_tile : extent;
+            if (lo < hi && by_columns)
+                sg_gemm_serial(m, hi - lo, k, a, a_rs, a_cs, b + lo * b_cs, b_rs, b_cs, c + lo, ldc, accumulate);
+            else if (lo < hi)
+                sg_gemm_serial(hi - lo, n, k, a + lo * a_rs, a_rs, a_cs, b, b_rs, b_cs, c + lo * ldc, ldc, accumulate);
         }
-        sg_gemm_edge(full_rows, p - full_cols, k0, k1, a, a_row, a_col, p, b + full_cols, c + full_cols);
-        sg_gemm_edge(m - full_rows, p, k0, k1, a + full_rows * a_row, a_row, a_col, p, b, c + full_rows * p);
+        return;
     }
+#endif
+    sg_gemm_serial(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
 }
 
-/* c[m x p] = a[m x k] @ b[k x p], all row-major. */
-static void sg_matmul(long m, long k, long p, const real *a, const real *b, real *c)
+/* c[m x p] = A[m x k] @ B[k x p], c row-major; A[i, kk] = a[i*a_rs + kk*a_cs]
+ * and B[kk, j] = b[kk*b_rs + j*b_cs], so x.T and y.T are read in place. */
+static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                      real *c)
 {
-    memset(c, 0, (size_t)(m * p) * sizeof *c);
-    sg_gemm(m, k, p, a, k, 1, b, c);
-}
-
-/* c[m x p] = x.T @ b for x [k x m] and b [k x p], without forming x.T. */
-static void sg_matmul_tn(long m, long k, long p, const real *x, const real *b, real *c)
-{
-    memset(c, 0, (size_t)(m * p) * sizeof *c);
-    sg_gemm(m, k, p, x, 1, m, b, c);
+    sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 0);
 }
 
 /* out[r, :] = table[ids[r], :] */
@@ -288,7 +361,7 @@ int nlm_forward(real *const params[], const void *const inputs[], long n, real *
         x[i] = x_1[i];
 
     real *a_1 = arena + 0;  /* [n, 256] */
-    sg_matmul(n, 192, 256, x, H, a_1);
+    sg_matmul(n, 192, 256, x, 192, 1, H, 256, 1, a_1);
 
     real *a = arena + 384000;  /* [n, 256] */
     for (long i = 0; i < n; i++)
@@ -296,7 +369,7 @@ int nlm_forward(real *const params[], const void *const inputs[], long n, real *
             a[i*256 + j] = tanhf(a_1[i*256 + j] + d[j]);
 
     real *logits_1 = arena + 0;  /* [n, 3000] */
-    sg_matmul(n, 256, 3000, a, U, logits_1);
+    sg_matmul(n, 256, 3000, a, 256, 1, U, 3000, 1, logits_1);
 
     real *logits = outputs[nlm_output_logits];  /* [n, 3000] */
     for (long i = 0; i < n; i++)
@@ -327,7 +400,7 @@ int nlm_evaluate(real *const params[], const void *const inputs[], long n, doubl
         x[i] = x_1[i];
 
     real *a_1 = arena + 0;  /* [n, 256] */
-    sg_matmul(n, 192, 256, x, H, a_1);
+    sg_matmul(n, 192, 256, x, 192, 1, H, 256, 1, a_1);
 
     real *a = arena + 384000;  /* [n, 256] */
     for (long i = 0; i < n; i++)
@@ -335,7 +408,7 @@ int nlm_evaluate(real *const params[], const void *const inputs[], long n, doubl
             a[i*256 + j] = tanhf(a_1[i*256 + j] + d[j]);
 
     real *logits_1 = arena + 0;  /* [n, 3000] */
-    sg_matmul(n, 256, 3000, a, U, logits_1);
+    sg_matmul(n, 256, 3000, a, 256, 1, U, 3000, 1, logits_1);
 
     real *logits = arena + 384000;  /* [n, 3000] */
     for (long i = 0; i < n; i++)
@@ -370,12 +443,12 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     real *x_1 = arena + 0;  /* [n, 3, 64] */
     sg_embedding(n*3, 64, C, context_ids, x_1);
 
-    real *x = arena + 1217536;  /* [n, 192] */
+    real *x = arena + 1184768;  /* [n, 192] */
     for (long i = 0; i < n*192; i++)
         x[i] = x_1[i];
 
     real *a_1 = arena + 0;  /* [n, 256] */
-    sg_matmul(n, 192, 256, x, H, a_1);
+    sg_matmul(n, 192, 256, x, 192, 1, H, 256, 1, a_1);
 
     real *a = arena + 1152000;  /* [n, 256] */
     for (long i = 0; i < n; i++)
@@ -383,14 +456,14 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
             a[i*256 + j] = tanhf(a_1[i*256 + j] + d[j]);
 
     real *logits_1 = arena + 0;  /* [n, 3000] */
-    sg_matmul(n, 256, 3000, a, U, logits_1);
+    sg_matmul(n, 256, 3000, a, 256, 1, U, 3000, 1, logits_1);
 
     real *logits = arena + 384000;  /* [n, 3000] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
             logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
 
-    real *loss = arena + 1242112;  /* [] */
+    real *loss = arena + 1209344;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
 
     /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
@@ -402,7 +475,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     sg_onehot(n, 3000, next_id, dloss_2);
 
     /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
-    real *dloss_5 = arena + 1184768;  /* [] */
+    real *dloss_5 = arena + 1209360;  /* [] */
     dloss_5[0] = 1.0F/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits] */
@@ -418,22 +491,16 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
         for (long j = 0; j < 3000; j++)
             de[j] += dlogits[i*3000 + j];
 
-    /* part of dL/da   [d(a @ U)/da] */
-    real *dlogits_1_1 = arena + 0;  /* [3000, 256] */
-    for (long i = 0; i < 3000; i++)
-        for (long j = 0; j < 256; j++)
-            dlogits_1_1[i*256 + j] = U[i + j*3000];
-
     /* dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da] */
-    real *da = arena + 1184768;  /* [n, 256] */
-    sg_matmul(n, 3000, 256, dlogits, dlogits_1_1, da);
+    real *da = arena + 0;  /* [n, 256] */
+    sg_matmul(n, 3000, 256, dlogits, 3000, 1, U, 1, 3000, da);
 
     /* dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU] */
     real *dU = grads[nlm_param_U];  /* [256, 3000] */
-    sg_matmul_tn(256, n, 3000, a, dlogits, dU);
+    sg_matmul(256, n, 3000, a, 1, 256, dlogits, 3000, 1, dU);
 
     /* dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2] */
-    real *da_2 = arena + 49152;  /* [n, 256] */
+    real *da_2 = arena + 32768;  /* [n, 256] */
     for (long i = 0; i < n*256; i++)
         da_2[i] = da[i]*(1.0F - a[i]*a[i]);
 
@@ -445,22 +512,16 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
         for (long j = 0; j < 256; j++)
             dd[j] += da_2[i*256 + j];
 
-    /* part of dL/dx   [d(x @ H)/dx] */
-    real *da_1_1 = arena + 0;  /* [256, 192] */
-    for (long i = 0; i < 256; i++)
-        for (long j = 0; j < 192; j++)
-            da_1_1[i*192 + j] = H[i + j*256];
-
     /* dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx] */
-    real *dx = arena + 81920;  /* [n, 192] */
-    sg_matmul(n, 256, 192, da_2, da_1_1, dx);
+    real *dx = arena + 0;  /* [n, 192] */
+    sg_matmul(n, 256, 192, da_2, 256, 1, H, 1, 256, dx);
 
     /* dL/dH = x.T @ dL/da_1   [d(x @ H)/dH] */
     real *dH = grads[nlm_param_H];  /* [192, 256] */
-    sg_matmul_tn(192, n, 256, x, da_2, dH);
+    sg_matmul(192, n, 256, x, 1, 192, da_2, 256, 1, dH);
 
     /* dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1] */
-    real *dx_1 = arena + 0;  /* [n, 3, 64] */
+    real *dx_1 = arena + 24576;  /* [n, 3, 64] */
     for (long i = 0; i < n*192; i++)
         dx_1[i] = dx[i];
 

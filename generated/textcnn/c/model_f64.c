@@ -16,9 +16,7 @@ typedef textcnn_f64_real real;
 static real arena[2200048];
 
 #ifdef _OPENMP
-#define SG_PARALLEL_FOR _Pragma("omp parallel for")
-#else
-#define SG_PARALLEL_FOR
+#include <omp.h>
 #endif
 
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
@@ -77,99 +75,159 @@ static void sg_dropout_mask(long count, double p, real scale, int training, uint
         out[i] = !training ? 1 : sg_uniform(key, (uint64_t)i) >= p ? scale : 0;
 }
 
-/* sum_i u[i] v[i], in eight interleaved partial sums that vectorise. */
-static real sg_dot(long count, const real *u, const real *v)
+/* The matrix product is the BLIS design in portable C: panels of B (KC x NC)
+ * and of A (MC x KC) are packed so the micro-kernel reads both contiguously,
+ * and the micro-kernel keeps an MR x NR tile of C in vector registers while
+ * KC rank-1 updates stream through it. Vectors are GCC/Clang vector
+ * extensions sized for the widest unit the build targets (AVX-512, AVX or
+ * SSE; -march=native picks it), so no intrinsics are needed. Every c[i][j]
+ * sums over k in order, starting from its old value, so the result does not
+ * depend on the blocking or on the number of threads. */
+#if defined(__AVX512F__)
+#define SG_VECTOR_BYTES 64
+enum { SG_MR = 12 };
+#elif defined(__AVX__)
+#define SG_VECTOR_BYTES 32
+enum { SG_MR = 6 };
+#else
+#define SG_VECTOR_BYTES 16
+enum { SG_MR = 4 };
+#endif
+typedef real sg_vector __attribute__((vector_size(SG_VECTOR_BYTES)));
+enum { SG_VL = SG_VECTOR_BYTES / sizeof(real), SG_NR = 2 * SG_VL, SG_KC = 256, SG_MC = 96, SG_NC = 1024 };
+
+/* Packing buffers, one pair per thread. */
+static real sg_packed_a[SG_MC * SG_KC], sg_packed_b[SG_KC * SG_NC];
+#ifdef _OPENMP
+#pragma omp threadprivate(sg_packed_a, sg_packed_b)
+#endif
+
+/* GCC contracts a*b + c into one fused multiply-add only when told; Clang
+ * must be told to use 512-bit vectors where it prefers 256. */
+#if defined(__clang__)
+#define SG_MICRO_KERNEL __attribute__((min_vector_width(SG_VECTOR_BYTES * 8)))
+#elif defined(__GNUC__)
+#define SG_MICRO_KERNEL __attribute__((optimize("fp-contract=fast")))
+#else
+#define SG_MICRO_KERNEL
+#endif
+
+/* c[rows x cols] = (load ? c : 0) + ap @ bp over kc, ap packed MR-wide and bp NR-wide. */
+SG_MICRO_KERNEL
+static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc,
+                            long rows, long cols, int load)
 {
-    real part[8] = {0, 0, 0, 0, 0, 0, 0, 0}, total = 0;
-    long o = 0;
-    for (; o + 8 <= count; o += 8)
-        for (int l = 0; l < 8; l++)
-            part[l] += u[o + l] * v[o + l];
-    for (; o < count; o++)
-        total += u[o] * v[o];
-    for (int l = 0; l < 8; l++)
-        total += part[l];
-    return total;
+    sg_vector acc[SG_MR][2];
+    real edge[SG_MR][SG_NR];
+    const int full = rows == SG_MR && cols == SG_NR;
+    if (full && load) {
+        for (int i = 0; i < SG_MR; i++)
+            memcpy(acc[i], c + i * ldc, sizeof acc[i]);
+    } else {
+        for (int i = 0; i < SG_MR; i++)
+            for (int j = 0; j < SG_NR; j++)
+                edge[i][j] = load && i < rows && j < cols ? c[i * ldc + j] : 0;
+        memcpy(acc, edge, sizeof acc);
+    }
+    for (long p = 0; p < kc; p++) {
+        sg_vector b[2];
+        memcpy(b, bp + p * SG_NR, sizeof b);
+        for (int i = 0; i < SG_MR; i++) {
+            const real a = ap[p * SG_MR + i];
+            acc[i][0] += a * b[0];
+            acc[i][1] += a * b[1];
+        }
+    }
+    if (full) {
+        for (int i = 0; i < SG_MR; i++)
+            memcpy(c + i * ldc, acc[i], sizeof acc[i]);
+    } else {
+        memcpy(edge, acc, sizeof acc);
+        for (long i = 0; i < rows; i++)
+            for (long j = 0; j < cols; j++)
+                c[i * ldc + j] = edge[i][j];
+    }
 }
 
-/* c[r, t] += sum_{kk in [k0, k1)} a[r*a_row + kk*a_col] b[kk, t], one element at a time. */
-static void sg_gemm_edge(long rows, long cols, long k0, long k1, const real *a, long a_row, long a_col, long p,
-                         const real *b, real *c)
+/* c (+)= A @ B on one thread, where A[i, p] = a[i*a_rs + p*a_cs] and B[p, j] = b[p*b_rs + j*b_cs]. */
+static void sg_gemm_serial(long m, long n, long k, const real *a, long a_rs, long a_cs, const real *b, long b_rs,
+                           long b_cs, real *c, long ldc, int accumulate)
 {
-    for (long r = 0; r < rows; r++)
-        for (long kk = k0; kk < k1; kk++)
-            for (long t = 0; t < cols; t++)
-                c[r * p + t] += a[r * a_row + kk * a_col] * b[kk * p + t];
+    for (long jc = 0; jc < n; jc += SG_NC) {
+        const long nc = n - jc < SG_NC ? n - jc : SG_NC;
+        for (long pc = 0; pc < k; pc += SG_KC) {
+            const long kc = k - pc < SG_KC ? k - pc : SG_KC;
+            for (long jr = 0; jr < nc; jr += SG_NR) {
+                real *dst = sg_packed_b + jr * kc;
+                const long cols = nc - jr < SG_NR ? nc - jr : SG_NR;
+                for (long p = 0; p < kc; p++) {
+                    const real *src = b + (pc + p) * b_rs + (jc + jr) * b_cs;
+                    for (long j = 0; j < SG_NR; j++)
+                        dst[p * SG_NR + j] = j < cols ? src[j * b_cs] : 0;
+                }
+            }
+            for (long ic = 0; ic < m; ic += SG_MC) {
+                const long mc = m - ic < SG_MC ? m - ic : SG_MC;
+                for (long ir = 0; ir < mc; ir += SG_MR) {
+                    real *dst = sg_packed_a + ir * kc;
+                    const long rows = mc - ir < SG_MR ? mc - ir : SG_MR;
+                    for (long p = 0; p < kc; p++) {
+                        const real *src = a + (ic + ir) * a_rs + (pc + p) * a_cs;
+                        for (long i = 0; i < SG_MR; i++)
+                            dst[p * SG_MR + i] = i < rows ? src[i * a_rs] : 0;
+                    }
+                }
+                for (long jr = 0; jr < nc; jr += SG_NR)
+                    for (long ir = 0; ir < mc; ir += SG_MR)
+                        sg_micro_kernel(kc, sg_packed_a + ir * kc, sg_packed_b + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
+                                        mc - ir < SG_MR ? mc - ir : SG_MR, nc - jr < SG_NR ? nc - jr : SG_NR,
+                                        accumulate || pc > 0);
+            }
+        }
+    }
 }
 
-/* c[m x p] += A @ b[k x p], where A[i, kk] = a[i*a_row + kk*a_col] (A or its
- * transpose, or a strided view); b and c are row-major with rows of length p.
- * Each 4-row tile of c stays in registers (fixed-size arrays the compiler
- * unrolls and vectorises) while a block of k streams through it; a
- * block_k x block_j panel of b stays in cache for every row of A. Every
- * c[i][j] sums over k in order, so results do not depend on the tiling. */
-static void sg_gemm(long m, long k, long p, const real *a, long a_row, long a_col, const real *b, real *c)
+/* c[m x n] (+)= A @ B (row stride ldc), A and B given by element strides, so
+ * transposes and overlapping windows cost nothing. With OpenMP, a large
+ * product is split into one block of rows or columns per thread. */
+static void sg_gemm(long m, long n, long k, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                    real *c, long ldc, int accumulate)
 {
 #ifdef SG_BLAS
-    if (a_col == 1 || a_row == 1) {
-        const int transposed = a_col != 1;
-        cblas_dgemm(CblasRowMajor, transposed ? CblasTrans : CblasNoTrans, CblasNoTrans, (int)m, (int)p,
-                    (int)k, 1, a, (int)(transposed ? a_col : a_row), b, (int)p, 1, c, (int)p);
+    if ((a_rs == 1 || a_cs == 1) && (b_rs == 1 || b_cs == 1) && m > 1 && n > 1 && k > 1) {
+        cblas_dgemm(CblasRowMajor, a_cs == 1 ? CblasNoTrans : CblasTrans,
+                    b_cs == 1 ? CblasNoTrans : CblasTrans, (int)m, (int)n, (int)k, 1, a, (int)(a_cs == 1 ? a_rs : a_cs),
+                    b, (int)(b_cs == 1 ? b_rs : b_cs), accumulate ? 1 : 0, c, (int)ldc);
         return;
     }
 #endif
-    enum { tile_rows = 4 /* c0..c3 */, tile_cols = 8, block_k = 256, block_j = 256 };
-    const long full_rows = m - m % tile_rows, full_cols = p - p % tile_cols;
-    for (long k0 = 0; k0 < k; k0 += block_k) {
-        const long k1 = k0 + block_k < k ? k0 + block_k : k;
-        for (long j0 = 0; j0 < full_cols; j0 += block_j) {
-            const long j1 = j0 + block_j < full_cols ? j0 + block_j : full_cols;
-            SG_PARALLEL_FOR
-            for (long i = 0; i < full_rows; i += tile_rows)
-                for (long j = j0; j < j1; j += tile_cols) {
-                    real c0[tile_cols], c1[tile_cols], c2[tile_cols], c3[tile_cols];
-                    real *c_row = c + i * p + j;
-                    for (long t = 0; t < tile_cols; t++) {
-                        c0[t] = c_row[t];
-                        c1[t] = c_row[p + t];
-                        c2[t] = c_row[2 * p + t];
-                        c3[t] = c_row[3 * p + t];
-                    }
-                    for (long kk = k0; kk < k1; kk++) {
-                        const real *b_row = b + kk * p + j, *a_col_k = a + i * a_row + kk * a_col;
-                        const real a0 = a_col_k[0], a1 = a_col_k[a_row], a2 = a_col_k[2 * a_row], a3 = a_col_k[3 * a_row];
-                        for (long t = 0; t < tile_cols; t++) {
-                            c0[t] += a0 * b_row[t];
-                            c1[t] += a1 * b_row[t];
-                            c2[t] += a2 * b_row[t];
-                            c3[t] += a3 * b_row[t];
-                        }
-                    }
-                    for (long t = 0; t < tile_cols; t++) {
-                        c_row[t] = c0[t];
-                        c_row[p + t] = c1[t];
-                        c_row[2 * p + t] = c2[t];
-                        c_row[3 * p + t] = c3[t];
-                    }
-                }
+#ifdef _OPENMP
+    if ((double)m * n * k >= 1 << 18 && !omp_in_parallel()) {
+#pragma omp parallel
+        {
+            const long t = omp_get_thread_num(), threads = omp_get_num_threads();
+            const int by_columns = n >= m;
+            const long tile = by_columns ? SG_NR : SG_MR, extent = by_columns ? n : m;
+            const long tiles = (extent + tile - 1) / tile;
+            const long lo = tiles * t / threads * tile, hi_tile = tiles * (t + 1) / threads * tile;
+            const long hi = hi_tile < extent ? hi_tile : extent;
+            if (lo < hi && by_columns)
+                sg_gemm_serial(m, hi - lo, k, a, a_rs, a_cs, b + lo * b_cs, b_rs, b_cs, c + lo, ldc, accumulate);
+            else if (lo < hi)
+                sg_gemm_serial(hi - lo, n, k, a + lo * a_rs, a_rs, a_cs, b, b_rs, b_cs, c + lo * ldc, ldc, accumulate);
         }
-        sg_gemm_edge(full_rows, p - full_cols, k0, k1, a, a_row, a_col, p, b + full_cols, c + full_cols);
-        sg_gemm_edge(m - full_rows, p, k0, k1, a + full_rows * a_row, a_row, a_col, p, b, c + full_rows * p);
+        return;
     }
+#endif
+    sg_gemm_serial(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
 }
 
-/* c[m x p] = a[m x k] @ b[k x p], all row-major. */
-static void sg_matmul(long m, long k, long p, const real *a, const real *b, real *c)
+/* c[m x p] = A[m x k] @ B[k x p], c row-major; A[i, kk] = a[i*a_rs + kk*a_cs]
+ * and B[kk, j] = b[kk*b_rs + j*b_cs], so x.T and y.T are read in place. */
+static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                      real *c)
 {
-    memset(c, 0, (size_t)(m * p) * sizeof *c);
-    sg_gemm(m, k, p, a, k, 1, b, c);
-}
-
-/* c[m x p] = x.T @ b for x [k x m] and b [k x p], without forming x.T. */
-static void sg_matmul_tn(long m, long k, long p, const real *x, const real *b, real *c)
-{
-    memset(c, 0, (size_t)(m * p) * sizeof *c);
-    sg_gemm(m, k, p, x, 1, m, b, c);
+    sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 0);
 }
 
 /* out[r, :] = table[ids[r], :] */
@@ -200,55 +258,97 @@ static void sg_valid_steps(long steps, long length, long w, long stride, long pa
     *last = hi < steps ? hi : steps;
 }
 
+/* The steps t in [*first, *last) whose whole window of width rows lies inside x. */
+static void sg_inner_steps(long steps, long length, long width, long stride, long padding, long *first, long *last)
+{
+    long first_tap0, last_tap0, first_tap1, last_tap1;
+    sg_valid_steps(steps, length, 0, stride, padding, &first_tap0, &last_tap0);
+    sg_valid_steps(steps, length, width - 1, stride, padding, &first_tap1, &last_tap1);
+    *first = first_tap0 > first_tap1 ? first_tap0 : first_tap1;
+    *last = last_tap0 < last_tap1 ? last_tap0 : last_tap1;
+    if (*last < *first)
+        *last = *first;
+}
+
 /* y[b, t, o] = sum_{w, c} x[b, t*stride + w - padding, c] K[w, c, o]; rows
- * outside x are the zero padding. For each example and tap w, the valid rows
- * of x (every stride-th) times K[w] is one matrix product. */
+ * outside x are the zero padding. A window of whole rows is contiguous in x,
+ * so for the steps whose window lies inside x the product is one gemm with
+ * overlapping rows of x (row stride stride*c_in, length width*c_in) times K
+ * seen as [width*c_in, c_out]; the few steps at the edges add tap by tap. */
 static void sg_conv1d(long batch, long length, long c_in, long steps, long c_out, long width, long stride, long padding,
                       const real *x, const real *kernel, real *y)
 {
-    memset(y, 0, (size_t)(batch * steps * c_out) * sizeof *y);
-    for (long b = 0; b < batch; b++)
-        for (long w = 0; w < width; w++) {
-            long first, last;
-            sg_valid_steps(steps, length, w, stride, padding, &first, &last);
-            if (first < last)
-                sg_gemm(last - first, c_in, c_out, x + (b * length + first * stride + w - padding) * c_in, stride * c_in, 1,
-                        kernel + w * c_in * c_out, y + (b * steps + first) * c_out);
+    long inner_first, inner_last;
+    sg_inner_steps(steps, length, width, stride, padding, &inner_first, &inner_last);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (batch > 1)
+#endif
+    for (long b = 0; b < batch; b++) {
+        const real *xb = x + b * length * c_in;
+        real *yb = y + b * steps * c_out;
+        if (inner_first < inner_last)
+            sg_gemm(inner_last - inner_first, c_out, width * c_in, xb + (inner_first * stride - padding) * c_in, stride * c_in, 1,
+                    kernel, c_out, 1, yb + inner_first * c_out, c_out, 0);
+        for (long t = 0; t < steps; t++) {
+            if (t == inner_first && inner_first < inner_last)
+                t = inner_last;
+            if (t >= steps)
+                break;
+            memset(yb + t * c_out, 0, (size_t)c_out * sizeof *yb);
+            for (long w = 0; w < width; w++) {
+                const long row = t * stride + w - padding;
+                if (row >= 0 && row < length)
+                    sg_gemm(1, c_out, c_in, xb + row * c_in, 0, 1, kernel + w * c_in * c_out, c_out, 1, yb + t * c_out, c_out, 1);
+            }
         }
+    }
 }
 
-/* dx[b, t*stride + w - padding, c] += sum_o dy[b, t, o] K[w, c, o] */
+/* dx[b, t*stride + w - padding, c] += sum_o dy[b, t, o] K[w, c, o]: for each
+ * example and tap, dy's valid rows times K[w].T added into every stride-th row of dx. */
 static void sg_conv1d_backward_input(long batch, long length, long c_in, long steps, long c_out, long width, long stride,
                                      long padding, const real *dy, const real *kernel, real *dx)
 {
     memset(dx, 0, (size_t)(batch * length * c_in) * sizeof *dx);
-    for (long b = 0; b < batch; b++)
-        for (long t = 0; t < steps; t++) {
-            const real *dy_row = dy + (b * steps + t) * c_out;
-            for (long w = 0; w < width; w++) {
-                const long pos = t * stride + w - padding;
-                if (pos < 0 || pos >= length)
-                    continue;
-                for (long c = 0; c < c_in; c++)
-                    dx[(b * length + pos) * c_in + c] += sg_dot(c_out, dy_row, kernel + (w * c_in + c) * c_out);
-            }
-        }
-}
-
-/* dK[w, c, o] = sum_{b, t} x[b, t*stride + w - padding, c] dy[b, t, o]: for each
- * example and tap, the transpose of the valid rows of x times dy. */
-static void sg_conv1d_backward_kernel(long batch, long length, long c_in, long steps, long c_out, long width, long stride,
-                                      long padding, const real *x, const real *dy, real *dk)
-{
-    memset(dk, 0, (size_t)(width * c_in * c_out) * sizeof *dk);
+#ifdef _OPENMP
+#pragma omp parallel for schedule(static) if (batch > 1)
+#endif
     for (long b = 0; b < batch; b++)
         for (long w = 0; w < width; w++) {
             long first, last;
             sg_valid_steps(steps, length, w, stride, padding, &first, &last);
             if (first < last)
-                sg_gemm(c_in, last - first, c_out, x + (b * length + first * stride + w - padding) * c_in, 1, stride * c_in,
-                        dy + (b * steps + first) * c_out, dk + w * c_in * c_out);
+                sg_gemm(last - first, c_in, c_out, dy + (b * steps + first) * c_out, c_out, 1, kernel + w * c_in * c_out, 1,
+                        c_out, dx + (b * length + first * stride + w - padding) * c_in, stride * c_in, 1);
         }
+}
+
+/* dK[w, c, o] = sum_{b, t} x[b, t*stride + w - padding, c] dy[b, t, o]: the
+ * transpose of the same overlapping windows as the forward pass times dy,
+ * summed over examples in order, then the edge steps tap by tap. */
+static void sg_conv1d_backward_kernel(long batch, long length, long c_in, long steps, long c_out, long width, long stride,
+                                      long padding, const real *x, const real *dy, real *dk)
+{
+    long inner_first, inner_last;
+    sg_inner_steps(steps, length, width, stride, padding, &inner_first, &inner_last);
+    memset(dk, 0, (size_t)(width * c_in * c_out) * sizeof *dk);
+    for (long b = 0; b < batch; b++) {
+        const real *xb = x + b * length * c_in, *dyb = dy + b * steps * c_out;
+        if (inner_first < inner_last)
+            sg_gemm(width * c_in, c_out, inner_last - inner_first, xb + (inner_first * stride - padding) * c_in, 1,
+                    stride * c_in, dyb + inner_first * c_out, c_out, 1, dk, c_out, 1);
+        for (long t = 0; t < steps; t++) {
+            if (t == inner_first && inner_first < inner_last)
+                t = inner_last;
+            if (t >= steps)
+                break;
+            for (long w = 0; w < width; w++) {
+                const long row = t * stride + w - padding;
+                if (row >= 0 && row < length)
+                    sg_gemm(c_in, c_out, 1, xb + row * c_in, 1, 0, dyb + t * c_out, 0, 1, dk + w * c_in * c_out, c_out, 1);
+            }
+        }
+    }
 }
 
 /* x and dx are [outer, length, inner]; dy (as wide as x) goes to the first
@@ -445,7 +545,7 @@ int textcnn_f64_forward(real *const params[], const void *const inputs[], long n
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
     real *logits_1 = arena + 15008;  /* [n, 2] */
-    sg_matmul(n, 300, 2, features_1, W, logits_1);
+    sg_matmul(n, 300, 2, features_1, 300, 1, W, 2, 1, logits_1);
 
     real *logits = outputs[textcnn_f64_output_logits];  /* [n, 2] */
     for (long i = 0; i < n; i++)
@@ -535,7 +635,7 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
     real *logits_1 = arena + 15008;  /* [n, 2] */
-    sg_matmul(n, 300, 2, features_1, W, logits_1);
+    sg_matmul(n, 300, 2, features_1, 300, 1, W, 2, 1, logits_1);
 
     real *logits = arena + 0;  /* [n, 2] */
     for (long i = 0; i < n; i++)
@@ -651,7 +751,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         features[i] = features_1[i]*features_2[i];
 
     real *logits_1 = arena + 1530016;  /* [n, 2] */
-    sg_matmul(n, 300, 2, features, W, logits_1);
+    sg_matmul(n, 300, 2, features, 300, 1, W, 2, 1, logits_1);
 
     real *logits = arena + 1530128;  /* [n, 2] */
     for (long i = 0; i < n; i++)
@@ -674,7 +774,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     dloss_5[0] = 1.0/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits] */
-    real *dlogits = arena + 1575648;  /* [n, 2] */
+    real *dlogits = arena + 1575040;  /* [n, 2] */
     for (long i = 0; i < n*2; i++)
         dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
 
@@ -686,19 +786,13 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         for (long j = 0; j < 2; j++)
             db[j] += dlogits[i*2 + j];
 
-    /* part of dL/dfeatures   [d(features @ W)/dfeatures] */
-    real *dlogits_1_1 = arena + 1575040;  /* [2, 300] */
-    for (long i = 0; i < 2; i++)
-        for (long j = 0; j < 300; j++)
-            dlogits_1_1[i*300 + j] = W[i + j*2];
-
     /* dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures] */
     real *dfeatures = arena + 1530016;  /* [n, 300] */
-    sg_matmul(n, 2, 300, dlogits, dlogits_1_1, dfeatures);
+    sg_matmul(n, 2, 300, dlogits, 2, 1, W, 1, 2, dfeatures);
 
     /* dL/dW = features.T @ dL/dlogits_1   [d(features @ W)/dW] */
     real *dW = grads[textcnn_f64_param_W];  /* [300, 2] */
-    sg_matmul_tn(300, n, 2, features, dlogits, dW);
+    sg_matmul(300, n, 2, features, 1, 300, dlogits, 2, 1, dW);
 
     /* dL/dfeatures_1 = dL/dfeatures*features_2   [d(features_1*features_2)/dfeatures_1] */
     real *dfeatures_1 = arena + 1560032;  /* [n, 300] */
