@@ -85,7 +85,7 @@ def compile(  # noqa: A001 - the interface's name
     target : "numpy" or "c"
     out_dir : folder for the generated sources (a temporary folder if None)
     dtype : "float32" or "float64"
-    passes : the optimisation passes to run (default ``PIPELINE``; ``[]`` for none)
+    passes : the optimisation passes to run (default ``CODEGEN``; ``[]`` for none)
     verbose : for C, say on stderr whether the cached build was reused and why
     max_memory : bytes the model may be planned to need (default: the memory available now)
     """

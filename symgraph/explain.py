@@ -250,6 +250,8 @@ class Pretty:
             return f"expand_dims({inner}, axis={axis_text(axes)})" if axes else inner
         if op == "onehot":
             return f"onehot({args[0]})"
+        if op == "softmax_cross_entropy_grad":
+            return show((sp.Symbol(f"softmax({args[0]})") - sp.Symbol(f"onehot({args[1]})")) * self.atom(args[2]))
         shown = [show(self.atom(a)) for a in args]
         if op in ("softmax", "log_softmax") and attrs["axis"] == len(g.shape(node)) - 1:
             attrs = {}  # the default, last axis

@@ -14,7 +14,7 @@ import pytest
 import symgraph as sg
 from symgraph.autodiff import differentiate
 from symgraph.ops import REGISTRY
-from symgraph.passes import optimize
+from symgraph.passes import CODEGEN, PIPELINE, optimize
 
 from conftest import ATOL, RTOL, central_difference_errors, inputs_for, one_op_graph, sample
 
@@ -70,12 +70,18 @@ OPS = sorted(n for n in REGISTRY if differentiable(n) and not REGISTRY[n].random
 TARGETS = ("numpy", "c")
 
 
+# The generated code runs the CODEGEN passes, which fuse some backward ops;
+# each row is also checked without them, so the unfused kernels are checked too.
+PIPELINES = {"codegen": CODEGEN, "pipeline": PIPELINE}
+
+
+@pytest.mark.parametrize("passes", sorted(PIPELINES))
 @pytest.mark.parametrize("target", TARGETS)
 @pytest.mark.parametrize("name", OPS)
-def test_vjp_matches_central_differences(name, target, rng):
+def test_vjp_matches_central_differences(name, target, passes, rng):
     args, attrs = ROWS[name]
     g = one_op_graph(name, args, attrs)
-    model = sg.compile(g, target=target, dtype="float64")
+    model = sg.compile(g, target=target, dtype="float64", passes=PIPELINES[passes])
     params = {p: sample(rng, tuple(model.params[p]), REGISTRY[name].domain) for p in model.params}
     for param, (analytic, numeric) in central_difference_errors(model, params, inputs_for(model, rng), rng).items():
         assert abs(analytic - numeric) <= ATOL + RTOL * abs(numeric), (param, analytic, numeric)
@@ -85,8 +91,9 @@ def test_every_op_is_covered_by_a_gradient_row():
     """Ops with a VJP have a row; backward-only ops appear in some row's gradient graph."""
     exercised = set()
     for name, (args, attrs) in ROWS.items():
-        gg = optimize(differentiate(one_op_graph(name, args, attrs)))
-        exercised |= {gg.op(n) for n in gg.nx}
+        for passes in PIPELINES.values():
+            gg = optimize(differentiate(one_op_graph(name, args, attrs)), passes)
+            exercised |= {gg.op(n) for n in gg.nx}
     for name, op in REGISTRY.items():
         if differentiable(name) and not op.random:
             assert name in ROWS, f"{name} has no gradient row"

@@ -501,6 +501,11 @@ class Function:
         self.ctx.use("cross_entropy")
         return [f"{v}[0] = (real)sg_cross_entropy({size(shape[:-1]).text()}, {extent(shape[-1]).text()}, {logits}, {labels});"]
 
+    def emit_softmax_cross_entropy_grad(self, v):
+        z, y, scale = self.g.args(v)
+        shape = self.g.shape(z)
+        return self.kernel("softmax_cross_entropy_grad", size(shape[:-1]).text(), extent(shape[-1]).text(), z, y, self.access(scale, "0"), v)
+
     def emit_binary_cross_entropy(self, v):
         z, y = self.g.args(v)
         shape = self.g.shape(z)

@@ -218,6 +218,16 @@ def emit_onehot(n: Node):
     return [f"{n.name} = (np.arange({n.attrs['classes']}) == {n.args[0]}[..., None]).astype(DTYPE)"]
 
 
+def emit_softmax_cross_entropy_grad(n: Node):
+    z, y, scale = n.args
+    v = n.name
+    return [
+        f"{v} = np.exp({z} - np.max({z}, axis=-1, keepdims=True))",
+        f"{v} *= {scale} / np.sum({v}, axis=-1, keepdims=True)",
+        f"np.put_along_axis({v}, {y}[..., None], np.take_along_axis({v}, {y}[..., None], axis=-1) - {scale}, axis=-1)",
+    ]
+
+
 def emit_cross_entropy(n: Node):
     logits, labels = n.args
     return [
@@ -265,6 +275,7 @@ EMIT = {
     "log_softmax": emit_log_softmax,
     "onehot": emit_onehot,
     "cross_entropy": emit_cross_entropy,
+    "softmax_cross_entropy_grad": emit_softmax_cross_entropy_grad,
     "binary_cross_entropy": emit_binary_cross_entropy,
 }
 

@@ -9,7 +9,7 @@ from ..errors import SpecError
 from ..init import constant_value, distribution, init_text, parse_init, scale
 from ..ir import Graph
 from ..ops import REGISTRY
-from ..passes import PIPELINE, optimize, remove_dropout
+from ..passes import CODEGEN, optimize, remove_dropout
 from .common import batch_input
 
 DTYPES = ("float32", "float64")
@@ -72,7 +72,7 @@ def int_bound(g: Graph, node: str) -> int | None:
 
 
 def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) -> Program:
-    """Differentiate and optimise ``g`` for one dtype (``passes`` defaults to PIPELINE)."""
+    """Differentiate and optimise ``g`` for one dtype (``passes`` defaults to CODEGEN)."""
     if dtype not in DTYPES:
         raise SpecError(f"dtype must be one of {', '.join(DTYPES)}, got {dtype!r}", node="dtype", source=g.source)
     batch_input(g)
@@ -88,7 +88,7 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
     for leaf in inputs:
         if leaf.dtype == "int" and leaf.bound is None:
             leaf.bound = 2**31 - 1
-    passes = PIPELINE if passes is None else passes
+    passes = CODEGEN if passes is None else passes
     train_graph = optimize(differentiate(g), passes)
     evaluated = g.copy()
     evaluated.outputs = list(g.outputs) or [g.loss]

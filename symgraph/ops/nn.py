@@ -264,6 +264,23 @@ register(
 )
 
 
+def softmax_cross_entropy_grad_shape(shapes, attrs):
+    logits, labels, scale = shapes
+    cross_entropy_shape([logits, labels], attrs)
+    if tuple(scale) != ():
+        raise ValueError(f"the scale must be a scalar, got {fmt_shape(scale)}")
+    return logits
+
+
+register(
+    OpDef(
+        "softmax_cross_entropy_grad", 3, softmax_cross_entropy_grad_shape, int_args=(1,), public=False,
+        int_bound=lambda shapes, attrs: int(shapes[0][-1]),
+        doc="(softmax(z) - onehot(y)) * s in one pass: cross-entropy's gradient, fused by a codegen pass",
+    )
+)
+
+
 def binary_cross_entropy_shape(shapes, attrs):
     z, y = shapes
     if tuple(z) != tuple(y):

@@ -29,6 +29,12 @@ class step(sp.Function):  # noqa: N801
 
     is_real = True
 
+    @classmethod
+    def eval(cls, arg):
+        if isinstance(arg, relu):  # relu(x) > 0 exactly where x > 0
+            return cls(arg.args[0])
+        return None
+
     def fdiff(self, argindex: int = 1) -> sp.Expr:
         return sp.S.Zero
 
@@ -74,6 +80,9 @@ def local_derivatives(op_name: str, attrs: tuple) -> tuple[sp.Expr, ...]:
         d = sp.diff(expr, X[i]).replace(sp.sign, sgn)
         if not expr.is_Symbol and not expr.is_Add:
             d = d.subs(expr, OUT)
+        if expr.func is relu:
+            # relu(x) > 0 exactly where x > 0: reading the output lets x live only inside relu's loop
+            d = d.subs(step(expr.args[0]), step(OUT))
         derivatives.append(sp.factor_terms(sp.simplify(d)))
     return tuple(derivatives)
 

@@ -8,6 +8,7 @@ from ..ir import Graph, verify
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants, fold_double_negation
+from .lower import fuse_softmax_cross_entropy
 
 Pass = Callable[[Graph], Graph]
 
@@ -18,6 +19,11 @@ PIPELINE: list[Pass] = [
     eliminate_common_subexpressions,
     eliminate_dead_code,
 ]
+
+
+# What the generated code runs: the pipeline, then rewrites that give up the
+# textbook form of a gradient (which explain shows) for speed.
+CODEGEN: list[Pass] = PIPELINE + [fuse_softmax_cross_entropy, eliminate_dead_code]
 
 
 def optimize(g: Graph, passes: list[Pass] = PIPELINE, check: bool = False) -> Graph:

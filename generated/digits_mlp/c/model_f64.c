@@ -103,7 +103,8 @@ enum { SG_MR = 6 };
 #define SG_VECTOR_BYTES 16
 enum { SG_MR = 4 };
 #endif
-typedef real sg_vector __attribute__((vector_size(SG_VECTOR_BYTES)));
+/* aligned like real: a 64-byte-aligned type made GCC keep the tile on the stack, at a third of the speed */
+typedef real sg_vector __attribute__((vector_size(SG_VECTOR_BYTES), aligned(sizeof(real))));
 enum { SG_VL = SG_VECTOR_BYTES / sizeof(real), SG_NR = 2 * SG_VL, SG_KC = 256, SG_MC = 96, SG_NC = 1024 };
 
 /* Packing buffers, one pair per thread. */
@@ -113,32 +114,26 @@ static real sg_packed_a[SG_MC * SG_KC], sg_packed_b[SG_KC * SG_NC];
 #endif
 
 /* GCC contracts a*b + c into one fused multiply-add only when told; Clang
- * must be told to use 512-bit vectors where it prefers 256. */
+ * must be told to use 512-bit vectors where it prefers 256. Inlined into a
+ * large caller, the tile no longer stayed in registers: never inline it. */
 #if defined(__clang__)
-#define SG_MICRO_KERNEL __attribute__((min_vector_width(SG_VECTOR_BYTES * 8)))
+#define SG_MICRO_KERNEL __attribute__((noinline, min_vector_width(SG_VECTOR_BYTES * 8)))
 #elif defined(__GNUC__)
-#define SG_MICRO_KERNEL __attribute__((optimize("fp-contract=fast")))
+#define SG_MICRO_KERNEL __attribute__((noinline, optimize("fp-contract=fast")))
 #else
 #define SG_MICRO_KERNEL
 #endif
 
-/* c[rows x cols] = (load ? c : 0) + ap @ bp over kc, ap packed MR-wide and bp NR-wide. */
+/* c[SG_MR x SG_NR] = (load ? c : 0) + ap @ bp over kc, ap packed MR-wide and bp NR-wide. */
 SG_MICRO_KERNEL
-static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc,
-                            long rows, long cols, int load)
+static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load)
 {
     sg_vector acc[SG_MR][2];
-    real edge[SG_MR][SG_NR];
-    const int full = rows == SG_MR && cols == SG_NR;
-    if (full && load) {
-        for (int i = 0; i < SG_MR; i++)
+    for (int i = 0; i < SG_MR; i++)
+        if (load)
             memcpy(acc[i], c + i * ldc, sizeof acc[i]);
-    } else {
-        for (int i = 0; i < SG_MR; i++)
-            for (int j = 0; j < SG_NR; j++)
-                edge[i][j] = load && i < rows && j < cols ? c[i * ldc + j] : 0;
-        memcpy(acc, edge, sizeof acc);
-    }
+        else
+            acc[i][0] = acc[i][1] = (sg_vector){0};
     for (long p = 0; p < kc; p++) {
         sg_vector b[2];
         memcpy(b, bp + p * SG_NR, sizeof b);
@@ -148,15 +143,21 @@ static void sg_micro_kernel(long kc, const real *restrict ap, const real *restri
             acc[i][1] += a * b[1];
         }
     }
-    if (full) {
-        for (int i = 0; i < SG_MR; i++)
-            memcpy(c + i * ldc, acc[i], sizeof acc[i]);
-    } else {
-        memcpy(edge, acc, sizeof acc);
-        for (long i = 0; i < rows; i++)
-            for (long j = 0; j < cols; j++)
-                c[i * ldc + j] = edge[i][j];
-    }
+    for (int i = 0; i < SG_MR; i++)
+        memcpy(c + i * ldc, acc[i], sizeof acc[i]);
+}
+
+/* The same for a tile cut short by the edge of c: through a full tile on the stack. */
+static void sg_micro_kernel_edge(long kc, const real *ap, const real *bp, real *c, long ldc, long rows, long cols, int load)
+{
+    real tile[SG_MR * SG_NR];
+    for (long i = 0; i < SG_MR; i++)
+        for (long j = 0; j < SG_NR; j++)
+            tile[i * SG_NR + j] = load && i < rows && j < cols ? c[i * ldc + j] : 0;
+    sg_micro_kernel(kc, ap, bp, tile, SG_NR, 1);
+    for (long i = 0; i < rows; i++)
+        for (long j = 0; j < cols; j++)
+            c[i * ldc + j] = tile[i * SG_NR + j];
 }
 
 /* c (+)= A @ B on one thread, where A[i, p] = a[i*a_rs + p*a_cs] and B[p, j] = b[p*b_rs + j*b_cs]. */
@@ -188,10 +189,15 @@ static void sg_gemm_serial(long m, long n, long k, const real *a, long a_rs, lon
                     }
                 }
                 for (long jr = 0; jr < nc; jr += SG_NR)
-                    for (long ir = 0; ir < mc; ir += SG_MR)
-                        sg_micro_kernel(kc, sg_packed_a + ir * kc, sg_packed_b + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
-                                        mc - ir < SG_MR ? mc - ir : SG_MR, nc - jr < SG_NR ? nc - jr : SG_NR,
-                                        accumulate || pc > 0);
+                    for (long ir = 0; ir < mc; ir += SG_MR) {
+                        const real *ap = sg_packed_a + ir * kc, *bp = sg_packed_b + jr * kc;
+                        real *tile = c + (ic + ir) * ldc + jc + jr;
+                        const long rows = mc - ir < SG_MR ? mc - ir : SG_MR, cols = nc - jr < SG_NR ? nc - jr : SG_NR;
+                        if (rows == SG_MR && cols == SG_NR)
+                            sg_micro_kernel(kc, ap, bp, tile, ldc, accumulate || pc > 0);
+                        else
+                            sg_micro_kernel_edge(kc, ap, bp, tile, ldc, rows, cols, accumulate || pc > 0);
+                    }
             }
         }
     }
@@ -240,31 +246,25 @@ static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_c
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 0);
 }
 
-/* y = exp(x - max x) / sum exp(x - max x) along the middle axis of [outer, length, inner]. */
-static void sg_softmax(long outer, long length, long inner, const real *x, real *y)
+/* out[r, :] = (softmax(z[r, :]) - onehot(y[r])) * scale: cross-entropy's
+ * gradient in one pass over each row, without a one-hot array. */
+static void sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
 {
-    for (long o = 0; o < outer; o++)
-        for (long j = 0; j < inner; j++) {
-            const long first = o * length * inner + j;
-            real top = x[first], total = 0;
-            for (long l = 1; l < length; l++)
-                if (x[first + l * inner] > top)
-                    top = x[first + l * inner];
-            for (long l = 0; l < length; l++) {
-                y[first + l * inner] = exp(x[first + l * inner] - top);
-                total += y[first + l * inner];
-            }
-            for (long l = 0; l < length; l++)
-                y[first + l * inner] /= total;
+    for (long r = 0; r < rows; r++) {
+        const real *row = z + r * classes;
+        real *o = out + r * classes;
+        real top = row[0], total = 0;
+        for (long k = 1; k < classes; k++)
+            top = row[k] > top ? row[k] : top;
+        for (long k = 0; k < classes; k++) {
+            o[k] = exp(row[k] - top);
+            total += o[k];
         }
-}
-
-/* out[r, k] = (labels[r] == k) */
-static void sg_onehot(long rows, long classes, const int64_t *labels, real *out)
-{
-    memset(out, 0, (size_t)(rows * classes) * sizeof *out);
-    for (long r = 0; r < rows; r++)
-        out[r * classes + labels[r]] = 1;
+        const real factor = scale / total;
+        for (long k = 0; k < classes; k++)
+            o[k] *= factor;
+        o[y[r]] -= scale;
+    }
 }
 
 /* mean over rows of log sum exp(z) - z[label], with the row maximum taken out first. */
@@ -412,17 +412,17 @@ int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs
     real *h_1 = arena + 0;  /* [n, 128] */
     sg_matmul(n, 64, 128, x, 64, 1, W1, 128, 1, h_1);
 
-    real *h_2 = arena + 4096;  /* [n, 128] */
+    real *h_3 = arena + 4096;  /* [n, 128] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 128; j++)
-            h_2[i*128 + j] = b1[j] + h_1[i*128 + j];
+            h_3[i*128 + j] = ((b1[j] + h_1[i*128 + j]) < 0 ? 0 : (b1[j] + h_1[i*128 + j]));
 
     real *h_4 = arena + 0;  /* [n, 128] */
     sg_dropout_mask(n*128, 0.2, 1.25, training, seed, 1048576, h_4);
 
     real *h = arena + 8192;  /* [n, 128] */
     for (long i = 0; i < n*128; i++)
-        h[i] = h_4[i]*((h_2[i]) < 0 ? 0 : (h_2[i]));
+        h[i] = h_3[i]*h_4[i];
 
     real *logits_1 = arena + 12288;  /* [n, 10] */
     sg_matmul(n, 128, 10, h, 128, 1, W2, 10, 1, logits_1);
@@ -436,21 +436,12 @@ int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
 
     /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
-    real *dloss_1 = arena + 12288;  /* [n, 10] */
-    sg_softmax(n, 10, 1, logits, dloss_1);
-
-    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
-    real *dloss_2 = arena + 12608;  /* [n, 10] */
-    sg_onehot(n, 10, y, dloss_2);
-
-    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
-    real *dloss_5 = arena + 12928;  /* [] */
+    real *dloss_5 = arena + 12288;  /* [] */
     dloss_5[0] = 1.0/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
     real *dlogits = arena + 16384;  /* [n, 10] */
-    for (long i = 0; i < n*10; i++)
-        dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
+    sg_softmax_cross_entropy_grad(n, 10, logits, y, dloss_5[0], dlogits);
 
     /* dL/db2 = sum(dL/dlogits, axis=0)   [d(b2 + logits_1)/db2] */
     real *db2 = grads[digits_mlp_f64_param_b2];  /* [10] */
@@ -469,10 +460,10 @@ int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs
     sg_matmul(128, n, 10, h, 1, 128, dlogits, 10, 1, dW2);
 
     /* dL/dh_3 = dL/dh*h_4   [d(h_3*h_4)/dh_3] */
-    /* dL/dh_2 = dL/dh_3*step(h_2)   [d relu(h_2)/dh_2] */
+    /* dL/dh_2 = dL/dh_3*step(h_3)   [d relu(h_2)/dh_2] */
     real *dh_2 = arena + 8192;  /* [n, 128] */
     for (long i = 0; i < n*128; i++)
-        dh_2[i] = dh[i]*h_4[i]*((h_2[i]) > 0 ? 1 : 0);
+        dh_2[i] = dh[i]*h_4[i]*((h_3[i]) > 0 ? 1 : 0);
 
     /* dL/db1 = sum(dL/dh_2, axis=0)   [d(b1 + h_1)/db1] */
     real *db1 = grads[digits_mlp_f64_param_b1];  /* [128] */

@@ -147,34 +147,29 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
-    dloss_1 = np.exp(logits - np.max(logits, axis=1, keepdims=True))
-    dloss_1 /= np.sum(dloss_1, axis=1, keepdims=True)
-    # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
-    dloss_2 = (np.arange(10) == y[..., None]).astype(DTYPE)
-    # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
-    dloss_3 = dloss_1 - dloss_2
-    # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
     dloss_5 = 1.0/n
-    # dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits]
-    dlogits = dloss_3*dloss_5
-    # dL/db2 = sum(dL/dlogits, axis=0)   [d(b2 + logits_1)/db2]
-    db2 = np.sum(dlogits, axis=0)
     # part of dL/dh   [d(h @ W2)/dh]
     dlogits_1_1 = W2.T
-    # dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh]
-    dh = dlogits @ dlogits_1_1
     # part of dL/dW2   [d(h @ W2)/dW2]
     dlogits_1_2 = h.T
+    # part of dL/dh_2   [d relu(h_2)/dh_2]
+    dh_1 = np.heaviside(h, 0)
+    # part of dL/dW1   [d(x @ W1)/dW1]
+    dh_1_3 = x.T
+    # dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits]
+    dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
+    dlogits *= dloss_5 / np.sum(dlogits, axis=-1, keepdims=True)
+    np.put_along_axis(dlogits, y[..., None], np.take_along_axis(dlogits, y[..., None], axis=-1) - dloss_5, axis=-1)
+    # dL/db2 = sum(dL/dlogits, axis=0)   [d(b2 + logits_1)/db2]
+    db2 = np.sum(dlogits, axis=0)
+    # dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh]
+    dh = dlogits @ dlogits_1_1
     # dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2]
     dW2 = dlogits_1_2 @ dlogits
-    # part of dL/dh_2   [d relu(h_2)/dh_2]
-    dh_1 = np.heaviside(h_2, 0)
-    # dL/dh_2 = dL/dh*step(h_2)   [d relu(h_2)/dh_2]
+    # dL/dh_2 = dL/dh*step(h)   [d relu(h_2)/dh_2]
     dh_2 = dh*dh_1
     # dL/db1 = sum(dL/dh_2, axis=0)   [d(b1 + h_1)/db1]
     db1 = np.sum(dh_2, axis=0)
-    # part of dL/dW1   [d(x @ W1)/dW1]
-    dh_1_3 = x.T
     # dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1]
     dW1 = dh_1_3 @ dh_2
     return float(loss), {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}

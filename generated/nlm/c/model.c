@@ -12,8 +12,8 @@
 typedef nlm_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 4,837,504 bytes. */
-static real arena[1209376];
+ * lifetimes do not overlap share space. 3,301,504 bytes. */
+static real arena[825376];
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -94,7 +94,8 @@ enum { SG_MR = 6 };
 #define SG_VECTOR_BYTES 16
 enum { SG_MR = 4 };
 #endif
-typedef real sg_vector __attribute__((vector_size(SG_VECTOR_BYTES)));
+/* aligned like real: a 64-byte-aligned type made GCC keep the tile on the stack, at a third of the speed */
+typedef real sg_vector __attribute__((vector_size(SG_VECTOR_BYTES), aligned(sizeof(real))));
 enum { SG_VL = SG_VECTOR_BYTES / sizeof(real), SG_NR = 2 * SG_VL, SG_KC = 256, SG_MC = 96, SG_NC = 1024 };
 
 /* Packing buffers, one pair per thread. */
@@ -104,32 +105,26 @@ static real sg_packed_a[SG_MC * SG_KC], sg_packed_b[SG_KC * SG_NC];
 #endif
 
 /* GCC contracts a*b + c into one fused multiply-add only when told; Clang
- * must be told to use 512-bit vectors where it prefers 256. */
+ * must be told to use 512-bit vectors where it prefers 256. Inlined into a
+ * large caller, the tile no longer stayed in registers: never inline it. */
 #if defined(__clang__)
-#define SG_MICRO_KERNEL __attribute__((min_vector_width(SG_VECTOR_BYTES * 8)))
+#define SG_MICRO_KERNEL __attribute__((noinline, min_vector_width(SG_VECTOR_BYTES * 8)))
 #elif defined(__GNUC__)
-#define SG_MICRO_KERNEL __attribute__((optimize("fp-contract=fast")))
+#define SG_MICRO_KERNEL __attribute__((noinline, optimize("fp-contract=fast")))
 #else
 #define SG_MICRO_KERNEL
 #endif
 
-/* c[rows x cols] = (load ? c : 0) + ap @ bp over kc, ap packed MR-wide and bp NR-wide. */
+/* c[SG_MR x SG_NR] = (load ? c : 0) + ap @ bp over kc, ap packed MR-wide and bp NR-wide. */
 SG_MICRO_KERNEL
-static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc,
-                            long rows, long cols, int load)
+static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load)
 {
     sg_vector acc[SG_MR][2];
-    real edge[SG_MR][SG_NR];
-    const int full = rows == SG_MR && cols == SG_NR;
-    if (full && load) {
-        for (int i = 0; i < SG_MR; i++)
+    for (int i = 0; i < SG_MR; i++)
+        if (load)
             memcpy(acc[i], c + i * ldc, sizeof acc[i]);
-    } else {
-        for (int i = 0; i < SG_MR; i++)
-            for (int j = 0; j < SG_NR; j++)
-                edge[i][j] = load && i < rows && j < cols ? c[i * ldc + j] : 0;
-        memcpy(acc, edge, sizeof acc);
-    }
+        else
+            acc[i][0] = acc[i][1] = (sg_vector){0};
     for (long p = 0; p < kc; p++) {
         sg_vector b[2];
         memcpy(b, bp + p * SG_NR, sizeof b);
@@ -139,15 +134,21 @@ static void sg_micro_kernel(long kc, const real *restrict ap, const real *restri
             acc[i][1] += a * b[1];
         }
     }
-    if (full) {
-        for (int i = 0; i < SG_MR; i++)
-            memcpy(c + i * ldc, acc[i], sizeof acc[i]);
-    } else {
-        memcpy(edge, acc, sizeof acc);
-        for (long i = 0; i < rows; i++)
-            for (long j = 0; j < cols; j++)
-                c[i * ldc + j] = edge[i][j];
-    }
+    for (int i = 0; i < SG_MR; i++)
+        memcpy(c + i * ldc, acc[i], sizeof acc[i]);
+}
+
+/* The same for a tile cut short by the edge of c: through a full tile on the stack. */
+static void sg_micro_kernel_edge(long kc, const real *ap, const real *bp, real *c, long ldc, long rows, long cols, int load)
+{
+    real tile[SG_MR * SG_NR];
+    for (long i = 0; i < SG_MR; i++)
+        for (long j = 0; j < SG_NR; j++)
+            tile[i * SG_NR + j] = load && i < rows && j < cols ? c[i * ldc + j] : 0;
+    sg_micro_kernel(kc, ap, bp, tile, SG_NR, 1);
+    for (long i = 0; i < rows; i++)
+        for (long j = 0; j < cols; j++)
+            c[i * ldc + j] = tile[i * SG_NR + j];
 }
 
 /* c (+)= A @ B on one thread, where A[i, p] = a[i*a_rs + p*a_cs] and B[p, j] = b[p*b_rs + j*b_cs]. */
@@ -179,10 +180,15 @@ static void sg_gemm_serial(long m, long n, long k, const real *a, long a_rs, lon
                     }
                 }
                 for (long jr = 0; jr < nc; jr += SG_NR)
-                    for (long ir = 0; ir < mc; ir += SG_MR)
-                        sg_micro_kernel(kc, sg_packed_a + ir * kc, sg_packed_b + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
-                                        mc - ir < SG_MR ? mc - ir : SG_MR, nc - jr < SG_NR ? nc - jr : SG_NR,
-                                        accumulate || pc > 0);
+                    for (long ir = 0; ir < mc; ir += SG_MR) {
+                        const real *ap = sg_packed_a + ir * kc, *bp = sg_packed_b + jr * kc;
+                        real *tile = c + (ic + ir) * ldc + jc + jr;
+                        const long rows = mc - ir < SG_MR ? mc - ir : SG_MR, cols = nc - jr < SG_NR ? nc - jr : SG_NR;
+                        if (rows == SG_MR && cols == SG_NR)
+                            sg_micro_kernel(kc, ap, bp, tile, ldc, accumulate || pc > 0);
+                        else
+                            sg_micro_kernel_edge(kc, ap, bp, tile, ldc, rows, cols, accumulate || pc > 0);
+                    }
             }
         }
     }
@@ -250,31 +256,25 @@ static void sg_embedding_backward(long rows, long table_rows, long width, const 
     }
 }
 
-/* y = exp(x - max x) / sum exp(x - max x) along the middle axis of [outer, length, inner]. */
-static void sg_softmax(long outer, long length, long inner, const real *x, real *y)
+/* out[r, :] = (softmax(z[r, :]) - onehot(y[r])) * scale: cross-entropy's
+ * gradient in one pass over each row, without a one-hot array. */
+static void sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
 {
-    for (long o = 0; o < outer; o++)
-        for (long j = 0; j < inner; j++) {
-            const long first = o * length * inner + j;
-            real top = x[first], total = 0;
-            for (long l = 1; l < length; l++)
-                if (x[first + l * inner] > top)
-                    top = x[first + l * inner];
-            for (long l = 0; l < length; l++) {
-                y[first + l * inner] = expf(x[first + l * inner] - top);
-                total += y[first + l * inner];
-            }
-            for (long l = 0; l < length; l++)
-                y[first + l * inner] /= total;
+    for (long r = 0; r < rows; r++) {
+        const real *row = z + r * classes;
+        real *o = out + r * classes;
+        real top = row[0], total = 0;
+        for (long k = 1; k < classes; k++)
+            top = row[k] > top ? row[k] : top;
+        for (long k = 0; k < classes; k++) {
+            o[k] = expf(row[k] - top);
+            total += o[k];
         }
-}
-
-/* out[r, k] = (labels[r] == k) */
-static void sg_onehot(long rows, long classes, const int64_t *labels, real *out)
-{
-    memset(out, 0, (size_t)(rows * classes) * sizeof *out);
-    for (long r = 0; r < rows; r++)
-        out[r * classes + labels[r]] = 1;
+        const real factor = scale / total;
+        for (long k = 0; k < classes; k++)
+            o[k] *= factor;
+        o[y[r]] -= scale;
+    }
 }
 
 /* mean over rows of log sum exp(z) - z[label], with the row maximum taken out first. */
@@ -443,14 +443,14 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     real *x_1 = arena + 0;  /* [n, 3, 64] */
     sg_embedding(n*3, 64, C, context_ids, x_1);
 
-    real *x = arena + 1184768;  /* [n, 192] */
+    real *x = arena + 800768;  /* [n, 192] */
     for (long i = 0; i < n*192; i++)
         x[i] = x_1[i];
 
     real *a_1 = arena + 0;  /* [n, 256] */
     sg_matmul(n, 192, 256, x, 192, 1, H, 256, 1, a_1);
 
-    real *a = arena + 1152000;  /* [n, 256] */
+    real *a = arena + 768000;  /* [n, 256] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             a[i*256 + j] = tanhf(a_1[i*256 + j] + d[j]);
@@ -463,25 +463,16 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
         for (long j = 0; j < 3000; j++)
             logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
 
-    real *loss = arena + 1209344;  /* [] */
+    real *loss = arena + 825344;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
 
     /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
-    real *dloss_1 = arena + 0;  /* [n, 3000] */
-    sg_softmax(n, 3000, 1, logits, dloss_1);
-
-    /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
-    real *dloss_2 = arena + 384000;  /* [n, 3000] */
-    sg_onehot(n, 3000, next_id, dloss_2);
-
-    /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
-    real *dloss_5 = arena + 1209360;  /* [] */
+    real *dloss_5 = arena + 825360;  /* [] */
     dloss_5[0] = 1.0F/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits] */
-    real *dlogits = arena + 768000;  /* [n, 3000] */
-    for (long i = 0; i < n*3000; i++)
-        dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
+    real *dlogits = arena + 0;  /* [n, 3000] */
+    sg_softmax_cross_entropy_grad(n, 3000, logits, next_id, dloss_5[0], dlogits);
 
     /* dL/de = sum(dL/dlogits, axis=0)   [d(e + logits_1)/de] */
     real *de = grads[nlm_param_e];  /* [3000] */
@@ -492,7 +483,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
             de[j] += dlogits[i*3000 + j];
 
     /* dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da] */
-    real *da = arena + 0;  /* [n, 256] */
+    real *da = arena + 384000;  /* [n, 256] */
     sg_matmul(n, 3000, 256, dlogits, 3000, 1, U, 1, 3000, da);
 
     /* dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU] */
@@ -500,7 +491,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     sg_matmul(256, n, 3000, a, 1, 256, dlogits, 3000, 1, dU);
 
     /* dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2] */
-    real *da_2 = arena + 32768;  /* [n, 256] */
+    real *da_2 = arena + 0;  /* [n, 256] */
     for (long i = 0; i < n*256; i++)
         da_2[i] = da[i]*(1.0F - a[i]*a[i]);
 
@@ -513,7 +504,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
             dd[j] += da_2[i*256 + j];
 
     /* dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx] */
-    real *dx = arena + 0;  /* [n, 192] */
+    real *dx = arena + 32768;  /* [n, 192] */
     sg_matmul(n, 256, 192, da_2, 256, 1, H, 1, 256, dx);
 
     /* dL/dH = x.T @ dL/da_1   [d(x @ H)/dH] */
@@ -521,7 +512,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     sg_matmul(192, n, 256, x, 1, 192, da_2, 256, 1, dH);
 
     /* dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1] */
-    real *dx_1 = arena + 24576;  /* [n, 3, 64] */
+    real *dx_1 = arena + 0;  /* [n, 3, 64] */
     for (long i = 0; i < n*192; i++)
         dx_1[i] = dx[i];
 

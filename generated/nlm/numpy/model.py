@@ -161,40 +161,35 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
-    dloss_1 = np.exp(logits - np.max(logits, axis=1, keepdims=True))
-    dloss_1 /= np.sum(dloss_1, axis=1, keepdims=True)
-    # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
-    dloss_2 = (np.arange(3000) == next_id[..., None]).astype(DTYPE)
-    # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
-    dloss_3 = dloss_1 - dloss_2
-    # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
     dloss_5 = 1.0/n
-    # dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits]
-    dlogits = dloss_3*dloss_5
-    # dL/de = sum(dL/dlogits, axis=0)   [d(e + logits_1)/de]
-    de = np.sum(dlogits, axis=0)
     # part of dL/da   [d(a @ U)/da]
     dlogits_1_1 = U.T
-    # dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da]
-    da = dlogits @ dlogits_1_1
     # part of dL/dU   [d(a @ U)/dU]
     dlogits_1_2 = a.T
-    # dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU]
-    dU = dlogits_1_2 @ dlogits
     # part of dL/da_2   [d tanh(a_2)/da_2]
     da_3 = a**2
     # part of dL/da_2   [d tanh(a_2)/da_2]
     da_4 = 1.0 - da_3
+    # part of dL/dx   [d(x @ H)/dx]
+    da_1_1 = H.T
+    # part of dL/dH   [d(x @ H)/dH]
+    da_1_2 = x.T
+    # dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits]
+    dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
+    dlogits *= dloss_5 / np.sum(dlogits, axis=-1, keepdims=True)
+    np.put_along_axis(dlogits, next_id[..., None], np.take_along_axis(dlogits, next_id[..., None], axis=-1) - dloss_5, axis=-1)
+    # dL/de = sum(dL/dlogits, axis=0)   [d(e + logits_1)/de]
+    de = np.sum(dlogits, axis=0)
+    # dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da]
+    da = dlogits @ dlogits_1_1
+    # dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU]
+    dU = dlogits_1_2 @ dlogits
     # dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2]
     da_2 = da*da_4
     # dL/dd = sum(dL/da_2, axis=0)   [d(a_1 + d)/dd]
     dd = np.sum(da_2, axis=0)
-    # part of dL/dx   [d(x @ H)/dx]
-    da_1_1 = H.T
     # dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx]
     dx = da_2 @ da_1_1
-    # part of dL/dH   [d(x @ H)/dH]
-    da_1_2 = x.T
     # dL/dH = x.T @ dL/da_1   [d(x @ H)/dH]
     dH = da_1_2 @ da_2
     # dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1]

@@ -12,8 +12,8 @@
 typedef textcnn_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 8,800,192 bytes. */
-static real arena[2200048];
+ * lifetimes do not overlap share space. 5,780,160 bytes. */
+static real arena[1445040];
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -93,7 +93,8 @@ enum { SG_MR = 6 };
 #define SG_VECTOR_BYTES 16
 enum { SG_MR = 4 };
 #endif
-typedef real sg_vector __attribute__((vector_size(SG_VECTOR_BYTES)));
+/* aligned like real: a 64-byte-aligned type made GCC keep the tile on the stack, at a third of the speed */
+typedef real sg_vector __attribute__((vector_size(SG_VECTOR_BYTES), aligned(sizeof(real))));
 enum { SG_VL = SG_VECTOR_BYTES / sizeof(real), SG_NR = 2 * SG_VL, SG_KC = 256, SG_MC = 96, SG_NC = 1024 };
 
 /* Packing buffers, one pair per thread. */
@@ -103,32 +104,26 @@ static real sg_packed_a[SG_MC * SG_KC], sg_packed_b[SG_KC * SG_NC];
 #endif
 
 /* GCC contracts a*b + c into one fused multiply-add only when told; Clang
- * must be told to use 512-bit vectors where it prefers 256. */
+ * must be told to use 512-bit vectors where it prefers 256. Inlined into a
+ * large caller, the tile no longer stayed in registers: never inline it. */
 #if defined(__clang__)
-#define SG_MICRO_KERNEL __attribute__((min_vector_width(SG_VECTOR_BYTES * 8)))
+#define SG_MICRO_KERNEL __attribute__((noinline, min_vector_width(SG_VECTOR_BYTES * 8)))
 #elif defined(__GNUC__)
-#define SG_MICRO_KERNEL __attribute__((optimize("fp-contract=fast")))
+#define SG_MICRO_KERNEL __attribute__((noinline, optimize("fp-contract=fast")))
 #else
 #define SG_MICRO_KERNEL
 #endif
 
-/* c[rows x cols] = (load ? c : 0) + ap @ bp over kc, ap packed MR-wide and bp NR-wide. */
+/* c[SG_MR x SG_NR] = (load ? c : 0) + ap @ bp over kc, ap packed MR-wide and bp NR-wide. */
 SG_MICRO_KERNEL
-static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc,
-                            long rows, long cols, int load)
+static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load)
 {
     sg_vector acc[SG_MR][2];
-    real edge[SG_MR][SG_NR];
-    const int full = rows == SG_MR && cols == SG_NR;
-    if (full && load) {
-        for (int i = 0; i < SG_MR; i++)
+    for (int i = 0; i < SG_MR; i++)
+        if (load)
             memcpy(acc[i], c + i * ldc, sizeof acc[i]);
-    } else {
-        for (int i = 0; i < SG_MR; i++)
-            for (int j = 0; j < SG_NR; j++)
-                edge[i][j] = load && i < rows && j < cols ? c[i * ldc + j] : 0;
-        memcpy(acc, edge, sizeof acc);
-    }
+        else
+            acc[i][0] = acc[i][1] = (sg_vector){0};
     for (long p = 0; p < kc; p++) {
         sg_vector b[2];
         memcpy(b, bp + p * SG_NR, sizeof b);
@@ -138,15 +133,21 @@ static void sg_micro_kernel(long kc, const real *restrict ap, const real *restri
             acc[i][1] += a * b[1];
         }
     }
-    if (full) {
-        for (int i = 0; i < SG_MR; i++)
-            memcpy(c + i * ldc, acc[i], sizeof acc[i]);
-    } else {
-        memcpy(edge, acc, sizeof acc);
-        for (long i = 0; i < rows; i++)
-            for (long j = 0; j < cols; j++)
-                c[i * ldc + j] = edge[i][j];
-    }
+    for (int i = 0; i < SG_MR; i++)
+        memcpy(c + i * ldc, acc[i], sizeof acc[i]);
+}
+
+/* The same for a tile cut short by the edge of c: through a full tile on the stack. */
+static void sg_micro_kernel_edge(long kc, const real *ap, const real *bp, real *c, long ldc, long rows, long cols, int load)
+{
+    real tile[SG_MR * SG_NR];
+    for (long i = 0; i < SG_MR; i++)
+        for (long j = 0; j < SG_NR; j++)
+            tile[i * SG_NR + j] = load && i < rows && j < cols ? c[i * ldc + j] : 0;
+    sg_micro_kernel(kc, ap, bp, tile, SG_NR, 1);
+    for (long i = 0; i < rows; i++)
+        for (long j = 0; j < cols; j++)
+            c[i * ldc + j] = tile[i * SG_NR + j];
 }
 
 /* c (+)= A @ B on one thread, where A[i, p] = a[i*a_rs + p*a_cs] and B[p, j] = b[p*b_rs + j*b_cs]. */
@@ -178,10 +179,15 @@ static void sg_gemm_serial(long m, long n, long k, const real *a, long a_rs, lon
                     }
                 }
                 for (long jr = 0; jr < nc; jr += SG_NR)
-                    for (long ir = 0; ir < mc; ir += SG_MR)
-                        sg_micro_kernel(kc, sg_packed_a + ir * kc, sg_packed_b + jr * kc, c + (ic + ir) * ldc + jc + jr, ldc,
-                                        mc - ir < SG_MR ? mc - ir : SG_MR, nc - jr < SG_NR ? nc - jr : SG_NR,
-                                        accumulate || pc > 0);
+                    for (long ir = 0; ir < mc; ir += SG_MR) {
+                        const real *ap = sg_packed_a + ir * kc, *bp = sg_packed_b + jr * kc;
+                        real *tile = c + (ic + ir) * ldc + jc + jr;
+                        const long rows = mc - ir < SG_MR ? mc - ir : SG_MR, cols = nc - jr < SG_NR ? nc - jr : SG_NR;
+                        if (rows == SG_MR && cols == SG_NR)
+                            sg_micro_kernel(kc, ap, bp, tile, ldc, accumulate || pc > 0);
+                        else
+                            sg_micro_kernel_edge(kc, ap, bp, tile, ldc, rows, cols, accumulate || pc > 0);
+                    }
             }
         }
     }
@@ -367,31 +373,25 @@ static void sg_max_backward(long outer, long length, long inner, const real *x, 
         }
 }
 
-/* y = exp(x - max x) / sum exp(x - max x) along the middle axis of [outer, length, inner]. */
-static void sg_softmax(long outer, long length, long inner, const real *x, real *y)
+/* out[r, :] = (softmax(z[r, :]) - onehot(y[r])) * scale: cross-entropy's
+ * gradient in one pass over each row, without a one-hot array. */
+static void sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
 {
-    for (long o = 0; o < outer; o++)
-        for (long j = 0; j < inner; j++) {
-            const long first = o * length * inner + j;
-            real top = x[first], total = 0;
-            for (long l = 1; l < length; l++)
-                if (x[first + l * inner] > top)
-                    top = x[first + l * inner];
-            for (long l = 0; l < length; l++) {
-                y[first + l * inner] = expf(x[first + l * inner] - top);
-                total += y[first + l * inner];
-            }
-            for (long l = 0; l < length; l++)
-                y[first + l * inner] /= total;
+    for (long r = 0; r < rows; r++) {
+        const real *row = z + r * classes;
+        real *o = out + r * classes;
+        real top = row[0], total = 0;
+        for (long k = 1; k < classes; k++)
+            top = row[k] > top ? row[k] : top;
+        for (long k = 0; k < classes; k++) {
+            o[k] = expf(row[k] - top);
+            total += o[k];
         }
-}
-
-/* out[r, k] = (labels[r] == k) */
-static void sg_onehot(long rows, long classes, const int64_t *labels, real *out)
-{
-    memset(out, 0, (size_t)(rows * classes) * sizeof *out);
-    for (long r = 0; r < rows; r++)
-        out[r * classes + labels[r]] = 1;
+        const real factor = scale / total;
+        for (long k = 0; k < classes; k++)
+            o[k] *= factor;
+        o[y[r]] -= scale;
+    }
 }
 
 /* mean over rows of log sum exp(z) - z[label], with the row maximum taken out first. */
@@ -669,22 +669,18 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     const int64_t *tokens = inputs[textcnn_input_tokens];
     const int64_t *label = inputs[textcnn_input_label];
 
-    real *words = arena + 2030016;  /* [n, 50, 64] */
+    real *words = arena + 1275008;  /* [n, 50, 64] */
     sg_embedding(n*50, 64, E, tokens, words);
 
     real *f3_1 = arena + 0;  /* [n, 52, 100] */
     sg_conv1d(n, 50, 64, 52, 100, 3, 1, 2, words, K3, f3_1);
 
-    real *f3_2 = arena + 260000;  /* [n, 52, 100] */
+    real *f3_3 = arena + 260000;  /* [n, 52, 100] */
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
-            f3_2[i*100 + j] = c3[j] + f3_1[i*100 + j];
+            f3_3[i*100 + j] = ((c3[j] + f3_1[i*100 + j]) < 0 ? 0 : (c3[j] + f3_1[i*100 + j]));
 
-    real *f3_3 = arena + 0;  /* [n, 52, 100] */
-    for (long i = 0; i < n*5200; i++)
-        f3_3[i] = ((f3_2[i]) < 0 ? 0 : (f3_2[i]));
-
-    real *f3 = arena + 1545024;  /* [n, 100] */
+    real *f3 = arena + 1025008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f3[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -692,19 +688,15 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
             for (long k = 0; k < 100; k++)
                 if (f3_3[i*5200 + j*100 + k] > f3[i*100 + k]) f3[i*100 + k] = f3_3[i*5200 + j*100 + k];
 
-    real *f4_1 = arena + 520000;  /* [n, 51, 100] */
+    real *f4_1 = arena + 0;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
 
-    real *f4_2 = arena + 775008;  /* [n, 51, 100] */
+    real *f4_3 = arena + 520000;  /* [n, 51, 100] */
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
-            f4_2[i*100 + j] = c4[j] + f4_1[i*100 + j];
+            f4_3[i*100 + j] = ((c4[j] + f4_1[i*100 + j]) < 0 ? 0 : (c4[j] + f4_1[i*100 + j]));
 
-    real *f4_3 = arena + 520000;  /* [n, 51, 100] */
-    for (long i = 0; i < n*5100; i++)
-        f4_3[i] = ((f4_2[i]) < 0 ? 0 : (f4_2[i]));
-
-    real *f4 = arena + 1550032;  /* [n, 100] */
+    real *f4 = arena + 250000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f4[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -712,19 +704,15 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
             for (long k = 0; k < 100; k++)
                 if (f4_3[i*5100 + j*100 + k] > f4[i*100 + k]) f4[i*100 + k] = f4_3[i*5100 + j*100 + k];
 
-    real *f5_1 = arena + 1030016;  /* [n, 50, 100] */
+    real *f5_1 = arena + 0;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
 
-    real *f5_2 = arena + 1280016;  /* [n, 50, 100] */
+    real *f5_3 = arena + 775008;  /* [n, 50, 100] */
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
-            f5_2[i*100 + j] = c5[j] + f5_1[i*100 + j];
+            f5_3[i*100 + j] = ((c5[j] + f5_1[i*100 + j]) < 0 ? 0 : (c5[j] + f5_1[i*100 + j]));
 
-    real *f5_3 = arena + 1030016;  /* [n, 50, 100] */
-    for (long i = 0; i < n*5000; i++)
-        f5_3[i] = ((f5_2[i]) < 0 ? 0 : (f5_2[i]));
-
-    real *f5 = arena + 1555040;  /* [n, 100] */
+    real *f5 = arena + 15008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f5[i] = -INFINITY;
     for (long i = 0; i < n; i++)
@@ -732,7 +720,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
             for (long k = 0; k < 100; k++)
                 if (f5_3[i*5000 + j*100 + k] > f5[i*100 + k]) f5[i*100 + k] = f5_3[i*5000 + j*100 + k];
 
-    real *features_1 = arena + 1530016;  /* [n, 300] */
+    real *features_1 = arena + 0;  /* [n, 300] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             features_1[i*300 + j] = f3[i*100 + j];
@@ -743,40 +731,31 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
         for (long j = 0; j < 100; j++)
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
-    real *features_2 = arena + 1545024;  /* [n, 300] */
+    real *features_2 = arena + 15008;  /* [n, 300] */
     sg_dropout_mask(n*300, 0.5, 2.0F, training, seed, 1048576, features_2);
 
-    real *features = arena + 1560032;  /* [n, 300] */
+    real *features = arena + 30016;  /* [n, 300] */
     for (long i = 0; i < n*300; i++)
         features[i] = features_1[i]*features_2[i];
 
-    real *logits_1 = arena + 1530016;  /* [n, 2] */
+    real *logits_1 = arena + 0;  /* [n, 2] */
     sg_matmul(n, 300, 2, features, 300, 1, W, 2, 1, logits_1);
 
-    real *logits = arena + 1530128;  /* [n, 2] */
+    real *logits = arena + 112;  /* [n, 2] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 2; j++)
             logits[i*2 + j] = b[j] + logits_1[i*2 + j];
 
-    real *loss = arena + 2200032;  /* [] */
+    real *loss = arena + 1445024;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
 
     /* part of dL/dlogits   [d cross_entropy(logits, label)/dlogits] */
-    real *dloss_1 = arena + 1530016;  /* [n, 2] */
-    sg_softmax(n, 2, 1, logits, dloss_1);
-
-    /* part of dL/dlogits   [d cross_entropy(logits, label)/dlogits] */
-    real *dloss_2 = arena + 1530128;  /* [n, 2] */
-    sg_onehot(n, 2, label, dloss_2);
-
-    /* part of dL/dlogits   [d cross_entropy(logits, label)/dlogits] */
-    real *dloss_5 = arena + 1530240;  /* [] */
+    real *dloss_5 = arena + 0;  /* [] */
     dloss_5[0] = 1.0F/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits] */
-    real *dlogits = arena + 1575040;  /* [n, 2] */
-    for (long i = 0; i < n*2; i++)
-        dlogits[i] = dloss_5[0]*(dloss_1[i] - dloss_2[i]);
+    real *dlogits = arena + 45024;  /* [n, 2] */
+    sg_softmax_cross_entropy_grad(n, 2, logits, label, dloss_5[0], dlogits);
 
     /* dL/db = sum(dL/dlogits, axis=0)   [d(b + logits_1)/db] */
     real *db = grads[textcnn_param_b];  /* [2] */
@@ -787,7 +766,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
             db[j] += dlogits[i*2 + j];
 
     /* dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures] */
-    real *dfeatures = arena + 1530016;  /* [n, 300] */
+    real *dfeatures = arena + 0;  /* [n, 300] */
     sg_matmul(n, 2, 300, dlogits, 2, 1, W, 1, 2, dfeatures);
 
     /* dL/dW = features.T @ dL/dlogits_1   [d(features @ W)/dW] */
@@ -795,43 +774,43 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     sg_matmul(300, n, 2, features, 1, 300, dlogits, 2, 1, dW);
 
     /* dL/dfeatures_1 = dL/dfeatures*features_2   [d(features_1*features_2)/dfeatures_1] */
-    real *dfeatures_1 = arena + 1560032;  /* [n, 300] */
+    real *dfeatures_1 = arena + 30016;  /* [n, 300] */
     for (long i = 0; i < n*300; i++)
         dfeatures_1[i] = dfeatures[i]*features_2[i];
 
     /* dL/df3 = slice(dL/dfeatures_1, axis=1, start=0, stop=100)   [d concat(f3, f4, f5, axis=1)/df3] */
-    real *df3 = arena + 2190016;  /* [n, 100] */
+    real *df3 = arena + 1435008;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df3[i*100 + j] = dfeatures_1[i*300 + j];
 
     /* dL/df4 = slice(dL/dfeatures_1, axis=1, start=100, stop=200)   [d concat(f3, f4, f5, axis=1)/df4] */
-    real *df4 = arena + 2195024;  /* [n, 100] */
+    real *df4 = arena + 1440016;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df4[i*100 + j] = dfeatures_1[100 + i*300 + j];
 
     /* dL/df5 = slice(dL/dfeatures_1, axis=1, start=200, stop=300)   [d concat(f3, f4, f5, axis=1)/df5] */
-    real *df5 = arena + 1780016;  /* [n, 100] */
+    real *df5 = arena + 250000;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df5[i*100 + j] = dfeatures_1[200 + i*300 + j];
 
     /* part of dL/df5_3   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3] */
-    real *df5_1 = arena + 1530016;  /* [n, 50, 100] */
+    real *df5_1 = arena + 0;  /* [n, 50, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
                 df5_1[i*5000 + j*100 + k] = df5[i*100 + k];
 
     /* dL/df5_3 = max_backward(f5_3, expand_dims(dL/df5, axis=1), axis=(1,))   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3] */
-    real *df5_3 = arena + 1780016;  /* [n, 50, 100] */
+    real *df5_3 = arena + 1025008;  /* [n, 50, 100] */
     sg_max_backward(n, 50, 100, f5_3, df5_1, df5_3);
 
-    /* dL/df5_2 = dL/df5_3*step(f5_2)   [d relu(f5_2)/df5_2] */
-    real *df5_2 = arena + 1030016;  /* [n, 50, 100] */
+    /* dL/df5_2 = dL/df5_3*step(f5_3)   [d relu(f5_2)/df5_2] */
+    real *df5_2 = arena + 0;  /* [n, 50, 100] */
     for (long i = 0; i < n*5000; i++)
-        df5_2[i] = df5_3[i]*((f5_2[i]) > 0 ? 1 : 0);
+        df5_2[i] = df5_3[i]*((f5_3[i]) > 0 ? 1 : 0);
 
     /* dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(c5 + f5_1)/dc5] */
     real *dc5 = grads[textcnn_param_c5];  /* [100] */
@@ -842,7 +821,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
             dc5[j] += df5_2[i*100 + j];
 
     /* dL/dwords through f5_1 = conv1d_backward_input(dL/df5_1, K5, length=50, padding=2, stride=1)   [d conv1d(words, K5, padding=2, stride=1)/dwords] */
-    real *df5_1_1 = arena + 1540032;  /* [n, 50, 64] */
+    real *df5_1_1 = arena + 1030016;  /* [n, 50, 64] */
     sg_conv1d_backward_input(n, 50, 64, 50, 100, 5, 1, 2, df5_2, K5, df5_1_1);
 
     /* dL/dK5 = conv1d_backward_kernel(words, dL/df5_1, padding=2, stride=1, width=5)   [d conv1d(words, K5, padding=2, stride=1)/dK5] */
@@ -850,20 +829,20 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     sg_conv1d_backward_kernel(n, 50, 64, 50, 100, 5, 1, 2, words, df5_2, dK5);
 
     /* part of dL/df4_3   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3] */
-    real *df4_1 = arena + 1030016;  /* [n, 51, 100] */
+    real *df4_1 = arena + 0;  /* [n, 51, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
                 df4_1[i*5100 + j*100 + k] = df4[i*100 + k];
 
     /* dL/df4_3 = max_backward(f4_3, expand_dims(dL/df4, axis=1), axis=(1,))   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3] */
-    real *df4_3 = arena + 1285024;  /* [n, 51, 100] */
+    real *df4_3 = arena + 775008;  /* [n, 51, 100] */
     sg_max_backward(n, 51, 100, f4_3, df4_1, df4_3);
 
-    /* dL/df4_2 = dL/df4_3*step(f4_2)   [d relu(f4_2)/df4_2] */
-    real *df4_2 = arena + 520000;  /* [n, 51, 100] */
+    /* dL/df4_2 = dL/df4_3*step(f4_3)   [d relu(f4_2)/df4_2] */
+    real *df4_2 = arena + 0;  /* [n, 51, 100] */
     for (long i = 0; i < n*5100; i++)
-        df4_2[i] = df4_3[i]*((f4_2[i]) > 0 ? 1 : 0);
+        df4_2[i] = df4_3[i]*((f4_3[i]) > 0 ? 1 : 0);
 
     /* dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(c4 + f4_1)/dc4] */
     real *dc4 = grads[textcnn_param_c4];  /* [100] */
@@ -874,7 +853,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
             dc4[j] += df4_2[i*100 + j];
 
     /* dL/dwords through f4_1 = conv1d_backward_input(dL/df4_1, K4, length=50, padding=2, stride=1)   [d conv1d(words, K4, padding=2, stride=1)/dwords] */
-    real *df4_1_1 = arena + 1040000;  /* [n, 50, 64] */
+    real *df4_1_1 = arena + 780000;  /* [n, 50, 64] */
     sg_conv1d_backward_input(n, 50, 64, 51, 100, 4, 1, 2, df4_2, K4, df4_1_1);
 
     /* dL/dK4 = conv1d_backward_kernel(words, dL/df4_1, padding=2, stride=1, width=4)   [d conv1d(words, K4, padding=2, stride=1)/dK4] */
@@ -882,20 +861,20 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     sg_conv1d_backward_kernel(n, 50, 64, 51, 100, 4, 1, 2, words, df4_2, dK4);
 
     /* part of dL/df3_3   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3] */
-    real *df3_1 = arena + 520000;  /* [n, 52, 100] */
+    real *df3_1 = arena + 0;  /* [n, 52, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
                 df3_1[i*5200 + j*100 + k] = df3[i*100 + k];
 
     /* dL/df3_3 = max_backward(f3_3, expand_dims(dL/df3, axis=1), axis=(1,))   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3] */
-    real *df3_3 = arena + 780000;  /* [n, 52, 100] */
+    real *df3_3 = arena + 520000;  /* [n, 52, 100] */
     sg_max_backward(n, 52, 100, f3_3, df3_1, df3_3);
 
-    /* dL/df3_2 = dL/df3_3*step(f3_2)   [d relu(f3_2)/df3_2] */
+    /* dL/df3_2 = dL/df3_3*step(f3_3)   [d relu(f3_2)/df3_2] */
     real *df3_2 = arena + 0;  /* [n, 52, 100] */
     for (long i = 0; i < n*5200; i++)
-        df3_2[i] = df3_3[i]*((f3_2[i]) > 0 ? 1 : 0);
+        df3_2[i] = df3_3[i]*((f3_3[i]) > 0 ? 1 : 0);
 
     /* dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(c3 + f3_1)/dc3] */
     real *dc3 = grads[textcnn_param_c3];  /* [100] */

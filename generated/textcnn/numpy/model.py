@@ -211,24 +211,25 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, label[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
-    dloss_1 = np.exp(logits - np.max(logits, axis=1, keepdims=True))
-    dloss_1 /= np.sum(dloss_1, axis=1, keepdims=True)
-    # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
-    dloss_2 = (np.arange(2) == label[..., None]).astype(DTYPE)
-    # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
-    dloss_3 = dloss_1 - dloss_2
-    # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
     dloss_5 = 1.0/n
-    # dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits]
-    dlogits = dloss_3*dloss_5
-    # dL/db = sum(dL/dlogits, axis=0)   [d(b + logits_1)/db]
-    db = np.sum(dlogits, axis=0)
     # part of dL/dfeatures   [d(features @ W)/dfeatures]
     dlogits_1_1 = W.T
-    # dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures]
-    dfeatures = dlogits @ dlogits_1_1
     # part of dL/dW   [d(features @ W)/dW]
     dlogits_1_2 = features.T
+    # part of dL/df5_2   [d relu(f5_2)/df5_2]
+    df5_3_1 = np.heaviside(f5_3, 0)
+    # part of dL/df4_2   [d relu(f4_2)/df4_2]
+    df4_3_1 = np.heaviside(f4_3, 0)
+    # part of dL/df3_2   [d relu(f3_2)/df3_2]
+    df3_3_1 = np.heaviside(f3_3, 0)
+    # dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits]
+    dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
+    dlogits *= dloss_5 / np.sum(dlogits, axis=-1, keepdims=True)
+    np.put_along_axis(dlogits, label[..., None], np.take_along_axis(dlogits, label[..., None], axis=-1) - dloss_5, axis=-1)
+    # dL/db = sum(dL/dlogits, axis=0)   [d(b + logits_1)/db]
+    db = np.sum(dlogits, axis=0)
+    # dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures]
+    dfeatures = dlogits @ dlogits_1_1
     # dL/dW = features.T @ dL/dlogits_1   [d(features @ W)/dW]
     dW = dlogits_1_2 @ dlogits
     # dL/dfeatures_1 = dL/dfeatures*features_2   [d(features_1*features_2)/dfeatures_1]
@@ -244,9 +245,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/df5_3 = max_backward(f5_3, expand_dims(dL/df5, axis=1), axis=(1,))   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3]
     df5_3 = np.zeros_like(f5_3)
     np.put_along_axis(df5_3, np.argmax(f5_3, axis=1, keepdims=True), np.take(df5_1, [0], axis=1), axis=1)
-    # part of dL/df5_2   [d relu(f5_2)/df5_2]
-    df5_3_1 = np.heaviside(f5_2, 0)
-    # dL/df5_2 = dL/df5_3*step(f5_2)   [d relu(f5_2)/df5_2]
+    # dL/df5_2 = dL/df5_3*step(f5_3)   [d relu(f5_2)/df5_2]
     df5_2 = df5_3*df5_3_1
     # dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(c5 + f5_1)/dc5]
     dc5 = np.sum(df5_2, axis=(0, 1))
@@ -262,9 +261,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/df4_3 = max_backward(f4_3, expand_dims(dL/df4, axis=1), axis=(1,))   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3]
     df4_3 = np.zeros_like(f4_3)
     np.put_along_axis(df4_3, np.argmax(f4_3, axis=1, keepdims=True), np.take(df4_1, [0], axis=1), axis=1)
-    # part of dL/df4_2   [d relu(f4_2)/df4_2]
-    df4_3_1 = np.heaviside(f4_2, 0)
-    # dL/df4_2 = dL/df4_3*step(f4_2)   [d relu(f4_2)/df4_2]
+    # dL/df4_2 = dL/df4_3*step(f4_3)   [d relu(f4_2)/df4_2]
     df4_2 = df4_3*df4_3_1
     # dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(c4 + f4_1)/dc4]
     dc4 = np.sum(df4_2, axis=(0, 1))
@@ -280,9 +277,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/df3_3 = max_backward(f3_3, expand_dims(dL/df3, axis=1), axis=(1,))   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3]
     df3_3 = np.zeros_like(f3_3)
     np.put_along_axis(df3_3, np.argmax(f3_3, axis=1, keepdims=True), np.take(df3_1, [0], axis=1), axis=1)
-    # part of dL/df3_2   [d relu(f3_2)/df3_2]
-    df3_3_1 = np.heaviside(f3_2, 0)
-    # dL/df3_2 = dL/df3_3*step(f3_2)   [d relu(f3_2)/df3_2]
+    # dL/df3_2 = dL/df3_3*step(f3_3)   [d relu(f3_2)/df3_2]
     df3_2 = df3_3*df3_3_1
     # dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(c3 + f3_1)/dc3]
     dc3 = np.sum(df3_2, axis=(0, 1))

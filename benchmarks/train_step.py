@@ -1,0 +1,206 @@
+"""One float32 training step (loss, gradients, SGD update) of the five
+reference models, timed side by side in one run.
+
+    python benchmarks/train_step.py [--blocks 7] [--seconds 0.2] [--models mlp,nlm] [--json results.json]
+
+Runs, for each model in ``benchmarks/models/``:
+  c          the generated C (cc -O3 -march=native), one thread;
+  c-openmp   the same sources built with -fopenmp, OMP_NUM_THREADS = the cores;
+  numpy      the generated NumPy module (loss_and_grads, then sgd_step);
+  by hand    a hand-written NumPy step (``references.py``);
+  pytorch    PyTorch eager, and jax: JAX jit, when they are installed.
+Every implementation starts from the same parameters and inputs, and their
+first losses must agree. Blocks of steps (each about ``--seconds`` long) are
+interleaved across implementations, so that drifts in machine load hit all
+alike; the table gives the median block's time per step and ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+import symgraph as sg
+from symgraph.codegen import build_program, render
+from symgraph.gradcheck import random_inputs
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import references  # noqa: E402
+
+MODELS = ("slide", "logreg", "mlp", "nlm", "textcnn")
+LR = 1e-6  # small enough that no model's parameters overflow over millions of steps (slide's loss is unbounded)
+
+
+class Timed:
+    """One implementation of one model: ``run(steps)`` returns (seconds, last loss)."""
+
+    name = ""
+
+    def run(self, steps: int) -> tuple[float, float]:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+
+class Generated_C(Timed):
+    def __init__(self, g, params, inputs, folder: Path, openmp: bool):
+        self.name = "c-openmp" if openmp else "c"
+        program = build_program(g, "float32")
+        files = render(program, "c")
+        build = folder / self.name
+        build.mkdir()
+        for name in ("model.h", "model.c"):
+            (build / name).write_text(files[name])
+        for i, leaf in enumerate(program.params):
+            np.asarray(params[leaf.name], np.float32).tofile(build / f"param_{i}.bin")
+        for i, leaf in enumerate(program.inputs):
+            np.asarray(inputs[leaf.name], np.int64 if leaf.dtype == "int" else np.float32).tofile(build / f"input_{i}.bin")
+        cc = os.environ.get("CC", "cc")
+        flags = ["-O3", "-march=native", "-std=c99"] + (["-fopenmp"] if openmp else [])
+        subprocess.run([cc, *flags, f"-DMODEL={g.name}", "-I", str(build), str(HERE / "step_harness.c"), str(build / "model.c"),
+                        "-o", str(build / "step"), "-lm"], check=True)
+        env = dict(os.environ, OMP_NUM_THREADS=str(os.cpu_count() if openmp else 1))
+        self.process = subprocess.Popen([str(build / "step"), str(build)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
+
+    def run(self, steps):
+        self.process.stdin.write(f"{steps}\n")
+        self.process.stdin.flush()
+        seconds, loss = self.process.stdout.readline().split()
+        return float(seconds), float(loss)
+
+    def close(self):
+        self.process.stdin.close()
+        self.process.wait()
+
+
+class Python(Timed):
+    """A step function and a loss function; the clock stops after the loss is read."""
+
+    def __init__(self, name, step, loss):
+        self.name, self.step, self.loss = name, step, loss
+
+    def run(self, steps):
+        started = time.perf_counter()
+        for _ in range(steps):
+            self.step()
+        loss = self.loss()
+        return time.perf_counter() - started, loss
+
+
+def generated_numpy(g, params, inputs) -> Python:
+    module = sg.compile(g, target="numpy", dtype="float32")._backend
+    p = {k: np.array(v, np.float32) for k, v in params.items()}
+    last = [0.0]
+
+    def step():
+        last[0], grads = module.loss_and_grads(p, inputs, training=True)
+        module.sgd_step(p, grads, LR)
+
+    return Python("numpy", step, lambda: last[0])
+
+
+def implementations(g, folder: Path, frameworks: list[str]) -> list[Timed]:
+    model = sg.compile(g, target="numpy", dtype="float32")
+    params = model.init_params(1)
+    inputs = {k: (v if v.dtype == np.int64 else v.astype(np.float32)) for k, v in random_inputs(model, seed=1).items()}
+    if g.name == "logreg":
+        inputs["y"] = (inputs["y"] > 0).astype(np.float32)  # labels of 0 and 1
+    found = [Generated_C(g, params, inputs, folder, openmp=False), Generated_C(g, params, inputs, folder, openmp=True)]
+    found.append(generated_numpy(g, params, inputs))
+    found.append(Python("by hand", *references.make_numpy(g.name, params, inputs, LR)))
+    if "pytorch" in frameworks:
+        found.append(Python("pytorch", *references.make_torch(g.name, params, inputs, LR)))
+    if "jax" in frameworks:
+        found.append(Python("jax", *references.make_jax(g.name, params, inputs, LR)))
+    return found
+
+
+def installed() -> list[str]:
+    out = []
+    for module, name in (("torch", "pytorch"), ("jax", "jax")):
+        try:
+            __import__(module)
+            out.append(name)
+        except ImportError:
+            print(f"({name} is not installed: skipped)", file=sys.stderr)
+    return out
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version(), "numpy": np.__version__, "cores": os.cpu_count(), "machine": platform.machine()}
+    for module in ("torch", "jax"):
+        try:
+            found[module] = __import__(module).__version__
+        except ImportError:
+            pass
+    cc = os.environ.get("CC", "cc")
+    if shutil.which(cc):
+        found["cc"] = subprocess.run([cc, "--version"], capture_output=True, text=True).stdout.splitlines()[0]
+    return found
+
+
+def measure(g, blocks: int, seconds: float, frameworks: list[str]) -> dict[str, list[float]]:
+    with tempfile.TemporaryDirectory(prefix="symgraph-bench-") as folder:
+        impls = implementations(g, Path(folder), frameworks)
+        try:
+            first = {impl.name: impl.run(1)[1] for impl in impls}  # also compiles the JAX step
+            reference = first["by hand"]
+            for name, loss in first.items():
+                if not np.isclose(loss, reference, rtol=1e-4, atol=1e-6):
+                    raise SystemExit(f"{g.name}: {name}'s first loss {loss} differs from the hand-written {reference}")
+            steps = {}
+            for impl in impls:  # calibrate each to blocks of about `seconds`
+                elapsed, _ = impl.run(3)
+                steps[impl.name] = max(1, int(seconds / max(elapsed / 3, 1e-7)))
+            times = {impl.name: [] for impl in impls}
+            for _ in range(blocks):
+                for impl in impls:
+                    elapsed, _ = impl.run(steps[impl.name])
+                    times[impl.name].append(elapsed / steps[impl.name])
+            return times
+        finally:
+            for impl in impls:
+                impl.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=7, help="interleaved blocks per implementation (the median is reported)")
+    parser.add_argument("--seconds", type=float, default=0.2, help="about how long one block runs")
+    parser.add_argument("--models", default=",".join(MODELS))
+    parser.add_argument("--json", default="train_step.json", help="where to write every block's time")
+    args = parser.parse_args()
+    frameworks = installed()
+    results = {}
+    header = f"{'model':<8} {'implementation':<15} {'ms/step':>9} {'vs pytorch':>11} {'vs jax':>7}"
+    print(header)
+    for name in args.models.split(","):
+        g = sg.load(HERE / "models" / f"{name}.yaml")
+        times = measure(g, args.blocks, args.seconds, frameworks)
+        medians = {impl: statistics.median(t) for impl, t in times.items()}
+        results[name] = {impl: {"median_ms": 1e3 * medians[impl], "blocks_ms": [1e3 * t for t in times[impl]]} for impl in times}
+        for impl, median in medians.items():
+            # ratio > 1: this implementation is that many times faster than the reference
+            ratios = [f"{medians[ref] / median:>{w}.2f}" if ref in medians else " " * w for ref, w in (("pytorch", 11), ("jax", 7))]
+            print(f"{name:<8} {impl:<15} {1e3 * median:>9.4f} {ratios[0]} {ratios[1]}")
+            results[name][impl].update({f"speedup_vs_{ref}": medians[ref] / median for ref in ("pytorch", "jax") if ref in medians})
+        sys.stdout.flush()
+    Path(args.json).write_text(json.dumps({"versions": versions(), "blocks": args.blocks, "results": results}, indent=2) + "\n")
+    print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
