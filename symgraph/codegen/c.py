@@ -544,6 +544,8 @@ def shape_comment(shape) -> str:
 # Kernels that call other kernels.
 KERNEL_NEEDS = {
     "matmul": ("gemm",), "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",), "conv1d_backward_input": ("gemm",),
+    "softmax": ("exp_shifted",), "log_softmax": ("exp_shifted",), "cross_entropy": ("exp_shifted",),
+    "softmax_cross_entropy_grad": ("exp_shifted",),
 }
 
 LOOP_NAMES = ["i", "j", "k", "l", "m", "p", "q", "r", "s", "t", "u"] + [f"i{k}" for k in range(1, 40)]

@@ -151,6 +151,21 @@ static void sg_micro_kernel_edge(long kc, const real *ap, const real *bp, real *
             c[i * ldc + j] = tile[i * SG_NR + j];
 }
 
+/* dst[p*width + i] = src[i*across + p*along] for i < count (zero up to width), p < depth:
+ * one panel, read in whichever order walks src contiguously. */
+static void sg_pack(real *restrict dst, long width, long count, long depth, const real *restrict src, long across, long along)
+{
+    if (along == 1 && count == width) {
+        for (long i = 0; i < width; i++)
+            for (long p = 0; p < depth; p++)
+                dst[p * width + i] = src[i * across + p];
+        return;
+    }
+    for (long p = 0; p < depth; p++)
+        for (long i = 0; i < width; i++)
+            dst[p * width + i] = i < count ? src[i * across + p * along] : 0;
+}
+
 /* c (+)= A @ B on one thread, where A[i, p] = a[i*a_rs + p*a_cs] and B[p, j] = b[p*b_rs + j*b_cs]. */
 static void sg_gemm_serial(long m, long n, long k, const real *a, long a_rs, long a_cs, const real *b, long b_rs,
                            long b_cs, real *c, long ldc, int accumulate)
@@ -159,26 +174,14 @@ static void sg_gemm_serial(long m, long n, long k, const real *a, long a_rs, lon
         const long nc = n - jc < SG_NC ? n - jc : SG_NC;
         for (long pc = 0; pc < k; pc += SG_KC) {
             const long kc = k - pc < SG_KC ? k - pc : SG_KC;
-            for (long jr = 0; jr < nc; jr += SG_NR) {
-                real *dst = sg_packed_b + jr * kc;
-                const long cols = nc - jr < SG_NR ? nc - jr : SG_NR;
-                for (long p = 0; p < kc; p++) {
-                    const real *src = b + (pc + p) * b_rs + (jc + jr) * b_cs;
-                    for (long j = 0; j < SG_NR; j++)
-                        dst[p * SG_NR + j] = j < cols ? src[j * b_cs] : 0;
-                }
-            }
+            for (long jr = 0; jr < nc; jr += SG_NR)
+                sg_pack(sg_packed_b + jr * kc, SG_NR, nc - jr < SG_NR ? nc - jr : SG_NR, kc,
+                        b + pc * b_rs + (jc + jr) * b_cs, b_cs, b_rs);
             for (long ic = 0; ic < m; ic += SG_MC) {
                 const long mc = m - ic < SG_MC ? m - ic : SG_MC;
-                for (long ir = 0; ir < mc; ir += SG_MR) {
-                    real *dst = sg_packed_a + ir * kc;
-                    const long rows = mc - ir < SG_MR ? mc - ir : SG_MR;
-                    for (long p = 0; p < kc; p++) {
-                        const real *src = a + (ic + ir) * a_rs + (pc + p) * a_cs;
-                        for (long i = 0; i < SG_MR; i++)
-                            dst[p * SG_MR + i] = i < rows ? src[i * a_rs] : 0;
-                    }
-                }
+                for (long ir = 0; ir < mc; ir += SG_MR)
+                    sg_pack(sg_packed_a + ir * kc, SG_MR, mc - ir < SG_MR ? mc - ir : SG_MR, kc,
+                            a + (ic + ir) * a_rs + pc * a_cs, a_rs, a_cs);
                 for (long jr = 0; jr < nc; jr += SG_NR)
                     for (long ir = 0; ir < mc; ir += SG_MR) {
                         const real *ap = sg_packed_a + ir * kc, *bp = sg_packed_b + jr * kc;
@@ -237,6 +240,69 @@ static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_c
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 0);
 }
 
+/* e^x for x <= 0, vectorisable (libm's exp is a call per element): x = k ln 2 + r
+ * with |r| <= ln 2 / 2 (k rounded by adding and subtracting 1.5 * 2^52),
+ * e^r by its Taylor polynomial to r^13, 2^k built in the exponent
+ * bits. The relative error is within 3e-16; below the smallest normal number it returns 0. */
+static real sg_exp_nonpositive(real x)
+{
+    const real clamped = x < -708.0 ? -708.0 : x;
+    const real k = (clamped * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
+    const real r = (clamped - k * 0.6931471803691238) - k * 1.9082149292705877e-10;
+    const real inverse_factorial[14] = {1.0 / 6227020800.0, 1.0 / 479001600.0, 1.0 / 39916800.0, 1.0 / 3628800.0,
+                                        1.0 / 362880.0, 1.0 / 40320.0, 1.0 / 5040.0, 1.0 / 720.0, 1.0 / 120.0,
+                                        1.0 / 24.0, 1.0 / 6.0, 0.5, 1.0, 1.0};
+    real p = inverse_factorial[0];
+    for (int i = 1; i < 14; i++)
+        p = p * r + inverse_factorial[i];
+    const uint64_t bits = (uint64_t)((int64_t)k + 1023) << 52;
+    real scale;
+    memcpy(&scale, &bits, sizeof scale);
+    return x < clamped ? 0 : p * scale;
+}
+
+/* The largest of x[0], x[stride], ..., in 16 interleaved lanes that vectorise. */
+static real sg_max_of(long count, long stride, const real *x)
+{
+    real lane[16], top = x[0];
+    long l = 0;
+    if (count >= 16) {
+        for (int j = 0; j < 16; j++)
+            lane[j] = x[j * stride];
+        for (l = 16; l + 16 <= count; l += 16)
+            for (int j = 0; j < 16; j++)
+                lane[j] = x[(l + j) * stride] > lane[j] ? x[(l + j) * stride] : lane[j];
+        for (int j = 0; j < 16; j++)
+            top = lane[j] > top ? lane[j] : top;
+    }
+    for (; l < count; l++)
+        top = x[l * stride] > top ? x[l * stride] : top;
+    return top;
+}
+
+/* y[l*stride] = exp(x[l*stride] - shift) (y may be NULL); returns their sum, in 16 interleaved partial sums. */
+static real sg_exp_shifted(long count, long stride, const real *x, real shift, real *y)
+{
+    real lane[16] = {0}, total = 0;
+    long l = 0;
+    for (; l + 16 <= count; l += 16)
+        for (int j = 0; j < 16; j++) {
+            const real e = sg_exp_nonpositive(x[(l + j) * stride] - shift);
+            if (y)
+                y[(l + j) * stride] = e;
+            lane[j] += e;
+        }
+    for (; l < count; l++) {
+        const real e = sg_exp_nonpositive(x[l * stride] - shift);
+        if (y)
+            y[l * stride] = e;
+        total += e;
+    }
+    for (int j = 0; j < 16; j++)
+        total += lane[j];
+    return total;
+}
+
 /* out[r, :] = (softmax(z[r, :]) - onehot(y[r])) * scale: cross-entropy's
  * gradient in one pass over each row, without a one-hot array. */
 static void sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
@@ -244,14 +310,7 @@ static void sg_softmax_cross_entropy_grad(long rows, long classes, const real *z
     for (long r = 0; r < rows; r++) {
         const real *row = z + r * classes;
         real *o = out + r * classes;
-        real top = row[0], total = 0;
-        for (long k = 1; k < classes; k++)
-            top = row[k] > top ? row[k] : top;
-        for (long k = 0; k < classes; k++) {
-            o[k] = exp(row[k] - top);
-            total += o[k];
-        }
-        const real factor = scale / total;
+        const real factor = scale / sg_exp_shifted(classes, 1, row, sg_max_of(classes, 1, row), o);
         for (long k = 0; k < classes; k++)
             o[k] *= factor;
         o[y[r]] -= scale;
@@ -264,13 +323,8 @@ static double sg_cross_entropy(long rows, long classes, const real *logits, cons
     double total = 0;
     for (long r = 0; r < rows; r++) {
         const real *z = logits + r * classes;
-        real top = z[0], sum = 0;
-        for (long k = 1; k < classes; k++)
-            if (z[k] > top)
-                top = z[k];
-        for (long k = 0; k < classes; k++)
-            sum += exp(z[k] - top);
-        total += log(sum) - (z[labels[r]] - top);
+        const real top = sg_max_of(classes, 1, z);
+        total += log(sg_exp_shifted(classes, 1, z, top, NULL)) - (z[labels[r]] - top);
     }
     return total / (double)rows;
 }
