@@ -81,13 +81,13 @@ def to_dot(g: Graph, backward: set[str] | None = None, clusters: bool = True) ->
 
 
 def drawing(g: Graph, grad: bool = False) -> str:
-    """DOT text of the forward graph, or with ``grad`` of the optimised gradient graph."""
+    """DOT text of the forward graph, or with ``grad`` of the gradient graph as the generated code computes it."""
     if not grad:
         return to_dot(g)
     from .autodiff import differentiate
-    from .passes import optimize
+    from .passes import CODEGEN, optimize
 
-    gg = optimize(differentiate(g))
+    gg = optimize(differentiate(g), CODEGEN)
     return to_dot(gg, set(gg.nx) - set(g.nx))
 
 

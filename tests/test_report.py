@@ -17,8 +17,8 @@ import pytest
 import symgraph as sg
 from symgraph.autodiff import differentiate
 from symgraph.cli import main
-from symgraph.draw import have_dot, to_dot
-from symgraph.passes import optimize
+from symgraph.draw import drawing, have_dot
+from symgraph.passes import CODEGEN, optimize
 
 from conftest import require_tool
 
@@ -35,7 +35,7 @@ def test_draw_svg_parses_and_holds_every_node(tmp_path):
     require_tool("dot", "graphviz")
     out = tmp_path / "mlp.svg"
     assert main(["draw", str(ROOT / "examples" / "mlp.yaml"), "-o", str(out), "--grad"]) == 0
-    gg = optimize(differentiate(sg.load(ROOT / "examples" / "mlp.yaml")))
+    gg = optimize(differentiate(sg.load(ROOT / "examples" / "mlp.yaml")), CODEGEN)
     assert svg_node_titles(out.read_bytes()) == set(gg.nx)
     png = tmp_path / "mlp.png"
     assert main(["draw", str(ROOT / "examples" / "mlp.yaml"), "-o", str(png)]) == 0
@@ -44,16 +44,16 @@ def test_draw_svg_parses_and_holds_every_node(tmp_path):
 
 def test_drawing_kinds_and_fused_clusters():
     g = sg.load(ROOT / "examples" / "digits_mlp.yaml")
-    gg = optimize(differentiate(g))
-    text = to_dot(gg)
+    text = drawing(g, grad=True)
     style = dict(re.findall(r'"(\w+)" \[label="[^"]*", (.*)\];', text))
     assert "fde68a" in style["W1"] and "dbeafe" in style["x"]  # param, input
     assert "doubleoctagon" in style["loss"]
     assert "peripheries=2" in style["dW1"] and "peripheries=2" not in style["dh"]  # gradient vs other backward
     assert "dcfce7" in style["dh"] and "dcfce7" not in style["h_1"]
-    # relu and the dropout multiply run in one C loop: one cluster holds both
-    cluster = re.search(r'subgraph "cluster_fused_\d+" \{\n    label="fused: h";.*?\n  \}', text, re.S)
-    assert cluster and '"h_3"' in cluster.group(0) and '"h"' in cluster.group(0)
+    # the bias and relu run in one C loop: one cluster holds both
+    cluster = re.search(r'subgraph "cluster_fused_\d+" \{\n    label="fused: h_3";.*?\n  \}', text, re.S)
+    assert cluster and '"h_2" [label="h_2\\nadd' in cluster.group(0) and '"h_3" [label="h_3\\nrelu' in cluster.group(0)
+    assert "softmax_cross_entropy_grad" in text  # the graph the generated code runs
 
 
 def test_draw_without_graphviz_writes_dot(tmp_path, monkeypatch, capsys):

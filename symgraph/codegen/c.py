@@ -208,7 +208,57 @@ class Function:
         for v in self.order:
             args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)
             self.reads[v] = {self.transposed.get(a, a) for a in args}
+        self.aliases = self.find_aliases()
         self.names = loop_names(g)
+
+    def owner(self, node: str) -> str:
+        while node in self.aliases:
+            node = self.aliases[node]
+        return node
+
+    def find_aliases(self) -> dict[str, str]:
+        """Nodes that need no buffer of their own: node -> the node whose buffer it uses.
+
+        A reshape is a view of its argument. An element-wise statement is
+        computed in place of an argument of its own shape when that argument
+        dies there, is read at the same index as the result is written (so
+        each element is read before it is overwritten) and shares its buffer
+        with no other argument.
+        """
+        g = self.g
+        last = {}
+        for i, v in enumerate(self.order):
+            for a in self.reads[v]:
+                last[a] = i
+        aliases: dict[str, str] = {}
+
+        def owner(node):
+            while node in aliases:
+                node = aliases[node]
+            return node
+
+        computed = set(self.order)
+        for i, v in enumerate(self.order):
+            if v in self.dests:
+                continue
+            if g.op(v) == "reshape":
+                (x,) = g.args(v)
+                if x in computed:
+                    aliases[v] = x
+                continue
+            if not REGISTRY[g.op(v)].elementwise:
+                continue
+            leaves = self.leaves(v)
+            for a in leaves:
+                if a not in computed or a in self.dests or a in self.roots or g.shape(a) != g.shape(v):
+                    continue
+                if any(last.get(b, -1) > i for b in computed if owner(b) == owner(a)):
+                    continue  # the buffer is read after this statement
+                if any(owner(b) == owner(a) for b in leaves if b != a):
+                    continue
+                aliases[v] = a
+                break
+        return aliases
 
     def leaves(self, node: str) -> list[str]:
         """Materialised nodes read by ``node``'s fused expression."""
@@ -229,18 +279,22 @@ class Function:
         return out
 
     def plan(self) -> list[Buffer]:
+        """One buffer per node that owns one, live until the last read of it or of any alias."""
+        end = len(self.order)
         last = {}
         for i, v in enumerate(self.order):
+            last.setdefault(self.owner(v), i)
             for a in self.reads[v]:
-                last[a] = i
-        end = len(self.order)
+                last[self.owner(a)] = i
+            if v in self.roots:
+                last[self.owner(v)] = end
         buffers = []
         for i, v in enumerate(self.order):
-            if v in self.dests:
+            if v in self.dests or v in self.aliases:
                 continue
             if self.g.dtype(v) != "float":
                 raise SpecError(f"node {v!r} holds integers; only inputs may", node=v, source=self.g.source)
-            buffers.append(Buffer(v, size(self.g.shape(v)).at(self.ctx.batch), i, end if v in self.roots else last.get(v, i)))
+            buffers.append(Buffer(v, size(self.g.shape(v)).at(self.ctx.batch), i, max(last[v], i)))
         return buffers
 
     def body(self, buffers: list[Buffer]) -> list[str]:
@@ -263,6 +317,12 @@ class Function:
             for i, comment in enumerate(comments):
                 if comment and comment not in comments[:i]:
                     lines.append(f"/* {comment_text(comment)} */")
+            if v in self.aliases:
+                kind = "a view of" if g.op(v) == "reshape" else "in place of"
+                lines.append(f"real *{v} = {self.aliases[v]};  /* {shape_comment(g.shape(v))}, {kind} {self.aliases[v]} */")
+                if g.op(v) != "reshape":
+                    lines += self.emit(v)
+                continue
             where = self.dests[v] if v in self.dests else f"arena + {offsets[v]}"
             lines.append(f"real *{v} = {where};  /* {shape_comment(g.shape(v))} */")
             lines += self.emit(v)

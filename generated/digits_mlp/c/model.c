@@ -399,12 +399,12 @@ int digits_mlp_forward(real *const params[], const void *const inputs[], long n,
     real *h_1 = arena + 0;  /* [n, 128] */
     sg_matmul(n, 64, 128, x, 64, 1, W1, 128, 1, h_1);
 
-    real *h_3 = arena + 4096;  /* [n, 128] */
+    real *h_3 = h_1;  /* [n, 128], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 128; j++)
             h_3[i*128 + j] = ((b1[j] + h_1[i*128 + j]) < 0 ? 0 : (b1[j] + h_1[i*128 + j]));
 
-    real *logits_1 = arena + 0;  /* [n, 10] */
+    real *logits_1 = arena + 4096;  /* [n, 10] */
     sg_matmul(n, 128, 10, h_3, 128, 1, W2, 10, 1, logits_1);
 
     real *logits = outputs[digits_mlp_output_logits];  /* [n, 10] */
@@ -430,15 +430,15 @@ int digits_mlp_evaluate(real *const params[], const void *const inputs[], long n
     real *h_1 = arena + 0;  /* [n, 128] */
     sg_matmul(n, 64, 128, x, 64, 1, W1, 128, 1, h_1);
 
-    real *h_3 = arena + 4096;  /* [n, 128] */
+    real *h_3 = h_1;  /* [n, 128], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 128; j++)
             h_3[i*128 + j] = ((b1[j] + h_1[i*128 + j]) < 0 ? 0 : (b1[j] + h_1[i*128 + j]));
 
-    real *logits_1 = arena + 0;  /* [n, 10] */
+    real *logits_1 = arena + 4096;  /* [n, 10] */
     sg_matmul(n, 128, 10, h_3, 128, 1, W2, 10, 1, logits_1);
 
-    real *logits = arena + 320;  /* [n, 10] */
+    real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
             logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
@@ -468,12 +468,12 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
     real *h_1 = arena + 0;  /* [n, 128] */
     sg_matmul(n, 64, 128, x, 64, 1, W1, 128, 1, h_1);
 
-    real *h_3 = arena + 4096;  /* [n, 128] */
+    real *h_3 = h_1;  /* [n, 128], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 128; j++)
             h_3[i*128 + j] = ((b1[j] + h_1[i*128 + j]) < 0 ? 0 : (b1[j] + h_1[i*128 + j]));
 
-    real *h_4 = arena + 0;  /* [n, 128] */
+    real *h_4 = arena + 4096;  /* [n, 128] */
     sg_dropout_mask(n*128, 0.2, 1.25F, training, seed, 1048576, h_4);
 
     real *h = arena + 8192;  /* [n, 128] */
@@ -483,7 +483,7 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
     real *logits_1 = arena + 12288;  /* [n, 10] */
     sg_matmul(n, 128, 10, h, 128, 1, W2, 10, 1, logits_1);
 
-    real *logits = arena + 12608;  /* [n, 10] */
+    real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
             logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
@@ -492,7 +492,7 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
 
     /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
-    real *dloss_5 = arena + 12288;  /* [] */
+    real *dloss_5 = arena + 12608;  /* [] */
     dloss_5[0] = 1.0F/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
@@ -517,7 +517,7 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
 
     /* dL/dh_3 = dL/dh*h_4   [d(h_3*h_4)/dh_3] */
     /* dL/dh_2 = dL/dh_3*step(h_3)   [d relu(h_2)/dh_2] */
-    real *dh_2 = arena + 8192;  /* [n, 128] */
+    real *dh_2 = dh;  /* [n, 128], in place of dh */
     for (long i = 0; i < n*128; i++)
         dh_2[i] = dh[i]*h_4[i]*((h_3[i]) > 0 ? 1 : 0);
 

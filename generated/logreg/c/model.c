@@ -9,8 +9,8 @@
 typedef logreg_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 7,744 bytes. */
-static real arena[1936];
+ * lifetimes do not overlap share space. 4,032 bytes. */
+static real arena[1008];
 
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
 
@@ -122,11 +122,11 @@ int logreg_evaluate(real *const params[], const void *const inputs[], long n, do
         for (long j = 0; j < 30; j++)
             z_2[i] += z_1[i*30 + j];
 
-    real *z = arena + 0;  /* [n] */
+    real *z = z_2;  /* [n], in place of z_2 */
     for (long i = 0; i < n; i++)
         z[i] = b[0] + z_2[i];
 
-    real *loss = arena + 32;  /* [] */
+    real *loss = arena + 0;  /* [] */
     {
         double sg_total = 0;
         for (long i = 0; i < n; i++)
@@ -167,11 +167,11 @@ int logreg_loss_and_grads(real *const params[], const void *const inputs[], long
         for (long j = 0; j < 30; j++)
             z_2[i] += z_1[i*30 + j];
 
-    real *z = arena + 0;  /* [n] */
+    real *z = z_2;  /* [n], in place of z_2 */
     for (long i = 0; i < n; i++)
         z[i] = b[0] + z_2[i];
 
-    real *loss = arena + 1920;  /* [] */
+    real *loss = arena + 992;  /* [] */
     {
         double sg_total = 0;
         for (long i = 0; i < n; i++)
@@ -180,11 +180,11 @@ int logreg_loss_and_grads(real *const params[], const void *const inputs[], long
     }
 
     /* part of dL/dz   [d binary_cross_entropy(z, y)/dz] */
-    real *dloss_2 = arena + 32;  /* [] */
+    real *dloss_2 = arena + 0;  /* [] */
     dloss_2[0] = 1.0F/n;
 
     /* dL/dz = (sigmoid(z) - y)/batch   [d binary_cross_entropy(z, y)/dz] */
-    real *dz = arena + 960;  /* [n] */
+    real *dz = z;  /* [n], in place of z */
     for (long i = 0; i < n; i++)
         dz[i] = dloss_2[0]*(-y[i] + (0.5F + 0.5F*tanhf(0.5F*(z[i]))));
 
@@ -201,7 +201,7 @@ int logreg_loss_and_grads(real *const params[], const void *const inputs[], long
             dz_1[i*30 + j] = dz[i];
 
     /* part of dL/dw   [d(w*x)/dw] */
-    real *dz_1_2 = arena + 960;  /* [n, 30] */
+    real *dz_1_2 = dz_1;  /* [n, 30], in place of dz_1 */
     for (long i = 0; i < n*30; i++)
         dz_1_2[i] = dz_1[i]*x[i];
 

@@ -12,8 +12,8 @@
 typedef mlp_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 196,672 bytes. */
-static real arena[49168];
+ * lifetimes do not overlap share space. 133,696 bytes. */
+static real arena[33424];
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -390,12 +390,12 @@ int mlp_forward(real *const params[], const void *const inputs[], long n, real *
     real *h_1 = arena + 0;  /* [n, 256] */
     sg_matmul(n, 784, 256, x, 784, 1, W1, 256, 1, h_1);
 
-    real *h = arena + 16384;  /* [n, 256] */
+    real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
 
-    real *logits_1 = arena + 0;  /* [n, 10] */
+    real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
 
     real *logits = outputs[mlp_output_logits];  /* [n, 10] */
@@ -421,15 +421,15 @@ int mlp_evaluate(real *const params[], const void *const inputs[], long n, doubl
     real *h_1 = arena + 0;  /* [n, 256] */
     sg_matmul(n, 784, 256, x, 784, 1, W1, 256, 1, h_1);
 
-    real *h = arena + 16384;  /* [n, 256] */
+    real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
 
-    real *logits_1 = arena + 0;  /* [n, 10] */
+    real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
 
-    real *logits = arena + 640;  /* [n, 10] */
+    real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
             logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
@@ -461,24 +461,24 @@ int mlp_loss_and_grads(real *const params[], const void *const inputs[], long n,
     real *h_1 = arena + 0;  /* [n, 256] */
     sg_matmul(n, 784, 256, x, 784, 1, W1, 256, 1, h_1);
 
-    real *h = arena + 16384;  /* [n, 256] */
+    real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
 
-    real *logits_1 = arena + 0;  /* [n, 10] */
+    real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
 
-    real *logits = arena + 640;  /* [n, 10] */
+    real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
             logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
 
-    real *loss = arena + 49152;  /* [] */
+    real *loss = arena + 33408;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
 
     /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
-    real *dloss_5 = arena + 0;  /* [] */
+    real *dloss_5 = arena + 17024;  /* [] */
     dloss_5[0] = 1.0F/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
@@ -494,7 +494,7 @@ int mlp_loss_and_grads(real *const params[], const void *const inputs[], long n,
             db2[j] += dlogits[i*10 + j];
 
     /* dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh] */
-    real *dh = arena + 0;  /* [n, 256] */
+    real *dh = arena + 16384;  /* [n, 256] */
     sg_matmul(n, 10, 256, dlogits, 10, 1, W2, 1, 10, dh);
 
     /* dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2] */
@@ -502,7 +502,7 @@ int mlp_loss_and_grads(real *const params[], const void *const inputs[], long n,
     sg_matmul(256, n, 10, h, 1, 256, dlogits, 10, 1, dW2);
 
     /* dL/dh_2 = dL/dh*step(h)   [d relu(h_2)/dh_2] */
-    real *dh_2 = arena + 32768;  /* [n, 256] */
+    real *dh_2 = dh;  /* [n, 256], in place of dh */
     for (long i = 0; i < n*256; i++)
         dh_2[i] = dh[i]*((h[i]) > 0 ? 1 : 0);
 

@@ -12,8 +12,8 @@
 typedef mlp_f64_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 393,344 bytes. */
-static real arena[49168];
+ * lifetimes do not overlap share space. 267,392 bytes. */
+static real arena[33424];
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -388,12 +388,12 @@ int mlp_f64_forward(real *const params[], const void *const inputs[], long n, re
     real *h_1 = arena + 0;  /* [n, 256] */
     sg_matmul(n, 784, 256, x, 784, 1, W1, 256, 1, h_1);
 
-    real *h = arena + 16384;  /* [n, 256] */
+    real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
 
-    real *logits_1 = arena + 0;  /* [n, 10] */
+    real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
 
     real *logits = outputs[mlp_f64_output_logits];  /* [n, 10] */
@@ -419,15 +419,15 @@ int mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     real *h_1 = arena + 0;  /* [n, 256] */
     sg_matmul(n, 784, 256, x, 784, 1, W1, 256, 1, h_1);
 
-    real *h = arena + 16384;  /* [n, 256] */
+    real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
 
-    real *logits_1 = arena + 0;  /* [n, 10] */
+    real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
 
-    real *logits = arena + 640;  /* [n, 10] */
+    real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
             logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
@@ -459,24 +459,24 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *h_1 = arena + 0;  /* [n, 256] */
     sg_matmul(n, 784, 256, x, 784, 1, W1, 256, 1, h_1);
 
-    real *h = arena + 16384;  /* [n, 256] */
+    real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
 
-    real *logits_1 = arena + 0;  /* [n, 10] */
+    real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
 
-    real *logits = arena + 640;  /* [n, 10] */
+    real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
             logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
 
-    real *loss = arena + 49152;  /* [] */
+    real *loss = arena + 33408;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
 
     /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
-    real *dloss_5 = arena + 0;  /* [] */
+    real *dloss_5 = arena + 17024;  /* [] */
     dloss_5[0] = 1.0/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
@@ -492,7 +492,7 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
             db2[j] += dlogits[i*10 + j];
 
     /* dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh] */
-    real *dh = arena + 0;  /* [n, 256] */
+    real *dh = arena + 16384;  /* [n, 256] */
     sg_matmul(n, 10, 256, dlogits, 10, 1, W2, 1, 10, dh);
 
     /* dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2] */
@@ -500,7 +500,7 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     sg_matmul(256, n, 10, h, 1, 256, dlogits, 10, 1, dW2);
 
     /* dL/dh_2 = dL/dh*step(h)   [d relu(h_2)/dh_2] */
-    real *dh_2 = arena + 32768;  /* [n, 256] */
+    real *dh_2 = dh;  /* [n, 256], in place of dh */
     for (long i = 0; i < n*256; i++)
         dh_2[i] = dh[i]*((h[i]) > 0 ? 1 : 0);
 

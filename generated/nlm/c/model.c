@@ -412,14 +412,12 @@ int nlm_forward(real *const params[], const void *const inputs[], long n, real *
     real *x_1 = arena + 0;  /* [n, 3, 64] */
     sg_embedding(n*3, 64, C, context_ids, x_1);
 
-    real *x = arena + 32768;  /* [n, 192] */
-    for (long i = 0; i < n*192; i++)
-        x[i] = x_1[i];
+    real *x = x_1;  /* [n, 192], a view of x_1 */
 
-    real *a_1 = arena + 0;  /* [n, 256] */
+    real *a_1 = arena + 384000;  /* [n, 256] */
     sg_matmul(n, 192, 256, x, 192, 1, H, 256, 1, a_1);
 
-    real *a = arena + 384000;  /* [n, 256] */
+    real *a = a_1;  /* [n, 256], in place of a_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             a[i*256 + j] = tanhf(a_1[i*256 + j] + d[j]);
@@ -451,14 +449,12 @@ int nlm_evaluate(real *const params[], const void *const inputs[], long n, doubl
     real *x_1 = arena + 0;  /* [n, 3, 64] */
     sg_embedding(n*3, 64, C, context_ids, x_1);
 
-    real *x = arena + 32768;  /* [n, 192] */
-    for (long i = 0; i < n*192; i++)
-        x[i] = x_1[i];
+    real *x = x_1;  /* [n, 192], a view of x_1 */
 
-    real *a_1 = arena + 0;  /* [n, 256] */
+    real *a_1 = arena + 384000;  /* [n, 256] */
     sg_matmul(n, 192, 256, x, 192, 1, H, 256, 1, a_1);
 
-    real *a = arena + 384000;  /* [n, 256] */
+    real *a = a_1;  /* [n, 256], in place of a_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             a[i*256 + j] = tanhf(a_1[i*256 + j] + d[j]);
@@ -466,12 +462,12 @@ int nlm_evaluate(real *const params[], const void *const inputs[], long n, doubl
     real *logits_1 = arena + 0;  /* [n, 3000] */
     sg_matmul(n, 256, 3000, a, 256, 1, U, 3000, 1, logits_1);
 
-    real *logits = arena + 384000;  /* [n, 3000] */
+    real *logits = logits_1;  /* [n, 3000], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
             logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
 
-    real *loss = arena + 0;  /* [] */
+    real *loss = arena + 384000;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
 
     *loss_value = loss[0];
@@ -496,17 +492,15 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     const int64_t *context_ids = inputs[nlm_input_context_ids];
     const int64_t *next_id = inputs[nlm_input_next_id];
 
-    real *x_1 = arena + 0;  /* [n, 3, 64] */
+    real *x_1 = arena + 800768;  /* [n, 3, 64] */
     sg_embedding(n*3, 64, C, context_ids, x_1);
 
-    real *x = arena + 800768;  /* [n, 192] */
-    for (long i = 0; i < n*192; i++)
-        x[i] = x_1[i];
+    real *x = x_1;  /* [n, 192], a view of x_1 */
 
-    real *a_1 = arena + 0;  /* [n, 256] */
+    real *a_1 = arena + 768000;  /* [n, 256] */
     sg_matmul(n, 192, 256, x, 192, 1, H, 256, 1, a_1);
 
-    real *a = arena + 768000;  /* [n, 256] */
+    real *a = a_1;  /* [n, 256], in place of a_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
             a[i*256 + j] = tanhf(a_1[i*256 + j] + d[j]);
@@ -514,7 +508,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     real *logits_1 = arena + 0;  /* [n, 3000] */
     sg_matmul(n, 256, 3000, a, 256, 1, U, 3000, 1, logits_1);
 
-    real *logits = arena + 384000;  /* [n, 3000] */
+    real *logits = logits_1;  /* [n, 3000], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
             logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
@@ -527,7 +521,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     dloss_5[0] = 1.0F/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits] */
-    real *dlogits = arena + 0;  /* [n, 3000] */
+    real *dlogits = arena + 384000;  /* [n, 3000] */
     sg_softmax_cross_entropy_grad(n, 3000, logits, next_id, dloss_5[0], dlogits);
 
     /* dL/de = sum(dL/dlogits, axis=0)   [d(e + logits_1)/de] */
@@ -539,7 +533,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
             de[j] += dlogits[i*3000 + j];
 
     /* dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da] */
-    real *da = arena + 384000;  /* [n, 256] */
+    real *da = arena + 0;  /* [n, 256] */
     sg_matmul(n, 3000, 256, dlogits, 3000, 1, U, 1, 3000, da);
 
     /* dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU] */
@@ -547,7 +541,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     sg_matmul(256, n, 3000, a, 1, 256, dlogits, 3000, 1, dU);
 
     /* dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2] */
-    real *da_2 = arena + 0;  /* [n, 256] */
+    real *da_2 = da;  /* [n, 256], in place of da */
     for (long i = 0; i < n*256; i++)
         da_2[i] = da[i]*(1.0F - a[i]*a[i]);
 
@@ -568,9 +562,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     sg_matmul(192, n, 256, x, 1, 192, da_2, 256, 1, dH);
 
     /* dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1] */
-    real *dx_1 = arena + 0;  /* [n, 3, 64] */
-    for (long i = 0; i < n*192; i++)
-        dx_1[i] = dx[i];
+    real *dx_1 = dx;  /* [n, 3, 64], a view of dx */
 
     /* dL/dC = embedding_backward(context_ids, dL/dx_1, rows=3000)   [d embedding(C, context_ids)/dC] */
     real *dC = grads[nlm_param_C];  /* [3000, 64] */
