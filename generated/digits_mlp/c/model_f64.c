@@ -161,8 +161,9 @@ static void sg_micro_kernel_edge(long kc, const real *ap, const real *bp, real *
 }
 
 /* dst[p*width + i] = src[i*across + p*along] for i < count (zero up to width), p < depth:
- * one panel, read in whichever order walks src contiguously. */
-static void sg_pack(real *restrict dst, long width, long count, long depth, const real *restrict src, long across, long along)
+ * part of one panel, read in whichever order walks src contiguously. */
+static void sg_pack_run(real *restrict dst, long width, long count, long depth, const real *restrict src, long across,
+                        long along)
 {
     if (along == 1 && count == width) {
         for (long i = 0; i < width; i++)
@@ -175,70 +176,127 @@ static void sg_pack(real *restrict dst, long width, long count, long depth, cons
             dst[p * width + i] = i < count ? src[i * across + p * along] : 0;
 }
 
-/* c (+)= A @ B on one thread, where A[i, p] = a[i*a_rs + p*a_cs] and B[p, j] = b[p*b_rs + j*b_cs]. */
-static void sg_gemm_serial(long m, long n, long k, const real *a, long a_rs, long a_cs, const real *b, long b_rs,
-                           long b_cs, real *c, long ldc, int accumulate)
+/* One panel of depth values along k from p0 on, where k is cut into segments
+ * of k_seg that lie seg apart in memory. */
+static void sg_pack(real *dst, long width, long count, long depth, const real *src, long across, long along, long p0,
+                    long k_seg, long seg)
 {
-    for (long jc = 0; jc < n; jc += SG_NC) {
-        const long nc = n - jc < SG_NC ? n - jc : SG_NC;
-        for (long pc = 0; pc < k; pc += SG_KC) {
-            const long kc = k - pc < SG_KC ? k - pc : SG_KC;
+    for (long done = 0; done < depth;) {
+        const long p = p0 + done, offset = p % k_seg;
+        const long run = depth - done < k_seg - offset ? depth - done : k_seg - offset;
+        sg_pack_run(dst + done * width, width, count, run, src + (p / k_seg) * seg + offset * along, across, along);
+        done += run;
+    }
+}
+
+/* count products C = A @ B sharing B (A and C of item i at a + i*a_item and
+ * c + i*c_item), where A[r, p] = a[r*a_rs + p*a_cs] and B[p, j] = b[p*b_rs + j*b_cs]
+ * within a segment of k_seg values of p; segment s of A starts s*a_seg further
+ * on, of B s*b_seg. A batch of products packs B once; a sum of products over
+ * examples is one product with a long k. */
+typedef struct {
+    long count, m, n, k, k_seg;
+    const real *a;
+    long a_rs, a_cs, a_item, a_seg;
+    const real *b;
+    long b_rs, b_cs, b_seg;
+    real *c;
+    long ldc, c_item;
+    int accumulate;  /* add to c instead of overwriting it */
+} sg_product;
+
+static void sg_product_serial(const sg_product *g)
+{
+    for (long jc = 0; jc < g->n; jc += SG_NC) {
+        const long nc = g->n - jc < SG_NC ? g->n - jc : SG_NC;
+        for (long pc = 0; pc < g->k; pc += SG_KC) {
+            const long kc = g->k - pc < SG_KC ? g->k - pc : SG_KC;
             for (long jr = 0; jr < nc; jr += SG_NR)
-                sg_pack(sg_packed_b + jr * kc, SG_NR, nc - jr < SG_NR ? nc - jr : SG_NR, kc,
-                        b + pc * b_rs + (jc + jr) * b_cs, b_cs, b_rs);
-            for (long ic = 0; ic < m; ic += SG_MC) {
-                const long mc = m - ic < SG_MC ? m - ic : SG_MC;
-                for (long ir = 0; ir < mc; ir += SG_MR)
-                    sg_pack(sg_packed_a + ir * kc, SG_MR, mc - ir < SG_MR ? mc - ir : SG_MR, kc,
-                            a + (ic + ir) * a_rs + pc * a_cs, a_rs, a_cs);
-                for (long jr = 0; jr < nc; jr += SG_NR)
-                    for (long ir = 0; ir < mc; ir += SG_MR) {
-                        const real *ap = sg_packed_a + ir * kc, *bp = sg_packed_b + jr * kc;
-                        real *tile = c + (ic + ir) * ldc + jc + jr;
-                        const long rows = mc - ir < SG_MR ? mc - ir : SG_MR, cols = nc - jr < SG_NR ? nc - jr : SG_NR;
-                        if (rows == SG_MR && cols == SG_NR)
-                            sg_micro_kernel(kc, ap, bp, tile, ldc, accumulate || pc > 0);
-                        else
-                            sg_micro_kernel_edge(kc, ap, bp, tile, ldc, rows, cols, accumulate || pc > 0);
-                    }
-            }
+                sg_pack(sg_packed_b + jr * kc, SG_NR, nc - jr < SG_NR ? nc - jr : SG_NR, kc, g->b + (jc + jr) * g->b_cs,
+                        g->b_cs, g->b_rs, pc, g->k_seg, g->b_seg);
+            for (long item = 0; item < g->count; item++)
+                for (long ic = 0; ic < g->m; ic += SG_MC) {
+                    const long mc = g->m - ic < SG_MC ? g->m - ic : SG_MC;
+                    for (long ir = 0; ir < mc; ir += SG_MR)
+                        sg_pack(sg_packed_a + ir * kc, SG_MR, mc - ir < SG_MR ? mc - ir : SG_MR, kc,
+                                g->a + item * g->a_item + (ic + ir) * g->a_rs, g->a_rs, g->a_cs, pc, g->k_seg, g->a_seg);
+                    for (long jr = 0; jr < nc; jr += SG_NR)
+                        for (long ir = 0; ir < mc; ir += SG_MR) {
+                            const real *ap = sg_packed_a + ir * kc, *bp = sg_packed_b + jr * kc;
+                            real *tile = g->c + item * g->c_item + (ic + ir) * g->ldc + jc + jr;
+                            const long rows = mc - ir < SG_MR ? mc - ir : SG_MR, cols = nc - jr < SG_NR ? nc - jr : SG_NR;
+                            if (rows == SG_MR && cols == SG_NR)
+                                sg_micro_kernel(kc, ap, bp, tile, g->ldc, g->accumulate || pc > 0);
+                            else
+                                sg_micro_kernel_edge(kc, ap, bp, tile, g->ldc, rows, cols, g->accumulate || pc > 0);
+                        }
+                }
         }
     }
 }
 
-/* c[m x n] (+)= A @ B (row stride ldc), A and B given by element strides, so
- * transposes and overlapping windows cost nothing. With OpenMP, a large
- * product is split into one block of rows or columns per thread. */
-static void sg_gemm(long m, long n, long k, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
-                    real *c, long ldc, int accumulate)
+/* The product, with OpenMP split into one block of items, rows or columns per thread. */
+static void sg_product_run(const sg_product *g)
 {
+    if (g->m < 1 || g->n < 1 || g->count < 1)
+        return;
+    if (g->k < 1) {  /* an empty sum */
+        for (long item = 0; item < g->count && !g->accumulate; item++)
+            for (long i = 0; i < g->m; i++)
+                memset(g->c + item * g->c_item + i * g->ldc, 0, (size_t)g->n * sizeof *g->c);
+        return;
+    }
 #ifdef SG_BLAS
-    if ((a_rs == 1 || a_cs == 1) && (b_rs == 1 || b_cs == 1) && m > 1 && n > 1 && k > 1) {
-        cblas_dgemm(CblasRowMajor, a_cs == 1 ? CblasNoTrans : CblasTrans,
-                    b_cs == 1 ? CblasNoTrans : CblasTrans, (int)m, (int)n, (int)k, 1, a, (int)(a_cs == 1 ? a_rs : a_cs),
-                    b, (int)(b_cs == 1 ? b_rs : b_cs), accumulate ? 1 : 0, c, (int)ldc);
+    if (g->count == 1 && g->k_seg == g->k && (g->a_rs == 1 || g->a_cs == 1) && (g->b_rs == 1 || g->b_cs == 1) && g->m > 1 &&
+        g->n > 1 && g->k > 1) {
+        cblas_dgemm(CblasRowMajor, g->a_cs == 1 ? CblasNoTrans : CblasTrans,
+                    g->b_cs == 1 ? CblasNoTrans : CblasTrans, (int)g->m, (int)g->n, (int)g->k, 1, g->a,
+                    (int)(g->a_cs == 1 ? g->a_rs : g->a_cs), g->b, (int)(g->b_cs == 1 ? g->b_rs : g->b_cs),
+                    g->accumulate ? 1 : 0, g->c, (int)g->ldc);
         return;
     }
 #endif
 #ifdef _OPENMP
-    if ((double)m * n * k >= 1 << 18 && !omp_in_parallel()) {
+    if ((double)g->count * g->m * g->n * g->k >= 1 << 18 && !omp_in_parallel()) {
 #pragma omp parallel
         {
             const long t = omp_get_thread_num(), threads = omp_get_num_threads();
-            const int by_columns = n >= m;
-            const long tile = by_columns ? SG_NR : SG_MR, extent = by_columns ? n : m;
+            const int by_items = g->count >= threads, by_columns = !by_items && g->n >= g->m;
+            const long tile = by_items ? 1 : by_columns ? SG_NR : SG_MR;
+            const long extent = by_items ? g->count : by_columns ? g->n : g->m;
             const long tiles = (extent + tile - 1) / tile;
             const long lo = tiles * t / threads * tile, hi_tile = tiles * (t + 1) / threads * tile;
             const long hi = hi_tile < extent ? hi_tile : extent;
-            if (lo < hi && by_columns)
-                sg_gemm_serial(m, hi - lo, k, a, a_rs, a_cs, b + lo * b_cs, b_rs, b_cs, c + lo, ldc, accumulate);
-            else if (lo < hi)
-                sg_gemm_serial(hi - lo, n, k, a + lo * a_rs, a_rs, a_cs, b, b_rs, b_cs, c + lo * ldc, ldc, accumulate);
+            sg_product part = *g;
+            if (by_items) {
+                part.count = hi - lo;
+                part.a += lo * g->a_item;
+                part.c += lo * g->c_item;
+            } else if (by_columns) {
+                part.n = hi - lo;
+                part.b += lo * g->b_cs;
+                part.c += lo;
+            } else {
+                part.m = hi - lo;
+                part.a += lo * g->a_rs;
+                part.c += lo * g->ldc;
+            }
+            if (lo < hi)
+                sg_product_serial(&part);
         }
         return;
     }
 #endif
-    sg_gemm_serial(m, n, k, a, a_rs, a_cs, b, b_rs, b_cs, c, ldc, accumulate);
+    sg_product_serial(g);
+}
+
+/* c[m x n] (+)= A @ B (row stride ldc), A and B given by element strides, so
+ * transposes and overlapping windows cost nothing. */
+static void sg_gemm(long m, long n, long k, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                    real *c, long ldc, int accumulate)
+{
+    const sg_product g = {1, m, n, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, ldc, 0, accumulate};
+    sg_product_run(&g);
 }
 
 /* c[m x p] = A[m x k] @ B[k x p], c row-major; A[i, kk] = a[i*a_rs + kk*a_cs]
