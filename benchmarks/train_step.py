@@ -40,6 +40,9 @@ sys.path.insert(0, str(HERE))
 import references  # noqa: E402
 
 MODELS = ("slide", "logreg", "mlp", "nlm", "textcnn")
+# Between blocks: the thread pools of OpenMP, PyTorch and XLA spin for a while
+# after their work is done, and would otherwise take a core from the next block.
+IDLE = 0.05
 LR = 1e-6  # small enough that no model's parameters overflow over millions of steps (slide's loss is unbounded)
 
 
@@ -168,6 +171,7 @@ def measure(g, blocks: int, seconds: float, frameworks: list[str]) -> dict[str, 
             times = {impl.name: [] for impl in impls}
             for _ in range(blocks):
                 for impl in impls:
+                    time.sleep(IDLE)
                     elapsed, _ = impl.run(steps[impl.name])
                     times[impl.name].append(elapsed / steps[impl.name])
             return times

@@ -156,9 +156,14 @@ static void sg_micro_kernel_edge(long kc, const real *ap, const real *bp, real *
 static void sg_pack_run(real *restrict dst, long width, long count, long depth, const real *restrict src, long across,
                         long along)
 {
-    if (along == 1 && count == width) {
+    if (along == 1 && count == width) {  /* a transpose, in blocks of 8 along p so each line read serves 8 writes */
+        long p0 = 0;
+        for (; p0 + 8 <= depth; p0 += 8)
+            for (long i = 0; i < width; i++)
+                for (long q = 0; q < 8; q++)
+                    dst[(p0 + q) * width + i] = src[i * across + p0 + q];
         for (long i = 0; i < width; i++)
-            for (long p = 0; p < depth; p++)
+            for (long p = p0; p < depth; p++)
                 dst[p * width + i] = src[i * across + p];
         return;
     }
