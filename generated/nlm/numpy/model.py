@@ -112,8 +112,7 @@ def forward(params, inputs):
     x_1 = C[context_ids]
     x = x_1.reshape((n, 192))
     a_1 = x @ H
-    a_2 = a_1 + d
-    a = np.tanh(a_2)
+    a = np.tanh(a_1 + d)
     logits_1 = a @ U
     logits = e + logits_1
     return {"logits": logits}
@@ -132,8 +131,7 @@ def evaluate(params, inputs):
     x_1 = C[context_ids]
     x = x_1.reshape((n, 192))
     a_1 = x @ H
-    a_2 = a_1 + d
-    a = np.tanh(a_2)
+    a = np.tanh(a_1 + d)
     logits_1 = a @ U
     logits = e + logits_1
     loss = logits - np.max(logits, axis=-1, keepdims=True)
@@ -154,26 +152,13 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     x_1 = C[context_ids]
     x = x_1.reshape((n, 192))
     a_1 = x @ H
-    a_2 = a_1 + d
-    a = np.tanh(a_2)
+    a = np.tanh(a_1 + d)
     logits_1 = a @ U
     logits = e + logits_1
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
     dloss_5 = 1.0/n
-    # part of dL/da   [d(a @ U)/da]
-    dlogits_1_1 = U.T
-    # part of dL/dU   [d(a @ U)/dU]
-    dlogits_1_2 = a.T
-    # part of dL/da_2   [d tanh(a_2)/da_2]
-    da_3 = a**2
-    # part of dL/da_2   [d tanh(a_2)/da_2]
-    da_4 = 1.0 - da_3
-    # part of dL/dx   [d(x @ H)/dx]
-    da_1_1 = H.T
-    # part of dL/dH   [d(x @ H)/dH]
-    da_1_2 = x.T
     # dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits]
     dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
     dlogits *= dloss_5 / np.sum(dlogits, axis=-1, keepdims=True)
@@ -181,17 +166,17 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/de = sum(dL/dlogits, axis=0)   [d(e + logits_1)/de]
     de = np.sum(dlogits, axis=0)
     # dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da]
-    da = dlogits @ dlogits_1_1
+    da = dlogits @ U.T
     # dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU]
-    dU = dlogits_1_2 @ dlogits
+    dU = a.T @ dlogits
     # dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2]
-    da_2 = da*da_4
+    da_2 = da*(1.0 - a**2)
     # dL/dd = sum(dL/da_2, axis=0)   [d(a_1 + d)/dd]
     dd = np.sum(da_2, axis=0)
     # dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx]
-    dx = da_2 @ da_1_1
+    dx = da_2 @ H.T
     # dL/dH = x.T @ dL/da_1   [d(x @ H)/dH]
-    dH = da_1_2 @ da_2
+    dH = x.T @ da_2
     # dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1]
     dx_1 = dx.reshape((n, 3, 64))
     # dL/dC = embedding_backward(context_ids, dL/dx_1, rows=3000)   [d embedding(C, context_ids)/dC]

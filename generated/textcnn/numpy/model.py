@@ -125,16 +125,13 @@ def forward(params, inputs):
     tokens = np.asarray(inputs["tokens"])
     words = E[tokens]
     f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
-    f3_2 = c3 + f3_1
-    f3_3 = np.maximum(f3_2, 0)
+    f3_3 = np.maximum(c3 + f3_1, 0)
     f3 = np.max(f3_3, axis=1)
     f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
-    f4_2 = c4 + f4_1
-    f4_3 = np.maximum(f4_2, 0)
+    f4_3 = np.maximum(c4 + f4_1, 0)
     f4 = np.max(f4_3, axis=1)
     f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
-    f5_2 = c5 + f5_1
-    f5_3 = np.maximum(f5_2, 0)
+    f5_3 = np.maximum(c5 + f5_1, 0)
     f5 = np.max(f5_3, axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     logits_1 = features_1 @ W
@@ -157,16 +154,13 @@ def evaluate(params, inputs):
     label = np.asarray(inputs["label"])
     words = E[tokens]
     f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
-    f3_2 = c3 + f3_1
-    f3_3 = np.maximum(f3_2, 0)
+    f3_3 = np.maximum(c3 + f3_1, 0)
     f3 = np.max(f3_3, axis=1)
     f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
-    f4_2 = c4 + f4_1
-    f4_3 = np.maximum(f4_2, 0)
+    f4_3 = np.maximum(c4 + f4_1, 0)
     f4 = np.max(f4_3, axis=1)
     f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
-    f5_2 = c5 + f5_1
-    f5_3 = np.maximum(f5_2, 0)
+    f5_3 = np.maximum(c5 + f5_1, 0)
     f5 = np.max(f5_3, axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     logits_1 = features_1 @ W
@@ -192,16 +186,13 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     n = np.shape(inputs["tokens"])[0]
     words = E[tokens]
     f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
-    f3_2 = c3 + f3_1
-    f3_3 = np.maximum(f3_2, 0)
+    f3_3 = np.maximum(c3 + f3_1, 0)
     f3 = np.max(f3_3, axis=1)
     f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
-    f4_2 = c4 + f4_1
-    f4_3 = np.maximum(f4_2, 0)
+    f4_3 = np.maximum(c4 + f4_1, 0)
     f4 = np.max(f4_3, axis=1)
     f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
-    f5_2 = c5 + f5_1
-    f5_3 = np.maximum(f5_2, 0)
+    f5_3 = np.maximum(c5 + f5_1, 0)
     f5 = np.max(f5_3, axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     features_2 = (random_uniform(seed, 0 + DROPOUT_STREAM, (n, 300)) >= 0.5) * DTYPE(2.0) if training else DTYPE(1)
@@ -212,16 +203,6 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, label[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
     dloss_5 = 1.0/n
-    # part of dL/dfeatures   [d(features @ W)/dfeatures]
-    dlogits_1_1 = W.T
-    # part of dL/dW   [d(features @ W)/dW]
-    dlogits_1_2 = features.T
-    # part of dL/df5_2   [d relu(f5_2)/df5_2]
-    df5_3_1 = np.heaviside(f5_3, 0)
-    # part of dL/df4_2   [d relu(f4_2)/df4_2]
-    df4_3_1 = np.heaviside(f4_3, 0)
-    # part of dL/df3_2   [d relu(f3_2)/df3_2]
-    df3_3_1 = np.heaviside(f3_3, 0)
     # dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits]
     dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
     dlogits *= dloss_5 / np.sum(dlogits, axis=-1, keepdims=True)
@@ -229,9 +210,9 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/db = sum(dL/dlogits, axis=0)   [d(b + logits_1)/db]
     db = np.sum(dlogits, axis=0)
     # dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures]
-    dfeatures = dlogits @ dlogits_1_1
+    dfeatures = dlogits @ W.T
     # dL/dW = features.T @ dL/dlogits_1   [d(features @ W)/dW]
-    dW = dlogits_1_2 @ dlogits
+    dW = features.T @ dlogits
     # dL/dfeatures_1 = dL/dfeatures*features_2   [d(features_1*features_2)/dfeatures_1]
     dfeatures_1 = dfeatures*features_2
     # dL/df3 = slice(dL/dfeatures_1, axis=1, start=0, stop=100)   [d concat(f3, f4, f5, axis=1)/df3]
@@ -246,7 +227,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     df5_3 = np.zeros_like(f5_3)
     np.put_along_axis(df5_3, np.argmax(f5_3, axis=1, keepdims=True), np.take(df5_1, [0], axis=1), axis=1)
     # dL/df5_2 = dL/df5_3*step(f5_3)   [d relu(f5_2)/df5_2]
-    df5_2 = df5_3*df5_3_1
+    df5_2 = df5_3*(f5_3 > 0).astype(DTYPE)
     # dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(c5 + f5_1)/dc5]
     dc5 = np.sum(df5_2, axis=(0, 1))
     # dL/dwords through f5_1 = conv1d_backward_input(dL/df5_1, K5, length=50, padding=2, stride=1)   [d conv1d(words, K5, padding=2, stride=1)/dwords]
@@ -262,7 +243,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     df4_3 = np.zeros_like(f4_3)
     np.put_along_axis(df4_3, np.argmax(f4_3, axis=1, keepdims=True), np.take(df4_1, [0], axis=1), axis=1)
     # dL/df4_2 = dL/df4_3*step(f4_3)   [d relu(f4_2)/df4_2]
-    df4_2 = df4_3*df4_3_1
+    df4_2 = df4_3*(f4_3 > 0).astype(DTYPE)
     # dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(c4 + f4_1)/dc4]
     dc4 = np.sum(df4_2, axis=(0, 1))
     # dL/dwords through f4_1 = conv1d_backward_input(dL/df4_1, K4, length=50, padding=2, stride=1)   [d conv1d(words, K4, padding=2, stride=1)/dwords]
@@ -278,7 +259,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     df3_3 = np.zeros_like(f3_3)
     np.put_along_axis(df3_3, np.argmax(f3_3, axis=1, keepdims=True), np.take(df3_1, [0], axis=1), axis=1)
     # dL/df3_2 = dL/df3_3*step(f3_3)   [d relu(f3_2)/df3_2]
-    df3_2 = df3_3*df3_3_1
+    df3_2 = df3_3*(f3_3 > 0).astype(DTYPE)
     # dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(c3 + f3_1)/dc3]
     dc3 = np.sum(df3_2, axis=(0, 1))
     # dL/dwords through f3_1 = conv1d_backward_input(dL/df3_1, K3, length=50, padding=2, stride=1)   [d conv1d(words, K3, padding=2, stride=1)/dwords]
@@ -289,9 +270,8 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/dK3 = conv1d_backward_kernel(words, dL/df3_1, padding=2, stride=1, width=3)   [d conv1d(words, K3, padding=2, stride=1)/dK3]
     dK3 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), df3_2, axes=([0, 1], [0, 1])).transpose(1, 0, 2)
     # dL/dwords = df4_1_1 + df5_1_1   [sum over the uses of words]
-    t = df4_1_1 + df5_1_1
     # dL/dwords = df3_1_1 + t   [sum over the uses of words]
-    dwords = df3_1_1 + t
+    dwords = df3_1_1 + df4_1_1 + df5_1_1
     # dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE]
     dE = np.zeros((10000, 64), DTYPE)
     np.add.at(dE, tokens.reshape(-1), dwords.reshape(-1, 64))
