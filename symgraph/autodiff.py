@@ -8,7 +8,6 @@ summing every contribution down to its argument's shape, so no rule has to.
 
 from __future__ import annotations
 
-import networkx as nx
 
 from .errors import SpecError
 from .ir import Graph, verify
@@ -109,9 +108,13 @@ def tag_chain_steps(g: Graph, node: str, contributions: dict[str, str], created:
 def relevant_nodes(g: Graph, targets: list[str]) -> set[str]:
     """Nodes on some path from a target to the loss; nothing else gets an adjoint."""
     downstream = set(targets)
-    for t in targets:
-        downstream |= nx.descendants(g.nx, t)
-    return downstream & (nx.ancestors(g.nx, g.loss) | {g.loss})
+    stack = list(downstream)
+    while stack:  # one walk from all targets at once
+        for reader in g.nx.successors(stack.pop()):
+            if reader not in downstream:
+                downstream.add(reader)
+                stack.append(reader)
+    return downstream & g.needed_by([g.loss])
 
 
 def next_temp(g: Graph) -> int:
@@ -120,7 +123,9 @@ def next_temp(g: Graph) -> int:
 
 
 def temps_since(g: Graph, first: int) -> list[str]:
-    return sorted((n for n in g.nx if n.startswith("~") and int(n[1:]) >= first), key=lambda n: int(n[1:]))
+    """The temporaries made since id ``first``, oldest first (ids count up)."""
+    end = next_temp(g)
+    return [f"~{i}" for i in range(first, end) if f"~{i}" in g.nx]
 
 
 def name_temporaries(g: Graph, names: list[tuple[str, str]]) -> None:

@@ -8,9 +8,9 @@ into one simplified sympy expression, other ops written as NumPy-like calls.
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
-import networkx as nx
 import sympy as sp
 
 from .autodiff import differentiate
@@ -18,7 +18,7 @@ from .errors import SpecError
 from .ir import Batch, Graph
 from .ops import REGISTRY, X
 from .ops.reduce import sum_to_axes
-from .ops.symbolic import substitute_attrs
+from .ops.symbolic import op_expr
 from .passes import optimize
 
 LEAVES = ("input", "param")
@@ -157,7 +157,7 @@ def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:
         value = g.attrs(node)["value"]
         expr = sp.Symbol("batch", positive=True) if isinstance(value, Batch) else sp.nsimplify(value, rational=True)
     elif REGISTRY[op].elementwise:
-        expr = substitute_attrs(REGISTRY[op].expr, g.attrs(node))
+        expr = op_expr(op, g.nx.nodes[node]["attrs"])
         expr = expr.xreplace({X[i]: symbolic(g, a, cache) for i, a in enumerate(g.args(node))})
     else:
         raise SpecError(f"cannot show {op} as a scalar formula", node=node, source=g.source)
@@ -168,8 +168,9 @@ def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:
 class Pretty:
     """Writes nodes of a tensor graph as readable NumPy-like text."""
 
-    def __init__(self, g: Graph, shown: set[str] | None = None, labels: dict[str, str] | None = None):
+    def __init__(self, g: Graph, shown: set[str] | None = None, labels: dict[str, str] | None = None, tidy: bool = True):
         self.g = g
+        self.tidy = tidy  # factor common terms (for reading a formula; costly in generated-code comments)
         if shown is None:
             adjoint_nodes = set(g.cotangents.values()) | set(g.gradients.values())
             shown = {
@@ -184,9 +185,7 @@ class Pretty:
 
     def program(self, roots: list[str]) -> list[tuple[str, str]]:
         """Assignments for every shown backward node that the roots need."""
-        needed = set(roots)
-        for r in roots:
-            needed |= nx.ancestors(self.g.nx, r)
+        needed = self.g.needed_by(roots)
         forward = {n for n in self.g.nx if self.g.nx.nodes[n].get("named") or self.g.op(n) in LEAVES}
         lines = []
         for node in self.g.order():
@@ -219,8 +218,9 @@ class Pretty:
             return sp.Symbol("batch", positive=True) if isinstance(value, Batch) else sp.nsimplify(value, rational=True)
         if not (op in REGISTRY and REGISTRY[op].elementwise):
             return self.atom(node)
-        base = substitute_attrs(REGISTRY[op].expr, g.attrs(node))
-        return sp.factor_terms(base.xreplace({X[i]: self.expr(a) for i, a in enumerate(g.args(node))}))
+        base = op_expr(op, g.nx.nodes[node]["attrs"])
+        expr = base.xreplace({X[i]: self.expr(a) for i, a in enumerate(g.args(node))})
+        return sp.factor_terms(expr) if self.tidy else expr
 
     def arg(self, node: str) -> str:
         text = show(self.atom(node))
@@ -332,6 +332,16 @@ def forward_text(g: Graph, node: str, printer: Pretty | None = None) -> str:
             printer.shown.add(node)
 
 
+_CHAIN_RULES: "weakref.WeakKeyDictionary[Graph, ChainRule]" = weakref.WeakKeyDictionary()
+
+
+def chain_rule(g: Graph) -> "ChainRule":
+    """The ChainRule of a graph, made once: both targets and every function comment the same nodes."""
+    if g not in _CHAIN_RULES:
+        _CHAIN_RULES[g] = ChainRule(g)
+    return _CHAIN_RULES[g]
+
+
 class ChainRule:
     """The derivation comment of each backward statement in generated code.
 
@@ -351,14 +361,20 @@ class ChainRule:
         labels = {a: f"dL/d{f}" for a, f in self.adjoint_of.items()}
         parts = {n for n, data in g.nx.nodes(data=True) if data.get("chain", (None, None, None))[2] == "part"}
         shown = {n for n in g.nx if g.op(n) != "const" and n not in parts}
-        self.printer = Pretty(g, shown, labels)
-        self.forward_printer = Pretty(g, {n for n in g.nx if g.op(n) != "const"})
+        self.printer = Pretty(g, shown, labels, tidy=False)
+        self.forward_printer = Pretty(g, {n for n in g.nx if g.op(n) != "const"}, tidy=False)
+        self.comments: dict[str, str] = {}
 
     def role(self, node: str) -> str | None:
         return self.g.nx.nodes[node].get("chain", (None, None, None))[2]
 
     def comment(self, node: str) -> str:
         """One line for ``node``; empty for forward nodes."""
+        if node not in self.comments:
+            self.comments[node] = self.derive(node)
+        return self.comments[node]
+
+    def derive(self, node: str) -> str:
         g = self.g
         fwd, arg, role = g.nx.nodes[node].get("chain", (None, None, None))
         if any(n is not None and n not in g.nx for n in (fwd, arg)):

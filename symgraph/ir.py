@@ -184,6 +184,17 @@ class Graph:
         found = [self.loss] if self.loss is not None else []
         return found + self.outputs + list(self.gradients.values())
 
+    def needed_by(self, roots) -> set[str]:
+        """``roots`` and every node they read, directly or not (one walk for all roots)."""
+        seen = set(roots)
+        stack = list(seen)
+        while stack:
+            for arg in self.nx.predecessors(stack.pop()):
+                if arg not in seen:
+                    seen.add(arg)
+                    stack.append(arg)
+        return seen
+
     def redirect(self, mapping: dict[str, str]) -> None:
         """Point the loss, outputs and gradients at new nodes."""
         if self.loss in mapping:

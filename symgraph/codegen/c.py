@@ -13,7 +13,6 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field, replace
 
-import networkx as nx
 import sympy as sp
 from sympy.codegen.ast import float32, real
 from sympy.printing.c import C99CodePrinter
@@ -23,10 +22,10 @@ from ..ir import Graph, is_batch, numel
 from ..names import reserved
 from ..ops import REGISTRY, X
 from ..ops.reduce import sum_to_axes
-from ..ops.symbolic import substitute_attrs
+from ..ops.symbolic import op_expr
 from ..passes.fusion import fusion_groups
-from ..explain import ChainRule
-from .common import describe, scored_output, source_name, summary, trainer_context
+from ..explain import chain_rule
+from .common import CachedPrinter, describe, scored_output, source_name, summary, trainer_context
 from .memory import Buffer, available_memory, human_bytes, place, report
 
 CTYPE = {"float32": "float", "float64": "double"}
@@ -192,9 +191,7 @@ class Function:
 
     def __post_init__(self):
         g = self.g
-        needed = set(self.roots)
-        for r in self.roots:
-            needed |= nx.ancestors(g.nx, r)
+        needed = g.needed_by(self.roots)
         computed = [v for v in g.order() if v in needed and g.op(v) not in ("input", "param", "const")]
         self.absorbed = set(fusion_groups(g, self.roots))
         for v in computed:
@@ -238,6 +235,7 @@ class Function:
             return node
 
         computed = set(self.order)
+        read_until = {v: last.get(v, -1) for v in computed}  # per buffer owner: its last read so far
         for i, v in enumerate(self.order):
             if v in self.dests:
                 continue
@@ -245,6 +243,7 @@ class Function:
                 (x,) = g.args(v)
                 if x in computed:
                     aliases[v] = x
+                    read_until[owner(x)] = max(read_until[owner(x)], read_until.pop(v))
                 continue
             if not REGISTRY[g.op(v)].elementwise:
                 continue
@@ -252,11 +251,12 @@ class Function:
             for a in leaves:
                 if a not in computed or a in self.dests or a in self.roots or g.shape(a) != g.shape(v):
                     continue
-                if any(last.get(b, -1) > i for b in computed if owner(b) == owner(a)):
+                if read_until[owner(a)] > i:
                     continue  # the buffer is read after this statement
                 if any(owner(b) == owner(a) for b in leaves if b != a):
                     continue
                 aliases[v] = a
+                read_until[owner(a)] = max(read_until[owner(a)], read_until.pop(v))
                 break
         return aliases
 
@@ -309,7 +309,7 @@ class Function:
             if leaf.name in used:
                 ctype = "real" if leaf.dtype == "float" else "int64_t"
                 lines.append(f"const {ctype} *{leaf.name} = inputs[{ctx.api}_input_{leaf.name}];")
-        chain = ChainRule(g)
+        chain = chain_rule(g)
         for v in self.order:
             lines.append("")
             # the fused producers' results, not their parts: the statement shows those
@@ -342,7 +342,7 @@ class Function:
 
     def expression(self, node: str) -> sp.Expr:
         g = self.g
-        expr = substitute_attrs(REGISTRY[g.op(node)].expr, g.attrs(node))
+        expr = op_expr(g.op(node), g.nx.nodes[node]["attrs"])
         subs = {}
         for i, a in enumerate(g.args(node)):
             if g.op(a) == "const":
@@ -362,8 +362,8 @@ class Function:
         expr = self.expression(v)
 
         def body(ix):
-            subs = {sp.Symbol(a, real=True): sp.Symbol(f"{a}[{ix[a]}]", real=True) for a in leaves}
-            return [f"{v}[{ix[v]}] = {self.ctx.printer.doprint(expr.xreplace(subs))};"]
+            names = {sp.Symbol(a, real=True): f"{a}[{ix[a]}]" for a in leaves}
+            return [f"{v}[{ix[v]}] = {self.ctx.cached.doprint(expr, names)};"]
 
         return self.nest(shape, arrays, body)
 
@@ -628,6 +628,15 @@ class Context:
 
     def use(self, kernel: str) -> None:
         self.kernels.update([kernel, *KERNEL_NEEDS.get(kernel, ())])
+
+    @property
+    def cached(self) -> CachedPrinter:
+        if self.dtype not in CACHED_PRINTERS:
+            CACHED_PRINTERS[self.dtype] = CachedPrinter(self.printer)
+        return CACHED_PRINTERS[self.dtype]
+
+
+CACHED_PRINTERS: dict[str, CachedPrinter] = {}
 
 
 ARRAY_ARGUMENTS = {"forward": ("params", "inputs", "outputs"), "evaluate": ("params", "inputs"), "loss_and_grads": ("params", "inputs", "grads")}

@@ -8,18 +8,18 @@ loop over.
 from __future__ import annotations
 
 import re
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import networkx as nx
 import sympy as sp
 
 from ..errors import SpecError
-from ..explain import ChainRule, forward_text
+from ..explain import Pretty, chain_rule, forward_text
 from ..ir import Batch, Graph, is_batch
 from ..ops import REGISTRY, X
-from ..ops.symbolic import substitute_attrs
+from ..ops.symbolic import op_expr
 from ..passes.fusion import fusion_groups
 
 
@@ -64,13 +64,38 @@ def arg_text(g: Graph, node: str) -> str:
 def element_expr(g: Graph, node: str, fused: frozenset[str] = frozenset()) -> sp.Expr:
     """The node's sympy expression over symbols named like its arguments;
     the expressions of ``fused`` arguments are written in place of their names."""
-    op = REGISTRY[g.op(node)]
-    expr = substitute_attrs(op.expr, g.attrs(node))
+    expr = op_expr(g.op(node), g.nx.nodes[node]["attrs"])
     subs = {
         X[i]: element_expr(g, a, fused) if a in fused else sp.Symbol(arg_text(g, a), real=True)
         for i, a in enumerate(g.args(node))
     }
     return expr.xreplace(subs)
+
+
+class CachedPrinter:
+    """A sympy printer that prints each shape of expression once.
+
+    Large graphs repeat a few element-wise expressions over different
+    arrays; printing is the slow part of generating code. Symbols become
+    numbered placeholders (``sg_`` names, which no spec name may take), the
+    text of that shape is printed once and cached, and the placeholders are
+    replaced by the names.
+    """
+
+    def __init__(self, printer):
+        self.printer = printer
+        self.cache: dict[sp.Expr, str] = {}
+
+    def doprint(self, expr: sp.Expr, names: dict[sp.Symbol, str] | None = None) -> str:
+        """``expr`` printed, with each symbol in ``names`` written as its text there."""
+        symbols = sorted(expr.free_symbols, key=lambda s: s.name)
+        placeholders = {s: sp.Symbol(f"sg_ph{i}", **s.assumptions0) for i, s in enumerate(symbols)}
+        shape = expr.xreplace(placeholders)
+        if shape not in self.cache:
+            self.cache[shape] = self.printer.doprint(shape)
+        names = names or {}
+        texts = {f"sg_ph{i}": names.get(s, s.name) for i, s in enumerate(symbols)}
+        return re.sub(r"\bsg_ph\d+\b", lambda m: texts[m.group(0)], self.cache[shape])
 
 
 def view(g: Graph, node: str, fused: frozenset[str] = frozenset(), written: dict[str, str] | None = None) -> Node:
@@ -114,26 +139,30 @@ def adjoint_names(g: Graph) -> dict[str, str]:
 def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> list[Statement]:
     """Statements computing ``roots``, in a fixed topological order; each
     fused element-wise group (see ``fusion_groups``) is one statement."""
-    needed = set(roots)
-    for r in roots:
-        needed |= nx.ancestors(g.nx, r)
+    needed = g.needed_by(roots)
     # the spec's own names stay: a reader follows the lecture's equations line by line
     named = frozenset(n for n in g.nx if g.nx.nodes[n].get("named"))
-    fused = frozenset(fusion_groups(g, roots, keep=named))
+    heads = fusion_groups(g, roots, keep=named)
+    fused = frozenset(heads)
+    members: dict[str, list[str]] = {}
+    order = g.order()
+    for node in order:  # producers first
+        if node in heads:
+            members.setdefault(heads[node], []).append(node)
     # a matrix transpose that only matrix products read is written x.T inside them
     written = {
         v: f"{g.args(v)[0]}.T" for v in needed
         if g.op(v) == "transpose" and len(g.shape(v)) == 2 and v not in roots
         and all(g.op(r) == "matmul" and len(g.shape(r)) == 2 for r in g.nx.successors(v) if r in needed)
     }
-    chain = ChainRule(g)
+    chain = chain_rule(g)
     statements = []
-    for node in g.order():
+    for node in order:
         if node not in needed or node in fused or node in written or g.op(node) in ("input", "param", "const"):
             continue
         # the fused producers' results, not their parts: the statement shows those
-        inside = [a for a in nx.ancestors(g.nx, node) if a in fused and chain.role(a) != "part"] if REGISTRY[g.op(node)].elementwise else []
-        comments = [chain.comment(a) for a in g.order() if a in inside] + [chain.comment(node)]
+        inside = [a for a in members.get(node, []) if chain.role(a) != "part"]
+        comments = [chain.comment(a) for a in inside] + [chain.comment(node)]
         comments = [c for i, c in enumerate(comments) if c and c not in comments[:i]]
         statements.append(Statement(node, emit(view(g, node, fused, written)), comments, g.shape(node), g.op(node)))
     return statements
@@ -195,6 +224,12 @@ def summary(program) -> str:
     return f"minimises {g.loss} = {forward_text(g, g.loss)}"
 
 
+_DESCRIPTIONS: "weakref.WeakKeyDictionary[Graph, list[str]]" = weakref.WeakKeyDictionary()
+
+
 def describe(g: Graph) -> list[str]:
-    """The spec's named nodes, one per line, as the spec wrote them."""
-    return [f"{node} = {forward_text(g, node)}" for node in g.order() if g.nx.nodes[node].get("named")]
+    """The spec's named nodes, one per line, as the spec wrote them (made once per graph)."""
+    if g not in _DESCRIPTIONS:
+        printer = Pretty(g)
+        _DESCRIPTIONS[g] = [f"{node} = {forward_text(g, node, printer)}" for node in g.order() if g.nx.nodes[node].get("named")]
+    return list(_DESCRIPTIONS[g])

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import re
 
-import networkx as nx
 from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, is_batch
 from ..ops.reduce import sum_to_axes
-from .common import Node, arg_text, describe, schedule, scored_output, source_name, summary, trainer_context
+from .common import CachedPrinter, Node, arg_text, describe, schedule, scored_output, source_name, summary, trainer_context
 
 
 class Printer(NumPyPrinter):
@@ -38,7 +37,7 @@ class Printer(NumPyPrinter):
         return super()._print_Pow(expr, rational)
 
 
-PRINTER = Printer({"fully_qualified_modules": False})
+PRINTER = CachedPrinter(Printer({"fully_qualified_modules": False}))
 
 
 def shape_text(shape: tuple) -> str:
@@ -300,7 +299,7 @@ def init_code(leaf) -> str:
 def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     """Unpack the leaves the roots read, then one block per statement."""
     statements = schedule(g, roots, emit)
-    read = set(roots).union(*(nx.ancestors(g.nx, r) for r in roots))
+    read = g.needed_by(roots)
     lines = []
     for leaf in program.params:
         if leaf.name in read:

@@ -67,6 +67,13 @@ def substitute_attrs(expr: sp.Expr, attrs: dict) -> sp.Expr:
 
 
 @lru_cache(maxsize=None)
+def op_expr(op_name: str, attrs: tuple) -> sp.Expr:
+    """An element-wise op's expression with its attributes put in (``attrs`` as a
+    node stores them); cached, because nsimplify is slow and graphs repeat ops."""
+    return substitute_attrs(REGISTRY[op_name].expr, dict(attrs))
+
+
+@lru_cache(maxsize=None)
 def local_derivatives(op_name: str, attrs: tuple) -> tuple[sp.Expr, ...]:
     """d out / d x_i for each argument, derived by sympy and simplified.
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..ir import Graph, freeze
 from ..ops import REGISTRY
-from .rewrite import replace
+from .rewrite import redirect_all, replace
 
 
 def eliminate_common_subexpressions(g: Graph) -> Graph:
@@ -16,6 +16,7 @@ def eliminate_common_subexpressions(g: Graph) -> Graph:
     """
     out = g.copy()
     seen: dict[tuple, str] = {}
+    redirected: dict[str, str] = {}
     for node in g.order():
         op = out.op(node)
         if op in ("input", "param") or (op in REGISTRY and REGISTRY[op].random):
@@ -24,9 +25,10 @@ def eliminate_common_subexpressions(g: Graph) -> Graph:
         if REGISTRY.get(op) is not None and op in COMMUTATIVE:
             key = (op, key[1], tuple(sorted(key[2])))
         if key in seen:
-            replace(out, node, seen[key])
+            replace(out, node, seen[key], redirected)
         else:
             seen[key] = node
+    redirect_all(out, redirected)
     return out
 
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..ir import Graph
 
 
@@ -12,10 +10,7 @@ def eliminate_dead_code(g: Graph) -> Graph:
 
     Inputs and params stay: they are the compiled program's interface.
     """
-    live = set()
-    for root in g.roots():
-        live.add(root)
-        live |= nx.ancestors(g.nx, root)
+    live = g.needed_by(g.roots())
     out = g.copy()
     dead = [n for n, d in g.nx.nodes(data=True) if n not in live and d["op"] not in ("input", "param")]
     out.nx.remove_nodes_from(dead)

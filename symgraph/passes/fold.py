@@ -5,8 +5,7 @@ from __future__ import annotations
 import operator
 
 from ..ir import Batch, Graph
-from ..ops import const
-from .rewrite import replace
+from .rewrite import redirect_all, replace
 
 SCALAR = {
     "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
@@ -30,6 +29,7 @@ def fold_constants(g: Graph) -> Graph:
     holding the batch size are left alone: their value is known at run time.
     """
     out = g.copy()
+    redirected: dict[str, str] = {}
     for node in g.order():
         op = out.op(node)
         if op not in SCALAR:
@@ -37,13 +37,14 @@ def fold_constants(g: Graph) -> Graph:
         args = out.args(node)
         values = [const_value(out, a) for a in args]
         if all(v is not None for v in values) and not (op == "div" and values[1] == 0):
-            folded = const(out, SCALAR[op](*values))
-            replace(out, node, folded)
-            out.rename({folded: node})
+            # the node itself becomes the constant, so its name and role stay
+            out.nx.remove_edges_from(list(out.nx.in_edges(node)))
+            out.nx.nodes[node].update(op="const", attrs=(("value", float(SCALAR[op](*values))),))
             continue
         keep = identity_operand(op, args, values)
         if keep is not None and out.shape(keep) == out.shape(node) and out.dtype(keep) == "float":
-            replace(out, node, keep)
+            replace(out, node, keep, redirected)
+    redirect_all(out, redirected)
     return out
 
 
@@ -68,9 +69,11 @@ def identity_operand(op: str, args: list[str], values: list) -> str | None:
 def fold_double_negation(g: Graph) -> Graph:
     """``-(-x)`` -> ``x``."""
     out = g.copy()
+    redirected: dict[str, str] = {}
     for node in g.order():
         if node in out.nx and out.op(node) == "neg":
             (inner,) = out.args(node)
             if out.op(inner) == "neg":
-                replace(out, node, out.args(inner)[0])
+                replace(out, node, out.args(inner)[0], redirected)
+    redirect_all(out, redirected)
     return out

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..ir import Graph
 from ..ops import REGISTRY
 
@@ -18,9 +16,7 @@ def fusion_groups(g: Graph, roots: list[str] | None = None, keep: frozenset[str]
     to the head of its group (the node that is stored).
     """
     roots = g.roots() if roots is None else roots
-    needed = set(roots)
-    for r in roots:
-        needed |= nx.ancestors(g.nx, r)
+    needed = g.needed_by(roots)
     into: dict[str, str] = {}
     for v in g.order():
         if v not in needed or v in roots or v in keep or not is_elementwise(g, v):

@@ -5,10 +5,13 @@ from __future__ import annotations
 from ..ir import Graph
 
 
-def replace(g: Graph, old: str, new: str) -> None:
+def replace(g: Graph, old: str, new: str, redirected: dict[str, str] | None = None) -> None:
     """Make every reader of ``old`` read ``new`` instead, then drop ``old``.
 
-    Mutates ``g``; passes call it on their own copy only.
+    Mutates ``g``; passes call it on their own copy only. A pass that makes
+    many replacements collects them in ``redirected`` and calls
+    :func:`redirect_all` once, instead of re-pointing the loss, outputs and
+    adjoints after each one.
     """
     for _, reader, data in list(g.nx.out_edges(old, data=True)):
         if g.nx.has_edge(new, reader):
@@ -16,4 +19,19 @@ def replace(g: Graph, old: str, new: str) -> None:
         else:
             g.nx.add_edge(new, reader, pos=data["pos"])
     g.nx.remove_node(old)
-    g.redirect({old: new})
+    if redirected is None:
+        g.redirect({old: new})
+    else:
+        redirected[old] = new
+
+
+def redirect_all(g: Graph, redirected: dict[str, str]) -> None:
+    """Point the loss, outputs and adjoints at what replaced their nodes (following chains)."""
+
+    def survivor(node: str) -> str:
+        while node in redirected:
+            node = redirected[node]
+        return node
+
+    if redirected:
+        g.redirect({old: survivor(old) for old in redirected})
