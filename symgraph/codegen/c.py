@@ -18,14 +18,21 @@ from sympy.codegen.ast import float32, real
 from sympy.printing.c import C99CodePrinter
 
 from ..errors import SpecError
+from ..explain import chain_rule
 from ..ir import Graph, is_batch, numel
 from ..names import reserved
-from ..ops import REGISTRY, X
+from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
-from ..ops.symbolic import op_expr
 from ..passes.fusion import fusion_groups
-from ..explain import chain_rule
-from .common import CachedPrinter, describe, scored_output, source_name, summary, trainer_context
+from .common import (
+    CachedPrinter,
+    describe,
+    element_structure,
+    scored_output,
+    source_name,
+    summary,
+    trainer_context,
+)
 from .memory import Buffer, available_memory, human_bytes, place, report
 
 CTYPE = {"float32": "float", "float64": "double"}
@@ -340,30 +347,14 @@ class Function:
             return printed_number(self.ctx.printer, self.g.attrs(node)["value"])
         return f"{node}[{index}]"
 
-    def expression(self, node: str) -> sp.Expr:
-        g = self.g
-        expr = op_expr(g.op(node), g.nx.nodes[node]["attrs"])
-        subs = {}
-        for i, a in enumerate(g.args(node)):
-            if g.op(a) == "const":
-                value = g.attrs(a)["value"]
-                subs[X[i]] = sp.Symbol("n", positive=True, integer=True) if is_batch(value) else sp.Float(value)
-            elif a in self.absorbed:
-                subs[X[i]] = self.expression(a)
-            else:
-                subs[X[i]] = sp.Symbol(a, real=True)
-        return expr.xreplace(subs)
-
     def emit_elementwise(self, v: str) -> list[str]:
         g = self.g
         shape = g.shape(v)
-        leaves = self.leaves(v)
+        key, leaves = element_structure(g, v, self.absorbed.__contains__)
         arrays = {v: strides(shape), **{a: aligned(g.shape(a), shape) for a in leaves}}
-        expr = self.expression(v)
 
         def body(ix):
-            names = {sp.Symbol(a, real=True): f"{a}[{ix[a]}]" for a in leaves}
-            return [f"{v}[{ix[v]}] = {self.ctx.cached.doprint(expr, names)};"]
+            return [f"{v}[{ix[v]}] = {self.ctx.cached.fill(key, [f'{a}[{ix[a]}]' for a in leaves])};"]
 
         return self.nest(shape, arrays, body)
 
@@ -632,8 +623,13 @@ class Context:
     @property
     def cached(self) -> CachedPrinter:
         if self.dtype not in CACHED_PRINTERS:
-            CACHED_PRINTERS[self.dtype] = CachedPrinter(self.printer)
+            CACHED_PRINTERS[self.dtype] = CachedPrinter(self.printer, constant)
         return CACHED_PRINTERS[self.dtype]
+
+
+def constant(value) -> sp.Expr:
+    """A constant of a structure key; "n" is the batch size, known at run time."""
+    return sp.Symbol("n", positive=True, integer=True) if value == "n" else sp.Float(value)
 
 
 CACHED_PRINTERS: dict[str, CachedPrinter] = {}

@@ -35,7 +35,7 @@ class Node:
     attrs: dict
     dtypes: list[str]
     arg_nodes: list[str] = field(default_factory=list)
-    expr: sp.Expr | None = None  # element-wise ops: the expression to print
+    structure: tuple | None = None  # element-wise ops: (key, arrays) from element_structure
 
 
 @dataclass
@@ -61,41 +61,66 @@ def arg_text(g: Graph, node: str) -> str:
     return node
 
 
-def element_expr(g: Graph, node: str, fused: frozenset[str] = frozenset()) -> sp.Expr:
-    """The node's sympy expression over symbols named like its arguments;
-    the expressions of ``fused`` arguments are written in place of their names."""
-    expr = op_expr(g.op(node), g.nx.nodes[node]["attrs"])
-    subs = {
-        X[i]: element_expr(g, a, fused) if a in fused else sp.Symbol(arg_text(g, a), real=True)
-        for i, a in enumerate(g.args(node))
-    }
-    return expr.xreplace(subs)
+def element_structure(g: Graph, node: str, inline: Callable[[str], bool]) -> tuple[tuple, list[str]]:
+    """The shape of an element-wise expression, and the arrays it reads.
+
+    The key is ``(op, attrs, parts)`` with each part a constant, a leaf
+    (by position in the returned list of arrays) or, where ``inline`` says
+    so, the argument's own key. Equal keys print alike whatever the names,
+    so a backend prints each key once (see :class:`CachedPrinter`).
+    """
+    leaves: list[str] = []
+
+    def walk(v: str) -> tuple:
+        parts = []
+        for a in g.args(v):
+            if g.op(a) == "const":
+                value = g.attrs(a)["value"]
+                parts.append(("const", "n" if is_batch(value) else float(value)))
+            elif inline(a):
+                parts.append(walk(a))
+            else:
+                if a not in leaves:
+                    leaves.append(a)
+                parts.append(("leaf", leaves.index(a)))
+        return (g.op(v), g.nx.nodes[v]["attrs"], tuple(parts))
+
+    return walk(node), leaves
+
+
+def structure_expr(key: tuple, constant: Callable[[object], sp.Expr]) -> sp.Expr:
+    """The sympy expression of a structure key: leaf i is the symbol ``sg_ph{i}``."""
+    op, attrs, parts = key
+    subs = {}
+    for i, part in enumerate(parts):
+        if part[0] == "const":
+            subs[X[i]] = constant(part[1])
+        elif part[0] == "leaf":
+            subs[X[i]] = sp.Symbol(f"sg_ph{part[1]}", real=True)
+        else:
+            subs[X[i]] = structure_expr(part, constant)
+    return op_expr(op, attrs).xreplace(subs)
 
 
 class CachedPrinter:
-    """A sympy printer that prints each shape of expression once.
+    """A sympy printer that prints each structure of expression once.
 
     Large graphs repeat a few element-wise expressions over different
-    arrays; printing is the slow part of generating code. Symbols become
-    numbered placeholders (``sg_`` names, which no spec name may take), the
-    text of that shape is printed once and cached, and the placeholders are
-    replaced by the names.
+    arrays, and sympy's printing is the slow part of generating code. A
+    structure is printed with numbered placeholders (``sg_`` names, which no
+    spec name may take) and cached; each use fills in its arrays.
     """
 
-    def __init__(self, printer):
+    def __init__(self, printer, constant: Callable[[object], sp.Expr]):
         self.printer = printer
-        self.cache: dict[sp.Expr, str] = {}
+        self.constant = constant
+        self.cache: dict[tuple, str] = {}
 
-    def doprint(self, expr: sp.Expr, names: dict[sp.Symbol, str] | None = None) -> str:
-        """``expr`` printed, with each symbol in ``names`` written as its text there."""
-        symbols = sorted(expr.free_symbols, key=lambda s: s.name)
-        placeholders = {s: sp.Symbol(f"sg_ph{i}", **s.assumptions0) for i, s in enumerate(symbols)}
-        shape = expr.xreplace(placeholders)
-        if shape not in self.cache:
-            self.cache[shape] = self.printer.doprint(shape)
-        names = names or {}
-        texts = {f"sg_ph{i}": names.get(s, s.name) for i, s in enumerate(symbols)}
-        return re.sub(r"\bsg_ph\d+\b", lambda m: texts[m.group(0)], self.cache[shape])
+    def fill(self, key: tuple, texts: list[str]) -> str:
+        """The expression of ``key`` with leaf i written as ``texts[i]``."""
+        if key not in self.cache:
+            self.cache[key] = self.printer.doprint(structure_expr(key, self.constant))
+        return re.sub(r"\bsg_ph(\d+)\b", lambda m: texts[int(m.group(1))], self.cache[key])
 
 
 def view(g: Graph, node: str, fused: frozenset[str] = frozenset(), written: dict[str, str] | None = None) -> Node:
@@ -111,7 +136,7 @@ def view(g: Graph, node: str, fused: frozenset[str] = frozenset(), written: dict
         attrs=g.attrs(node),
         dtypes=[g.dtype(a) for a in args],
         arg_nodes=args,
-        expr=element_expr(g, node, fused) if REGISTRY[g.op(node)].elementwise else None,
+        structure=element_structure(g, node, fused.__contains__) if REGISTRY[g.op(node)].elementwise else None,
     )
 
 

@@ -4,11 +4,23 @@ from __future__ import annotations
 
 import re
 
+import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, is_batch
 from ..ops.reduce import sum_to_axes
-from .common import CachedPrinter, Node, arg_text, describe, schedule, scored_output, source_name, summary, trainer_context
+from .common import (
+    CachedPrinter,
+    Node,
+    arg_text,
+    describe,
+    literal,
+    schedule,
+    scored_output,
+    source_name,
+    summary,
+    trainer_context,
+)
 
 
 class Printer(NumPyPrinter):
@@ -37,7 +49,12 @@ class Printer(NumPyPrinter):
         return super()._print_Pow(expr, rational)
 
 
-PRINTER = CachedPrinter(Printer({"fully_qualified_modules": False}))
+PRINTER = CachedPrinter(Printer({"fully_qualified_modules": False}), lambda value: sp.Symbol(constant_text(value), real=True))
+
+
+def constant_text(value) -> str:
+    """A constant of a structure key (the batch size is "n") as NumPy text."""
+    return "n" if value == "n" else literal(value)
 
 
 def shape_text(shape: tuple) -> str:
@@ -244,8 +261,9 @@ def emit_binary_cross_entropy(n: Node):
 
 
 def emit(n: Node) -> list[str]:
-    if n.expr is not None:
-        return [f"{n.name} = {PRINTER.doprint(n.expr)}"]
+    if n.structure is not None:
+        key, arrays = n.structure
+        return [f"{n.name} = {PRINTER.fill(key, arrays)}"]
     return EMIT[n.op](n)
 
 

@@ -463,7 +463,7 @@ int digits_mlp_f64_forward(real *const params[], const void *const inputs[], lon
     real *h_3 = h_1;  /* [n, 128], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 128; j++)
-            h_3[i*128 + j] = ((b1[j] + h_1[i*128 + j]) < 0 ? 0 : (b1[j] + h_1[i*128 + j]));
+            h_3[i*128 + j] = ((h_1[i*128 + j] + b1[j]) < 0 ? 0 : (h_1[i*128 + j] + b1[j]));
 
     real *logits_1 = arena + 4096;  /* [n, 10] */
     sg_matmul(n, 128, 10, h_3, 128, 1, W2, 10, 1, logits_1);
@@ -471,7 +471,7 @@ int digits_mlp_f64_forward(real *const params[], const void *const inputs[], lon
     real *logits = outputs[digits_mlp_f64_output_logits];  /* [n, 10] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
+            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
     return 0;
 }
 
@@ -494,7 +494,7 @@ int digits_mlp_f64_evaluate(real *const params[], const void *const inputs[], lo
     real *h_3 = h_1;  /* [n, 128], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 128; j++)
-            h_3[i*128 + j] = ((b1[j] + h_1[i*128 + j]) < 0 ? 0 : (b1[j] + h_1[i*128 + j]));
+            h_3[i*128 + j] = ((h_1[i*128 + j] + b1[j]) < 0 ? 0 : (h_1[i*128 + j] + b1[j]));
 
     real *logits_1 = arena + 4096;  /* [n, 10] */
     sg_matmul(n, 128, 10, h_3, 128, 1, W2, 10, 1, logits_1);
@@ -502,7 +502,7 @@ int digits_mlp_f64_evaluate(real *const params[], const void *const inputs[], lo
     real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
+            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
 
     real *loss = arena + 0;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
@@ -532,7 +532,7 @@ int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs
     real *h_3 = h_1;  /* [n, 128], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 128; j++)
-            h_3[i*128 + j] = ((b1[j] + h_1[i*128 + j]) < 0 ? 0 : (b1[j] + h_1[i*128 + j]));
+            h_3[i*128 + j] = ((h_1[i*128 + j] + b1[j]) < 0 ? 0 : (h_1[i*128 + j] + b1[j]));
 
     real *h_4 = arena + 4096;  /* [n, 128] */
     sg_dropout_mask(n*128, 0.2, 1.25, training, seed, 1048576, h_4);
@@ -547,7 +547,7 @@ int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs
     real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
+            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
 
     real *loss = arena + 16704;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);

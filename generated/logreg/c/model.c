@@ -84,7 +84,7 @@ int logreg_forward(real *const params[], const void *const inputs[], long n, rea
     real *z_1 = arena + 0;  /* [n, 30] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 30; j++)
-            z_1[i*30 + j] = w[j]*x[i*30 + j];
+            z_1[i*30 + j] = x[i*30 + j]*w[j];
 
     real *z_2 = arena + 960;  /* [n] */
     for (long i = 0; i < n; i++)
@@ -95,7 +95,7 @@ int logreg_forward(real *const params[], const void *const inputs[], long n, rea
 
     real *z = outputs[logreg_output_z];  /* [n] */
     for (long i = 0; i < n; i++)
-        z[i] = b[0] + z_2[i];
+        z[i] = z_2[i] + b[0];
     return 0;
 }
 
@@ -113,7 +113,7 @@ int logreg_evaluate(real *const params[], const void *const inputs[], long n, do
     real *z_1 = arena + 0;  /* [n, 30] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 30; j++)
-            z_1[i*30 + j] = w[j]*x[i*30 + j];
+            z_1[i*30 + j] = x[i*30 + j]*w[j];
 
     real *z_2 = arena + 960;  /* [n] */
     for (long i = 0; i < n; i++)
@@ -124,7 +124,7 @@ int logreg_evaluate(real *const params[], const void *const inputs[], long n, do
 
     real *z = z_2;  /* [n], in place of z_2 */
     for (long i = 0; i < n; i++)
-        z[i] = b[0] + z_2[i];
+        z[i] = z_2[i] + b[0];
 
     real *loss = arena + 0;  /* [] */
     {
@@ -158,7 +158,7 @@ int logreg_loss_and_grads(real *const params[], const void *const inputs[], long
     real *z_1 = arena + 0;  /* [n, 30] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 30; j++)
-            z_1[i*30 + j] = w[j]*x[i*30 + j];
+            z_1[i*30 + j] = x[i*30 + j]*w[j];
 
     real *z_2 = arena + 960;  /* [n] */
     for (long i = 0; i < n; i++)
@@ -169,7 +169,7 @@ int logreg_loss_and_grads(real *const params[], const void *const inputs[], long
 
     real *z = z_2;  /* [n], in place of z_2 */
     for (long i = 0; i < n; i++)
-        z[i] = b[0] + z_2[i];
+        z[i] = z_2[i] + b[0];
 
     real *loss = arena + 992;  /* [] */
     {

@@ -97,9 +97,9 @@ def forward(params, inputs):
     w = params["w"]
     b = params["b"]
     x = np.asarray(inputs["x"], DTYPE)
-    z_1 = w*x
+    z_1 = x*w
     z_2 = np.sum(z_1, axis=1)
-    z = b + z_2
+    z = z_2 + b
     return {"z": z}
 
 
@@ -109,9 +109,9 @@ def evaluate(params, inputs):
     b = params["b"]
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"], DTYPE)
-    z_1 = w*x
+    z_1 = x*w
     z_2 = np.sum(z_1, axis=1)
-    z = b + z_2
+    z = z_2 + b
     loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
     return float(loss), int(np.sum((z > 0) == (y > 0.5)))
 
@@ -123,9 +123,9 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"], DTYPE)
     n = np.shape(inputs["x"])[0]
-    z_1 = w*x
+    z_1 = x*w
     z_2 = np.sum(z_1, axis=1)
-    z = b + z_2
+    z = z_2 + b
     loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
     # part of dL/dz   [d binary_cross_entropy(z, y)/dz]
     dloss_2 = 1.0/n

@@ -456,7 +456,7 @@ int mlp_forward(real *const params[], const void *const inputs[], long n, real *
     real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
-            h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
+            h[i*256 + j] = ((h_1[i*256 + j] + b1[j]) < 0 ? 0 : (h_1[i*256 + j] + b1[j]));
 
     real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
@@ -464,7 +464,7 @@ int mlp_forward(real *const params[], const void *const inputs[], long n, real *
     real *logits = outputs[mlp_output_logits];  /* [n, 10] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
+            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
     return 0;
 }
 
@@ -487,7 +487,7 @@ int mlp_evaluate(real *const params[], const void *const inputs[], long n, doubl
     real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
-            h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
+            h[i*256 + j] = ((h_1[i*256 + j] + b1[j]) < 0 ? 0 : (h_1[i*256 + j] + b1[j]));
 
     real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
@@ -495,7 +495,7 @@ int mlp_evaluate(real *const params[], const void *const inputs[], long n, doubl
     real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
+            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
 
     real *loss = arena + 0;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
@@ -527,7 +527,7 @@ int mlp_loss_and_grads(real *const params[], const void *const inputs[], long n,
     real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
-            h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
+            h[i*256 + j] = ((h_1[i*256 + j] + b1[j]) < 0 ? 0 : (h_1[i*256 + j] + b1[j]));
 
     real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
@@ -535,7 +535,7 @@ int mlp_loss_and_grads(real *const params[], const void *const inputs[], long n,
     real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
+            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
 
     real *loss = arena + 33408;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);

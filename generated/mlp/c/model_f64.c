@@ -454,7 +454,7 @@ int mlp_f64_forward(real *const params[], const void *const inputs[], long n, re
     real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
-            h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
+            h[i*256 + j] = ((h_1[i*256 + j] + b1[j]) < 0 ? 0 : (h_1[i*256 + j] + b1[j]));
 
     real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
@@ -462,7 +462,7 @@ int mlp_f64_forward(real *const params[], const void *const inputs[], long n, re
     real *logits = outputs[mlp_f64_output_logits];  /* [n, 10] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
+            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
     return 0;
 }
 
@@ -485,7 +485,7 @@ int mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
-            h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
+            h[i*256 + j] = ((h_1[i*256 + j] + b1[j]) < 0 ? 0 : (h_1[i*256 + j] + b1[j]));
 
     real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
@@ -493,7 +493,7 @@ int mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
+            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
 
     real *loss = arena + 0;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
@@ -525,7 +525,7 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *h = h_1;  /* [n, 256], in place of h_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 256; j++)
-            h[i*256 + j] = ((b1[j] + h_1[i*256 + j]) < 0 ? 0 : (b1[j] + h_1[i*256 + j]));
+            h[i*256 + j] = ((h_1[i*256 + j] + b1[j]) < 0 ? 0 : (h_1[i*256 + j] + b1[j]));
 
     real *logits_1 = arena + 16384;  /* [n, 10] */
     sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
@@ -533,7 +533,7 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *logits = logits_1;  /* [n, 10], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = b2[j] + logits_1[i*10 + j];
+            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
 
     real *loss = arena + 33408;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);

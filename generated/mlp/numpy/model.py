@@ -105,9 +105,9 @@ def forward(params, inputs):
     b2 = params["b2"]
     x = np.asarray(inputs["x"], DTYPE)
     h_1 = x @ W1
-    h = np.maximum(b1 + h_1, 0)
+    h = np.maximum(h_1 + b1, 0)
     logits_1 = h @ W2
-    logits = b2 + logits_1
+    logits = logits_1 + b2
     return {"logits": logits}
 
 
@@ -120,9 +120,9 @@ def evaluate(params, inputs):
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
     h_1 = x @ W1
-    h = np.maximum(b1 + h_1, 0)
+    h = np.maximum(h_1 + b1, 0)
     logits_1 = h @ W2
-    logits = b2 + logits_1
+    logits = logits_1 + b2
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0])
     return float(loss), int(np.sum(np.argmax(logits, axis=-1) == y))
@@ -138,9 +138,9 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     y = np.asarray(inputs["y"])
     n = np.shape(inputs["x"])[0]
     h_1 = x @ W1
-    h = np.maximum(b1 + h_1, 0)
+    h = np.maximum(h_1 + b1, 0)
     logits_1 = h @ W2
-    logits = b2 + logits_1
+    logits = logits_1 + b2
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]

@@ -491,7 +491,7 @@ int nlm_forward(real *const params[], const void *const inputs[], long n, real *
     real *logits = outputs[nlm_output_logits];  /* [n, 3000] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
-            logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
+            logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
     return 0;
 }
 
@@ -528,7 +528,7 @@ int nlm_evaluate(real *const params[], const void *const inputs[], long n, doubl
     real *logits = logits_1;  /* [n, 3000], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
-            logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
+            logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
 
     real *loss = arena + 384000;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
@@ -574,7 +574,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     real *logits = logits_1;  /* [n, 3000], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
-            logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
+            logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
 
     real *loss = arena + 825344;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);

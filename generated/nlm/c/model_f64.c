@@ -489,7 +489,7 @@ int nlm_f64_forward(real *const params[], const void *const inputs[], long n, re
     real *logits = outputs[nlm_f64_output_logits];  /* [n, 3000] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
-            logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
+            logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
     return 0;
 }
 
@@ -526,7 +526,7 @@ int nlm_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     real *logits = logits_1;  /* [n, 3000], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
-            logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
+            logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
 
     real *loss = arena + 384000;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
@@ -572,7 +572,7 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *logits = logits_1;  /* [n, 3000], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
-            logits[i*3000 + j] = e[j] + logits_1[i*3000 + j];
+            logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
 
     real *loss = arena + 825344;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);

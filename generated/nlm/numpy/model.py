@@ -114,7 +114,7 @@ def forward(params, inputs):
     a_1 = x @ H
     a = np.tanh(a_1 + d)
     logits_1 = a @ U
-    logits = e + logits_1
+    logits = logits_1 + e
     return {"logits": logits}
 
 
@@ -133,7 +133,7 @@ def evaluate(params, inputs):
     a_1 = x @ H
     a = np.tanh(a_1 + d)
     logits_1 = a @ U
-    logits = e + logits_1
+    logits = logits_1 + e
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0])
     return float(loss), int(np.sum(np.argmax(logits, axis=-1) == next_id))
@@ -154,7 +154,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     a_1 = x @ H
     a = np.tanh(a_1 + d)
     logits_1 = a @ U
-    logits = e + logits_1
+    logits = logits_1 + e
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]

@@ -602,7 +602,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
-            f3_3[i*100 + j] = ((c3[j] + f3_1[i*100 + j]) < 0 ? 0 : (c3[j] + f3_1[i*100 + j]));
+            f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
 
     real *f3 = arena + 420000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -618,7 +618,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
-            f4_3[i*100 + j] = ((c4[j] + f4_1[i*100 + j]) < 0 ? 0 : (c4[j] + f4_1[i*100 + j]));
+            f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
 
     real *f4 = arena + 425008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -634,7 +634,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
-            f5_3[i*100 + j] = ((c5[j] + f5_1[i*100 + j]) < 0 ? 0 : (c5[j] + f5_1[i*100 + j]));
+            f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
 
     real *f5 = arena + 250000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -661,7 +661,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     real *logits = outputs[textcnn_output_logits];  /* [n, 2] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 2; j++)
-            logits[i*2 + j] = b[j] + logits_1[i*2 + j];
+            logits[i*2 + j] = logits_1[i*2 + j] + b[j];
     return 0;
 }
 
@@ -692,7 +692,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
-            f3_3[i*100 + j] = ((c3[j] + f3_1[i*100 + j]) < 0 ? 0 : (c3[j] + f3_1[i*100 + j]));
+            f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
 
     real *f3 = arena + 420000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -708,7 +708,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
-            f4_3[i*100 + j] = ((c4[j] + f4_1[i*100 + j]) < 0 ? 0 : (c4[j] + f4_1[i*100 + j]));
+            f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
 
     real *f4 = arena + 425008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -724,7 +724,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
-            f5_3[i*100 + j] = ((c5[j] + f5_1[i*100 + j]) < 0 ? 0 : (c5[j] + f5_1[i*100 + j]));
+            f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
 
     real *f5 = arena + 250000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -751,7 +751,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     real *logits = logits_1;  /* [n, 2], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 2; j++)
-            logits[i*2 + j] = b[j] + logits_1[i*2 + j];
+            logits[i*2 + j] = logits_1[i*2 + j] + b[j];
 
     real *loss = arena + 0;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
@@ -789,7 +789,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
-            f3_3[i*100 + j] = ((c3[j] + f3_1[i*100 + j]) < 0 ? 0 : (c3[j] + f3_1[i*100 + j]));
+            f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
 
     real *f3 = arena + 780016;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -805,7 +805,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
-            f4_3[i*100 + j] = ((c4[j] + f4_1[i*100 + j]) < 0 ? 0 : (c4[j] + f4_1[i*100 + j]));
+            f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
 
     real *f4 = arena + 785024;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -821,7 +821,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
-            f5_3[i*100 + j] = ((c5[j] + f5_1[i*100 + j]) < 0 ? 0 : (c5[j] + f5_1[i*100 + j]));
+            f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
 
     real *f5 = arena + 790032;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -855,7 +855,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *logits = logits_1;  /* [n, 2], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 2; j++)
-            logits[i*2 + j] = b[j] + logits_1[i*2 + j];
+            logits[i*2 + j] = logits_1[i*2 + j] + b[j];
 
     real *loss = arena + 1595024;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
@@ -1007,7 +1007,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     /* dL/dwords = df3_1_1 + t   [sum over the uses of words] */
     real *dwords = df5_1_1;  /* [n, 50, 64], in place of df5_1_1 */
     for (long i = 0; i < n*3200; i++)
-        dwords[i] = df3_1_1[i] + df4_1_1[i] + df5_1_1[i];
+        dwords[i] = df5_1_1[i] + df4_1_1[i] + df3_1_1[i];
 
     /* dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE] */
     real *dE = grads[textcnn_param_E];  /* [10000, 64] */

@@ -600,7 +600,7 @@ int textcnn_f64_forward(real *const params[], const void *const inputs[], long n
     real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
-            f3_3[i*100 + j] = ((c3[j] + f3_1[i*100 + j]) < 0 ? 0 : (c3[j] + f3_1[i*100 + j]));
+            f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
 
     real *f3 = arena + 420000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -616,7 +616,7 @@ int textcnn_f64_forward(real *const params[], const void *const inputs[], long n
     real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
-            f4_3[i*100 + j] = ((c4[j] + f4_1[i*100 + j]) < 0 ? 0 : (c4[j] + f4_1[i*100 + j]));
+            f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
 
     real *f4 = arena + 425008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -632,7 +632,7 @@ int textcnn_f64_forward(real *const params[], const void *const inputs[], long n
     real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
-            f5_3[i*100 + j] = ((c5[j] + f5_1[i*100 + j]) < 0 ? 0 : (c5[j] + f5_1[i*100 + j]));
+            f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
 
     real *f5 = arena + 250000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -659,7 +659,7 @@ int textcnn_f64_forward(real *const params[], const void *const inputs[], long n
     real *logits = outputs[textcnn_f64_output_logits];  /* [n, 2] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 2; j++)
-            logits[i*2 + j] = b[j] + logits_1[i*2 + j];
+            logits[i*2 + j] = logits_1[i*2 + j] + b[j];
     return 0;
 }
 
@@ -690,7 +690,7 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
     real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
-            f3_3[i*100 + j] = ((c3[j] + f3_1[i*100 + j]) < 0 ? 0 : (c3[j] + f3_1[i*100 + j]));
+            f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
 
     real *f3 = arena + 420000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -706,7 +706,7 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
     real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
-            f4_3[i*100 + j] = ((c4[j] + f4_1[i*100 + j]) < 0 ? 0 : (c4[j] + f4_1[i*100 + j]));
+            f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
 
     real *f4 = arena + 425008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -722,7 +722,7 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
     real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
-            f5_3[i*100 + j] = ((c5[j] + f5_1[i*100 + j]) < 0 ? 0 : (c5[j] + f5_1[i*100 + j]));
+            f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
 
     real *f5 = arena + 250000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -749,7 +749,7 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
     real *logits = logits_1;  /* [n, 2], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 2; j++)
-            logits[i*2 + j] = b[j] + logits_1[i*2 + j];
+            logits[i*2 + j] = logits_1[i*2 + j] + b[j];
 
     real *loss = arena + 0;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
@@ -787,7 +787,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
-            f3_3[i*100 + j] = ((c3[j] + f3_1[i*100 + j]) < 0 ? 0 : (c3[j] + f3_1[i*100 + j]));
+            f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
 
     real *f3 = arena + 780016;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -803,7 +803,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
-            f4_3[i*100 + j] = ((c4[j] + f4_1[i*100 + j]) < 0 ? 0 : (c4[j] + f4_1[i*100 + j]));
+            f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
 
     real *f4 = arena + 785024;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -819,7 +819,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
-            f5_3[i*100 + j] = ((c5[j] + f5_1[i*100 + j]) < 0 ? 0 : (c5[j] + f5_1[i*100 + j]));
+            f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
 
     real *f5 = arena + 790032;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
@@ -853,7 +853,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     real *logits = logits_1;  /* [n, 2], in place of logits_1 */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 2; j++)
-            logits[i*2 + j] = b[j] + logits_1[i*2 + j];
+            logits[i*2 + j] = logits_1[i*2 + j] + b[j];
 
     real *loss = arena + 1595024;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
@@ -1005,7 +1005,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     /* dL/dwords = df3_1_1 + t   [sum over the uses of words] */
     real *dwords = df5_1_1;  /* [n, 50, 64], in place of df5_1_1 */
     for (long i = 0; i < n*3200; i++)
-        dwords[i] = df3_1_1[i] + df4_1_1[i] + df5_1_1[i];
+        dwords[i] = df5_1_1[i] + df4_1_1[i] + df3_1_1[i];
 
     /* dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE] */
     real *dE = grads[textcnn_f64_param_E];  /* [10000, 64] */

@@ -125,17 +125,17 @@ def forward(params, inputs):
     tokens = np.asarray(inputs["tokens"])
     words = E[tokens]
     f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
-    f3_3 = np.maximum(c3 + f3_1, 0)
+    f3_3 = np.maximum(f3_1 + c3, 0)
     f3 = np.max(f3_3, axis=1)
     f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
-    f4_3 = np.maximum(c4 + f4_1, 0)
+    f4_3 = np.maximum(f4_1 + c4, 0)
     f4 = np.max(f4_3, axis=1)
     f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
-    f5_3 = np.maximum(c5 + f5_1, 0)
+    f5_3 = np.maximum(f5_1 + c5, 0)
     f5 = np.max(f5_3, axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     logits_1 = features_1 @ W
-    logits = b + logits_1
+    logits = logits_1 + b
     return {"logits": logits}
 
 
@@ -154,17 +154,17 @@ def evaluate(params, inputs):
     label = np.asarray(inputs["label"])
     words = E[tokens]
     f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
-    f3_3 = np.maximum(c3 + f3_1, 0)
+    f3_3 = np.maximum(f3_1 + c3, 0)
     f3 = np.max(f3_3, axis=1)
     f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
-    f4_3 = np.maximum(c4 + f4_1, 0)
+    f4_3 = np.maximum(f4_1 + c4, 0)
     f4 = np.max(f4_3, axis=1)
     f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
-    f5_3 = np.maximum(c5 + f5_1, 0)
+    f5_3 = np.maximum(f5_1 + c5, 0)
     f5 = np.max(f5_3, axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     logits_1 = features_1 @ W
-    logits = b + logits_1
+    logits = logits_1 + b
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, label[..., None], axis=-1)[..., 0])
     return float(loss), int(np.sum(np.argmax(logits, axis=-1) == label))
@@ -186,19 +186,19 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     n = np.shape(inputs["tokens"])[0]
     words = E[tokens]
     f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
-    f3_3 = np.maximum(c3 + f3_1, 0)
+    f3_3 = np.maximum(f3_1 + c3, 0)
     f3 = np.max(f3_3, axis=1)
     f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
-    f4_3 = np.maximum(c4 + f4_1, 0)
+    f4_3 = np.maximum(f4_1 + c4, 0)
     f4 = np.max(f4_3, axis=1)
     f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
-    f5_3 = np.maximum(c5 + f5_1, 0)
+    f5_3 = np.maximum(f5_1 + c5, 0)
     f5 = np.max(f5_3, axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     features_2 = (random_uniform(seed, 0 + DROPOUT_STREAM, (n, 300)) >= 0.5) * DTYPE(2.0) if training else DTYPE(1)
     features = features_1*features_2
     logits_1 = features @ W
-    logits = b + logits_1
+    logits = logits_1 + b
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, label[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
@@ -271,7 +271,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     dK3 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), df3_2, axes=([0, 1], [0, 1])).transpose(1, 0, 2)
     # dL/dwords = df4_1_1 + df5_1_1   [sum over the uses of words]
     # dL/dwords = df3_1_1 + t   [sum over the uses of words]
-    dwords = df3_1_1 + df4_1_1 + df5_1_1
+    dwords = df5_1_1 + df4_1_1 + df3_1_1
     # dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE]
     dE = np.zeros((10000, 64), DTYPE)
     np.add.at(dE, tokens.reshape(-1), dwords.reshape(-1, 64))
