@@ -8,8 +8,10 @@ into one simplified sympy expression, other ops written as NumPy-like calls.
 
 from __future__ import annotations
 
+import re
 import weakref
 from dataclasses import dataclass
+from functools import lru_cache
 
 import sympy as sp
 
@@ -165,6 +167,14 @@ def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:
     return expr
 
 
+_STRUCTURE_TEXT: dict[tuple, str] = {}
+
+
+@lru_cache(maxsize=None)
+def rational(value: float) -> sp.Expr:
+    return sp.nsimplify(value, rational=True)
+
+
 class Pretty:
     """Writes nodes of a tensor graph as readable NumPy-like text."""
 
@@ -194,7 +204,40 @@ class Pretty:
         return lines
 
     def text(self, node: str, top: bool = False) -> str:
-        return show(self.expr(node, top)) if self.is_elementwise(node) else self.call(node)
+        if not self.is_elementwise(node):
+            return self.call(node)
+        if self.g.op(node) == "const":
+            return show(self.expr(node, top))
+        # Text of an element-wise expression depends only on its structure: print
+        # each structure once (sympy is slow), then fill in the atoms' text.
+        atoms: list[str] = []
+        key = (self.tidy, self.structure(node, top, atoms))
+        if key not in _STRUCTURE_TEXT:
+            _STRUCTURE_TEXT[key] = show(self.structure_expr(key[1]))
+        return re.sub(r"\bsg_ph(\d+)\b", lambda m: atoms[int(m.group(1))], _STRUCTURE_TEXT[key])
+
+    def structure(self, node: str, top: bool, atoms: list[str]) -> tuple:
+        """``expr``'s tree as a key, with each atom (a shown node, a call) a numbered leaf."""
+        g = self.g
+        op = g.op(node)
+        if op == "const":
+            value = g.attrs(node)["value"]
+            return ("const", "batch" if isinstance(value, Batch) else float(value))
+        if (not top and node in self.shown) or not self.is_elementwise(node):
+            text = self.labels.get(node, node) if node in self.shown else self.call(node)
+            if text not in atoms:
+                atoms.append(text)
+            return ("atom", atoms.index(text))
+        return (op, g.nx.nodes[node]["attrs"], tuple(self.structure(a, False, atoms) for a in g.args(node)))
+
+    def structure_expr(self, key: tuple) -> sp.Expr:
+        if key[0] == "const":
+            return sp.Symbol("batch", positive=True) if key[1] == "batch" else rational(key[1])
+        if key[0] == "atom":
+            return sp.Symbol(f"sg_ph{key[1]}", real=True)
+        op, attrs, parts = key
+        expr = op_expr(op, attrs).xreplace({X[i]: self.structure_expr(part) for i, part in enumerate(parts)})
+        return sp.factor_terms(expr) if self.tidy else expr
 
     def is_elementwise(self, node: str) -> bool:
         op = self.g.op(node)

@@ -562,7 +562,7 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
     real *dlogits = arena + 16384;  /* [n, 10] */
     sg_softmax_cross_entropy_grad(n, 10, logits, y, dloss_5[0], dlogits);
 
-    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(b2 + logits_1)/db2] */
+    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2] */
     real *db2 = grads[digits_mlp_param_b2];  /* [10] */
     for (long i = 0; i < 10; i++)
         db2[i] = 0;
@@ -584,7 +584,7 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
     for (long i = 0; i < n*128; i++)
         dh_2[i] = dh[i]*h_4[i]*((h_3[i]) > 0 ? 1 : 0);
 
-    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(b1 + h_1)/db1] */
+    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(h_1 + b1)/db1] */
     real *db1 = grads[digits_mlp_param_b1];  /* [128] */
     for (long i = 0; i < 128; i++)
         db1[i] = 0;

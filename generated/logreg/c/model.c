@@ -188,7 +188,7 @@ int logreg_loss_and_grads(real *const params[], const void *const inputs[], long
     for (long i = 0; i < n; i++)
         dz[i] = dloss_2[0]*(-y[i] + (0.5F + 0.5F*tanhf(0.5F*(z[i]))));
 
-    /* dL/db = sum(dL/dz, axis=0)   [d(b + z_2)/db] */
+    /* dL/db = sum(dL/dz, axis=0)   [d(z_2 + b)/db] */
     real *db = grads[logreg_param_b];  /* [] */
     db[0] = 0;
     for (long i = 0; i < n; i++)
@@ -200,12 +200,12 @@ int logreg_loss_and_grads(real *const params[], const void *const inputs[], long
         for (long j = 0; j < 30; j++)
             dz_1[i*30 + j] = dz[i];
 
-    /* part of dL/dw   [d(w*x)/dw] */
+    /* part of dL/dw   [d(x*w)/dw] */
     real *dz_1_2 = dz_1;  /* [n, 30], in place of dz_1 */
     for (long i = 0; i < n*30; i++)
         dz_1_2[i] = dz_1[i]*x[i];
 
-    /* dL/dw = sum(dL/dz_1*x, axis=0)   [d(w*x)/dw] */
+    /* dL/dw = sum(dL/dz_1*x, axis=0)   [d(x*w)/dw] */
     real *dw = grads[logreg_param_w];  /* [30] */
     for (long i = 0; i < 30; i++)
         dw[i] = 0;

@@ -546,7 +546,7 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *dlogits = arena + 32768;  /* [n, 10] */
     sg_softmax_cross_entropy_grad(n, 10, logits, y, dloss_5[0], dlogits);
 
-    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(b2 + logits_1)/db2] */
+    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2] */
     real *db2 = grads[mlp_f64_param_b2];  /* [10] */
     for (long i = 0; i < 10; i++)
         db2[i] = 0;
@@ -567,7 +567,7 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     for (long i = 0; i < n*256; i++)
         dh_2[i] = dh[i]*((h[i]) > 0 ? 1 : 0);
 
-    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(b1 + h_1)/db1] */
+    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(h_1 + b1)/db1] */
     real *db1 = grads[mlp_f64_param_b1];  /* [256] */
     for (long i = 0; i < 256; i++)
         db1[i] = 0;

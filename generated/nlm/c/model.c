@@ -587,7 +587,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     real *dlogits = arena + 384000;  /* [n, 3000] */
     sg_softmax_cross_entropy_grad(n, 3000, logits, next_id, dloss_5[0], dlogits);
 
-    /* dL/de = sum(dL/dlogits, axis=0)   [d(e + logits_1)/de] */
+    /* dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de] */
     real *de = grads[nlm_param_e];  /* [3000] */
     for (long i = 0; i < 3000; i++)
         de[i] = 0;

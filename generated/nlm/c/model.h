@@ -4,7 +4,7 @@
  * Needs only a C99 compiler and libm. Computes, in float32:
  *
  *     x = reshape(embedding(C, context_ids))
- *     a = tanh(d + x @ H)
+ *     a = tanh(x @ H + d)
  *     logits = a @ U + e
  *     loss = cross_entropy(logits, next_id)
  *

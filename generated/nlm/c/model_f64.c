@@ -585,7 +585,7 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *dlogits = arena + 384000;  /* [n, 3000] */
     sg_softmax_cross_entropy_grad(n, 3000, logits, next_id, dloss_5[0], dlogits);
 
-    /* dL/de = sum(dL/dlogits, axis=0)   [d(e + logits_1)/de] */
+    /* dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de] */
     real *de = grads[nlm_f64_param_e];  /* [3000] */
     for (long i = 0; i < 3000; i++)
         de[i] = 0;

@@ -866,7 +866,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     real *dlogits = arena + 810032;  /* [n, 2] */
     sg_softmax_cross_entropy_grad(n, 2, logits, label, dloss_5[0], dlogits);
 
-    /* dL/db = sum(dL/dlogits, axis=0)   [d(b + logits_1)/db] */
+    /* dL/db = sum(dL/dlogits, axis=0)   [d(logits_1 + b)/db] */
     real *db = grads[textcnn_f64_param_b];  /* [2] */
     for (long i = 0; i < 2; i++)
         db[i] = 0;
@@ -921,7 +921,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     for (long i = 0; i < n*5000; i++)
         df5_2[i] = df5_3[i]*((f5_3[i]) > 0 ? 1 : 0);
 
-    /* dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(c5 + f5_1)/dc5] */
+    /* dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(f5_1 + c5)/dc5] */
     real *dc5 = grads[textcnn_f64_param_c5];  /* [100] */
     for (long i = 0; i < 100; i++)
         dc5[i] = 0;
@@ -953,7 +953,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     for (long i = 0; i < n*5100; i++)
         df4_2[i] = df4_3[i]*((f4_3[i]) > 0 ? 1 : 0);
 
-    /* dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(c4 + f4_1)/dc4] */
+    /* dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(f4_1 + c4)/dc4] */
     real *dc4 = grads[textcnn_f64_param_c4];  /* [100] */
     for (long i = 0; i < 100; i++)
         dc4[i] = 0;
@@ -985,7 +985,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     for (long i = 0; i < n*5200; i++)
         df3_2[i] = df3_3[i]*((f3_3[i]) > 0 ? 1 : 0);
 
-    /* dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(c3 + f3_1)/dc3] */
+    /* dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(f3_1 + c3)/dc3] */
     real *dc3 = grads[textcnn_f64_param_c3];  /* [100] */
     for (long i = 0; i < 100; i++)
         dc3[i] = 0;
@@ -1001,8 +1001,8 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
     real *dK3 = grads[textcnn_f64_param_K3];  /* [3, 64, 100] */
     sg_conv1d_backward_kernel(n, 50, 64, 52, 100, 3, 1, 2, words, df3_2, dK3);
 
-    /* dL/dwords = df4_1_1 + df5_1_1   [sum over the uses of words] */
-    /* dL/dwords = df3_1_1 + t   [sum over the uses of words] */
+    /* dL/dwords = df5_1_1 + df4_1_1   [sum over the uses of words] */
+    /* dL/dwords = t + df3_1_1   [sum over the uses of words] */
     real *dwords = df5_1_1;  /* [n, 50, 64], in place of df5_1_1 */
     for (long i = 0; i < n*3200; i++)
         dwords[i] = df5_1_1[i] + df4_1_1[i] + df3_1_1[i];

@@ -8,7 +8,7 @@
  *     f4 = max(relu(c4 + conv1d(words, K4, padding=2, stride=1)), axis=(1,), keepdims=False)
  *     f5 = max(relu(c5 + conv1d(words, K5, padding=2, stride=1)), axis=(1,), keepdims=False)
  *     features = concat(f3, f4, f5, axis=1)*dropout_mask(p=0.5)
- *     logits = b + features @ W
+ *     logits = features @ W + b
  *     loss = cross_entropy(logits, label)
  *
  * Arrays are row-major and contiguous. A call may pass any batch size n from

@@ -8,7 +8,7 @@ Needs only Python and NumPy. Computes, in float32:
     f4 = max(relu(c4 + conv1d(words, K4, padding=2, stride=1)), axis=(1,), keepdims=False)
     f5 = max(relu(c5 + conv1d(words, K5, padding=2, stride=1)), axis=(1,), keepdims=False)
     features = concat(f3, f4, f5, axis=1)*dropout_mask(p=0.5)
-    logits = b + features @ W
+    logits = features @ W + b
     loss = cross_entropy(logits, label)
 
 forward() evaluates the outputs (dropout off), loss_and_grads() the loss and
@@ -207,7 +207,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
     dlogits *= dloss_5 / np.sum(dlogits, axis=-1, keepdims=True)
     np.put_along_axis(dlogits, label[..., None], np.take_along_axis(dlogits, label[..., None], axis=-1) - dloss_5, axis=-1)
-    # dL/db = sum(dL/dlogits, axis=0)   [d(b + logits_1)/db]
+    # dL/db = sum(dL/dlogits, axis=0)   [d(logits_1 + b)/db]
     db = np.sum(dlogits, axis=0)
     # dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures]
     dfeatures = dlogits @ W.T
@@ -228,7 +228,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     np.put_along_axis(df5_3, np.argmax(f5_3, axis=1, keepdims=True), np.take(df5_1, [0], axis=1), axis=1)
     # dL/df5_2 = dL/df5_3*step(f5_3)   [d relu(f5_2)/df5_2]
     df5_2 = df5_3*(f5_3 > 0).astype(DTYPE)
-    # dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(c5 + f5_1)/dc5]
+    # dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(f5_1 + c5)/dc5]
     dc5 = np.sum(df5_2, axis=(0, 1))
     # dL/dwords through f5_1 = conv1d_backward_input(dL/df5_1, K5, length=50, padding=2, stride=1)   [d conv1d(words, K5, padding=2, stride=1)/dwords]
     sg_padded = np.zeros((n, 54, 64), DTYPE)
@@ -244,7 +244,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     np.put_along_axis(df4_3, np.argmax(f4_3, axis=1, keepdims=True), np.take(df4_1, [0], axis=1), axis=1)
     # dL/df4_2 = dL/df4_3*step(f4_3)   [d relu(f4_2)/df4_2]
     df4_2 = df4_3*(f4_3 > 0).astype(DTYPE)
-    # dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(c4 + f4_1)/dc4]
+    # dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(f4_1 + c4)/dc4]
     dc4 = np.sum(df4_2, axis=(0, 1))
     # dL/dwords through f4_1 = conv1d_backward_input(dL/df4_1, K4, length=50, padding=2, stride=1)   [d conv1d(words, K4, padding=2, stride=1)/dwords]
     sg_padded = np.zeros((n, 54, 64), DTYPE)
@@ -260,7 +260,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     np.put_along_axis(df3_3, np.argmax(f3_3, axis=1, keepdims=True), np.take(df3_1, [0], axis=1), axis=1)
     # dL/df3_2 = dL/df3_3*step(f3_3)   [d relu(f3_2)/df3_2]
     df3_2 = df3_3*(f3_3 > 0).astype(DTYPE)
-    # dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(c3 + f3_1)/dc3]
+    # dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(f3_1 + c3)/dc3]
     dc3 = np.sum(df3_2, axis=(0, 1))
     # dL/dwords through f3_1 = conv1d_backward_input(dL/df3_1, K3, length=50, padding=2, stride=1)   [d conv1d(words, K3, padding=2, stride=1)/dwords]
     sg_padded = np.zeros((n, 54, 64), DTYPE)
@@ -269,8 +269,8 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     df3_1_1 = sg_padded[:, 2:52]
     # dL/dK3 = conv1d_backward_kernel(words, dL/df3_1, padding=2, stride=1, width=3)   [d conv1d(words, K3, padding=2, stride=1)/dK3]
     dK3 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), df3_2, axes=([0, 1], [0, 1])).transpose(1, 0, 2)
-    # dL/dwords = df4_1_1 + df5_1_1   [sum over the uses of words]
-    # dL/dwords = df3_1_1 + t   [sum over the uses of words]
+    # dL/dwords = df5_1_1 + df4_1_1   [sum over the uses of words]
+    # dL/dwords = t + df3_1_1   [sum over the uses of words]
     dwords = df5_1_1 + df4_1_1 + df3_1_1
     # dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE]
     dE = np.zeros((10000, 64), DTYPE)
