@@ -8,6 +8,7 @@ summing every contribution down to its argument's shape, so no rule has to.
 
 from __future__ import annotations
 
+import itertools
 
 from .errors import SpecError
 from .ir import Graph, verify
@@ -51,6 +52,8 @@ def differentiate(g: Graph, wrt: list[str] | None = None) -> Graph:
             continue
         total = parts[0]
         for part in parts[1:]:
+            if total != parts[0]:  # a partial sum
+                names.append((total, f"d{node}_"))
             total = apply(gg, "add", [total, part])
             gg.nx.nodes[total]["chain"] = (None, node, "sum")
         cotangents[node] = total
@@ -151,11 +154,12 @@ def name_temporaries(g: Graph, names: list[tuple[str, str]]) -> None:
                 candidate = f"{stem}_{k}"
         mapping[temp] = candidate
         taken.add(candidate)
-    leftovers = [n for n in g.nx if n.startswith("~") and n not in mapping]
+    leftovers = [n for n in g.nx if n.startswith("~") and n not in mapping]  # the constants
+    numbers = itertools.count(1)
     for temp in leftovers:
-        candidate = g.fresh("t")
+        candidate = "t"
         while candidate in taken:
-            candidate = g.fresh(candidate + "_")
+            candidate = f"t_{next(numbers)}"
         mapping[temp] = candidate
         taken.add(candidate)
     g.rename(mapping)

@@ -12,7 +12,8 @@ from typing import Any, Iterable
 from . import ops
 from .errors import SpecError
 from .init import parse_init
-from .ir import Graph as IRGraph, is_batch
+from .ir import Graph as IRGraph
+from .ir import is_batch
 from .names import check_name
 
 TRAIN_KEYS = {

@@ -142,25 +142,27 @@ class Graph:
                 self.nx.add_edge(arg, node, pos=(pos,))
         return node
 
+    # These accessors run millions of times on large graphs: they read the
+    # DiGraph's own dicts (_pred, _node) instead of building a view per call.
     def args(self, node: str) -> list[str]:
         """The arguments of ``node`` in call order."""
         slots: dict[int, str] = {}
-        for arg, _, data in self.nx.in_edges(node, data=True):
+        for arg, data in self.nx._pred[node].items():
             for pos in data["pos"]:
                 slots[pos] = arg
         return [slots[i] for i in range(len(slots))]
 
     def op(self, node: str) -> str:
-        return self.nx.nodes[node]["op"]
+        return self.nx._node[node]["op"]
 
     def shape(self, node: str) -> tuple:
-        return self.nx.nodes[node]["shape"]
+        return self.nx._node[node]["shape"]
 
     def dtype(self, node: str) -> str:
-        return self.nx.nodes[node]["dtype"]
+        return self.nx._node[node]["dtype"]
 
     def attrs(self, node: str) -> dict:
-        return dict(self.nx.nodes[node]["attrs"])
+        return dict(self.nx._node[node]["attrs"])
 
     def nodes_of(self, kind: str) -> list[str]:
         """Leaves of one kind, in the order they were declared."""

@@ -24,15 +24,7 @@ from ..names import reserved
 from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
 from ..passes.fusion import fusion_groups
-from .common import (
-    CachedPrinter,
-    describe,
-    element_structure,
-    scored_output,
-    source_name,
-    summary,
-    trainer_context,
-)
+from .common import CachedPrinter, describe, element_structure, node_order, scored_output, source_name, summary, trainer_context
 from .memory import Buffer, available_memory, human_bytes, place, report
 
 CTYPE = {"float32": "float", "float64": "double"}
@@ -198,12 +190,14 @@ class Function:
 
     def __post_init__(self):
         g = self.g
+        self.root_set = set(self.roots)
         needed = g.needed_by(self.roots)
-        computed = [v for v in g.order() if v in needed and g.op(v) not in ("input", "param", "const")]
-        self.absorbed = set(fusion_groups(g, self.roots))
+        order = node_order(g)
+        computed = [v for v in order if v in needed and g.op(v) not in ("input", "param", "const")]
+        self.absorbed = set(fusion_groups(g, self.roots, order=order))
         for v in computed:
             readers = {s for s in g.nx.successors(v) if s in needed}
-            if v not in self.roots and g.op(v) == "transpose" and len(g.shape(v)) == 2 and all(
+            if v not in self.root_set and g.op(v) == "transpose" and len(g.shape(v)) == 2 and all(
                 g.op(r) == "matmul" and len(g.shape(r)) == 2 for r in readers
             ):
                 # a matrix product reads x.T in place, with swapped strides
@@ -256,7 +250,7 @@ class Function:
                 continue
             leaves = self.leaves(v)
             for a in leaves:
-                if a not in computed or a in self.dests or a in self.roots or g.shape(a) != g.shape(v):
+                if a not in computed or a in self.dests or a in self.root_set or g.shape(a) != g.shape(v):
                     continue
                 if read_until[owner(a)] > i:
                     continue  # the buffer is read after this statement
@@ -293,7 +287,7 @@ class Function:
             last.setdefault(self.owner(v), i)
             for a in self.reads[v]:
                 last[self.owner(a)] = i
-            if v in self.roots:
+            if v in self.root_set:
                 last[self.owner(v)] = end
         buffers = []
         for i, v in enumerate(self.order):

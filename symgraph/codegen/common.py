@@ -165,19 +165,20 @@ def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> l
     """Statements computing ``roots``, in a fixed topological order; each
     fused element-wise group (see ``fusion_groups``) is one statement."""
     needed = g.needed_by(roots)
+    root_set = set(roots)
     # the spec's own names stay: a reader follows the lecture's equations line by line
     named = frozenset(n for n in g.nx if g.nx.nodes[n].get("named"))
-    heads = fusion_groups(g, roots, keep=named)
+    order = node_order(g)
+    heads = fusion_groups(g, roots, keep=named, order=order)
     fused = frozenset(heads)
     members: dict[str, list[str]] = {}
-    order = g.order()
     for node in order:  # producers first
         if node in heads:
             members.setdefault(heads[node], []).append(node)
     # a matrix transpose that only matrix products read is written x.T inside them
     written = {
         v: f"{g.args(v)[0]}.T" for v in needed
-        if g.op(v) == "transpose" and len(g.shape(v)) == 2 and v not in roots
+        if g.op(v) == "transpose" and len(g.shape(v)) == 2 and v not in root_set
         and all(g.op(r) == "matmul" and len(g.shape(r)) == 2 for r in g.nx.successors(v) if r in needed)
     }
     chain = chain_rule(g)
@@ -249,6 +250,17 @@ def summary(program) -> str:
     return f"minimises {g.loss} = {forward_text(g, g.loss)}"
 
 
+_ORDERS: "weakref.WeakKeyDictionary[Graph, list[str]]" = weakref.WeakKeyDictionary()
+
+
+def node_order(g: Graph) -> list[str]:
+    """``g.order()``, worked out once per graph: code generation reads
+    optimised graphs, which nothing changes any more."""
+    if g not in _ORDERS:
+        _ORDERS[g] = g.order()
+    return _ORDERS[g]
+
+
 _DESCRIPTIONS: "weakref.WeakKeyDictionary[Graph, list[str]]" = weakref.WeakKeyDictionary()
 
 
@@ -256,5 +268,5 @@ def describe(g: Graph) -> list[str]:
     """The spec's named nodes, one per line, as the spec wrote them (made once per graph)."""
     if g not in _DESCRIPTIONS:
         printer = Pretty(g)
-        _DESCRIPTIONS[g] = [f"{node} = {forward_text(g, node, printer)}" for node in g.order() if g.nx.nodes[node].get("named")]
+        _DESCRIPTIONS[g] = [f"{node} = {forward_text(g, node, printer)}" for node in node_order(g) if g.nx.nodes[node].get("named")]
     return list(_DESCRIPTIONS[g])

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sympy as sp
 
-from .registry import OpDef, REQUIRED, X, broadcast_shapes, register
+from .registry import REQUIRED, OpDef, X, broadcast_shapes, register
 from .symbolic import elementwise_vjp, relu, sgn, sigmoid, step
 
 P = sp.Symbol("p", real=True)

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from ..ir import numel
-from .registry import OpDef, REQUIRED, apply, broadcast_shapes, fmt_shape, norm_axis, register
+from .registry import (
+    REQUIRED,
+    OpDef,
+    apply,
+    broadcast_shapes,
+    fmt_shape,
+    norm_axis,
+    register,
+)
 
 
 def swap_last(g, node: str) -> str:

@@ -8,7 +8,7 @@ their gradients are the closed forms, e.g. ``(softmax(z) - onehot(y)) / n``.
 from __future__ import annotations
 
 from .reduce import count
-from .registry import OpDef, REQUIRED, apply, fmt_shape, norm_axis, register
+from .registry import REQUIRED, OpDef, apply, fmt_shape, norm_axis, register
 
 
 def positive_int(name: str, value, minimum: int = 1) -> int:

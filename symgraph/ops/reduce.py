@@ -3,7 +3,16 @@
 from __future__ import annotations
 
 from ..ir import Batch
-from .registry import OpDef, REQUIRED, apply, const, fmt_shape, norm_axes, norm_axis, register
+from .registry import (
+    REQUIRED,
+    OpDef,
+    apply,
+    const,
+    fmt_shape,
+    norm_axes,
+    norm_axis,
+    register,
+)
 
 
 def reduce_canon(shapes, attrs):

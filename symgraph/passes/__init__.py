@@ -3,8 +3,8 @@
 from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants, fold_double_negation
-from .modes import remove_dropout
 from .lower import fuse_softmax_cross_entropy
+from .modes import remove_dropout
 from .pipeline import CODEGEN, PIPELINE, optimize
 
 __all__ = ["CODEGEN", "PIPELINE", "fuse_softmax_cross_entropy", "remove_dropout", "eliminate_common_subexpressions", "eliminate_dead_code", "fold_constants", "fold_double_negation", "optimize"]

@@ -1004,7 +1004,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     sg_conv1d_backward_kernel(n, 50, 64, 52, 100, 3, 1, 2, words, df3_2, dK3);
 
     /* dL/dwords = df5_1_1 + df4_1_1   [sum over the uses of words] */
-    /* dL/dwords = t + df3_1_1   [sum over the uses of words] */
+    /* dL/dwords = dwords_1 + df3_1_1   [sum over the uses of words] */
     real *dwords = df5_1_1;  /* [n, 50, 64], in place of df5_1_1 */
     for (long i = 0; i < n*3200; i++)
         dwords[i] = df5_1_1[i] + df4_1_1[i] + df3_1_1[i];

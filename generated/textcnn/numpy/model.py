@@ -270,7 +270,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/dK3 = conv1d_backward_kernel(words, dL/df3_1, padding=2, stride=1, width=3)   [d conv1d(words, K3, padding=2, stride=1)/dK3]
     dK3 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), df3_2, axes=([0, 1], [0, 1])).transpose(1, 0, 2)
     # dL/dwords = df5_1_1 + df4_1_1   [sum over the uses of words]
-    # dL/dwords = t + df3_1_1   [sum over the uses of words]
+    # dL/dwords = dwords_1 + df3_1_1   [sum over the uses of words]
     dwords = df5_1_1 + df4_1_1 + df3_1_1
     # dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE]
     dE = np.zeros((10000, 64), DTYPE)
