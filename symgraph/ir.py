@@ -17,6 +17,9 @@ no parallel edges).
 
 from __future__ import annotations
 
+import functools
+import gc
+import heapq
 import itertools
 from typing import Any, Iterable
 
@@ -177,9 +180,28 @@ class Graph:
         return self.nodes_of("param")
 
     def order(self) -> list[str]:
-        """A fixed topological order (ties broken by insertion order)."""
-        rank = {n: i for i, n in enumerate(self.nx.nodes)}
-        return list(nx.lexicographical_topological_sort(self.nx, key=rank.__getitem__))
+        """A fixed topological order (ties broken by insertion order).
+
+        networkx's lexicographical_topological_sort with the insertion rank as
+        key, written over the DiGraph's own dicts: the same order, several
+        times faster on large graphs.
+        """
+        nodes = list(self.nx._node)
+        rank = {n: i for i, n in enumerate(nodes)}
+        waiting = {n: len(preds) for n, preds in self.nx._pred.items()}
+        ready = [rank[n] for n, count in waiting.items() if count == 0]
+        heapq.heapify(ready)
+        out = []
+        while ready:
+            node = nodes[heapq.heappop(ready)]
+            out.append(node)
+            for reader in self.nx._succ[node]:
+                waiting[reader] -= 1
+                if waiting[reader] == 0:
+                    heapq.heappush(ready, rank[reader])
+        if len(out) != len(nodes):
+            raise nx.NetworkXUnfeasible("graph contains a cycle")
+        return out
 
     def roots(self) -> list[str]:
         """What must survive optimisation: loss, outputs and gradients."""
@@ -214,7 +236,7 @@ class Graph:
         new = object.__new__(type(self))
         for key, value in self.__dict__.items():
             new.__dict__[key] = type(value)(value) if isinstance(value, (dict, list)) else value
-        new.nx = self.nx.copy()
+        new.nx = copy_digraph(self.nx)
         new._ids = itertools.count(next(self._ids))
         return new
 
@@ -229,6 +251,46 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {self.name}: {self.nx.number_of_nodes()} nodes, loss={self.loss}>"
+
+
+def collector_paused(function):
+    """Run ``function`` with Python's cyclic garbage collector off.
+
+    Differentiating, optimising and generating code for a large graph
+    allocate millions of small dicts and tuples, and the collector's passes
+    over them took half the time; the work creates no garbage cycles that
+    matter before it returns.
+    """
+
+    @functools.wraps(function)
+    def paused(*args, **kwargs):
+        was_on = gc.isenabled()
+        gc.disable()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            if was_on:
+                gc.enable()
+
+    return paused
+
+
+def copy_digraph(d: nx.DiGraph) -> nx.DiGraph:
+    """``d.copy()``, without networkx's per-edge overhead (passes copy large
+    graphs many times): node and edge attribute dicts copied one level deep,
+    each edge's dict shared by its successor and predecessor entries, as
+    networkx keeps it."""
+    new = d.__class__()
+    new.graph.update(d.graph)
+    for node, data in d._node.items():
+        new._node[node] = dict(data)
+        new._succ[node] = {}
+        new._pred[node] = {}
+    for u, readers in d._succ.items():
+        row = new._succ[u]
+        for v, data in readers.items():
+            row[v] = new._pred[v][u] = dict(data)
+    return new
 
 
 def freeze_keep(value: Any) -> Any:

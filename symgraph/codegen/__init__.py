@@ -10,6 +10,7 @@ from pathlib import Path
 import jinja2
 
 from ..errors import SpecError
+from ..ir import collector_paused
 from .program import Program, build_program
 
 TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
@@ -26,6 +27,7 @@ ENV = jinja2.Environment(
 )
 
 
+@collector_paused
 def render(program: Program, target: str) -> dict[str, str]:
     """File name -> text for one target."""
     if target == "c":

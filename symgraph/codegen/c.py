@@ -24,7 +24,16 @@ from ..names import reserved
 from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
 from ..passes.fusion import fusion_groups
-from .common import CachedPrinter, describe, element_structure, node_order, scored_output, source_name, summary, trainer_context
+from .common import (
+    CachedPrinter,
+    describe,
+    element_structure,
+    node_order,
+    scored_output,
+    source_name,
+    summary,
+    trainer_context,
+)
 from .memory import Buffer, available_memory, human_bytes, place, report
 
 CTYPE = {"float32": "float", "float64": "double"}

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..autodiff import differentiate
 from ..errors import SpecError
 from ..init import constant_value, distribution, init_text, parse_init, scale
-from ..ir import Graph
+from ..ir import Graph, collector_paused
 from ..ops import REGISTRY
 from ..passes import CODEGEN, optimize, remove_dropout
 from .common import batch_input
@@ -71,6 +71,7 @@ def int_bound(g: Graph, node: str) -> int | None:
     return min(bounds) if bounds else None
 
 
+@collector_paused
 def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) -> Program:
     """Differentiate and optimise ``g`` for one dtype (``passes`` defaults to CODEGEN)."""
     if dtype not in DTYPES:
