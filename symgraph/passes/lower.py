@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from ..ir import Graph
 from ..ops import apply, const
-from .rewrite import replace
+from .rewrite import named, replace
 
 
 def fuse_softmax_cross_entropy(g: Graph) -> Graph:
-    """``(softmax(z) - onehot(y)) * s`` -> one ``softmax_cross_entropy_grad(z, y, s)``.
+    """``(softmax(z) - onehot(y)) * s`` (or ``/ s``) -> one ``softmax_cross_entropy_grad(z, y, s)``.
 
     Cross-entropy's gradient is written ``(softmax(z) - onehot(y)) / n``
     times the incoming scalar; computed as written it takes four passes over
@@ -32,11 +32,18 @@ def fuse_softmax_cross_entropy(g: Graph) -> Graph:
             continue
         readers = list(out.nx.successors(node))
         target, scale = node, None
-        if len(readers) == 1 and out.op(readers[0]) == "mul" and out.args(readers[0]).count(node) == 1:
-            other = [a for a in out.args(readers[0]) if a != node][0]
-            if out.shape(other) == () and out.shape(readers[0]) == out.shape(node):
-                target, scale = readers[0], other
-        fused = apply(out, "softmax_cross_entropy_grad", [z, y, scale if scale is not None else const(out, 1.0)])
+        if len(readers) == 1 and out.args(readers[0]).count(node) == 1 and out.shape(readers[0]) == out.shape(node):
+            reader = readers[0]
+            other = [a for a in out.args(reader) if a != node][0] if len(out.args(reader)) == 2 else None
+            if other is not None and out.shape(other) == ():
+                if out.op(reader) == "mul":
+                    target, scale = reader, other
+                elif out.op(reader) == "div" and out.args(reader)[0] == node:  # (softmax - onehot) / s
+                    target, scale = reader, named(out, apply(out, "div", [named(out, const(out, 1.0), "one"), other]), f"{reader}_scale")
+                    if "chain" in out.nx.nodes[reader]:
+                        fwd, arg, _ = out.nx.nodes[reader]["chain"]
+                        out.nx.nodes[scale]["chain"] = (fwd, arg, "part")
+        fused = apply(out, "softmax_cross_entropy_grad", [z, y, scale if scale is not None else named(out, const(out, 1.0), "one")])
         data = out.nx.nodes[target]
         for key in ("chain", "named"):
             if key in data:

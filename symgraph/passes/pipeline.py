@@ -9,6 +9,7 @@ from .cse import eliminate_common_subexpressions
 from .dce import eliminate_dead_code
 from .fold import fold_constants, fold_double_negation
 from .lower import fuse_softmax_cross_entropy
+from .simplify import simplify_elementwise
 
 Pass = Callable[[Graph], Graph]
 
@@ -16,6 +17,7 @@ PIPELINE: list[Pass] = [
     eliminate_dead_code,
     fold_constants,
     fold_double_negation,
+    simplify_elementwise,
     eliminate_common_subexpressions,
     eliminate_dead_code,
 ]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import networkx as nx
+
 from ..ir import Graph
 
 
@@ -35,3 +37,10 @@ def redirect_all(g: Graph, redirected: dict[str, str]) -> None:
 
     if redirected:
         g.redirect({old: survivor(old) for old in redirected})
+
+
+def named(g: Graph, node: str, stem: str) -> str:
+    """Give a node a pass made (a ``~`` temporary) a fresh name from ``stem``; return it."""
+    name = g.fresh(stem)
+    nx.relabel_nodes(g.nx, {node: name}, copy=False)
+    return name

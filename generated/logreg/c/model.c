@@ -179,14 +179,10 @@ int logreg_loss_and_grads(real *const params[], const void *const inputs[], long
         loss[0] = (real)(sg_total / (n));
     }
 
-    /* part of dL/dz   [d binary_cross_entropy(z, y)/dz] */
-    real *dloss_2 = arena + 0;  /* [] */
-    dloss_2[0] = 1.0F/n;
-
     /* dL/dz = (sigmoid(z) - y)/batch   [d binary_cross_entropy(z, y)/dz] */
     real *dz = z;  /* [n], in place of z */
     for (long i = 0; i < n; i++)
-        dz[i] = dloss_2[0]*(-y[i] + (0.5F + 0.5F*tanhf(0.5F*(z[i]))));
+        dz[i] = (-y[i] + (0.5F + 0.5F*tanhf(0.5F*(z[i]))))/n;
 
     /* dL/db = sum(dL/dz, axis=0)   [d(z_2 + b)/db] */
     real *db = grads[logreg_param_b];  /* [] */

@@ -127,10 +127,8 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     z_2 = np.sum(z_1, axis=1)
     z = z_2 + b
     loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
-    # part of dL/dz   [d binary_cross_entropy(z, y)/dz]
-    dloss_2 = 1.0/n
     # dL/dz = (sigmoid(z) - y)/batch   [d binary_cross_entropy(z, y)/dz]
-    dz = dloss_2*(-y + (0.5 + 0.5*np.tanh(0.5*z)))
+    dz = (-y + (0.5 + 0.5*np.tanh(0.5*z)))/n
     # dL/db = sum(dL/dz, axis=0)   [d(z_2 + b)/db]
     db = np.sum(dz, axis=0)
     # dL/dz_1 = expand_dims(dL/dz_2, axis=1)   [d sum(z_1, axis=1)/dz_1]

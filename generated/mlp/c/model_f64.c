@@ -539,12 +539,12 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
 
     /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
-    real *dloss_5 = arena + 17024;  /* [] */
-    dloss_5[0] = 1.0/n;
+    real *dlogits_scale = arena + 17024;  /* [] */
+    dlogits_scale[0] = 1.0/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
     real *dlogits = arena + 32768;  /* [n, 10] */
-    sg_softmax_cross_entropy_grad(n, 10, logits, y, dloss_5[0], dlogits);
+    sg_softmax_cross_entropy_grad(n, 10, logits, y, dlogits_scale[0], dlogits);
 
     /* dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2] */
     real *db2 = grads[mlp_f64_param_b2];  /* [10] */

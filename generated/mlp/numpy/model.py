@@ -144,11 +144,11 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
-    dloss_5 = 1.0/n
+    dlogits_scale = 1.0/n
     # dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits]
     dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
-    dlogits *= dloss_5 / np.sum(dlogits, axis=-1, keepdims=True)
-    np.put_along_axis(dlogits, y[..., None], np.take_along_axis(dlogits, y[..., None], axis=-1) - dloss_5, axis=-1)
+    dlogits *= dlogits_scale / np.sum(dlogits, axis=-1, keepdims=True)
+    np.put_along_axis(dlogits, y[..., None], np.take_along_axis(dlogits, y[..., None], axis=-1) - dlogits_scale, axis=-1)
     # dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2]
     db2 = np.sum(dlogits, axis=0)
     # dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh]

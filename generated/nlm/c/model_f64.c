@@ -578,12 +578,12 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
 
     /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
-    real *dloss_5 = arena + 825360;  /* [] */
-    dloss_5[0] = 1.0/n;
+    real *dlogits_scale = arena + 825360;  /* [] */
+    dlogits_scale[0] = 1.0/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits] */
     real *dlogits = arena + 384000;  /* [n, 3000] */
-    sg_softmax_cross_entropy_grad(n, 3000, logits, next_id, dloss_5[0], dlogits);
+    sg_softmax_cross_entropy_grad(n, 3000, logits, next_id, dlogits_scale[0], dlogits);
 
     /* dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de] */
     real *de = grads[nlm_f64_param_e];  /* [3000] */

@@ -158,11 +158,11 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
-    dloss_5 = 1.0/n
+    dlogits_scale = 1.0/n
     # dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits]
     dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
-    dlogits *= dloss_5 / np.sum(dlogits, axis=-1, keepdims=True)
-    np.put_along_axis(dlogits, next_id[..., None], np.take_along_axis(dlogits, next_id[..., None], axis=-1) - dloss_5, axis=-1)
+    dlogits *= dlogits_scale / np.sum(dlogits, axis=-1, keepdims=True)
+    np.put_along_axis(dlogits, next_id[..., None], np.take_along_axis(dlogits, next_id[..., None], axis=-1) - dlogits_scale, axis=-1)
     # dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de]
     de = np.sum(dlogits, axis=0)
     # dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da]

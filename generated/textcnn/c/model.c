@@ -861,12 +861,12 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
 
     /* part of dL/dlogits   [d cross_entropy(logits, label)/dlogits] */
-    real *dloss_5 = arena + 795136;  /* [] */
-    dloss_5[0] = 1.0F/n;
+    real *dlogits_scale = arena + 795136;  /* [] */
+    dlogits_scale[0] = 1.0F/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits] */
     real *dlogits = arena + 810032;  /* [n, 2] */
-    sg_softmax_cross_entropy_grad(n, 2, logits, label, dloss_5[0], dlogits);
+    sg_softmax_cross_entropy_grad(n, 2, logits, label, dlogits_scale[0], dlogits);
 
     /* dL/db = sum(dL/dlogits, axis=0)   [d(logits_1 + b)/db] */
     real *db = grads[textcnn_param_b];  /* [2] */

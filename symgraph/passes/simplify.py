@@ -1,0 +1,139 @@
+"""Algebraic simplification of element-wise clusters with sympy."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import networkx as nx
+import sympy as sp
+
+from ..autodiff import next_temp, temps_since
+from ..ir import Graph, is_batch
+from ..ops import REGISTRY, X, const
+from ..ops.symbolic import from_sympy, function_ops, op_expr
+from .rewrite import named, redirect_all, replace
+
+MAX_OPS = 16  # larger clusters are left as they are: sympy's simplify grows fast with size
+
+
+def simplify_elementwise(g: Graph) -> Graph:
+    """Rewrite each cluster of element-wise nodes as sympy's simplest form of it.
+
+    A cluster is an element-wise node with the element-wise nodes that only it
+    reads, recursively, within one chain-rule step (a step's result is never
+    merged into the next, so the generated code still shows every step); its
+    expression over the arrays it reads goes through
+    ``sympy.simplify`` (the simplifier that makes gradients readable), and the
+    cluster is rebuilt from the result when that has fewer operations and
+    uses only ops symgraph has. ``2*x/(2*n)`` becomes ``x/n``, ``x*y - x*y``
+    becomes ``0``. Each distinct cluster is simplified once.
+    """
+    out = g.copy()
+    roots = set(out.roots())
+    into = {}
+    for v in g.order():
+        if v in roots or not elementwise(out, v) or out.nx.nodes[v].get("chain", (None, None, "part"))[2] != "part":
+            continue  # each chain-rule step's result stays: the generated code shows every step
+        readers = list(out.nx.successors(v))
+        if len(readers) == 1 and elementwise(out, readers[0]) and out.args(readers[0]).count(v) == 1:
+            into[v] = readers[0]
+    heads = [v for v in g.order() if elementwise(out, v) and v not in into]
+    redirected: dict[str, str] = {}
+    for head in heads:
+        leaves: list[str] = []
+        key = structure(out, head, into, leaves)
+        simpler = simplest(*key) if key is not None else None
+        if simpler is None:
+            continue
+        env = {sp.Symbol(f"sg_leaf{i}", real=True): leaf for i, leaf in enumerate(leaves)}
+        if BATCH in simpler.free_symbols:
+            env[BATCH] = named(out, const(out, out.dims["batch"]), "batch_size")
+        first = next_temp(out)
+        new = from_sympy(out, simpler, env)
+        if out.shape(new) != out.shape(head) or out.dtype(new) != out.dtype(head):
+            continue  # e.g. the cluster reduced to an argument it broadcast; the new nodes are dead code
+        if new in leaves:  # x*y/y: the cluster is one of its arguments
+            if not out.nx.nodes[head].get("named") and head not in roots:
+                replace(out, head, new, redirected)
+            continue
+        made = [t for t in temps_since(out, first) if t != new]
+        data = out.nx.nodes[head]
+        if "chain" in data:
+            fwd, arg, role = data["chain"]
+            out.nx.nodes[new]["chain"] = data["chain"]
+            for t in made:
+                out.nx.nodes[t]["chain"] = (fwd, arg, "part")
+        if data.get("named"):
+            out.nx.nodes[new]["named"] = True
+        replace(out, head, new, redirected)
+        del redirected[head]  # the new node takes the head's name
+        nx.relabel_nodes(out.nx, {new: head}, copy=False)
+        for t in made:
+            named(out, t, head)
+    redirect_all(out, redirected)
+    return out
+
+
+def elementwise(g: Graph, node: str) -> bool:
+    op = g.op(node)
+    return op in REGISTRY and REGISTRY[op].elementwise
+
+
+def structure(g: Graph, node: str, into: dict[str, str], leaves: list[str]) -> tuple[tuple, int] | None:
+    """The cluster under ``node`` as a hashable key and its number of ops, or None when it is too big to try."""
+    count = [0]
+
+    def walk(v: str) -> tuple:
+        count[0] += 1
+        parts = []
+        for a in g.args(v):
+            if g.op(a) == "const":
+                value = g.attrs(a)["value"]
+                parts.append(("const", "batch" if is_batch(value) else float(value)))
+            elif into.get(a) == v:
+                parts.append(walk(a))
+            else:
+                if a not in leaves:
+                    leaves.append(a)
+                parts.append(("leaf", leaves.index(a)))
+        return (g.op(v), g.nx.nodes[v]["attrs"], tuple(parts))
+
+    key = walk(node)
+    return (key, count[0]) if 2 <= count[0] <= MAX_OPS else None
+
+
+def expression(key: tuple) -> sp.Expr:
+    kind = key[0]
+    if kind == "const":
+        return BATCH if key[1] == "batch" else sp.nsimplify(key[1], rational=True)
+    if kind == "leaf":
+        return sp.Symbol(f"sg_leaf{key[1]}", real=True)
+    op, attrs, parts = key
+    return op_expr(op, attrs).xreplace({X[i]: expression(p) for i, p in enumerate(parts)})
+
+
+BATCH = sp.Symbol("sg_batch", positive=True)
+
+
+@lru_cache(maxsize=4096)
+def simplest(key: tuple, ops: int) -> sp.Expr | None:
+    """The simplified expression of a cluster of ``ops`` nodes, when it takes
+    fewer ops and symgraph's ops can build it. (sympy's own evaluation already
+    does part of the work: 2*(x/(2*n)) is x/n as soon as it is built.)"""
+    simpler = sp.simplify(expression(key), ratio=1)
+    if sp.count_ops(simpler) >= ops or not buildable(simpler):
+        return None
+    return simpler
+
+
+def buildable(expr: sp.Expr) -> bool:
+    """Whether ``from_sympy`` can build ``expr`` from symgraph's element-wise ops."""
+    known = set(function_ops())
+    for sub in sp.preorder_traversal(expr):
+        if isinstance(sub, sp.Function) and type(sub) not in known:
+            return False
+        if sub.is_Pow and not sub.exp.is_number:
+            return False
+        if sub.is_Number and not (sub.is_real and sub.is_finite):
+            return False
+    return True
