@@ -13,7 +13,7 @@ from ..ops import REGISTRY, X, const
 from ..ops.symbolic import from_sympy, function_ops, op_expr
 from .rewrite import named, redirect_all, replace
 
-MAX_OPS = 16  # larger clusters are left as they are: sympy's simplify grows fast with size
+MAX_OPS = 16  # larger clusters are left as they are: simplifying grows fast with size
 
 
 def simplify_elementwise(g: Graph) -> Graph:
@@ -23,7 +23,7 @@ def simplify_elementwise(g: Graph) -> Graph:
     reads, recursively, within one chain-rule step (a step's result is never
     merged into the next, so the generated code still shows every step); its
     expression over the arrays it reads goes through
-    ``sympy.simplify`` (the simplifier that makes gradients readable), and the
+    sympy (cancel and factor_terms, as ``explain`` uses them), and the
     cluster is rebuilt from the result when that has fewer operations and
     uses only ops symgraph has. ``2*x/(2*n)`` becomes ``x/n``, ``x*y - x*y``
     becomes ``0``. Each distinct cluster is simplified once.
@@ -120,7 +120,12 @@ def simplest(key: tuple, ops: int) -> sp.Expr | None:
     """The simplified expression of a cluster of ``ops`` nodes, when it takes
     fewer ops and symgraph's ops can build it. (sympy's own evaluation already
     does part of the work: 2*(x/(2*n)) is x/n as soon as it is built.)"""
-    simpler = sp.simplify(expression(key), ratio=1)
+    expr = expression(key)
+    # cancel (rational functions in lowest terms) and factor_terms (common
+    # factors out, as explain shows tensor gradients); sympy.simplify also
+    # tries trigonometric and hyperbolic rewrites, which cost half a second
+    # per cluster with tanh in it and give forms symgraph has no ops for.
+    simpler = min((expr, sp.cancel(expr), sp.factor_terms(expr), sp.factor_terms(sp.cancel(expr))), key=sp.count_ops)
     if sp.count_ops(simpler) >= ops or not buildable(simpler):
         return None
     return simpler
