@@ -12,6 +12,7 @@ from ..ops.reduce import sum_to_axes
 from .common import (
     CachedPrinter,
     Node,
+    Statement,
     arg_text,
     describe,
     literal,
@@ -100,7 +101,8 @@ def emit_pad_slice(n: Node):
 def emit_reduction(function: str):
     def emit(n: Node):
         keep = ", keepdims=True" if n.attrs.get("keepdims") else ""
-        return [f"{n.name} = np.{function}({n.args[0]}, axis={axes_text(n.attrs['axis'])}{keep})"]
+        # the method: np.sum(x, ...) spends a microsecond more in Python, a lot for a small batch
+        return [f"{n.name} = {method_target(n.args[0])}.{function}(axis={axes_text(n.attrs['axis'])}{keep})"]
 
     return emit
 
@@ -126,10 +128,15 @@ def emit_sum_to(n: Node):
     lead, kept = sum_to_axes(n.shapes[0], n.shape)
     value = n.args[0]
     if lead:
-        value = f"np.sum({value}, axis={axes_text(range(lead))})"
+        value = f"{method_target(value)}.sum(axis={axes_text(range(lead))})"
     if kept:
-        value = f"np.sum({value}, axis={axes_text(i - lead for i in kept)}, keepdims=True)"
+        value = f"{value}.sum(axis={axes_text(i - lead for i in kept)}, keepdims=True)"
     return [f"{n.name} = {value}"]
+
+
+def method_target(text: str) -> str:
+    """An array to call a method on: a name as it is, a literal as an array."""
+    return text if text.isidentifier() else f"np.asarray({text}, DTYPE)"
 
 
 def emit_embedding(n: Node):
@@ -316,7 +323,7 @@ def init_code(leaf) -> str:
 
 def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     """Unpack the leaves the roots read, then one block per statement."""
-    statements = schedule(g, roots, emit)
+    statements = share_softmax(g, schedule(g, roots, emit))
     read = g.needed_by(roots)
     lines = []
     for leaf in program.params:
@@ -331,6 +338,34 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
         lines.extend(f"# {comment}" for comment in st.comments)
         lines.extend(st.lines)
     return lines + returns
+
+
+def share_softmax(g: Graph, statements: list[Statement]) -> list[Statement]:
+    """Cross-entropy's loss and its gradient both take exp(z - max z) over the
+    logits, a [batch, classes] array: where one function computes both, the
+    loss keeps its exponentials and total for the gradient, which reuses them."""
+    losses = {tuple(g.args(st.target)): st for st in statements if st.op == "cross_entropy"}
+    for st in statements:
+        if st.op != "softmax_cross_entropy_grad":
+            continue
+        z, y, scale = g.args(st.target)
+        loss = losses.get((z, y))
+        if loss is None or statements.index(loss) > statements.index(st):
+            continue
+        shifted, exps, total = f"sg_shifted_{z}", f"sg_exp_{z}", f"sg_total_{z}"
+        loss.lines = [
+            f"{shifted} = {z} - np.max({z}, axis=-1, keepdims=True)",
+            f"{exps} = np.exp({shifted})",
+            f"{total} = {exps}.sum(axis=-1, keepdims=True)",
+            f"{loss.target} = np.mean(np.log({total}[..., 0]) - np.take_along_axis({shifted}, {y}[..., None], axis=-1)[..., 0])",
+        ]
+        v, s = st.target, arg_text(g, scale)
+        st.lines = [
+            f"{v} = {exps}",  # the loss is computed: its exponentials become the gradient in place
+            f"{v} *= {s} / {total}",
+            f"np.put_along_axis({v}, {y}[..., None], np.take_along_axis({v}, {y}[..., None], axis=-1) - {s}, axis=-1)",
+        ]
+    return statements
 
 
 def value_text(g: Graph, node: str) -> str:

@@ -141,16 +141,18 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     h = np.maximum(h_1 + b1, 0)
     logits_1 = h @ W2
     logits = logits_1 + b2
-    loss = logits - np.max(logits, axis=-1, keepdims=True)
-    loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0])
+    sg_shifted_logits = logits - np.max(logits, axis=-1, keepdims=True)
+    sg_exp_logits = np.exp(sg_shifted_logits)
+    sg_total_logits = sg_exp_logits.sum(axis=-1, keepdims=True)
+    loss = np.mean(np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, y[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
     dlogits_scale = 1.0/n
     # dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits]
-    dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
-    dlogits *= dlogits_scale / np.sum(dlogits, axis=-1, keepdims=True)
+    dlogits = sg_exp_logits
+    dlogits *= dlogits_scale / sg_total_logits
     np.put_along_axis(dlogits, y[..., None], np.take_along_axis(dlogits, y[..., None], axis=-1) - dlogits_scale, axis=-1)
     # dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2]
-    db2 = np.sum(dlogits, axis=0)
+    db2 = dlogits.sum(axis=0)
     # dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh]
     dh = dlogits @ W2.T
     # dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2]
@@ -158,7 +160,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/dh_2 = dL/dh*step(h)   [d relu(h_2)/dh_2]
     dh_2 = dh*(h > 0).astype(DTYPE)
     # dL/db1 = sum(dL/dh_2, axis=0)   [d(h_1 + b1)/db1]
-    db1 = np.sum(dh_2, axis=0)
+    db1 = dh_2.sum(axis=0)
     # dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1]
     dW1 = x.T @ dh_2
     return float(loss), {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}

@@ -155,16 +155,18 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     a = np.tanh(a_1 + d)
     logits_1 = a @ U
     logits = logits_1 + e
-    loss = logits - np.max(logits, axis=-1, keepdims=True)
-    loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0])
+    sg_shifted_logits = logits - np.max(logits, axis=-1, keepdims=True)
+    sg_exp_logits = np.exp(sg_shifted_logits)
+    sg_total_logits = sg_exp_logits.sum(axis=-1, keepdims=True)
+    loss = np.mean(np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, next_id[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
     dlogits_scale = 1.0/n
     # dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits]
-    dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
-    dlogits *= dlogits_scale / np.sum(dlogits, axis=-1, keepdims=True)
+    dlogits = sg_exp_logits
+    dlogits *= dlogits_scale / sg_total_logits
     np.put_along_axis(dlogits, next_id[..., None], np.take_along_axis(dlogits, next_id[..., None], axis=-1) - dlogits_scale, axis=-1)
     # dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de]
-    de = np.sum(dlogits, axis=0)
+    de = dlogits.sum(axis=0)
     # dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da]
     da = dlogits @ U.T
     # dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU]
@@ -172,7 +174,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2]
     da_2 = da*(1.0 - a**2)
     # dL/dd = sum(dL/da_2, axis=0)   [d(a_1 + d)/dd]
-    dd = np.sum(da_2, axis=0)
+    dd = da_2.sum(axis=0)
     # dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx]
     dx = da_2 @ H.T
     # dL/dH = x.T @ dL/da_1   [d(x @ H)/dH]

@@ -126,13 +126,13 @@ def forward(params, inputs):
     words = E[tokens]
     f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
     f3_3 = np.maximum(f3_1 + c3, 0)
-    f3 = np.max(f3_3, axis=1)
+    f3 = f3_3.max(axis=1)
     f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
     f4_3 = np.maximum(f4_1 + c4, 0)
-    f4 = np.max(f4_3, axis=1)
+    f4 = f4_3.max(axis=1)
     f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
     f5_3 = np.maximum(f5_1 + c5, 0)
-    f5 = np.max(f5_3, axis=1)
+    f5 = f5_3.max(axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     logits_1 = features_1 @ W
     logits = logits_1 + b
@@ -155,13 +155,13 @@ def evaluate(params, inputs):
     words = E[tokens]
     f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
     f3_3 = np.maximum(f3_1 + c3, 0)
-    f3 = np.max(f3_3, axis=1)
+    f3 = f3_3.max(axis=1)
     f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
     f4_3 = np.maximum(f4_1 + c4, 0)
-    f4 = np.max(f4_3, axis=1)
+    f4 = f4_3.max(axis=1)
     f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
     f5_3 = np.maximum(f5_1 + c5, 0)
-    f5 = np.max(f5_3, axis=1)
+    f5 = f5_3.max(axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     logits_1 = features_1 @ W
     logits = logits_1 + b
@@ -187,28 +187,30 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     words = E[tokens]
     f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
     f3_3 = np.maximum(f3_1 + c3, 0)
-    f3 = np.max(f3_3, axis=1)
+    f3 = f3_3.max(axis=1)
     f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
     f4_3 = np.maximum(f4_1 + c4, 0)
-    f4 = np.max(f4_3, axis=1)
+    f4 = f4_3.max(axis=1)
     f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
     f5_3 = np.maximum(f5_1 + c5, 0)
-    f5 = np.max(f5_3, axis=1)
+    f5 = f5_3.max(axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     features_2 = (random_uniform(seed, 0 + DROPOUT_STREAM, (n, 300)) >= 0.5) * DTYPE(2.0) if training else DTYPE(1)
     features = features_1*features_2
     logits_1 = features @ W
     logits = logits_1 + b
-    loss = logits - np.max(logits, axis=-1, keepdims=True)
-    loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, label[..., None], axis=-1)[..., 0])
+    sg_shifted_logits = logits - np.max(logits, axis=-1, keepdims=True)
+    sg_exp_logits = np.exp(sg_shifted_logits)
+    sg_total_logits = sg_exp_logits.sum(axis=-1, keepdims=True)
+    loss = np.mean(np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, label[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
     dlogits_scale = 1.0/n
     # dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits]
-    dlogits = np.exp(logits - np.max(logits, axis=-1, keepdims=True))
-    dlogits *= dlogits_scale / np.sum(dlogits, axis=-1, keepdims=True)
+    dlogits = sg_exp_logits
+    dlogits *= dlogits_scale / sg_total_logits
     np.put_along_axis(dlogits, label[..., None], np.take_along_axis(dlogits, label[..., None], axis=-1) - dlogits_scale, axis=-1)
     # dL/db = sum(dL/dlogits, axis=0)   [d(logits_1 + b)/db]
-    db = np.sum(dlogits, axis=0)
+    db = dlogits.sum(axis=0)
     # dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures]
     dfeatures = dlogits @ W.T
     # dL/dW = features.T @ dL/dlogits_1   [d(features @ W)/dW]
@@ -229,7 +231,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/df5_2 = dL/df5_3*step(f5_3)   [d relu(f5_2)/df5_2]
     df5_2 = df5_3*(f5_3 > 0).astype(DTYPE)
     # dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(f5_1 + c5)/dc5]
-    dc5 = np.sum(df5_2, axis=(0, 1))
+    dc5 = df5_2.sum(axis=(0, 1))
     # dL/dwords through f5_1 = conv1d_backward_input(dL/df5_1, K5, length=50, padding=2, stride=1)   [d conv1d(words, K5, padding=2, stride=1)/dwords]
     sg_padded = np.zeros((n, 54, 64), DTYPE)
     for tap in range(5):
@@ -245,7 +247,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/df4_2 = dL/df4_3*step(f4_3)   [d relu(f4_2)/df4_2]
     df4_2 = df4_3*(f4_3 > 0).astype(DTYPE)
     # dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(f4_1 + c4)/dc4]
-    dc4 = np.sum(df4_2, axis=(0, 1))
+    dc4 = df4_2.sum(axis=(0, 1))
     # dL/dwords through f4_1 = conv1d_backward_input(dL/df4_1, K4, length=50, padding=2, stride=1)   [d conv1d(words, K4, padding=2, stride=1)/dwords]
     sg_padded = np.zeros((n, 54, 64), DTYPE)
     for tap in range(4):
@@ -261,7 +263,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/df3_2 = dL/df3_3*step(f3_3)   [d relu(f3_2)/df3_2]
     df3_2 = df3_3*(f3_3 > 0).astype(DTYPE)
     # dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(f3_1 + c3)/dc3]
-    dc3 = np.sum(df3_2, axis=(0, 1))
+    dc3 = df3_2.sum(axis=(0, 1))
     # dL/dwords through f3_1 = conv1d_backward_input(dL/df3_1, K3, length=50, padding=2, stride=1)   [d conv1d(words, K3, padding=2, stride=1)/dwords]
     sg_padded = np.zeros((n, 54, 64), DTYPE)
     for tap in range(3):
