@@ -7,12 +7,14 @@ Runs, for each model in ``benchmarks/models/``:
   c          the generated C (cc -O3 -march=native), one thread;
   c-openmp   the same sources built with -fopenmp, OMP_NUM_THREADS = the cores;
   numpy      the generated NumPy module (loss_and_grads, then sgd_step);
-  by hand    a hand-written NumPy step (``references.py``);
+  by-hand    a hand-written NumPy step (``references.py``);
   pytorch    PyTorch eager, and jax: JAX jit, when they are installed.
-Every implementation starts from the same parameters and inputs, and their
-first losses must agree. Blocks of steps (each about ``--seconds`` long) are
+Each runs in a process of its own (so that thread pools do not compete),
+every one starts from the same parameters and inputs, and their first
+losses must agree. Blocks of steps (each about ``--seconds`` long) are
 interleaved across implementations, so that drifts in machine load hit all
-alike; the table gives the median block's time per step and ratios.
+alike; the table gives the median block's microseconds per step and ratios (how
+many times faster than PyTorch and JAX).
 """
 
 from __future__ import annotations
@@ -36,98 +38,66 @@ from symgraph.codegen import build_program, render
 from symgraph.gradcheck import random_inputs
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import references  # noqa: E402
-
 MODELS = ("slide", "logreg", "mlp", "nlm", "textcnn")
-# Between blocks: the thread pools of OpenMP, PyTorch and XLA spin for a while
-# after their work is done, and would otherwise take a core from the next block.
-IDLE = 0.05
+# Between blocks: the thread pools of OpenBLAS, OpenMP, PyTorch and XLA spin for
+# a while after their work is done (OpenBLAS's for about 0.1 s), and would
+# otherwise take a core from the next block.
+IDLE = 0.3
 LR = 1e-6  # small enough that no model's parameters overflow over millions of steps (slide's loss is unbounded)
 
 
-class Timed:
-    """One implementation of one model: ``run(steps)`` returns (seconds, last loss)."""
+class Process:
+    """One implementation in a process of its own; ``run(steps)`` returns (seconds, last loss)."""
 
-    name = ""
+    def __init__(self, name: str, command: list[str], env: dict | None = None):
+        self.name = name
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def run(self, steps: int) -> tuple[float, float]:
-        raise NotImplementedError
-
-    def close(self) -> None:
-        pass
-
-
-class Generated_C(Timed):
-    def __init__(self, g, params, inputs, folder: Path, openmp: bool):
-        self.name = "c-openmp" if openmp else "c"
-        program = build_program(g, "float32")
-        files = render(program, "c")
-        build = folder / self.name
-        build.mkdir()
-        for name in ("model.h", "model.c"):
-            (build / name).write_text(files[name])
-        for i, leaf in enumerate(program.params):
-            np.asarray(params[leaf.name], np.float32).tofile(build / f"param_{i}.bin")
-        for i, leaf in enumerate(program.inputs):
-            np.asarray(inputs[leaf.name], np.int64 if leaf.dtype == "int" else np.float32).tofile(build / f"input_{i}.bin")
-        cc = os.environ.get("CC", "cc")
-        flags = ["-O3", "-march=native", "-std=c99"] + (["-fopenmp"] if openmp else [])
-        subprocess.run([cc, *flags, f"-DMODEL={g.name}", "-I", str(build), str(HERE / "step_harness.c"), str(build / "model.c"),
-                        "-o", str(build / "step"), "-lm"], check=True)
-        env = dict(os.environ, OMP_NUM_THREADS=str(os.cpu_count() if openmp else 1))
-        self.process = subprocess.Popen([str(build / "step"), str(build)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
-
-    def run(self, steps):
         self.process.stdin.write(f"{steps}\n")
         self.process.stdin.flush()
-        seconds, loss = self.process.stdout.readline().split()
-        return float(seconds), float(loss)
+        answer = self.process.stdout.readline().split()
+        if len(answer) != 2:
+            raise SystemExit(f"{self.name} stopped (exit status {self.process.wait()})")
+        return float(answer[0]), float(answer[1])
 
-    def close(self):
+    def close(self) -> None:
         self.process.stdin.close()
         self.process.wait()
 
 
-class Python(Timed):
-    """A step function and a loss function; the clock stops after the loss is read."""
-
-    def __init__(self, name, step, loss):
-        self.name, self.step, self.loss = name, step, loss
-
-    def run(self, steps):
-        started = time.perf_counter()
-        for _ in range(steps):
-            self.step()
-        loss = self.loss()
-        return time.perf_counter() - started, loss
-
-
-def generated_numpy(g, params, inputs) -> Python:
-    module = sg.compile(g, target="numpy", dtype="float32")._backend
-    p = {k: np.array(v, np.float32) for k, v in params.items()}
-    last = [0.0]
-
-    def step():
-        last[0], grads = module.loss_and_grads(p, inputs, training=True)
-        module.sgd_step(p, grads, LR)
-
-    return Python("numpy", step, lambda: last[0])
+def generated_c(g, params, inputs, folder: Path, openmp: bool) -> Process:
+    """The generated model.c with the step harness, built as the trainer's Makefile builds it."""
+    name = "c-openmp" if openmp else "c"
+    program = build_program(g, "float32")
+    files = render(program, "c")
+    build = folder / name
+    build.mkdir()
+    for file in ("model.h", "model.c"):
+        (build / file).write_text(files[file])
+    for i, leaf in enumerate(program.params):
+        np.asarray(params[leaf.name], np.float32).tofile(build / f"param_{i}.bin")
+    for i, leaf in enumerate(program.inputs):
+        np.asarray(inputs[leaf.name], np.int64 if leaf.dtype == "int" else np.float32).tofile(build / f"input_{i}.bin")
+    cc = os.environ.get("CC", "cc")
+    flags = ["-O3", "-march=native", "-std=c99"] + (["-fopenmp"] if openmp else [])
+    subprocess.run([cc, *flags, f"-DMODEL={g.name}", "-I", str(build), str(HERE / "step_harness.c"), str(build / "model.c"),
+                    "-o", str(build / "step"), "-lm"], check=True)
+    env = dict(os.environ, OMP_NUM_THREADS=str(os.cpu_count() if openmp else 1))
+    return Process(name, [str(build / "step"), str(build)], env)
 
 
-def implementations(g, folder: Path, frameworks: list[str]) -> list[Timed]:
+def implementations(g, spec: Path, folder: Path, frameworks: list[str]) -> list[Process]:
     model = sg.compile(g, target="numpy", dtype="float32")
     params = model.init_params(1)
     inputs = {k: (v if v.dtype == np.int64 else v.astype(np.float32)) for k, v in random_inputs(model, seed=1).items()}
     if g.name == "logreg":
         inputs["y"] = (inputs["y"] > 0).astype(np.float32)  # labels of 0 and 1
-    found = [Generated_C(g, params, inputs, folder, openmp=False), Generated_C(g, params, inputs, folder, openmp=True)]
-    found.append(generated_numpy(g, params, inputs))
-    found.append(Python("by hand", *references.make_numpy(g.name, params, inputs, LR)))
-    if "pytorch" in frameworks:
-        found.append(Python("pytorch", *references.make_torch(g.name, params, inputs, LR)))
-    if "jax" in frameworks:
-        found.append(Python("jax", *references.make_jax(g.name, params, inputs, LR)))
+    np.savez(folder / "params.npz", **params)
+    np.savez(folder / "inputs.npz", **inputs)
+    found = [generated_c(g, params, inputs, folder, openmp=False), generated_c(g, params, inputs, folder, openmp=True)]
+    for kind in ["numpy", "by-hand", *frameworks]:
+        found.append(Process(kind, [sys.executable, str(HERE / "step_worker.py"), kind, str(spec), str(folder)]))
     return found
 
 
@@ -155,12 +125,12 @@ def versions() -> dict:
     return found
 
 
-def measure(g, blocks: int, seconds: float, frameworks: list[str]) -> dict[str, list[float]]:
+def measure(g, spec: Path, blocks: int, seconds: float, frameworks: list[str]) -> dict[str, list[float]]:
     with tempfile.TemporaryDirectory(prefix="symgraph-bench-") as folder:
-        impls = implementations(g, Path(folder), frameworks)
+        impls = implementations(g, spec, Path(folder), frameworks)
         try:
             first = {impl.name: impl.run(1)[1] for impl in impls}  # also compiles the JAX step
-            reference = first["by hand"]
+            reference = first["by-hand"]
             for name, loss in first.items():
                 if not np.isclose(loss, reference, rtol=1e-4, atol=1e-6):
                     raise SystemExit(f"{g.name}: {name}'s first loss {loss} differs from the hand-written {reference}")
@@ -189,19 +159,20 @@ def main() -> None:
     args = parser.parse_args()
     frameworks = installed()
     results = {}
-    header = f"{'model':<8} {'implementation':<15} {'ms/step':>9} {'vs pytorch':>11} {'vs jax':>7}"
+    header = f"{'model':<8} {'implementation':<15} {'us/step':>10} {'vs pytorch':>11} {'vs jax':>7}"
     print(header)
     for name in args.models.split(","):
-        g = sg.load(HERE / "models" / f"{name}.yaml")
-        times = measure(g, args.blocks, args.seconds, frameworks)
+        spec = HERE / "models" / f"{name}.yaml"
+        times = measure(sg.load(spec), spec, args.blocks, args.seconds, frameworks)
         medians = {impl: statistics.median(t) for impl, t in times.items()}
-        results[name] = {impl: {"median_ms": 1e3 * medians[impl], "blocks_ms": [1e3 * t for t in times[impl]]} for impl in times}
+        results[name] = {impl: {"median_us": 1e6 * medians[impl], "blocks_us": [1e6 * t for t in times[impl]]} for impl in times}
         for impl, median in medians.items():
             # ratio > 1: this implementation is that many times faster than the reference
             ratios = [f"{medians[ref] / median:>{w}.2f}" if ref in medians else " " * w for ref, w in (("pytorch", 11), ("jax", 7))]
-            print(f"{name:<8} {impl:<15} {1e3 * median:>9.4f} {ratios[0]} {ratios[1]}")
+            print(f"{name:<8} {impl:<15} {1e6 * median:>10.2f} {ratios[0]} {ratios[1]}")
             results[name][impl].update({f"speedup_vs_{ref}": medians[ref] / median for ref in ("pytorch", "jax") if ref in medians})
         sys.stdout.flush()
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps({"versions": versions(), "blocks": args.blocks, "results": results}, indent=2) + "\n")
     print(f"wrote {args.json}")
 
