@@ -138,6 +138,8 @@ def measure(g, spec: Path, blocks: int, seconds: float, frameworks: list[str]) -
             for impl in impls:  # calibrate each to blocks of about `seconds`
                 elapsed, _ = impl.run(3)
                 steps[impl.name] = max(1, int(seconds / max(elapsed / 3, 1e-7)))
+            for impl in impls:  # warm up: allocators and caches reach their steady state only after a while
+                impl.run(3 * steps[impl.name])
             times = {impl.name: [] for impl in impls}
             for _ in range(blocks):
                 for impl in impls:
