@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 SIZES = (256, 512, 1024)
+# OpenBLAS's threads spin for about 0.1 s after a product, and OpenMP's for a
+# while too: without a pause, each block would share the cores with the other's.
+IDLE = 0.3
 SPEC = """
 name: square
 dims: {{batch: {n}, k: {n}}}
@@ -59,10 +62,12 @@ def worker(threads: int, blocks: int) -> list[dict]:
         ours_c = library.forward({"b": b}, {"a": a})["c"]
         np.testing.assert_allclose(ours_c, a @ b, rtol=1e-3, atol=1e-2)
         for _ in range(blocks):
+            time.sleep(IDLE)
             started = time.perf_counter()
             for _ in range(reps):
                 library.forward({"b": b}, {"a": a})
             ours.append((time.perf_counter() - started) / reps)
+            time.sleep(IDLE)
             started = time.perf_counter()
             for _ in range(reps):
                 np.matmul(a, b, out=out)
