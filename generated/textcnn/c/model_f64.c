@@ -419,15 +419,28 @@ static void sg_conv1d_backward_kernel(long batch, long length, long c_in, long s
  * maximum along the middle axis. */
 static void sg_max_backward(long outer, long length, long inner, const real *x, const real *dy, real *dx)
 {
+    enum { block = 256 };  /* columns tracked at once, so that x is read row by row */
     memset(dx, 0, (size_t)(outer * length * inner) * sizeof *dx);
     for (long o = 0; o < outer; o++)
-        for (long j = 0; j < inner; j++) {
-            const long first = o * length * inner + j;
-            long best = 0;
+        for (long j0 = 0; j0 < inner; j0 += block) {
+            const long width = inner - j0 < block ? inner - j0 : block;
+            const real *xo = x + o * length * inner + j0;
+            real top[block];
+            long best[block];
+            for (long j = 0; j < width; j++) {
+                top[j] = xo[j];
+                best[j] = 0;
+            }
             for (long l = 1; l < length; l++)
-                if (x[first + l * inner] > x[first + best * inner])
-                    best = l;
-            dx[first + best * inner] = dy[first + best * inner];
+                for (long j = 0; j < width; j++)
+                    if (xo[l * inner + j] > top[j]) {  /* the first maximum wins, as in NumPy's argmax */
+                        top[j] = xo[l * inner + j];
+                        best[j] = l;
+                    }
+            for (long j = 0; j < width; j++) {
+                const long at = (o * length + best[j]) * inner + j0 + j;
+                dx[at] = dy[at];
+            }
         }
 }
 
