@@ -245,6 +245,7 @@ class Function:
             return node
 
         computed = set(self.order)
+        protected = set(self.dests) | self.root_set
         read_until = {v: last.get(v, -1) for v in computed}  # per buffer owner: its last read so far
         for i, v in enumerate(self.order):
             if v in self.dests:
@@ -259,8 +260,10 @@ class Function:
                 continue
             leaves = self.leaves(v)
             for a in leaves:
-                if a not in computed or a in self.dests or a in self.root_set or g.shape(a) != g.shape(v):
+                if a not in computed or g.shape(a) != g.shape(v):
                     continue
+                if a in protected or owner(a) in protected:
+                    continue  # the caller's buffers and the results must survive
                 if read_until[owner(a)] > i:
                     continue  # the buffer is read after this statement
                 if any(owner(b) == owner(a) for b in leaves if b != a):
