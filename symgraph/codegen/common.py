@@ -153,14 +153,6 @@ def batch_input(g: Graph) -> str | None:
     raise SpecError("the batch dim is used, but no input has it as its first axis", node="dims.batch", source=g.source)
 
 
-def adjoint_names(g: Graph) -> dict[str, str]:
-    """Backward node -> the forward node whose adjoint it holds."""
-    names: dict[str, str] = {}
-    for forward, adjoint in g.cotangents.items():  # nearest the loss first
-        names.setdefault(adjoint, forward)
-    return names
-
-
 def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> list[Statement]:
     """Statements computing ``roots``, in a fixed topological order; each
     fused element-wise group (see ``fusion_groups``) is one statement."""

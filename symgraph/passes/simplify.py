@@ -9,8 +9,9 @@ import sympy as sp
 
 from ..autodiff import next_temp, temps_since
 from ..ir import Graph, is_batch
-from ..ops import REGISTRY, X, const
+from ..ops import X, const
 from ..ops.symbolic import from_sympy, function_ops, op_expr
+from .fusion import is_elementwise
 from .rewrite import named, redirect_all, replace
 
 MAX_OPS = 16  # larger clusters are left as they are: simplifying grows fast with size
@@ -25,19 +26,20 @@ def simplify_elementwise(g: Graph) -> Graph:
     expression over the arrays it reads goes through
     sympy (cancel and factor_terms, as ``explain`` uses them), and the
     cluster is rebuilt from the result when that has fewer operations and
-    uses only ops symgraph has. ``2*x/(2*n)`` becomes ``x/n``, ``x*y - x*y``
-    becomes ``0``. Each distinct cluster is simplified once.
+    uses only ops symgraph has: ``2*x/(2*n)`` becomes ``x/n``, and ``x*y/y``
+    becomes ``x`` where that keeps the shape. Each distinct cluster is
+    simplified once. Nodes it leaves unread are for dead-code elimination.
     """
     out = g.copy()
     roots = set(out.roots())
     into = {}
     for v in g.order():
-        if v in roots or not elementwise(out, v) or out.nx.nodes[v].get("chain", (None, None, "part"))[2] != "part":
+        if v in roots or not is_elementwise(out, v) or out.nx.nodes[v].get("chain", (None, None, "part"))[2] != "part":
             continue  # each chain-rule step's result stays: the generated code shows every step
         readers = list(out.nx.successors(v))
-        if len(readers) == 1 and elementwise(out, readers[0]) and out.args(readers[0]).count(v) == 1:
+        if len(readers) == 1 and is_elementwise(out, readers[0]) and out.args(readers[0]).count(v) == 1:
             into[v] = readers[0]
-    heads = [v for v in g.order() if elementwise(out, v) and v not in into]
+    heads = [v for v in g.order() if is_elementwise(out, v) and v not in into]
     redirected: dict[str, str] = {}
     for head in heads:
         leaves: list[str] = []
@@ -72,11 +74,6 @@ def simplify_elementwise(g: Graph) -> Graph:
             named(out, t, head)
     redirect_all(out, redirected)
     return out
-
-
-def elementwise(g: Graph, node: str) -> bool:
-    op = g.op(node)
-    return op in REGISTRY and REGISTRY[op].elementwise
 
 
 def structure(g: Graph, node: str, into: dict[str, str], leaves: list[str]) -> tuple[tuple, int] | None:
