@@ -362,7 +362,11 @@ class Function:
         def body(ix):
             return [f"{v}[{ix[v]}] = {self.ctx.cached.fill(key, [f'{a}[{ix[a]}]' for a in leaves])};"]
 
-        return self.nest(shape, arrays, body)
+        lines = self.nest(shape, arrays, body)
+        if size(shape).at(self.ctx.batch) >= PARALLEL_ELEMENTS and lines[0].startswith("for"):
+            self.ctx.use("parallel")
+            lines = ["SG_PARALLEL_FOR"] + lines
+        return lines
 
     def nest(self, shape, arrays, body) -> list[str]:
         return loop_nest([extent(d) for d in shape], arrays, body, self.names)
@@ -604,6 +608,8 @@ KERNEL_NEEDS = {
     "softmax": ("exp_shifted",), "log_softmax": ("exp_shifted",), "cross_entropy": ("exp_shifted",),
     "softmax_cross_entropy_grad": ("exp_shifted",),
 }
+
+PARALLEL_ELEMENTS = 1 << 16  # element-wise loops this long (at the compiled batch) are split over threads with OpenMP
 
 LOOP_NAMES = ["i", "j", "k", "l", "m", "p", "q", "r", "s", "t", "u"] + [f"i{k}" for k in range(1, 40)]
 

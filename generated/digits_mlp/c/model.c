@@ -381,6 +381,9 @@ static real sg_exp_shifted(long count, long stride, const real *x, real shift, r
  * gradient in one pass over each row, without a one-hot array. */
 static void sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
 {
+#ifdef _OPENMP
+#pragma omp parallel for if (rows * classes >= 1 << 16)
+#endif
     for (long r = 0; r < rows; r++) {
         const real *row = z + r * classes;
         real *o = out + r * classes;

@@ -19,6 +19,13 @@ static real arena[825376];
 #include <omp.h>
 #endif
 
+/* Large element-wise loops run on all cores in an OpenMP build (each element on its own: same results). */
+#ifdef _OPENMP
+#define SG_PARALLEL_FOR _Pragma("omp parallel for")
+#else
+#define SG_PARALLEL_FOR
+#endif
+
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
 
 /* SplitMix64's finaliser: a bijection on 64-bit words that mixes every bit. */
@@ -391,6 +398,9 @@ static real sg_exp_shifted(long count, long stride, const real *x, real shift, r
  * gradient in one pass over each row, without a one-hot array. */
 static void sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
 {
+#ifdef _OPENMP
+#pragma omp parallel for if (rows * classes >= 1 << 16)
+#endif
     for (long r = 0; r < rows; r++) {
         const real *row = z + r * classes;
         real *o = out + r * classes;
@@ -489,6 +499,7 @@ int nlm_forward(real *const params[], const void *const inputs[], long n, real *
     sg_matmul(n, 256, 3000, a, 256, 1, U, 3000, 1, logits_1);
 
     real *logits = outputs[nlm_output_logits];  /* [n, 3000] */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
             logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
@@ -526,6 +537,7 @@ int nlm_evaluate(real *const params[], const void *const inputs[], long n, doubl
     sg_matmul(n, 256, 3000, a, 256, 1, U, 3000, 1, logits_1);
 
     real *logits = logits_1;  /* [n, 3000], in place of logits_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
             logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
@@ -572,6 +584,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     sg_matmul(n, 256, 3000, a, 256, 1, U, 3000, 1, logits_1);
 
     real *logits = logits_1;  /* [n, 3000], in place of logits_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 3000; j++)
             logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];

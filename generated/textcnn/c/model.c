@@ -19,6 +19,13 @@ static real arena[1595040];
 #include <omp.h>
 #endif
 
+/* Large element-wise loops run on all cores in an OpenMP build (each element on its own: same results). */
+#ifdef _OPENMP
+#define SG_PARALLEL_FOR _Pragma("omp parallel for")
+#else
+#define SG_PARALLEL_FOR
+#endif
+
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
 
 /* SplitMix64's finaliser: a bijection on 64-bit words that mixes every bit. */
@@ -513,6 +520,9 @@ static real sg_exp_shifted(long count, long stride, const real *x, real shift, r
  * gradient in one pass over each row, without a one-hot array. */
 static void sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
 {
+#ifdef _OPENMP
+#pragma omp parallel for if (rows * classes >= 1 << 16)
+#endif
     for (long r = 0; r < rows; r++) {
         const real *row = z + r * classes;
         real *o = out + r * classes;
@@ -613,6 +623,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     sg_conv1d(n, 50, 64, 52, 100, 3, 1, 2, words, K3, f3_1);
 
     real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
             f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
@@ -629,6 +640,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
 
     real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
             f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
@@ -645,6 +657,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
 
     real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
             f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
@@ -703,6 +716,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     sg_conv1d(n, 50, 64, 52, 100, 3, 1, 2, words, K3, f3_1);
 
     real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
             f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
@@ -719,6 +733,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
 
     real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
             f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
@@ -735,6 +750,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
 
     real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
             f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
@@ -800,6 +816,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     sg_conv1d(n, 50, 64, 52, 100, 3, 1, 2, words, K3, f3_1);
 
     real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
             f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
@@ -816,6 +833,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
 
     real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
             f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
@@ -832,6 +850,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
 
     real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
             f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
@@ -933,6 +952,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
 
     /* dL/df5_2 = dL/df5_3*step(f5_3)   [d relu(f5_2)/df5_2] */
     real *df5_2 = df5_3;  /* [n, 50, 100], in place of df5_3 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*5000; i++)
         df5_2[i] = df5_3[i]*((f5_3[i]) > 0 ? 1 : 0);
 
@@ -965,6 +985,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
 
     /* dL/df4_2 = dL/df4_3*step(f4_3)   [d relu(f4_2)/df4_2] */
     real *df4_2 = df4_3;  /* [n, 51, 100], in place of df4_3 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*5100; i++)
         df4_2[i] = df4_3[i]*((f4_3[i]) > 0 ? 1 : 0);
 
@@ -997,6 +1018,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
 
     /* dL/df3_2 = dL/df3_3*step(f3_3)   [d relu(f3_2)/df3_2] */
     real *df3_2 = df3_3;  /* [n, 52, 100], in place of df3_3 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*5200; i++)
         df3_2[i] = df3_3[i]*((f3_3[i]) > 0 ? 1 : 0);
 
@@ -1019,6 +1041,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     /* dL/dwords = df5_1_1 + df4_1_1   [sum over the uses of words] */
     /* dL/dwords = dwords_1 + df3_1_1   [sum over the uses of words] */
     real *dwords = df5_1_1;  /* [n, 50, 64], in place of df5_1_1 */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n*3200; i++)
         dwords[i] = df5_1_1[i] + df4_1_1[i] + df3_1_1[i];
 
