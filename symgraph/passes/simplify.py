@@ -119,9 +119,9 @@ def simplest(key: tuple, ops: int) -> sp.Expr | None:
     does part of the work: 2*(x/(2*n)) is x/n as soon as it is built.)"""
     expr = expression(key)
     # cancel (rational functions in lowest terms) and factor_terms (common
-    # factors out, as explain shows tensor gradients); sympy.simplify also
-    # tries trigonometric and hyperbolic rewrites, which cost half a second
-    # per cluster with tanh in it and give forms symgraph has no ops for.
+    # factors out, as explain shows tensor gradients). sympy.simplify took
+    # about half a second per cluster with tanh in it, most of it in rewrites
+    # whose results symgraph's ops could not build anyway.
     simpler = min((expr, sp.cancel(expr), sp.factor_terms(expr), sp.factor_terms(sp.cancel(expr))), key=sp.count_ops)
     if sp.count_ops(simpler) >= ops or not buildable(simpler):
         return None
