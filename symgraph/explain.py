@@ -8,19 +8,16 @@ into one simplified sympy expression, other ops written as NumPy-like calls.
 
 from __future__ import annotations
 
-import re
-import weakref
 from dataclasses import dataclass
-from functools import lru_cache
 
 import sympy as sp
 
 from .autodiff import differentiate
 from .errors import SpecError
-from .ir import Batch, Graph
+from .ir import Batch, Graph, per_graph
 from .ops import REGISTRY, X
 from .ops.reduce import sum_to_axes
-from .ops.symbolic import op_expr
+from .ops.symbolic import BATCH, fill, op_expr, rational, structure, structure_expr
 from .passes import optimize
 
 LEAVES = ("input", "param")
@@ -157,7 +154,7 @@ def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:
         expr = sp.Symbol(node, real=True)
     elif op == "const":
         value = g.attrs(node)["value"]
-        expr = sp.Symbol("batch", positive=True) if isinstance(value, Batch) else sp.nsimplify(value, rational=True)
+        expr = sp.Symbol("batch", positive=True) if isinstance(value, Batch) else rational(value)
     elif REGISTRY[op].elementwise:
         expr = op_expr(op, g.nx.nodes[node]["attrs"])
         expr = expr.xreplace({X[i]: symbolic(g, a, cache) for i, a in enumerate(g.args(node))})
@@ -170,9 +167,9 @@ def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:
 _STRUCTURE_TEXT: dict[tuple, str] = {}
 
 
-@lru_cache(maxsize=None)
-def rational(value: float) -> sp.Expr:
-    return sp.nsimplify(value, rational=True)
+def readable_constant(value) -> sp.Expr:
+    """A constant of a structure as a reader sees it: 1/2, or the symbol batch."""
+    return sp.Symbol("batch", positive=True) if value == BATCH else rational(value)
 
 
 class Pretty:
@@ -208,36 +205,18 @@ class Pretty:
             return self.call(node)
         if self.g.op(node) == "const":
             return show(self.expr(node, top))
+        if not top and node in self.shown:
+            return self.labels.get(node, node)
         # Text of an element-wise expression depends only on its structure: print
         # each structure once (sympy is slow), then fill in the atoms' text.
-        atoms: list[str] = []
-        key = (self.tidy, self.structure(node, top, atoms))
-        if key not in _STRUCTURE_TEXT:
-            _STRUCTURE_TEXT[key] = show(self.structure_expr(key[1]))
-        return re.sub(r"\bsg_ph(\d+)\b", lambda m: atoms[int(m.group(1))], _STRUCTURE_TEXT[key])
-
-    def structure(self, node: str, top: bool, atoms: list[str]) -> tuple:
-        """``expr``'s tree as a key, with each atom (a shown node, a call) a numbered leaf."""
-        g = self.g
-        op = g.op(node)
-        if op == "const":
-            value = g.attrs(node)["value"]
-            return ("const", "batch" if isinstance(value, Batch) else float(value))
-        if (not top and node in self.shown) or not self.is_elementwise(node):
-            text = self.labels.get(node, node) if node in self.shown else self.call(node)
-            if text not in atoms:
-                atoms.append(text)
-            return ("atom", atoms.index(text))
-        return (op, g.nx.nodes[node]["attrs"], tuple(self.structure(a, False, atoms) for a in g.args(node)))
-
-    def structure_expr(self, key: tuple) -> sp.Expr:
-        if key[0] == "const":
-            return sp.Symbol("batch", positive=True) if key[1] == "batch" else rational(key[1])
-        if key[0] == "atom":
-            return sp.Symbol(f"sg_ph{key[1]}", real=True)
-        op, attrs, parts = key
-        expr = op_expr(op, attrs).xreplace({X[i]: self.structure_expr(part) for i, part in enumerate(parts)})
-        return sp.factor_terms(expr) if self.tidy else expr
+        key, atoms = structure(
+            self.g, node,
+            inline=lambda a: a not in self.shown and self.is_elementwise(a),
+            leaf=lambda a: self.labels.get(a, a) if a in self.shown else self.call(a),
+        )
+        if (self.tidy, key) not in _STRUCTURE_TEXT:
+            _STRUCTURE_TEXT[self.tidy, key] = show(structure_expr(key, readable_constant, sp.factor_terms if self.tidy else None))
+        return fill(_STRUCTURE_TEXT[self.tidy, key], atoms)
 
     def is_elementwise(self, node: str) -> bool:
         op = self.g.op(node)
@@ -258,7 +237,7 @@ class Pretty:
         op = g.op(node)
         if op == "const":
             value = g.attrs(node)["value"]
-            return sp.Symbol("batch", positive=True) if isinstance(value, Batch) else sp.nsimplify(value, rational=True)
+            return sp.Symbol("batch", positive=True) if isinstance(value, Batch) else rational(value)
         if not (op in REGISTRY and REGISTRY[op].elementwise):
             return self.atom(node)
         base = op_expr(op, g.nx.nodes[node]["attrs"])
@@ -375,14 +354,10 @@ def forward_text(g: Graph, node: str, printer: Pretty | None = None) -> str:
             printer.shown.add(node)
 
 
-_CHAIN_RULES: "weakref.WeakKeyDictionary[Graph, ChainRule]" = weakref.WeakKeyDictionary()
-
-
+@per_graph
 def chain_rule(g: Graph) -> "ChainRule":
     """The ChainRule of a graph, made once: both targets and every function comment the same nodes."""
-    if g not in _CHAIN_RULES:
-        _CHAIN_RULES[g] = ChainRule(g)
-    return _CHAIN_RULES[g]
+    return ChainRule(g)
 
 
 class ChainRule:

@@ -21,6 +21,7 @@ import functools
 import gc
 import heapq
 import itertools
+import weakref
 from typing import Any, Iterable
 
 import networkx as nx
@@ -251,6 +252,23 @@ class Graph:
 
     def __repr__(self) -> str:
         return f"<Graph {self.name}: {self.nx.number_of_nodes()} nodes, loss={self.loss}>"
+
+
+def per_graph(function):
+    """Cache ``function(g)`` for each graph object, for as long as the graph lives.
+
+    Only for graphs nothing changes any more: the optimised graphs that code
+    generation reads.
+    """
+    results: "weakref.WeakKeyDictionary[Graph, Any]" = weakref.WeakKeyDictionary()
+
+    @functools.wraps(function)
+    def cached(g: "Graph"):
+        if g not in results:
+            results[g] = function(g)
+        return results[g]
+
+    return cached
 
 
 def collector_paused(function):

@@ -23,11 +23,11 @@ from ..ir import Graph, is_batch, numel
 from ..names import reserved
 from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
+from ..ops.symbolic import BATCH, structure
 from ..passes.fusion import fusion_groups
 from .common import (
     CachedPrinter,
     describe,
-    element_structure,
     node_order,
     scored_output,
     source_name,
@@ -275,13 +275,7 @@ class Function:
 
     def leaves(self, node: str) -> list[str]:
         """Materialised nodes read by ``node``'s fused expression."""
-        out = []
-        for a in self.g.args(node):
-            if a in self.absorbed:
-                out += [x for x in self.leaves(a) if x not in out]
-            elif self.g.op(a) != "const" and a not in out:
-                out.append(a)
-        return out
+        return structure(self.g, node, self.absorbed.__contains__)[1]
 
     def fused(self, node: str) -> list[str]:
         """The absorbed nodes printed inside ``node``'s expression, producers first."""
@@ -356,7 +350,7 @@ class Function:
     def emit_elementwise(self, v: str) -> list[str]:
         g = self.g
         shape = g.shape(v)
-        key, leaves = element_structure(g, v, self.absorbed.__contains__)
+        key, leaves = structure(g, v, self.absorbed.__contains__)
         arrays = {v: strides(shape), **{a: aligned(g.shape(a), shape) for a in leaves}}
 
         def body(ix):
@@ -640,8 +634,8 @@ class Context:
 
 
 def constant(value) -> sp.Expr:
-    """A constant of a structure key; "n" is the batch size, known at run time."""
-    return sp.Symbol("n", positive=True, integer=True) if value == "n" else sp.Float(value)
+    """A constant of a structure key; the batch size is n, known at run time."""
+    return sp.Symbol("n", positive=True, integer=True) if value == BATCH else sp.Float(value)
 
 
 CACHED_PRINTERS: dict[str, CachedPrinter] = {}

@@ -8,7 +8,6 @@ loop over.
 from __future__ import annotations
 
 import re
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,9 +16,9 @@ import sympy as sp
 
 from ..errors import SpecError
 from ..explain import Pretty, chain_rule, forward_text
-from ..ir import Batch, Graph, is_batch
-from ..ops import REGISTRY, X
-from ..ops.symbolic import op_expr
+from ..ir import Batch, Graph, is_batch, per_graph
+from ..ops import REGISTRY
+from ..ops.symbolic import fill, structure, structure_expr
 from ..passes.fusion import fusion_groups
 
 
@@ -35,7 +34,7 @@ class Node:
     attrs: dict
     dtypes: list[str]
     arg_nodes: list[str] = field(default_factory=list)
-    structure: tuple | None = None  # element-wise ops: (key, arrays) from element_structure
+    structure: tuple | None = None  # element-wise ops: (key, arrays), from ops.symbolic.structure
 
 
 @dataclass
@@ -61,55 +60,9 @@ def arg_text(g: Graph, node: str) -> str:
     return node
 
 
-def element_structure(g: Graph, node: str, inline: Callable[[str], bool]) -> tuple[tuple, list[str]]:
-    """The shape of an element-wise expression, and the arrays it reads.
-
-    The key is ``(op, attrs, parts)`` with each part a constant, a leaf
-    (by position in the returned list of arrays) or, where ``inline`` says
-    so, the argument's own key. Equal keys print alike whatever the names,
-    so a backend prints each key once (see :class:`CachedPrinter`).
-    """
-    leaves: list[str] = []
-
-    def walk(v: str) -> tuple:
-        parts = []
-        for a in g.args(v):
-            if g.op(a) == "const":
-                value = g.attrs(a)["value"]
-                parts.append(("const", "n" if is_batch(value) else float(value)))
-            elif inline(a):
-                parts.append(walk(a))
-            else:
-                if a not in leaves:
-                    leaves.append(a)
-                parts.append(("leaf", leaves.index(a)))
-        return (g.op(v), g.nx.nodes[v]["attrs"], tuple(parts))
-
-    return walk(node), leaves
-
-
-def structure_expr(key: tuple, constant: Callable[[object], sp.Expr]) -> sp.Expr:
-    """The sympy expression of a structure key: leaf i is the symbol ``sg_ph{i}``."""
-    op, attrs, parts = key
-    subs = {}
-    for i, part in enumerate(parts):
-        if part[0] == "const":
-            subs[X[i]] = constant(part[1])
-        elif part[0] == "leaf":
-            subs[X[i]] = sp.Symbol(f"sg_ph{part[1]}", real=True)
-        else:
-            subs[X[i]] = structure_expr(part, constant)
-    return op_expr(op, attrs).xreplace(subs)
-
-
 class CachedPrinter:
-    """A sympy printer that prints each structure of expression once.
-
-    Large graphs repeat a few element-wise expressions over different
-    arrays, and sympy's printing is the slow part of generating code. A
-    structure is printed with numbered placeholders (``sg_`` names, which no
-    spec name may take) and cached; each use fills in its arrays.
-    """
+    """A sympy printer that prints each structure of element-wise expression
+    once (see ``ops.symbolic.structure``); each use fills in its arrays."""
 
     def __init__(self, printer, constant: Callable[[object], sp.Expr]):
         self.printer = printer
@@ -120,7 +73,7 @@ class CachedPrinter:
         """The expression of ``key`` with leaf i written as ``texts[i]``."""
         if key not in self.cache:
             self.cache[key] = self.printer.doprint(structure_expr(key, self.constant))
-        return re.sub(r"\bsg_ph(\d+)\b", lambda m: texts[int(m.group(1))], self.cache[key])
+        return fill(self.cache[key], texts)
 
 
 def view(g: Graph, node: str, fused: frozenset[str] = frozenset(), written: dict[str, str] | None = None) -> Node:
@@ -136,7 +89,7 @@ def view(g: Graph, node: str, fused: frozenset[str] = frozenset(), written: dict
         attrs=g.attrs(node),
         dtypes=[g.dtype(a) for a in args],
         arg_nodes=args,
-        structure=element_structure(g, node, fused.__contains__) if REGISTRY[g.op(node)].elementwise else None,
+        structure=structure(g, node, fused.__contains__) if REGISTRY[g.op(node)].elementwise else None,
     )
 
 
@@ -242,23 +195,15 @@ def summary(program) -> str:
     return f"minimises {g.loss} = {forward_text(g, g.loss)}"
 
 
-_ORDERS: "weakref.WeakKeyDictionary[Graph, list[str]]" = weakref.WeakKeyDictionary()
-
-
+@per_graph
 def node_order(g: Graph) -> list[str]:
     """``g.order()``, worked out once per graph: code generation reads
     optimised graphs, which nothing changes any more."""
-    if g not in _ORDERS:
-        _ORDERS[g] = g.order()
-    return _ORDERS[g]
+    return g.order()
 
 
-_DESCRIPTIONS: "weakref.WeakKeyDictionary[Graph, list[str]]" = weakref.WeakKeyDictionary()
-
-
-def describe(g: Graph) -> list[str]:
+@per_graph
+def describe(g: Graph) -> tuple[str, ...]:
     """The spec's named nodes, one per line, as the spec wrote them (made once per graph)."""
-    if g not in _DESCRIPTIONS:
-        printer = Pretty(g)
-        _DESCRIPTIONS[g] = [f"{node} = {forward_text(g, node, printer)}" for node in node_order(g) if g.nx.nodes[node].get("named")]
-    return list(_DESCRIPTIONS[g])
+    printer = Pretty(g)
+    return tuple(f"{node} = {forward_text(g, node, printer)}" for node in node_order(g) if g.nx.nodes[node].get("named"))

@@ -9,6 +9,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, is_batch
 from ..ops.reduce import sum_to_axes
+from ..ops.symbolic import BATCH
 from .common import (
     CachedPrinter,
     Node,
@@ -54,8 +55,8 @@ PRINTER = CachedPrinter(Printer({"fully_qualified_modules": False}), lambda valu
 
 
 def constant_text(value) -> str:
-    """A constant of a structure key (the batch size is "n") as NumPy text."""
-    return "n" if value == "n" else literal(value)
+    """A constant of a structure key as NumPy text (the batch size is n)."""
+    return "n" if value == BATCH else literal(value)
 
 
 def shape_text(shape: tuple) -> str:

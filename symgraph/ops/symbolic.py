@@ -7,11 +7,13 @@ them like through ``exp``; printers render them (see ``symgraph.codegen``).
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+from typing import Callable, Hashable
 
 import sympy as sp
 
-from ..ir import Graph
+from ..ir import Graph, is_batch
 from .registry import COTANGENT, OUT, REGISTRY, X, apply, const
 
 
@@ -71,6 +73,79 @@ def op_expr(op_name: str, attrs: tuple) -> sp.Expr:
     """An element-wise op's expression with its attributes put in (``attrs`` as a
     node stores them); cached, because nsimplify is slow and graphs repeat ops."""
     return substitute_attrs(REGISTRY[op_name].expr, dict(attrs))
+
+
+# -- structures: element-wise expressions up to the names of what they read -----------
+# Large graphs repeat a few element-wise expressions over different arrays, and
+# building and printing sympy expressions is slow. A structure is a hashable key
+# of the expression, with each array it reads a numbered leaf: built once per
+# node, turned into sympy once per key, printed once per key.
+BATCH = "batch"  # the constant holding the batch size, which is known at run time
+
+
+def structure(g: Graph, node: str, inline: Callable[[str], bool], leaf: Callable[[str], Hashable] = str) -> tuple[tuple, list]:
+    """The key of the element-wise ``node``'s expression, and its leaves.
+
+    The key is ``(op, attrs, parts)``; a part is ``("const", value)`` (value
+    ``BATCH`` for the batch size), an argument's own key where ``inline`` says
+    so, or ``("leaf", i)`` for ``leaves[i]``, which is ``leaf(argument)``
+    (equal leaves share one number).
+    """
+    leaves: list = []
+
+    def walk(v: str) -> tuple:
+        parts = []
+        for a in g.args(v):
+            if g.op(a) == "const":
+                value = g.attrs(a)["value"]
+                parts.append(("const", BATCH if is_batch(value) else float(value)))
+            elif inline(a):
+                parts.append(walk(a))
+            else:
+                name = leaf(a)
+                if name not in leaves:
+                    leaves.append(name)
+                parts.append(("leaf", leaves.index(name)))
+        return (g.op(v), g.nx.nodes[v]["attrs"], tuple(parts))
+
+    return walk(node), leaves
+
+
+def structure_size(key: tuple) -> int:
+    """The number of ops in a structure."""
+    return 1 + sum(structure_size(part) for part in key[2] if part[0] not in ("const", "leaf"))
+
+
+def placeholder(i: int) -> sp.Symbol:
+    """Leaf i of a structure's sympy expression (``sg_`` names are no spec's)."""
+    return sp.Symbol(f"sg_ph{i}", real=True)
+
+
+def structure_expr(key: tuple, constant: Callable[[object], sp.Expr], tidy: Callable[[sp.Expr], sp.Expr] | None = None) -> sp.Expr:
+    """The sympy expression of a structure: leaf i is ``placeholder(i)``, a
+    constant is ``constant(value)``, and ``tidy`` rewrites each op's expression."""
+    op, attrs, parts = key
+    subs = {}
+    for i, part in enumerate(parts):
+        if part[0] == "const":
+            subs[X[i]] = constant(part[1])
+        elif part[0] == "leaf":
+            subs[X[i]] = placeholder(part[1])
+        else:
+            subs[X[i]] = structure_expr(part, constant, tidy)
+    expr = op_expr(op, attrs).xreplace(subs)
+    return tidy(expr) if tidy is not None else expr
+
+
+def fill(text: str, leaves: list[str]) -> str:
+    """Printed text of a structure with each placeholder written as its leaf's text."""
+    return re.sub(r"\bsg_ph(\d+)\b", lambda m: leaves[int(m.group(1))], text)
+
+
+@lru_cache(maxsize=None)
+def rational(value: float) -> sp.Expr:
+    """A float constant as the exact number it spells (0.5 -> 1/2), for simplifying and reading."""
+    return sp.nsimplify(value, rational=True)
 
 
 @lru_cache(maxsize=None)

@@ -8,9 +8,18 @@ import networkx as nx
 import sympy as sp
 
 from ..autodiff import next_temp, temps_since
-from ..ir import Graph, is_batch
-from ..ops import X, const
-from ..ops.symbolic import from_sympy, function_ops, op_expr
+from ..ir import Graph
+from ..ops import const
+from ..ops.symbolic import (
+    BATCH,
+    from_sympy,
+    function_ops,
+    placeholder,
+    rational,
+    structure,
+    structure_expr,
+    structure_size,
+)
 from .fusion import is_elementwise
 from .rewrite import named, redirect_all, replace
 
@@ -42,14 +51,13 @@ def simplify_elementwise(g: Graph) -> Graph:
     heads = [v for v in g.order() if is_elementwise(out, v) and v not in into]
     redirected: dict[str, str] = {}
     for head in heads:
-        leaves: list[str] = []
-        key = structure(out, head, into, leaves)
-        simpler = simplest(*key) if key is not None else None
+        key, leaves = structure(out, head, into.__contains__)
+        simpler = simplest(key) if 2 <= structure_size(key) <= MAX_OPS else None
         if simpler is None:
             continue
-        env = {sp.Symbol(f"sg_leaf{i}", real=True): leaf for i, leaf in enumerate(leaves)}
-        if BATCH in simpler.free_symbols:
-            env[BATCH] = named(out, const(out, out.dims["batch"]), "batch_size")
+        env = {placeholder(i): leaf for i, leaf in enumerate(leaves)}
+        if BATCH_SIZE in simpler.free_symbols:
+            env[BATCH_SIZE] = named(out, const(out, out.dims["batch"]), "batch_size")
         first = next_temp(out)
         new = from_sympy(out, simpler, env)
         if out.shape(new) != out.shape(head) or out.dtype(new) != out.dtype(head):
@@ -76,54 +84,25 @@ def simplify_elementwise(g: Graph) -> Graph:
     return out
 
 
-def structure(g: Graph, node: str, into: dict[str, str], leaves: list[str]) -> tuple[tuple, int] | None:
-    """The cluster under ``node`` as a hashable key and its number of ops, or None when it is too big to try."""
-    count = [0]
-
-    def walk(v: str) -> tuple:
-        count[0] += 1
-        parts = []
-        for a in g.args(v):
-            if g.op(a) == "const":
-                value = g.attrs(a)["value"]
-                parts.append(("const", "batch" if is_batch(value) else float(value)))
-            elif into.get(a) == v:
-                parts.append(walk(a))
-            else:
-                if a not in leaves:
-                    leaves.append(a)
-                parts.append(("leaf", leaves.index(a)))
-        return (g.op(v), g.nx.nodes[v]["attrs"], tuple(parts))
-
-    key = walk(node)
-    return (key, count[0]) if 2 <= count[0] <= MAX_OPS else None
+BATCH_SIZE = sp.Symbol("sg_batch", positive=True)
 
 
-def expression(key: tuple) -> sp.Expr:
-    kind = key[0]
-    if kind == "const":
-        return BATCH if key[1] == "batch" else sp.nsimplify(key[1], rational=True)
-    if kind == "leaf":
-        return sp.Symbol(f"sg_leaf{key[1]}", real=True)
-    op, attrs, parts = key
-    return op_expr(op, attrs).xreplace({X[i]: expression(p) for i, p in enumerate(parts)})
-
-
-BATCH = sp.Symbol("sg_batch", positive=True)
+def constant(value) -> sp.Expr:
+    return BATCH_SIZE if value == BATCH else rational(value)
 
 
 @lru_cache(maxsize=4096)
-def simplest(key: tuple, ops: int) -> sp.Expr | None:
-    """The simplified expression of a cluster of ``ops`` nodes, when it takes
-    fewer ops and symgraph's ops can build it. (sympy's own evaluation already
-    does part of the work: 2*(x/(2*n)) is x/n as soon as it is built.)"""
-    expr = expression(key)
+def simplest(key: tuple) -> sp.Expr | None:
+    """The simplified expression of a cluster, when it takes fewer ops than the
+    cluster's nodes and symgraph's ops can build it. (sympy's own evaluation
+    already does part of the work: 2*(x/(2*n)) is x/n as soon as it is built.)"""
+    expr = structure_expr(key, constant)
     # cancel (rational functions in lowest terms) and factor_terms (common
     # factors out, as explain shows tensor gradients). sympy.simplify took
     # about half a second per cluster with tanh in it, most of it in rewrites
     # whose results symgraph's ops could not build anyway.
     simpler = min((expr, sp.cancel(expr), sp.factor_terms(expr), sp.factor_terms(sp.cancel(expr))), key=sp.count_ops)
-    if sp.count_ops(simpler) >= ops or not buildable(simpler):
+    if sp.count_ops(simpler) >= structure_size(key) or not buildable(simpler):
         return None
     return simpler
 
