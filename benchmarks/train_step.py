@@ -43,7 +43,6 @@ MODELS = ("slide", "logreg", "mlp", "nlm", "textcnn")
 # a while after their work is done (OpenBLAS's for about 0.1 s), and would
 # otherwise take a core from the next block.
 IDLE = 0.3
-LR = 1e-6  # small enough that no model's parameters overflow over millions of steps (slide's loss is unbounded)
 
 
 class Process:
