@@ -247,19 +247,29 @@ def emit_onehot(n: Node):
 def emit_softmax_cross_entropy_grad(n: Node):
     z, y, scale = n.args
     v = n.name
-    return [
-        f"{v} = np.exp({z} - np.max({z}, axis=-1, keepdims=True))",
-        f"{v} *= {scale} / np.sum({v}, axis=-1, keepdims=True)",
-        f"np.put_along_axis({v}, {y}[..., None], np.take_along_axis({v}, {y}[..., None], axis=-1) - {scale}, axis=-1)",
-    ]
+    return [f"{v} = np.exp({shifted(z)})", *gradient_from_exps(v, y, scale, f"np.sum({v}, axis=-1, keepdims=True)")]
 
 
 def emit_cross_entropy(n: Node):
     logits, labels = n.args
+    v = n.name
+    return [f"{v} = {shifted(logits)}", f"{v} = {mean_cross_entropy(f'np.log(np.sum(np.exp({v}), axis=-1))', v, labels)}"]
+
+
+# The text cross-entropy's loss and gradient share (``share_softmax`` puts them together).
+def shifted(z: str) -> str:
+    return f"{z} - np.max({z}, axis=-1, keepdims=True)"
+
+
+def mean_cross_entropy(log_total: str, shifted_z: str, y: str) -> str:
+    return f"np.mean({log_total} - np.take_along_axis({shifted_z}, {y}[..., None], axis=-1)[..., 0])"
+
+
+def gradient_from_exps(v: str, y: str, scale: str, total: str) -> list[str]:
+    """``v`` holds exp(z - max z): make it (softmax(z) - onehot(y)) * scale."""
     return [
-        f"{n.name} = {logits} - np.max({logits}, axis=-1, keepdims=True)",
-        f"{n.name} = np.mean(np.log(np.sum(np.exp({n.name}), axis=-1))"
-        f" - np.take_along_axis({n.name}, {labels}[..., None], axis=-1)[..., 0])",
+        f"{v} *= {scale} / {total}",
+        f"np.put_along_axis({v}, {y}[..., None], np.take_along_axis({v}, {y}[..., None], axis=-1) - {scale}, axis=-1)",
     ]
 
 
@@ -353,19 +363,15 @@ def share_softmax(g: Graph, statements: list[Statement]) -> list[Statement]:
         loss = losses.get((z, y))
         if loss is None or statements.index(loss) > statements.index(st):
             continue
-        shifted, exps, total = f"sg_shifted_{z}", f"sg_exp_{z}", f"sg_total_{z}"
+        shifted_z, exps, total = f"sg_shifted_{z}", f"sg_exp_{z}", f"sg_total_{z}"
         loss.lines = [
-            f"{shifted} = {z} - np.max({z}, axis=-1, keepdims=True)",
-            f"{exps} = np.exp({shifted})",
+            f"{shifted_z} = {shifted(z)}",
+            f"{exps} = np.exp({shifted_z})",
             f"{total} = {exps}.sum(axis=-1, keepdims=True)",
-            f"{loss.target} = np.mean(np.log({total}[..., 0]) - np.take_along_axis({shifted}, {y}[..., None], axis=-1)[..., 0])",
+            f"{loss.target} = {mean_cross_entropy(f'np.log({total}[..., 0])', shifted_z, y)}",
         ]
-        v, s = st.target, arg_text(g, scale)
-        st.lines = [
-            f"{v} = {exps}",  # the loss is computed: its exponentials become the gradient in place
-            f"{v} *= {s} / {total}",
-            f"np.put_along_axis({v}, {y}[..., None], np.take_along_axis({v}, {y}[..., None], axis=-1) - {s}, axis=-1)",
-        ]
+        # the loss is computed: its exponentials become the gradient in place
+        st.lines = [f"{st.target} = {exps}", *gradient_from_exps(st.target, y, arg_text(g, scale), total)]
     return statements
 
 
