@@ -215,7 +215,8 @@ class Function:
         for v in self.order:
             args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)
             self.reads[v] = {self.transposed.get(a, a) for a in args}
-        self.aliases = self.find_aliases()
+        self.aliases: dict[str, str] = {}
+        self.find_aliases()
         self.names = loop_names(g)
 
     def owner(self, node: str) -> str:
@@ -223,8 +224,8 @@ class Function:
             node = self.aliases[node]
         return node
 
-    def find_aliases(self) -> dict[str, str]:
-        """Nodes that need no buffer of their own: node -> the node whose buffer it uses.
+    def find_aliases(self) -> None:
+        """Fill ``aliases``: nodes that need no buffer of their own -> the node whose buffer they use.
 
         A reshape is a view of its argument. An element-wise statement is
         computed in place of an argument of its own shape when that argument
@@ -237,13 +238,7 @@ class Function:
         for i, v in enumerate(self.order):
             for a in self.reads[v]:
                 last[a] = i
-        aliases: dict[str, str] = {}
-
-        def owner(node):
-            while node in aliases:
-                node = aliases[node]
-            return node
-
+        aliases, owner = self.aliases, self.owner  # owner() follows the aliases found so far
         computed = set(self.order)
         protected = set(self.dests) | self.root_set
         read_until = {v: last.get(v, -1) for v in computed}  # per buffer owner: its last read so far
@@ -271,7 +266,6 @@ class Function:
                 aliases[v] = a
                 read_until[owner(a)] = max(read_until[owner(a)], read_until.pop(v))
                 break
-        return aliases
 
     def leaves(self, node: str) -> list[str]:
         """Materialised nodes read by ``node``'s fused expression."""
