@@ -360,6 +360,9 @@ def chain_rule(g: Graph) -> "ChainRule":
     return ChainRule(g)
 
 
+NO_STEP = (None, None, None)  # the chain-rule tag of a node that differentiation did not make
+
+
 class ChainRule:
     """The derivation comment of each backward statement in generated code.
 
@@ -377,14 +380,14 @@ class ChainRule:
         for forward, adjoint in g.cotangents.items():  # nearest the loss first
             self.adjoint_of.setdefault(adjoint, forward)
         labels = {a: f"dL/d{f}" for a, f in self.adjoint_of.items()}
-        parts = {n for n, data in g.nx.nodes(data=True) if data.get("chain", (None, None, None))[2] == "part"}
+        parts = {n for n in g.nx if self.role(n) == "part"}
         shown = {n for n in g.nx if g.op(n) != "const" and n not in parts}
         self.printer = Pretty(g, shown, labels, tidy=False)
         self.forward_printer = Pretty(g, {n for n in g.nx if g.op(n) != "const"}, tidy=False)
         self.comments: dict[str, str] = {}
 
     def role(self, node: str) -> str | None:
-        return self.g.nx.nodes[node].get("chain", (None, None, None))[2]
+        return self.g.nx.nodes[node].get("chain", NO_STEP)[2]
 
     def comment(self, node: str) -> str:
         """One line for ``node``; empty for forward nodes."""
@@ -394,15 +397,14 @@ class ChainRule:
 
     def derive(self, node: str) -> str:
         g = self.g
-        fwd, arg, role = g.nx.nodes[node].get("chain", (None, None, None))
+        fwd, arg, role = g.nx.nodes[node].get("chain", NO_STEP)
         if any(n is not None and n not in g.nx for n in (fwd, arg)):
             role = None  # a pass merged the forward node away; say only what is computed
         if role is None:
             # a forward value that is also an adjoint (e in L = c*e is dL/dc)
             return f"dL/d{self.adjoint_of[node]} = {self.printer.text(node, top=True)}" if node in self.adjoint_of else ""
         if role == "sum":
-            uses = len(g.args(node))
-            return f"dL/d{arg} = {self.printer.text(node, top=True)}   [sum over the uses of {arg}]" if uses else ""
+            return f"dL/d{arg} = {self.printer.text(node, top=True)}   [sum over the uses of {arg}]"
         step = f"[d{self.forward_text(fwd)}/d{arg}]" if arg is not None else f"[d{self.forward_text(fwd)}]"
         if role == "part":
             return f"part of dL/d{arg}   {step}" if arg is not None else f"part of the chain rule at {fwd}   {step}"
@@ -410,14 +412,18 @@ class ChainRule:
         lhs = f"dL/d{arg}" if whole else f"dL/d{arg} through {fwd}"
         # the incoming adjoint may be shared with other nodes (x + y passes it on): name it after fwd
         incoming = g.cotangents.get(fwd)
-        saved = self.printer.labels.get(incoming)
-        if incoming is not None:
-            self.printer.labels[incoming] = f"dL/d{fwd}"
+        if incoming is None:
+            return f"{lhs} = {self.printer.text(node, top=True)}   {step}"
+        labels = self.printer.labels
+        saved = labels.get(incoming)
+        labels[incoming] = f"dL/d{fwd}"
         try:
             return f"{lhs} = {self.printer.text(node, top=True)}   {step}"
         finally:
-            if incoming is not None:
-                self.printer.labels[incoming] = saved if saved is not None else self.printer.labels.pop(incoming)
+            if saved is None:
+                del labels[incoming]
+            else:
+                labels[incoming] = saved
 
     def forward_text(self, node: str) -> str:
         """``tanh(u)`` or ``(h @ W2)``: the forward node over its own arguments."""
