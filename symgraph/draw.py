@@ -65,13 +65,14 @@ def to_dot(g: Graph, backward: set[str] | None = None, clusters: bool = True) ->
         for member, head in fusion_groups(g).items():
             groups.setdefault(head, [head]).append(member)
     clustered = {n for members in groups.values() for n in members}
+    rank = {n: i for i, n in enumerate(g.nx)}
     for node in g.order():
         if node not in clustered:
             lines.append(f'  "{node}" [label="{label(g, node)}", {STYLE[kind(g, node, backward)]}];')
     for i, (head, members) in enumerate(groups.items()):
         lines.append(f'  subgraph "cluster_fused_{i}" {{')
         lines.append(f'    label="fused: {head}"; style=dashed; color="#6b7280"; fontname="Helvetica"; fontsize=9;')
-        for node in sorted(members, key=list(g.nx).index):
+        for node in sorted(members, key=rank.__getitem__):
             lines.append(f'    "{node}" [label="{label(g, node)}", {STYLE[kind(g, node, backward)]}];')
         lines.append("  }")
     for u, v in g.nx.edges():
@@ -88,7 +89,7 @@ def drawing(g: Graph, grad: bool = False) -> str:
     from .passes import CODEGEN, optimize
 
     gg = optimize(differentiate(g), CODEGEN)
-    return to_dot(gg, set(gg.nx) - set(g.nx))
+    return to_dot(gg, set(gg.nx) - set(g.nx))  # the forward nodes keep their look, e.g. e in L = c*e though it is dL/dc
 
 
 def have_dot() -> bool:
