@@ -29,6 +29,7 @@ from .common import (
     CachedPrinter,
     describe,
     node_order,
+    read_transposed,
     scored_output,
     source_name,
     summary,
@@ -204,13 +205,7 @@ class Function:
         order = node_order(g)
         computed = [v for v in order if v in needed and g.op(v) not in ("input", "param", "const")]
         self.absorbed = set(fusion_groups(g, self.roots, order=order))
-        for v in computed:
-            readers = {s for s in g.nx.successors(v) if s in needed}
-            if v not in self.root_set and g.op(v) == "transpose" and len(g.shape(v)) == 2 and all(
-                g.op(r) == "matmul" and len(g.shape(r)) == 2 for r in readers
-            ):
-                # a matrix product reads x.T in place, with swapped strides
-                self.transposed[v] = g.args(v)[0]
+        self.transposed = read_transposed(g, needed, self.root_set)
         self.order = [v for v in computed if v not in self.absorbed and v not in self.transposed]
         for v in self.order:
             args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)

@@ -106,6 +106,16 @@ def batch_input(g: Graph) -> str | None:
     raise SpecError("the batch dim is used, but no input has it as its first axis", node="dims.batch", source=g.source)
 
 
+def read_transposed(g: Graph, needed: set[str], roots: set[str]) -> dict[str, str]:
+    """Matrix transposes that only matrix products read -> what they transpose:
+    the products read it in place (NumPy's ``x.T``, C's swapped strides)."""
+    return {
+        v: g.args(v)[0] for v in needed
+        if g.op(v) == "transpose" and len(g.shape(v)) == 2 and v not in roots
+        and all(g.op(r) == "matmul" and len(g.shape(r)) == 2 for r in g.nx.successors(v) if r in needed)
+    }
+
+
 def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> list[Statement]:
     """Statements computing ``roots``, in a fixed topological order; each
     fused element-wise group (see ``fusion_groups``) is one statement."""
@@ -121,11 +131,7 @@ def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> l
         if node in heads:
             members.setdefault(heads[node], []).append(node)
     # a matrix transpose that only matrix products read is written x.T inside them
-    written = {
-        v: f"{g.args(v)[0]}.T" for v in needed
-        if g.op(v) == "transpose" and len(g.shape(v)) == 2 and v not in root_set
-        and all(g.op(r) == "matmul" and len(g.shape(r)) == 2 for r in g.nx.successors(v) if r in needed)
-    }
+    written = {v: f"{x}.T" for v, x in read_transposed(g, needed, root_set).items()}
     chain = chain_rule(g)
     statements = []
     for node in order:
