@@ -7,7 +7,11 @@ from ..ops import REGISTRY
 
 
 def fusion_groups(
-    g: Graph, roots: list[str] | None = None, keep: frozenset[str] = frozenset(), order: list[str] | None = None
+    g: Graph,
+    roots: list[str] | None = None,
+    keep: frozenset[str] = frozenset(),
+    order: list[str] | None = None,
+    same_shape: bool = True,
 ) -> dict[str, str]:
     """Element-wise node -> the node whose expression computes it.
 
@@ -16,7 +20,8 @@ def fusion_groups(
     reads it once, and the node is neither a root nor in ``keep``: then it
     needs no buffer and no loop of its own. Chains fuse transitively, so every fused node maps
     to the head of its group (the node that is stored). ``order`` is
-    ``g.order()``, for callers that have it already.
+    ``g.order()``, for callers that have it already. Without ``same_shape``
+    a node also joins a reader that broadcasts it: an expression, not a loop.
     """
     roots = g.roots() if roots is None else roots
     if order is None:
@@ -31,7 +36,7 @@ def fusion_groups(
         if len(readers) != 1:
             continue
         (reader,) = readers
-        if is_elementwise(g, reader) and g.shape(reader) == g.shape(v) and g.args(reader).count(v) == 1:
+        if is_elementwise(g, reader) and (g.shape(reader) == g.shape(v) or not same_shape) and g.args(reader).count(v) == 1:
             into[v] = reader
     head: dict[str, str] = {}
     for v in reversed(list(into)):  # readers come later in the order: their heads are known first

@@ -20,7 +20,7 @@ from ..ops.symbolic import (
     structure_expr,
     structure_size,
 )
-from .fusion import is_elementwise
+from .fusion import fusion_groups, is_elementwise
 from .rewrite import named, redirect_all, replace
 
 MAX_OPS = 16  # larger clusters are left as they are: simplifying grows fast with size
@@ -41,17 +41,14 @@ def simplify_elementwise(g: Graph) -> Graph:
     """
     out = g.copy()
     roots = set(out.roots())
-    into = {}
-    for v in g.order():
-        if v in roots or not is_elementwise(out, v) or out.nx.nodes[v].get("chain", (None, None, "part"))[2] != "part":
-            continue  # each chain-rule step's result stays: the generated code shows every step
-        readers = list(out.nx.successors(v))
-        if len(readers) == 1 and is_elementwise(out, readers[0]) and out.args(readers[0]).count(v) == 1:
-            into[v] = readers[0]
-    heads = [v for v in g.order() if is_elementwise(out, v) and v not in into]
+    # each chain-rule step's result stays a cluster's head: the generated code shows every step
+    steps = frozenset(v for v, data in out.nx.nodes(data=True) if data.get("chain", (None, None, "part"))[2] != "part")
+    order = g.order()
+    inside = fusion_groups(out, keep=steps, order=order, same_shape=False)
+    heads = [v for v in order if is_elementwise(out, v) and v not in inside]
     redirected: dict[str, str] = {}
     for head in heads:
-        key, leaves = structure(out, head, into.__contains__)
+        key, leaves = structure(out, head, inside.__contains__)
         simpler = simplest(key) if 2 <= structure_size(key) <= MAX_OPS else None
         if simpler is None:
             continue
