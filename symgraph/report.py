@@ -7,12 +7,16 @@ and everything else is text.
 
 from __future__ import annotations
 
+import tempfile
+from pathlib import Path
+
 import jinja2
 from markupsafe import Markup
 
-from .codegen import TEMPLATES, build_program, render
+from .codegen import TEMPLATES
 from .codegen.c import memory_report
 from .codegen.common import describe, summary
+from .compiler import compile as compile_graph
 from .draw import INSTALL_HINT, drawing, have_dot
 from .draw import render as render_drawing
 from .explain import explain
@@ -38,14 +42,17 @@ def report(g: Graph, spec_text: str | None = None) -> str:
         The spec as written (shown verbatim); without it the page lists the
         graph's equations.
     """
-    program = build_program(g, "float64")
+    with tempfile.TemporaryDirectory(prefix="symgraph-report-") as folder:
+        # one compile serves the code shown, the memory plan and the gradient check
+        model = compile_graph(g, target="numpy", out_dir=Path(folder) / "numpy", dtype="float64")
+        source = (model.out_dir / "model.py").read_text(encoding="utf-8")
+        check = gradcheck(g, target="numpy", model=model)
+    program = model.program
     dot = drawing(g, grad=True)
     svg = render_drawing(dot, "svg").decode() if have_dot() else None
     if svg is not None:
         svg = svg[svg.index("<svg"):]  # drop the XML prolog and DOCTYPE: the SVG sits inside HTML
-    model = render(program, "numpy")["model.py"]
-    backward = model[model.index("def loss_and_grads"):model.index("\n\n\ndef ", model.index("def loss_and_grads"))]
-    check = gradcheck(g, target="numpy")
+    backward = source[source.index("def loss_and_grads"):source.index("\n\n\ndef ", source.index("def loss_and_grads"))]
     explained = explain(g)
     return ENV.get_template("report/report.html.j2").render(
         name=g.name,
