@@ -66,14 +66,18 @@ def test_every_backward_statement_has_its_step(example):
         for i, line in enumerate(lines):
             m = re.match(pattern, line)
             if m and m.group(1) in backward:
-                # a statement may take several lines; its comment comes first
+                # a statement may take several lines; its comments come first
                 j = i - 1
                 while j > 0 and not lines[j].startswith(comment):
                     other = re.match(pattern, lines[j])
                     if other and other.group(1) in g.nx:
                         break
                     j -= 1
-                assert lines[j].startswith(comment + "dL/d") or lines[j].startswith(comment + "part of dL/d"), (
+                block = []  # the comment lines right above the statement
+                while j > 0 and lines[j].startswith(comment):
+                    block.append(lines[j])
+                    j -= 1
+                assert any(c.startswith((comment + "dL/d", comment + "part of dL/d")) for c in block), (
                     f"{example}: no derivation above {line!r}"
                 )
                 checked += 1

@@ -262,3 +262,32 @@ def test_checkpoint_is_put_back_after_a_crash_between_the_renames(tmp_path, targ
     assert resumed.returncode == 0, resumed.stderr
     assert resumed.stdout.split()[:2] == ["epoch", "3"] and np.load(tmp_path / "ckpt" / "state.npy")[0] == 3
     assert not (tmp_path / "ckpt.previous").exists()
+
+
+def test_params_that_share_one_gradient_each_take_their_own_step(tmp_path):
+    """d loss/da and d loss/db are one node here: the NumPy trainer scales
+    gradients in place, so each param must get an array of its own."""
+    spec = tmp_path / "shared.yaml"
+    spec.write_text(
+        "name: shared\n"
+        "dims: {batch: 4}\n"
+        "inputs: {x: {shape: [batch, 3]}}\n"
+        "params: {a: {shape: [3], init: normal(0.5)}, b: {shape: [3], init: normal(0.5)}}\n"
+        "graph:\n  loss: mean(sum(x * x * (a + b), axis=1))\n"
+        "loss: loss\n"
+        "train: {optimizer: sgd, lr: 0.1, batch_size: 4}\n"
+    )
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "x.npy", np.random.default_rng(0).standard_normal((8, 3)))
+    saved = {}
+    for target in ("numpy", "c"):
+        assert main(["compile", str(spec), "-o", str(tmp_path / target), "--target", target, "--dtype", "float64"]) == 0
+        if target == "c":
+            subprocess.run(["make", "-s", "-C", str(tmp_path / target), "CFLAGS=-O2"], check=True, capture_output=True)
+        train = [sys.executable, str(tmp_path / target / "train.py")] if target == "numpy" else [str(tmp_path / target / "train")]
+        result = run(train, "--data", data, "--epochs", "1", "--save", tmp_path / f"ckpt_{target}")
+        assert result.returncode == 0, result.stderr
+        saved[target] = checkpoint(tmp_path / f"ckpt_{target}")
+    for name in ("a.npy", "b.npy"):
+        np.testing.assert_allclose(saved["numpy"][name], saved["c"][name], rtol=1e-12, err_msg=name)

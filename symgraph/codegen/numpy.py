@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import sympy as sp
@@ -9,7 +10,7 @@ from sympy.printing.numpy import NumPyPrinter
 
 from ..ir import Graph, is_batch
 from ..ops.reduce import sum_to_axes
-from ..ops.symbolic import BATCH
+from ..ops.symbolic import BATCH, fill, relu, sgn, sigmoid, step, structure_expr
 from .common import (
     CachedPrinter,
     Node,
@@ -69,9 +70,130 @@ def axes_text(axes) -> str:
     return str(axes[0]) if len(axes) == 1 else str(axes)
 
 
+# -- element-wise expressions as ufunc calls writing into one buffer ----------------------
+UFUNCS = {sp.exp: "np.exp", sp.log: "np.log", sp.tanh: "np.tanh", sp.Abs: "np.absolute", sgn: "np.sign"}
+
+
+class InPlace:
+    """An element-wise expression as a sequence of NumPy ufunc calls that
+    write into the result's own buffer (``sg_out``), with a scratch buffer
+    (``sg_tmp1``, ...) only where a second operand must be computed first:
+    no temporary arrays for a big result."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+        self.temps = 0
+
+    @classmethod
+    def lines_of(cls, expr: sp.Expr) -> tuple[list[str], int]:
+        writer = cls()
+        result = writer.value(expr, "sg_out")
+        if result != "sg_out":  # an expression without an operation: a copy
+            writer.lines.append(f"np.copyto(sg_out, {result})")
+        return writer.lines, writer.temps
+
+    def atom(self, expr: sp.Expr) -> str | None:
+        if expr.is_Symbol:
+            return expr.name
+        if expr.is_Number:
+            return literal(float(expr))
+        return None
+
+    def value(self, expr: sp.Expr, target: str) -> str:
+        """Text of ``expr``'s value: an atom as it is, else computed into ``target``."""
+        text = self.atom(expr)
+        if text is not None:
+            return text
+        if expr.is_Add:
+            return self.fold(expr.args, target, "np.add", "np.subtract", lambda t: t.could_extract_minus_sign(), lambda t: -t)
+        if expr.is_Mul:
+            coefficient, factors = expr.as_coeff_mul()
+            if coefficient == -1:
+                self.call("np.negative", [self.value(sp.Mul(*factors), target)], target)
+                return target
+            parts = ([coefficient] if coefficient != 1 else []) + list(factors)
+            return self.fold(parts, target, "np.multiply", "np.divide", lambda f: f.is_Pow and f.exp.is_negative, lambda f: 1 / f)
+        if expr.is_Pow:
+            base = self.value(expr.base, target)
+            if expr.exp == 2:
+                self.call("np.square", [base], target)
+            elif expr.exp == sp.Rational(1, 2):
+                self.call("np.sqrt", [base], target)
+            elif expr.exp == -1:
+                self.call("np.divide", ["1.0", base], target)
+            else:
+                self.call("np.power", [base, literal(float(expr.exp))], target)
+            return target
+        (arg,) = expr.args
+        inner = self.value(arg, target)
+        if isinstance(expr, relu):
+            self.call("np.maximum", [inner, "0.0"], target)
+        elif isinstance(expr, step):
+            self.call("np.greater", [inner, "0.0"], target)
+        elif isinstance(expr, sigmoid):  # (1 + tanh(x/2)) / 2, as the printer writes it
+            self.call("np.multiply", [inner, "0.5"], target)
+            self.call("np.tanh", [target], target)
+            self.call("np.multiply", [target, "0.5"], target)
+            self.call("np.add", [target, "0.5"], target)
+        else:
+            self.call(UFUNCS[expr.func], [inner], target)
+        return target
+
+    def fold(self, terms, target: str, join: str, inverse_join: str, inverted, invert) -> str:
+        """terms joined by ``join``; those ``inverted`` says are joined by the inverse instead."""
+        direct = [t for t in terms if not inverted(t)]
+        inverse = [invert(t) for t in terms if inverted(t)]
+        # atoms last: each compound term before them can then use the target itself
+        order = sorted(direct, key=lambda t: self.atom(t) is not None)
+        if not order:  # only inverse terms: start from the identity
+            order = [sp.Integer(0 if join == "np.add" else 1)]
+        acc = self.value(order[0], target)
+        for term in order[1:]:
+            acc = self.join(join, acc, term, target)
+        for term in inverse:
+            acc = self.join(inverse_join, acc, term, target)
+        return acc
+
+    def join(self, ufunc: str, acc: str, term: sp.Expr, target: str) -> str:
+        text = self.atom(term)
+        if text is None and acc != target:  # the target is still free: the term goes there
+            text = self.value(term, target)
+        elif text is None:
+            self.temps += 1
+            temp = f"sg_tmp{self.temps}"
+            text = self.value(term, temp)
+        self.call(ufunc, [acc, text], target)
+        return target
+
+    def call(self, ufunc: str, args: list[str], target: str) -> None:
+        self.lines.append(f"{ufunc}({', '.join(args)}, out={target})")
+
+
 # -- emitters: one per non-element-wise op; each returns statements assigning node.name
-def emit_matmul(n: Node):
-    return [f"{n.name} = {n.args[0]} @ {n.args[1]}"]
+SCRATCH_ELEMENTS = 1 << 14  # at the spec's batch size; fresh arrays this big cost page faults on every call
+
+
+def scratch(name: str, shape: str) -> str:
+    """The text of a reused buffer (the model's ``scratch``) for ``name``, of shape ``shape`` (text)."""
+    return f'scratch("{name}", {shape})'
+
+
+def elements(shape: tuple) -> int:
+    """Size at the spec's batch size."""
+    return math.prod(int(d) for d in shape)
+
+
+def zeros(name: str, shape: tuple, reuse: bool) -> list[str]:
+    if not reuse:
+        return [f"{name} = np.zeros({shape_text(shape)}, DTYPE)"]
+    return [f"{name} = {scratch(name, shape_text(shape))}", f"{name}.fill(0)"]
+
+
+def emit_matmul(n: Node, reuse: bool = False):
+    a, b = n.args
+    if reuse:
+        return [f"{n.name} = np.matmul({a}, {b}, out={scratch(n.name, shape_text(n.shape))})"]
+    return [f"{n.name} = {a} @ {b}"]
 
 
 def emit_transpose(n: Node):
@@ -85,8 +207,9 @@ def emit_reshape(n: Node):
     return [f"{n.name} = {n.args[0]}.reshape({shape_text(n.shape)})"]
 
 
-def emit_concat(n: Node):
-    return [f"{n.name} = np.concatenate(({', '.join(n.args)},), axis={n.attrs['axis']})"]
+def emit_concat(n: Node, reuse: bool = False):
+    into = f", out={scratch(n.name, shape_text(n.shape))}" if reuse else ""
+    return [f"{n.name} = np.concatenate(({', '.join(n.args)},), axis={n.attrs['axis']}{into})"]
 
 
 def emit_slice(n: Node):
@@ -94,9 +217,9 @@ def emit_slice(n: Node):
     return [f"{n.name} = {n.args[0]}[{index}]"]
 
 
-def emit_pad_slice(n: Node):
+def emit_pad_slice(n: Node, reuse: bool = False):
     index = ", ".join([":"] * n.attrs["axis"] + [f"{n.attrs['start']}:{n.attrs['stop']}"])
-    return [f"{n.name} = np.zeros({shape_text(n.shape)}, DTYPE)", f"{n.name}[{index}] = {n.args[0]}"]
+    return [*zeros(n.name, n.shape, reuse), f"{n.name}[{index}] = {n.args[0]}"]
 
 
 def emit_reduction(function: str):
@@ -108,13 +231,13 @@ def emit_reduction(function: str):
     return emit
 
 
-def emit_max_backward(n: Node):
+def emit_max_backward(n: Node, reuse: bool = False):
     (axis,) = n.attrs["axis"]
     x, cot = n.args
+    first = ", ".join([":"] * axis + ["0:1"])  # the cotangent is the same along the axis: one slice of it
     return [
-        f"{n.name} = np.zeros_like({x})",
-        f"np.put_along_axis({n.name}, np.argmax({x}, axis={axis}, keepdims=True), "
-        f"np.take({cot}, [0], axis={axis}), axis={axis})",
+        *zeros(n.name, n.shape, reuse),
+        f"np.put_along_axis({n.name}, np.expand_dims({x}.argmax(axis={axis}), {axis}), {cot}[{first}], axis={axis})",
     ]
 
 
@@ -140,16 +263,19 @@ def method_target(text: str) -> str:
     return text if text.isidentifier() else f"np.asarray({text}, DTYPE)"
 
 
-def emit_embedding(n: Node):
+def emit_embedding(n: Node, reuse: bool = False):
+    if reuse:
+        return [f"{n.name} = np.take({n.args[0]}, {n.args[1]}, axis=0, out={scratch(n.name, shape_text(n.shape))})"]
     return [f"{n.name} = {n.args[0]}[{n.args[1]}]"]
 
 
-def emit_embedding_backward(n: Node):
+def emit_embedding_backward(n: Node, reuse: bool = False):
     ids, cot = n.args
     width = n.shape[1]
+    # np.add.at over single elements: its fast path, three times quicker than over whole rows
     return [
-        f"{n.name} = np.zeros({shape_text(n.shape)}, DTYPE)",
-        f"np.add.at({n.name}, {ids}.reshape(-1), {cot}.reshape(-1, {width}))",
+        *zeros(n.name, n.shape, reuse),
+        f"np.add.at({n.name}.reshape(-1), ({ids}.reshape(-1, 1) * {width} + np.arange({width})).reshape(-1), {cot}.reshape(-1))",
     ]
 
 
@@ -158,30 +284,50 @@ def windows(x: str, size: int, stride: int) -> str:
     return view if stride == 1 else f"{view}[:, ::{stride}]"
 
 
-def padded(x: str, padding: int) -> str:
-    return x if padding == 0 else f"np.pad({x}, ((0, 0), ({padding}, {padding}), (0, 0)))"
+def rows_name(x: str, attrs: dict, width: int) -> str:
+    """The window rows of ``x`` one conv1d and its kernel gradient share."""
+    name = f"sg_rows_{x}_{width}"
+    if attrs["stride"] != 1:
+        name += f"_stride{attrs['stride']}"
+    return name + (f"_pad{attrs['padding']}" if attrs["padding"] else "")
 
 
-def emit_conv1d(n: Node):
+def window_rows(n: Node, x: str, width: int, steps: int, c_in: int) -> tuple[str, str]:
+    """(its name, the statement computing it): the [batch*steps, width*c_in] matrix of window rows."""
+    name = rows_name(x, n.attrs, width)
+    into = ""
+    if int(n.shape[0]) * steps * width * c_in >= SCRATCH_ELEMENTS:
+        batch = "n" if is_batch(n.shape[0]) else str(int(n.shape[0]))
+        into = f", {scratch(name, f'({batch} * {steps}, {width * c_in})')}"
+    return name, f"{name} = window_rows({x}, {width}, {n.attrs['stride']}, {n.attrs['padding']}{into})"
+
+
+def emit_conv1d(n: Node, reuse: bool = False):
     x, kernel = n.args
-    width = n.shapes[1][0]
-    # windows: [batch, steps, c_in, width]; contract (c_in, width) with K[width, c_in, :]
-    win = windows(padded(x, n.attrs["padding"]), width, n.attrs["stride"])
-    return [f"{n.name} = np.tensordot({win}, {kernel}, axes=([3, 2], [0, 1]))"]
+    width, c_in, c_out = (int(d) for d in n.shapes[1])
+    rows, line = window_rows(n, x, width, int(n.shape[1]), c_in)
+    # one product: K[width, c_in, c_out] is already the [width*c_in, c_out] matrix the rows meet
+    product = f"{rows}, {kernel}.reshape({width * c_in}, {c_out})"
+    if reuse:
+        return [line, f"{n.name} = {scratch(n.name, shape_text(n.shape))}", f"np.matmul({product}, out={n.name}.reshape(-1, {c_out}))"]
+    return [line, f"{n.name} = np.matmul({product}).reshape({shape_text(n.shape)})"]
 
 
-def emit_conv1d_backward_kernel(n: Node):
+def emit_conv1d_backward_kernel(n: Node, reuse: bool = False):
     x, cot = n.args
-    win = windows(padded(x, n.attrs["padding"]), n.attrs["width"], n.attrs["stride"])
-    # sum over (batch, steps): [c_in, width, c_out] -> [width, c_in, c_out]
-    return [f"{n.name} = np.tensordot({win}, {cot}, axes=([0, 1], [0, 1])).transpose(1, 0, 2)"]
+    width, c_in, c_out = (int(d) for d in n.shape)
+    rows, line = window_rows(n, x, width, int(n.shapes[1][1]), c_in)
+    product = f"{rows}.T, {cot}.reshape(-1, {c_out})"
+    if reuse:
+        return [line, f"{n.name} = {scratch(n.name, shape_text(n.shape))}", f"np.matmul({product}, out={n.name}.reshape(-1, {c_out}))"]
+    return [line, f"{n.name} = np.matmul({product}).reshape({shape_text(n.shape)})"]
 
 
-def scatter_windows(n: Node, steps: int, contribution: str, width: int, per_tap) -> list[str]:
+def scatter_windows(n: Node, steps: int, contribution: str, width: int, per_tap, reuse: bool = False) -> list[str]:
     """Add each tap of a windowed contribution (``steps`` windows) back at its input positions."""
     stride, padding, length = n.attrs["stride"], n.attrs.get("padding", 0), int(n.shape[1])
-    full = "sg_padded" if padding else n.name
-    lines = [f"{full} = np.zeros({shape_text((n.shape[0], length + 2 * padding, n.shape[2]))}, DTYPE)"]
+    full = f"sg_padded_{n.name}" if padding else n.name  # the result is a view of it
+    lines = zeros(full, (n.shape[0], length + 2 * padding, n.shape[2]), reuse)
     lines.append(f"for tap in range({width}):")
     lines.append(f"    {full}[:, tap : tap + {stride * (int(steps) - 1) + 1} : {stride}] += {per_tap(contribution)}")
     if padding:
@@ -189,10 +335,18 @@ def scatter_windows(n: Node, steps: int, contribution: str, width: int, per_tap)
     return lines
 
 
-def emit_conv1d_backward_input(n: Node):
+def emit_conv1d_backward_input(n: Node, reuse: bool = False):
     cot, kernel = n.args
-    width = n.shapes[1][0]
-    return scatter_windows(n, n.shapes[0][1], f"{cot} @ {kernel}[tap].T", width, lambda c: c)
+    width, c_in, c_out = (int(d) for d in n.shapes[1])
+    steps = int(n.shapes[0][1])
+    # every tap's contribution in one product, [batch, steps, width, c_in], then added back tap by tap
+    taps_shape = (n.shape[0], steps, width, c_in)
+    product = f"{cot}.reshape(-1, {c_out}), {kernel}.reshape({width * c_in}, {c_out}).T"
+    if elements(taps_shape) >= SCRATCH_ELEMENTS:
+        taps = [f"sg_taps = {scratch('sg_taps', shape_text(taps_shape))}", f"np.matmul({product}, out=sg_taps.reshape(-1, {width * c_in}))"]
+    else:
+        taps = [f"sg_taps = np.matmul({product}).reshape({shape_text(taps_shape)})"]
+    return [*taps, *scatter_windows(n, steps, "sg_taps", width, lambda c: f"{c}[:, :, tap]", reuse)]
 
 
 def emit_max_pool1d(n: Node):
@@ -224,43 +378,51 @@ def emit_dropout_mask(n: Node):
     ]
 
 
-def emit_softmax(n: Node):
+def emit_softmax(n: Node, reuse: bool = False):
     axis = n.attrs["axis"]
     return [
-        f"{n.name} = np.exp({n.args[0]} - np.max({n.args[0]}, axis={axis}, keepdims=True))",
+        *shift(n.name, n.args[0], axis, n.shape, reuse),
+        f"np.exp({n.name}, out={n.name})",
         f"{n.name} /= np.sum({n.name}, axis={axis}, keepdims=True)",
     ]
 
 
-def emit_log_softmax(n: Node):
+def emit_log_softmax(n: Node, reuse: bool = False):
     axis = n.attrs["axis"]
     return [
-        f"{n.name} = {n.args[0]} - np.max({n.args[0]}, axis={axis}, keepdims=True)",
+        *shift(n.name, n.args[0], axis, n.shape, reuse),
         f"{n.name} -= np.log(np.sum(np.exp({n.name}), axis={axis}, keepdims=True))",
     ]
+
+
+def shift(name: str, z: str, axis: int, shape: tuple, reuse: bool) -> list[str]:
+    """``name = z - max(z)`` along ``axis`` (a fresh array, or a reused one)."""
+    if reuse:
+        return [f"{name} = np.subtract({z}, np.max({z}, axis={axis}, keepdims=True), out={scratch(name, shape_text(shape))})"]
+    return [f"{name} = {z} - np.max({z}, axis={axis}, keepdims=True)"]
 
 
 def emit_onehot(n: Node):
     return [f"{n.name} = (np.arange({n.attrs['classes']}) == {n.args[0]}[..., None]).astype(DTYPE)"]
 
 
-def emit_softmax_cross_entropy_grad(n: Node):
+def emit_softmax_cross_entropy_grad(n: Node, reuse: bool = False):
     z, y, scale = n.args
     v = n.name
-    return [f"{v} = np.exp({shifted(z)})", *gradient_from_exps(v, y, scale, f"np.sum({v}, axis=-1, keepdims=True)")]
+    return [
+        *shift(v, z, -1, n.shape, reuse),
+        f"np.exp({v}, out={v})",
+        *gradient_from_exps(v, y, scale, f"np.sum({v}, axis=-1, keepdims=True)"),
+    ]
 
 
 def emit_cross_entropy(n: Node):
     logits, labels = n.args
     v = n.name
-    return [f"{v} = {shifted(logits)}", f"{v} = {mean_cross_entropy(f'np.log(np.sum(np.exp({v}), axis=-1))', v, labels)}"]
+    return [*shift(v, logits, -1, (), False), f"{v} = {mean_cross_entropy(f'np.log(np.sum(np.exp({v}), axis=-1))', v, labels)}"]
 
 
 # The text cross-entropy's loss and gradient share (``share_softmax`` puts them together).
-def shifted(z: str) -> str:
-    return f"{z} - np.max({z}, axis=-1, keepdims=True)"
-
-
 def mean_cross_entropy(log_total: str, shifted_z: str, y: str) -> str:
     return f"np.mean({log_total} - np.take_along_axis({shifted_z}, {y}[..., None], axis=-1)[..., 0])"
 
@@ -278,11 +440,31 @@ def emit_binary_cross_entropy(n: Node):
     return [f"{n.name} = np.mean(np.maximum({z}, 0) - {z} * {y} + np.log1p(np.exp(-np.abs({z}))))"]
 
 
-def emit(n: Node) -> list[str]:
+def emit(n: Node, reuse: bool = False) -> list[str]:
+    """Statements assigning ``n.name``: a fresh array, or with ``reuse`` one of
+    the model's scratch buffers, where the op can write into one."""
     if n.structure is not None:
         key, arrays = n.structure
+        if reuse:
+            return in_place(n, key, arrays)
         return [f"{n.name} = {PRINTER.fill(key, arrays)}"]
+    if reuse and n.op in WRITES_INTO:
+        return EMIT[n.op](n, reuse=True)
     return EMIT[n.op](n)
+
+
+IN_PLACE: dict[tuple, tuple[list[str], int]] = {}
+
+
+def in_place(n: Node, key: tuple, arrays: list[str]) -> list[str]:
+    """The expression as ufunc calls into a scratch buffer; the one-line form, as a comment, says what they compute."""
+    if key not in IN_PLACE:
+        IN_PLACE[key] = InPlace.lines_of(structure_expr(key, PRINTER.constant))
+    calls, temps = IN_PLACE[key]
+    shape = shape_text(n.shape)
+    lines = [f"# {n.name} = {PRINTER.fill(key, arrays)}", f"{n.name} = {scratch(n.name, shape)}"]
+    lines += [f"sg_tmp{i} = {scratch(f'sg_tmp{i}', shape)}" for i in range(1, temps + 1)]
+    return lines + [re.sub(r"\bsg_out\b", n.name, fill(call, arrays)) for call in calls]
 
 
 EMIT = {
@@ -315,6 +497,11 @@ EMIT = {
     "softmax_cross_entropy_grad": emit_softmax_cross_entropy_grad,
     "binary_cross_entropy": emit_binary_cross_entropy,
 }
+# the emitters that can write into a scratch buffer (their ``reuse``)
+WRITES_INTO = frozenset({
+    "matmul", "concat", "pad_slice", "max_backward", "embedding", "embedding_backward", "conv1d",
+    "conv1d_backward_input", "conv1d_backward_kernel", "softmax", "log_softmax", "softmax_cross_entropy_grad",
+})
 
 
 # -- files ---------------------------------------------------------------------------
@@ -334,7 +521,9 @@ def init_code(leaf) -> str:
 
 def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     """Unpack the leaves the roots read, then one block per statement."""
-    statements = share_softmax(g, schedule(g, roots, emit))
+    fresh = escaping(g, roots)
+    statements = schedule(g, roots, lambda n: emit(n, reuse=n.name not in fresh and elements(n.shape) >= SCRATCH_ELEMENTS))
+    statements = share_window_rows(share_softmax(g, statements, fresh))
     read = g.needed_by(roots)
     lines = []
     for leaf in program.params:
@@ -351,7 +540,23 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     return lines + returns
 
 
-def share_softmax(g: Graph, statements: list[Statement]) -> list[Statement]:
+VIEWS = ("reshape", "transpose", "slice", "broadcast_to")  # ops whose NumPy result is a view of their argument
+
+
+def escaping(g: Graph, roots: list[str]) -> set[str]:
+    """The roots and what they are views of: arrays the caller gets, which no
+    later call may overwrite, so they are never scratch buffers."""
+    found, stack = set(), list(roots)
+    while stack:
+        v = stack.pop()
+        if v not in found:
+            found.add(v)
+            if g.op(v) in VIEWS:
+                stack.extend(g.args(v))
+    return found
+
+
+def share_softmax(g: Graph, statements: list[Statement], fresh: set[str]) -> list[Statement]:
     """Cross-entropy's loss and its gradient both take exp(z - max z) over the
     logits, a [batch, classes] array: where one function computes both, the
     loss keeps its exponentials and total for the gradient, which reuses them."""
@@ -364,14 +569,33 @@ def share_softmax(g: Graph, statements: list[Statement]) -> list[Statement]:
         if loss is None or statements.index(loss) > statements.index(st):
             continue
         shifted_z, exps, total = f"sg_shifted_{z}", f"sg_exp_{z}", f"sg_total_{z}"
+        big = elements(g.shape(z)) >= SCRATCH_ELEMENTS
+        # the exponentials become the gradient: a scratch buffer only if that is not returned
+        into = f", out={scratch(exps, shape_text(g.shape(z)))}" if big and st.target not in fresh else ""
         loss.lines = [
-            f"{shifted_z} = {shifted(z)}",
-            f"{exps} = np.exp({shifted_z})",
+            *shift(shifted_z, z, -1, g.shape(z), big),
+            f"{exps} = np.exp({shifted_z}{into})",
             f"{total} = {exps}.sum(axis=-1, keepdims=True)",
             f"{loss.target} = {mean_cross_entropy(f'np.log({total}[..., 0])', shifted_z, y)}",
         ]
         # the loss is computed: its exponentials become the gradient in place
         st.lines = [f"{st.target} = {exps}", *gradient_from_exps(st.target, y, arg_text(g, scale), total)]
+    return statements
+
+
+def share_window_rows(statements: list[Statement]) -> list[Statement]:
+    """A conv1d and its kernel gradient read the same window rows of their
+    input (the rows' name says which input, width, stride and padding): the
+    gradient reuses the copy the forward made."""
+    made = set()
+    for st in statements:
+        kept = []
+        for line in st.lines:
+            name = line.split(" = window_rows(", 1)[0] if " = window_rows(" in line else None
+            if name is None or name not in made:
+                kept.append(line)
+                made.add(name)
+        st.lines = kept
     return statements
 
 
@@ -398,7 +622,11 @@ def metric(program) -> tuple[str, str] | None:
 def render_files(program, env) -> dict[str, str]:
     train = program.train_graph
     evaluation = program.eval_graph
-    grads = ", ".join(f'"{p}": {value_text(train, d)}' for p, d in program.gradients.items())
+    # a node that is the gradient of two params is copied for the second: each param's gradient is its own array
+    grads = ", ".join(
+        f'"{p}": {value_text(train, d) if d not in list(program.gradients.values())[:i] else f"np.array({d}, DTYPE)"}'
+        for i, (p, d) in enumerate(program.gradients.items())
+    )
     outputs = ", ".join(f'"{o}": {value_text(evaluation, node)}' for o, node in zip(program.outputs, program.output_nodes))
     found = metric(program)
     eval_roots = [evaluation.loss] + ([found[0]] if found else [])
@@ -414,10 +642,15 @@ def render_files(program, env) -> dict[str, str]:
         outputs=list(program.outputs),
         batch_input=repr(program.batch_input),
         metric=found is not None,
+        window_rows=any(program.graph.op(node) == "conv1d" for node in program.graph.nx),
         forward_body=body(program, evaluation, program.output_nodes, [f"return {{{outputs}}}"]),
         evaluate_body=body(program, evaluation, eval_roots, [eval_return]),
         train_body=body(program, train, [train.loss, *program.gradients.values()], [f"return float({arg_text(train, train.loss)}), {{{grads}}}"]),
     )
+    context["scratch"] = any("scratch(" in line for key in ("forward_body", "evaluate_body", "train_body") for line in context[key]) or any(
+        elements(p.shape) >= SCRATCH_ELEMENTS for p in program.params
+    )
+    context["scratch_elements"] = SCRATCH_ELEMENTS
     files = {"model.py": env.get_template("numpy/model.py.j2").render(context)}
     files["train.py"] = env.get_template("numpy/train.py.j2").render(trainer_context(program))
     return files

@@ -142,5 +142,6 @@ def loss_and_grads(params, inputs, training=False, seed=0):
 
 def sgd_step(params, grads, lr):
     """params -= lr * grads, in place."""
+    lr = DTYPE(lr)
     for name in PARAMS:
-        params[name] -= DTYPE(lr) * grads[name]
+        params[name] -= lr * grads[name]

@@ -16,6 +16,8 @@ to mix(k + G*(s+1)) + G*(i+1), G = 0x9E3779B97F4A7C15, so any target that
 implements the same integer arithmetic draws exactly the same numbers.
 """
 
+import threading
+
 import numpy as np
 
 DTYPE = np.float32
@@ -64,6 +66,21 @@ def random_normal(seed, stream, shape):
     return (np.sqrt(-2.0 * np.log1p(-u[0::2])) * np.cos(2.0 * np.pi * u[1::2])).reshape(shape)
 
 
+SCRATCH_ELEMENTS = 16384  # arrays this big go to scratch buffers
+_SCRATCH = threading.local()
+
+
+def scratch(name, shape):
+    """The buffer that holds the big intermediate array `name` of this shape,
+    made on first use and reused by every later call in this thread: a fresh
+    array this big would cost a page fault per 4 KiB on every call."""
+    buffers = vars(_SCRATCH)
+    array = buffers.get((name, shape))
+    if array is None:
+        array = buffers[(name, shape)] = np.empty(shape, DTYPE)
+    return array
+
+
 def init_params(seed=0):
     """Initial parameters: stream i of the generator is param i."""
     return {
@@ -104,8 +121,12 @@ def forward(params, inputs):
     W2 = params["W2"]
     b2 = params["b2"]
     x = np.asarray(inputs["x"], DTYPE)
-    h_1 = x @ W1
-    h = np.maximum(h_1 + b1, 0)
+    n = np.shape(inputs["x"])[0]
+    h_1 = np.matmul(x, W1, out=scratch("h_1", (n, 256)))
+    # h = np.maximum(h_1 + b1, 0)
+    h = scratch("h", (n, 256))
+    np.add(h_1, b1, out=h)
+    np.maximum(h, 0.0, out=h)
     logits_1 = h @ W2
     logits = logits_1 + b2
     return {"logits": logits}
@@ -119,8 +140,12 @@ def evaluate(params, inputs):
     b2 = params["b2"]
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
-    h_1 = x @ W1
-    h = np.maximum(h_1 + b1, 0)
+    n = np.shape(inputs["x"])[0]
+    h_1 = np.matmul(x, W1, out=scratch("h_1", (n, 256)))
+    # h = np.maximum(h_1 + b1, 0)
+    h = scratch("h", (n, 256))
+    np.add(h_1, b1, out=h)
+    np.maximum(h, 0.0, out=h)
     logits_1 = h @ W2
     logits = logits_1 + b2
     loss = logits - np.max(logits, axis=-1, keepdims=True)
@@ -137,8 +162,11 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
     n = np.shape(inputs["x"])[0]
-    h_1 = x @ W1
-    h = np.maximum(h_1 + b1, 0)
+    h_1 = np.matmul(x, W1, out=scratch("h_1", (n, 256)))
+    # h = np.maximum(h_1 + b1, 0)
+    h = scratch("h", (n, 256))
+    np.add(h_1, b1, out=h)
+    np.maximum(h, 0.0, out=h)
     logits_1 = h @ W2
     logits = logits_1 + b2
     sg_shifted_logits = logits - np.max(logits, axis=-1, keepdims=True)
@@ -154,11 +182,14 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2]
     db2 = dlogits.sum(axis=0)
     # dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh]
-    dh = dlogits @ W2.T
+    dh = np.matmul(dlogits, W2.T, out=scratch("dh", (n, 256)))
     # dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2]
     dW2 = h.T @ dlogits
     # dL/dh_2 = dL/dh*step(h)   [d relu(h_2)/dh_2]
-    dh_2 = dh*(h > 0).astype(DTYPE)
+    # dh_2 = dh*(h > 0).astype(DTYPE)
+    dh_2 = scratch("dh_2", (n, 256))
+    np.greater(h, 0.0, out=dh_2)
+    np.multiply(dh_2, dh, out=dh_2)
     # dL/db1 = sum(dL/dh_2, axis=0)   [d(h_1 + b1)/db1]
     db1 = dh_2.sum(axis=0)
     # dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1]
@@ -168,5 +199,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
 
 def sgd_step(params, grads, lr):
     """params -= lr * grads, in place."""
+    lr = DTYPE(lr)
     for name in PARAMS:
-        params[name] -= DTYPE(lr) * grads[name]
+        grad = grads[name]
+        params[name] -= lr * grad if grad.size < SCRATCH_ELEMENTS else np.multiply(grad, lr, out=scratch("sgd_step", grad.shape))

@@ -17,6 +17,8 @@ to mix(k + G*(s+1)) + G*(i+1), G = 0x9E3779B97F4A7C15, so any target that
 implements the same integer arithmetic draws exactly the same numbers.
 """
 
+import threading
+
 import numpy as np
 
 DTYPE = np.float32
@@ -66,6 +68,21 @@ def random_normal(seed, stream, shape):
     return (np.sqrt(-2.0 * np.log1p(-u[0::2])) * np.cos(2.0 * np.pi * u[1::2])).reshape(shape)
 
 
+SCRATCH_ELEMENTS = 16384  # arrays this big go to scratch buffers
+_SCRATCH = threading.local()
+
+
+def scratch(name, shape):
+    """The buffer that holds the big intermediate array `name` of this shape,
+    made on first use and reused by every later call in this thread: a fresh
+    array this big would cost a page fault per 4 KiB on every call."""
+    buffers = vars(_SCRATCH)
+    array = buffers.get((name, shape))
+    if array is None:
+        array = buffers[(name, shape)] = np.empty(shape, DTYPE)
+    return array
+
+
 def init_params(seed=0):
     """Initial parameters: stream i of the generator is param i."""
     return {
@@ -109,11 +126,14 @@ def forward(params, inputs):
     e = params["e"]
     context_ids = np.asarray(inputs["context_ids"])
     n = np.shape(inputs["context_ids"])[0]
-    x_1 = C[context_ids]
+    x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
     x = x_1.reshape((n, 192))
-    a_1 = x @ H
-    a = np.tanh(a_1 + d)
-    logits_1 = a @ U
+    a_1 = np.matmul(x, H, out=scratch("a_1", (n, 256)))
+    # a = np.tanh(a_1 + d)
+    a = scratch("a", (n, 256))
+    np.add(a_1, d, out=a)
+    np.tanh(a, out=a)
+    logits_1 = np.matmul(a, U, out=scratch("logits_1", (n, 3000)))
     logits = logits_1 + e
     return {"logits": logits}
 
@@ -128,11 +148,14 @@ def evaluate(params, inputs):
     context_ids = np.asarray(inputs["context_ids"])
     next_id = np.asarray(inputs["next_id"])
     n = np.shape(inputs["context_ids"])[0]
-    x_1 = C[context_ids]
+    x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
     x = x_1.reshape((n, 192))
-    a_1 = x @ H
-    a = np.tanh(a_1 + d)
-    logits_1 = a @ U
+    a_1 = np.matmul(x, H, out=scratch("a_1", (n, 256)))
+    # a = np.tanh(a_1 + d)
+    a = scratch("a", (n, 256))
+    np.add(a_1, d, out=a)
+    np.tanh(a, out=a)
+    logits_1 = np.matmul(a, U, out=scratch("logits_1", (n, 3000)))
     logits = logits_1 + e
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0])
@@ -149,14 +172,19 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     context_ids = np.asarray(inputs["context_ids"])
     next_id = np.asarray(inputs["next_id"])
     n = np.shape(inputs["context_ids"])[0]
-    x_1 = C[context_ids]
+    x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
     x = x_1.reshape((n, 192))
-    a_1 = x @ H
-    a = np.tanh(a_1 + d)
-    logits_1 = a @ U
-    logits = logits_1 + e
-    sg_shifted_logits = logits - np.max(logits, axis=-1, keepdims=True)
-    sg_exp_logits = np.exp(sg_shifted_logits)
+    a_1 = np.matmul(x, H, out=scratch("a_1", (n, 256)))
+    # a = np.tanh(a_1 + d)
+    a = scratch("a", (n, 256))
+    np.add(a_1, d, out=a)
+    np.tanh(a, out=a)
+    logits_1 = np.matmul(a, U, out=scratch("logits_1", (n, 3000)))
+    # logits = logits_1 + e
+    logits = scratch("logits", (n, 3000))
+    np.add(logits_1, e, out=logits)
+    sg_shifted_logits = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), out=scratch("sg_shifted_logits", (n, 3000)))
+    sg_exp_logits = np.exp(sg_shifted_logits, out=scratch("sg_exp_logits", (n, 3000)))
     sg_total_logits = sg_exp_logits.sum(axis=-1, keepdims=True)
     loss = np.mean(np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, next_id[..., None], axis=-1)[..., 0])
     # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
@@ -168,26 +196,32 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de]
     de = dlogits.sum(axis=0)
     # dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da]
-    da = dlogits @ U.T
+    da = np.matmul(dlogits, U.T, out=scratch("da", (n, 256)))
     # dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU]
     dU = a.T @ dlogits
     # dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2]
-    da_2 = da*(1.0 - a**2)
+    # da_2 = da*(1.0 - a**2)
+    da_2 = scratch("da_2", (n, 256))
+    np.square(a, out=da_2)
+    np.subtract(1.0, da_2, out=da_2)
+    np.multiply(da_2, da, out=da_2)
     # dL/dd = sum(dL/da_2, axis=0)   [d(a_1 + d)/dd]
     dd = da_2.sum(axis=0)
     # dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx]
-    dx = da_2 @ H.T
+    dx = np.matmul(da_2, H.T, out=scratch("dx", (n, 192)))
     # dL/dH = x.T @ dL/da_1   [d(x @ H)/dH]
     dH = x.T @ da_2
     # dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1]
     dx_1 = dx.reshape((n, 3, 64))
     # dL/dC = embedding_backward(context_ids, dL/dx_1, rows=3000)   [d embedding(C, context_ids)/dC]
     dC = np.zeros((3000, 64), DTYPE)
-    np.add.at(dC, context_ids.reshape(-1), dx_1.reshape(-1, 64))
+    np.add.at(dC.reshape(-1), (context_ids.reshape(-1, 1) * 64 + np.arange(64)).reshape(-1), dx_1.reshape(-1))
     return float(loss), {"C": dC, "H": dH, "d": dd, "U": dU, "e": de}
 
 
 def sgd_step(params, grads, lr):
     """params -= lr * grads, in place."""
+    lr = DTYPE(lr)
     for name in PARAMS:
-        params[name] -= DTYPE(lr) * grads[name]
+        grad = grads[name]
+        params[name] -= lr * grad if grad.size < SCRATCH_ELEMENTS else np.multiply(grad, lr, out=scratch("sgd_step", grad.shape))

@@ -108,10 +108,11 @@ class Optimizer:
                 v_hat = self.v[name] / model.DTYPE(1 - BETA2**self.step)
                 params[name] -= lr * m_hat / (np.sqrt(v_hat) + model.DTYPE(EPS))
             elif self.momentum:
-                self.m[name] = model.DTYPE(self.momentum) * self.m[name] + grad
-                params[name] -= lr * self.m[name]
-            else:
-                params[name] -= lr * grad
+                self.m[name] *= model.DTYPE(self.momentum)
+                self.m[name] += grad
+                params[name] -= np.multiply(self.m[name], lr, out=grad)
+            else:  # the step's own gradients: scaled in place, no temporary
+                params[name] -= np.multiply(grad, lr, out=grad)
 
 
 def save(folder, params, optimizer, epoch, seed, stats):

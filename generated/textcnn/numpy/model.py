@@ -20,6 +20,8 @@ to mix(k + G*(s+1)) + G*(i+1), G = 0x9E3779B97F4A7C15, so any target that
 implements the same integer arithmetic draws exactly the same numbers.
 """
 
+import threading
+
 import numpy as np
 
 DTYPE = np.float32
@@ -73,6 +75,37 @@ def random_normal(seed, stream, shape):
     return (np.sqrt(-2.0 * np.log1p(-u[0::2])) * np.cos(2.0 * np.pi * u[1::2])).reshape(shape)
 
 
+SCRATCH_ELEMENTS = 16384  # arrays this big go to scratch buffers
+_SCRATCH = threading.local()
+
+
+def scratch(name, shape):
+    """The buffer that holds the big intermediate array `name` of this shape,
+    made on first use and reused by every later call in this thread: a fresh
+    array this big would cost a page fault per 4 KiB on every call."""
+    buffers = vars(_SCRATCH)
+    array = buffers.get((name, shape))
+    if array is None:
+        array = buffers[(name, shape)] = np.empty(shape, DTYPE)
+    return array
+
+
+def window_rows(x, width, stride, padding, out=None):
+    """[batch*steps, width*c]: row t of example b holds the width input rows
+    that output step t sees, side by side (so conv1d is one product); copied
+    into `out` where given."""
+    x = np.ascontiguousarray(np.pad(x, ((0, 0), (padding, padding), (0, 0))) if padding else x)
+    batch, length, c = x.shape
+    steps = (length - width) // stride + 1
+    windows = np.lib.stride_tricks.as_strided(
+        x, (batch, steps, width * c), (x.strides[0], stride * x.strides[1], x.strides[2]), writeable=False
+    )
+    if out is None:
+        return windows.reshape(batch * steps, width * c)
+    np.copyto(out.reshape(batch, steps, width * c), windows)
+    return out
+
+
 def init_params(seed=0):
     """Initial parameters: stream i of the generator is param i."""
     return {
@@ -123,15 +156,31 @@ def forward(params, inputs):
     W = params["W"]
     b = params["b"]
     tokens = np.asarray(inputs["tokens"])
-    words = E[tokens]
-    f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
-    f3_3 = np.maximum(f3_1 + c3, 0)
+    n = np.shape(inputs["tokens"])[0]
+    words = np.take(E, tokens, axis=0, out=scratch("words", (n, 50, 64)))
+    sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch("sg_rows_words_3_pad2", (n * 52, 192)))
+    f3_1 = scratch("f3_1", (n, 52, 100))
+    np.matmul(sg_rows_words_3_pad2, K3.reshape(192, 100), out=f3_1.reshape(-1, 100))
+    # f3_3 = np.maximum(f3_1 + c3, 0)
+    f3_3 = scratch("f3_3", (n, 52, 100))
+    np.add(f3_1, c3, out=f3_3)
+    np.maximum(f3_3, 0.0, out=f3_3)
     f3 = f3_3.max(axis=1)
-    f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
-    f4_3 = np.maximum(f4_1 + c4, 0)
+    sg_rows_words_4_pad2 = window_rows(words, 4, 1, 2, scratch("sg_rows_words_4_pad2", (n * 51, 256)))
+    f4_1 = scratch("f4_1", (n, 51, 100))
+    np.matmul(sg_rows_words_4_pad2, K4.reshape(256, 100), out=f4_1.reshape(-1, 100))
+    # f4_3 = np.maximum(f4_1 + c4, 0)
+    f4_3 = scratch("f4_3", (n, 51, 100))
+    np.add(f4_1, c4, out=f4_3)
+    np.maximum(f4_3, 0.0, out=f4_3)
     f4 = f4_3.max(axis=1)
-    f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
-    f5_3 = np.maximum(f5_1 + c5, 0)
+    sg_rows_words_5_pad2 = window_rows(words, 5, 1, 2, scratch("sg_rows_words_5_pad2", (n * 50, 320)))
+    f5_1 = scratch("f5_1", (n, 50, 100))
+    np.matmul(sg_rows_words_5_pad2, K5.reshape(320, 100), out=f5_1.reshape(-1, 100))
+    # f5_3 = np.maximum(f5_1 + c5, 0)
+    f5_3 = scratch("f5_3", (n, 50, 100))
+    np.add(f5_1, c5, out=f5_3)
+    np.maximum(f5_3, 0.0, out=f5_3)
     f5 = f5_3.max(axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     logits_1 = features_1 @ W
@@ -152,15 +201,31 @@ def evaluate(params, inputs):
     b = params["b"]
     tokens = np.asarray(inputs["tokens"])
     label = np.asarray(inputs["label"])
-    words = E[tokens]
-    f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
-    f3_3 = np.maximum(f3_1 + c3, 0)
+    n = np.shape(inputs["tokens"])[0]
+    words = np.take(E, tokens, axis=0, out=scratch("words", (n, 50, 64)))
+    sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch("sg_rows_words_3_pad2", (n * 52, 192)))
+    f3_1 = scratch("f3_1", (n, 52, 100))
+    np.matmul(sg_rows_words_3_pad2, K3.reshape(192, 100), out=f3_1.reshape(-1, 100))
+    # f3_3 = np.maximum(f3_1 + c3, 0)
+    f3_3 = scratch("f3_3", (n, 52, 100))
+    np.add(f3_1, c3, out=f3_3)
+    np.maximum(f3_3, 0.0, out=f3_3)
     f3 = f3_3.max(axis=1)
-    f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
-    f4_3 = np.maximum(f4_1 + c4, 0)
+    sg_rows_words_4_pad2 = window_rows(words, 4, 1, 2, scratch("sg_rows_words_4_pad2", (n * 51, 256)))
+    f4_1 = scratch("f4_1", (n, 51, 100))
+    np.matmul(sg_rows_words_4_pad2, K4.reshape(256, 100), out=f4_1.reshape(-1, 100))
+    # f4_3 = np.maximum(f4_1 + c4, 0)
+    f4_3 = scratch("f4_3", (n, 51, 100))
+    np.add(f4_1, c4, out=f4_3)
+    np.maximum(f4_3, 0.0, out=f4_3)
     f4 = f4_3.max(axis=1)
-    f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
-    f5_3 = np.maximum(f5_1 + c5, 0)
+    sg_rows_words_5_pad2 = window_rows(words, 5, 1, 2, scratch("sg_rows_words_5_pad2", (n * 50, 320)))
+    f5_1 = scratch("f5_1", (n, 50, 100))
+    np.matmul(sg_rows_words_5_pad2, K5.reshape(320, 100), out=f5_1.reshape(-1, 100))
+    # f5_3 = np.maximum(f5_1 + c5, 0)
+    f5_3 = scratch("f5_3", (n, 50, 100))
+    np.add(f5_1, c5, out=f5_3)
+    np.maximum(f5_3, 0.0, out=f5_3)
     f5 = f5_3.max(axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     logits_1 = features_1 @ W
@@ -184,15 +249,30 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     tokens = np.asarray(inputs["tokens"])
     label = np.asarray(inputs["label"])
     n = np.shape(inputs["tokens"])[0]
-    words = E[tokens]
-    f3_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), K3, axes=([3, 2], [0, 1]))
-    f3_3 = np.maximum(f3_1 + c3, 0)
+    words = np.take(E, tokens, axis=0, out=scratch("words", (n, 50, 64)))
+    sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch("sg_rows_words_3_pad2", (n * 52, 192)))
+    f3_1 = scratch("f3_1", (n, 52, 100))
+    np.matmul(sg_rows_words_3_pad2, K3.reshape(192, 100), out=f3_1.reshape(-1, 100))
+    # f3_3 = np.maximum(f3_1 + c3, 0)
+    f3_3 = scratch("f3_3", (n, 52, 100))
+    np.add(f3_1, c3, out=f3_3)
+    np.maximum(f3_3, 0.0, out=f3_3)
     f3 = f3_3.max(axis=1)
-    f4_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), K4, axes=([3, 2], [0, 1]))
-    f4_3 = np.maximum(f4_1 + c4, 0)
+    sg_rows_words_4_pad2 = window_rows(words, 4, 1, 2, scratch("sg_rows_words_4_pad2", (n * 51, 256)))
+    f4_1 = scratch("f4_1", (n, 51, 100))
+    np.matmul(sg_rows_words_4_pad2, K4.reshape(256, 100), out=f4_1.reshape(-1, 100))
+    # f4_3 = np.maximum(f4_1 + c4, 0)
+    f4_3 = scratch("f4_3", (n, 51, 100))
+    np.add(f4_1, c4, out=f4_3)
+    np.maximum(f4_3, 0.0, out=f4_3)
     f4 = f4_3.max(axis=1)
-    f5_1 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), K5, axes=([3, 2], [0, 1]))
-    f5_3 = np.maximum(f5_1 + c5, 0)
+    sg_rows_words_5_pad2 = window_rows(words, 5, 1, 2, scratch("sg_rows_words_5_pad2", (n * 50, 320)))
+    f5_1 = scratch("f5_1", (n, 50, 100))
+    np.matmul(sg_rows_words_5_pad2, K5.reshape(320, 100), out=f5_1.reshape(-1, 100))
+    # f5_3 = np.maximum(f5_1 + c5, 0)
+    f5_3 = scratch("f5_3", (n, 50, 100))
+    np.add(f5_1, c5, out=f5_3)
+    np.maximum(f5_3, 0.0, out=f5_3)
     f5 = f5_3.max(axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     features_2 = (random_uniform(seed, 0 + DROPOUT_STREAM, (n, 300)) >= 0.5) * DTYPE(2.0) if training else DTYPE(1)
@@ -226,61 +306,87 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # part of dL/df5_3   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3]
     df5_1 = np.broadcast_to(np.expand_dims(df5, 1), (n, 50, 100))
     # dL/df5_3 = max_backward(f5_3, expand_dims(dL/df5, axis=1), axis=(1,))   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3]
-    df5_3 = np.zeros_like(f5_3)
-    np.put_along_axis(df5_3, np.argmax(f5_3, axis=1, keepdims=True), np.take(df5_1, [0], axis=1), axis=1)
+    df5_3 = scratch("df5_3", (n, 50, 100))
+    df5_3.fill(0)
+    np.put_along_axis(df5_3, np.expand_dims(f5_3.argmax(axis=1), 1), df5_1[:, 0:1], axis=1)
     # dL/df5_2 = dL/df5_3*step(f5_3)   [d relu(f5_2)/df5_2]
-    df5_2 = df5_3*(f5_3 > 0).astype(DTYPE)
+    # df5_2 = df5_3*(f5_3 > 0).astype(DTYPE)
+    df5_2 = scratch("df5_2", (n, 50, 100))
+    np.greater(f5_3, 0.0, out=df5_2)
+    np.multiply(df5_2, df5_3, out=df5_2)
     # dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(f5_1 + c5)/dc5]
     dc5 = df5_2.sum(axis=(0, 1))
     # dL/dwords through f5_1 = conv1d_backward_input(dL/df5_1, K5, length=50, padding=2, stride=1)   [d conv1d(words, K5, padding=2, stride=1)/dwords]
-    sg_padded = np.zeros((n, 54, 64), DTYPE)
+    sg_taps = scratch("sg_taps", (n, 50, 5, 64))
+    np.matmul(df5_2.reshape(-1, 100), K5.reshape(320, 100).T, out=sg_taps.reshape(-1, 320))
+    sg_padded_df5_1_1 = scratch("sg_padded_df5_1_1", (n, 54, 64))
+    sg_padded_df5_1_1.fill(0)
     for tap in range(5):
-        sg_padded[:, tap : tap + 50 : 1] += df5_2 @ K5[tap].T
-    df5_1_1 = sg_padded[:, 2:52]
+        sg_padded_df5_1_1[:, tap : tap + 50 : 1] += sg_taps[:, :, tap]
+    df5_1_1 = sg_padded_df5_1_1[:, 2:52]
     # dL/dK5 = conv1d_backward_kernel(words, dL/df5_1, padding=2, stride=1, width=5)   [d conv1d(words, K5, padding=2, stride=1)/dK5]
-    dK5 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 5, axis=1), df5_2, axes=([0, 1], [0, 1])).transpose(1, 0, 2)
+    dK5 = np.matmul(sg_rows_words_5_pad2.T, df5_2.reshape(-1, 100)).reshape((5, 64, 100))
     # part of dL/df4_3   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3]
     df4_1 = np.broadcast_to(np.expand_dims(df4, 1), (n, 51, 100))
     # dL/df4_3 = max_backward(f4_3, expand_dims(dL/df4, axis=1), axis=(1,))   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3]
-    df4_3 = np.zeros_like(f4_3)
-    np.put_along_axis(df4_3, np.argmax(f4_3, axis=1, keepdims=True), np.take(df4_1, [0], axis=1), axis=1)
+    df4_3 = scratch("df4_3", (n, 51, 100))
+    df4_3.fill(0)
+    np.put_along_axis(df4_3, np.expand_dims(f4_3.argmax(axis=1), 1), df4_1[:, 0:1], axis=1)
     # dL/df4_2 = dL/df4_3*step(f4_3)   [d relu(f4_2)/df4_2]
-    df4_2 = df4_3*(f4_3 > 0).astype(DTYPE)
+    # df4_2 = df4_3*(f4_3 > 0).astype(DTYPE)
+    df4_2 = scratch("df4_2", (n, 51, 100))
+    np.greater(f4_3, 0.0, out=df4_2)
+    np.multiply(df4_2, df4_3, out=df4_2)
     # dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(f4_1 + c4)/dc4]
     dc4 = df4_2.sum(axis=(0, 1))
     # dL/dwords through f4_1 = conv1d_backward_input(dL/df4_1, K4, length=50, padding=2, stride=1)   [d conv1d(words, K4, padding=2, stride=1)/dwords]
-    sg_padded = np.zeros((n, 54, 64), DTYPE)
+    sg_taps = scratch("sg_taps", (n, 51, 4, 64))
+    np.matmul(df4_2.reshape(-1, 100), K4.reshape(256, 100).T, out=sg_taps.reshape(-1, 256))
+    sg_padded_df4_1_1 = scratch("sg_padded_df4_1_1", (n, 54, 64))
+    sg_padded_df4_1_1.fill(0)
     for tap in range(4):
-        sg_padded[:, tap : tap + 51 : 1] += df4_2 @ K4[tap].T
-    df4_1_1 = sg_padded[:, 2:52]
+        sg_padded_df4_1_1[:, tap : tap + 51 : 1] += sg_taps[:, :, tap]
+    df4_1_1 = sg_padded_df4_1_1[:, 2:52]
     # dL/dK4 = conv1d_backward_kernel(words, dL/df4_1, padding=2, stride=1, width=4)   [d conv1d(words, K4, padding=2, stride=1)/dK4]
-    dK4 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 4, axis=1), df4_2, axes=([0, 1], [0, 1])).transpose(1, 0, 2)
+    dK4 = np.matmul(sg_rows_words_4_pad2.T, df4_2.reshape(-1, 100)).reshape((4, 64, 100))
     # part of dL/df3_3   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3]
     df3_1 = np.broadcast_to(np.expand_dims(df3, 1), (n, 52, 100))
     # dL/df3_3 = max_backward(f3_3, expand_dims(dL/df3, axis=1), axis=(1,))   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3]
-    df3_3 = np.zeros_like(f3_3)
-    np.put_along_axis(df3_3, np.argmax(f3_3, axis=1, keepdims=True), np.take(df3_1, [0], axis=1), axis=1)
+    df3_3 = scratch("df3_3", (n, 52, 100))
+    df3_3.fill(0)
+    np.put_along_axis(df3_3, np.expand_dims(f3_3.argmax(axis=1), 1), df3_1[:, 0:1], axis=1)
     # dL/df3_2 = dL/df3_3*step(f3_3)   [d relu(f3_2)/df3_2]
-    df3_2 = df3_3*(f3_3 > 0).astype(DTYPE)
+    # df3_2 = df3_3*(f3_3 > 0).astype(DTYPE)
+    df3_2 = scratch("df3_2", (n, 52, 100))
+    np.greater(f3_3, 0.0, out=df3_2)
+    np.multiply(df3_2, df3_3, out=df3_2)
     # dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(f3_1 + c3)/dc3]
     dc3 = df3_2.sum(axis=(0, 1))
     # dL/dwords through f3_1 = conv1d_backward_input(dL/df3_1, K3, length=50, padding=2, stride=1)   [d conv1d(words, K3, padding=2, stride=1)/dwords]
-    sg_padded = np.zeros((n, 54, 64), DTYPE)
+    sg_taps = scratch("sg_taps", (n, 52, 3, 64))
+    np.matmul(df3_2.reshape(-1, 100), K3.reshape(192, 100).T, out=sg_taps.reshape(-1, 192))
+    sg_padded_df3_1_1 = scratch("sg_padded_df3_1_1", (n, 54, 64))
+    sg_padded_df3_1_1.fill(0)
     for tap in range(3):
-        sg_padded[:, tap : tap + 52 : 1] += df3_2 @ K3[tap].T
-    df3_1_1 = sg_padded[:, 2:52]
+        sg_padded_df3_1_1[:, tap : tap + 52 : 1] += sg_taps[:, :, tap]
+    df3_1_1 = sg_padded_df3_1_1[:, 2:52]
     # dL/dK3 = conv1d_backward_kernel(words, dL/df3_1, padding=2, stride=1, width=3)   [d conv1d(words, K3, padding=2, stride=1)/dK3]
-    dK3 = np.tensordot(np.lib.stride_tricks.sliding_window_view(np.pad(words, ((0, 0), (2, 2), (0, 0))), 3, axis=1), df3_2, axes=([0, 1], [0, 1])).transpose(1, 0, 2)
+    dK3 = np.matmul(sg_rows_words_3_pad2.T, df3_2.reshape(-1, 100)).reshape((3, 64, 100))
     # dL/dwords = df5_1_1 + df4_1_1   [sum over the uses of words]
     # dL/dwords = dwords_1 + df3_1_1   [sum over the uses of words]
-    dwords = df5_1_1 + df4_1_1 + df3_1_1
+    # dwords = df5_1_1 + df4_1_1 + df3_1_1
+    dwords = scratch("dwords", (n, 50, 64))
+    np.add(df5_1_1, df4_1_1, out=dwords)
+    np.add(dwords, df3_1_1, out=dwords)
     # dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE]
     dE = np.zeros((10000, 64), DTYPE)
-    np.add.at(dE, tokens.reshape(-1), dwords.reshape(-1, 64))
+    np.add.at(dE.reshape(-1), (tokens.reshape(-1, 1) * 64 + np.arange(64)).reshape(-1), dwords.reshape(-1))
     return float(loss), {"E": dE, "K3": dK3, "K4": dK4, "K5": dK5, "c3": dc3, "c4": dc4, "c5": dc5, "W": dW, "b": db}
 
 
 def sgd_step(params, grads, lr):
     """params -= lr * grads, in place."""
+    lr = DTYPE(lr)
     for name in PARAMS:
-        params[name] -= DTYPE(lr) * grads[name]
+        grad = grads[name]
+        params[name] -= lr * grad if grad.size < SCRATCH_ELEMENTS else np.multiply(grad, lr, out=scratch("sgd_step", grad.shape))
