@@ -7,8 +7,11 @@ import re
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
+from sympy.printing.precedence import PRECEDENCE, precedence
 
 from ..ir import Graph, is_batch
+from ..ops import REGISTRY
+from ..ops.registry import broadcast_shapes
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import BATCH, fill, relu, sgn, sigmoid, step, structure_expr
 from .common import (
@@ -23,6 +26,7 @@ from .common import (
     source_name,
     summary,
     trainer_context,
+    view,
 )
 
 
@@ -34,7 +38,7 @@ class Printer(NumPyPrinter):
 
     def _print_sigmoid(self, expr):
         # (1 + tanh(x/2)) / 2 equals 1/(1 + exp(-x)) and never overflows.
-        return f"(0.5 + 0.5*np.tanh(0.5*{self._print(expr.args[0])}))"
+        return f"(0.5 + 0.5*np.tanh(0.5*{self.parenthesize(expr.args[0], PRECEDENCE['Mul'])}))"
 
     def _print_relu(self, expr):
         return f"np.maximum({self._print(expr.args[0])}, 0)"
@@ -45,6 +49,20 @@ class Printer(NumPyPrinter):
 
     def _print_sgn(self, expr):
         return f"np.sign({self._print(expr.args[0])})"
+
+    def _print_Add(self, expr, order=None):
+        # negative terms last: a leading one would cost NumPy a pass to negate it
+        terms = sorted(self._as_ordered_terms(expr, order=order), key=lambda t: t.could_extract_minus_sign())
+        text = ""
+        for term in terms:
+            printed = self._print(term)
+            sign = "+"
+            if printed.startswith("-") and not term.is_Add:
+                sign, printed = "-", printed[1:]
+            if precedence(term) < precedence(expr) or term.is_Add:
+                printed = f"({printed})"
+            text += f" {sign} {printed}" if text else ("-" if sign == "-" else "") + printed
+        return text
 
     def _print_Pow(self, expr, rational=False):
         if expr.exp == -1:
@@ -242,10 +260,19 @@ def emit_max_backward(n: Node, reuse: bool = False):
 
 
 def emit_broadcast_to(n: Node):
-    value = n.args[0]
-    if n.attrs["axes"]:
-        value = f"np.expand_dims({value}, {axes_text(n.attrs['axes'])})"
-    return [f"{n.name} = np.broadcast_to({value}, {shape_text(n.shape)})"]
+    return [f"{n.name} = np.broadcast_to({expanded(n)}, {shape_text(n.shape)})"]
+
+
+def expanded(n: Node) -> str:
+    """A broadcast_to's argument with its new axes inserted (size 1): NumPy's broadcasting does the rest."""
+    value, axes = n.args[0], n.attrs["axes"]
+    if not axes:
+        return value
+    rank = len(n.shapes[0]) + len(axes)
+    index = ["None" if i in axes else ":" for i in range(rank)]
+    while index[-1] == ":":
+        index.pop()
+    return f"{method_target(value)}[{', '.join(index)}]"
 
 
 def emit_sum_to(n: Node):
@@ -424,7 +451,7 @@ def emit_cross_entropy(n: Node):
 
 # The text cross-entropy's loss and gradient share (``share_softmax`` puts them together).
 def mean_cross_entropy(log_total: str, shifted_z: str, y: str) -> str:
-    return f"np.mean({log_total} - np.take_along_axis({shifted_z}, {y}[..., None], axis=-1)[..., 0])"
+    return f"({log_total} - np.take_along_axis({shifted_z}, {y}[..., None], axis=-1)[..., 0]).mean()"
 
 
 def gradient_from_exps(v: str, y: str, scale: str, total: str) -> list[str]:
@@ -437,7 +464,8 @@ def gradient_from_exps(v: str, y: str, scale: str, total: str) -> list[str]:
 
 def emit_binary_cross_entropy(n: Node):
     z, y = n.args
-    return [f"{n.name} = np.mean(np.maximum({z}, 0) - {z} * {y} + np.log1p(np.exp(-np.abs({z}))))"]
+    # the method: np.mean spends a microsecond more in Python
+    return [f"{n.name} = (np.maximum({z}, 0) - {z} * {y} + np.log1p(np.exp(-np.abs({z})))).mean()"]
 
 
 def emit(n: Node, reuse: bool = False) -> list[str]:
@@ -524,6 +552,8 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     fresh = escaping(g, roots)
     statements = schedule(g, roots, lambda n: emit(n, reuse=n.name not in fresh and elements(n.shape) >= SCRATCH_ELEMENTS))
     statements = share_window_rows(share_softmax(g, statements, fresh))
+    needed = g.needed_by(roots)
+    statements = contract_products(g, implicit_broadcasts(g, statements, fresh, needed), fresh, needed)
     read = g.needed_by(roots)
     lines = []
     for leaf in program.params:
@@ -533,7 +563,8 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
         if leaf.name in read:
             lines.append(f'{leaf.name} = np.asarray(inputs["{leaf.name}"]{", DTYPE" if leaf.dtype == "float" else ""})')
     if program.batch_input is not None and any(re.search(r"\bn\b", s) for st in statements for s in st.lines):
-        lines.append(f'n = np.shape(inputs["{program.batch_input}"])[0]')
+        batch = program.batch_input
+        lines.append(f"n = {batch}.shape[0]" if batch in read else f'n = np.shape(inputs["{batch}"])[0]')
     for st in statements:
         lines.extend(f"# {comment}" for comment in st.comments)
         lines.extend(st.lines)
@@ -583,6 +614,94 @@ def share_softmax(g: Graph, statements: list[Statement], fresh: set[str]) -> lis
     return statements
 
 
+def implicit_broadcasts(g: Graph, statements: list[Statement], fresh: set[str], needed: set[str]) -> list[Statement]:
+    """A broadcast is left to NumPy's broadcasting (just its new axes
+    inserted: np.broadcast_to alone costs microseconds) where that changes no
+    result: the smaller arrays it leads to reach only element-wise ops, until
+    each meets an array of the full shape, and are not returned."""
+    actual: dict[str, tuple] = {}  # node -> its NumPy shape, where that is smaller than its own
+    for st in statements:
+        if st.op != "broadcast_to" or st.target in fresh:
+            continue
+        (arg,) = g.args(st.target)
+        axes = g.attrs(st.target)["axes"]
+        shape = list(actual.get(arg, g.shape(arg)))
+        for axis in sorted(axes):
+            shape.insert(axis, 1)
+        trial = {st.target: tuple(shape)}
+        if spreads_safely(g, st.target, trial, actual, fresh, needed):
+            actual.update(trial)
+            st.lines = [f"{st.target} = {expanded(view(g, st.target))}"]
+    return statements
+
+
+def spreads_safely(g: Graph, start: str, trial: dict, actual: dict, fresh: set[str], needed: set[str]) -> bool:
+    """Whether ``start`` at the smaller shape ``trial`` gives it changes no
+    result; ``trial`` collects the other nodes it makes smaller."""
+    stack = [start]
+    while stack:
+        for reader in g.nx.successors(stack.pop()):
+            if reader not in needed:
+                continue
+            if not REGISTRY[g.op(reader)].elementwise:
+                return False
+            shape = broadcast_shapes(*(trial.get(a, actual.get(a, g.shape(a))) for a in g.args(reader)))
+            if shape == g.shape(reader):
+                continue
+            if reader in fresh:
+                return False
+            if trial.get(reader) != shape:
+                trial[reader] = shape
+                stack.append(reader)
+    return True
+
+
+def contract_products(g: Graph, statements: list[Statement], fresh: set[str], needed: set[str]) -> list[Statement]:
+    """``sum(M * w, axis=1)`` is ``M @ w``, and ``sum(v[:, None] * M, axis=0)``
+    is ``v @ M``: one matrix-vector product instead of a product array and a
+    reduction over it (logistic regression's forward and weight gradient)."""
+    by_target = {st.target: st for st in statements}
+    dropped = set()
+
+    def only_reader(node: str, reader: str) -> bool:
+        return node not in fresh and [r for r in g.nx.successors(node) if r in needed] == [reader]
+
+    for st in statements:
+        axis = summed_axis(g, st.target)
+        if axis is None:
+            continue
+        (product,) = g.args(st.target)
+        if product not in by_target or g.op(product) != "mul" or len(g.shape(product)) != 2 or not only_reader(product, st.target):
+            continue
+        # the product's statement is exactly a * b: neither is fused into it
+        if any(a not in by_target and g.op(a) not in ("input", "param") for a in g.args(product)):
+            continue
+        rows, cols = g.shape(product)
+        for m, v in (g.args(product), reversed(g.args(product))):
+            if g.shape(m) != g.shape(product):
+                continue
+            if axis == 1 and g.shape(v) == (cols,):
+                st.lines = [f"{st.target} = {m} @ {v}"]
+            elif (axis == 0 and g.op(v) == "broadcast_to" and g.attrs(v)["axes"] == (1,) and v in by_target
+                  and g.shape(g.args(v)[0]) == (rows,) and only_reader(v, product)):
+                st.lines = [f"{st.target} = {g.args(v)[0]} @ {m}"]
+                dropped.add(v)
+            else:
+                continue
+            dropped.add(product)
+            break
+    return [st for st in statements if st.target not in dropped]
+
+
+def summed_axis(g: Graph, node: str) -> int | None:
+    """The one axis a sum (or sum_to) of a matrix drops, if that is what it does."""
+    if g.op(node) == "sum" and not g.attrs(node).get("keepdims") and len(g.attrs(node)["axis"]) == 1:
+        return g.attrs(node)["axis"][0]
+    if g.op(node) == "sum_to" and len(g.shape(node)) == 1 and sum_to_axes(g.shape(g.args(node)[0]), g.shape(node)) == (1, ()):
+        return 0
+    return None
+
+
 def share_window_rows(statements: list[Statement]) -> list[Statement]:
     """A conv1d and its kernel gradient read the same window rows of their
     input (the rows' name says which input, width, stride and padding): the
@@ -607,6 +726,21 @@ def value_text(g: Graph, node: str) -> str:
     return text
 
 
+def gradient_texts(program) -> dict[str, str]:
+    """Each param's returned gradient: an array of its own (a node that is the
+    gradient of two params is copied for the second), a NumPy scalar for a
+    scalar param (arithmetic on those costs half as much as on 0-d arrays)."""
+    g, texts, seen = program.train_graph, {}, set()
+    for param, node in program.gradients.items():
+        if g.shape(node) == ():  # computed: a scalar already; a leaf or a view of one: made one
+            leaf = g.op(node) in ("input", "param", "const", *VIEWS)
+            texts[param] = f"DTYPE({arg_text(g, node)})" if leaf or node in seen else node
+        else:
+            texts[param] = f"np.array({node}, DTYPE)" if node in seen else value_text(g, node)
+        seen.add(node)
+    return texts
+
+
 def metric(program) -> tuple[str, str] | None:
     """The scored output and the NumPy text counting its correct predictions."""
     g = program.eval_graph
@@ -622,11 +756,7 @@ def metric(program) -> tuple[str, str] | None:
 def render_files(program, env) -> dict[str, str]:
     train = program.train_graph
     evaluation = program.eval_graph
-    # a node that is the gradient of two params is copied for the second: each param's gradient is its own array
-    grads = ", ".join(
-        f'"{p}": {value_text(train, d) if d not in list(program.gradients.values())[:i] else f"np.array({d}, DTYPE)"}'
-        for i, (p, d) in enumerate(program.gradients.items())
-    )
+    grads = ", ".join(f'"{p}": {text}' for p, text in gradient_texts(program).items())
     outputs = ", ".join(f'"{o}": {value_text(evaluation, node)}' for o, node in zip(program.outputs, program.output_nodes))
     found = metric(program)
     eval_roots = [evaluation.loss] + ([found[0]] if found else [])

@@ -97,8 +97,7 @@ def forward(params, inputs):
     w = params["w"]
     b = params["b"]
     x = np.asarray(inputs["x"], DTYPE)
-    z_1 = x*w
-    z_2 = z_1.sum(axis=1)
+    z_2 = x @ w
     z = z_2 + b
     return {"z": z}
 
@@ -109,10 +108,9 @@ def evaluate(params, inputs):
     b = params["b"]
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"], DTYPE)
-    z_1 = x*w
-    z_2 = z_1.sum(axis=1)
+    z_2 = x @ w
     z = z_2 + b
-    loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
+    loss = (np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))).mean()
     return float(loss), int(np.sum((z > 0) == (y > 0.5)))
 
 
@@ -122,22 +120,17 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     b = params["b"]
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"], DTYPE)
-    n = np.shape(inputs["x"])[0]
-    z_1 = x*w
-    z_2 = z_1.sum(axis=1)
+    n = x.shape[0]
+    z_2 = x @ w
     z = z_2 + b
-    loss = np.mean(np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z))))
+    loss = (np.maximum(z, 0) - z * y + np.log1p(np.exp(-np.abs(z)))).mean()
     # dL/dz = (sigmoid(z) - y)/batch   [d binary_cross_entropy(z, y)/dz]
-    dz = (-y + (0.5 + 0.5*np.tanh(0.5*z)))/n
+    dz = ((0.5 + 0.5*np.tanh(0.5*z)) - y)/n
     # dL/db = sum(dL/dz, axis=0)   [d(z_2 + b)/db]
     db = dz.sum(axis=0)
-    # dL/dz_1 = expand_dims(dL/dz_2, axis=1)   [d sum(z_1, axis=1)/dz_1]
-    dz_1 = np.broadcast_to(np.expand_dims(dz, 1), (n, 30))
-    # part of dL/dw   [d(x*w)/dw]
-    dz_1_2 = dz_1*x
     # dL/dw = sum(dL/dz_1*x, axis=0)   [d(x*w)/dw]
-    dw = dz_1_2.sum(axis=0)
-    return float(loss), {"w": dw, "b": np.array(db, DTYPE)}
+    dw = dz @ x
+    return float(loss), {"w": dw, "b": db}
 
 
 def sgd_step(params, grads, lr):

@@ -121,7 +121,7 @@ def forward(params, inputs):
     W2 = params["W2"]
     b2 = params["b2"]
     x = np.asarray(inputs["x"], DTYPE)
-    n = np.shape(inputs["x"])[0]
+    n = x.shape[0]
     h_1 = np.matmul(x, W1, out=scratch("h_1", (n, 256)))
     # h = np.maximum(h_1 + b1, 0)
     h = scratch("h", (n, 256))
@@ -140,7 +140,7 @@ def evaluate(params, inputs):
     b2 = params["b2"]
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
-    n = np.shape(inputs["x"])[0]
+    n = x.shape[0]
     h_1 = np.matmul(x, W1, out=scratch("h_1", (n, 256)))
     # h = np.maximum(h_1 + b1, 0)
     h = scratch("h", (n, 256))
@@ -149,7 +149,7 @@ def evaluate(params, inputs):
     logits_1 = h @ W2
     logits = logits_1 + b2
     loss = logits - np.max(logits, axis=-1, keepdims=True)
-    loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0])
+    loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0]).mean()
     return float(loss), int(np.sum(np.argmax(logits, axis=-1) == y))
 
 
@@ -161,7 +161,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     b2 = params["b2"]
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
-    n = np.shape(inputs["x"])[0]
+    n = x.shape[0]
     h_1 = np.matmul(x, W1, out=scratch("h_1", (n, 256)))
     # h = np.maximum(h_1 + b1, 0)
     h = scratch("h", (n, 256))
@@ -172,7 +172,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     sg_shifted_logits = logits - np.max(logits, axis=-1, keepdims=True)
     sg_exp_logits = np.exp(sg_shifted_logits)
     sg_total_logits = sg_exp_logits.sum(axis=-1, keepdims=True)
-    loss = np.mean(np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, y[..., None], axis=-1)[..., 0])
+    loss = (np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, y[..., None], axis=-1)[..., 0]).mean()
     # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
     dlogits_scale = 1.0/n
     # dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits]

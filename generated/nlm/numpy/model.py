@@ -125,7 +125,7 @@ def forward(params, inputs):
     U = params["U"]
     e = params["e"]
     context_ids = np.asarray(inputs["context_ids"])
-    n = np.shape(inputs["context_ids"])[0]
+    n = context_ids.shape[0]
     x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
     x = x_1.reshape((n, 192))
     a_1 = np.matmul(x, H, out=scratch("a_1", (n, 256)))
@@ -147,7 +147,7 @@ def evaluate(params, inputs):
     e = params["e"]
     context_ids = np.asarray(inputs["context_ids"])
     next_id = np.asarray(inputs["next_id"])
-    n = np.shape(inputs["context_ids"])[0]
+    n = context_ids.shape[0]
     x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
     x = x_1.reshape((n, 192))
     a_1 = np.matmul(x, H, out=scratch("a_1", (n, 256)))
@@ -158,7 +158,7 @@ def evaluate(params, inputs):
     logits_1 = np.matmul(a, U, out=scratch("logits_1", (n, 3000)))
     logits = logits_1 + e
     loss = logits - np.max(logits, axis=-1, keepdims=True)
-    loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0])
+    loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0]).mean()
     return float(loss), int(np.sum(np.argmax(logits, axis=-1) == next_id))
 
 
@@ -171,7 +171,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     e = params["e"]
     context_ids = np.asarray(inputs["context_ids"])
     next_id = np.asarray(inputs["next_id"])
-    n = np.shape(inputs["context_ids"])[0]
+    n = context_ids.shape[0]
     x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
     x = x_1.reshape((n, 192))
     a_1 = np.matmul(x, H, out=scratch("a_1", (n, 256)))
@@ -186,7 +186,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     sg_shifted_logits = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), out=scratch("sg_shifted_logits", (n, 3000)))
     sg_exp_logits = np.exp(sg_shifted_logits, out=scratch("sg_exp_logits", (n, 3000)))
     sg_total_logits = sg_exp_logits.sum(axis=-1, keepdims=True)
-    loss = np.mean(np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, next_id[..., None], axis=-1)[..., 0])
+    loss = (np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, next_id[..., None], axis=-1)[..., 0]).mean()
     # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
     dlogits_scale = 1.0/n
     # dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits]

@@ -126,7 +126,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     L = c*e
     # dL/db = 2*dL/dd   [d(2*b)/db]
     db = 2.0*c
-    return float(L), {"a": np.array(c, DTYPE), "b": np.array(db, DTYPE), "c": np.array(e, DTYPE)}
+    return float(L), {"a": DTYPE(c), "b": db, "c": e}
 
 
 def sgd_step(params, grads, lr):

@@ -110,9 +110,9 @@ class Optimizer:
             elif self.momentum:
                 self.m[name] *= model.DTYPE(self.momentum)
                 self.m[name] += grad
-                params[name] -= np.multiply(self.m[name], lr, out=grad)
-            else:  # the step's own gradients: scaled in place, no temporary
-                params[name] -= np.multiply(grad, lr, out=grad)
+                params[name] -= np.multiply(self.m[name], lr, out=grad) if grad.ndim else lr * self.m[name]
+            else:  # the step's own gradient arrays: scaled in place, no temporary
+                params[name] -= np.multiply(grad, lr, out=grad) if grad.ndim else lr * grad
 
 
 def save(folder, params, optimizer, epoch, seed, stats):

@@ -156,7 +156,7 @@ def forward(params, inputs):
     W = params["W"]
     b = params["b"]
     tokens = np.asarray(inputs["tokens"])
-    n = np.shape(inputs["tokens"])[0]
+    n = tokens.shape[0]
     words = np.take(E, tokens, axis=0, out=scratch("words", (n, 50, 64)))
     sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch("sg_rows_words_3_pad2", (n * 52, 192)))
     f3_1 = scratch("f3_1", (n, 52, 100))
@@ -201,7 +201,7 @@ def evaluate(params, inputs):
     b = params["b"]
     tokens = np.asarray(inputs["tokens"])
     label = np.asarray(inputs["label"])
-    n = np.shape(inputs["tokens"])[0]
+    n = tokens.shape[0]
     words = np.take(E, tokens, axis=0, out=scratch("words", (n, 50, 64)))
     sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch("sg_rows_words_3_pad2", (n * 52, 192)))
     f3_1 = scratch("f3_1", (n, 52, 100))
@@ -231,7 +231,7 @@ def evaluate(params, inputs):
     logits_1 = features_1 @ W
     logits = logits_1 + b
     loss = logits - np.max(logits, axis=-1, keepdims=True)
-    loss = np.mean(np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, label[..., None], axis=-1)[..., 0])
+    loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, label[..., None], axis=-1)[..., 0]).mean()
     return float(loss), int(np.sum(np.argmax(logits, axis=-1) == label))
 
 
@@ -248,7 +248,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     b = params["b"]
     tokens = np.asarray(inputs["tokens"])
     label = np.asarray(inputs["label"])
-    n = np.shape(inputs["tokens"])[0]
+    n = tokens.shape[0]
     words = np.take(E, tokens, axis=0, out=scratch("words", (n, 50, 64)))
     sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch("sg_rows_words_3_pad2", (n * 52, 192)))
     f3_1 = scratch("f3_1", (n, 52, 100))
@@ -282,7 +282,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     sg_shifted_logits = logits - np.max(logits, axis=-1, keepdims=True)
     sg_exp_logits = np.exp(sg_shifted_logits)
     sg_total_logits = sg_exp_logits.sum(axis=-1, keepdims=True)
-    loss = np.mean(np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, label[..., None], axis=-1)[..., 0])
+    loss = (np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, label[..., None], axis=-1)[..., 0]).mean()
     # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
     dlogits_scale = 1.0/n
     # dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits]
@@ -304,7 +304,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/df5 = slice(dL/dfeatures_1, axis=1, start=200, stop=300)   [d concat(f3, f4, f5, axis=1)/df5]
     df5 = dfeatures_1[:, 200:300]
     # part of dL/df5_3   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3]
-    df5_1 = np.broadcast_to(np.expand_dims(df5, 1), (n, 50, 100))
+    df5_1 = np.broadcast_to(df5[:, None], (n, 50, 100))
     # dL/df5_3 = max_backward(f5_3, expand_dims(dL/df5, axis=1), axis=(1,))   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3]
     df5_3 = scratch("df5_3", (n, 50, 100))
     df5_3.fill(0)
@@ -327,7 +327,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/dK5 = conv1d_backward_kernel(words, dL/df5_1, padding=2, stride=1, width=5)   [d conv1d(words, K5, padding=2, stride=1)/dK5]
     dK5 = np.matmul(sg_rows_words_5_pad2.T, df5_2.reshape(-1, 100)).reshape((5, 64, 100))
     # part of dL/df4_3   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3]
-    df4_1 = np.broadcast_to(np.expand_dims(df4, 1), (n, 51, 100))
+    df4_1 = np.broadcast_to(df4[:, None], (n, 51, 100))
     # dL/df4_3 = max_backward(f4_3, expand_dims(dL/df4, axis=1), axis=(1,))   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3]
     df4_3 = scratch("df4_3", (n, 51, 100))
     df4_3.fill(0)
@@ -350,7 +350,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/dK4 = conv1d_backward_kernel(words, dL/df4_1, padding=2, stride=1, width=4)   [d conv1d(words, K4, padding=2, stride=1)/dK4]
     dK4 = np.matmul(sg_rows_words_4_pad2.T, df4_2.reshape(-1, 100)).reshape((4, 64, 100))
     # part of dL/df3_3   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3]
-    df3_1 = np.broadcast_to(np.expand_dims(df3, 1), (n, 52, 100))
+    df3_1 = np.broadcast_to(df3[:, None], (n, 52, 100))
     # dL/df3_3 = max_backward(f3_3, expand_dims(dL/df3, axis=1), axis=(1,))   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3]
     df3_3 = scratch("df3_3", (n, 52, 100))
     df3_3.fill(0)

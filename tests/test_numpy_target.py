@@ -1,0 +1,116 @@
+"""The NumPy target's rewrites for speed: each keeps the values (float64,
+against central differences and against the C target) and has the form it
+promises in the generated source."""
+
+from __future__ import annotations
+
+import inspect
+
+import numpy as np
+import pytest
+
+import symgraph as sg
+
+from conftest import ATOL, RTOL, central_difference_errors, inputs_for
+from test_gradients import assert_close
+
+SPECS = {
+    # sum(x * w, axis=1) is x @ w; its weight gradient sum(dz[:, None] * x, axis=0) is dz @ x
+    "contraction": """
+name: contraction
+dims: {batch: 6}
+inputs: {x: {shape: [batch, 5]}, y: {shape: [batch]}}
+params: {w: {shape: [5], init: normal(0.5)}, b: {shape: [], init: zeros}}
+graph:
+  z: sum(x * w, axis=1) + b
+  loss: binary_cross_entropy(z, y)
+loss: loss
+""",
+    # the broadcast of dL/dm back over the rows is read by an element-wise op next to a full array
+    "broadcast": """
+name: broadcast
+dims: {batch: 4}
+inputs: {x: {shape: [batch, 3]}}
+params: {W: {shape: [3, 3], init: normal(0.5)}}
+graph:
+  h: tanh(x @ W)
+  loss: mean(h * h)
+loss: loss
+""",
+    # small: one-line expressions; sigmoid of a sum must keep the sum together
+    "sigmoid": """
+name: sigmoid
+dims: {batch: 4}
+inputs: {x: {shape: [batch, 3]}}
+params: {W: {shape: [3, 2], init: normal(0.5)}, b: {shape: [2], init: normal(0.5)}}
+graph:
+  h: sigmoid(x @ W + b)
+  loss: mean(h * h)
+loss: loss
+""",
+    # big enough (batch 64 x 300) for scratch buffers, in-place ufunc calls and shared window rows
+    "scratch": """
+name: scratch
+dims: {batch: 64}
+inputs: {x: {shape: [batch, 20, 15]}, y: {shape: [batch], dtype: int}}
+params:
+  K: {shape: [3, 15, 16], init: he_uniform}
+  c: {shape: [16], init: zeros}
+  W: {shape: [16, 3], init: xavier_uniform}
+graph:
+  f: max(sigmoid(conv1d(x, K, padding=1) + c) * 2 - 1, axis=1)
+  loss: cross_entropy(f @ W, y)
+loss: loss
+""",
+}
+
+
+def model(name: str, target: str = "numpy"):
+    return sg.compile(sg.load(SPECS[name]), target=target, dtype="float64")
+
+
+@pytest.mark.parametrize("name", sorted(SPECS))
+def test_gradients_match_central_differences_and_the_c_target(name):
+    rng = np.random.default_rng(0)
+    numpy_model, c_model = model(name), model(name, "c")
+    params = numpy_model.init_params(1)
+    inputs = inputs_for(numpy_model, rng)
+    if "y" in inputs and name == "contraction":
+        inputs["y"] = (inputs["y"] > 0).astype(np.float64)
+    for param, (analytic, numeric) in central_difference_errors(numpy_model, params, inputs, rng).items():
+        assert abs(analytic - numeric) <= ATOL + RTOL * abs(numeric), (param, analytic, numeric)
+    loss, grads = numpy_model.loss_and_grads(params, inputs)
+    c_loss, c_grads = c_model.loss_and_grads(params, inputs)
+    assert_close(loss, c_loss, 1e-12)
+    for key in grads:
+        assert_close(grads[key], c_grads[key], 1e-12)
+
+
+def source(name: str) -> str:
+    return inspect.getsource(model(name)._backend.loss_and_grads)
+
+
+def test_sums_of_products_are_matrix_vector_products():
+    text = source("contraction")
+    assert "z_2 = x @ w" in text and "dw = dz @ x" in text
+    assert "broadcast_to" not in text and ".sum(axis=1)" not in text
+
+
+def test_broadcasts_that_meet_a_full_array_are_left_to_numpy():
+    text = source("broadcast")
+    assert "np.broadcast_to" not in text and "[None, None]" in text  # mean's gradient, 1/(3n), broadcast by h
+
+
+def test_big_intermediates_go_to_scratch_buffers_and_results_stay_fresh():
+    m = model("scratch")
+    text = inspect.getsource(m._backend.loss_and_grads)
+    assert 'scratch("f_1"' in text and "np.tanh(" in text and ", out=" in text
+    assert text.count("window_rows(x, 3, 1, 1") == 1  # the kernel gradient reuses the forward's rows
+    rng = np.random.default_rng(1)
+    params, inputs = m.init_params(1), inputs_for(m, rng)
+    first_loss, first = m.loss_and_grads(params, inputs)
+    kept = {k: v.copy() for k, v in first.items()}
+    m.loss_and_grads({k: v * 0.5 for k, v in params.items()}, inputs_for(m, rng))  # reuses every scratch buffer
+    for key in first:  # nothing the first call returned was overwritten
+        np.testing.assert_array_equal(first[key], kept[key], err_msg=key)
+    assert m.loss_and_grads(params, inputs)[0] == first_loss
