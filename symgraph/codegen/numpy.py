@@ -552,9 +552,8 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     fresh = escaping(g, roots)
     statements = schedule(g, roots, lambda n: emit(n, reuse=n.name not in fresh and elements(n.shape) >= SCRATCH_ELEMENTS))
     statements = share_window_rows(share_softmax(g, statements, fresh))
-    needed = g.needed_by(roots)
-    statements = contract_products(g, implicit_broadcasts(g, statements, fresh, needed), fresh, needed)
     read = g.needed_by(roots)
+    statements = contract_products(g, implicit_broadcasts(g, statements, fresh, read), fresh, read)
     lines = []
     for leaf in program.params:
         if leaf.name in read:
