@@ -464,8 +464,9 @@ def gradient_from_exps(v: str, y: str, scale: str, total: str) -> list[str]:
 
 def emit_binary_cross_entropy(n: Node):
     z, y = n.args
-    # the method: np.mean spends a microsecond more in Python
-    return [f"{n.name} = (np.maximum({z}, 0) - {z} * {y} + np.log1p(np.exp(-np.abs({z})))).mean()"]
+    # softplus(z) - z*y, with np.logaddexp(0, z) = log(1 + e^z) computed without overflow in one
+    # pass; the method: np.mean spends a microsecond more in Python
+    return [f"{n.name} = (np.logaddexp(0, {z}) - {z} * {y}).mean()"]
 
 
 def emit(n: Node, reuse: bool = False) -> list[str]:
