@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import math
 import re
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
-from ..ir import Graph, is_batch
+from ..ir import Graph, is_batch, numel
 from ..ops import REGISTRY
 from ..ops.registry import broadcast_shapes
 from ..ops.reduce import sum_to_axes
@@ -196,11 +195,6 @@ def scratch(name: str, shape: str) -> str:
     return f'scratch("{name}", {shape})'
 
 
-def elements(shape: tuple) -> int:
-    """Size at the spec's batch size."""
-    return math.prod(int(d) for d in shape)
-
-
 def zeros(name: str, shape: tuple, reuse: bool) -> list[str]:
     if not reuse:
         return [f"{name} = np.zeros({shape_text(shape)}, DTYPE)"]
@@ -319,35 +313,36 @@ def rows_name(x: str, attrs: dict, width: int) -> str:
     return name + (f"_pad{attrs['padding']}" if attrs["padding"] else "")
 
 
-def window_rows(n: Node, x: str, width: int, steps: int, c_in: int) -> tuple[str, str]:
+def rows_statement(n: Node, x: str, width: int, steps: int, c_in: int) -> tuple[str, str]:
     """(its name, the statement computing it): the [batch*steps, width*c_in] matrix of window rows."""
     name = rows_name(x, n.attrs, width)
     into = ""
-    if int(n.shape[0]) * steps * width * c_in >= SCRATCH_ELEMENTS:
+    if numel((n.shape[0], steps, width, c_in)) >= SCRATCH_ELEMENTS:
         batch = "n" if is_batch(n.shape[0]) else str(int(n.shape[0]))
         into = f", {scratch(name, f'({batch} * {steps}, {width * c_in})')}"
     return name, f"{name} = window_rows({x}, {width}, {n.attrs['stride']}, {n.attrs['padding']}{into})"
 
 
+def product_into(name: str, product: str, shape: tuple, columns: int, reuse: bool) -> list[str]:
+    """``name = np.matmul(product)`` (a [rows, columns] matrix) seen as ``shape``; with ``reuse``, in name's scratch buffer."""
+    if reuse:
+        return [f"{name} = {scratch(name, shape_text(shape))}", f"np.matmul({product}, out={name}.reshape(-1, {columns}))"]
+    return [f"{name} = np.matmul({product}).reshape({shape_text(shape)})"]
+
+
 def emit_conv1d(n: Node, reuse: bool = False):
     x, kernel = n.args
     width, c_in, c_out = (int(d) for d in n.shapes[1])
-    rows, line = window_rows(n, x, width, int(n.shape[1]), c_in)
+    rows, line = rows_statement(n, x, width, int(n.shape[1]), c_in)
     # one product: K[width, c_in, c_out] is already the [width*c_in, c_out] matrix the rows meet
-    product = f"{rows}, {kernel}.reshape({width * c_in}, {c_out})"
-    if reuse:
-        return [line, f"{n.name} = {scratch(n.name, shape_text(n.shape))}", f"np.matmul({product}, out={n.name}.reshape(-1, {c_out}))"]
-    return [line, f"{n.name} = np.matmul({product}).reshape({shape_text(n.shape)})"]
+    return [line, *product_into(n.name, f"{rows}, {kernel}.reshape({width * c_in}, {c_out})", n.shape, c_out, reuse)]
 
 
 def emit_conv1d_backward_kernel(n: Node, reuse: bool = False):
     x, cot = n.args
     width, c_in, c_out = (int(d) for d in n.shape)
-    rows, line = window_rows(n, x, width, int(n.shapes[1][1]), c_in)
-    product = f"{rows}.T, {cot}.reshape(-1, {c_out})"
-    if reuse:
-        return [line, f"{n.name} = {scratch(n.name, shape_text(n.shape))}", f"np.matmul({product}, out={n.name}.reshape(-1, {c_out}))"]
-    return [line, f"{n.name} = np.matmul({product}).reshape({shape_text(n.shape)})"]
+    rows, line = rows_statement(n, x, width, int(n.shapes[1][1]), c_in)
+    return [line, *product_into(n.name, f"{rows}.T, {cot}.reshape(-1, {c_out})", n.shape, c_out, reuse)]
 
 
 def scatter_windows(n: Node, steps: int, contribution: str, width: int, per_tap, reuse: bool = False) -> list[str]:
@@ -369,10 +364,7 @@ def emit_conv1d_backward_input(n: Node, reuse: bool = False):
     # every tap's contribution in one product, [batch, steps, width, c_in], then added back tap by tap
     taps_shape = (n.shape[0], steps, width, c_in)
     product = f"{cot}.reshape(-1, {c_out}), {kernel}.reshape({width * c_in}, {c_out}).T"
-    if elements(taps_shape) >= SCRATCH_ELEMENTS:
-        taps = [f"sg_taps = {scratch('sg_taps', shape_text(taps_shape))}", f"np.matmul({product}, out=sg_taps.reshape(-1, {width * c_in}))"]
-    else:
-        taps = [f"sg_taps = np.matmul({product}).reshape({shape_text(taps_shape)})"]
+    taps = product_into("sg_taps", product, taps_shape, width * c_in, numel(taps_shape) >= SCRATCH_ELEMENTS)
     return [*taps, *scatter_windows(n, steps, "sg_taps", width, lambda c: f"{c}[:, :, tap]", reuse)]
 
 
@@ -551,7 +543,7 @@ def init_code(leaf) -> str:
 def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     """Unpack the leaves the roots read, then one block per statement."""
     fresh = escaping(g, roots)
-    statements = schedule(g, roots, lambda n: emit(n, reuse=n.name not in fresh and elements(n.shape) >= SCRATCH_ELEMENTS))
+    statements = schedule(g, roots, lambda n: emit(n, reuse=n.name not in fresh and numel(n.shape) >= SCRATCH_ELEMENTS))
     statements = share_window_rows(share_softmax(g, statements, fresh))
     read = g.needed_by(roots)
     statements = contract_products(g, implicit_broadcasts(g, statements, fresh, read), fresh, read)
@@ -600,7 +592,7 @@ def share_softmax(g: Graph, statements: list[Statement], fresh: set[str]) -> lis
         if loss is None or statements.index(loss) > statements.index(st):
             continue
         shifted_z, exps, total = f"sg_shifted_{z}", f"sg_exp_{z}", f"sg_total_{z}"
-        big = elements(g.shape(z)) >= SCRATCH_ELEMENTS
+        big = numel(g.shape(z)) >= SCRATCH_ELEMENTS
         # the exponentials become the gradient: a scratch buffer only if that is not returned
         into = f", out={scratch(exps, shape_text(g.shape(z)))}" if big and st.target not in fresh else ""
         loss.lines = [
@@ -778,7 +770,7 @@ def render_files(program, env) -> dict[str, str]:
         train_body=body(program, train, [train.loss, *program.gradients.values()], [f"return float({arg_text(train, train.loss)}), {{{grads}}}"]),
     )
     context["scratch"] = any("scratch(" in line for key in ("forward_body", "evaluate_body", "train_body") for line in context[key]) or any(
-        elements(p.shape) >= SCRATCH_ELEMENTS for p in program.params
+        numel(p.shape) >= SCRATCH_ELEMENTS for p in program.params
     )
     context["scratch_elements"] = SCRATCH_ELEMENTS
     files = {"model.py": env.get_template("numpy/model.py.j2").render(context)}
