@@ -10,10 +10,9 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
-import jinja2
 from markupsafe import Markup
 
-from .codegen import TEMPLATES
+from .codegen import ENV as CODE_ENV
 from .codegen.c import memory_report
 from .codegen.common import describe, summary
 from .compiler import compile as compile_graph
@@ -23,13 +22,7 @@ from .explain import explain
 from .gradcheck import gradcheck
 from .ir import Graph
 
-ENV = jinja2.Environment(
-    loader=jinja2.FileSystemLoader(str(TEMPLATES)),
-    undefined=jinja2.StrictUndefined,
-    autoescape=True,
-    trim_blocks=True,
-    lstrip_blocks=True,
-)
+ENV = CODE_ENV.overlay(autoescape=True, keep_trailing_newline=False)  # HTML: everything inserted is escaped
 
 
 def report(g: Graph, spec_text: str | None = None) -> str:
