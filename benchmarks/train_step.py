@@ -5,7 +5,8 @@ reference models, timed side by side in one run.
 
 Runs, for each model in ``benchmarks/models/``:
   c          the generated C (cc -O3 -march=native), one thread;
-  c-openmp   the same sources built with -fopenmp, OMP_NUM_THREADS = the cores;
+  c-openmp   the same sources built with -fopenmp, OMP_NUM_THREADS = the cores,
+             OMP_PROC_BIND=true (each thread on a core of its own; see below);
   numpy      the generated NumPy module (loss_and_grads, then sgd_step);
   by-hand    a hand-written NumPy step (``references.py``);
   pytorch    PyTorch eager, and jax: JAX jit, when they are installed.
@@ -83,6 +84,11 @@ def generated_c(g, params, inputs, folder: Path, openmp: bool) -> Process:
     subprocess.run([cc, *flags, f"-DMODEL={g.name}", "-I", str(build), str(HERE / "step_harness.c"), str(build / "model.c"),
                     "-o", str(build / "step"), "-lm"], check=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(os.cpu_count() if openmp else 1))
+    if openmp:
+        # Unbound, the scheduler may wake both threads on one core after an idle
+        # pause; the one waiting at a barrier then spins on the other's core, and
+        # products ran at a quarter of one thread's speed for tens of milliseconds.
+        env["OMP_PROC_BIND"] = "true"
     return Process(name, [str(build / "step"), str(build)], env)
 
 
