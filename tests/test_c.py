@@ -209,6 +209,32 @@ def test_memory_report_names_every_buffer_and_the_peak():
     assert "loss_and_grads:" in text and "dh " in text and text.splitlines()[-1].startswith("arena (peak):")
 
 
+# Rows, inner length and columns on both sides of the kernel's tile edges: the
+# rows of a tile (4, 6 or 12), its one- and two-vector widths (4 to 32
+# columns), and the depth of one packed panel (256).
+PRODUCT_SHAPES = [(1, 1, 1), (5, 3, 7), (13, 20, 16), (12, 9, 17), (25, 300, 33), (50, 64, 100)]
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("m, k, n", PRODUCT_SHAPES)
+def test_products_match_numpy_across_tile_edges(m, k, n, dtype, rng):
+    """c = a @ b and both its gradients (a product with each operand transposed)."""
+    spec = f"""
+name: product
+params: {{a: {{shape: [{m}, {k}]}}, b: {{shape: [{k}, {n}]}}}}
+graph: {{c: a @ b, loss: sum(c * c)}}
+loss: loss
+"""
+    model = sg.compile(sg.load(spec), target="c", dtype=dtype)
+    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
+    loss, grads = model.loss_and_grads({"a": a, "b": b}, {})
+    c = a @ b
+    tolerance = 1e-4 if dtype == "float32" else 1e-12
+    assert_close(loss, np.sum(c * c), tolerance)
+    assert_close(grads["a"], 2 * c @ b.T, tolerance)
+    assert_close(grads["b"], 2 * a.T @ c, tolerance)
+
+
 def has_cblas() -> bool:
     probe = subprocess.run(["cc", "-x", "c", "-", "-o", "/dev/null", "-lopenblas"], input="#include <cblas.h>\nint main(void) { return 0; }\n",
                            capture_output=True, text=True)

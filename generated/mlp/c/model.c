@@ -94,8 +94,10 @@ enum { SG_MR = 6 };
 #define SG_VECTOR_BYTES 16
 enum { SG_MR = 4 };
 #endif
-/* aligned like real: a 64-byte-aligned type made GCC keep the tile on the stack, at a third of the speed */
-typedef real sg_vector __attribute__((vector_size(SG_VECTOR_BYTES), aligned(sizeof(real))));
+/* Aligned like real, and allowed to alias it, so that a vector is read from and
+ * written to any real array by assignment. Through memcpy, or as a 64-byte
+ * aligned type, GCC kept the tile on the stack, at a third of the speed. */
+typedef real sg_vector __attribute__((vector_size(SG_VECTOR_BYTES), aligned(sizeof(real)), may_alias));
 enum { SG_VL = SG_VECTOR_BYTES / sizeof(real), SG_NR = 2 * SG_VL, SG_KC = 256, SG_MC = 96, SG_NC = 1024 };
 
 /* Packing buffers, one pair per thread. */
@@ -119,33 +121,59 @@ static real sg_packed_a[SG_MC * SG_KC], sg_packed_b[SG_KC * SG_NC];
 SG_MICRO_KERNEL
 static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load)
 {
-    sg_vector acc[SG_MR][2];
-    for (int i = 0; i < SG_MR; i++)
-        if (load)
-            memcpy(acc[i], c + i * ldc, sizeof acc[i]);
-        else
-            acc[i][0] = acc[i][1] = (sg_vector){0};
+    sg_vector acc0[SG_MR];
+    sg_vector acc1[SG_MR];
+    for (int i = 0; i < SG_MR; i++) {
+        acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+        acc1[i] = load ? *(const sg_vector *)(c + i * ldc + SG_VL) : (sg_vector){0};
+    }
     for (long p = 0; p < kc; p++) {
-        sg_vector b[2];
-        memcpy(b, bp + p * SG_NR, sizeof b);
+        const sg_vector b0 = *(const sg_vector *)(bp + 2 * p * SG_VL);
+        const sg_vector b1 = *(const sg_vector *)(bp + 2 * p * SG_VL + SG_VL);
         for (int i = 0; i < SG_MR; i++) {
             const real a = ap[p * SG_MR + i];
-            acc[i][0] += a * b[0];
-            acc[i][1] += a * b[1];
+            acc0[i] += a * b0;
+            acc1[i] += a * b1;
         }
     }
-    for (int i = 0; i < SG_MR; i++)
-        memcpy(c + i * ldc, acc[i], sizeof acc[i]);
+    for (int i = 0; i < SG_MR; i++) {
+        *(sg_vector *)(c + i * ldc) = acc0[i];
+        *(sg_vector *)(c + i * ldc + SG_VL) = acc1[i];
+    }
 }
 
-/* The same for a tile cut short by the edge of c: through a full tile on the stack. */
+/* The same one vector wide (bp packed SG_VL wide), for the last SG_VL columns
+ * or fewer: the edge of 100 columns then costs 16 columns' work, not 32. */
+SG_MICRO_KERNEL
+static void sg_micro_kernel_narrow(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load)
+{
+    sg_vector acc0[SG_MR];
+    for (int i = 0; i < SG_MR; i++) {
+        acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+    }
+    for (long p = 0; p < kc; p++) {
+        const sg_vector b0 = *(const sg_vector *)(bp + p * SG_VL);
+        for (int i = 0; i < SG_MR; i++) {
+            const real a = ap[p * SG_MR + i];
+            acc0[i] += a * b0;
+        }
+    }
+    for (int i = 0; i < SG_MR; i++) {
+        *(sg_vector *)(c + i * ldc) = acc0[i];
+    }
+}
+
+/* Either kernel on a tile cut short by the edge of c: through a full tile on the stack. */
 static void sg_micro_kernel_edge(long kc, const real *ap, const real *bp, real *c, long ldc, long rows, long cols, int load)
 {
     real tile[SG_MR * SG_NR];
     for (long i = 0; i < SG_MR; i++)
         for (long j = 0; j < SG_NR; j++)
             tile[i * SG_NR + j] = load && i < rows && j < cols ? c[i * ldc + j] : 0;
-    sg_micro_kernel(kc, ap, bp, tile, SG_NR, 1);
+    if (cols <= SG_VL)
+        sg_micro_kernel_narrow(kc, ap, bp, tile, SG_NR, 1);
+    else
+        sg_micro_kernel(kc, ap, bp, tile, SG_NR, 1);
     for (long i = 0; i < rows; i++)
         for (long j = 0; j < cols; j++)
             c[i * ldc + j] = tile[i * SG_NR + j];
@@ -207,9 +235,11 @@ static void sg_product_serial(const sg_product *g)
         const long nc = g->n - jc < SG_NC ? g->n - jc : SG_NC;
         for (long pc = 0; pc < g->k; pc += SG_KC) {
             const long kc = g->k - pc < SG_KC ? g->k - pc : SG_KC;
-            for (long jr = 0; jr < nc; jr += SG_NR)
-                sg_pack(sg_packed_b + jr * kc, SG_NR, nc - jr < SG_NR ? nc - jr : SG_NR, kc, g->b + (jc + jr) * g->b_cs,
-                        g->b_cs, g->b_rs, pc, g->k_seg, g->b_seg);
+            for (long jr = 0; jr < nc; jr += SG_NR) {
+                const long cols = nc - jr < SG_NR ? nc - jr : SG_NR;
+                sg_pack(sg_packed_b + jr * kc, cols <= SG_VL ? SG_VL : SG_NR, cols, kc, g->b + (jc + jr) * g->b_cs, g->b_cs,
+                        g->b_rs, pc, g->k_seg, g->b_seg);
+            }
             for (long item = 0; item < g->count; item++)
                 for (long ic = 0; ic < g->m; ic += SG_MC) {
                     const long mc = g->m - ic < SG_MC ? g->m - ic : SG_MC;
@@ -223,6 +253,8 @@ static void sg_product_serial(const sg_product *g)
                             const long rows = mc - ir < SG_MR ? mc - ir : SG_MR, cols = nc - jr < SG_NR ? nc - jr : SG_NR;
                             if (rows == SG_MR && cols == SG_NR)
                                 sg_micro_kernel(kc, ap, bp, tile, g->ldc, g->accumulate || pc > 0);
+                            else if (rows == SG_MR && cols == SG_VL)
+                                sg_micro_kernel_narrow(kc, ap, bp, tile, g->ldc, g->accumulate || pc > 0);
                             else
                                 sg_micro_kernel_edge(kc, ap, bp, tile, g->ldc, rows, cols, g->accumulate || pc > 0);
                         }
