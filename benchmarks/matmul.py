@@ -4,9 +4,9 @@ square sizes 256, 512 and 1024, on one thread and on all cores.
     python benchmarks/matmul.py [--blocks 7] [--json matmul.json]
 
 For each thread count a fresh process sets OPENBLAS_NUM_THREADS and
-OMP_NUM_THREADS before NumPy loads, builds the generated model of
-``c = a @ b`` (-O3 -march=native, and -fopenmp for more than one thread),
-then times it and ``np.matmul(a, b, out=c)`` in interleaved blocks. It
+OMP_NUM_THREADS (and OMP_PROC_BIND=true) before NumPy loads, builds the
+generated model of ``c = a @ b`` (-O3 -march=native, and -fopenmp for more
+than one thread), then times it and ``np.matmul(a, b, out=c)`` in interleaved blocks. It
 prints the median GFLOP/s of each and the generated kernel's share of
 OpenBLAS's.
 """
@@ -94,6 +94,8 @@ def main() -> None:
     print(f"{'n':>5} {'threads':>7} {'generated GFLOP/s':>18} {'OpenBLAS GFLOP/s':>17} {'share':>6}")
     for threads in sorted({1, os.cpu_count() or 1}):
         env = dict(os.environ, OPENBLAS_NUM_THREADS=str(threads), OMP_NUM_THREADS=str(threads))
+        if threads > 1:  # one core per OpenMP thread, as in train_step.py
+            env["OMP_PROC_BIND"] = "true"
         done = subprocess.run([sys.executable, __file__, "--worker", str(threads), "--blocks", str(args.blocks)],
                               env=env, capture_output=True, text=True, check=True)
         for row in json.loads(done.stdout):

@@ -163,17 +163,71 @@ static void sg_micro_kernel_narrow(long kc, const real *restrict ap, const real 
     }
 }
 
-/* Either kernel on a tile cut short by the edge of c: through a full tile on the stack. */
-static void sg_micro_kernel_edge(long kc, const real *ap, const real *bp, real *c, long ldc, long rows, long cols, int load)
+/* Both again with A's rows read where they lie (row i at ap + i*lda): a
+ * row-major A needs no packing, which would be a transpose. */
+SG_MICRO_KERNEL
+static void sg_micro_kernel_rows(long kc, const real *restrict ap, long lda, const real *restrict bp, real *restrict c, long ldc, int load)
 {
+    sg_vector acc0[SG_MR];
+    sg_vector acc1[SG_MR];
+    for (int i = 0; i < SG_MR; i++) {
+        acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+        acc1[i] = load ? *(const sg_vector *)(c + i * ldc + SG_VL) : (sg_vector){0};
+    }
+    for (long p = 0; p < kc; p++) {
+        const sg_vector b0 = *(const sg_vector *)(bp + 2 * p * SG_VL);
+        const sg_vector b1 = *(const sg_vector *)(bp + 2 * p * SG_VL + SG_VL);
+        for (int i = 0; i < SG_MR; i++) {
+            const real a = ap[i * lda + p];
+            acc0[i] += a * b0;
+            acc1[i] += a * b1;
+        }
+    }
+    for (int i = 0; i < SG_MR; i++) {
+        *(sg_vector *)(c + i * ldc) = acc0[i];
+        *(sg_vector *)(c + i * ldc + SG_VL) = acc1[i];
+    }
+}
+
+SG_MICRO_KERNEL
+static void sg_micro_kernel_rows_narrow(long kc, const real *restrict ap, long lda, const real *restrict bp, real *restrict c, long ldc, int load)
+{
+    sg_vector acc0[SG_MR];
+    for (int i = 0; i < SG_MR; i++) {
+        acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+    }
+    for (long p = 0; p < kc; p++) {
+        const sg_vector b0 = *(const sg_vector *)(bp + p * SG_VL);
+        for (int i = 0; i < SG_MR; i++) {
+            const real a = ap[i * lda + p];
+            acc0[i] += a * b0;
+        }
+    }
+    for (int i = 0; i < SG_MR; i++) {
+        *(sg_vector *)(c + i * ldc) = acc0[i];
+    }
+}
+
+/* One tile of c, by whichever kernel fits: A packed (lda 0) or in place, and
+ * a tile cut short by the edge of c through a full tile on the stack. */
+static void sg_tile(long kc, const real *ap, long lda, const real *bp, real *c, long ldc, long rows, long cols, int load)
+{
+    if (rows == SG_MR && (cols == SG_NR || cols == SG_VL)) {
+        if (lda && cols == SG_NR)
+            sg_micro_kernel_rows(kc, ap, lda, bp, c, ldc, load);
+        else if (lda)
+            sg_micro_kernel_rows_narrow(kc, ap, lda, bp, c, ldc, load);
+        else if (cols == SG_NR)
+            sg_micro_kernel(kc, ap, bp, c, ldc, load);
+        else
+            sg_micro_kernel_narrow(kc, ap, bp, c, ldc, load);
+        return;
+    }
     real tile[SG_MR * SG_NR];
     for (long i = 0; i < SG_MR; i++)
         for (long j = 0; j < SG_NR; j++)
             tile[i * SG_NR + j] = load && i < rows && j < cols ? c[i * ldc + j] : 0;
-    if (cols <= SG_VL)
-        sg_micro_kernel_narrow(kc, ap, bp, tile, SG_NR, 1);
-    else
-        sg_micro_kernel(kc, ap, bp, tile, SG_NR, 1);
+    sg_tile(kc, ap, lda, bp, tile, SG_NR, SG_MR, cols <= SG_VL ? SG_VL : SG_NR, 1);
     for (long i = 0; i < rows; i++)
         for (long j = 0; j < cols; j++)
             c[i * ldc + j] = tile[i * SG_NR + j];
@@ -231,6 +285,8 @@ typedef struct {
 
 static void sg_product_serial(const sg_product *g)
 {
+    /* rows of A that run along k in memory, in one segment: read in place */
+    const int in_place = g->a_cs == 1 && g->k_seg == g->k && g->a_rs > 0;
     for (long jc = 0; jc < g->n; jc += SG_NC) {
         const long nc = g->n - jc < SG_NC ? g->n - jc : SG_NC;
         for (long pc = 0; pc < g->k; pc += SG_KC) {
@@ -243,20 +299,19 @@ static void sg_product_serial(const sg_product *g)
             for (long item = 0; item < g->count; item++)
                 for (long ic = 0; ic < g->m; ic += SG_MC) {
                     const long mc = g->m - ic < SG_MC ? g->m - ic : SG_MC;
-                    for (long ir = 0; ir < mc; ir += SG_MR)
-                        sg_pack(sg_packed_a + ir * kc, SG_MR, mc - ir < SG_MR ? mc - ir : SG_MR, kc,
-                                g->a + item * g->a_item + (ic + ir) * g->a_rs, g->a_rs, g->a_cs, pc, g->k_seg, g->a_seg);
+                    for (long ir = 0; ir < mc; ir += SG_MR) {
+                        const long rows = mc - ir < SG_MR ? mc - ir : SG_MR;
+                        const real *a = g->a + item * g->a_item + (ic + ir) * g->a_rs;
+                        if (!in_place || rows < SG_MR)  /* the rows past the edge of A must not be read */
+                            sg_pack(sg_packed_a + ir * kc, SG_MR, rows, kc, a, g->a_rs, g->a_cs, pc, g->k_seg, g->a_seg);
+                    }
                     for (long jr = 0; jr < nc; jr += SG_NR)
                         for (long ir = 0; ir < mc; ir += SG_MR) {
-                            const real *ap = sg_packed_a + ir * kc, *bp = sg_packed_b + jr * kc;
-                            real *tile = g->c + item * g->c_item + (ic + ir) * g->ldc + jc + jr;
                             const long rows = mc - ir < SG_MR ? mc - ir : SG_MR, cols = nc - jr < SG_NR ? nc - jr : SG_NR;
-                            if (rows == SG_MR && cols == SG_NR)
-                                sg_micro_kernel(kc, ap, bp, tile, g->ldc, g->accumulate || pc > 0);
-                            else if (rows == SG_MR && cols == SG_VL)
-                                sg_micro_kernel_narrow(kc, ap, bp, tile, g->ldc, g->accumulate || pc > 0);
-                            else
-                                sg_micro_kernel_edge(kc, ap, bp, tile, g->ldc, rows, cols, g->accumulate || pc > 0);
+                            const long lda = in_place && rows == SG_MR ? g->a_rs : 0;
+                            const real *ap = lda ? g->a + item * g->a_item + (ic + ir) * g->a_rs + pc : sg_packed_a + ir * kc;
+                            real *tile = g->c + item * g->c_item + (ic + ir) * g->ldc + jc + jr;
+                            sg_tile(kc, ap, lda, sg_packed_b + jr * kc, tile, g->ldc, rows, cols, g->accumulate || pc > 0);
                         }
                 }
         }
