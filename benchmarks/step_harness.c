@@ -77,6 +77,9 @@ int main(int argc, char **argv)
             for (int i = 0; i < num_params; i++) {
                 real_t *p = params[i];
                 const real_t *g = grads[i];
+#ifdef _OPENMP
+#pragma omp parallel for if (API(_param_info)[i].size >= 1 << 16)  /* as the trainer's OpenMP build */
+#endif
                 for (long j = 0; j < API(_param_info)[i].size; j++)
                     p[j] -= (real_t)1e-6 * g[j];
             }

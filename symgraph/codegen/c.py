@@ -210,6 +210,7 @@ class Function:
         for v in self.order:
             args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)
             self.reads[v] = {self.transposed.get(a, a) for a in args}
+        self.losses = losses_with_gradients(g, self.order, self.reads)
         self.aliases: dict[str, str] = {}
         self.find_aliases()
         self.names = loop_names(g)
@@ -284,6 +285,8 @@ class Function:
                 last[self.owner(a)] = i
             if v in self.root_set:
                 last[self.owner(v)] = end
+            if v in self.losses:  # the loss is written here, with its gradient
+                last[self.owner(self.losses[v])] = max(last[self.owner(self.losses[v])], i)
         buffers = []
         for i, v in enumerate(self.order):
             if v in self.dests or v in self.aliases:
@@ -541,6 +544,9 @@ class Function:
 
     def emit_cross_entropy(self, v):
         logits, labels = self.g.args(v)
+        gradient = next((grad for grad, loss in self.losses.items() if loss == v), None)
+        if gradient:
+            return [f"/* set below, with {gradient} */"]
         shape = self.g.shape(logits)
         self.ctx.use("cross_entropy")
         return [f"{v}[0] = (real)sg_cross_entropy({size(shape[:-1]).text()}, {extent(shape[-1]).text()}, {logits}, {labels});"]
@@ -548,7 +554,8 @@ class Function:
     def emit_softmax_cross_entropy_grad(self, v):
         z, y, scale = self.g.args(v)
         shape = self.g.shape(z)
-        return self.kernel("softmax_cross_entropy_grad", size(shape[:-1]).text(), extent(shape[-1]).text(), z, y, self.access(scale, "0"), v)
+        call = self.kernel("softmax_cross_entropy_grad", size(shape[:-1]).text(), extent(shape[-1]).text(), z, y, self.access(scale, "0"), v)[0]
+        return [f"{self.losses[v]}[0] = (real){call}" if v in self.losses else call]
 
     def emit_binary_cross_entropy(self, v):
         z, y = self.g.args(v)
@@ -573,6 +580,25 @@ class Function:
         return loop_nest(
             [size(shape)], {"out": [ONE], root: [ONE]}, lambda ix: [f"{dest}[{ix['out']}] = {self.access(root, ix[root])};"], self.names
         )
+
+
+def losses_with_gradients(g: Graph, order: list[str], reads: dict[str, set[str]]) -> dict[str, str]:
+    """Cross-entropy gradients that also set their loss -> that loss: the
+    kernel has every row's maximum and sum of exponentials at hand, so the
+    loss's own two passes over the logits are saved. Only where nothing in
+    between reads the loss."""
+    found = {}
+    for i, loss in enumerate(order):
+        if g.op(loss) != "cross_entropy":
+            continue
+        for j in range(i + 1, len(order)):
+            v = order[j]
+            if g.op(v) == "softmax_cross_entropy_grad" and g.args(v)[:2] == g.args(loss):
+                found[v] = loss
+                break
+            if loss in reads[v]:
+                break
+    return found
 
 
 def join(base: str, index: str) -> str:

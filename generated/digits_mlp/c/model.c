@@ -465,20 +465,35 @@ static real sg_exp_shifted(long count, long stride, const real *x, real shift, r
 }
 
 /* out[r, :] = (softmax(z[r, :]) - onehot(y[r])) * scale: cross-entropy's
- * gradient in one pass over each row, without a one-hot array. */
-static void sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
+ * gradient in one pass over each row, without a one-hot array. Returns the
+ * loss too, the mean over rows of log sum exp(z[r, :]) - z[r, y[r]]: the
+ * rows' terms are summed in row order, whatever the number of threads. */
+static double sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
 {
+    enum { block = 256 };
+    double total = 0;
+    for (long first = 0; first < rows; first += block) {
+        const long count = rows - first < block ? rows - first : block;
+        double loss[block];
 #ifdef _OPENMP
-#pragma omp parallel for if (rows * classes >= 1 << 16)
+#pragma omp parallel for if (count * classes >= 1 << 16)
 #endif
-    for (long r = 0; r < rows; r++) {
-        const real *row = z + r * classes;
-        real *o = out + r * classes;
-        const real factor = scale / sg_exp_shifted(classes, 1, row, sg_max_of(classes, 1, row), o);
-        for (long k = 0; k < classes; k++)
-            o[k] *= factor;
-        o[y[r]] -= scale;
+        for (long i = 0; i < count; i++) {
+            const long r = first + i;
+            const real *row = z + r * classes;
+            real *o = out + r * classes;
+            const real top = sg_max_of(classes, 1, row);
+            const real sum = sg_exp_shifted(classes, 1, row, top, o);
+            const real factor = scale / sum;
+            for (long k = 0; k < classes; k++)
+                o[k] *= factor;
+            o[y[r]] -= scale;
+            loss[i] = logf(sum) - (row[y[r]] - top);
+        }
+        for (long i = 0; i < count; i++)
+            total += loss[i];
     }
+    return total / (double)rows;
 }
 
 /* mean over rows of log sum exp(z) - z[label], with the row maximum taken out first. */
@@ -642,7 +657,7 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
             logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
 
     real *loss = arena + 16704;  /* [] */
-    loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
+    /* set below, with dlogits */
 
     /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
     real *dlogits_scale = arena + 12608;  /* [] */
@@ -650,7 +665,7 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
 
     /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
     real *dlogits = arena + 16384;  /* [n, 10] */
-    sg_softmax_cross_entropy_grad(n, 10, logits, y, dlogits_scale[0], dlogits);
+    loss[0] = (real)sg_softmax_cross_entropy_grad(n, 10, logits, y, dlogits_scale[0], dlogits);
 
     /* dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2] */
     real *db2 = grads[digits_mlp_param_b2];  /* [10] */

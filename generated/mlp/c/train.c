@@ -590,6 +590,9 @@ static void update(optimizer *opt, real *const params[], real *const grads[])
     for (int k = 0; k < mlp_num_params; k++) {
         real *p = params[k], *g = grads[k], *m = opt->m[k], *v = opt->v[k];
         const long size = mlp_param_info[k].size;
+#ifdef _OPENMP
+#pragma omp parallel for if (size >= 1 << 16)  /* each element on its own: the same results */
+#endif
         for (long i = 0; i < size; i++) {
             const real grad = decay != 0 ? g[i] + decay * p[i] : g[i];
             if (opt->adam) {

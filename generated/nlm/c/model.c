@@ -482,20 +482,35 @@ static real sg_exp_shifted(long count, long stride, const real *x, real shift, r
 }
 
 /* out[r, :] = (softmax(z[r, :]) - onehot(y[r])) * scale: cross-entropy's
- * gradient in one pass over each row, without a one-hot array. */
-static void sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
+ * gradient in one pass over each row, without a one-hot array. Returns the
+ * loss too, the mean over rows of log sum exp(z[r, :]) - z[r, y[r]]: the
+ * rows' terms are summed in row order, whatever the number of threads. */
+static double sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
 {
+    enum { block = 256 };
+    double total = 0;
+    for (long first = 0; first < rows; first += block) {
+        const long count = rows - first < block ? rows - first : block;
+        double loss[block];
 #ifdef _OPENMP
-#pragma omp parallel for if (rows * classes >= 1 << 16)
+#pragma omp parallel for if (count * classes >= 1 << 16)
 #endif
-    for (long r = 0; r < rows; r++) {
-        const real *row = z + r * classes;
-        real *o = out + r * classes;
-        const real factor = scale / sg_exp_shifted(classes, 1, row, sg_max_of(classes, 1, row), o);
-        for (long k = 0; k < classes; k++)
-            o[k] *= factor;
-        o[y[r]] -= scale;
+        for (long i = 0; i < count; i++) {
+            const long r = first + i;
+            const real *row = z + r * classes;
+            real *o = out + r * classes;
+            const real top = sg_max_of(classes, 1, row);
+            const real sum = sg_exp_shifted(classes, 1, row, top, o);
+            const real factor = scale / sum;
+            for (long k = 0; k < classes; k++)
+                o[k] *= factor;
+            o[y[r]] -= scale;
+            loss[i] = logf(sum) - (row[y[r]] - top);
+        }
+        for (long i = 0; i < count; i++)
+            total += loss[i];
     }
+    return total / (double)rows;
 }
 
 /* mean over rows of log sum exp(z) - z[label], with the row maximum taken out first. */
@@ -677,7 +692,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
             logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
 
     real *loss = arena + 825344;  /* [] */
-    loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
+    /* set below, with dlogits */
 
     /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
     real *dlogits_scale = arena + 825360;  /* [] */
@@ -685,7 +700,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
 
     /* dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits] */
     real *dlogits = arena + 384000;  /* [n, 3000] */
-    sg_softmax_cross_entropy_grad(n, 3000, logits, next_id, dlogits_scale[0], dlogits);
+    loss[0] = (real)sg_softmax_cross_entropy_grad(n, 3000, logits, next_id, dlogits_scale[0], dlogits);
 
     /* dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de] */
     real *de = grads[nlm_param_e];  /* [3000] */
