@@ -235,6 +235,42 @@ loss: loss
     assert_close(grads["b"], 2 * a.T @ c, tolerance)
 
 
+def openmp_threads(count: int) -> bool:
+    """Sets libgomp's thread count for this process; False where there is no libgomp."""
+    import ctypes.util
+
+    found = ctypes.util.find_library("gomp")
+    if not found:
+        return False
+    ctypes.CDLL(found).omp_set_num_threads(count)
+    return True
+
+
+@pytest.mark.parametrize("name", ["textcnn", "nlm", "mlp"])
+def test_openmp_build_gives_the_same_bits(name, rng):
+    """Every loop and kernel split over threads (products, the pools and
+    maxima, the embedding, the cross-entropy's loss) computes each element as
+    the one-thread build does, so loss and gradients agree to the last bit."""
+    program = build_program(example(name), "float32")
+    files = render(program, "c")
+    sources = {k: files[k] for k in ("model.h", "model.c")}
+    try:
+        threaded = native.Library(program, native.build(sources, native.FLAGS + ("-fopenmp",)))
+    except native.BuildError:
+        pytest.skip("the compiler has no OpenMP")
+    if not openmp_threads(2):
+        pytest.skip("no libgomp to set the thread count")
+    serial = native.Library(program, native.build(sources))
+    model = sg.compile(example(name), target="c", dtype="float32")
+    params = {k: v.astype(np.float32) for k, v in model.init_params(1).items()}
+    inputs = batch_inputs(model, int(program.graph.shape(program.batch_input)[0]), rng)
+    loss, grads = serial.loss_and_grads(params, inputs, training=True, seed=3)
+    threaded_loss, threaded_grads = threaded.loss_and_grads(params, inputs, training=True, seed=3)
+    assert threaded_loss == loss
+    for key in grads:
+        assert np.array_equal(threaded_grads[key], grads[key]), key
+
+
 def has_cblas() -> bool:
     probe = subprocess.run(["cc", "-x", "c", "-", "-o", "/dev/null", "-lopenblas"], input="#include <cblas.h>\nint main(void) { return 0; }\n",
                            capture_output=True, text=True)

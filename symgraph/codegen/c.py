@@ -104,11 +104,14 @@ def offset(index: list[tuple[str, Extent]]) -> str:
     return " + ".join(terms) or "0"
 
 
-def loop_nest(sizes: list[Extent], arrays: dict[str, list[Extent]], body, names: list[str]) -> list[str]:
+def loop_nest(sizes: list[Extent], arrays: dict[str, list[Extent]], body, names: list[str], split: str | None = None) -> list[str]:
     """Loops over ``sizes``; ``body`` gets each array's index text and returns lines.
 
     Axes of size one are dropped and neighbours merged wherever every array
     is contiguous across them, so that same-shaped arrays get one flat loop.
+    With ``split``, the array the body writes, the outer loop is split over
+    threads (SG_PARALLEL_FOR) where each of its steps writes elements of its
+    own: a reduction over the outer axis stays on one thread.
     """
     dims = [(s, [arrays[a][i] for a in arrays]) for i, s in enumerate(sizes) if s != ONE]
     merged: list[tuple[Extent, list[Extent]]] = []
@@ -123,6 +126,8 @@ def loop_nest(sizes: list[Extent], arrays: dict[str, list[Extent]], body, names:
     if len(merged) > len(names):
         raise SpecError(f"too many nested loops ({len(merged)})", node="codegen")
     lines, indent = [], ""
+    if split is not None and merged and merged[0][1][list(arrays).index(split)] != ZERO:
+        lines.append("SG_PARALLEL_FOR")
     index = {a: [] for a in arrays}
     for k, (s, st) in enumerate(merged):
         var = names[k]
@@ -348,23 +353,25 @@ class Function:
         def body(ix):
             return [f"{v}[{ix[v]}] = {self.ctx.cached.fill(key, [f'{a}[{ix[a]}]' for a in leaves])};"]
 
-        lines = self.nest(shape, arrays, body)
-        if size(shape).at(self.ctx.batch) >= PARALLEL_ELEMENTS and lines[0].startswith("for"):
-            self.ctx.use("parallel")
-            lines = ["SG_PARALLEL_FOR"] + lines
-        return lines
+        return self.nest(shape, arrays, body, v)
 
-    def nest(self, shape, arrays, body) -> list[str]:
-        return loop_nest([extent(d) for d in shape], arrays, body, self.names)
+    def nest(self, shape, arrays, body, written: str | None = None) -> list[str]:
+        """The loops; those over at least PARALLEL_ELEMENTS elements, which write
+        ``written``, are split over threads where that is safe (loop_nest)."""
+        big = written is not None and size(shape).at(self.ctx.batch) >= PARALLEL_ELEMENTS
+        lines = loop_nest([extent(d) for d in shape], arrays, body, self.names, written if big else None)
+        if lines and lines[0] == "SG_PARALLEL_FOR":
+            self.ctx.use("parallel")
+        return lines
 
     def copy(self, v: str, src: str, shape, dst_strides, src_strides, base: str = "", op: str = "=") -> list[str]:
         return self.nest(
             shape, {v: dst_strides, src: src_strides},
-            lambda ix: [f"{v}[{join(base, ix[v])}] {op} {self.access(src, ix[src])};"],
+            lambda ix: [f"{v}[{join(base, ix[v])}] {op} {self.access(src, ix[src])};"], v,
         )
 
     def fill(self, v: str, value: str) -> list[str]:
-        return self.nest(self.g.shape(v), {v: strides(self.g.shape(v))}, lambda ix: [f"{v}[{ix[v]}] = {value};"])
+        return self.nest(self.g.shape(v), {v: strides(self.g.shape(v))}, lambda ix: [f"{v}[{ix[v]}] = {value};"], v)
 
     def emit_transpose(self, v):
         (x,) = self.g.args(v)
@@ -394,7 +401,7 @@ class Function:
         own = strides(self.g.shape(x))
         base = (Extent(attrs["start"]) * own[attrs["axis"]]).text() if attrs["start"] else ""
         shape = self.g.shape(v)
-        return self.nest(shape, {v: strides(shape), x: own}, lambda ix: [f"{v}[{ix[v]}] = {x}[{join(base, ix[x])}];"])
+        return self.nest(shape, {v: strides(shape), x: own}, lambda ix: [f"{v}[{ix[v]}] = {x}[{join(base, ix[x])}];"], v)
 
     def emit_pad_slice(self, v):
         (x,) = self.g.args(v)
@@ -409,7 +416,7 @@ class Function:
         shape = self.g.shape(x)
         kept = iter(strides(tuple(d for i, d in enumerate(shape) if i not in axes)))
         out = [ZERO if i in axes else next(kept) for i in range(len(shape))]
-        return self.fill(v, init) + self.nest(shape, {v: out, x: strides(shape)}, lambda ix: [combine(f"{v}[{ix[v]}]", self.access(x, ix[x]))])
+        return self.fill(v, init) + self.nest(shape, {v: out, x: strides(shape)}, lambda ix: [combine(f"{v}[{ix[v]}]", self.access(x, ix[x]))], v)
 
     def emit_sum(self, v):
         return self.reduce(v, "0", lambda acc, x: f"{acc} += {x};")
@@ -421,7 +428,7 @@ class Function:
         return self.emit_sum(v) + self.fill_scaled(v, count)
 
     def fill_scaled(self, v, count: str) -> list[str]:
-        return self.nest(self.g.shape(v), {v: strides(self.g.shape(v))}, lambda ix: [f"{v}[{ix[v]}] /= {count};"])
+        return self.nest(self.g.shape(v), {v: strides(self.g.shape(v))}, lambda ix: [f"{v}[{ix[v]}] /= {count};"], v)
 
     def emit_max(self, v):
         return self.reduce(v, "-INFINITY", lambda acc, x: f"if ({x} > {acc}) {acc} = {x};")
@@ -615,7 +622,9 @@ def shape_comment(shape) -> str:
 KERNEL_NEEDS = {
     "matmul": ("gemm",), "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",), "conv1d_backward_input": ("gemm",),
     "softmax": ("exp_shifted",), "log_softmax": ("exp_shifted",), "cross_entropy": ("exp_shifted",),
-    "softmax_cross_entropy_grad": ("exp_shifted",),
+    "softmax_cross_entropy_grad": ("exp_shifted", "parallel"), "embedding": ("parallel",), "max_pool1d": ("parallel",),
+    "avg_pool1d": ("parallel",), "max_pool1d_backward": ("parallel",), "avg_pool1d_backward": ("parallel",),
+    "max_backward": ("parallel",),
 }
 
 PARALLEL_ELEMENTS = 1 << 16  # element-wise loops this long (at the compiled batch) are split over threads with OpenMP

@@ -19,6 +19,17 @@ static real arena[16720];
 #include <omp.h>
 #endif
 
+/* Large loops run on all cores in an OpenMP build, split where each step
+ * writes elements of its own: the results are the same. */
+#ifdef _OPENMP
+#define SG_PRAGMA(text) _Pragma(#text)
+#define SG_PARALLEL_FOR _Pragma("omp parallel for")
+#define SG_PARALLEL_FOR_IF(condition) SG_PRAGMA(omp parallel for if (condition))
+#else
+#define SG_PARALLEL_FOR
+#define SG_PARALLEL_FOR_IF(condition)
+#endif
+
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
 
 /* SplitMix64's finaliser: a bijection on 64-bit words that mixes every bit. */
@@ -473,9 +484,7 @@ static double sg_softmax_cross_entropy_grad(long rows, long classes, const real 
     for (long first = 0; first < rows; first += block) {
         const long count = rows - first < block ? rows - first : block;
         double loss[block];
-#ifdef _OPENMP
-#pragma omp parallel for if (count * classes >= 1 << 16)
-#endif
+        SG_PARALLEL_FOR_IF(count * classes >= 1 << 16)
         for (long i = 0; i < count; i++) {
             const long r = first + i;
             const real *row = z + r * classes;

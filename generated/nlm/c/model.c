@@ -19,11 +19,15 @@ static real arena[825376];
 #include <omp.h>
 #endif
 
-/* Large element-wise loops run on all cores in an OpenMP build (each element on its own: same results). */
+/* Large loops run on all cores in an OpenMP build, split where each step
+ * writes elements of its own: the results are the same. */
 #ifdef _OPENMP
+#define SG_PRAGMA(text) _Pragma(#text)
 #define SG_PARALLEL_FOR _Pragma("omp parallel for")
+#define SG_PARALLEL_FOR_IF(condition) SG_PRAGMA(omp parallel for if (condition))
 #else
 #define SG_PARALLEL_FOR
+#define SG_PARALLEL_FOR_IF(condition)
 #endif
 
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
@@ -400,6 +404,7 @@ static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_c
 /* out[r, :] = table[ids[r], :] */
 static void sg_embedding(long rows, long width, const real *table, const int64_t *ids, real *out)
 {
+    SG_PARALLEL_FOR_IF(rows * width >= 1 << 16)
     for (long r = 0; r < rows; r++)
         memcpy(out + r * width, table + ids[r] * width, (size_t)width * sizeof *out);
 }
@@ -492,9 +497,7 @@ static double sg_softmax_cross_entropy_grad(long rows, long classes, const real 
     for (long first = 0; first < rows; first += block) {
         const long count = rows - first < block ? rows - first : block;
         double loss[block];
-#ifdef _OPENMP
-#pragma omp parallel for if (count * classes >= 1 << 16)
-#endif
+        SG_PARALLEL_FOR_IF(count * classes >= 1 << 16)
         for (long i = 0; i < count; i++) {
             const long r = first + i;
             const real *row = z + r * classes;

@@ -19,11 +19,15 @@ static real arena[1595040];
 #include <omp.h>
 #endif
 
-/* Large element-wise loops run on all cores in an OpenMP build (each element on its own: same results). */
+/* Large loops run on all cores in an OpenMP build, split where each step
+ * writes elements of its own: the results are the same. */
 #ifdef _OPENMP
+#define SG_PRAGMA(text) _Pragma(#text)
 #define SG_PARALLEL_FOR _Pragma("omp parallel for")
+#define SG_PARALLEL_FOR_IF(condition) SG_PRAGMA(omp parallel for if (condition))
 #else
 #define SG_PARALLEL_FOR
+#define SG_PARALLEL_FOR_IF(condition)
 #endif
 
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
@@ -399,6 +403,7 @@ static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_c
 /* out[r, :] = table[ids[r], :] */
 static void sg_embedding(long rows, long width, const real *table, const int64_t *ids, real *out)
 {
+    SG_PARALLEL_FOR_IF(rows * width >= 1 << 16)
     for (long r = 0; r < rows; r++)
         memcpy(out + r * width, table + ids[r] * width, (size_t)width * sizeof *out);
 }
@@ -515,6 +520,7 @@ static void sg_max_backward(long outer, long length, long inner, const real *x, 
 {
     enum { block = 256 };  /* columns tracked at once, so that x is read row by row */
     memset(dx, 0, (size_t)(outer * length * inner) * sizeof *dx);
+    SG_PARALLEL_FOR_IF(outer * length * inner >= 1 << 16)
     for (long o = 0; o < outer; o++)
         for (long j0 = 0; j0 < inner; j0 += block) {
             const long width = inner - j0 < block ? inner - j0 : block;
@@ -614,9 +620,7 @@ static double sg_softmax_cross_entropy_grad(long rows, long classes, const real 
     for (long first = 0; first < rows; first += block) {
         const long count = rows - first < block ? rows - first : block;
         double loss[block];
-#ifdef _OPENMP
-#pragma omp parallel for if (count * classes >= 1 << 16)
-#endif
+        SG_PARALLEL_FOR_IF(count * classes >= 1 << 16)
         for (long i = 0; i < count; i++) {
             const long r = first + i;
             const real *row = z + r * classes;
@@ -733,6 +737,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     real *f3 = arena + 420000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f3[i] = -INFINITY;
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
@@ -750,6 +755,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     real *f4 = arena + 425008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f4[i] = -INFINITY;
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
@@ -767,6 +773,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     real *f5 = arena + 250000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f5[i] = -INFINITY;
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
@@ -826,6 +833,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     real *f3 = arena + 420000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f3[i] = -INFINITY;
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
@@ -843,6 +851,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     real *f4 = arena + 425008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f4[i] = -INFINITY;
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
@@ -860,6 +869,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     real *f5 = arena + 250000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f5[i] = -INFINITY;
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
@@ -926,6 +936,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *f3 = arena + 780016;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f3[i] = -INFINITY;
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
@@ -943,6 +954,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *f4 = arena + 785024;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f4[i] = -INFINITY;
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
@@ -960,6 +972,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *f5 = arena + 790032;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f5[i] = -INFINITY;
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
@@ -1043,6 +1056,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
 
     /* part of dL/df5_3   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3] */
     real *df5_1 = arena + 765008;  /* [n, 50, 100] */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
@@ -1076,6 +1090,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
 
     /* part of dL/df4_3   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3] */
     real *df4_1 = arena + 515008;  /* [n, 51, 100] */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
@@ -1109,6 +1124,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
 
     /* part of dL/df3_3   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3] */
     real *df3_1 = arena + 260000;  /* [n, 52, 100] */
+    SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
