@@ -30,6 +30,15 @@ static double now(void)
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
+enum { BLOCK = 1 << 14 };  /* elements per task, as in the trainer */
+
+/* Elements [first, last) of one plain SGD step. */
+static void sgd(real_t *p, const real_t *g, long first, long last)
+{
+    for (long j = first; j < last; j++)
+        p[j] -= (real_t)1e-6 * g[j];
+}
+
 static void *read_all(const char *dir, const char *kind, int index, size_t bytes)
 {
     char path[4096];
@@ -75,13 +84,16 @@ int main(int argc, char **argv)
         for (long s = 0; s < steps; s++, step++) {
             API(_loss_and_grads)(params, inputs, n, 1, (uint64_t)step, &loss, grads);
             for (int i = 0; i < num_params; i++) {
-                real_t *p = params[i];
-                const real_t *g = grads[i];
+                const long size = API(_param_info)[i].size;
+                if (size < 4 * BLOCK) {
+                    sgd(params[i], grads[i], 0, size);
+                    continue;
+                }
 #ifdef _OPENMP
-#pragma omp parallel for if (API(_param_info)[i].size >= 1 << 16)  /* as the trainer's OpenMP build */
+#pragma omp parallel for  /* as the trainer's OpenMP build splits its update */
 #endif
-                for (long j = 0; j < API(_param_info)[i].size; j++)
-                    p[j] -= (real_t)1e-6 * g[j];
+                for (long first = 0; first < size; first += BLOCK)
+                    sgd(params[i], grads[i], first, first + BLOCK < size ? first + BLOCK : size);
             }
         }
         printf("%.9f %.9g\n", now() - started, loss);

@@ -582,30 +582,42 @@ static void load_checkpoint(const char *folder, real *const params[], optimizer 
 
 /* -- the optimiser, in the NumPy trainer's order of operations ------------------------------ */
 
+/* Elements [first, last) of parameter k; bias1 and bias2 are Adam's bias corrections. */
+static void update_range(const optimizer *opt, int k, real *p, const real *g, long first, long last, real bias1, real bias2)
+{
+    const real lr = (real)opt->lr, momentum = (real)opt->momentum, decay = (real)opt->weight_decay;
+    real *m = opt->m[k], *v = opt->v[k];
+    for (long i = first; i < last; i++) {
+        const real grad = decay != 0 ? g[i] + decay * p[i] : g[i];
+        if (opt->adam) {
+            m[i] = (real)BETA1 * m[i] + (real)(1 - BETA1) * grad;
+            v[i] = (real)BETA2 * v[i] + (real)(1 - BETA2) * grad * grad;
+            p[i] -= lr * (m[i] / bias1) / (sqrtf(v[i] / bias2) + (real)EPSILON);
+        } else if (momentum != 0) {
+            m[i] = momentum * m[i] + grad;
+            p[i] -= lr * m[i];
+        } else {
+            p[i] -= lr * grad;
+        }
+    }
+}
+
 static void update(optimizer *opt, real *const params[], real *const grads[])
 {
+    enum { block = 1 << 14 };  /* elements per task of an OpenMP build; smaller parameters stay on one thread */
     opt->step++;
-    const real lr = (real)opt->lr, momentum = (real)opt->momentum, decay = (real)opt->weight_decay;
     const real bias1 = (real)(1 - pow(BETA1, (double)opt->step)), bias2 = (real)(1 - pow(BETA2, (double)opt->step));
     for (int k = 0; k < logreg_num_params; k++) {
-        real *p = params[k], *g = grads[k], *m = opt->m[k], *v = opt->v[k];
         const long size = logreg_param_info[k].size;
-#ifdef _OPENMP
-#pragma omp parallel for if (size >= 1 << 16)  /* each element on its own: the same results */
-#endif
-        for (long i = 0; i < size; i++) {
-            const real grad = decay != 0 ? g[i] + decay * p[i] : g[i];
-            if (opt->adam) {
-                m[i] = (real)BETA1 * m[i] + (real)(1 - BETA1) * grad;
-                v[i] = (real)BETA2 * v[i] + (real)(1 - BETA2) * grad * grad;
-                p[i] -= lr * (m[i] / bias1) / (sqrtf(v[i] / bias2) + (real)EPSILON);
-            } else if (momentum != 0) {
-                m[i] = momentum * m[i] + grad;
-                p[i] -= lr * m[i];
-            } else {
-                p[i] -= lr * grad;
-            }
+        if (size < 4 * block) {
+            update_range(opt, k, params[k], grads[k], 0, size, bias1, bias2);
+            continue;
         }
+#ifdef _OPENMP
+#pragma omp parallel for  /* each element on its own: the same results */
+#endif
+        for (long first = 0; first < size; first += block)
+            update_range(opt, k, params[k], grads[k], first, first + block < size ? first + block : size, bias1, bias2);
     }
 }
 
