@@ -259,6 +259,12 @@ static void sg_pack_run(real *restrict dst, long width, long count, long depth, 
                 dst[p * width + i] = src[i * across + p];
         return;
     }
+    if (across == 1 && count == width) {  /* runs of width values: plain copies, without the test per value below */
+        for (long p = 0; p < depth; p++)
+            for (long i = 0; i < width; i++)
+                dst[p * width + i] = src[p * along + i];
+        return;
+    }
     for (long p = 0; p < depth; p++)
         for (long i = 0; i < width; i++)
             dst[p * width + i] = i < count ? src[i * across + p * along] : 0;
