@@ -243,6 +243,43 @@ static void sg_tile(long kc, const real *ap, long lda, const real *bp, real *c, 
             c[i * ldc + j] = tile[i * SG_NR + j];
 }
 
+/* GCC 12 and Clang shuffle vector lanes portably; elsewhere the transpose below goes element by element. */
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_shufflevector)
+#define SG_SHUFFLE 1
+#endif
+#endif
+
+/* dst[q*dst_stride + i] = src[i*src_stride + q] for i, q < 8: an 8 x 8 block transposed. */
+static void sg_transpose8(real *restrict dst, long dst_stride, const real *restrict src, long src_stride)
+{
+#ifdef SG_SHUFFLE
+    /* In registers, three rounds of shuffles. r: the rows. a[i], a[i+1]: rows i and i+1
+     * interleaved. b[k] (b[4+k] for rows 4-7): rows 0-3 of columns k and k+4. */
+    typedef real sg_row8 __attribute__((vector_size(8 * sizeof(real)), aligned(sizeof(real)), may_alias));
+    sg_row8 r[8], a[8], b[8];
+    for (int i = 0; i < 8; i++)
+        r[i] = *(const sg_row8 *)(src + i * src_stride);
+    for (int i = 0; i < 8; i += 2) {
+        a[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
+        a[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
+    }
+    for (int base = 0; base < 8; base += 4)
+        for (int k = 0; k < 2; k++) {
+            b[base + 2 * k] = __builtin_shufflevector(a[base + k], a[base + k + 2], 0, 1, 8, 9, 4, 5, 12, 13);
+            b[base + 2 * k + 1] = __builtin_shufflevector(a[base + k], a[base + k + 2], 2, 3, 10, 11, 6, 7, 14, 15);
+        }
+    for (int q = 0; q < 4; q++) {
+        *(sg_row8 *)(dst + q * dst_stride) = __builtin_shufflevector(b[q], b[q + 4], 0, 1, 2, 3, 8, 9, 10, 11);
+        *(sg_row8 *)(dst + (q + 4) * dst_stride) = __builtin_shufflevector(b[q], b[q + 4], 4, 5, 6, 7, 12, 13, 14, 15);
+    }
+#else
+    for (long i = 0; i < 8; i++)
+        for (long q = 0; q < 8; q++)
+            dst[q * dst_stride + i] = src[i * src_stride + q];
+#endif
+}
+
 /* dst[p*width + i] = src[i*across + p*along] for i < count (zero up to width), p < depth:
  * part of one panel, read in whichever order walks src contiguously. */
 static void sg_pack_run(real *restrict dst, long width, long count, long depth, const real *restrict src, long across,
@@ -250,10 +287,14 @@ static void sg_pack_run(real *restrict dst, long width, long count, long depth, 
 {
     if (along == 1 && count == width) {  /* a transpose, in blocks of 8 along p so each line read serves 8 writes */
         long p0 = 0;
-        for (; p0 + 8 <= depth; p0 += 8)
-            for (long i = 0; i < width; i++)
+        for (; p0 + 8 <= depth; p0 += 8) {
+            long i = 0;
+            for (; i + 8 <= width; i += 8)
+                sg_transpose8(dst + p0 * width + i, width, src + i * across + p0, across);
+            for (; i < width; i++)
                 for (long q = 0; q < 8; q++)
                     dst[(p0 + q) * width + i] = src[i * across + p0 + q];
+        }
         for (long i = 0; i < width; i++)
             for (long p = p0; p < depth; p++)
                 dst[p * width + i] = src[i * across + p];
