@@ -235,6 +235,28 @@ loss: loss
     assert_close(grads["b"], 2 * a.T @ c, tolerance)
 
 
+@pytest.mark.parametrize("target", ["c", "numpy"])
+def test_max_gradient_goes_to_the_first_of_tied_maxima(target, rng):
+    spec = """
+name: ties
+params: {x: {shape: [3, 6, 5]}, w: {shape: [3, 5]}}
+graph:
+  top: max(x, axis=1)
+  loss: sum(top * w)
+loss: loss
+"""
+    model = sg.compile(sg.load(spec), target=target, dtype="float64")
+    x = rng.integers(0, 3, (3, 6, 5)).astype(np.float64)  # many ties
+    w = rng.standard_normal((3, 5))
+    _, grads = model.loss_and_grads({"x": x, "w": w}, {})
+    expected = np.zeros_like(x)
+    first = x.argmax(axis=1)
+    for b in range(3):
+        for j in range(5):
+            expected[b, first[b, j], j] = w[b, j]
+    assert np.array_equal(grads["x"], expected)
+
+
 def openmp_threads(count: int) -> bool:
     """Sets libgomp's thread count for this process; False where there is no libgomp."""
     import ctypes.util

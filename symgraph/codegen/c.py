@@ -431,7 +431,8 @@ class Function:
         return self.nest(self.g.shape(v), {v: strides(self.g.shape(v))}, lambda ix: [f"{v}[{ix[v]}] /= {count};"], v)
 
     def emit_max(self, v):
-        return self.reduce(v, "-INFINITY", lambda acc, x: f"if ({x} > {acc}) {acc} = {x};")
+        # a store on every step, so that the compiler may vectorise (it adds no stores to a conditional one)
+        return self.reduce(v, "-INFINITY", lambda acc, x: f"{acc} = {x} > {acc} ? {x} : {acc};")
 
     def emit_broadcast_to(self, v):
         (x,) = self.g.args(v)

@@ -562,32 +562,37 @@ static void sg_conv1d_backward_kernel(long batch, long length, long c_in, long s
 }
 
 /* x and dx are [outer, length, inner]; dy (as wide as x) goes to the first
- * maximum along the middle axis. */
+ * maximum along the middle axis, as NumPy's argmax picks it. Two passes that
+ * vectorise, over up to block columns at once so that x is read row by row:
+ * each column's maximum, then dx written whole, with dy where the column first
+ * meets it. Where none does (a NaN first), the first row takes dy. */
 static void sg_max_backward(long outer, long length, long inner, const real *x, const real *dy, real *dx)
 {
-    enum { block = 256 };  /* columns tracked at once, so that x is read row by row */
-    memset(dx, 0, (size_t)(outer * length * inner) * sizeof *dx);
+    enum { block = 256 };
     SG_PARALLEL_FOR_IF(outer * length * inner >= 1 << 16)
     for (long o = 0; o < outer; o++)
         for (long j0 = 0; j0 < inner; j0 += block) {
-            const long width = inner - j0 < block ? inner - j0 : block;
-            const real *xo = x + o * length * inner + j0;
+            const long width = inner - j0 < block ? inner - j0 : block, first = o * length * inner + j0;
+            const real *xo = x + first, *dyo = dy + first;
+            real *dxo = dx + first;
             real top[block];
-            long best[block];
+            int found[block];
             for (long j = 0; j < width; j++) {
                 top[j] = xo[j];
-                best[j] = 0;
+                found[j] = 0;
             }
             for (long l = 1; l < length; l++)
                 for (long j = 0; j < width; j++)
-                    if (xo[l * inner + j] > top[j]) {  /* the first maximum wins, as in NumPy's argmax */
-                        top[j] = xo[l * inner + j];
-                        best[j] = l;
-                    }
-            for (long j = 0; j < width; j++) {
-                const long at = (o * length + best[j]) * inner + j0 + j;
-                dx[at] = dy[at];
-            }
+                    top[j] = xo[l * inner + j] > top[j] ? xo[l * inner + j] : top[j];
+            for (long l = 0; l < length; l++)
+                for (long j = 0; j < width; j++) {
+                    const int hit = !found[j] && xo[l * inner + j] == top[j];
+                    dxo[l * inner + j] = hit ? dyo[l * inner + j] : 0;
+                    found[j] |= hit;
+                }
+            for (long j = 0; j < width; j++)
+                if (!found[j])
+                    dxo[j] = dyo[j];
         }
 }
 
@@ -788,7 +793,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
-                if (f3_3[i*5200 + j*100 + k] > f3[i*100 + k]) f3[i*100 + k] = f3_3[i*5200 + j*100 + k];
+                f3[i*100 + k] = f3_3[i*5200 + j*100 + k] > f3[i*100 + k] ? f3_3[i*5200 + j*100 + k] : f3[i*100 + k];
 
     real *f4_1 = arena + 0;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
@@ -806,7 +811,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
-                if (f4_3[i*5100 + j*100 + k] > f4[i*100 + k]) f4[i*100 + k] = f4_3[i*5100 + j*100 + k];
+                f4[i*100 + k] = f4_3[i*5100 + j*100 + k] > f4[i*100 + k] ? f4_3[i*5100 + j*100 + k] : f4[i*100 + k];
 
     real *f5_1 = arena + 0;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
@@ -824,7 +829,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
-                if (f5_3[i*5000 + j*100 + k] > f5[i*100 + k]) f5[i*100 + k] = f5_3[i*5000 + j*100 + k];
+                f5[i*100 + k] = f5_3[i*5000 + j*100 + k] > f5[i*100 + k] ? f5_3[i*5000 + j*100 + k] : f5[i*100 + k];
 
     real *features_1 = arena + 0;  /* [n, 300] */
     for (long i = 0; i < n; i++)
@@ -884,7 +889,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
-                if (f3_3[i*5200 + j*100 + k] > f3[i*100 + k]) f3[i*100 + k] = f3_3[i*5200 + j*100 + k];
+                f3[i*100 + k] = f3_3[i*5200 + j*100 + k] > f3[i*100 + k] ? f3_3[i*5200 + j*100 + k] : f3[i*100 + k];
 
     real *f4_1 = arena + 0;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
@@ -902,7 +907,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
-                if (f4_3[i*5100 + j*100 + k] > f4[i*100 + k]) f4[i*100 + k] = f4_3[i*5100 + j*100 + k];
+                f4[i*100 + k] = f4_3[i*5100 + j*100 + k] > f4[i*100 + k] ? f4_3[i*5100 + j*100 + k] : f4[i*100 + k];
 
     real *f5_1 = arena + 0;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
@@ -920,7 +925,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
-                if (f5_3[i*5000 + j*100 + k] > f5[i*100 + k]) f5[i*100 + k] = f5_3[i*5000 + j*100 + k];
+                f5[i*100 + k] = f5_3[i*5000 + j*100 + k] > f5[i*100 + k] ? f5_3[i*5000 + j*100 + k] : f5[i*100 + k];
 
     real *features_1 = arena + 0;  /* [n, 300] */
     for (long i = 0; i < n; i++)
@@ -987,7 +992,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
-                if (f3_3[i*5200 + j*100 + k] > f3[i*100 + k]) f3[i*100 + k] = f3_3[i*5200 + j*100 + k];
+                f3[i*100 + k] = f3_3[i*5200 + j*100 + k] > f3[i*100 + k] ? f3_3[i*5200 + j*100 + k] : f3[i*100 + k];
 
     real *f4_1 = arena + 260000;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
@@ -1005,7 +1010,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
-                if (f4_3[i*5100 + j*100 + k] > f4[i*100 + k]) f4[i*100 + k] = f4_3[i*5100 + j*100 + k];
+                f4[i*100 + k] = f4_3[i*5100 + j*100 + k] > f4[i*100 + k] ? f4_3[i*5100 + j*100 + k] : f4[i*100 + k];
 
     real *f5_1 = arena + 515008;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
@@ -1023,7 +1028,7 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
-                if (f5_3[i*5000 + j*100 + k] > f5[i*100 + k]) f5[i*100 + k] = f5_3[i*5000 + j*100 + k];
+                f5[i*100 + k] = f5_3[i*5000 + j*100 + k] > f5[i*100 + k] ? f5_3[i*5000 + j*100 + k] : f5[i*100 + k];
 
     real *features_1 = arena + 765008;  /* [n, 300] */
     for (long i = 0; i < n; i++)
