@@ -164,10 +164,17 @@ class Printer(C99CodePrinter):
             return product if exp > 0 else f"{self.number(1)}/({product})"
         return super()._print_Pow(expr)
 
+    def tanh(self) -> str:
+        """float32's own tanh, which vectorises (``sg_tanh``), else libm's."""
+        return "sg_tanh" if self.dtype == "float32" else "tanh"
+
+    def _print_tanh(self, expr):
+        return f"{self.tanh()}({self._print(expr.args[0])})"
+
     def _print_sigmoid(self, expr):
         # (1 + tanh(x/2)) / 2 equals 1/(1 + exp(-x)) and never overflows.
         x = self._print(expr.args[0])
-        return f"({self.number(0.5)} + {self.number(0.5)}*{self.function('tanh')}({self.number(0.5)}*({x})))"
+        return f"({self.number(0.5)} + {self.number(0.5)}*{self.tanh()}({self.number(0.5)}*({x})))"
 
     def _print_relu(self, expr):
         x = self._print(expr.args[0])
@@ -353,7 +360,10 @@ class Function:
         def body(ix):
             return [f"{v}[{ix[v]}] = {self.ctx.cached.fill(key, [f'{a}[{ix[a]}]' for a in leaves])};"]
 
-        return self.nest(shape, arrays, body, v)
+        lines = self.nest(shape, arrays, body, v)
+        if "sg_tanh(" in lines[-1]:
+            self.ctx.use("tanh")
+        return lines
 
     def nest(self, shape, arrays, body, written: str | None = None) -> list[str]:
         """The loops; those over at least PARALLEL_ELEMENTS elements, which write
@@ -619,13 +629,13 @@ def shape_comment(shape) -> str:
     return "[" + ", ".join("n" if is_batch(d) else str(int(d)) for d in shape) + "]"
 
 
-# Kernels that call other kernels.
+# Kernels that call other kernels (and what those call in turn).
 KERNEL_NEEDS = {
     "matmul": ("gemm",), "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",), "conv1d_backward_input": ("gemm",),
     "softmax": ("exp_shifted",), "log_softmax": ("exp_shifted",), "cross_entropy": ("exp_shifted",),
     "softmax_cross_entropy_grad": ("exp_shifted", "parallel"), "embedding": ("parallel",), "max_pool1d": ("parallel",),
     "avg_pool1d": ("parallel",), "max_pool1d_backward": ("parallel",), "avg_pool1d_backward": ("parallel",),
-    "max_backward": ("parallel",),
+    "max_backward": ("parallel",), "tanh": ("exp_nonpositive",), "exp_shifted": ("exp_nonpositive",),
 }
 
 PARALLEL_ELEMENTS = 1 << 16  # element-wise loops this long (at the compiled batch) are split over threads with OpenMP
@@ -649,7 +659,9 @@ class Context:
     kernels: set[str] = field(default_factory=set)
 
     def use(self, kernel: str) -> None:
-        self.kernels.update([kernel, *KERNEL_NEEDS.get(kernel, ())])
+        self.kernels.add(kernel)
+        for need in KERNEL_NEEDS.get(kernel, ()):
+            self.use(need)
 
     @property
     def cached(self) -> CachedPrinter:
@@ -794,11 +806,21 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         arena=max(total, 1),
         arena_bytes=total * itemsize,
         kernels=sorted(ctx.kernels),
+        tanh_series=tanh_series(ctx.printer) if "tanh" in ctx.kernels else [],
         training_used=training_used,
         bodies=bodies,
         shuffle_stream=SHUFFLE_STREAM,
     )
     return context, report(plans, itemsize, total)
+
+
+def tanh_series(printer: Printer) -> list[str]:
+    """The coefficients c1, c3, ..., c15 of tanh's Taylor series at 0 (sympy's,
+    exact), printed: sg_tanh's polynomial for |x| < 0.55, where the first term
+    left out is below float32's rounding."""
+    x = sp.Symbol("x")
+    series = sp.series(sp.tanh(x), x, 0, 17).removeO()
+    return [printer.number(series.coeff(x, k)) for k in range(1, 17, 2)]
 
 
 def comment_text(text: str) -> str:
