@@ -143,6 +143,10 @@ static void sg_micro_kernel(long kc, const real *restrict ap, const real *restri
 {
     sg_vector acc0[SG_MR];
     sg_vector acc1[SG_MR];
+    for (int i = 0; i < SG_MR; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + 2 * SG_VL - 1, 1, 3);
+    }
     for (int i = 0; i < SG_MR; i++) {
         acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
         acc1[i] = load ? *(const sg_vector *)(c + i * ldc + SG_VL) : (sg_vector){0};
@@ -168,6 +172,10 @@ SG_MICRO_KERNEL
 static void sg_micro_kernel_narrow(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load)
 {
     sg_vector acc0[SG_MR];
+    for (int i = 0; i < SG_MR; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + 1 * SG_VL - 1, 1, 3);
+    }
     for (int i = 0; i < SG_MR; i++) {
         acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
     }
@@ -190,6 +198,10 @@ static void sg_micro_kernel_rows(long kc, const real *restrict ap, long lda, con
 {
     sg_vector acc0[SG_MR];
     sg_vector acc1[SG_MR];
+    for (int i = 0; i < SG_MR; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + 2 * SG_VL - 1, 1, 3);
+    }
     for (int i = 0; i < SG_MR; i++) {
         acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
         acc1[i] = load ? *(const sg_vector *)(c + i * ldc + SG_VL) : (sg_vector){0};
@@ -213,6 +225,10 @@ SG_MICRO_KERNEL
 static void sg_micro_kernel_rows_narrow(long kc, const real *restrict ap, long lda, const real *restrict bp, real *restrict c, long ldc, int load)
 {
     sg_vector acc0[SG_MR];
+    for (int i = 0; i < SG_MR; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + 1 * SG_VL - 1, 1, 3);
+    }
     for (int i = 0; i < SG_MR; i++) {
         acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
     }
