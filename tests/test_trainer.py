@@ -161,13 +161,15 @@ def test_resuming_gives_the_uninterrupted_run(tmp_path, target, optimizer):
         np.testing.assert_array_equal(again[name], whole[name], err_msg=name)
 
 
-def test_targets_agree_after_twenty_steps_with_dropout(tmp_path):
-    """float64, the same seed: identical shuffles, initial weights and dropout masks."""
+@pytest.mark.parametrize("optimizer", [(), ("--optimizer", "adam", "--weight-decay", "0.01"), ("--momentum", "0.9")])
+def test_targets_agree_after_twenty_steps_with_dropout(tmp_path, optimizer):
+    """float64, the same seed: identical shuffles, initial weights and dropout
+    masks, and each optimiser's updates (the NumPy ones in place)."""
     data = toy_digits(tmp_path / "train", 640, 0)  # 20 steps of 32
     saved = {}
     for target in ("numpy", "c"):
         train = compile_example("digits_mlp", tmp_path / target, target, dtype="float64")
-        result = run(train, "--data", data, "--epochs", "1", "--seed", "11", "--save", tmp_path / f"ckpt_{target}")
+        result = run(train, "--data", data, "--epochs", "1", "--seed", "11", *optimizer, "--save", tmp_path / f"ckpt_{target}")
         assert result.returncode == 0, result.stderr
         saved[target] = checkpoint(tmp_path / f"ckpt_{target}")
     assert saved["c"]["state.npy"].tolist() == saved["numpy"]["state.npy"].tolist() == [1, 20, 11]

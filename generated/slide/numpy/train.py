@@ -101,7 +101,22 @@ class Optimizer:
         for name, grad in grads.items():
             if self.weight_decay:
                 grad = grad + model.DTYPE(self.weight_decay) * params[name]
-            if self.kind == "adam":
+            if self.kind == "adam" and grad.ndim:  # the same operations in place: one temporary, then grad's own array
+                m, v = self.m[name], self.v[name]
+                scratch = np.multiply(grad, model.DTYPE(1 - BETA2))
+                scratch *= grad
+                v *= model.DTYPE(BETA2)
+                v += scratch
+                m *= model.DTYPE(BETA1)
+                m += np.multiply(grad, model.DTYPE(1 - BETA1), out=scratch)
+                np.divide(v, model.DTYPE(1 - BETA2**self.step), out=scratch)
+                np.sqrt(scratch, out=scratch)
+                scratch += model.DTYPE(EPS)
+                step = np.divide(m, model.DTYPE(1 - BETA1**self.step), out=grad)
+                step *= lr
+                step /= scratch
+                params[name] -= step
+            elif self.kind == "adam":
                 self.m[name] = model.DTYPE(BETA1) * self.m[name] + model.DTYPE(1 - BETA1) * grad
                 self.v[name] = model.DTYPE(BETA2) * self.v[name] + model.DTYPE(1 - BETA2) * grad * grad
                 m_hat = self.m[name] / model.DTYPE(1 - BETA1**self.step)
