@@ -6,9 +6,9 @@ square sizes 256, 512 and 1024, on one thread and on all cores.
 For each thread count a fresh process sets OPENBLAS_NUM_THREADS and
 OMP_NUM_THREADS (and OMP_PROC_BIND=true) before NumPy loads, builds the
 generated model of ``c = a @ b`` (-O3 -march=native, and -fopenmp for more
-than one thread), then times it and ``np.matmul(a, b, out=c)`` in interleaved blocks. It
-prints the median GFLOP/s of each and the generated kernel's share of
-OpenBLAS's.
+than one thread), then times it and ``np.matmul(a, b, out=c)`` in
+interleaved blocks. It prints the median GFLOP/s of each and the generated
+kernel's share of OpenBLAS's.
 """
 
 from __future__ import annotations

@@ -302,7 +302,7 @@ static void sg_transpose8(real *restrict dst, long dst_stride, const real *restr
 static void sg_pack_run(real *restrict dst, long width, long count, long depth, const real *restrict src, long across,
                         long along)
 {
-    if (along == 1 && count == width) {  /* a transpose, in blocks of 8 along p so each line read serves 8 writes */
+    if (along == 1 && count == width) {  /* a transpose, in 8 x 8 blocks where the width allows */
         long p0 = 0;
         for (; p0 + 8 <= depth; p0 += 8) {
             long i = 0;
