@@ -678,7 +678,7 @@ static real sg_exp_shifted(long count, long stride, const real *x, real shift, r
 }
 
 /* out[r, :] = (softmax(z[r, :]) - onehot(y[r])) * scale: cross-entropy's
- * gradient in one pass over each row, without a one-hot array. Returns the
+ * gradient row by row, without a one-hot array. Returns the
  * loss too, the mean over rows of log sum exp(z[r, :]) - z[r, y[r]]: the
  * rows' terms are summed in row order, whatever the number of threads. */
 static double sg_softmax_cross_entropy_grad(long rows, long classes, const real *z, const int64_t *y, real scale, real *out)
