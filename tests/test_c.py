@@ -218,21 +218,25 @@ PRODUCT_SHAPES = [(1, 1, 1), (5, 3, 7), (13, 20, 16), (12, 9, 17), (25, 300, 33)
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("m, k, n", PRODUCT_SHAPES)
 def test_products_match_numpy_across_tile_edges(m, k, n, dtype, rng):
-    """c = a @ b and both its gradients (a product with each operand transposed)."""
+    """c = a @ b + v (one product that starts from v's rows) and the
+    gradients of a and b (products with each operand transposed)."""
     spec = f"""
 name: product
-params: {{a: {{shape: [{m}, {k}]}}, b: {{shape: [{k}, {n}]}}}}
-graph: {{c: a @ b, loss: sum(c * c)}}
+params: {{a: {{shape: [{m}, {k}]}}, b: {{shape: [{k}, {n}]}}, v: {{shape: [{n}]}}}}
+graph: {{c: a @ b + v, loss: sum(c * c)}}
 loss: loss
 """
-    model = sg.compile(sg.load(spec), target="c", dtype=dtype)
-    a, b = rng.standard_normal((m, k)), rng.standard_normal((k, n))
-    loss, grads = model.loss_and_grads({"a": a, "b": b}, {})
-    c = a @ b
+    g = sg.load(spec)
+    assert "sg_matmul_bias(" in render(build_program(g, dtype), "c")["model.c"]
+    model = sg.compile(g, target="c", dtype=dtype)
+    a, b, v = rng.standard_normal((m, k)), rng.standard_normal((k, n)), rng.standard_normal(n)
+    loss, grads = model.loss_and_grads({"a": a, "b": b, "v": v}, {})
+    c = a @ b + v
     tolerance = 1e-4 if dtype == "float32" else 1e-12
     assert_close(loss, np.sum(c * c), tolerance)
     assert_close(grads["a"], 2 * c @ b.T, tolerance)
     assert_close(grads["b"], 2 * a.T @ c, tolerance)
+    assert_close(grads["v"], 2 * c.sum(axis=0), tolerance)
 
 
 @pytest.mark.parametrize("target", ["c", "numpy"])

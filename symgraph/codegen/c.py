@@ -209,6 +209,7 @@ class Function:
     absorbed: set[str] = field(default_factory=set)
     reads: dict[str, set[str]] = field(default_factory=dict)
     transposed: dict[str, str] = field(default_factory=dict)  # matrix transpose read only by matmuls -> its argument
+    biased: dict[str, tuple[str, str]] = field(default_factory=dict)  # x @ W + b -> (x @ W, b), one statement
 
     def __post_init__(self):
         g = self.g
@@ -216,11 +217,17 @@ class Function:
         needed = g.needed_by(self.roots)
         order = node_order(g)
         computed = [v for v in order if v in needed and g.op(v) not in ("input", "param", "const")]
-        self.absorbed = set(fusion_groups(g, self.roots, order=order))
+        self.biased = biased_products(g, computed, needed, self.root_set | set(self.dests))
+        self.absorbed = set(fusion_groups(g, self.roots, order=order)) - set(self.biased)
         self.transposed = read_transposed(g, needed, self.root_set)
-        self.order = [v for v in computed if v not in self.absorbed and v not in self.transposed]
+        products = {product for product, _ in self.biased.values()}
+        self.order = [v for v in computed if v not in self.absorbed and v not in self.transposed and v not in products]
         for v in self.order:
-            args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)
+            if v in self.biased:
+                product, bias = self.biased[v]
+                args = [*g.args(product), bias]
+            else:
+                args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)
             self.reads[v] = {self.transposed.get(a, a) for a in args}
         self.losses = losses_with_gradients(g, self.order, self.reads)
         self.aliases: dict[str, str] = {}
@@ -281,7 +288,7 @@ class Function:
 
     def fused(self, node: str) -> list[str]:
         """The absorbed nodes printed inside ``node``'s expression, producers first."""
-        out = []
+        out = [self.biased[node][0]] if node in self.biased else []
         for a in self.g.args(node):
             if a in self.absorbed:
                 out += [x for x in self.fused(a) + [a] if x not in out]
@@ -342,6 +349,8 @@ class Function:
     # -- emitters: each returns lines assigning node ``v``
     def emit(self, v: str) -> list[str]:
         op = self.g.op(v)
+        if v in self.biased:
+            return self.emit_biased_product(v)
         if REGISTRY[op].elementwise:
             return self.emit_elementwise(v)
         return getattr(self, f"emit_{op}")(v)
@@ -485,6 +494,12 @@ class Function:
             f"sg_matmul({m.text()}, {k.text()}, {p.text()}, {a} + {ix[a]}, {k.text()}, 1, {b} + {ix[b]}, {p.text()}, 1, {v} + {ix[v]});"
         ])
 
+    def emit_biased_product(self, v):
+        product, bias = self.biased[v]
+        a, b = self.g.args(product)
+        m, k, p = extent(self.g.shape(a)[0]), extent(self.g.shape(a)[1]), extent(self.g.shape(b)[1])
+        return self.kernel("matmul_bias", m.text(), k.text(), p.text(), *self.operand(a, m, k), *self.operand(b, k, p), bias, v)
+
     def operand(self, node: str, rows: "Extent", cols: "Extent") -> tuple[str, str, str]:
         """A 2-D matmul operand as (array, row stride, column stride); a folded x.T is x read across."""
         if node in self.transposed:
@@ -600,6 +615,23 @@ class Function:
         )
 
 
+def biased_products(g: Graph, nodes: list[str], needed: set[str], protected: set[str]) -> dict[str, tuple[str, str]]:
+    """Sums ``x @ W + b`` (2-D, b a vector added to every row, the product read
+    by nothing else) -> (the product, b): the product starts from b's rows and
+    accumulates into them, which saves the pass over the result that adds b."""
+    found = {}
+    for v in nodes:
+        if g.op(v) != "add":
+            continue
+        for product, bias in (g.args(v), g.args(v)[::-1]):
+            if (g.op(product) == "matmul" and len(g.shape(product)) == 2 and product not in protected
+                    and g.shape(v) == g.shape(product) and g.shape(bias) == g.shape(product)[-1:]
+                    and [r for r in g.nx.successors(product) if r in needed] == [v]):
+                found[v] = (product, bias)
+                break
+    return found
+
+
 def losses_with_gradients(g: Graph, order: list[str], reads: dict[str, set[str]]) -> dict[str, str]:
     """Cross-entropy gradients that also set their loss -> that loss: the
     kernel has every row's maximum and sum of exponentials at hand, so the
@@ -631,7 +663,7 @@ def shape_comment(shape) -> str:
 
 # Kernels that call other kernels (and what those call in turn).
 KERNEL_NEEDS = {
-    "matmul": ("gemm",), "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",), "conv1d_backward_input": ("gemm",),
+    "matmul": ("gemm",), "matmul_bias": ("gemm", "parallel"), "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",), "conv1d_backward_input": ("gemm",),
     "softmax": ("exp_shifted",), "log_softmax": ("exp_shifted",), "cross_entropy": ("exp_shifted",),
     "softmax_cross_entropy_grad": ("exp_shifted", "parallel"), "embedding": ("parallel",), "max_pool1d": ("parallel",),
     "avg_pool1d": ("parallel",), "max_pool1d_backward": ("parallel",), "avg_pool1d_backward": ("parallel",),

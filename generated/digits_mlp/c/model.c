@@ -473,6 +473,18 @@ static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_c
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 0);
 }
 
+/* c[m x p] = A[m x k] @ B[k x p] + bias (added to every row), strided as in
+ * sg_matmul: c starts as the bias rows and the product accumulates into them,
+ * a pass over c fewer than adding the bias afterwards. */
+static void sg_matmul_bias(long m, long k, long p, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                           const real *bias, real *c)
+{
+    SG_PARALLEL_FOR_IF(m * p >= 1 << 16)
+    for (long i = 0; i < m; i++)
+        memcpy(c + i * p, bias, (size_t)p * sizeof *c);
+    sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 1);
+}
+
 /* e^x for x <= 0, vectorisable (libm's exp is a call per element): x = k ln 2 + r
  * with |r| <= ln 2 / 2 (k rounded by adding and subtracting 1.5 * 2^23),
  * e^r by its Taylor polynomial to r^7, 2^k built in the exponent
@@ -636,21 +648,15 @@ int digits_mlp_forward(real *const params[], const void *const inputs[], long n,
     const real *b2 = params[digits_mlp_param_b2];
     const real *x = inputs[digits_mlp_input_x];
 
-    real *h_1 = arena + 0;  /* [n, 128] */
-    sg_matmul(n, 64, 128, x, 64, 1, W1, 128, 1, h_1);
+    real *h_2 = arena + 0;  /* [n, 128] */
+    sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
 
-    real *h_3 = h_1;  /* [n, 128], in place of h_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 128; j++)
-            h_3[i*128 + j] = ((h_1[i*128 + j] + b1[j]) < 0 ? 0 : (h_1[i*128 + j] + b1[j]));
-
-    real *logits_1 = arena + 4096;  /* [n, 10] */
-    sg_matmul(n, 128, 10, h_3, 128, 1, W2, 10, 1, logits_1);
+    real *h_3 = h_2;  /* [n, 128], in place of h_2 */
+    for (long i = 0; i < n*128; i++)
+        h_3[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = outputs[digits_mlp_output_logits];  /* [n, 10] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
+    sg_matmul_bias(n, 128, 10, h_3, 128, 1, W2, 10, 1, b2, logits);
     return 0;
 }
 
@@ -667,21 +673,15 @@ int digits_mlp_evaluate(real *const params[], const void *const inputs[], long n
     const real *x = inputs[digits_mlp_input_x];
     const int64_t *y = inputs[digits_mlp_input_y];
 
-    real *h_1 = arena + 0;  /* [n, 128] */
-    sg_matmul(n, 64, 128, x, 64, 1, W1, 128, 1, h_1);
+    real *h_2 = arena + 0;  /* [n, 128] */
+    sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
 
-    real *h_3 = h_1;  /* [n, 128], in place of h_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 128; j++)
-            h_3[i*128 + j] = ((h_1[i*128 + j] + b1[j]) < 0 ? 0 : (h_1[i*128 + j] + b1[j]));
+    real *h_3 = h_2;  /* [n, 128], in place of h_2 */
+    for (long i = 0; i < n*128; i++)
+        h_3[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
-    real *logits_1 = arena + 4096;  /* [n, 10] */
-    sg_matmul(n, 128, 10, h_3, 128, 1, W2, 10, 1, logits_1);
-
-    real *logits = logits_1;  /* [n, 10], in place of logits_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
+    real *logits = arena + 4096;  /* [n, 10] */
+    sg_matmul_bias(n, 128, 10, h_3, 128, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 0;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
@@ -705,13 +705,12 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
     const real *x = inputs[digits_mlp_input_x];
     const int64_t *y = inputs[digits_mlp_input_y];
 
-    real *h_1 = arena + 0;  /* [n, 128] */
-    sg_matmul(n, 64, 128, x, 64, 1, W1, 128, 1, h_1);
+    real *h_2 = arena + 0;  /* [n, 128] */
+    sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
 
-    real *h_3 = h_1;  /* [n, 128], in place of h_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 128; j++)
-            h_3[i*128 + j] = ((h_1[i*128 + j] + b1[j]) < 0 ? 0 : (h_1[i*128 + j] + b1[j]));
+    real *h_3 = h_2;  /* [n, 128], in place of h_2 */
+    for (long i = 0; i < n*128; i++)
+        h_3[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *h_4 = arena + 4096;  /* [n, 128] */
     sg_dropout_mask(n*128, 0.2, 1.25F, training, seed, 1048576, h_4);
@@ -720,13 +719,8 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
     for (long i = 0; i < n*128; i++)
         h[i] = h_3[i]*h_4[i];
 
-    real *logits_1 = arena + 12288;  /* [n, 10] */
-    sg_matmul(n, 128, 10, h, 128, 1, W2, 10, 1, logits_1);
-
-    real *logits = logits_1;  /* [n, 10], in place of logits_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
+    real *logits = arena + 12288;  /* [n, 10] */
+    sg_matmul_bias(n, 128, 10, h, 128, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 16704;  /* [] */
     /* set below, with dlogits */

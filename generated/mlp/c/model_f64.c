@@ -464,6 +464,18 @@ static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_c
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 0);
 }
 
+/* c[m x p] = A[m x k] @ B[k x p] + bias (added to every row), strided as in
+ * sg_matmul: c starts as the bias rows and the product accumulates into them,
+ * a pass over c fewer than adding the bias afterwards. */
+static void sg_matmul_bias(long m, long k, long p, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                           const real *bias, real *c)
+{
+    SG_PARALLEL_FOR_IF(m * p >= 1 << 16)
+    for (long i = 0; i < m; i++)
+        memcpy(c + i * p, bias, (size_t)p * sizeof *c);
+    sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 1);
+}
+
 /* e^x for x <= 0, vectorisable (libm's exp is a call per element): x = k ln 2 + r
  * with |r| <= ln 2 / 2 (k rounded by adding and subtracting 1.5 * 2^52),
  * e^r by its Taylor polynomial to r^13, 2^k built in the exponent
@@ -625,21 +637,15 @@ int mlp_f64_forward(real *const params[], const void *const inputs[], long n, re
     const real *b2 = params[mlp_f64_param_b2];
     const real *x = inputs[mlp_f64_input_x];
 
-    real *h_1 = arena + 0;  /* [n, 256] */
-    sg_matmul(n, 784, 256, x, 784, 1, W1, 256, 1, h_1);
+    real *h_2 = arena + 0;  /* [n, 256] */
+    sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
-    real *h = h_1;  /* [n, 256], in place of h_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 256; j++)
-            h[i*256 + j] = ((h_1[i*256 + j] + b1[j]) < 0 ? 0 : (h_1[i*256 + j] + b1[j]));
-
-    real *logits_1 = arena + 16384;  /* [n, 10] */
-    sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
+    real *h = h_2;  /* [n, 256], in place of h_2 */
+    for (long i = 0; i < n*256; i++)
+        h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = outputs[mlp_f64_output_logits];  /* [n, 10] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
+    sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
     return 0;
 }
 
@@ -656,21 +662,15 @@ int mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     const real *x = inputs[mlp_f64_input_x];
     const int64_t *y = inputs[mlp_f64_input_y];
 
-    real *h_1 = arena + 0;  /* [n, 256] */
-    sg_matmul(n, 784, 256, x, 784, 1, W1, 256, 1, h_1);
+    real *h_2 = arena + 0;  /* [n, 256] */
+    sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
-    real *h = h_1;  /* [n, 256], in place of h_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 256; j++)
-            h[i*256 + j] = ((h_1[i*256 + j] + b1[j]) < 0 ? 0 : (h_1[i*256 + j] + b1[j]));
+    real *h = h_2;  /* [n, 256], in place of h_2 */
+    for (long i = 0; i < n*256; i++)
+        h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
-    real *logits_1 = arena + 16384;  /* [n, 10] */
-    sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
-
-    real *logits = logits_1;  /* [n, 10], in place of logits_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
+    real *logits = arena + 16384;  /* [n, 10] */
+    sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 0;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
@@ -696,21 +696,15 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     const real *x = inputs[mlp_f64_input_x];
     const int64_t *y = inputs[mlp_f64_input_y];
 
-    real *h_1 = arena + 0;  /* [n, 256] */
-    sg_matmul(n, 784, 256, x, 784, 1, W1, 256, 1, h_1);
+    real *h_2 = arena + 0;  /* [n, 256] */
+    sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
-    real *h = h_1;  /* [n, 256], in place of h_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 256; j++)
-            h[i*256 + j] = ((h_1[i*256 + j] + b1[j]) < 0 ? 0 : (h_1[i*256 + j] + b1[j]));
+    real *h = h_2;  /* [n, 256], in place of h_2 */
+    for (long i = 0; i < n*256; i++)
+        h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
-    real *logits_1 = arena + 16384;  /* [n, 10] */
-    sg_matmul(n, 256, 10, h, 256, 1, W2, 10, 1, logits_1);
-
-    real *logits = logits_1;  /* [n, 10], in place of logits_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 10; j++)
-            logits[i*10 + j] = logits_1[i*10 + j] + b2[j];
+    real *logits = arena + 16384;  /* [n, 10] */
+    sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 33408;  /* [] */
     /* set below, with dlogits */

@@ -464,6 +464,18 @@ static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_c
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 0);
 }
 
+/* c[m x p] = A[m x k] @ B[k x p] + bias (added to every row), strided as in
+ * sg_matmul: c starts as the bias rows and the product accumulates into them,
+ * a pass over c fewer than adding the bias afterwards. */
+static void sg_matmul_bias(long m, long k, long p, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                           const real *bias, real *c)
+{
+    SG_PARALLEL_FOR_IF(m * p >= 1 << 16)
+    for (long i = 0; i < m; i++)
+        memcpy(c + i * p, bias, (size_t)p * sizeof *c);
+    sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 1);
+}
+
 /* out[r, :] = table[ids[r], :] */
 static void sg_embedding(long rows, long width, const real *table, const int64_t *ids, real *out)
 {
@@ -668,27 +680,20 @@ int nlm_forward(real *const params[], const void *const inputs[], long n, real *
     const real *e = params[nlm_param_e];
     const int64_t *context_ids = inputs[nlm_input_context_ids];
 
-    real *x_1 = arena + 0;  /* [n, 3, 64] */
+    real *x_1 = arena + 32768;  /* [n, 3, 64] */
     sg_embedding(n*3, 64, C, context_ids, x_1);
 
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
-    real *a_1 = arena + 384000;  /* [n, 256] */
-    sg_matmul(n, 192, 256, x, 192, 1, H, 256, 1, a_1);
+    real *a_2 = arena + 0;  /* [n, 256] */
+    sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
-    real *a = a_1;  /* [n, 256], in place of a_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 256; j++)
-            a[i*256 + j] = sg_tanh(a_1[i*256 + j] + d[j]);
-
-    real *logits_1 = arena + 0;  /* [n, 3000] */
-    sg_matmul(n, 256, 3000, a, 256, 1, U, 3000, 1, logits_1);
+    real *a = a_2;  /* [n, 256], in place of a_2 */
+    for (long i = 0; i < n*256; i++)
+        a[i] = sg_tanh(a_2[i]);
 
     real *logits = outputs[nlm_output_logits];  /* [n, 3000] */
-    SG_PARALLEL_FOR
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 3000; j++)
-            logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
+    sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
     return 0;
 }
 
@@ -711,22 +716,15 @@ int nlm_evaluate(real *const params[], const void *const inputs[], long n, doubl
 
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
-    real *a_1 = arena + 384000;  /* [n, 256] */
-    sg_matmul(n, 192, 256, x, 192, 1, H, 256, 1, a_1);
+    real *a_2 = arena + 384000;  /* [n, 256] */
+    sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
-    real *a = a_1;  /* [n, 256], in place of a_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 256; j++)
-            a[i*256 + j] = sg_tanh(a_1[i*256 + j] + d[j]);
+    real *a = a_2;  /* [n, 256], in place of a_2 */
+    for (long i = 0; i < n*256; i++)
+        a[i] = sg_tanh(a_2[i]);
 
-    real *logits_1 = arena + 0;  /* [n, 3000] */
-    sg_matmul(n, 256, 3000, a, 256, 1, U, 3000, 1, logits_1);
-
-    real *logits = logits_1;  /* [n, 3000], in place of logits_1 */
-    SG_PARALLEL_FOR
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 3000; j++)
-            logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
+    real *logits = arena + 0;  /* [n, 3000] */
+    sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
 
     real *loss = arena + 384000;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
@@ -758,22 +756,15 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
 
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
-    real *a_1 = arena + 768000;  /* [n, 256] */
-    sg_matmul(n, 192, 256, x, 192, 1, H, 256, 1, a_1);
+    real *a_2 = arena + 768000;  /* [n, 256] */
+    sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
-    real *a = a_1;  /* [n, 256], in place of a_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 256; j++)
-            a[i*256 + j] = sg_tanh(a_1[i*256 + j] + d[j]);
+    real *a = a_2;  /* [n, 256], in place of a_2 */
+    for (long i = 0; i < n*256; i++)
+        a[i] = sg_tanh(a_2[i]);
 
-    real *logits_1 = arena + 0;  /* [n, 3000] */
-    sg_matmul(n, 256, 3000, a, 256, 1, U, 3000, 1, logits_1);
-
-    real *logits = logits_1;  /* [n, 3000], in place of logits_1 */
-    SG_PARALLEL_FOR
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 3000; j++)
-            logits[i*3000 + j] = logits_1[i*3000 + j] + e[j];
+    real *logits = arena + 0;  /* [n, 3000] */
+    sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
 
     real *loss = arena + 825344;  /* [] */
     /* set below, with dlogits */

@@ -463,6 +463,18 @@ static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_c
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 0);
 }
 
+/* c[m x p] = A[m x k] @ B[k x p] + bias (added to every row), strided as in
+ * sg_matmul: c starts as the bias rows and the product accumulates into them,
+ * a pass over c fewer than adding the bias afterwards. */
+static void sg_matmul_bias(long m, long k, long p, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                           const real *bias, real *c)
+{
+    SG_PARALLEL_FOR_IF(m * p >= 1 << 16)
+    for (long i = 0; i < m; i++)
+        memcpy(c + i * p, bias, (size_t)p * sizeof *c);
+    sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 1);
+}
+
 /* out[r, :] = table[ids[r], :] */
 static void sg_embedding(long rows, long width, const real *table, const int64_t *ids, real *out)
 {
@@ -858,13 +870,8 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
         for (long j = 0; j < 100; j++)
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
-    real *logits_1 = arena + 15008;  /* [n, 2] */
-    sg_matmul(n, 300, 2, features_1, 300, 1, W, 2, 1, logits_1);
-
     real *logits = outputs[textcnn_output_logits];  /* [n, 2] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 2; j++)
-            logits[i*2 + j] = logits_1[i*2 + j] + b[j];
+    sg_matmul_bias(n, 300, 2, features_1, 300, 1, W, 2, 1, b, logits);
     return 0;
 }
 
@@ -954,13 +961,8 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
         for (long j = 0; j < 100; j++)
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
-    real *logits_1 = arena + 15008;  /* [n, 2] */
-    sg_matmul(n, 300, 2, features_1, 300, 1, W, 2, 1, logits_1);
-
-    real *logits = logits_1;  /* [n, 2], in place of logits_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 2; j++)
-            logits[i*2 + j] = logits_1[i*2 + j] + b[j];
+    real *logits = arena + 15008;  /* [n, 2] */
+    sg_matmul_bias(n, 300, 2, features_1, 300, 1, W, 2, 1, b, logits);
 
     real *loss = arena + 0;  /* [] */
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
@@ -1064,13 +1066,8 @@ int textcnn_loss_and_grads(real *const params[], const void *const inputs[], lon
     for (long i = 0; i < n*300; i++)
         features[i] = features_1[i]*features_2[i];
 
-    real *logits_1 = arena + 795024;  /* [n, 2] */
-    sg_matmul(n, 300, 2, features, 300, 1, W, 2, 1, logits_1);
-
-    real *logits = logits_1;  /* [n, 2], in place of logits_1 */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 2; j++)
-            logits[i*2 + j] = logits_1[i*2 + j] + b[j];
+    real *logits = arena + 795024;  /* [n, 2] */
+    sg_matmul_bias(n, 300, 2, features, 300, 1, W, 2, 1, b, logits);
 
     real *loss = arena + 1595024;  /* [] */
     /* set below, with dlogits */
