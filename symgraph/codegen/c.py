@@ -498,7 +498,8 @@ class Function:
         product, bias = self.biased[v]
         a, b = self.g.args(product)
         m, k, p = extent(self.g.shape(a)[0]), extent(self.g.shape(a)[1]), extent(self.g.shape(b)[1])
-        return self.kernel("matmul_bias", m.text(), k.text(), p.text(), *self.operand(a, m, k), *self.operand(b, k, p), bias, v)
+        call = self.kernel("matmul_bias", m.text(), k.text(), p.text(), *self.operand(a, m, k), *self.operand(b, k, p), bias, v)
+        return [f"/* {v} = {product} + {bias}, where {product} = {a} @ {b} */", *call]
 
     def operand(self, node: str, rows: "Extent", cols: "Extent") -> tuple[str, str, str]:
         """A 2-D matmul operand as (array, row stride, column stride); a folded x.T is x read across."""

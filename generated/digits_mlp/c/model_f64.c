@@ -647,6 +647,7 @@ int digits_mlp_f64_forward(real *const params[], const void *const inputs[], lon
     const real *x = inputs[digits_mlp_f64_input_x];
 
     real *h_2 = arena + 0;  /* [n, 128] */
+    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
     sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
 
     real *h_3 = h_2;  /* [n, 128], in place of h_2 */
@@ -654,6 +655,7 @@ int digits_mlp_f64_forward(real *const params[], const void *const inputs[], lon
         h_3[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = outputs[digits_mlp_f64_output_logits];  /* [n, 10] */
+    /* logits = logits_1 + b2, where logits_1 = h_3 @ W2 */
     sg_matmul_bias(n, 128, 10, h_3, 128, 1, W2, 10, 1, b2, logits);
     return 0;
 }
@@ -672,6 +674,7 @@ int digits_mlp_f64_evaluate(real *const params[], const void *const inputs[], lo
     const int64_t *y = inputs[digits_mlp_f64_input_y];
 
     real *h_2 = arena + 0;  /* [n, 128] */
+    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
     sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
 
     real *h_3 = h_2;  /* [n, 128], in place of h_2 */
@@ -679,6 +682,7 @@ int digits_mlp_f64_evaluate(real *const params[], const void *const inputs[], lo
         h_3[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = arena + 4096;  /* [n, 10] */
+    /* logits = logits_1 + b2, where logits_1 = h_3 @ W2 */
     sg_matmul_bias(n, 128, 10, h_3, 128, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 0;  /* [] */
@@ -704,6 +708,7 @@ int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs
     const int64_t *y = inputs[digits_mlp_f64_input_y];
 
     real *h_2 = arena + 0;  /* [n, 128] */
+    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
     sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
 
     real *h_3 = h_2;  /* [n, 128], in place of h_2 */
@@ -718,6 +723,7 @@ int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs
         h[i] = h_3[i]*h_4[i];
 
     real *logits = arena + 12288;  /* [n, 10] */
+    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
     sg_matmul_bias(n, 128, 10, h, 128, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 16704;  /* [] */

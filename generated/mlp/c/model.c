@@ -640,6 +640,7 @@ int mlp_forward(real *const params[], const void *const inputs[], long n, real *
     const real *x = inputs[mlp_input_x];
 
     real *h_2 = arena + 0;  /* [n, 256] */
+    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
     sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
     real *h = h_2;  /* [n, 256], in place of h_2 */
@@ -647,6 +648,7 @@ int mlp_forward(real *const params[], const void *const inputs[], long n, real *
         h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = outputs[mlp_output_logits];  /* [n, 10] */
+    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
     sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
     return 0;
 }
@@ -665,6 +667,7 @@ int mlp_evaluate(real *const params[], const void *const inputs[], long n, doubl
     const int64_t *y = inputs[mlp_input_y];
 
     real *h_2 = arena + 0;  /* [n, 256] */
+    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
     sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
     real *h = h_2;  /* [n, 256], in place of h_2 */
@@ -672,6 +675,7 @@ int mlp_evaluate(real *const params[], const void *const inputs[], long n, doubl
         h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = arena + 16384;  /* [n, 10] */
+    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
     sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 0;  /* [] */
@@ -699,6 +703,7 @@ int mlp_loss_and_grads(real *const params[], const void *const inputs[], long n,
     const int64_t *y = inputs[mlp_input_y];
 
     real *h_2 = arena + 0;  /* [n, 256] */
+    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
     sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
     real *h = h_2;  /* [n, 256], in place of h_2 */
@@ -706,6 +711,7 @@ int mlp_loss_and_grads(real *const params[], const void *const inputs[], long n,
         h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = arena + 16384;  /* [n, 10] */
+    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
     sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 33408;  /* [] */

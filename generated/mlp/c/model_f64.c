@@ -638,6 +638,7 @@ int mlp_f64_forward(real *const params[], const void *const inputs[], long n, re
     const real *x = inputs[mlp_f64_input_x];
 
     real *h_2 = arena + 0;  /* [n, 256] */
+    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
     sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
     real *h = h_2;  /* [n, 256], in place of h_2 */
@@ -645,6 +646,7 @@ int mlp_f64_forward(real *const params[], const void *const inputs[], long n, re
         h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = outputs[mlp_f64_output_logits];  /* [n, 10] */
+    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
     sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
     return 0;
 }
@@ -663,6 +665,7 @@ int mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     const int64_t *y = inputs[mlp_f64_input_y];
 
     real *h_2 = arena + 0;  /* [n, 256] */
+    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
     sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
     real *h = h_2;  /* [n, 256], in place of h_2 */
@@ -670,6 +673,7 @@ int mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, d
         h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = arena + 16384;  /* [n, 10] */
+    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
     sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 0;  /* [] */
@@ -697,6 +701,7 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     const int64_t *y = inputs[mlp_f64_input_y];
 
     real *h_2 = arena + 0;  /* [n, 256] */
+    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
     sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
     real *h = h_2;  /* [n, 256], in place of h_2 */
@@ -704,6 +709,7 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
         h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = arena + 16384;  /* [n, 10] */
+    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
     sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 33408;  /* [] */

@@ -686,6 +686,7 @@ int nlm_forward(real *const params[], const void *const inputs[], long n, real *
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
     real *a_2 = arena + 0;  /* [n, 256] */
+    /* a_2 = a_1 + d, where a_1 = x @ H */
     sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
     real *a = a_2;  /* [n, 256], in place of a_2 */
@@ -693,6 +694,7 @@ int nlm_forward(real *const params[], const void *const inputs[], long n, real *
         a[i] = sg_tanh(a_2[i]);
 
     real *logits = outputs[nlm_output_logits];  /* [n, 3000] */
+    /* logits = logits_1 + e, where logits_1 = a @ U */
     sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
     return 0;
 }
@@ -717,6 +719,7 @@ int nlm_evaluate(real *const params[], const void *const inputs[], long n, doubl
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
     real *a_2 = arena + 384000;  /* [n, 256] */
+    /* a_2 = a_1 + d, where a_1 = x @ H */
     sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
     real *a = a_2;  /* [n, 256], in place of a_2 */
@@ -724,6 +727,7 @@ int nlm_evaluate(real *const params[], const void *const inputs[], long n, doubl
         a[i] = sg_tanh(a_2[i]);
 
     real *logits = arena + 0;  /* [n, 3000] */
+    /* logits = logits_1 + e, where logits_1 = a @ U */
     sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
 
     real *loss = arena + 384000;  /* [] */
@@ -757,6 +761,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
     real *a_2 = arena + 768000;  /* [n, 256] */
+    /* a_2 = a_1 + d, where a_1 = x @ H */
     sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
     real *a = a_2;  /* [n, 256], in place of a_2 */
@@ -764,6 +769,7 @@ int nlm_loss_and_grads(real *const params[], const void *const inputs[], long n,
         a[i] = sg_tanh(a_2[i]);
 
     real *logits = arena + 0;  /* [n, 3000] */
+    /* logits = logits_1 + e, where logits_1 = a @ U */
     sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
 
     real *loss = arena + 825344;  /* [] */

@@ -666,6 +666,7 @@ int nlm_f64_forward(real *const params[], const void *const inputs[], long n, re
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
     real *a_2 = arena + 0;  /* [n, 256] */
+    /* a_2 = a_1 + d, where a_1 = x @ H */
     sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
     real *a = a_2;  /* [n, 256], in place of a_2 */
@@ -673,6 +674,7 @@ int nlm_f64_forward(real *const params[], const void *const inputs[], long n, re
         a[i] = tanh(a_2[i]);
 
     real *logits = outputs[nlm_f64_output_logits];  /* [n, 3000] */
+    /* logits = logits_1 + e, where logits_1 = a @ U */
     sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
     return 0;
 }
@@ -697,6 +699,7 @@ int nlm_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
     real *a_2 = arena + 384000;  /* [n, 256] */
+    /* a_2 = a_1 + d, where a_1 = x @ H */
     sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
     real *a = a_2;  /* [n, 256], in place of a_2 */
@@ -704,6 +707,7 @@ int nlm_f64_evaluate(real *const params[], const void *const inputs[], long n, d
         a[i] = tanh(a_2[i]);
 
     real *logits = arena + 0;  /* [n, 3000] */
+    /* logits = logits_1 + e, where logits_1 = a @ U */
     sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
 
     real *loss = arena + 384000;  /* [] */
@@ -737,6 +741,7 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
     real *a_2 = arena + 768000;  /* [n, 256] */
+    /* a_2 = a_1 + d, where a_1 = x @ H */
     sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
     real *a = a_2;  /* [n, 256], in place of a_2 */
@@ -744,6 +749,7 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
         a[i] = tanh(a_2[i]);
 
     real *logits = arena + 0;  /* [n, 3000] */
+    /* logits = logits_1 + e, where logits_1 = a @ U */
     sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
 
     real *loss = arena + 825344;  /* [] */

@@ -869,6 +869,7 @@ int textcnn_f64_forward(real *const params[], const void *const inputs[], long n
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
     real *logits = outputs[textcnn_f64_output_logits];  /* [n, 2] */
+    /* logits = logits_1 + b, where logits_1 = features_1 @ W */
     sg_matmul_bias(n, 300, 2, features_1, 300, 1, W, 2, 1, b, logits);
     return 0;
 }
@@ -960,6 +961,7 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
     real *logits = arena + 15008;  /* [n, 2] */
+    /* logits = logits_1 + b, where logits_1 = features_1 @ W */
     sg_matmul_bias(n, 300, 2, features_1, 300, 1, W, 2, 1, b, logits);
 
     real *loss = arena + 0;  /* [] */
@@ -1065,6 +1067,7 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
         features[i] = features_1[i]*features_2[i];
 
     real *logits = arena + 795024;  /* [n, 2] */
+    /* logits = logits_1 + b, where logits_1 = features @ W */
     sg_matmul_bias(n, 300, 2, features, 300, 1, W, 2, 1, b, logits);
 
     real *loss = arena + 1595024;  /* [] */
