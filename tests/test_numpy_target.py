@@ -62,6 +62,17 @@ graph:
   loss: cross_entropy(f @ W, y)
 loss: loss
 """,
+    # pooling is one pass per tap over strided slices
+    "pooling": """
+name: pooling
+params: {x: {shape: [3, 11, 4]}, W: {shape: [8, 2]}}
+graph:
+  m: max_pool1d(x, size=3, stride=2)
+  a: avg_pool1d(x, size=2)
+  f: concat(sum(m, axis=1), sum(a, axis=1), axis=1)
+  loss: sum(tanh(f @ W))
+loss: loss
+""",
 }
 
 
