@@ -9,7 +9,8 @@ Runs, for each model in ``benchmarks/models/``:
              OMP_PROC_BIND=true (each thread on a core of its own; see below);
   numpy      the generated NumPy module (loss_and_grads, then sgd_step);
   by-hand    a hand-written NumPy step (``references.py``);
-  pytorch    PyTorch eager, and jax: JAX jit, when they are installed.
+  pytorch    PyTorch eager (OMP_PROC_BIND=true too), and jax: JAX jit, when
+             they are installed.
 Each runs in a process of its own (so that thread pools do not compete),
 every one starts from the same parameters and inputs, and their first
 losses must agree. Blocks of steps (each about ``--seconds`` long) are
@@ -102,7 +103,9 @@ def implementations(g, spec: Path, folder: Path, frameworks: list[str]) -> list[
     np.savez(folder / "inputs.npz", **inputs)
     found = [generated_c(g, params, inputs, folder, openmp=False), generated_c(g, params, inputs, folder, openmp=True)]
     for kind in ["numpy", "by-hand", *frameworks]:
-        found.append(Process(kind, [sys.executable, str(HERE / "step_worker.py"), kind, str(spec), str(folder)]))
+        # PyTorch's threads are OpenMP's too: bound like ours (JAX's pool is its own)
+        env = dict(os.environ, OMP_PROC_BIND="true") if kind == "pytorch" else None
+        found.append(Process(kind, [sys.executable, str(HERE / "step_worker.py"), kind, str(spec), str(folder)], env))
     return found
 
 
