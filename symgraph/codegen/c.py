@@ -10,6 +10,7 @@ are written straight into the caller's gradient and output buffers.
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field, replace
 
@@ -848,12 +849,18 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
 
 
 def tanh_series(printer: Printer) -> list[str]:
-    """The coefficients c1, c3, ..., c15 of tanh's Taylor series at 0 (sympy's,
-    exact), printed: sg_tanh's polynomial for |x| < 0.55, where the first term
-    left out is below float32's rounding."""
+    """The coefficients c1, c3, ..., c15 of tanh's Taylor series at 0, printed:
+    sg_tanh's polynomial for |x| < 0.55, where the first term left out is
+    below float32's rounding."""
+    return [printer.number(c) for c in tanh_coefficients()]
+
+
+@functools.lru_cache(maxsize=None)
+def tanh_coefficients() -> tuple[sp.Rational, ...]:
+    """sympy's exact series, worked out once per process (it takes 50 ms)."""
     x = sp.Symbol("x")
     series = sp.series(sp.tanh(x), x, 0, 17).removeO()
-    return [printer.number(series.coeff(x, k)) for k in range(1, 17, 2)]
+    return tuple(series.coeff(x, k) for k in range(1, 17, 2))
 
 
 def comment_text(text: str) -> str:
