@@ -28,6 +28,7 @@ from ..ops.symbolic import BATCH, structure
 from ..passes.fusion import fusion_groups
 from .common import (
     CachedPrinter,
+    cross_entropy_pairs,
     describe,
     node_order,
     read_transposed,
@@ -638,19 +639,12 @@ def losses_with_gradients(g: Graph, order: list[str], reads: dict[str, set[str]]
     """Cross-entropy gradients that also set their loss -> that loss: the
     kernel has every row's maximum and sum of exponentials at hand, so the
     loss's own two passes over the logits are saved. Only where nothing in
-    between reads the loss."""
-    found = {}
-    for i, loss in enumerate(order):
-        if g.op(loss) != "cross_entropy":
-            continue
-        for j in range(i + 1, len(order)):
-            v = order[j]
-            if g.op(v) == "softmax_cross_entropy_grad" and g.args(v)[:2] == g.args(loss):
-                found[v] = loss
-                break
-            if loss in reads[v]:
-                break
-    return found
+    between reads the loss, which is now written later."""
+    index = {v: i for i, v in enumerate(order)}
+    return {
+        grad: loss for grad, loss in cross_entropy_pairs(g, order).items()
+        if not any(loss in reads[v] for v in order[index[loss] + 1:index[grad]])
+    }
 
 
 def join(base: str, index: str) -> str:

@@ -116,6 +116,21 @@ def read_transposed(g: Graph, needed: set[str], roots: set[str]) -> dict[str, st
     }
 
 
+def cross_entropy_pairs(g: Graph, order: list[str]) -> dict[str, str]:
+    """Each cross-entropy gradient ``softmax_cross_entropy_grad(z, y, s)`` ->
+    the loss ``cross_entropy(z, y)`` computed before it in ``order``, where
+    there is one: both take exp(z - max z) over the same logits, and each
+    target computes that once for the two."""
+    losses: dict[tuple, str] = {}
+    found = {}
+    for v in order:
+        if g.op(v) == "cross_entropy":
+            losses[tuple(g.args(v))] = v
+        elif g.op(v) == "softmax_cross_entropy_grad" and tuple(g.args(v)[:2]) in losses:
+            found[v] = losses.pop(tuple(g.args(v)[:2]))
+    return found
+
+
 def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> list[Statement]:
     """Statements computing ``roots``, in a fixed topological order; each
     fused element-wise group (see ``fusion_groups``) is one statement."""

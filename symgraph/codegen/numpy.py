@@ -18,6 +18,7 @@ from .common import (
     Node,
     Statement,
     arg_text,
+    cross_entropy_pairs,
     describe,
     literal,
     schedule,
@@ -595,14 +596,10 @@ def share_softmax(g: Graph, statements: list[Statement], fresh: set[str]) -> lis
     """Cross-entropy's loss and its gradient both take exp(z - max z) over the
     logits, a [batch, classes] array: where one function computes both, the
     loss keeps its exponentials and total for the gradient, which reuses them."""
-    losses = {tuple(g.args(st.target)): st for st in statements if st.op == "cross_entropy"}
-    for st in statements:
-        if st.op != "softmax_cross_entropy_grad":
-            continue
-        z, y, scale = g.args(st.target)
-        loss = losses.get((z, y))
-        if loss is None or statements.index(loss) > statements.index(st):
-            continue
+    by_target = {st.target: st for st in statements}
+    for grad, loss_node in cross_entropy_pairs(g, list(by_target)).items():
+        st, loss = by_target[grad], by_target[loss_node]
+        z, y, scale = g.args(grad)
         shifted_z, exps, total = f"sg_shifted_{z}", f"sg_exp_{z}", f"sg_total_{z}"
         big = numel(g.shape(z)) >= SCRATCH_ELEMENTS
         # the exponentials become the gradient: a scratch buffer only if that is not returned
