@@ -389,6 +389,13 @@ class ChainRule:
     def role(self, node: str) -> str | None:
         return self.g.nx.nodes[node].get("chain", NO_STEP)[2]
 
+    def statement_comments(self, fused: list[str], node: str) -> list[str]:
+        """The lines above a statement that computes ``node`` with ``fused``
+        (its producers, first to last) inside it: the steps the producers'
+        results are, not their parts, then its own; each once, none empty."""
+        comments = [self.comment(a) for a in fused if self.role(a) != "part"] + [self.comment(node)]
+        return [c for i, c in enumerate(comments) if c and c not in comments[:i]]
+
     def comment(self, node: str) -> str:
         """One line for ``node``; empty for forward nodes."""
         if node not in self.comments:

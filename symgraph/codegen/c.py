@@ -332,11 +332,7 @@ class Function:
         chain = chain_rule(g)
         for v in self.order:
             lines.append("")
-            # the fused producers' results, not their parts: the statement shows those
-            comments = [chain.comment(a) for a in self.fused(v) if chain.role(a) != "part"] + [chain.comment(v)]
-            for i, comment in enumerate(comments):
-                if comment and comment not in comments[:i]:
-                    lines.append(f"/* {comment_text(comment)} */")
+            lines += [f"/* {comment_text(comment)} */" for comment in chain.statement_comments(self.fused(v), v)]
             if v in self.aliases:
                 kind = "a view of" if g.op(v) == "reshape" else "in place of"
                 lines.append(f"real *{v} = {self.aliases[v]};  /* {shape_comment(g.shape(v))}, {kind} {self.aliases[v]} */")

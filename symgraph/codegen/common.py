@@ -152,10 +152,7 @@ def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> l
     for node in order:
         if node not in needed or node in fused or node in written or g.op(node) in ("input", "param", "const"):
             continue
-        # the fused producers' results, not their parts: the statement shows those
-        inside = [a for a in members.get(node, []) if chain.role(a) != "part"]
-        comments = [chain.comment(a) for a in inside] + [chain.comment(node)]
-        comments = [c for i, c in enumerate(comments) if c and c not in comments[:i]]
+        comments = chain.statement_comments(members.get(node, []), node)
         statements.append(Statement(node, emit(view(g, node, fused, written)), comments, g.shape(node), g.op(node)))
     return statements
 
