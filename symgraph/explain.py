@@ -145,6 +145,15 @@ def scalar_gradient(gg: Graph, leaf: str) -> Gradient:
     return Gradient(leaf, formula, number)
 
 
+BATCH_SYMBOL = sp.Symbol("batch", positive=True)  # the batch size, as a reader sees it
+
+
+def readable_constant(value) -> sp.Expr:
+    """A constant as a reader sees it: 1/2, or the symbol batch (for a graph's
+    Batch value and a structure's BATCH alike)."""
+    return BATCH_SYMBOL if value == BATCH or isinstance(value, Batch) else rational(value)
+
+
 def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:
     """The whole expression of a scalar node over its leaves."""
     if node in cache:
@@ -153,8 +162,7 @@ def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:
     if op in LEAVES:
         expr = sp.Symbol(node, real=True)
     elif op == "const":
-        value = g.attrs(node)["value"]
-        expr = sp.Symbol("batch", positive=True) if isinstance(value, Batch) else rational(value)
+        expr = readable_constant(g.attrs(node)["value"])
     elif REGISTRY[op].elementwise:
         expr = op_expr(op, g.nx.nodes[node]["attrs"])
         expr = expr.xreplace({X[i]: symbolic(g, a, cache) for i, a in enumerate(g.args(node))})
@@ -165,11 +173,6 @@ def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:
 
 
 _STRUCTURE_TEXT: dict[tuple, str] = {}
-
-
-def readable_constant(value) -> sp.Expr:
-    """A constant of a structure as a reader sees it: 1/2, or the symbol batch."""
-    return sp.Symbol("batch", positive=True) if value == BATCH else rational(value)
 
 
 class Pretty:
@@ -236,8 +239,7 @@ class Pretty:
             return self.symbol(node)
         op = g.op(node)
         if op == "const":
-            value = g.attrs(node)["value"]
-            return sp.Symbol("batch", positive=True) if isinstance(value, Batch) else rational(value)
+            return readable_constant(g.attrs(node)["value"])
         if not (op in REGISTRY and REGISTRY[op].elementwise):
             return self.atom(node)
         base = op_expr(op, g.nx.nodes[node]["attrs"])
@@ -286,7 +288,7 @@ class Pretty:
         if node in self.labels or axes != tuple(i for i, d in enumerate(shape) if isinstance(d, Batch)):
             return None
         expr = self.expr(node, top=True) if self.is_elementwise(node) else None
-        batch = sp.Symbol("batch", positive=True)
+        batch = BATCH_SYMBOL
         if expr is None or not expr.has(batch):
             return None
         rest = sp.simplify(expr * batch)
