@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import re
 
 import sympy as sp
@@ -531,11 +532,8 @@ EMIT = {
     "softmax_cross_entropy_grad": emit_softmax_cross_entropy_grad,
     "binary_cross_entropy": emit_binary_cross_entropy,
 }
-# the emitters that can write into a scratch buffer (their ``reuse``)
-WRITES_INTO = frozenset({
-    "matmul", "concat", "pad_slice", "max_backward", "embedding", "embedding_backward", "conv1d",
-    "conv1d_backward_input", "conv1d_backward_kernel", "softmax", "log_softmax", "softmax_cross_entropy_grad",
-})
+# the ops whose emitters can write into a scratch buffer: those that take ``reuse``
+WRITES_INTO = frozenset(op for op, emitter in EMIT.items() if "reuse" in inspect.signature(emitter).parameters)
 
 
 # -- files ---------------------------------------------------------------------------
