@@ -1,6 +1,6 @@
 /* Times training steps of a generated C model: loss and gradients on one
- * full batch, then a plain SGD update (learning rate 1e-6, as the driver's), as
- * the generated trainer does.
+ * full batch and a plain SGD update (learning rate 1e-6, as the driver's),
+ * through the model's sgd_step as the generated trainer takes them.
  *
  *   cc -O3 -march=native -std=c99 -DMODEL=mlp step_harness.c model.c -lm
  *   ./a.out DIR
@@ -28,15 +28,6 @@ static double now(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-enum { BLOCK = 1 << 14 };  /* elements per task, as in the trainer */
-
-/* Elements [first, last) of one plain SGD step. */
-static void sgd(real_t *p, const real_t *g, long first, long last)
-{
-    for (long j = first; j < last; j++)
-        p[j] -= (real_t)1e-6 * g[j];
 }
 
 static void *read_all(const char *dir, const char *kind, int index, size_t bytes)
@@ -81,21 +72,8 @@ int main(int argc, char **argv)
         const long steps = atol(line);
         double loss = 0;
         const double started = now();
-        for (long s = 0; s < steps; s++, step++) {
-            API(_loss_and_grads)(params, inputs, n, 1, (uint64_t)step, &loss, grads);
-            for (int i = 0; i < num_params; i++) {
-                const long size = API(_param_info)[i].size;
-                if (size < 4 * BLOCK) {
-                    sgd(params[i], grads[i], 0, size);
-                    continue;
-                }
-#ifdef _OPENMP
-#pragma omp parallel for  /* as the trainer's OpenMP build splits its update */
-#endif
-                for (long first = 0; first < size; first += BLOCK)
-                    sgd(params[i], grads[i], first, first + BLOCK < size ? first + BLOCK : size);
-            }
-        }
+        for (long s = 0; s < steps; s++, step++)
+            API(_sgd_step)(params, inputs, n, 1, (uint64_t)step, (real_t)1e-6, &loss, grads);
         printf("%.9f %.9g\n", now() - started, loss);
         fflush(stdout);
     }

@@ -155,6 +155,8 @@ class Library:
         self._init = self._function(f"{api}_init_params", None, [p, u64])
         self._forward = self._function(f"{api}_forward", i, [p, p, long, p])
         self._loss_and_grads = self._function(f"{api}_loss_and_grads", i, [p, p, long, i, u64, double_p, p])
+        real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
+        self._sgd_step = self._function(f"{api}_sgd_step", i, [p, p, long, i, u64, real, double_p, p])
 
     def _function(self, name, restype, argtypes):
         fn = getattr(self.lib, name)
@@ -203,6 +205,18 @@ class Library:
         status = self._loss_and_grads(pointers(args[0]), pointers(args[1]), n, int(training), seed, ctypes.byref(loss), pointers(grads))
         self._check(status, n)
         return loss.value, {leaf.name: g for leaf, g in zip(self.program.params, grads)}
+
+    def sgd_step(self, params: dict, inputs: dict, lr: float, training: bool = False, seed: int = 0):
+        """The loss and the parameters after one plain SGD step, through the
+        model's fused sgd_step; ``params`` is left as it was."""
+        n = self.batch_size(inputs)
+        updated = [np.array(params[leaf.name], dtype=self.dtype, order="C") for leaf in self.program.params]
+        work = [np.empty_like(a) for a in updated]
+        loss = ctypes.c_double()
+        inputs_ = self._input_arrays(inputs)
+        status = self._sgd_step(pointers(updated), pointers(inputs_), n, int(training), seed, lr, ctypes.byref(loss), pointers(work))
+        self._check(status, n)
+        return loss.value, {leaf.name: a for leaf, a in zip(self.program.params, updated)}
 
     @staticmethod
     def _check(status: int, n: int) -> None:

@@ -4,6 +4,7 @@ sanitizers, checks its own gradients, and reuses cached builds."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -59,6 +60,31 @@ def test_example_matches_numpy_in_float64(name, rng):
         outputs, expected_outputs = c.forward(params, inputs), numpy.forward(params, inputs)
         for key in expected_outputs:
             assert_close(outputs[key], expected_outputs[key], 1e-10)
+
+
+FUSED = {"nlm": {"U", "H", "C"}, "mlp": {"W1", "W2"}, "textcnn": {"W", "E"}, "slide": set()}
+
+
+@pytest.mark.parametrize("name", EXAMPLES)
+def test_sgd_step_is_loss_and_grads_then_an_sgd_update(name, rng):
+    """sgd_step adds product and embedding gradients into their parameters as
+    it computes them; every parameter must end where params - lr * grads is."""
+    g = example(name)
+    model = sg.compile(g, target="c", dtype="float64")
+    program = build_program(g, "float64")
+    source = render(program, "c")["model.c"].split(f"{g.name}_sgd_step(", 1)[1]
+    fused = set(re.findall(rf"-lr, (?:1, )?params\[{g.name}_param_(\w+)\]\);", source))
+    if name in FUSED:
+        assert fused == FUSED[name]
+    params = model.init_params(1)
+    inputs = batch_inputs(model, int(program.graph.shape(program.batch_input)[0]) if program.batch_input else 1, rng)
+    lr = 0.37
+    loss, grads = model.loss_and_grads(params, inputs, training=True, seed=5)
+    step_loss, stepped = model._backend.sgd_step(params, inputs, lr, training=True, seed=5)
+    assert step_loss == loss
+    for key, value in params.items():
+        assert_close(stepped[key], value - lr * grads[key], 1e-12)
+        assert not np.array_equal(stepped[key], value) or not grads[key].any(), key
 
 
 def test_batch_larger_than_compiled_is_refused():
@@ -322,6 +348,10 @@ def test_openmp_build_gives_the_same_bits(name, rng):
     assert threaded_loss == loss
     for key in grads:
         assert np.array_equal(threaded_grads[key], grads[key]), key
+    (loss, stepped), (threaded_loss, threaded_stepped) = (lib.sgd_step(params, inputs, 0.1, training=True, seed=3) for lib in (serial, threaded))
+    assert threaded_loss == loss
+    for key in stepped:
+        assert np.array_equal(threaded_stepped[key], stepped[key]), key
 
 
 def has_cblas() -> bool:

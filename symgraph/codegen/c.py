@@ -5,13 +5,15 @@ is an element-wise op of the same shape is printed inside that reader's
 expression); shape ops, reductions and broadcasting are loop nests over
 strided views; everything else calls a kernel from ``templates/c/kernels.c.j2``.
 Intermediates live in one static arena laid out by ``memory.place``; results
-are written straight into the caller's gradient and output buffers.
+are written straight into the caller's gradient and output buffers, and
+sgd_step adds product and embedding gradients straight into their parameters.
 """
 
 from __future__ import annotations
 
 import functools
 import re
+from collections import Counter
 from dataclasses import dataclass, field, replace
 
 import sympy as sp
@@ -212,6 +214,7 @@ class Function:
     reads: dict[str, set[str]] = field(default_factory=dict)
     transposed: dict[str, str] = field(default_factory=dict)  # matrix transpose read only by matmuls -> its argument
     biased: dict[str, tuple[str, str]] = field(default_factory=dict)  # x @ W + b -> (x @ W, b), one statement
+    updates: dict[str, str] = field(default_factory=dict)  # sgd_step: a gradient added into its parameter -> that parameter
 
     def __post_init__(self):
         g = self.g
@@ -310,7 +313,7 @@ class Function:
                 last[self.owner(self.losses[v])] = max(last[self.owner(self.losses[v])], i)
         buffers = []
         for i, v in enumerate(self.order):
-            if v in self.dests or v in self.aliases:
+            if v in self.dests or v in self.aliases or v in self.updates:
                 continue
             if self.g.dtype(v) != "float":
                 raise SpecError(f"node {v!r} holds integers; only inputs may", node=v, source=self.g.source)
@@ -333,6 +336,9 @@ class Function:
         for v in self.order:
             lines.append("")
             lines += [f"/* {comment_text(comment)} */" for comment in chain.statement_comments(self.fused(v), v)]
+            if v in self.updates:
+                lines += self.emit_update(v)
+                continue
             if v in self.aliases:
                 kind = "a view of" if g.op(v) == "reshape" else "in place of"
                 lines.append(f"real *{v} = {self.aliases[v]};  /* {shape_comment(g.shape(v))}, {kind} {self.aliases[v]} */")
@@ -480,8 +486,7 @@ class Function:
         m, k, p = extent(sa[-2]), extent(sa[-1]), extent(sb[-1])
         batch = out[:-2]
         if not batch:
-            operands = [self.operand(a, m, k), self.operand(b, k, p)]
-            return self.kernel("matmul", m.text(), k.text(), p.text(), *operands[0], *operands[1], v)
+            return self.kernel("matmul", *self.product_arguments(v), v)
         arrays = {
             v: [s * m * p for s in strides(batch)],
             a: [s * m * k for s in aligned(sa[:-2], batch)],
@@ -495,9 +500,23 @@ class Function:
     def emit_biased_product(self, v):
         product, bias = self.biased[v]
         a, b = self.g.args(product)
-        m, k, p = extent(self.g.shape(a)[0]), extent(self.g.shape(a)[1]), extent(self.g.shape(b)[1])
-        call = self.kernel("matmul_bias", m.text(), k.text(), p.text(), *self.operand(a, m, k), *self.operand(b, k, p), bias, v)
+        call = self.kernel("matmul_bias", *self.product_arguments(product), bias, v)
         return [f"/* {v} = {product} + {bias}, where {product} = {a} @ {b} */", *call]
+
+    def product_arguments(self, product: str) -> list[str]:
+        """m, k, p and both operands of a 2-D product, as the matmul kernels take them."""
+        a, b = self.g.args(product)
+        m, k, p = extent(self.g.shape(a)[0]), extent(self.g.shape(a)[1]), extent(self.g.shape(b)[1])
+        return [m.text(), k.text(), p.text(), *self.operand(a, m, k), *self.operand(b, k, p)]
+
+    def emit_update(self, v):
+        """sgd_step's fused update: gradient ``v`` scaled by -lr and added into its parameter."""
+        param = self.updates[v]
+        dest = f"params[{self.ctx.api}_param_{param}]"
+        lines = [f"/* {param} -= lr * dL/d{param}, added in as it is computed: nothing reads {param} after this */"]
+        if self.g.op(v) == "matmul":
+            return lines + self.kernel("matmul_add", *self.product_arguments(v), "-lr", dest)
+        return lines + self.embedding_backward(v, "-lr", 1, dest)
 
     def operand(self, node: str, rows: "Extent", cols: "Extent") -> tuple[str, str, str]:
         """A 2-D matmul operand as (array, row stride, column stride); a folded x.T is x read across."""
@@ -510,9 +529,12 @@ class Function:
         return self.kernel("embedding", size(self.g.shape(ids)).text(), int(self.g.shape(table)[1]), table, ids, v)
 
     def emit_embedding_backward(self, v):
+        return self.embedding_backward(v, 1, 0, v)
+
+    def embedding_backward(self, v, scale, accumulate: int, dest: str) -> list[str]:
         ids, cot = self.g.args(v)
         rows, width = self.g.shape(v)
-        return self.kernel("embedding_backward", size(self.g.shape(ids)).text(), int(rows), int(width), ids, cot, v)
+        return self.kernel("embedding_backward", size(self.g.shape(ids)).text(), int(rows), int(width), ids, cot, scale, accumulate, dest)
 
     def conv_dims(self, x_shape, out_shape, width, attrs):
         return [extent(x_shape[0]).text(), int(x_shape[1]), int(x_shape[2]), int(out_shape[1]), int(out_shape[2]), width, attrs["stride"], attrs["padding"]]
@@ -631,6 +653,28 @@ def biased_products(g: Graph, nodes: list[str], needed: set[str], protected: set
     return found
 
 
+def fused_updates(fn: Function, gradients: dict[str, str]) -> dict[str, str]:
+    """Gradients that sgd_step adds into their parameter (scaled by -lr) as they
+    are computed -> that parameter, which saves writing the gradient and a pass
+    over both: 2-D products and embedding scatters, each the gradient of one
+    parameter and read by nothing else, computed after the last statement that
+    reads the parameter. A parameter that is itself some gradient keeps the
+    plain update, which reads it after every statement."""
+    g, order = fn.g, fn.order
+    index = {v: i for i, v in enumerate(order)}
+    owners = Counter(gradients.values())
+    found = {}
+    for param, node in gradients.items():
+        if node not in index or owners[node] > 1 or param in owners:
+            continue
+        if not (g.op(node) == "matmul" and len(g.shape(node)) == 2 or g.op(node) == "embedding_backward"):
+            continue
+        if any(node in fn.reads[w] for w in order) or any(param in fn.reads[w] for w in order[index[node]:]):
+            continue
+        found[node] = param
+    return found
+
+
 def losses_with_gradients(g: Graph, order: list[str], reads: dict[str, set[str]]) -> dict[str, str]:
     """Cross-entropy gradients that also set their loss -> that loss: the
     kernel has every row's maximum and sum of exponentials at hand, so the
@@ -702,7 +746,10 @@ def constant(value) -> sp.Expr:
 CACHED_PRINTERS: dict[str, CachedPrinter] = {}
 
 
-ARRAY_ARGUMENTS = {"forward": ("params", "inputs", "outputs"), "evaluate": ("params", "inputs"), "loss_and_grads": ("params", "inputs", "grads")}
+ARRAY_ARGUMENTS = {
+    "forward": ("params", "inputs", "outputs"), "evaluate": ("params", "inputs"), "loss_and_grads": ("params", "inputs", "grads"),
+    "sgd_step": ("params", "inputs", "grads"),
+}
 
 
 def compiled_batch(program) -> int:
@@ -743,7 +790,19 @@ def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:
         else:
             dests[node] = dest
     fn = Function(ctx, train, [train.loss, *program.gradients.values()], dests)
-    out["loss_and_grads"] = (fn, [line for node, dest in tail for line in fn.store(node, dest)] + [f"*loss_value = {scalar(fn, train.loss)};"])
+    stores = [line for node, dest in tail for line in fn.store(node, dest)]
+    out["loss_and_grads"] = (fn, stores + [f"*loss_value = {scalar(fn, train.loss)};"])
+
+    updates = fused_updates(fn, program.gradients)
+    step = Function(ctx, train, fn.roots, {node: dest for node, dest in dests.items() if node not in updates}, updates=updates)
+    plain = [param for param, node in program.gradients.items() if node not in updates]
+    lines = stores + [f"*loss_value = {scalar(step, train.loss)};"]
+    if plain:
+        lines += ["", f"/* the step of {', '.join(plain)}, from {'its gradient' if len(plain) == 1 else 'their gradients'} */"]
+    for param in plain:
+        where = f"{api}_param_{param}"
+        lines += step.nest([numel(train.shape(param))], {"p": [ONE]}, lambda ix: [f"params[{where}][{ix['p']}] -= lr * grads[{where}][{ix['p']}];"], "p")
+    out["sgd_step"] = (step, lines)
     return out
 
 

@@ -276,8 +276,8 @@ static void sg_tile(long kc, const real *ap, long lda, const real *bp, real *c, 
 #endif
 #endif
 
-/* dst[q*dst_stride + i] = src[i*src_stride + q] for i, q < 8: an 8 x 8 block transposed. */
-static void sg_transpose8(real *restrict dst, long dst_stride, const real *restrict src, long src_stride)
+/* dst[q*dst_stride + i] = scale * src[i*src_stride + q] for i, q < 8: an 8 x 8 block transposed. */
+static void sg_transpose8(real *restrict dst, long dst_stride, const real *restrict src, long src_stride, real scale)
 {
 #ifdef SG_SHUFFLE
     /* In registers, three rounds of shuffles. r: the rows. a[i], a[i+1]: rows i and i+1
@@ -285,7 +285,7 @@ static void sg_transpose8(real *restrict dst, long dst_stride, const real *restr
     typedef real sg_row8 __attribute__((vector_size(8 * sizeof(real)), aligned(sizeof(real)), may_alias));
     sg_row8 r[8], a[8], b[8];
     for (int i = 0; i < 8; i++)
-        r[i] = *(const sg_row8 *)(src + i * src_stride);
+        r[i] = scale * *(const sg_row8 *)(src + i * src_stride);
     for (int i = 0; i < 8; i += 2) {
         a[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
         a[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
@@ -302,50 +302,50 @@ static void sg_transpose8(real *restrict dst, long dst_stride, const real *restr
 #else
     for (long i = 0; i < 8; i++)
         for (long q = 0; q < 8; q++)
-            dst[q * dst_stride + i] = src[i * src_stride + q];
+            dst[q * dst_stride + i] = scale * src[i * src_stride + q];
 #endif
 }
 
-/* dst[p*width + i] = src[i*across + p*along] for i < count (zero up to width), p < depth:
- * part of one panel, read in whichever order walks src contiguously. */
+/* dst[p*width + i] = scale * src[i*across + p*along] for i < count (zero up to width), p < depth:
+ * part of one panel, read in whichever order walks src contiguously. A scale of 1 copies exactly. */
 static void sg_pack_run(real *restrict dst, long width, long count, long depth, const real *restrict src, long across,
-                        long along)
+                        long along, real scale)
 {
     if (along == 1 && count == width) {  /* a transpose, in 8 x 8 blocks where the width allows */
         long p0 = 0;
         for (; p0 + 8 <= depth; p0 += 8) {
             long i = 0;
             for (; i + 8 <= width; i += 8)
-                sg_transpose8(dst + p0 * width + i, width, src + i * across + p0, across);
+                sg_transpose8(dst + p0 * width + i, width, src + i * across + p0, across, scale);
             for (; i < width; i++)
                 for (long q = 0; q < 8; q++)
-                    dst[(p0 + q) * width + i] = src[i * across + p0 + q];
+                    dst[(p0 + q) * width + i] = scale * src[i * across + p0 + q];
         }
         for (long i = 0; i < width; i++)
             for (long p = p0; p < depth; p++)
-                dst[p * width + i] = src[i * across + p];
+                dst[p * width + i] = scale * src[i * across + p];
         return;
     }
     if (across == 1 && count == width) {  /* runs of width values: plain copies, without the test per value below */
         for (long p = 0; p < depth; p++)
             for (long i = 0; i < width; i++)
-                dst[p * width + i] = src[p * along + i];
+                dst[p * width + i] = scale * src[p * along + i];
         return;
     }
     for (long p = 0; p < depth; p++)
         for (long i = 0; i < width; i++)
-            dst[p * width + i] = i < count ? src[i * across + p * along] : 0;
+            dst[p * width + i] = i < count ? scale * src[i * across + p * along] : 0;
 }
 
 /* One panel of depth values along k from p0 on, where k is cut into segments
  * of k_seg that lie seg apart in memory. */
 static void sg_pack(real *dst, long width, long count, long depth, const real *src, long across, long along, long p0,
-                    long k_seg, long seg)
+                    long k_seg, long seg, real scale)
 {
     for (long done = 0; done < depth;) {
         const long p = p0 + done, offset = p % k_seg;
         const long run = depth - done < k_seg - offset ? depth - done : k_seg - offset;
-        sg_pack_run(dst + done * width, width, count, run, src + (p / k_seg) * seg + offset * along, across, along);
+        sg_pack_run(dst + done * width, width, count, run, src + (p / k_seg) * seg + offset * along, across, along, scale);
         done += run;
     }
 }
@@ -364,6 +364,7 @@ typedef struct {
     real *c;
     long ldc, c_item;
     int accumulate;  /* add to c instead of overwriting it */
+    real scale;      /* of B, applied as it is packed: c (+)= A @ (scale B) */
 } sg_product;
 
 static void sg_product_serial(const sg_product *g)
@@ -377,7 +378,7 @@ static void sg_product_serial(const sg_product *g)
             for (long jr = 0; jr < nc; jr += SG_NR) {
                 const long cols = nc - jr < SG_NR ? nc - jr : SG_NR;
                 sg_pack(sg_packed_b + jr * kc, cols <= SG_VL ? SG_VL : SG_NR, cols, kc, g->b + (jc + jr) * g->b_cs, g->b_cs,
-                        g->b_rs, pc, g->k_seg, g->b_seg);
+                        g->b_rs, pc, g->k_seg, g->b_seg, g->scale);
             }
             for (long item = 0; item < g->count; item++)
                 for (long ic = 0; ic < g->m; ic += SG_MC) {
@@ -386,7 +387,7 @@ static void sg_product_serial(const sg_product *g)
                         const long rows = mc - ir < SG_MR ? mc - ir : SG_MR;
                         const real *a = g->a + item * g->a_item + (ic + ir) * g->a_rs;
                         if (!in_place || rows < SG_MR)  /* the rows past the edge of A must not be read */
-                            sg_pack(sg_packed_a + ir * kc, SG_MR, rows, kc, a, g->a_rs, g->a_cs, pc, g->k_seg, g->a_seg);
+                            sg_pack(sg_packed_a + ir * kc, SG_MR, rows, kc, a, g->a_rs, g->a_cs, pc, g->k_seg, g->a_seg, 1);
                     }
                     for (long jr = 0; jr < nc; jr += SG_NR)
                         for (long ir = 0; ir < mc; ir += SG_MR) {
@@ -416,7 +417,7 @@ static void sg_product_run(const sg_product *g)
     if (g->count == 1 && g->k_seg == g->k && (g->a_rs == 1 || g->a_cs == 1) && (g->b_rs == 1 || g->b_cs == 1) && g->m > 1 &&
         g->n > 1 && g->k > 1) {
         cblas_sgemm(CblasRowMajor, g->a_cs == 1 ? CblasNoTrans : CblasTrans,
-                    g->b_cs == 1 ? CblasNoTrans : CblasTrans, (int)g->m, (int)g->n, (int)g->k, 1, g->a,
+                    g->b_cs == 1 ? CblasNoTrans : CblasTrans, (int)g->m, (int)g->n, (int)g->k, g->scale, g->a,
                     (int)(g->a_cs == 1 ? g->a_rs : g->a_cs), g->b, (int)(g->b_cs == 1 ? g->b_rs : g->b_cs),
                     g->accumulate ? 1 : 0, g->c, (int)g->ldc);
         return;
@@ -461,7 +462,7 @@ static void sg_product_run(const sg_product *g)
 static void sg_gemm(long m, long n, long k, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
                     real *c, long ldc, int accumulate)
 {
-    const sg_product g = {1, m, n, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, ldc, 0, accumulate};
+    const sg_product g = {1, m, n, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, ldc, 0, accumulate, 1};
     sg_product_run(&g);
 }
 
@@ -483,6 +484,15 @@ static void sg_matmul_bias(long m, long k, long p, const real *a, long a_rs, lon
     for (long i = 0; i < m; i++)
         memcpy(c + i * p, bias, (size_t)p * sizeof *c);
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 1);
+}
+
+/* c[m x p] += scale * A[m x k] @ B[k x p], strided as in sg_matmul: a
+ * gradient added into its parameter as it is computed (scale = -lr). */
+static void sg_matmul_add(long m, long k, long p, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                          real scale, real *c)
+{
+    const sg_product g = {1, m, p, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, p, 0, 1, scale};
+    sg_product_run(&g);
 }
 
 /* e^x for x <= 0, vectorisable (libm's exp is a call per element): x = k ln 2 + r
@@ -774,5 +784,93 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
     sg_matmul(64, n, 128, x, 1, 64, dh_2, 128, 1, dW1);
 
     *loss_value = loss[0];
+    return 0;
+}
+
+/* loss_and_grads and a plain SGD step at once; see model.h. */
+int digits_mlp_sgd_step(real *const params[], const void *const inputs[], long n,
+    int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
+{
+    if (n < 1 || n > DIGITS_MLP_BATCH)
+        return -1;
+
+    const real *W1 = params[digits_mlp_param_W1];
+    const real *b1 = params[digits_mlp_param_b1];
+    const real *W2 = params[digits_mlp_param_W2];
+    const real *b2 = params[digits_mlp_param_b2];
+    const real *x = inputs[digits_mlp_input_x];
+    const int64_t *y = inputs[digits_mlp_input_y];
+
+    real *h_2 = arena + 0;  /* [n, 128] */
+    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
+    sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
+
+    real *h_3 = h_2;  /* [n, 128], in place of h_2 */
+    for (long i = 0; i < n*128; i++)
+        h_3[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
+
+    real *h_4 = arena + 4096;  /* [n, 128] */
+    sg_dropout_mask(n*128, 0.2, 1.25F, training, seed, 1048576, h_4);
+
+    real *h = arena + 8192;  /* [n, 128] */
+    for (long i = 0; i < n*128; i++)
+        h[i] = h_3[i]*h_4[i];
+
+    real *logits = arena + 12288;  /* [n, 10] */
+    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
+    sg_matmul_bias(n, 128, 10, h, 128, 1, W2, 10, 1, b2, logits);
+
+    real *loss = arena + 16704;  /* [] */
+    /* set below, with dlogits */
+
+    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
+    real *dlogits_scale = arena + 12608;  /* [] */
+    dlogits_scale[0] = 1.0F/n;
+
+    /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
+    real *dlogits = arena + 16384;  /* [n, 10] */
+    loss[0] = (real)sg_softmax_cross_entropy_grad(n, 10, logits, y, dlogits_scale[0], dlogits);
+
+    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2] */
+    real *db2 = grads[digits_mlp_param_b2];  /* [10] */
+    for (long i = 0; i < 10; i++)
+        db2[i] = 0;
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 10; j++)
+            db2[j] += dlogits[i*10 + j];
+
+    /* dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh] */
+    real *dh = arena + 12288;  /* [n, 128] */
+    sg_matmul(n, 10, 128, dlogits, 10, 1, W2, 1, 10, dh);
+
+    /* dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2] */
+    /* W2 -= lr * dL/dW2, added in as it is computed: nothing reads W2 after this */
+    sg_matmul_add(128, n, 10, h, 1, 128, dlogits, 10, 1, -lr, params[digits_mlp_param_W2]);
+
+    /* dL/dh_3 = dL/dh*h_4   [d(h_3*h_4)/dh_3] */
+    /* dL/dh_2 = dL/dh_3*step(h_3)   [d relu(h_2)/dh_2] */
+    real *dh_2 = dh;  /* [n, 128], in place of dh */
+    for (long i = 0; i < n*128; i++)
+        dh_2[i] = dh[i]*h_4[i]*((h_3[i]) > 0 ? 1 : 0);
+
+    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(h_1 + b1)/db1] */
+    real *db1 = grads[digits_mlp_param_b1];  /* [128] */
+    for (long i = 0; i < 128; i++)
+        db1[i] = 0;
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 128; j++)
+            db1[j] += dh_2[i*128 + j];
+
+    /* dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1] */
+    /* W1 -= lr * dL/dW1, added in as it is computed: nothing reads W1 after this */
+    sg_matmul_add(64, n, 128, x, 1, 64, dh_2, 128, 1, -lr, params[digits_mlp_param_W1]);
+
+    *loss_value = loss[0];
+
+    /* the step of b1, b2, from their gradients */
+    for (long i = 0; i < 128; i++)
+        params[digits_mlp_param_b1][i] -= lr * grads[digits_mlp_param_b1][i];
+    for (long i = 0; i < 10; i++)
+        params[digits_mlp_param_b2][i] -= lr * grads[digits_mlp_param_b2][i];
     return 0;
 }

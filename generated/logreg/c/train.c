@@ -432,6 +432,12 @@ typedef struct {
     real *v[logreg_num_params + 1];  /* Adam's second moment */
 } optimizer;
 
+/* SGD without momentum or weight decay: the model's sgd_step takes it. */
+static int plain_sgd(const optimizer *opt)
+{
+    return !opt->adam && opt->momentum == 0 && opt->weight_decay == 0;
+}
+
 /* Whether the optimiser keeps a first moment (momentum or Adam). */
 static int uses_m(const optimizer *opt)
 {
@@ -921,11 +927,17 @@ int main(int argc, char **argv)
         for (long start = 0; start < data.count; start += batch_size) {
             long n = data.count - start < batch_size ? data.count - start : batch_size;
             gather(&data, order + start, n, batch, inputs);
-            if (logreg_loss_and_grads(params, inputs, n, 1, seed * 1000003u + (uint64_t)opt.step, &loss, grads) != 0)
+            const uint64_t step_seed = seed * 1000003u + (uint64_t)opt.step;
+            if (plain_sgd(&opt)) {  /* gradients added into the parameters as they are computed, where they can be */
+                if (logreg_sgd_step(params, inputs, n, 1, step_seed, (real)opt.lr, &loss, grads) != 0)
+                    fail("the model refused a batch");
+                opt.step++;
+            } else if (logreg_loss_and_grads(params, inputs, n, 1, step_seed, &loss, grads) != 0)
                 fail("the model refused a batch");
             if (!isfinite(loss))
                 fail("epoch %ld: the loss is not finite (%g); the last checkpoint is kept", epoch, loss);
-            update(&opt, params, grads);
+            if (!plain_sgd(&opt))
+                update(&opt, params, grads);
             total += loss * (double)n;
         }
         clock_gettime(CLOCK_MONOTONIC, &finished);

@@ -77,6 +77,15 @@ int mlp_evaluate(mlp_real *const params[], const void *const inputs[], long n,
 int mlp_loss_and_grads(mlp_real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, mlp_real *const grads[]);
 
+/* One step of plain SGD: what loss_and_grads computes, then
+ * params[k] -= lr * d loss / d params[k] for every k. A gradient that is a
+ * matrix product or an embedding's scatter is added into its parameter (times
+ * -lr) as it is computed, once nothing else reads the parameter, so it is never
+ * stored; grads[] is work space for the others and holds nothing useful after.
+ * Returns 0 or -1 as forward. */
+int mlp_sgd_step(mlp_real *const params[], const void *const inputs[], long n,
+    int training, uint64_t seed, mlp_real lr, double *loss_value, mlp_real *const grads[]);
+
 /* Value i of stream `stream` of the counter-based generator: SplitMix64's
  * finaliser of mix(seed + G*(stream+1)) + G*(i+1), G = 0x9E3779B97F4A7C15.
  * The NumPy target draws exactly the same numbers. */

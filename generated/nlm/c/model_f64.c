@@ -267,8 +267,8 @@ static void sg_tile(long kc, const real *ap, long lda, const real *bp, real *c, 
 #endif
 #endif
 
-/* dst[q*dst_stride + i] = src[i*src_stride + q] for i, q < 8: an 8 x 8 block transposed. */
-static void sg_transpose8(real *restrict dst, long dst_stride, const real *restrict src, long src_stride)
+/* dst[q*dst_stride + i] = scale * src[i*src_stride + q] for i, q < 8: an 8 x 8 block transposed. */
+static void sg_transpose8(real *restrict dst, long dst_stride, const real *restrict src, long src_stride, real scale)
 {
 #ifdef SG_SHUFFLE
     /* In registers, three rounds of shuffles. r: the rows. a[i], a[i+1]: rows i and i+1
@@ -276,7 +276,7 @@ static void sg_transpose8(real *restrict dst, long dst_stride, const real *restr
     typedef real sg_row8 __attribute__((vector_size(8 * sizeof(real)), aligned(sizeof(real)), may_alias));
     sg_row8 r[8], a[8], b[8];
     for (int i = 0; i < 8; i++)
-        r[i] = *(const sg_row8 *)(src + i * src_stride);
+        r[i] = scale * *(const sg_row8 *)(src + i * src_stride);
     for (int i = 0; i < 8; i += 2) {
         a[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
         a[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
@@ -293,50 +293,50 @@ static void sg_transpose8(real *restrict dst, long dst_stride, const real *restr
 #else
     for (long i = 0; i < 8; i++)
         for (long q = 0; q < 8; q++)
-            dst[q * dst_stride + i] = src[i * src_stride + q];
+            dst[q * dst_stride + i] = scale * src[i * src_stride + q];
 #endif
 }
 
-/* dst[p*width + i] = src[i*across + p*along] for i < count (zero up to width), p < depth:
- * part of one panel, read in whichever order walks src contiguously. */
+/* dst[p*width + i] = scale * src[i*across + p*along] for i < count (zero up to width), p < depth:
+ * part of one panel, read in whichever order walks src contiguously. A scale of 1 copies exactly. */
 static void sg_pack_run(real *restrict dst, long width, long count, long depth, const real *restrict src, long across,
-                        long along)
+                        long along, real scale)
 {
     if (along == 1 && count == width) {  /* a transpose, in 8 x 8 blocks where the width allows */
         long p0 = 0;
         for (; p0 + 8 <= depth; p0 += 8) {
             long i = 0;
             for (; i + 8 <= width; i += 8)
-                sg_transpose8(dst + p0 * width + i, width, src + i * across + p0, across);
+                sg_transpose8(dst + p0 * width + i, width, src + i * across + p0, across, scale);
             for (; i < width; i++)
                 for (long q = 0; q < 8; q++)
-                    dst[(p0 + q) * width + i] = src[i * across + p0 + q];
+                    dst[(p0 + q) * width + i] = scale * src[i * across + p0 + q];
         }
         for (long i = 0; i < width; i++)
             for (long p = p0; p < depth; p++)
-                dst[p * width + i] = src[i * across + p];
+                dst[p * width + i] = scale * src[i * across + p];
         return;
     }
     if (across == 1 && count == width) {  /* runs of width values: plain copies, without the test per value below */
         for (long p = 0; p < depth; p++)
             for (long i = 0; i < width; i++)
-                dst[p * width + i] = src[p * along + i];
+                dst[p * width + i] = scale * src[p * along + i];
         return;
     }
     for (long p = 0; p < depth; p++)
         for (long i = 0; i < width; i++)
-            dst[p * width + i] = i < count ? src[i * across + p * along] : 0;
+            dst[p * width + i] = i < count ? scale * src[i * across + p * along] : 0;
 }
 
 /* One panel of depth values along k from p0 on, where k is cut into segments
  * of k_seg that lie seg apart in memory. */
 static void sg_pack(real *dst, long width, long count, long depth, const real *src, long across, long along, long p0,
-                    long k_seg, long seg)
+                    long k_seg, long seg, real scale)
 {
     for (long done = 0; done < depth;) {
         const long p = p0 + done, offset = p % k_seg;
         const long run = depth - done < k_seg - offset ? depth - done : k_seg - offset;
-        sg_pack_run(dst + done * width, width, count, run, src + (p / k_seg) * seg + offset * along, across, along);
+        sg_pack_run(dst + done * width, width, count, run, src + (p / k_seg) * seg + offset * along, across, along, scale);
         done += run;
     }
 }
@@ -355,6 +355,7 @@ typedef struct {
     real *c;
     long ldc, c_item;
     int accumulate;  /* add to c instead of overwriting it */
+    real scale;      /* of B, applied as it is packed: c (+)= A @ (scale B) */
 } sg_product;
 
 static void sg_product_serial(const sg_product *g)
@@ -368,7 +369,7 @@ static void sg_product_serial(const sg_product *g)
             for (long jr = 0; jr < nc; jr += SG_NR) {
                 const long cols = nc - jr < SG_NR ? nc - jr : SG_NR;
                 sg_pack(sg_packed_b + jr * kc, cols <= SG_VL ? SG_VL : SG_NR, cols, kc, g->b + (jc + jr) * g->b_cs, g->b_cs,
-                        g->b_rs, pc, g->k_seg, g->b_seg);
+                        g->b_rs, pc, g->k_seg, g->b_seg, g->scale);
             }
             for (long item = 0; item < g->count; item++)
                 for (long ic = 0; ic < g->m; ic += SG_MC) {
@@ -377,7 +378,7 @@ static void sg_product_serial(const sg_product *g)
                         const long rows = mc - ir < SG_MR ? mc - ir : SG_MR;
                         const real *a = g->a + item * g->a_item + (ic + ir) * g->a_rs;
                         if (!in_place || rows < SG_MR)  /* the rows past the edge of A must not be read */
-                            sg_pack(sg_packed_a + ir * kc, SG_MR, rows, kc, a, g->a_rs, g->a_cs, pc, g->k_seg, g->a_seg);
+                            sg_pack(sg_packed_a + ir * kc, SG_MR, rows, kc, a, g->a_rs, g->a_cs, pc, g->k_seg, g->a_seg, 1);
                     }
                     for (long jr = 0; jr < nc; jr += SG_NR)
                         for (long ir = 0; ir < mc; ir += SG_MR) {
@@ -407,7 +408,7 @@ static void sg_product_run(const sg_product *g)
     if (g->count == 1 && g->k_seg == g->k && (g->a_rs == 1 || g->a_cs == 1) && (g->b_rs == 1 || g->b_cs == 1) && g->m > 1 &&
         g->n > 1 && g->k > 1) {
         cblas_dgemm(CblasRowMajor, g->a_cs == 1 ? CblasNoTrans : CblasTrans,
-                    g->b_cs == 1 ? CblasNoTrans : CblasTrans, (int)g->m, (int)g->n, (int)g->k, 1, g->a,
+                    g->b_cs == 1 ? CblasNoTrans : CblasTrans, (int)g->m, (int)g->n, (int)g->k, g->scale, g->a,
                     (int)(g->a_cs == 1 ? g->a_rs : g->a_cs), g->b, (int)(g->b_cs == 1 ? g->b_rs : g->b_cs),
                     g->accumulate ? 1 : 0, g->c, (int)g->ldc);
         return;
@@ -452,7 +453,7 @@ static void sg_product_run(const sg_product *g)
 static void sg_gemm(long m, long n, long k, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
                     real *c, long ldc, int accumulate)
 {
-    const sg_product g = {1, m, n, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, ldc, 0, accumulate};
+    const sg_product g = {1, m, n, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, ldc, 0, accumulate, 1};
     sg_product_run(&g);
 }
 
@@ -476,6 +477,15 @@ static void sg_matmul_bias(long m, long k, long p, const real *a, long a_rs, lon
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 1);
 }
 
+/* c[m x p] += scale * A[m x k] @ B[k x p], strided as in sg_matmul: a
+ * gradient added into its parameter as it is computed (scale = -lr). */
+static void sg_matmul_add(long m, long k, long p, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                          real scale, real *c)
+{
+    const sg_product g = {1, m, p, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, p, 0, 1, scale};
+    sg_product_run(&g);
+}
+
 /* out[r, :] = table[ids[r], :] */
 static void sg_embedding(long rows, long width, const real *table, const int64_t *ids, real *out)
 {
@@ -484,15 +494,20 @@ static void sg_embedding(long rows, long width, const real *table, const int64_t
         memcpy(out + r * width, table + ids[r] * width, (size_t)width * sizeof *out);
 }
 
-/* d_table[ids[r], :] += cot[r, :] for every r (rows repeat when ids do). */
-static void sg_embedding_backward(long rows, long table_rows, long width, const int64_t *ids, const real *cot, real *d_table)
+/* d_table[ids[r], :] += scale * cot[r, :] for every r (rows repeat when ids
+ * do), d_table zeroed first unless accumulate: the gradient, or (scale = -lr,
+ * accumulating into the table itself) an SGD step that touches only the rows
+ * the batch used. */
+static void sg_embedding_backward(long rows, long table_rows, long width, const int64_t *ids, const real *cot, real scale,
+                                  int accumulate, real *d_table)
 {
-    memset(d_table, 0, (size_t)(table_rows * width) * sizeof *d_table);
+    if (!accumulate)
+        memset(d_table, 0, (size_t)(table_rows * width) * sizeof *d_table);
     for (long r = 0; r < rows; r++) {
         real *dst = d_table + ids[r] * width;
         const real *src = cot + r * width;
         for (long j = 0; j < width; j++)
-            dst[j] += src[j];
+            dst[j] += scale * src[j];
     }
 }
 
@@ -805,8 +820,107 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
 
     /* dL/dC = embedding_backward(context_ids, dL/dx_1, rows=3000)   [d embedding(C, context_ids)/dC] */
     real *dC = grads[nlm_f64_param_C];  /* [3000, 64] */
-    sg_embedding_backward(n*3, 3000, 64, context_ids, dx_1, dC);
+    sg_embedding_backward(n*3, 3000, 64, context_ids, dx_1, 1, 0, dC);
 
     *loss_value = loss[0];
+    return 0;
+}
+
+/* loss_and_grads and a plain SGD step at once; see model_f64.h. */
+int nlm_f64_sgd_step(real *const params[], const void *const inputs[], long n,
+    int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
+{
+    if (n < 1 || n > NLM_F64_BATCH)
+        return -1;
+
+    (void)training;  /* the model has no dropout */
+    (void)seed;
+    const real *C = params[nlm_f64_param_C];
+    const real *H = params[nlm_f64_param_H];
+    const real *d = params[nlm_f64_param_d];
+    const real *U = params[nlm_f64_param_U];
+    const real *e = params[nlm_f64_param_e];
+    const int64_t *context_ids = inputs[nlm_f64_input_context_ids];
+    const int64_t *next_id = inputs[nlm_f64_input_next_id];
+
+    real *x_1 = arena + 800768;  /* [n, 3, 64] */
+    sg_embedding(n*3, 64, C, context_ids, x_1);
+
+    real *x = x_1;  /* [n, 192], a view of x_1 */
+
+    real *a_2 = arena + 768000;  /* [n, 256] */
+    /* a_2 = a_1 + d, where a_1 = x @ H */
+    sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
+
+    real *a = a_2;  /* [n, 256], in place of a_2 */
+    for (long i = 0; i < n*256; i++)
+        a[i] = tanh(a_2[i]);
+
+    real *logits = arena + 0;  /* [n, 3000] */
+    /* logits = logits_1 + e, where logits_1 = a @ U */
+    sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
+
+    real *loss = arena + 825344;  /* [] */
+    /* set below, with dlogits */
+
+    /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
+    real *dlogits_scale = arena + 825360;  /* [] */
+    dlogits_scale[0] = 1.0/n;
+
+    /* dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits] */
+    real *dlogits = arena + 384000;  /* [n, 3000] */
+    loss[0] = (real)sg_softmax_cross_entropy_grad(n, 3000, logits, next_id, dlogits_scale[0], dlogits);
+
+    /* dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de] */
+    real *de = grads[nlm_f64_param_e];  /* [3000] */
+    for (long i = 0; i < 3000; i++)
+        de[i] = 0;
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 3000; j++)
+            de[j] += dlogits[i*3000 + j];
+
+    /* dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da] */
+    real *da = arena + 0;  /* [n, 256] */
+    sg_matmul(n, 3000, 256, dlogits, 3000, 1, U, 1, 3000, da);
+
+    /* dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU] */
+    /* U -= lr * dL/dU, added in as it is computed: nothing reads U after this */
+    sg_matmul_add(256, n, 3000, a, 1, 256, dlogits, 3000, 1, -lr, params[nlm_f64_param_U]);
+
+    /* dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2] */
+    real *da_2 = da;  /* [n, 256], in place of da */
+    for (long i = 0; i < n*256; i++)
+        da_2[i] = da[i]*(1.0 - a[i]*a[i]);
+
+    /* dL/dd = sum(dL/da_2, axis=0)   [d(a_1 + d)/dd] */
+    real *dd = grads[nlm_f64_param_d];  /* [256] */
+    for (long i = 0; i < 256; i++)
+        dd[i] = 0;
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 256; j++)
+            dd[j] += da_2[i*256 + j];
+
+    /* dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx] */
+    real *dx = arena + 32768;  /* [n, 192] */
+    sg_matmul(n, 256, 192, da_2, 256, 1, H, 1, 256, dx);
+
+    /* dL/dH = x.T @ dL/da_1   [d(x @ H)/dH] */
+    /* H -= lr * dL/dH, added in as it is computed: nothing reads H after this */
+    sg_matmul_add(192, n, 256, x, 1, 192, da_2, 256, 1, -lr, params[nlm_f64_param_H]);
+
+    /* dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1] */
+    real *dx_1 = dx;  /* [n, 3, 64], a view of dx */
+
+    /* dL/dC = embedding_backward(context_ids, dL/dx_1, rows=3000)   [d embedding(C, context_ids)/dC] */
+    /* C -= lr * dL/dC, added in as it is computed: nothing reads C after this */
+    sg_embedding_backward(n*3, 3000, 64, context_ids, dx_1, -lr, 1, params[nlm_f64_param_C]);
+
+    *loss_value = loss[0];
+
+    /* the step of d, e, from their gradients */
+    for (long i = 0; i < 256; i++)
+        params[nlm_f64_param_d][i] -= lr * grads[nlm_f64_param_d][i];
+    for (long i = 0; i < 3000; i++)
+        params[nlm_f64_param_e][i] -= lr * grads[nlm_f64_param_e][i];
     return 0;
 }

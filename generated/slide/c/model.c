@@ -135,3 +135,38 @@ int slide_loss_and_grads(real *const params[], const void *const inputs[], long 
     *loss_value = L[0];
     return 0;
 }
+
+/* loss_and_grads and a plain SGD step at once; see model.h. */
+int slide_sgd_step(real *const params[], const void *const inputs[], long n,
+    int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
+{
+    if (n != 1)  /* no input has a batch axis */
+        return -1;
+
+    (void)training;  /* the model has no dropout */
+    (void)seed;
+    (void)inputs;  /* this model does not read it */
+    const real *a = params[slide_param_a];
+    const real *b = params[slide_param_b];
+    const real *c = params[slide_param_c];
+
+    /* dL/dc = a + d */
+    real *e = grads[slide_param_c];  /* [] */
+    e[0] = a[0] + 2.0F*b[0];
+
+    real *L = arena + 0;  /* [] */
+    L[0] = c[0]*e[0];
+
+    /* dL/db = 2*dL/dd   [d(2*b)/db] */
+    real *db = grads[slide_param_b];  /* [] */
+    db[0] = 2.0F*c[0];
+
+    grads[slide_param_a][0] = c[0];
+    *loss_value = L[0];
+
+    /* the step of a, b, c, from their gradients */
+    params[slide_param_a][0] -= lr * grads[slide_param_a][0];
+    params[slide_param_b][0] -= lr * grads[slide_param_b][0];
+    params[slide_param_c][0] -= lr * grads[slide_param_c][0];
+    return 0;
+}

@@ -266,8 +266,8 @@ static void sg_tile(long kc, const real *ap, long lda, const real *bp, real *c, 
 #endif
 #endif
 
-/* dst[q*dst_stride + i] = src[i*src_stride + q] for i, q < 8: an 8 x 8 block transposed. */
-static void sg_transpose8(real *restrict dst, long dst_stride, const real *restrict src, long src_stride)
+/* dst[q*dst_stride + i] = scale * src[i*src_stride + q] for i, q < 8: an 8 x 8 block transposed. */
+static void sg_transpose8(real *restrict dst, long dst_stride, const real *restrict src, long src_stride, real scale)
 {
 #ifdef SG_SHUFFLE
     /* In registers, three rounds of shuffles. r: the rows. a[i], a[i+1]: rows i and i+1
@@ -275,7 +275,7 @@ static void sg_transpose8(real *restrict dst, long dst_stride, const real *restr
     typedef real sg_row8 __attribute__((vector_size(8 * sizeof(real)), aligned(sizeof(real)), may_alias));
     sg_row8 r[8], a[8], b[8];
     for (int i = 0; i < 8; i++)
-        r[i] = *(const sg_row8 *)(src + i * src_stride);
+        r[i] = scale * *(const sg_row8 *)(src + i * src_stride);
     for (int i = 0; i < 8; i += 2) {
         a[i] = __builtin_shufflevector(r[i], r[i + 1], 0, 8, 1, 9, 4, 12, 5, 13);
         a[i + 1] = __builtin_shufflevector(r[i], r[i + 1], 2, 10, 3, 11, 6, 14, 7, 15);
@@ -292,50 +292,50 @@ static void sg_transpose8(real *restrict dst, long dst_stride, const real *restr
 #else
     for (long i = 0; i < 8; i++)
         for (long q = 0; q < 8; q++)
-            dst[q * dst_stride + i] = src[i * src_stride + q];
+            dst[q * dst_stride + i] = scale * src[i * src_stride + q];
 #endif
 }
 
-/* dst[p*width + i] = src[i*across + p*along] for i < count (zero up to width), p < depth:
- * part of one panel, read in whichever order walks src contiguously. */
+/* dst[p*width + i] = scale * src[i*across + p*along] for i < count (zero up to width), p < depth:
+ * part of one panel, read in whichever order walks src contiguously. A scale of 1 copies exactly. */
 static void sg_pack_run(real *restrict dst, long width, long count, long depth, const real *restrict src, long across,
-                        long along)
+                        long along, real scale)
 {
     if (along == 1 && count == width) {  /* a transpose, in 8 x 8 blocks where the width allows */
         long p0 = 0;
         for (; p0 + 8 <= depth; p0 += 8) {
             long i = 0;
             for (; i + 8 <= width; i += 8)
-                sg_transpose8(dst + p0 * width + i, width, src + i * across + p0, across);
+                sg_transpose8(dst + p0 * width + i, width, src + i * across + p0, across, scale);
             for (; i < width; i++)
                 for (long q = 0; q < 8; q++)
-                    dst[(p0 + q) * width + i] = src[i * across + p0 + q];
+                    dst[(p0 + q) * width + i] = scale * src[i * across + p0 + q];
         }
         for (long i = 0; i < width; i++)
             for (long p = p0; p < depth; p++)
-                dst[p * width + i] = src[i * across + p];
+                dst[p * width + i] = scale * src[i * across + p];
         return;
     }
     if (across == 1 && count == width) {  /* runs of width values: plain copies, without the test per value below */
         for (long p = 0; p < depth; p++)
             for (long i = 0; i < width; i++)
-                dst[p * width + i] = src[p * along + i];
+                dst[p * width + i] = scale * src[p * along + i];
         return;
     }
     for (long p = 0; p < depth; p++)
         for (long i = 0; i < width; i++)
-            dst[p * width + i] = i < count ? src[i * across + p * along] : 0;
+            dst[p * width + i] = i < count ? scale * src[i * across + p * along] : 0;
 }
 
 /* One panel of depth values along k from p0 on, where k is cut into segments
  * of k_seg that lie seg apart in memory. */
 static void sg_pack(real *dst, long width, long count, long depth, const real *src, long across, long along, long p0,
-                    long k_seg, long seg)
+                    long k_seg, long seg, real scale)
 {
     for (long done = 0; done < depth;) {
         const long p = p0 + done, offset = p % k_seg;
         const long run = depth - done < k_seg - offset ? depth - done : k_seg - offset;
-        sg_pack_run(dst + done * width, width, count, run, src + (p / k_seg) * seg + offset * along, across, along);
+        sg_pack_run(dst + done * width, width, count, run, src + (p / k_seg) * seg + offset * along, across, along, scale);
         done += run;
     }
 }
@@ -354,6 +354,7 @@ typedef struct {
     real *c;
     long ldc, c_item;
     int accumulate;  /* add to c instead of overwriting it */
+    real scale;      /* of B, applied as it is packed: c (+)= A @ (scale B) */
 } sg_product;
 
 static void sg_product_serial(const sg_product *g)
@@ -367,7 +368,7 @@ static void sg_product_serial(const sg_product *g)
             for (long jr = 0; jr < nc; jr += SG_NR) {
                 const long cols = nc - jr < SG_NR ? nc - jr : SG_NR;
                 sg_pack(sg_packed_b + jr * kc, cols <= SG_VL ? SG_VL : SG_NR, cols, kc, g->b + (jc + jr) * g->b_cs, g->b_cs,
-                        g->b_rs, pc, g->k_seg, g->b_seg);
+                        g->b_rs, pc, g->k_seg, g->b_seg, g->scale);
             }
             for (long item = 0; item < g->count; item++)
                 for (long ic = 0; ic < g->m; ic += SG_MC) {
@@ -376,7 +377,7 @@ static void sg_product_serial(const sg_product *g)
                         const long rows = mc - ir < SG_MR ? mc - ir : SG_MR;
                         const real *a = g->a + item * g->a_item + (ic + ir) * g->a_rs;
                         if (!in_place || rows < SG_MR)  /* the rows past the edge of A must not be read */
-                            sg_pack(sg_packed_a + ir * kc, SG_MR, rows, kc, a, g->a_rs, g->a_cs, pc, g->k_seg, g->a_seg);
+                            sg_pack(sg_packed_a + ir * kc, SG_MR, rows, kc, a, g->a_rs, g->a_cs, pc, g->k_seg, g->a_seg, 1);
                     }
                     for (long jr = 0; jr < nc; jr += SG_NR)
                         for (long ir = 0; ir < mc; ir += SG_MR) {
@@ -406,7 +407,7 @@ static void sg_product_run(const sg_product *g)
     if (g->count == 1 && g->k_seg == g->k && (g->a_rs == 1 || g->a_cs == 1) && (g->b_rs == 1 || g->b_cs == 1) && g->m > 1 &&
         g->n > 1 && g->k > 1) {
         cblas_dgemm(CblasRowMajor, g->a_cs == 1 ? CblasNoTrans : CblasTrans,
-                    g->b_cs == 1 ? CblasNoTrans : CblasTrans, (int)g->m, (int)g->n, (int)g->k, 1, g->a,
+                    g->b_cs == 1 ? CblasNoTrans : CblasTrans, (int)g->m, (int)g->n, (int)g->k, g->scale, g->a,
                     (int)(g->a_cs == 1 ? g->a_rs : g->a_cs), g->b, (int)(g->b_cs == 1 ? g->b_rs : g->b_cs),
                     g->accumulate ? 1 : 0, g->c, (int)g->ldc);
         return;
@@ -451,7 +452,7 @@ static void sg_product_run(const sg_product *g)
 static void sg_gemm(long m, long n, long k, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
                     real *c, long ldc, int accumulate)
 {
-    const sg_product g = {1, m, n, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, ldc, 0, accumulate};
+    const sg_product g = {1, m, n, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, ldc, 0, accumulate, 1};
     sg_product_run(&g);
 }
 
@@ -475,6 +476,15 @@ static void sg_matmul_bias(long m, long k, long p, const real *a, long a_rs, lon
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 1);
 }
 
+/* c[m x p] += scale * A[m x k] @ B[k x p], strided as in sg_matmul: a
+ * gradient added into its parameter as it is computed (scale = -lr). */
+static void sg_matmul_add(long m, long k, long p, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
+                          real scale, real *c)
+{
+    const sg_product g = {1, m, p, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, p, 0, 1, scale};
+    sg_product_run(&g);
+}
+
 /* out[r, :] = table[ids[r], :] */
 static void sg_embedding(long rows, long width, const real *table, const int64_t *ids, real *out)
 {
@@ -483,15 +493,20 @@ static void sg_embedding(long rows, long width, const real *table, const int64_t
         memcpy(out + r * width, table + ids[r] * width, (size_t)width * sizeof *out);
 }
 
-/* d_table[ids[r], :] += cot[r, :] for every r (rows repeat when ids do). */
-static void sg_embedding_backward(long rows, long table_rows, long width, const int64_t *ids, const real *cot, real *d_table)
+/* d_table[ids[r], :] += scale * cot[r, :] for every r (rows repeat when ids
+ * do), d_table zeroed first unless accumulate: the gradient, or (scale = -lr,
+ * accumulating into the table itself) an SGD step that touches only the rows
+ * the batch used. */
+static void sg_embedding_backward(long rows, long table_rows, long width, const int64_t *ids, const real *cot, real scale,
+                                  int accumulate, real *d_table)
 {
-    memset(d_table, 0, (size_t)(table_rows * width) * sizeof *d_table);
+    if (!accumulate)
+        memset(d_table, 0, (size_t)(table_rows * width) * sizeof *d_table);
     for (long r = 0; r < rows; r++) {
         real *dst = d_table + ids[r] * width;
         const real *src = cot + r * width;
         for (long j = 0; j < width; j++)
-            dst[j] += src[j];
+            dst[j] += scale * src[j];
     }
 }
 
@@ -529,7 +544,7 @@ static void sg_conv1d(long batch, long length, long c_in, long steps, long c_out
     sg_inner_steps(steps, length, width, stride, padding, &inner_first, &inner_last);
     const sg_product inner = {batch, inner_last - inner_first, c_out, width * c_in, width * c_in,
                               x + (inner_first * stride - padding) * c_in, stride * c_in, 1, length * c_in, 0,
-                              kernel, c_out, 1, 0, y + inner_first * c_out, c_out, steps * c_out, 0};
+                              kernel, c_out, 1, 0, y + inner_first * c_out, c_out, steps * c_out, 0, 1};
     sg_product_run(&inner);
     for (long b = 0; b < batch; b++)
         for (long t = 0; t < steps; t++) {
@@ -558,7 +573,7 @@ static void sg_conv1d_backward_input(long batch, long length, long c_in, long st
         sg_valid_steps(steps, length, w, stride, padding, &first, &last);
         const sg_product tap = {batch, last - first, c_in, c_out, c_out, dy + first * c_out, c_out, 1, steps * c_out, 0,
                                 kernel + w * c_in * c_out, 1, c_out, 0,
-                                dx + (first * stride + w - padding) * c_in, stride * c_in, length * c_in, 1};
+                                dx + (first * stride + w - padding) * c_in, stride * c_in, length * c_in, 1, 1};
         sg_product_run(&tap);
     }
 }
@@ -574,7 +589,7 @@ static void sg_conv1d_backward_kernel(long batch, long length, long c_in, long s
     const long rows = inner_last - inner_first;
     const sg_product inner = {1, width * c_in, c_out, batch * rows, rows > 0 ? rows : 1,
                               x + (inner_first * stride - padding) * c_in, 1, stride * c_in, 0, length * c_in,
-                              dy + inner_first * c_out, c_out, 1, steps * c_out, dk, c_out, 0, 0};
+                              dy + inner_first * c_out, c_out, 1, steps * c_out, dk, c_out, 0, 0, 1};
     sg_product_run(&inner);
     for (long b = 0; b < batch; b++)
         for (long t = 0; t < steps; t++) {
@@ -1231,8 +1246,289 @@ int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[],
 
     /* dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE] */
     real *dE = grads[textcnn_f64_param_E];  /* [10000, 64] */
-    sg_embedding_backward(n*50, 10000, 64, tokens, dwords, dE);
+    sg_embedding_backward(n*50, 10000, 64, tokens, dwords, 1, 0, dE);
 
     *loss_value = loss[0];
+    return 0;
+}
+
+/* loss_and_grads and a plain SGD step at once; see model_f64.h. */
+int textcnn_f64_sgd_step(real *const params[], const void *const inputs[], long n,
+    int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
+{
+    if (n < 1 || n > TEXTCNN_F64_BATCH)
+        return -1;
+
+    const real *E = params[textcnn_f64_param_E];
+    const real *K3 = params[textcnn_f64_param_K3];
+    const real *K4 = params[textcnn_f64_param_K4];
+    const real *K5 = params[textcnn_f64_param_K5];
+    const real *c3 = params[textcnn_f64_param_c3];
+    const real *c4 = params[textcnn_f64_param_c4];
+    const real *c5 = params[textcnn_f64_param_c5];
+    const real *W = params[textcnn_f64_param_W];
+    const real *b = params[textcnn_f64_param_b];
+    const int64_t *tokens = inputs[textcnn_f64_input_tokens];
+    const int64_t *label = inputs[textcnn_f64_input_label];
+
+    real *words = arena + 1265008;  /* [n, 50, 64] */
+    sg_embedding(n*50, 64, E, tokens, words);
+
+    real *f3_1 = arena + 0;  /* [n, 52, 100] */
+    sg_conv1d(n, 50, 64, 52, 100, 3, 1, 2, words, K3, f3_1);
+
+    real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n*52; i++)
+        for (long j = 0; j < 100; j++)
+            f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
+
+    real *f3 = arena + 780016;  /* [n, 100] */
+    for (long i = 0; i < n*100; i++)
+        f3[i] = -INFINITY;
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 52; j++)
+            for (long k = 0; k < 100; k++)
+                f3[i*100 + k] = f3_3[i*5200 + j*100 + k] > f3[i*100 + k] ? f3_3[i*5200 + j*100 + k] : f3[i*100 + k];
+
+    real *f4_1 = arena + 260000;  /* [n, 51, 100] */
+    sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
+
+    real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n*51; i++)
+        for (long j = 0; j < 100; j++)
+            f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
+
+    real *f4 = arena + 785024;  /* [n, 100] */
+    for (long i = 0; i < n*100; i++)
+        f4[i] = -INFINITY;
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 51; j++)
+            for (long k = 0; k < 100; k++)
+                f4[i*100 + k] = f4_3[i*5100 + j*100 + k] > f4[i*100 + k] ? f4_3[i*5100 + j*100 + k] : f4[i*100 + k];
+
+    real *f5_1 = arena + 515008;  /* [n, 50, 100] */
+    sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
+
+    real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n*50; i++)
+        for (long j = 0; j < 100; j++)
+            f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
+
+    real *f5 = arena + 790032;  /* [n, 100] */
+    for (long i = 0; i < n*100; i++)
+        f5[i] = -INFINITY;
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 50; j++)
+            for (long k = 0; k < 100; k++)
+                f5[i*100 + k] = f5_3[i*5000 + j*100 + k] > f5[i*100 + k] ? f5_3[i*5000 + j*100 + k] : f5[i*100 + k];
+
+    real *features_1 = arena + 765008;  /* [n, 300] */
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 100; j++)
+            features_1[i*300 + j] = f3[i*100 + j];
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 100; j++)
+            features_1[100 + i*300 + j] = f4[i*100 + j];
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 100; j++)
+            features_1[200 + i*300 + j] = f5[i*100 + j];
+
+    real *features_2 = arena + 780016;  /* [n, 300] */
+    sg_dropout_mask(n*300, 0.5, 2.0, training, seed, 1048576, features_2);
+
+    real *features = features_1;  /* [n, 300], in place of features_1 */
+    for (long i = 0; i < n*300; i++)
+        features[i] = features_1[i]*features_2[i];
+
+    real *logits = arena + 795024;  /* [n, 2] */
+    /* logits = logits_1 + b, where logits_1 = features @ W */
+    sg_matmul_bias(n, 300, 2, features, 300, 1, W, 2, 1, b, logits);
+
+    real *loss = arena + 1595024;  /* [] */
+    /* set below, with dlogits */
+
+    /* part of dL/dlogits   [d cross_entropy(logits, label)/dlogits] */
+    real *dlogits_scale = arena + 795136;  /* [] */
+    dlogits_scale[0] = 1.0/n;
+
+    /* dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits] */
+    real *dlogits = arena + 810032;  /* [n, 2] */
+    loss[0] = (real)sg_softmax_cross_entropy_grad(n, 2, logits, label, dlogits_scale[0], dlogits);
+
+    /* dL/db = sum(dL/dlogits, axis=0)   [d(logits_1 + b)/db] */
+    real *db = grads[textcnn_f64_param_b];  /* [2] */
+    for (long i = 0; i < 2; i++)
+        db[i] = 0;
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 2; j++)
+            db[j] += dlogits[i*2 + j];
+
+    /* dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures] */
+    real *dfeatures = arena + 795024;  /* [n, 300] */
+    sg_matmul(n, 2, 300, dlogits, 2, 1, W, 1, 2, dfeatures);
+
+    /* dL/dW = features.T @ dL/dlogits_1   [d(features @ W)/dW] */
+    /* W -= lr * dL/dW, added in as it is computed: nothing reads W after this */
+    sg_matmul_add(300, n, 2, features, 1, 300, dlogits, 2, 1, -lr, params[textcnn_f64_param_W]);
+
+    /* dL/dfeatures_1 = dL/dfeatures*features_2   [d(features_1*features_2)/dfeatures_1] */
+    real *dfeatures_1 = dfeatures;  /* [n, 300], in place of dfeatures */
+    for (long i = 0; i < n*300; i++)
+        dfeatures_1[i] = dfeatures[i]*features_2[i];
+
+    /* dL/df3 = slice(dL/dfeatures_1, axis=1, start=0, stop=100)   [d concat(f3, f4, f5, axis=1)/df3] */
+    real *df3 = arena + 1585008;  /* [n, 100] */
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 100; j++)
+            df3[i*100 + j] = dfeatures_1[i*300 + j];
+
+    /* dL/df4 = slice(dL/dfeatures_1, axis=1, start=100, stop=200)   [d concat(f3, f4, f5, axis=1)/df4] */
+    real *df4 = arena + 1590016;  /* [n, 100] */
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 100; j++)
+            df4[i*100 + j] = dfeatures_1[100 + i*300 + j];
+
+    /* dL/df5 = slice(dL/dfeatures_1, axis=1, start=200, stop=300)   [d concat(f3, f4, f5, axis=1)/df5] */
+    real *df5 = arena + 1015008;  /* [n, 100] */
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 100; j++)
+            df5[i*100 + j] = dfeatures_1[200 + i*300 + j];
+
+    /* part of dL/df5_3   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3] */
+    real *df5_1 = arena + 765008;  /* [n, 50, 100] */
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 50; j++)
+            for (long k = 0; k < 100; k++)
+                df5_1[i*5000 + j*100 + k] = df5[i*100 + k];
+
+    /* dL/df5_3 = max_backward(f5_3, expand_dims(dL/df5, axis=1), axis=(1,))   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3] */
+    real *df5_3 = arena + 1015008;  /* [n, 50, 100] */
+    sg_max_backward(n, 50, 100, f5_3, df5_1, df5_3);
+
+    /* dL/df5_2 = dL/df5_3*step(f5_3)   [d relu(f5_2)/df5_2] */
+    real *df5_2 = df5_3;  /* [n, 50, 100], in place of df5_3 */
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n*5000; i++)
+        df5_2[i] = df5_3[i]*((f5_3[i]) > 0 ? 1 : 0);
+
+    /* dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(f5_1 + c5)/dc5] */
+    real *dc5 = grads[textcnn_f64_param_c5];  /* [100] */
+    for (long i = 0; i < 100; i++)
+        dc5[i] = 0;
+    for (long i = 0; i < n*50; i++)
+        for (long j = 0; j < 100; j++)
+            dc5[j] += df5_2[i*100 + j];
+
+    /* dL/dwords through f5_1 = conv1d_backward_input(dL/df5_1, K5, length=50, padding=2, stride=1)   [d conv1d(words, K5, padding=2, stride=1)/dwords] */
+    real *df5_1_1 = arena + 1425008;  /* [n, 50, 64] */
+    sg_conv1d_backward_input(n, 50, 64, 50, 100, 5, 1, 2, df5_2, K5, df5_1_1);
+
+    /* dL/dK5 = conv1d_backward_kernel(words, dL/df5_1, padding=2, stride=1, width=5)   [d conv1d(words, K5, padding=2, stride=1)/dK5] */
+    real *dK5 = grads[textcnn_f64_param_K5];  /* [5, 64, 100] */
+    sg_conv1d_backward_kernel(n, 50, 64, 50, 100, 5, 1, 2, words, df5_2, dK5);
+
+    /* part of dL/df4_3   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3] */
+    real *df4_1 = arena + 515008;  /* [n, 51, 100] */
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 51; j++)
+            for (long k = 0; k < 100; k++)
+                df4_1[i*5100 + j*100 + k] = df4[i*100 + k];
+
+    /* dL/df4_3 = max_backward(f4_3, expand_dims(dL/df4, axis=1), axis=(1,))   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3] */
+    real *df4_3 = arena + 770016;  /* [n, 51, 100] */
+    sg_max_backward(n, 51, 100, f4_3, df4_1, df4_3);
+
+    /* dL/df4_2 = dL/df4_3*step(f4_3)   [d relu(f4_2)/df4_2] */
+    real *df4_2 = df4_3;  /* [n, 51, 100], in place of df4_3 */
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n*5100; i++)
+        df4_2[i] = df4_3[i]*((f4_3[i]) > 0 ? 1 : 0);
+
+    /* dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(f4_1 + c4)/dc4] */
+    real *dc4 = grads[textcnn_f64_param_c4];  /* [100] */
+    for (long i = 0; i < 100; i++)
+        dc4[i] = 0;
+    for (long i = 0; i < n*51; i++)
+        for (long j = 0; j < 100; j++)
+            dc4[j] += df4_2[i*100 + j];
+
+    /* dL/dwords through f4_1 = conv1d_backward_input(dL/df4_1, K4, length=50, padding=2, stride=1)   [d conv1d(words, K4, padding=2, stride=1)/dwords] */
+    real *df4_1_1 = arena + 1025024;  /* [n, 50, 64] */
+    sg_conv1d_backward_input(n, 50, 64, 51, 100, 4, 1, 2, df4_2, K4, df4_1_1);
+
+    /* dL/dK4 = conv1d_backward_kernel(words, dL/df4_1, padding=2, stride=1, width=4)   [d conv1d(words, K4, padding=2, stride=1)/dK4] */
+    real *dK4 = grads[textcnn_f64_param_K4];  /* [4, 64, 100] */
+    sg_conv1d_backward_kernel(n, 50, 64, 51, 100, 4, 1, 2, words, df4_2, dK4);
+
+    /* part of dL/df3_3   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3] */
+    real *df3_1 = arena + 260000;  /* [n, 52, 100] */
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n; i++)
+        for (long j = 0; j < 52; j++)
+            for (long k = 0; k < 100; k++)
+                df3_1[i*5200 + j*100 + k] = df3[i*100 + k];
+
+    /* dL/df3_3 = max_backward(f3_3, expand_dims(dL/df3, axis=1), axis=(1,))   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3] */
+    real *df3_3 = arena + 520000;  /* [n, 52, 100] */
+    sg_max_backward(n, 52, 100, f3_3, df3_1, df3_3);
+
+    /* dL/df3_2 = dL/df3_3*step(f3_3)   [d relu(f3_2)/df3_2] */
+    real *df3_2 = df3_3;  /* [n, 52, 100], in place of df3_3 */
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n*5200; i++)
+        df3_2[i] = df3_3[i]*((f3_3[i]) > 0 ? 1 : 0);
+
+    /* dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(f3_1 + c3)/dc3] */
+    real *dc3 = grads[textcnn_f64_param_c3];  /* [100] */
+    for (long i = 0; i < 100; i++)
+        dc3[i] = 0;
+    for (long i = 0; i < n*52; i++)
+        for (long j = 0; j < 100; j++)
+            dc3[j] += df3_2[i*100 + j];
+
+    /* dL/dwords through f3_1 = conv1d_backward_input(dL/df3_1, K3, length=50, padding=2, stride=1)   [d conv1d(words, K3, padding=2, stride=1)/dwords] */
+    real *df3_1_1 = arena + 0;  /* [n, 50, 64] */
+    sg_conv1d_backward_input(n, 50, 64, 52, 100, 3, 1, 2, df3_2, K3, df3_1_1);
+
+    /* dL/dK3 = conv1d_backward_kernel(words, dL/df3_1, padding=2, stride=1, width=3)   [d conv1d(words, K3, padding=2, stride=1)/dK3] */
+    real *dK3 = grads[textcnn_f64_param_K3];  /* [3, 64, 100] */
+    sg_conv1d_backward_kernel(n, 50, 64, 52, 100, 3, 1, 2, words, df3_2, dK3);
+
+    /* dL/dwords = df5_1_1 + df4_1_1   [sum over the uses of words] */
+    /* dL/dwords = dwords_1 + df3_1_1   [sum over the uses of words] */
+    real *dwords = df5_1_1;  /* [n, 50, 64], in place of df5_1_1 */
+    SG_PARALLEL_FOR
+    for (long i = 0; i < n*3200; i++)
+        dwords[i] = df5_1_1[i] + df4_1_1[i] + df3_1_1[i];
+
+    /* dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE] */
+    /* E -= lr * dL/dE, added in as it is computed: nothing reads E after this */
+    sg_embedding_backward(n*50, 10000, 64, tokens, dwords, -lr, 1, params[textcnn_f64_param_E]);
+
+    *loss_value = loss[0];
+
+    /* the step of K3, K4, K5, c3, c4, c5, b, from their gradients */
+    for (long i = 0; i < 19200; i++)
+        params[textcnn_f64_param_K3][i] -= lr * grads[textcnn_f64_param_K3][i];
+    for (long i = 0; i < 25600; i++)
+        params[textcnn_f64_param_K4][i] -= lr * grads[textcnn_f64_param_K4][i];
+    for (long i = 0; i < 32000; i++)
+        params[textcnn_f64_param_K5][i] -= lr * grads[textcnn_f64_param_K5][i];
+    for (long i = 0; i < 100; i++)
+        params[textcnn_f64_param_c3][i] -= lr * grads[textcnn_f64_param_c3][i];
+    for (long i = 0; i < 100; i++)
+        params[textcnn_f64_param_c4][i] -= lr * grads[textcnn_f64_param_c4][i];
+    for (long i = 0; i < 100; i++)
+        params[textcnn_f64_param_c5][i] -= lr * grads[textcnn_f64_param_c5][i];
+    for (long i = 0; i < 2; i++)
+        params[textcnn_f64_param_b][i] -= lr * grads[textcnn_f64_param_b][i];
     return 0;
 }

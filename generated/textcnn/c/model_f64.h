@@ -86,6 +86,15 @@ int textcnn_f64_evaluate(textcnn_f64_real *const params[], const void *const inp
 int textcnn_f64_loss_and_grads(textcnn_f64_real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, textcnn_f64_real *const grads[]);
 
+/* One step of plain SGD: what loss_and_grads computes, then
+ * params[k] -= lr * d loss / d params[k] for every k. A gradient that is a
+ * matrix product or an embedding's scatter is added into its parameter (times
+ * -lr) as it is computed, once nothing else reads the parameter, so it is never
+ * stored; grads[] is work space for the others and holds nothing useful after.
+ * Returns 0 or -1 as forward. */
+int textcnn_f64_sgd_step(textcnn_f64_real *const params[], const void *const inputs[], long n,
+    int training, uint64_t seed, textcnn_f64_real lr, double *loss_value, textcnn_f64_real *const grads[]);
+
 /* Value i of stream `stream` of the counter-based generator: SplitMix64's
  * finaliser of mix(seed + G*(stream+1)) + G*(i+1), G = 0x9E3779B97F4A7C15.
  * The NumPy target draws exactly the same numbers. */
