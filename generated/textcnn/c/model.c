@@ -127,19 +127,21 @@ static real sg_packed_a[SG_MC * SG_KC], sg_packed_b[SG_KC * SG_NC];
 #define SG_MICRO_KERNEL
 #endif
 
-/* c[SG_MR x SG_NR] = (load ? c : 0) + ap @ bp over kc, ap packed MR-wide and bp NR-wide. */
+/* c[SG_MR x SG_NR] = (load ? c : 0) + ap @ bp over kc, ap packed MR-wide and bp NR-wide;
+ * only the first `rows` rows of c are read and written (ap is zero past them). */
 SG_MICRO_KERNEL
-static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load)
+static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load,
+                        long rows)
 {
     sg_vector acc0[SG_MR];
     sg_vector acc1[SG_MR];
-    for (int i = 0; i < SG_MR; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+    for (int i = 0; i < SG_MR && i < rows; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
         __builtin_prefetch(c + i * ldc, 1, 3);
         __builtin_prefetch(c + i * ldc + 2 * SG_VL - 1, 1, 3);
     }
     for (int i = 0; i < SG_MR; i++) {
-        acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
-        acc1[i] = load ? *(const sg_vector *)(c + i * ldc + SG_VL) : (sg_vector){0};
+        acc0[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+        acc1[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc + SG_VL) : (sg_vector){0};
     }
     for (long p = 0; p < kc; p++) {
         const sg_vector b0 = *(const sg_vector *)(bp + 2 * p * SG_VL);
@@ -151,6 +153,8 @@ static void sg_micro_kernel(long kc, const real *restrict ap, const real *restri
         }
     }
     for (int i = 0; i < SG_MR; i++) {
+        if (i == rows)
+            break;
         *(sg_vector *)(c + i * ldc) = acc0[i];
         *(sg_vector *)(c + i * ldc + SG_VL) = acc1[i];
     }
@@ -159,15 +163,16 @@ static void sg_micro_kernel(long kc, const real *restrict ap, const real *restri
 /* The same one vector wide (bp packed SG_VL wide), for the last SG_VL columns
  * or fewer: the edge of 100 columns then costs 16 columns' work, not 32. */
 SG_MICRO_KERNEL
-static void sg_micro_kernel_narrow(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load)
+static void sg_micro_kernel_narrow(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load,
+                        long rows)
 {
     sg_vector acc0[SG_MR];
-    for (int i = 0; i < SG_MR; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+    for (int i = 0; i < SG_MR && i < rows; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
         __builtin_prefetch(c + i * ldc, 1, 3);
         __builtin_prefetch(c + i * ldc + 1 * SG_VL - 1, 1, 3);
     }
     for (int i = 0; i < SG_MR; i++) {
-        acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+        acc0[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
     }
     for (long p = 0; p < kc; p++) {
         const sg_vector b0 = *(const sg_vector *)(bp + p * SG_VL);
@@ -177,6 +182,8 @@ static void sg_micro_kernel_narrow(long kc, const real *restrict ap, const real 
         }
     }
     for (int i = 0; i < SG_MR; i++) {
+        if (i == rows)
+            break;
         *(sg_vector *)(c + i * ldc) = acc0[i];
     }
 }
@@ -184,17 +191,18 @@ static void sg_micro_kernel_narrow(long kc, const real *restrict ap, const real 
 /* Both again with A's rows read where they lie (row i at ap + i*lda): a
  * row-major A needs no packing, which would be a transpose. */
 SG_MICRO_KERNEL
-static void sg_micro_kernel_rows(long kc, const real *restrict ap, long lda, const real *restrict bp, real *restrict c, long ldc, int load)
+static void sg_micro_kernel_rows(long kc, const real *restrict ap, long lda, const real *restrict bp, real *restrict c, long ldc, int load,
+                        long rows)
 {
     sg_vector acc0[SG_MR];
     sg_vector acc1[SG_MR];
-    for (int i = 0; i < SG_MR; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+    for (int i = 0; i < SG_MR && i < rows; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
         __builtin_prefetch(c + i * ldc, 1, 3);
         __builtin_prefetch(c + i * ldc + 2 * SG_VL - 1, 1, 3);
     }
     for (int i = 0; i < SG_MR; i++) {
-        acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
-        acc1[i] = load ? *(const sg_vector *)(c + i * ldc + SG_VL) : (sg_vector){0};
+        acc0[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+        acc1[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc + SG_VL) : (sg_vector){0};
     }
     for (long p = 0; p < kc; p++) {
         const sg_vector b0 = *(const sg_vector *)(bp + 2 * p * SG_VL);
@@ -206,21 +214,24 @@ static void sg_micro_kernel_rows(long kc, const real *restrict ap, long lda, con
         }
     }
     for (int i = 0; i < SG_MR; i++) {
+        if (i == rows)
+            break;
         *(sg_vector *)(c + i * ldc) = acc0[i];
         *(sg_vector *)(c + i * ldc + SG_VL) = acc1[i];
     }
 }
 
 SG_MICRO_KERNEL
-static void sg_micro_kernel_rows_narrow(long kc, const real *restrict ap, long lda, const real *restrict bp, real *restrict c, long ldc, int load)
+static void sg_micro_kernel_rows_narrow(long kc, const real *restrict ap, long lda, const real *restrict bp, real *restrict c, long ldc, int load,
+                        long rows)
 {
     sg_vector acc0[SG_MR];
-    for (int i = 0; i < SG_MR; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+    for (int i = 0; i < SG_MR && i < rows; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
         __builtin_prefetch(c + i * ldc, 1, 3);
         __builtin_prefetch(c + i * ldc + 1 * SG_VL - 1, 1, 3);
     }
     for (int i = 0; i < SG_MR; i++) {
-        acc0[i] = load ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+        acc0[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
     }
     for (long p = 0; p < kc; p++) {
         const sg_vector b0 = *(const sg_vector *)(bp + p * SG_VL);
@@ -230,23 +241,26 @@ static void sg_micro_kernel_rows_narrow(long kc, const real *restrict ap, long l
         }
     }
     for (int i = 0; i < SG_MR; i++) {
+        if (i == rows)
+            break;
         *(sg_vector *)(c + i * ldc) = acc0[i];
     }
 }
 
-/* One tile of c, by whichever kernel fits: A packed (lda 0) or in place, and
- * a tile cut short by the edge of c through a full tile on the stack. */
+/* One tile of c, by whichever kernel fits: A packed (lda 0) or in place (whole
+ * tiles only: rows past the edge of A must not be read), and a tile cut short
+ * by the last columns of c through a full tile on the stack. */
 static void sg_tile(long kc, const real *ap, long lda, const real *bp, real *c, long ldc, long rows, long cols, int load)
 {
-    if (rows == SG_MR && (cols == SG_NR || cols == SG_VL)) {
+    if ((rows == SG_MR || !lda) && (cols == SG_NR || cols == SG_VL)) {
         if (lda && cols == SG_NR)
-            sg_micro_kernel_rows(kc, ap, lda, bp, c, ldc, load);
+            sg_micro_kernel_rows(kc, ap, lda, bp, c, ldc, load, rows);
         else if (lda)
-            sg_micro_kernel_rows_narrow(kc, ap, lda, bp, c, ldc, load);
+            sg_micro_kernel_rows_narrow(kc, ap, lda, bp, c, ldc, load, rows);
         else if (cols == SG_NR)
-            sg_micro_kernel(kc, ap, bp, c, ldc, load);
+            sg_micro_kernel(kc, ap, bp, c, ldc, load, rows);
         else
-            sg_micro_kernel_narrow(kc, ap, bp, c, ldc, load);
+            sg_micro_kernel_narrow(kc, ap, bp, c, ldc, load, rows);
         return;
     }
     real tile[SG_MR * SG_NR];
