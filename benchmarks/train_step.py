@@ -4,7 +4,7 @@ reference models, timed side by side in one run.
     python benchmarks/train_step.py [--blocks 7] [--seconds 0.2] [--models mlp,nlm] [--json results.json]
 
 Runs, for each model in ``benchmarks/models/``:
-  c          the generated C (cc -O3 -march=native), one thread;
+  c          the generated C's sgd_step (cc -O3 -march=native), one thread;
   c-openmp   the same sources built with -fopenmp, OMP_NUM_THREADS = the cores,
              OMP_PROC_BIND=true (each thread on a core of its own; see below);
   numpy      the generated NumPy module (loss_and_grads, then sgd_step);
