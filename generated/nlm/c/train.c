@@ -928,15 +928,15 @@ int main(int argc, char **argv)
             long n = data.count - start < batch_size ? data.count - start : batch_size;
             gather(&data, order + start, n, batch, inputs);
             const uint64_t step_seed = seed * 1000003u + (uint64_t)opt.step;
-            if (plain_sgd(&opt)) {  /* gradients added into the parameters as they are computed, where they can be */
-                if (nlm_sgd_step(params, inputs, n, 1, step_seed, (real)opt.lr, &loss, grads) != 0)
-                    fail("the model refused a batch");
-                opt.step++;
-            } else if (nlm_loss_and_grads(params, inputs, n, 1, step_seed, &loss, grads) != 0)
+            const int fused = plain_sgd(&opt);  /* the step taken as the gradients are computed, where it can be */
+            if ((fused ? nlm_sgd_step(params, inputs, n, 1, step_seed, (real)opt.lr, &loss, grads)
+                       : nlm_loss_and_grads(params, inputs, n, 1, step_seed, &loss, grads)) != 0)
                 fail("the model refused a batch");
             if (!isfinite(loss))
                 fail("epoch %ld: the loss is not finite (%g); the last checkpoint is kept", epoch, loss);
-            if (!plain_sgd(&opt))
+            if (fused)
+                opt.step++;
+            else
                 update(&opt, params, grads);
             total += loss * (double)n;
         }
