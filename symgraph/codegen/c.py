@@ -214,7 +214,7 @@ class Function:
     reads: dict[str, set[str]] = field(default_factory=dict)
     transposed: dict[str, str] = field(default_factory=dict)  # matrix transpose read only by matmuls -> its argument
     biased: dict[str, tuple[str, str]] = field(default_factory=dict)  # x @ W + b -> (x @ W, b), one statement
-    updates: dict[str, str] = field(default_factory=dict)  # sgd_step: a gradient added into its parameter -> that parameter
+    updates: dict[str, str] = field(default_factory=dict)  # a gradient the SGD step adds into its parameter -> that parameter
 
     def __post_init__(self):
         g = self.g
@@ -313,7 +313,7 @@ class Function:
                 last[self.owner(self.losses[v])] = max(last[self.owner(self.losses[v])], i)
         buffers = []
         for i, v in enumerate(self.order):
-            if v in self.dests or v in self.aliases or v in self.updates:
+            if v in self.dests or v in self.aliases:
                 continue
             if self.g.dtype(v) != "float":
                 raise SpecError(f"node {v!r} holds integers; only inputs may", node=v, source=self.g.source)
@@ -336,9 +336,6 @@ class Function:
         for v in self.order:
             lines.append("")
             lines += [f"/* {comment_text(comment)} */" for comment in chain.statement_comments(self.fused(v), v)]
-            if v in self.updates:
-                lines += self.emit_update(v)
-                continue
             if v in self.aliases:
                 kind = "a view of" if g.op(v) == "reshape" else "in place of"
                 lines.append(f"real *{v} = {self.aliases[v]};  /* {shape_comment(g.shape(v))}, {kind} {self.aliases[v]} */")
@@ -347,7 +344,7 @@ class Function:
                 continue
             where = self.dests[v] if v in self.dests else f"arena + {offsets[v]}"
             lines.append(f"real *{v} = {where};  /* {shape_comment(g.shape(v))} */")
-            lines += self.emit(v)
+            lines += self.emit_update(v) if v in self.updates else self.emit(v)
         return lines
 
     # -- emitters: each returns lines assigning node ``v``
@@ -510,13 +507,16 @@ class Function:
         return [m.text(), k.text(), p.text(), *self.operand(a, m, k), *self.operand(b, k, p)]
 
     def emit_update(self, v):
-        """sgd_step's fused update: gradient ``v`` scaled by -lr and added into its parameter."""
+        """Gradient ``v``, or in the SGD step, ``v`` scaled by -lr and added into its parameter."""
         param = self.updates[v]
         dest = f"params[{self.ctx.api}_param_{param}]"
-        lines = [f"/* {param} -= lr * dL/d{param}, added in as it is computed: nothing reads {param} after this */"]
         if self.g.op(v) == "matmul":
-            return lines + self.kernel("matmul_add", *self.product_arguments(v), "-lr", dest)
-        return lines + self.embedding_backward(v, "-lr", 1, dest)
+            (fused,) = self.kernel("matmul_add", *self.product_arguments(v), "-lr", dest)
+        else:
+            (fused,) = self.embedding_backward(v, "-lr", 1, dest)
+        (plain,) = self.emit(v)
+        return [f"if (step)  /* {param} -= lr * dL/d{param}, added in as it is computed: nothing reads {param} after this */",
+                f"    {fused}", "else", f"    {plain}"]
 
     def operand(self, node: str, rows: "Extent", cols: "Extent") -> tuple[str, str, str]:
         """A 2-D matmul operand as (array, row stride, column stride); a folded x.T is x read across."""
@@ -654,11 +654,11 @@ def biased_products(g: Graph, nodes: list[str], needed: set[str], protected: set
 
 
 def fused_updates(fn: Function, gradients: dict[str, str]) -> dict[str, str]:
-    """Gradients that sgd_step adds into their parameter (scaled by -lr) as they
-    are computed -> that parameter, which saves writing the gradient and a pass
-    over both: 2-D products and embedding scatters, each the gradient of one
-    parameter and read by nothing else, computed after the last statement that
-    reads the parameter. A parameter that is itself some gradient keeps the
+    """Gradients that the SGD step adds into their parameter (scaled by -lr) as
+    they are computed -> that parameter, which saves writing the gradient and a
+    pass over both: 2-D products and embedding scatters, each the gradient of
+    one parameter and read by nothing else, computed after the last statement
+    that reads the parameter. A parameter that is itself some gradient keeps the
     plain update, which reads it after every statement."""
     g, order = fn.g, fn.order
     index = {v: i for i, v in enumerate(order)}
@@ -746,10 +746,7 @@ def constant(value) -> sp.Expr:
 CACHED_PRINTERS: dict[str, CachedPrinter] = {}
 
 
-ARRAY_ARGUMENTS = {
-    "forward": ("params", "inputs", "outputs"), "evaluate": ("params", "inputs"), "loss_and_grads": ("params", "inputs", "grads"),
-    "sgd_step": ("params", "inputs", "grads"),
-}
+ARRAY_ARGUMENTS = {"forward": ("params", "inputs", "outputs"), "evaluate": ("params", "inputs"), "loss_and_grads": ("params", "inputs", "grads")}
 
 
 def compiled_batch(program) -> int:
@@ -759,7 +756,7 @@ def compiled_batch(program) -> int:
 
 
 def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:
-    """forward, evaluate and loss_and_grads: each a Function and its result lines."""
+    """forward, evaluate and loss_and_grads (which sgd_step shares): each a Function and its result lines."""
     program, api = ctx.program, ctx.api
     ev, train = program.eval_graph, program.train_graph
     out = {}
@@ -790,19 +787,17 @@ def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:
         else:
             dests[node] = dest
     fn = Function(ctx, train, [train.loss, *program.gradients.values()], dests)
-    stores = [line for node, dest in tail for line in fn.store(node, dest)]
-    out["loss_and_grads"] = (fn, stores + [f"*loss_value = {scalar(fn, train.loss)};"])
-
-    updates = fused_updates(fn, program.gradients)
-    step = Function(ctx, train, fn.roots, {node: dest for node, dest in dests.items() if node not in updates}, updates=updates)
-    plain = [param for param, node in program.gradients.items() if node not in updates]
-    lines = stores + [f"*loss_value = {scalar(step, train.loss)};"]
+    fn.updates = fused_updates(fn, program.gradients)
+    lines = [line for node, dest in tail for line in fn.store(node, dest)] + [f"*loss_value = {scalar(fn, train.loss)};"]
+    plain = [param for param, node in program.gradients.items() if node not in fn.updates]
     if plain:
-        lines += ["", f"/* the step of {', '.join(plain)}, from {'its gradient' if len(plain) == 1 else 'their gradients'} */"]
-    for param in plain:
-        where = f"{api}_param_{param}"
-        lines += step.nest([numel(train.shape(param))], {"p": [ONE]}, lambda ix: [f"params[{where}][{ix['p']}] -= lr * grads[{where}][{ix['p']}];"], "p")
-    out["sgd_step"] = (step, lines)
+        lines += ["", f"if (step) {{  /* the step of {', '.join(plain)}, from {'its gradient' if len(plain) == 1 else 'their gradients'} */"]
+        for param in plain:
+            where = f"{api}_param_{param}"
+            body = lambda ix: [f"params[{where}][{ix['p']}] -= lr * grads[{where}][{ix['p']}];"]  # noqa: E731
+            lines += ["    " + line for line in fn.nest([numel(train.shape(param))], {"p": [ONE]}, body, "p")]
+        lines.append("}")
+    out["loss_and_grads"] = (fn, lines)  # behind sgd_step too
     return out
 
 
@@ -862,6 +857,8 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         lines = fn.body(plans[name]) + ([""] + tail if tail else [])
         text = "\n".join(lines)
         unused = [a for a in ARRAY_ARGUMENTS[name] if not re.search(rf"\b{a}\[", text)]
+        if name == "loss_and_grads":
+            unused += [a for a in ("step", "lr") if not re.search(rf"\b{a}\b", text)]
         lines = [f"(void){a};  /* this model does not read it */" for a in unused] + lines
         bodies[name] = ["    " + line if line else "" for line in lines]
     for leaf in program.params:

@@ -719,9 +719,11 @@ int digits_mlp_evaluate(real *const params[], const void *const inputs[], long n
     return 0;
 }
 
-/* Forward in training mode, then backward: the loss and every gradient; see model.h. */
-int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], long n,
-    int training, uint64_t seed, double *loss_value, real *const grads[])
+/* Forward in training mode, then backward: the loss, and every gradient in
+ * grads, or with step set, a plain SGD step of learning rate lr (grads then
+ * holds the gradients it did not add into their parameters as it went). */
+static int sg_train(real *const params[], const void *const inputs[], long n, int training, uint64_t seed,
+    double *loss_value, real *const grads[], int step, real lr)
 {
     if (n < 1 || n > DIGITS_MLP_BATCH)
         return -1;
@@ -777,7 +779,10 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
 
     /* dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2] */
     real *dW2 = grads[digits_mlp_param_W2];  /* [128, 10] */
-    sg_matmul(128, n, 10, h, 1, 128, dlogits, 10, 1, dW2);
+    if (step)  /* W2 -= lr * dL/dW2, added in as it is computed: nothing reads W2 after this */
+        sg_matmul_add(128, n, 10, h, 1, 128, dlogits, 10, 1, -lr, params[digits_mlp_param_W2]);
+    else
+        sg_matmul(128, n, 10, h, 1, 128, dlogits, 10, 1, dW2);
 
     /* dL/dh_3 = dL/dh*h_4   [d(h_3*h_4)/dh_3] */
     /* dL/dh_2 = dL/dh_3*step(h_3)   [d relu(h_2)/dh_2] */
@@ -795,96 +800,32 @@ int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], 
 
     /* dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1] */
     real *dW1 = grads[digits_mlp_param_W1];  /* [64, 128] */
-    sg_matmul(64, n, 128, x, 1, 64, dh_2, 128, 1, dW1);
+    if (step)  /* W1 -= lr * dL/dW1, added in as it is computed: nothing reads W1 after this */
+        sg_matmul_add(64, n, 128, x, 1, 64, dh_2, 128, 1, -lr, params[digits_mlp_param_W1]);
+    else
+        sg_matmul(64, n, 128, x, 1, 64, dh_2, 128, 1, dW1);
 
     *loss_value = loss[0];
+
+    if (step) {  /* the step of b1, b2, from their gradients */
+        for (long i = 0; i < 128; i++)
+            params[digits_mlp_param_b1][i] -= lr * grads[digits_mlp_param_b1][i];
+        for (long i = 0; i < 10; i++)
+            params[digits_mlp_param_b2][i] -= lr * grads[digits_mlp_param_b2][i];
+    }
     return 0;
+}
+
+/* The loss and every gradient; see model.h. */
+int digits_mlp_loss_and_grads(real *const params[], const void *const inputs[], long n,
+    int training, uint64_t seed, double *loss_value, real *const grads[])
+{
+    return sg_train(params, inputs, n, training, seed, loss_value, grads, 0, 0);
 }
 
 /* loss_and_grads and a plain SGD step at once; see model.h. */
 int digits_mlp_sgd_step(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
 {
-    if (n < 1 || n > DIGITS_MLP_BATCH)
-        return -1;
-
-    const real *W1 = params[digits_mlp_param_W1];
-    const real *b1 = params[digits_mlp_param_b1];
-    const real *W2 = params[digits_mlp_param_W2];
-    const real *b2 = params[digits_mlp_param_b2];
-    const real *x = inputs[digits_mlp_input_x];
-    const int64_t *y = inputs[digits_mlp_input_y];
-
-    real *h_2 = arena + 0;  /* [n, 128] */
-    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
-    sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
-
-    real *h_3 = h_2;  /* [n, 128], in place of h_2 */
-    for (long i = 0; i < n*128; i++)
-        h_3[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
-
-    real *h_4 = arena + 4096;  /* [n, 128] */
-    sg_dropout_mask(n*128, 0.2, 1.25F, training, seed, 1048576, h_4);
-
-    real *h = arena + 8192;  /* [n, 128] */
-    for (long i = 0; i < n*128; i++)
-        h[i] = h_3[i]*h_4[i];
-
-    real *logits = arena + 12288;  /* [n, 10] */
-    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
-    sg_matmul_bias(n, 128, 10, h, 128, 1, W2, 10, 1, b2, logits);
-
-    real *loss = arena + 16704;  /* [] */
-    /* set below, with dlogits */
-
-    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
-    real *dlogits_scale = arena + 12608;  /* [] */
-    dlogits_scale[0] = 1.0F/n;
-
-    /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
-    real *dlogits = arena + 16384;  /* [n, 10] */
-    loss[0] = (real)sg_softmax_cross_entropy_grad(n, 10, logits, y, dlogits_scale[0], dlogits);
-
-    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2] */
-    real *db2 = grads[digits_mlp_param_b2];  /* [10] */
-    for (long i = 0; i < 10; i++)
-        db2[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 10; j++)
-            db2[j] += dlogits[i*10 + j];
-
-    /* dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh] */
-    real *dh = arena + 12288;  /* [n, 128] */
-    sg_matmul(n, 10, 128, dlogits, 10, 1, W2, 1, 10, dh);
-
-    /* dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2] */
-    /* W2 -= lr * dL/dW2, added in as it is computed: nothing reads W2 after this */
-    sg_matmul_add(128, n, 10, h, 1, 128, dlogits, 10, 1, -lr, params[digits_mlp_param_W2]);
-
-    /* dL/dh_3 = dL/dh*h_4   [d(h_3*h_4)/dh_3] */
-    /* dL/dh_2 = dL/dh_3*step(h_3)   [d relu(h_2)/dh_2] */
-    real *dh_2 = dh;  /* [n, 128], in place of dh */
-    for (long i = 0; i < n*128; i++)
-        dh_2[i] = dh[i]*h_4[i]*((h_3[i]) > 0 ? 1 : 0);
-
-    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(h_1 + b1)/db1] */
-    real *db1 = grads[digits_mlp_param_b1];  /* [128] */
-    for (long i = 0; i < 128; i++)
-        db1[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 128; j++)
-            db1[j] += dh_2[i*128 + j];
-
-    /* dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1] */
-    /* W1 -= lr * dL/dW1, added in as it is computed: nothing reads W1 after this */
-    sg_matmul_add(64, n, 128, x, 1, 64, dh_2, 128, 1, -lr, params[digits_mlp_param_W1]);
-
-    *loss_value = loss[0];
-
-    /* the step of b1, b2, from their gradients */
-    for (long i = 0; i < 128; i++)
-        params[digits_mlp_param_b1][i] -= lr * grads[digits_mlp_param_b1][i];
-    for (long i = 0; i < 10; i++)
-        params[digits_mlp_param_b2][i] -= lr * grads[digits_mlp_param_b2][i];
-    return 0;
+    return sg_train(params, inputs, n, training, seed, loss_value, grads, 1, lr);
 }

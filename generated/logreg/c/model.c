@@ -182,9 +182,11 @@ int logreg_evaluate(real *const params[], const void *const inputs[], long n, do
     return 0;
 }
 
-/* Forward in training mode, then backward: the loss and every gradient; see model.h. */
-int logreg_loss_and_grads(real *const params[], const void *const inputs[], long n,
-    int training, uint64_t seed, double *loss_value, real *const grads[])
+/* Forward in training mode, then backward: the loss, and every gradient in
+ * grads, or with step set, a plain SGD step of learning rate lr (grads then
+ * holds the gradients it did not add into their parameters as it went). */
+static int sg_train(real *const params[], const void *const inputs[], long n, int training, uint64_t seed,
+    double *loss_value, real *const grads[], int step, real lr)
 {
     if (n < 1 || n > LOGREG_BATCH)
         return -1;
@@ -251,82 +253,25 @@ int logreg_loss_and_grads(real *const params[], const void *const inputs[], long
             dw[j] += dz_1_2[i*30 + j];
 
     *loss_value = loss[0];
+
+    if (step) {  /* the step of w, b, from their gradients */
+        for (long i = 0; i < 30; i++)
+            params[logreg_param_w][i] -= lr * grads[logreg_param_w][i];
+        params[logreg_param_b][0] -= lr * grads[logreg_param_b][0];
+    }
     return 0;
+}
+
+/* The loss and every gradient; see model.h. */
+int logreg_loss_and_grads(real *const params[], const void *const inputs[], long n,
+    int training, uint64_t seed, double *loss_value, real *const grads[])
+{
+    return sg_train(params, inputs, n, training, seed, loss_value, grads, 0, 0);
 }
 
 /* loss_and_grads and a plain SGD step at once; see model.h. */
 int logreg_sgd_step(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
 {
-    if (n < 1 || n > LOGREG_BATCH)
-        return -1;
-
-    (void)training;  /* the model has no dropout */
-    (void)seed;
-    const real *w = params[logreg_param_w];
-    const real *b = params[logreg_param_b];
-    const real *x = inputs[logreg_input_x];
-    const real *y = inputs[logreg_input_y];
-
-    real *z_1 = arena + 0;  /* [n, 30] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            z_1[i*30 + j] = x[i*30 + j]*w[j];
-
-    real *z_2 = arena + 960;  /* [n] */
-    for (long i = 0; i < n; i++)
-        z_2[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            z_2[i] += z_1[i*30 + j];
-
-    real *z = z_2;  /* [n], in place of z_2 */
-    for (long i = 0; i < n; i++)
-        z[i] = z_2[i] + b[0];
-
-    real *loss = arena + 992;  /* [] */
-    {
-        double sg_total = 0;
-        for (long i = 0; i < n; i++)
-            sg_total += fmaxf(z[i], 0) - z[i] * y[i] + log1pf(expf(-fabsf(z[i])));
-        loss[0] = (real)(sg_total / (n));
-    }
-
-    /* dL/dz = (sigmoid(z) - y)/batch   [d binary_cross_entropy(z, y)/dz] */
-    real *dz = z;  /* [n], in place of z */
-    for (long i = 0; i < n; i++)
-        dz[i] = (-y[i] + (0.5F + 0.5F*sg_tanh(0.5F*(z[i]))))/n;
-
-    /* dL/db = sum(dL/dz, axis=0)   [d(z_2 + b)/db] */
-    real *db = grads[logreg_param_b];  /* [] */
-    db[0] = 0;
-    for (long i = 0; i < n; i++)
-        db[0] += dz[i];
-
-    /* dL/dz_1 = expand_dims(dL/dz_2, axis=1)   [d sum(z_1, axis=1)/dz_1] */
-    real *dz_1 = arena + 0;  /* [n, 30] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            dz_1[i*30 + j] = dz[i];
-
-    /* part of dL/dw   [d(x*w)/dw] */
-    real *dz_1_2 = dz_1;  /* [n, 30], in place of dz_1 */
-    for (long i = 0; i < n*30; i++)
-        dz_1_2[i] = dz_1[i]*x[i];
-
-    /* dL/dw = sum(dL/dz_1*x, axis=0)   [d(x*w)/dw] */
-    real *dw = grads[logreg_param_w];  /* [30] */
-    for (long i = 0; i < 30; i++)
-        dw[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            dw[j] += dz_1_2[i*30 + j];
-
-    *loss_value = loss[0];
-
-    /* the step of w, b, from their gradients */
-    for (long i = 0; i < 30; i++)
-        params[logreg_param_w][i] -= lr * grads[logreg_param_w][i];
-    params[logreg_param_b][0] -= lr * grads[logreg_param_b][0];
-    return 0;
+    return sg_train(params, inputs, n, training, seed, loss_value, grads, 1, lr);
 }

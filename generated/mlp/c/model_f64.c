@@ -708,9 +708,11 @@ int mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     return 0;
 }
 
-/* Forward in training mode, then backward: the loss and every gradient; see model_f64.h. */
-int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], long n,
-    int training, uint64_t seed, double *loss_value, real *const grads[])
+/* Forward in training mode, then backward: the loss, and every gradient in
+ * grads, or with step set, a plain SGD step of learning rate lr (grads then
+ * holds the gradients it did not add into their parameters as it went). */
+static int sg_train(real *const params[], const void *const inputs[], long n, int training, uint64_t seed,
+    double *loss_value, real *const grads[], int step, real lr)
 {
     if (n < 1 || n > MLP_F64_BATCH)
         return -1;
@@ -761,7 +763,10 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
 
     /* dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2] */
     real *dW2 = grads[mlp_f64_param_W2];  /* [256, 10] */
-    sg_matmul(256, n, 10, h, 1, 256, dlogits, 10, 1, dW2);
+    if (step)  /* W2 -= lr * dL/dW2, added in as it is computed: nothing reads W2 after this */
+        sg_matmul_add(256, n, 10, h, 1, 256, dlogits, 10, 1, -lr, params[mlp_f64_param_W2]);
+    else
+        sg_matmul(256, n, 10, h, 1, 256, dlogits, 10, 1, dW2);
 
     /* dL/dh_2 = dL/dh*step(h)   [d relu(h_2)/dh_2] */
     real *dh_2 = dh;  /* [n, 256], in place of dh */
@@ -778,90 +783,32 @@ int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
 
     /* dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1] */
     real *dW1 = grads[mlp_f64_param_W1];  /* [784, 256] */
-    sg_matmul(784, n, 256, x, 1, 784, dh_2, 256, 1, dW1);
+    if (step)  /* W1 -= lr * dL/dW1, added in as it is computed: nothing reads W1 after this */
+        sg_matmul_add(784, n, 256, x, 1, 784, dh_2, 256, 1, -lr, params[mlp_f64_param_W1]);
+    else
+        sg_matmul(784, n, 256, x, 1, 784, dh_2, 256, 1, dW1);
 
     *loss_value = loss[0];
+
+    if (step) {  /* the step of b1, b2, from their gradients */
+        for (long i = 0; i < 256; i++)
+            params[mlp_f64_param_b1][i] -= lr * grads[mlp_f64_param_b1][i];
+        for (long i = 0; i < 10; i++)
+            params[mlp_f64_param_b2][i] -= lr * grads[mlp_f64_param_b2][i];
+    }
     return 0;
+}
+
+/* The loss and every gradient; see model_f64.h. */
+int mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], long n,
+    int training, uint64_t seed, double *loss_value, real *const grads[])
+{
+    return sg_train(params, inputs, n, training, seed, loss_value, grads, 0, 0);
 }
 
 /* loss_and_grads and a plain SGD step at once; see model_f64.h. */
 int mlp_f64_sgd_step(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
 {
-    if (n < 1 || n > MLP_F64_BATCH)
-        return -1;
-
-    (void)training;  /* the model has no dropout */
-    (void)seed;
-    const real *W1 = params[mlp_f64_param_W1];
-    const real *b1 = params[mlp_f64_param_b1];
-    const real *W2 = params[mlp_f64_param_W2];
-    const real *b2 = params[mlp_f64_param_b2];
-    const real *x = inputs[mlp_f64_input_x];
-    const int64_t *y = inputs[mlp_f64_input_y];
-
-    real *h_2 = arena + 0;  /* [n, 256] */
-    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
-    sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
-
-    real *h = h_2;  /* [n, 256], in place of h_2 */
-    for (long i = 0; i < n*256; i++)
-        h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
-
-    real *logits = arena + 16384;  /* [n, 10] */
-    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
-    sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
-
-    real *loss = arena + 33408;  /* [] */
-    /* set below, with dlogits */
-
-    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
-    real *dlogits_scale = arena + 17024;  /* [] */
-    dlogits_scale[0] = 1.0/n;
-
-    /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
-    real *dlogits = arena + 32768;  /* [n, 10] */
-    loss[0] = (real)sg_softmax_cross_entropy_grad(n, 10, logits, y, dlogits_scale[0], dlogits);
-
-    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2] */
-    real *db2 = grads[mlp_f64_param_b2];  /* [10] */
-    for (long i = 0; i < 10; i++)
-        db2[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 10; j++)
-            db2[j] += dlogits[i*10 + j];
-
-    /* dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh] */
-    real *dh = arena + 16384;  /* [n, 256] */
-    sg_matmul(n, 10, 256, dlogits, 10, 1, W2, 1, 10, dh);
-
-    /* dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2] */
-    /* W2 -= lr * dL/dW2, added in as it is computed: nothing reads W2 after this */
-    sg_matmul_add(256, n, 10, h, 1, 256, dlogits, 10, 1, -lr, params[mlp_f64_param_W2]);
-
-    /* dL/dh_2 = dL/dh*step(h)   [d relu(h_2)/dh_2] */
-    real *dh_2 = dh;  /* [n, 256], in place of dh */
-    for (long i = 0; i < n*256; i++)
-        dh_2[i] = dh[i]*((h[i]) > 0 ? 1 : 0);
-
-    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(h_1 + b1)/db1] */
-    real *db1 = grads[mlp_f64_param_b1];  /* [256] */
-    for (long i = 0; i < 256; i++)
-        db1[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 256; j++)
-            db1[j] += dh_2[i*256 + j];
-
-    /* dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1] */
-    /* W1 -= lr * dL/dW1, added in as it is computed: nothing reads W1 after this */
-    sg_matmul_add(784, n, 256, x, 1, 784, dh_2, 256, 1, -lr, params[mlp_f64_param_W1]);
-
-    *loss_value = loss[0];
-
-    /* the step of b1, b2, from their gradients */
-    for (long i = 0; i < 256; i++)
-        params[mlp_f64_param_b1][i] -= lr * grads[mlp_f64_param_b1][i];
-    for (long i = 0; i < 10; i++)
-        params[mlp_f64_param_b2][i] -= lr * grads[mlp_f64_param_b2][i];
-    return 0;
+    return sg_train(params, inputs, n, training, seed, loss_value, grads, 1, lr);
 }

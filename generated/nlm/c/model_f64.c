@@ -747,9 +747,11 @@ int nlm_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     return 0;
 }
 
-/* Forward in training mode, then backward: the loss and every gradient; see model_f64.h. */
-int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], long n,
-    int training, uint64_t seed, double *loss_value, real *const grads[])
+/* Forward in training mode, then backward: the loss, and every gradient in
+ * grads, or with step set, a plain SGD step of learning rate lr (grads then
+ * holds the gradients it did not add into their parameters as it went). */
+static int sg_train(real *const params[], const void *const inputs[], long n, int training, uint64_t seed,
+    double *loss_value, real *const grads[], int step, real lr)
 {
     if (n < 1 || n > NLM_F64_BATCH)
         return -1;
@@ -806,7 +808,10 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
 
     /* dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU] */
     real *dU = grads[nlm_f64_param_U];  /* [256, 3000] */
-    sg_matmul(256, n, 3000, a, 1, 256, dlogits, 3000, 1, dU);
+    if (step)  /* U -= lr * dL/dU, added in as it is computed: nothing reads U after this */
+        sg_matmul_add(256, n, 3000, a, 1, 256, dlogits, 3000, 1, -lr, params[nlm_f64_param_U]);
+    else
+        sg_matmul(256, n, 3000, a, 1, 256, dlogits, 3000, 1, dU);
 
     /* dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2] */
     real *da_2 = da;  /* [n, 256], in place of da */
@@ -827,114 +832,42 @@ int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], lon
 
     /* dL/dH = x.T @ dL/da_1   [d(x @ H)/dH] */
     real *dH = grads[nlm_f64_param_H];  /* [192, 256] */
-    sg_matmul(192, n, 256, x, 1, 192, da_2, 256, 1, dH);
+    if (step)  /* H -= lr * dL/dH, added in as it is computed: nothing reads H after this */
+        sg_matmul_add(192, n, 256, x, 1, 192, da_2, 256, 1, -lr, params[nlm_f64_param_H]);
+    else
+        sg_matmul(192, n, 256, x, 1, 192, da_2, 256, 1, dH);
 
     /* dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1] */
     real *dx_1 = dx;  /* [n, 3, 64], a view of dx */
 
     /* dL/dC = embedding_backward(context_ids, dL/dx_1, rows=3000)   [d embedding(C, context_ids)/dC] */
     real *dC = grads[nlm_f64_param_C];  /* [3000, 64] */
-    sg_embedding_backward(n*3, 3000, 64, context_ids, dx_1, 1, 0, dC);
+    if (step)  /* C -= lr * dL/dC, added in as it is computed: nothing reads C after this */
+        sg_embedding_backward(n*3, 3000, 64, context_ids, dx_1, -lr, 1, params[nlm_f64_param_C]);
+    else
+        sg_embedding_backward(n*3, 3000, 64, context_ids, dx_1, 1, 0, dC);
 
     *loss_value = loss[0];
+
+    if (step) {  /* the step of d, e, from their gradients */
+        for (long i = 0; i < 256; i++)
+            params[nlm_f64_param_d][i] -= lr * grads[nlm_f64_param_d][i];
+        for (long i = 0; i < 3000; i++)
+            params[nlm_f64_param_e][i] -= lr * grads[nlm_f64_param_e][i];
+    }
     return 0;
+}
+
+/* The loss and every gradient; see model_f64.h. */
+int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], long n,
+    int training, uint64_t seed, double *loss_value, real *const grads[])
+{
+    return sg_train(params, inputs, n, training, seed, loss_value, grads, 0, 0);
 }
 
 /* loss_and_grads and a plain SGD step at once; see model_f64.h. */
 int nlm_f64_sgd_step(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
 {
-    if (n < 1 || n > NLM_F64_BATCH)
-        return -1;
-
-    (void)training;  /* the model has no dropout */
-    (void)seed;
-    const real *C = params[nlm_f64_param_C];
-    const real *H = params[nlm_f64_param_H];
-    const real *d = params[nlm_f64_param_d];
-    const real *U = params[nlm_f64_param_U];
-    const real *e = params[nlm_f64_param_e];
-    const int64_t *context_ids = inputs[nlm_f64_input_context_ids];
-    const int64_t *next_id = inputs[nlm_f64_input_next_id];
-
-    real *x_1 = arena + 800768;  /* [n, 3, 64] */
-    sg_embedding(n*3, 64, C, context_ids, x_1);
-
-    real *x = x_1;  /* [n, 192], a view of x_1 */
-
-    real *a_2 = arena + 768000;  /* [n, 256] */
-    /* a_2 = a_1 + d, where a_1 = x @ H */
-    sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
-
-    real *a = a_2;  /* [n, 256], in place of a_2 */
-    for (long i = 0; i < n*256; i++)
-        a[i] = tanh(a_2[i]);
-
-    real *logits = arena + 0;  /* [n, 3000] */
-    /* logits = logits_1 + e, where logits_1 = a @ U */
-    sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
-
-    real *loss = arena + 825344;  /* [] */
-    /* set below, with dlogits */
-
-    /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
-    real *dlogits_scale = arena + 825360;  /* [] */
-    dlogits_scale[0] = 1.0/n;
-
-    /* dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits] */
-    real *dlogits = arena + 384000;  /* [n, 3000] */
-    loss[0] = (real)sg_softmax_cross_entropy_grad(n, 3000, logits, next_id, dlogits_scale[0], dlogits);
-
-    /* dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de] */
-    real *de = grads[nlm_f64_param_e];  /* [3000] */
-    for (long i = 0; i < 3000; i++)
-        de[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 3000; j++)
-            de[j] += dlogits[i*3000 + j];
-
-    /* dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da] */
-    real *da = arena + 0;  /* [n, 256] */
-    sg_matmul(n, 3000, 256, dlogits, 3000, 1, U, 1, 3000, da);
-
-    /* dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU] */
-    /* U -= lr * dL/dU, added in as it is computed: nothing reads U after this */
-    sg_matmul_add(256, n, 3000, a, 1, 256, dlogits, 3000, 1, -lr, params[nlm_f64_param_U]);
-
-    /* dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2] */
-    real *da_2 = da;  /* [n, 256], in place of da */
-    for (long i = 0; i < n*256; i++)
-        da_2[i] = da[i]*(1.0 - a[i]*a[i]);
-
-    /* dL/dd = sum(dL/da_2, axis=0)   [d(a_1 + d)/dd] */
-    real *dd = grads[nlm_f64_param_d];  /* [256] */
-    for (long i = 0; i < 256; i++)
-        dd[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 256; j++)
-            dd[j] += da_2[i*256 + j];
-
-    /* dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx] */
-    real *dx = arena + 32768;  /* [n, 192] */
-    sg_matmul(n, 256, 192, da_2, 256, 1, H, 1, 256, dx);
-
-    /* dL/dH = x.T @ dL/da_1   [d(x @ H)/dH] */
-    /* H -= lr * dL/dH, added in as it is computed: nothing reads H after this */
-    sg_matmul_add(192, n, 256, x, 1, 192, da_2, 256, 1, -lr, params[nlm_f64_param_H]);
-
-    /* dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1] */
-    real *dx_1 = dx;  /* [n, 3, 64], a view of dx */
-
-    /* dL/dC = embedding_backward(context_ids, dL/dx_1, rows=3000)   [d embedding(C, context_ids)/dC] */
-    /* C -= lr * dL/dC, added in as it is computed: nothing reads C after this */
-    sg_embedding_backward(n*3, 3000, 64, context_ids, dx_1, -lr, 1, params[nlm_f64_param_C]);
-
-    *loss_value = loss[0];
-
-    /* the step of d, e, from their gradients */
-    for (long i = 0; i < 256; i++)
-        params[nlm_f64_param_d][i] -= lr * grads[nlm_f64_param_d][i];
-    for (long i = 0; i < 3000; i++)
-        params[nlm_f64_param_e][i] -= lr * grads[nlm_f64_param_e][i];
-    return 0;
+    return sg_train(params, inputs, n, training, seed, loss_value, grads, 1, lr);
 }

@@ -106,9 +106,11 @@ int slide_evaluate(real *const params[], const void *const inputs[], long n, dou
     return 0;
 }
 
-/* Forward in training mode, then backward: the loss and every gradient; see model.h. */
-int slide_loss_and_grads(real *const params[], const void *const inputs[], long n,
-    int training, uint64_t seed, double *loss_value, real *const grads[])
+/* Forward in training mode, then backward: the loss, and every gradient in
+ * grads, or with step set, a plain SGD step of learning rate lr (grads then
+ * holds the gradients it did not add into their parameters as it went). */
+static int sg_train(real *const params[], const void *const inputs[], long n, int training, uint64_t seed,
+    double *loss_value, real *const grads[], int step, real lr)
 {
     if (n != 1)  /* no input has a batch axis */
         return -1;
@@ -133,40 +135,25 @@ int slide_loss_and_grads(real *const params[], const void *const inputs[], long 
 
     grads[slide_param_a][0] = c[0];
     *loss_value = L[0];
+
+    if (step) {  /* the step of a, b, c, from their gradients */
+        params[slide_param_a][0] -= lr * grads[slide_param_a][0];
+        params[slide_param_b][0] -= lr * grads[slide_param_b][0];
+        params[slide_param_c][0] -= lr * grads[slide_param_c][0];
+    }
     return 0;
+}
+
+/* The loss and every gradient; see model.h. */
+int slide_loss_and_grads(real *const params[], const void *const inputs[], long n,
+    int training, uint64_t seed, double *loss_value, real *const grads[])
+{
+    return sg_train(params, inputs, n, training, seed, loss_value, grads, 0, 0);
 }
 
 /* loss_and_grads and a plain SGD step at once; see model.h. */
 int slide_sgd_step(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
 {
-    if (n != 1)  /* no input has a batch axis */
-        return -1;
-
-    (void)training;  /* the model has no dropout */
-    (void)seed;
-    (void)inputs;  /* this model does not read it */
-    const real *a = params[slide_param_a];
-    const real *b = params[slide_param_b];
-    const real *c = params[slide_param_c];
-
-    /* dL/dc = a + d */
-    real *e = grads[slide_param_c];  /* [] */
-    e[0] = a[0] + 2.0F*b[0];
-
-    real *L = arena + 0;  /* [] */
-    L[0] = c[0]*e[0];
-
-    /* dL/db = 2*dL/dd   [d(2*b)/db] */
-    real *db = grads[slide_param_b];  /* [] */
-    db[0] = 2.0F*c[0];
-
-    grads[slide_param_a][0] = c[0];
-    *loss_value = L[0];
-
-    /* the step of a, b, c, from their gradients */
-    params[slide_param_a][0] -= lr * grads[slide_param_a][0];
-    params[slide_param_b][0] -= lr * grads[slide_param_b][0];
-    params[slide_param_c][0] -= lr * grads[slide_param_c][0];
-    return 0;
+    return sg_train(params, inputs, n, training, seed, loss_value, grads, 1, lr);
 }

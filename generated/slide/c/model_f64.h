@@ -78,7 +78,7 @@ int slide_f64_loss_and_grads(slide_f64_real *const params[], const void *const i
  * params[k] -= lr * d loss / d params[k] for every k. A gradient that is a
  * matrix product or an embedding's scatter is added into its parameter (times
  * -lr) as it is computed, once nothing else reads the parameter, so it is never
- * stored; grads[] is work space for the others and holds nothing useful after.
+ * stored; grads[] receives the other gradients, as loss_and_grads writes them.
  * Returns 0 or -1 as forward. */
 int slide_f64_sgd_step(slide_f64_real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, slide_f64_real lr, double *loss_value, slide_f64_real *const grads[]);
