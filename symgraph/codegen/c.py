@@ -660,18 +660,21 @@ def fused_updates(fn: Function, gradients: dict[str, str]) -> dict[str, str]:
     one parameter and read by nothing else, computed after the last statement
     that reads the parameter. A parameter that is itself some gradient keeps the
     plain update, which reads it after every statement."""
-    g, order = fn.g, fn.order
-    index = {v: i for i, v in enumerate(order)}
+    g = fn.g
+    index, last_read = {}, {}
+    for i, v in enumerate(fn.order):
+        index[v] = i
+        for a in fn.reads[v]:
+            last_read[a] = i
     owners = Counter(gradients.values())
     found = {}
     for param, node in gradients.items():
-        if node not in index or owners[node] > 1 or param in owners:
+        if node not in index or owners[node] > 1 or param in owners or node in last_read:
             continue
         if not (g.op(node) == "matmul" and len(g.shape(node)) == 2 or g.op(node) == "embedding_backward"):
             continue
-        if any(node in fn.reads[w] for w in order) or any(param in fn.reads[w] for w in order[index[node]:]):
-            continue
-        found[node] = param
+        if last_read.get(param, -1) < index[node]:
+            found[node] = param
     return found
 
 
