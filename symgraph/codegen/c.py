@@ -797,8 +797,9 @@ def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:
         lines += ["", f"if (step) {{  /* the step of {', '.join(plain)}, from {'its gradient' if len(plain) == 1 else 'their gradients'} */"]
         for param in plain:
             where = f"{api}_param_{param}"
-            body = lambda ix: [f"params[{where}][{ix['p']}] -= lr * grads[{where}][{ix['p']}];"]  # noqa: E731
-            lines += ["    " + line for line in fn.nest([numel(train.shape(param))], {"p": [ONE]}, body, "p")]
+            step = fn.nest([numel(train.shape(param))], {"p": [ONE]},
+                           lambda ix: [f"params[{where}][{ix['p']}] -= lr * grads[{where}][{ix['p']}];"], "p")
+            lines += ["    " + line for line in step]
         lines.append("}")
     out["loss_and_grads"] = (fn, lines)  # behind sgd_step too
     return out
