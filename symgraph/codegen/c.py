@@ -234,6 +234,7 @@ class Function:
             else:
                 args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)
             self.reads[v] = {self.transposed.get(a, a) for a in args}
+        self.last_read = {a: i for i, v in enumerate(self.order) for a in self.reads[v]}  # node -> its last reader's position
         self.losses = losses_with_gradients(g, self.order, self.reads)
         self.aliases: dict[str, str] = {}
         self.find_aliases()
@@ -254,14 +255,10 @@ class Function:
         with no other argument.
         """
         g = self.g
-        last = {}
-        for i, v in enumerate(self.order):
-            for a in self.reads[v]:
-                last[a] = i
         aliases, owner = self.aliases, self.owner  # owner() follows the aliases found so far
         computed = set(self.order)
         protected = set(self.dests) | self.root_set
-        read_until = {v: last.get(v, -1) for v in computed}  # per buffer owner: its last read so far
+        read_until = {v: self.last_read.get(v, -1) for v in computed}  # per buffer owner: its last read so far
         for i, v in enumerate(self.order):
             if v in self.dests:
                 continue
@@ -660,12 +657,8 @@ def fused_updates(fn: Function, gradients: dict[str, str]) -> dict[str, str]:
     one parameter and read by nothing else, computed after the last statement
     that reads the parameter. A parameter that is itself some gradient keeps the
     plain update, which reads it after every statement."""
-    g = fn.g
-    index, last_read = {}, {}
-    for i, v in enumerate(fn.order):
-        index[v] = i
-        for a in fn.reads[v]:
-            last_read[a] = i
+    g, last_read = fn.g, fn.last_read
+    index = {v: i for i, v in enumerate(fn.order)}
     owners = Counter(gradients.values())
     found = {}
     for param, node in gradients.items():
