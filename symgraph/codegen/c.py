@@ -224,6 +224,7 @@ class Function:
         computed = [v for v in order if v in needed and g.op(v) not in ("input", "param", "const")]
         self.biased = biased_products(g, computed, needed, self.root_set | set(self.dests))
         self.absorbed = set(fusion_groups(g, self.roots, order=order)) - set(self.biased)
+        self.structures: dict[str, tuple[tuple, list[str]]] = {}
         self.transposed = read_transposed(g, needed, self.root_set)
         products = {product for product, _ in self.biased.values()}
         self.order = [v for v in computed if v not in self.absorbed and v not in self.transposed and v not in products]
@@ -284,9 +285,16 @@ class Function:
                 read_until[owner(a)] = max(read_until[owner(a)], read_until.pop(v))
                 break
 
+    def structure(self, node: str) -> tuple[tuple, list[str]]:
+        """``node``'s fused expression as a structure key and its leaves, worked out
+        once: the reads, the in-place search and the statement all ask for it."""
+        if node not in self.structures:
+            self.structures[node] = structure(self.g, node, self.absorbed.__contains__)
+        return self.structures[node]
+
     def leaves(self, node: str) -> list[str]:
         """Materialised nodes read by ``node``'s fused expression."""
-        return structure(self.g, node, self.absorbed.__contains__)[1]
+        return self.structure(node)[1]
 
     def fused(self, node: str) -> list[str]:
         """The absorbed nodes printed inside ``node``'s expression, producers first."""
@@ -361,7 +369,7 @@ class Function:
     def emit_elementwise(self, v: str) -> list[str]:
         g = self.g
         shape = g.shape(v)
-        key, leaves = structure(g, v, self.absorbed.__contains__)
+        key, leaves = self.structure(v)
         arrays = {v: strides(shape), **{a: aligned(g.shape(a), shape) for a in leaves}}
 
         def body(ix):
