@@ -153,9 +153,7 @@ static void sg_micro_kernel(long kc, const real *restrict ap, const real *restri
             acc1[i] += a * b1;
         }
     }
-    for (int i = 0; i < SG_MR; i++) {
-        if (i == rows)
-            break;
+    for (int i = 0; i < SG_MR && i < rows; i++) {
         *(sg_vector *)(c + i * ldc) = acc0[i];
         *(sg_vector *)(c + i * ldc + SG_VL) = acc1[i];
     }
@@ -182,9 +180,7 @@ static void sg_micro_kernel_narrow(long kc, const real *restrict ap, const real 
             acc0[i] += a * b0;
         }
     }
-    for (int i = 0; i < SG_MR; i++) {
-        if (i == rows)
-            break;
+    for (int i = 0; i < SG_MR && i < rows; i++) {
         *(sg_vector *)(c + i * ldc) = acc0[i];
     }
 }
@@ -214,9 +210,7 @@ static void sg_micro_kernel_rows(long kc, const real *restrict ap, long lda, con
             acc1[i] += a * b1;
         }
     }
-    for (int i = 0; i < SG_MR; i++) {
-        if (i == rows)
-            break;
+    for (int i = 0; i < SG_MR && i < rows; i++) {
         *(sg_vector *)(c + i * ldc) = acc0[i];
         *(sg_vector *)(c + i * ldc + SG_VL) = acc1[i];
     }
@@ -241,9 +235,7 @@ static void sg_micro_kernel_rows_narrow(long kc, const real *restrict ap, long l
             acc0[i] += a * b0;
         }
     }
-    for (int i = 0; i < SG_MR; i++) {
-        if (i == rows)
-            break;
+    for (int i = 0; i < SG_MR && i < rows; i++) {
         *(sg_vector *)(c + i * ldc) = acc0[i];
     }
 }

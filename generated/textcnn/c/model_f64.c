@@ -152,9 +152,7 @@ static void sg_micro_kernel(long kc, const real *restrict ap, const real *restri
             acc1[i] += a * b1;
         }
     }
-    for (int i = 0; i < SG_MR; i++) {
-        if (i == rows)
-            break;
+    for (int i = 0; i < SG_MR && i < rows; i++) {
         *(sg_vector *)(c + i * ldc) = acc0[i];
         *(sg_vector *)(c + i * ldc + SG_VL) = acc1[i];
     }
@@ -181,9 +179,7 @@ static void sg_micro_kernel_narrow(long kc, const real *restrict ap, const real 
             acc0[i] += a * b0;
         }
     }
-    for (int i = 0; i < SG_MR; i++) {
-        if (i == rows)
-            break;
+    for (int i = 0; i < SG_MR && i < rows; i++) {
         *(sg_vector *)(c + i * ldc) = acc0[i];
     }
 }
@@ -213,9 +209,7 @@ static void sg_micro_kernel_rows(long kc, const real *restrict ap, long lda, con
             acc1[i] += a * b1;
         }
     }
-    for (int i = 0; i < SG_MR; i++) {
-        if (i == rows)
-            break;
+    for (int i = 0; i < SG_MR && i < rows; i++) {
         *(sg_vector *)(c + i * ldc) = acc0[i];
         *(sg_vector *)(c + i * ldc + SG_VL) = acc1[i];
     }
@@ -240,9 +234,7 @@ static void sg_micro_kernel_rows_narrow(long kc, const real *restrict ap, long l
             acc0[i] += a * b0;
         }
     }
-    for (int i = 0; i < SG_MR; i++) {
-        if (i == rows)
-            break;
+    for (int i = 0; i < SG_MR && i < rows; i++) {
         *(sg_vector *)(c + i * ldc) = acc0[i];
     }
 }
