@@ -710,7 +710,7 @@ KERNEL_NEEDS = {
     "max_backward": ("parallel",), "tanh": ("exp_nonpositive",), "exp_shifted": ("exp_nonpositive",),
 }
 
-PARALLEL_ELEMENTS = 1 << 16  # element-wise loops this long (at the compiled batch) are split over threads with OpenMP
+PARALLEL_ELEMENTS = 1 << 16  # loops this long (element-wise ones at the compiled batch) are split over threads with OpenMP
 
 LOOP_NAMES = ["i", "j", "k", "l", "m", "p", "q", "r", "s", "t", "u"] + [f"i{k}" for k in range(1, 40)]
 
@@ -892,6 +892,7 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         arena_bytes=total * itemsize,
         kernels=sorted(ctx.kernels),
         tanh_series=tanh_series(ctx.printer) if "tanh" in ctx.kernels else [],
+        parallel_elements=PARALLEL_ELEMENTS,
         training_used=training_used,
         bodies=bodies,
         shuffle_stream=SHUFFLE_STREAM,

@@ -20,14 +20,15 @@ static real arena[16720];
 #endif
 
 /* Large loops run on all cores in an OpenMP build, split where each step
- * writes elements of its own: the results are the same. */
+ * writes elements of its own: the results are the same. A kernel's loop is
+ * split when it covers at least 65536 elements. */
 #ifdef _OPENMP
 #define SG_PRAGMA(text) _Pragma(#text)
 #define SG_PARALLEL_FOR _Pragma("omp parallel for")
-#define SG_PARALLEL_FOR_IF(condition) SG_PRAGMA(omp parallel for if (condition))
+#define SG_PARALLEL_FOR_LARGE(elements) SG_PRAGMA(omp parallel for if ((elements) >= 65536))
 #else
 #define SG_PARALLEL_FOR
-#define SG_PARALLEL_FOR_IF(condition)
+#define SG_PARALLEL_FOR_LARGE(elements)
 #endif
 
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
@@ -486,7 +487,7 @@ static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_c
 static void sg_matmul_bias(long m, long k, long p, const real *a, long a_rs, long a_cs, const real *b, long b_rs, long b_cs,
                            const real *bias, real *c)
 {
-    SG_PARALLEL_FOR_IF(m * p >= 1 << 16)
+    SG_PARALLEL_FOR_LARGE(m * p)
     for (long i = 0; i < m; i++)
         memcpy(c + i * p, bias, (size_t)p * sizeof *c);
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 1);
@@ -575,7 +576,7 @@ static double sg_softmax_cross_entropy_grad(long rows, long classes, const real 
     for (long first = 0; first < rows; first += block) {
         const long count = rows - first < block ? rows - first : block;
         double loss[block];
-        SG_PARALLEL_FOR_IF(count * classes >= 1 << 16)
+        SG_PARALLEL_FOR_LARGE(count * classes)
         for (long i = 0; i < count; i++) {
             const long r = first + i;
             const real *row = z + r * classes;
