@@ -340,9 +340,8 @@ def test_openmp_build_gives_the_same_bits(name, rng):
             pytest.fail(str(exc))
         pytest.skip(f"no OpenMP here: {exc}")
     serial = native.Library(program, native.build(sources))
-    model = sg.compile(example(name), target="c", dtype="float32")
-    params = {k: v.astype(np.float32) for k, v in model.init_params(1).items()}
-    inputs = batch_inputs(model, int(program.graph.shape(program.batch_input)[0]), rng)
+    params = serial.init_params(1)
+    inputs = batch_inputs(serial, compiled_batch(program), rng)
     loss, grads = serial.loss_and_grads(params, inputs, training=True, seed=3)
     threaded_loss, threaded_grads = threaded.loss_and_grads(params, inputs, training=True, seed=3)
     assert threaded_loss == loss
