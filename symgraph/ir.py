@@ -21,7 +21,6 @@ import functools
 import gc
 import heapq
 import itertools
-import weakref
 from typing import Any, Iterable
 
 import networkx as nx
@@ -236,7 +235,8 @@ class Graph:
         """A copy sharing nothing mutable with ``self`` (passes return copies)."""
         new = object.__new__(type(self))
         for key, value in self.__dict__.items():
-            new.__dict__[key] = type(value)(value) if isinstance(value, (dict, list)) else value
+            if key != PER_GRAPH:  # what was worked out from this graph need not hold for the copy
+                new.__dict__[key] = type(value)(value) if isinstance(value, (dict, list)) else value
         new.nx = copy_digraph(self.nx)
         new._ids = itertools.count(next(self._ids))
         return new
@@ -255,20 +255,25 @@ class Graph:
 
 
 def per_graph(function):
-    """Cache ``function(g)`` for each graph object, for as long as the graph lives.
+    """Cache ``function(g)`` on each graph object, for as long as the graph lives.
 
     Only for graphs nothing changes any more: the optimised graphs that code
-    generation reads.
+    generation reads (a copy starts without the cache). The results live on
+    the graph itself: in a table weakly keyed by the graph, a result that
+    refers back to its graph (a ChainRule does) kept the graph alive for good.
     """
-    results: "weakref.WeakKeyDictionary[Graph, Any]" = weakref.WeakKeyDictionary()
 
     @functools.wraps(function)
     def cached(g: "Graph"):
-        if g not in results:
-            results[g] = function(g)
-        return results[g]
+        results = g.__dict__.setdefault(PER_GRAPH, {})
+        if function not in results:
+            results[function] = function(g)
+        return results[function]
 
     return cached
+
+
+PER_GRAPH = "_per_graph"  # the attribute of a Graph holding per_graph's results
 
 
 def collector_paused(function):

@@ -229,6 +229,25 @@ def test_views_and_in_place_statements_keep_values():
         np.testing.assert_allclose(grads[name], expected[name], rtol=1e-9, atol=1e-14)
 
 
+def test_code_generation_keeps_no_graph_alive():
+    """What code generation works out once per graph stays on the graph: a
+    dropped program's graphs are freed, and a copy starts without it."""
+    import gc
+    import weakref
+
+    from symgraph.ir import PER_GRAPH
+
+    program = build_program(example("nlm"), "float32")
+    render(program, "c")
+    render(program, "numpy")
+    graph = program.train_graph
+    assert PER_GRAPH in vars(graph) and PER_GRAPH not in vars(graph.copy())
+    freed = weakref.ref(graph)
+    del program, graph
+    gc.collect()
+    assert freed() is None
+
+
 def test_memory_report_names_every_buffer_and_the_peak():
     from symgraph.codegen.c import memory_report
 
