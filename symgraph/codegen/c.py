@@ -22,7 +22,7 @@ from sympy.printing.c import C99CodePrinter
 
 from ..errors import SpecError
 from ..explain import chain_rule
-from ..ir import Graph, is_batch, numel
+from ..ir import Graph, is_batch, numel, per_graph
 from ..names import reserved
 from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
@@ -217,6 +217,12 @@ class Function:
     updates: dict[str, str] = field(default_factory=dict)  # a gradient the SGD step adds into its parameter -> that parameter
 
     def __post_init__(self):
+        # the schedule depends on the graph, the roots and which of them have
+        # destinations, not on the precision: a float32 model's float64 twin reuses it
+        known, key = schedules(self.g), (tuple(self.roots), frozenset(self.dests))
+        if key in known:
+            self.__dict__.update(known[key])
+            return
         g = self.g
         self.root_set = set(self.roots)
         needed = g.needed_by(self.roots)
@@ -240,6 +246,7 @@ class Function:
         self.aliases: dict[str, str] = {}
         self.find_aliases()
         self.names = loop_names(g)
+        known[key] = {name: getattr(self, name) for name in SCHEDULE}
 
     def owner(self, node: str) -> str:
         while node in self.aliases:
@@ -639,6 +646,17 @@ class Function:
         return loop_nest(
             [size(shape)], {"out": [ONE], root: [ONE]}, lambda ix: [f"{dest}[{ix['out']}] = {self.access(root, ix[root])};"], self.names
         )
+
+
+# What Function.__post_init__ works out from the graph alone (the structures fill in as statements are emitted).
+SCHEDULE = ("root_set", "biased", "absorbed", "structures", "transposed", "order", "reads", "last_read", "losses", "aliases", "names")
+
+
+@per_graph
+def schedules(g: Graph) -> dict[tuple, dict]:
+    """The SCHEDULE of each (roots, destination nodes) Function of an optimised graph (names and
+    sets of names only: nothing that would keep the graph alive)."""
+    return {}
 
 
 def biased_products(g: Graph, nodes: list[str], needed: set[str], protected: set[str]) -> dict[str, tuple[str, str]]:
