@@ -654,8 +654,7 @@ SCHEDULE = ("root_set", "biased", "absorbed", "structures", "transposed", "order
 
 @per_graph
 def schedules(g: Graph) -> dict[tuple, dict]:
-    """The SCHEDULE of each (roots, destination nodes) Function of an optimised graph (names and
-    sets of names only: nothing that would keep the graph alive)."""
+    """The SCHEDULE of each (roots, destination nodes) Function of an optimised graph."""
     return {}
 
 
