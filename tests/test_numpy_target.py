@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 import symgraph as sg
+from symgraph.codegen import numpy as numpy_backend
 
 from conftest import ATOL, RTOL, central_difference_errors, inputs_for
 from test_gradients import assert_close
@@ -125,3 +126,26 @@ def test_big_intermediates_go_to_scratch_buffers_and_results_stay_fresh():
     for key in first:  # nothing the first call returned was overwritten
         np.testing.assert_array_equal(first[key], kept[key], err_msg=key)
     assert m.loss_and_grads(params, inputs)[0] == first_loss
+
+
+@pytest.mark.parametrize("scratch_elements", [None, 0])
+def test_sgd_step_updates_every_param_in_place(scratch_elements, monkeypatch):
+    """0-d params are written by item assignment, big ones through a scratch
+    buffer, the rest by -=: each array ends at params - lr * grads, and stays
+    the caller's array. A param given as a plain number is replaced."""
+    if scratch_elements is not None:  # every param then counts as big
+        monkeypatch.setattr(numpy_backend, "SCRATCH_ELEMENTS", scratch_elements)
+    m = model("contraction")
+    rng = np.random.default_rng(2)
+    params = m.init_params(1)
+    params["w"] = rng.standard_normal(5)
+    _, grads = m.loss_and_grads(params, inputs_for(m, rng))
+    expected = {k: v - 0.3 * grads[k] for k, v in params.items()}
+    arrays = dict(params)
+    m._backend.sgd_step(params, grads, 0.3)
+    for key, value in expected.items():
+        assert params[key] is arrays[key] and params[key].shape == value.shape, key
+        np.testing.assert_array_equal(params[key], value, err_msg=key)
+    params["b"] = 1.25  # a plain number: not an array to write into
+    m._backend.sgd_step(params, grads, 0.3)
+    assert params["b"] == 1.25 - 0.3 * grads["b"]

@@ -137,4 +137,8 @@ def sgd_step(params, grads, lr):
     """params -= lr * grads, in place."""
     lr = DTYPE(lr)
     for name in PARAMS:
-        params[name] -= lr * grads[name]
+        param, grad = params[name], grads[name]
+        if type(param) is np.ndarray and not param.ndim:  # 0-d: item assignment takes half an in-place ufunc call's time
+            param[()] = param - lr * grad
+        else:
+            params[name] -= lr * grad

@@ -201,5 +201,10 @@ def sgd_step(params, grads, lr):
     """params -= lr * grads, in place."""
     lr = DTYPE(lr)
     for name in PARAMS:
-        grad = grads[name]
-        params[name] -= lr * grad if grad.size < SCRATCH_ELEMENTS else np.multiply(grad, lr, out=scratch("sgd_step", grad.shape))
+        param, grad = params[name], grads[name]
+        if type(param) is np.ndarray and not param.ndim:  # 0-d: item assignment takes half an in-place ufunc call's time
+            param[()] = param - lr * grad
+        elif grad.size >= SCRATCH_ELEMENTS:
+            params[name] -= np.multiply(grad, lr, out=scratch("sgd_step", grad.shape))
+        else:
+            params[name] -= lr * grad
