@@ -108,6 +108,20 @@ def test_sums_of_products_are_matrix_vector_products():
     assert "broadcast_to" not in text and ".sum(axis=1)" not in text
 
 
+def test_means_are_sums_over_the_count_with_the_same_bits():
+    """ndarray.mean costs microseconds in Python: losses are written as a sum
+    over the batch size n, which must give exactly what mean gives, at any n."""
+    assert ".sum() / n" in source("contraction") and ".mean(" not in source("contraction")
+    m = sg.compile(sg.load(SPECS["contraction"]), target="numpy", dtype="float32")
+    rng = np.random.default_rng(3)
+    params = m.init_params(1)
+    for n in (6, 5):
+        x, y = rng.standard_normal((n, 5)).astype(np.float32), (rng.random(n) > 0.5).astype(np.float32)
+        z = x @ params["w"] + params["b"]
+        loss, _ = m.loss_and_grads(params, {"x": x, "y": y})
+        assert loss == float((np.logaddexp(0, z) - z * y).mean())
+
+
 def test_broadcasts_that_meet_a_full_array_are_left_to_numpy():
     text = source("broadcast")
     assert "np.broadcast_to" not in text and "[None, None]" in text  # mean's gradient, 1/(3n), broadcast by h

@@ -119,12 +119,13 @@ def evaluate(params, inputs):
     b2 = params["b2"]
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
+    n = x.shape[0]
     h_1 = x @ W1
     h_3 = np.maximum(h_1 + b1, 0)
     logits_1 = h_3 @ W2
     logits = logits_1 + b2
     loss = logits - np.max(logits, axis=-1, keepdims=True)
-    loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0]).mean()
+    loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0]).sum() / n
     return float(loss), int(np.sum(np.argmax(logits, axis=-1) == y))
 
 
@@ -146,7 +147,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     sg_shifted_logits = logits - np.max(logits, axis=-1, keepdims=True)
     sg_exp_logits = np.exp(sg_shifted_logits)
     sg_total_logits = sg_exp_logits.sum(axis=-1, keepdims=True)
-    loss = (np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, y[..., None], axis=-1)[..., 0]).mean()
+    loss = (np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, y[..., None], axis=-1)[..., 0]).sum() / n
     # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
     dlogits_scale = 1.0/n
     # dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits]

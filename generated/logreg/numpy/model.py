@@ -108,9 +108,10 @@ def evaluate(params, inputs):
     b = params["b"]
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"], DTYPE)
+    n = x.shape[0]
     z_2 = x @ w
     z = z_2 + b
-    loss = (np.logaddexp(0, z) - z * y).mean()
+    loss = (np.logaddexp(0, z) - z * y).sum() / n
     return float(loss), int(np.sum((z > 0) == (y > 0.5)))
 
 
@@ -123,7 +124,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     n = x.shape[0]
     z_2 = x @ w
     z = z_2 + b
-    loss = (np.logaddexp(0, z) - z * y).mean()
+    loss = (np.logaddexp(0, z) - z * y).sum() / n
     # dL/dz = (sigmoid(z) - y)/batch   [d binary_cross_entropy(z, y)/dz]
     dz = ((0.5 + 0.5*np.tanh(0.5*z)) - y)/n
     # dL/db = sum(dL/dz, axis=0)   [d(z_2 + b)/db]

@@ -158,7 +158,7 @@ def evaluate(params, inputs):
     logits_1 = np.matmul(a, U, out=scratch("logits_1", (n, 3000)))
     logits = logits_1 + e
     loss = logits - np.max(logits, axis=-1, keepdims=True)
-    loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0]).mean()
+    loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0]).sum() / n
     return float(loss), int(np.sum(np.argmax(logits, axis=-1) == next_id))
 
 
@@ -186,7 +186,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     sg_shifted_logits = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), out=scratch("sg_shifted_logits", (n, 3000)))
     sg_exp_logits = np.exp(sg_shifted_logits, out=scratch("sg_exp_logits", (n, 3000)))
     sg_total_logits = sg_exp_logits.sum(axis=-1, keepdims=True)
-    loss = (np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, next_id[..., None], axis=-1)[..., 0]).mean()
+    loss = (np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, next_id[..., None], axis=-1)[..., 0]).sum() / n
     # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
     dlogits_scale = 1.0/n
     # dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits]
