@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import math
+import operator
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +171,7 @@ class Expression:
         return method(node)
 
     def tensor(self, node: ast.expr) -> Tensor:
-        value = self.build(node)
-        return value if isinstance(value, Tensor) else self.g.const(value)
+        return self.as_tensor(self.build(node))
 
     def visit_Constant(self, node: ast.Constant) -> float:
         if type(node.value) not in (int, float) or not math.isfinite(node.value):
@@ -200,13 +200,18 @@ class Expression:
                 raise SpecError("the exponent of ** must be a constant number")
             base = self.build(node.left)
             if isinstance(base, (int, float)):
-                return float(base) ** exponent
+                return number(lambda: float(base) ** exponent, node)
             return base**exponent
         op = BINARY.get(type(node.op))
         if op is None:
             raise SpecError(f"{describe(node)} is not allowed in an expression")
-        left, right = self.tensor(node.left), self.tensor(node.right)
-        return self.g.apply(op, left, right)
+        left, right = self.build(node.left), self.build(node.right)
+        if isinstance(left, (int, float)) and isinstance(right, (int, float)) and op in ARITHMETIC:
+            return number(lambda: ARITHMETIC[op](float(left), float(right)), node)
+        return self.g.apply(op, self.as_tensor(left), self.as_tensor(right))
+
+    def as_tensor(self, value: Tensor | float) -> Tensor:
+        return value if isinstance(value, Tensor) else self.g.const(value)
 
     def visit_Call(self, node: ast.Call) -> Tensor:
         if not isinstance(node.func, ast.Name):
@@ -244,6 +249,27 @@ class Expression:
         if isinstance(node, (ast.List, ast.Tuple)):
             return tuple(self.literal(e, op) for e in node.elts)
         raise SpecError(f"{op}(): attributes must be literal numbers, lists or dim names, not {describe(node)}")
+
+
+ARITHMETIC = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
+
+
+def number(compute, node: ast.expr) -> float:
+    """Arithmetic on literals, done here: a finite real number, or a clear error."""
+    try:
+        value = compute()
+    except ZeroDivisionError:
+        raise SpecError(f"{excerpt(node)} divides by zero") from None
+    except OverflowError:
+        raise SpecError(f"{excerpt(node)} overflows a double") from None
+    if isinstance(value, complex) or not math.isfinite(value):
+        raise SpecError(f"{excerpt(node)} is not a finite real number")
+    return value
+
+
+def excerpt(node: ast.expr, limit: int = 40) -> str:
+    text = ast.unparse(node)
+    return repr(text if len(text) <= limit else text[: limit - 3] + "...")
 
 
 def is_dim(node: ast.expr, g: Graph) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, replace
 import sympy as sp
 from sympy.codegen.ast import float32, real
 from sympy.printing.c import C99CodePrinter
+from sympy.printing.precedence import PRECEDENCE
 
 from ..errors import SpecError
 from ..explain import chain_rule
@@ -161,12 +162,25 @@ class Printer(C99CodePrinter):
     def _print_Float(self, expr):
         return self.number(float(expr))
 
+    def _print_NumberSymbol(self, expr):
+        # E, pi, ...: C99 has no M_E or M_PI
+        return self.number(float(expr))
+
+    _print_Exp1 = _print_Pi = _print_EulerGamma = _print_GoldenRatio = _print_NumberSymbol
+
     def _print_Pow(self, expr):
+        # Every form is one parenthesised term: a product stands in a
+        # denominator too (x/(w*w), never x/w*w).
         base, exp = expr.base, expr.exp
+        b = self.parenthesize(base, PRECEDENCE["Pow"])
         if exp.is_Integer and 1 <= abs(int(exp)) <= 3:
-            product = "*".join([self.parenthesize(base, 50)] * abs(int(exp)))
-            return product if exp > 0 else f"{self.number(1)}/({product})"
-        return super()._print_Pow(expr)
+            product = "*".join([b] * abs(int(exp)))
+            return f"({product})" if exp > 0 else f"({self.number(1)}/({product}))"
+        if exp == sp.Rational(1, 2):
+            return f"{self.function('sqrt')}({self._print(base)})"
+        if exp == -sp.Rational(1, 2):
+            return f"({self.number(1)}/{self.function('sqrt')}({self._print(base)}))"
+        return f"{self.function('pow')}({self._print(base)}, {self.number(float(exp))})"
 
     def tanh(self) -> str:
         """float32's own tanh, which vectorises (``sg_tanh``), else libm's."""
@@ -899,6 +913,7 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         description=[comment_text(line) for line in describe(program.graph)],
         batch=ctx.batch,
         batched=program.batch_input is not None,
+        merged_batch=program.merged_batch,
         params=[leaf_info(p) for p in program.params],
         inputs=[leaf_info(i) for i in program.inputs],
         outputs=[dict(name=o, shape=shape_comment(program.eval_graph.shape(node)), size=size_per_example(program.eval_graph.shape(node)))
@@ -945,14 +960,37 @@ def size_per_example(shape) -> int:
     return static
 
 
-def check_api(g: Graph) -> str:
-    """The model's name, which prefixes every public C symbol; no node may use that prefix."""
+# What the C interface of a model called NAME declares, as NAME_<suffix> and
+# NAME_<kind>_<leaf>; the float64 twin declares the same under NAME_f64. A
+# test checks this list against the templates.
+INTERFACE_SUFFIXES = (
+    "real", "leaf", "num_params", "num_inputs", "num_outputs", "param_info", "input_info",
+    "output_info", "init_params", "forward", "evaluate", "loss_and_grads", "sgd_step", "random_bits",
+)
+INTERFACE_MACROS = ("BATCH", "MAX_RANK", "MODEL_H")
+
+
+def interface_names(program, api: str) -> set[str]:
+    names = set()
+    for prefix in (api, f"{api}_f64"):
+        names |= {f"{prefix}_{suffix}" for suffix in INTERFACE_SUFFIXES}
+        names |= {f"{prefix.upper()}_{macro}" for macro in INTERFACE_MACROS}
+        leaves = {"param": [p.name for p in program.params], "input": [i.name for i in program.inputs], "output": program.outputs}
+        for kind, named in leaves.items():
+            names |= {f"{prefix}_{kind}_{name}" for name in named}
+    return names
+
+
+def check_api(program) -> str:
+    """The model's name, which prefixes every public C symbol; no node may take one of those symbols."""
+    g = program.graph
     why = reserved(g.name)
     if why is not None:
         raise SpecError(why, node="name", source=g.source)
+    taken = interface_names(program, g.name)
     for node in g.nx:
-        if node.startswith(f"{g.name}_"):
-            raise SpecError(f"names starting with {g.name}_ are reserved for the C interface", node=node, source=g.source)
+        if node in taken:
+            raise SpecError(f"{node!r} is a name the C interface of model {g.name!r} declares; rename the node or the model", node=node, source=g.source)
     return g.name
 
 
@@ -967,7 +1005,7 @@ def render_model(program, env, stem: str, api: str, dtype: str) -> tuple[dict[st
 def render_files(program, env) -> dict[str, str]:
     """model.h, model.c, train.c and Makefile, plus a float64 twin of the model
     (model_f64.*) for the trainer's ``--gradcheck`` when the model is float32."""
-    api = check_api(program.graph)
+    api = check_api(program)
     files, context = render_model(program, env, "model", api, program.dtype)
     twin = program.dtype == "float32"
     if twin:

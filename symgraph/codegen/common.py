@@ -35,6 +35,7 @@ class Node:
     dtypes: list[str]
     arg_nodes: list[str] = field(default_factory=list)
     structure: tuple | None = None  # element-wise ops: (key, arrays), from ops.symbolic.structure
+    leaf_shapes: list[tuple] = field(default_factory=list)  # element-wise ops: the shape of each array it reads
 
 
 @dataclass
@@ -80,6 +81,7 @@ def view(g: Graph, node: str, fused: frozenset[str] = frozenset(), written: dict
     """``written`` gives the text of nodes that have no statement of their own (``x.T``)."""
     args = g.args(node)
     written = written or {}
+    found = structure(g, node, fused.__contains__) if REGISTRY[g.op(node)].elementwise else None
     return Node(
         name=node,
         op=g.op(node),
@@ -89,7 +91,8 @@ def view(g: Graph, node: str, fused: frozenset[str] = frozenset(), written: dict
         attrs=g.attrs(node),
         dtypes=[g.dtype(a) for a in args],
         arg_nodes=args,
-        structure=structure(g, node, fused.__contains__) if REGISTRY[g.op(node)].elementwise else None,
+        structure=found,
+        leaf_shapes=[g.shape(leaf) for leaf in found[1]] if found else [],
     )
 
 
@@ -106,12 +109,38 @@ def batch_input(g: Graph) -> str | None:
     raise SpecError("the batch dim is used, but no input has it as its first axis", node="dims.batch", source=g.source)
 
 
+def merged_batch(g: Graph) -> str | None:
+    """The first node that folds the batch axis into another axis, if any.
+
+    ``reshape(x, [-1])`` of a ``[batch, d]`` input, or ``concat`` along the
+    batch axis, has an axis whose size is a multiple of the batch size; such a
+    model runs only on whole batches of the compiled size.
+    """
+    for node in g.order():
+        op = g.op(node)
+        if op == "reshape":
+            (x,) = g.args(node)
+            if any(is_batch(d) for d in g.shape(x)) and not any(is_batch(d) for d in g.shape(node)):
+                return node
+        elif op in REGISTRY and REGISTRY[op].elementwise:
+            out = g.shape(node)
+            for a in g.args(node):
+                shape = g.shape(a)
+                if any(is_batch(d) and not is_batch(e) for d, e in zip(reversed(shape), reversed(out))):
+                    return node
+        elif op == "concat":
+            axis = g.attrs(node)["axis"]
+            if any(is_batch(g.shape(a)[axis]) for a in g.args(node)):
+                return node
+    return None
+
+
 def read_transposed(g: Graph, needed: set[str], roots: set[str]) -> dict[str, str]:
     """Matrix transposes that only matrix products read -> what they transpose:
     the products read it in place (NumPy's ``x.T``, C's swapped strides)."""
     return {
         v: g.args(v)[0] for v in needed
-        if g.op(v) == "transpose" and len(g.shape(v)) == 2 and v not in roots
+        if g.op(v) == "transpose" and g.attrs(v)["axes"] == (1, 0) and v not in roots
         and all(g.op(r) == "matmul" and len(g.shape(r)) == 2 for r in g.nx.successors(v) if r in needed)
     }
 

@@ -14,7 +14,7 @@ from ..ir import Graph, is_batch, numel
 from ..ops import REGISTRY
 from ..ops.registry import broadcast_shapes
 from ..ops.reduce import sum_to_axes
-from ..ops.symbolic import BATCH, fill, relu, sgn, sigmoid, step, structure_expr
+from ..ops.symbolic import BATCH, fill, placeholder, relu, sgn, sigmoid, step, structure_expr
 from .common import (
     CachedPrinter,
     Node,
@@ -69,6 +69,8 @@ class Printer(NumPyPrinter):
     def _print_Pow(self, expr, rational=False):
         if expr.exp == -1:
             return f"1/{self.parenthesize(expr.base, 100)}"
+        if expr.exp.is_Integer and abs(int(expr.exp)) > 2**31:  # a float, not a 300-digit integer literal
+            return f"{self.parenthesize(expr.base, PRECEDENCE['Pow'])}**{literal(float(expr.exp))}"
         return super()._print_Pow(expr, rational)
 
 
@@ -88,7 +90,9 @@ def shape_text(shape: tuple) -> str:
 def count_text(dims) -> str:
     """How many elements an array of ``dims`` holds, as a divisor (the batch size is n)."""
     static = math.prod(int(d) for d in dims if not is_batch(d))
-    parts = ["n"] * sum(1 for d in dims if is_batch(d)) + ([str(static)] if static != 1 or not dims else [])
+    parts = ["n"] * sum(1 for d in dims if is_batch(d))
+    if static != 1 or not parts:
+        parts.append(str(static))
     return parts[0] if len(parts) == 1 else f"({' * '.join(parts)})"
 
 
@@ -226,7 +230,9 @@ def emit_matmul(n: Node, reuse: bool = False):
 
 def emit_transpose(n: Node):
     axes = n.attrs["axes"]
-    if len(axes) == 2:
+    if axes == tuple(range(len(axes))):
+        return [f"{n.name} = {n.args[0]}"]
+    if axes == (1, 0):
         return [f"{n.name} = {n.args[0]}.T"]
     return [f"{n.name} = np.transpose({n.args[0]}, {axes})"]
 
@@ -502,10 +508,27 @@ def emit(n: Node, reuse: bool = False) -> list[str]:
         key, arrays = n.structure
         if reuse:
             return in_place(n, key, arrays)
-        return [f"{n.name} = {PRINTER.fill(key, arrays)}"]
+        text = PRINTER.fill(key, arrays)
+        if not fills_shape(n, key):
+            text = f"np.full({shape_text(n.shape)}, {text}, DTYPE)"
+        return [f"{n.name} = {text}"]
     if reuse and n.op in WRITES_INTO:
         return EMIT[n.op](n, reuse=True)
     return EMIT[n.op](n)
+
+
+def fills_shape(n: Node, key: tuple) -> bool:
+    """Whether the arrays an expression still reads after sympy's evaluation
+    broadcast to the node's whole shape (``x/x`` is 1, ``0*x + w`` is ``w``)."""
+    free = structure_expr(key, PRINTER.constant).free_symbols
+    shapes = [shape for i, shape in enumerate(n.leaf_shapes) if placeholder(i) in free]
+    rank = len(n.shape)
+    if not shapes:  # constants alone make a Python number, not an array
+        return False
+    if any(len(s) > rank for s in shapes):
+        return True
+    return all(any(len(s) > rank - 1 - i and int(s[len(s) - rank + i]) == int(d) for s in shapes) or int(d) == 1
+               for i, d in enumerate(n.shape))
 
 
 IN_PLACE: dict[tuple, tuple[list[str], int]] = {}
@@ -557,8 +580,8 @@ WRITES_INTO = frozenset(op for op, emitter in EMIT.items() if "reuse" in inspect
 
 
 # -- files ---------------------------------------------------------------------------
-def leaf_shape(shape: tuple) -> str:
-    dims = ["None" if is_batch(d) else str(int(d)) for d in shape]
+def leaf_shape(program, shape: tuple) -> str:
+    dims = ["None" if program.shortenable(d) else str(int(d)) for d in shape]
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
@@ -586,8 +609,9 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
         if leaf.name in read:
             lines.append(f'{leaf.name} = np.asarray(inputs["{leaf.name}"]{", DTYPE" if leaf.dtype == "float" else ""})')
     if program.batch_input is not None and any(re.search(r"\bn\b", s) for st in statements for s in st.lines):
-        batch = program.batch_input
-        lines.append(f"n = {batch}.shape[0]" if batch in read else f'n = np.shape(inputs["{batch}"])[0]')
+        # n from an input this function reads (forward gets no labels), else the compiled size
+        batched = [leaf.name for leaf in program.inputs if leaf.name in read and leaf.shape and is_batch(leaf.shape[0])]
+        lines.append(f"n = {batched[0]}.shape[0]" if batched else f"n = {int(program.graph.dims['batch'])}")
     for st in statements:
         lines.extend(f"# {comment}" for comment in st.comments)
         lines.extend(st.lines)
@@ -639,6 +663,9 @@ def implicit_broadcasts(g: Graph, statements: list[Statement], fresh: set[str], 
     result: the smaller arrays it leads to reach only element-wise ops, until
     each meets an array of the full shape, and are not returned."""
     actual: dict[str, tuple] = {}  # node -> its NumPy shape, where that is smaller than its own
+    for st in statements:
+        if st.op == "dropout_mask":  # a scalar 1 in evaluation mode
+            actual[st.target] = ()
     for st in statements:
         if st.op != "broadcast_to" or st.target in fresh:
             continue
@@ -787,7 +814,7 @@ def render_files(program, env) -> dict[str, str]:
         dtype=program.dtype,
         description=describe(program.graph),
         params=[dict(name=p.name, shape=shape_text(p.shape), init=p.init, init_code=init_code(p)) for p in program.params],
-        inputs=[dict(name=i.name, shape=leaf_shape(i.shape), dtype=i.dtype, bound=i.bound) for i in program.inputs],
+        inputs=[dict(name=i.name, shape=leaf_shape(program, i.shape), dtype=i.dtype, bound=i.bound) for i in program.inputs],
         outputs=list(program.outputs),
         batch_input=repr(program.batch_input),
         metric=found is not None,

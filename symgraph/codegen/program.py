@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from ..autodiff import differentiate
 from ..errors import SpecError
 from ..init import constant_value, distribution, init_text, parse_init, scale
-from ..ir import Graph, collector_paused
+from ..ir import Graph, collector_paused, is_batch
 from ..ops import REGISTRY
 from ..passes import CODEGEN, optimize, remove_dropout
-from .common import batch_input
+from .common import batch_input, merged_batch
 
 DTYPES = ("float32", "float64")
 
@@ -37,6 +37,11 @@ class Program:
     inputs: list[Leaf]
     outputs: list[str]  # the spec's output names, in order
     batch_input: str | None
+    merged_batch: str | None = None  # a node that folds the batch axis into another: whole batches only
+
+    def shortenable(self, dim) -> bool:
+        """Whether ``dim`` is a batch axis that a call may pass fewer rows on."""
+        return is_batch(dim) and self.merged_batch is None
 
     @property
     def output_nodes(self) -> list[str]:
@@ -94,4 +99,4 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
     evaluated = g.copy()
     evaluated.outputs = list(g.outputs) or [g.loss]
     eval_graph = optimize(remove_dropout(evaluated), passes)
-    return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g))
+    return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g), merged_batch(g))

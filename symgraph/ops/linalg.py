@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..ir import numel
+from ..ir import is_batch, numel
 from .registry import (
     REQUIRED,
     OpDef,
@@ -90,6 +90,10 @@ def reshape_canon(shapes, attrs):
         shape = tuple(total // known if d == -1 else d for d in shape)
     if numel(shape) != total:
         raise ValueError(f"cannot reshape {fmt_shape(shapes[0])} ({total} elements) to {fmt_shape(shape)}")
+    source = shapes[0]
+    if source and is_batch(source[0]) and shape and numel(shape[1:]) == numel(source[1:]):
+        # the leading axis stays the batch: it holds as many rows at any batch size
+        shape = (source[0],) + tuple(shape[1:])
     return {"shape": tuple(shape)}
 
 

@@ -98,9 +98,11 @@ def lookup(name: str) -> OpDef:
 
 # -- shape helpers shared by the families -------------------------------------
 def broadcast_dim(a: int, b: int) -> int:
-    """NumPy's rule for one axis, keeping the batch marker when either has it."""
+    """NumPy's rule for one axis. The batch marker stays where both sides have
+    it; a fixed size that meets the batch axis pins it (a plain int: that
+    model runs on whole batches only, see ``codegen.common.merged_batch``)."""
     if a == b:
-        return a if isinstance(a, Batch) or not isinstance(b, Batch) else b
+        return a if isinstance(a, Batch) == isinstance(b, Batch) else int(a)
     if a == 1:
         return b
     if b == 1:
