@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 
 from .errors import SpecError
+from .names import reserved
 from .ir import Graph, verify
 from .ops import REGISTRY, apply, const
 from .ops.reduce import sum_to
@@ -144,12 +145,12 @@ def name_temporaries(g: Graph, names: list[tuple[str, str]]) -> None:
             while True:
                 k += 1
                 candidate = f"{stem}{k}"
-                if candidate not in taken:
+                if candidate not in taken and reserved(candidate) is None:
                     break
             counters[stem] = k
         else:
             candidate, k = stem, 0
-            while candidate in taken:
+            while candidate in taken or reserved(candidate) is not None:  # do, dif: C keywords
                 k += 1
                 candidate = f"{stem}_{k}"
         mapping[temp] = candidate

@@ -114,6 +114,10 @@ class Graph(IRGraph):
         if dtype not in ("float", "int"):
             raise SpecError(f"dtype must be 'float' or 'int', got {dtype!r}", node=name)
         shape = self.resolve_shape(shape, name)
+        if any(is_batch(d) for d in shape[1:]) or (kind == "param" and shape and is_batch(shape[0])):
+            # data arrive in rows: the trainers cut and shuffle every input along its first axis
+            where = "an input's first axis" if kind == "input" else "inputs, as their first axis"
+            raise SpecError(f"the batch dim can only be {where}", node=name)
         value = extra.get("value")
         if value is not None:
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
@@ -182,7 +186,8 @@ class Graph(IRGraph):
             raise SpecError(f"{name!r} is defined twice", node=name)
         node = self._lift(value)
         if not node.startswith("~"):
-            raise SpecError(f"{name!r} is only another name for {node!r}; use {node!r} directly", node=name)
+            # another name for a named node (h: x, or dropout(x, 0.0)): a view of it, so both names exist
+            node = ops.apply(self, "reshape", [node], {"shape": tuple(self.shape(node))})
         temps = self._unnamed_ancestors(node)
         mapping = {}
         for temp in temps:

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import networkx as nx
 
 from .errors import SpecError
-from .names import check_name
+from .names import check_name, reserved
 
 LEAVES = ("input", "param", "const")
 MAX_ELEMENTS = 2**40
@@ -93,6 +93,7 @@ class Graph:
         self.gradients: dict[str, str] = {}
         self.cotangents: dict[str, str] = {}
         self._ids = itertools.count()
+        self.claimed: frozenset[str] = frozenset()  # names the spec defines later: fresh() keeps off them
 
     # -- dims ---------------------------------------------------------------
     def add_dim(self, key: str, value: Any) -> int:
@@ -106,12 +107,18 @@ class Graph:
 
     # -- nodes ----------------------------------------------------------------
     def fresh(self, stem: str) -> str:
-        """A node id not yet used: ``stem``, else ``stem_1``, ``stem_2``, ..."""
-        if stem not in self.nx and stem not in self.dims:
-            return stem
-        for k in itertools.count(1):
-            candidate = f"{stem}_{k}"
-            if candidate not in self.nx and candidate not in self.dims:
+        """A node id not yet used: ``stem``, else ``stem_1``, ``stem_2``, ...
+
+        Never a name the spec still has to define (``claimed``), nor one that
+        cannot be emitted (``do``, the cotangent of a node ``o``, is a C keyword).
+        """
+        for candidate in itertools.chain([stem], (f"{stem}_{k}" for k in itertools.count(1))):
+            if (
+                candidate not in self.nx
+                and candidate not in self.dims
+                and candidate not in self.claimed
+                and reserved(candidate) is None
+            ):
                 return candidate
         raise AssertionError("unreachable")
 

@@ -148,6 +148,7 @@ def build_expressions(g: Graph, entries: dict) -> None:
     if cycle:
         path = " -> ".join([u for u, _ in cycle] + [cycle[0][0]])
         raise SpecError(f"cycle: {path}", node=cycle[0][0])
+    g.claimed = frozenset(entries)  # h's unnamed parts become h_1, h_2, ... unless the spec names one so
     rank = {n: i for i, n in enumerate(entries)}
     for name in nx.lexicographical_topological_sort(deps, key=rank.__getitem__):
         try:

@@ -33,6 +33,10 @@ class Domain(Exception):
     """The values come too close to a kink, a pole or the edge of a domain."""
 
 
+class Dropped(Exception):
+    """The generator cannot make this candidate; it tries another."""
+
+
 MARGIN = 1e-2  # distance kept from kinks, poles, ties and domain edges
 
 
@@ -332,6 +336,8 @@ class Generator:
         return [d for d in shape]
 
     def param(self, shape, positive: bool = False, stem: str = "W") -> Term:
+        if "batch" in shape:  # only inputs have the batch axis
+            raise Dropped
         name = self.fresh(stem)
         self.params[name] = {"shape": self.shape_text(shape)}
         sizes = self.sizes(shape)
@@ -353,6 +359,16 @@ class Generator:
             self.values[name] = self.vrng.standard_normal(sizes)
         self.inputs[name] = entry
         return Term(name, tuple(shape), True)
+
+    def leaf(self, shape, stem: str, positive: bool = False) -> Term | None:
+        """A leaf of ``shape``: an input where it has the batch axis (first, as data come
+        in rows), else a param; None where the batch axis is elsewhere."""
+        shape = tuple(shape)
+        if "batch" in shape[1:]:
+            return None
+        if shape and shape[0] == "batch":
+            return self.input(shape, stem=stem)
+        return self.param(shape, positive=positive, stem=stem)
 
     # -- evaluating candidates ----------------------------------------------------------
     def value(self, text: str):
@@ -398,13 +414,14 @@ class Generator:
         k = self.rng.randint(0, len(shape))
         shape = shape[k:]  # a suffix (NumPy's right alignment) ...
         shape = [1 if self.rng.random() < 0.25 else d for d in shape]  # ... with some axes of 1
-        if any(d == "batch" for d in shape):
-            return self.input(tuple(shape), stem="x")
-        return self.param(tuple(shape), positive=self.rng.random() < 0.3)
+        return self.leaf(shape, "x" if "batch" in shape else "W", positive=self.rng.random() < 0.3) or Term(number(self.rng), ())
 
     def step(self, terms: list) -> Term | None:
         kind = self.rng.choice(KINDS)
-        return getattr(self, "make_" + kind)(terms)
+        try:
+            return getattr(self, "make_" + kind)(terms)
+        except Dropped:
+            return None
 
     def make_binary(self, terms):
         t = self.pick(terms)
@@ -474,7 +491,9 @@ class Generator:
         k = t.shape[-1]
         m = self.rng.choice([1, 2, 3, "d", "e"])
         if self.rng.random() < 0.3 and len(t.shape) == 3:
-            other = self.param((t.shape[0] if t.shape[0] != "batch" else 1, k, m)) if t.shape[0] != "batch" else self.input(("batch", k, m), stem="x")
+            other = self.leaf((t.shape[0], k, m), "x" if t.shape[0] == "batch" else "W")
+            if other is None:
+                return None
             shape = (t.shape[0], t.shape[1], m)
         else:
             other = self.param((k, m))
@@ -516,7 +535,9 @@ class Generator:
             other = t
         else:
             other_shape[axis] = self.rng.choice([1, 2])
-            other = self.param(tuple(other_shape)) if "batch" not in other_shape else self.input(tuple(other_shape))
+            other = self.leaf(other_shape, "W")
+            if other is None:
+                return None
         width = self.size(t.shape[axis]) + self.size(other.shape[axis])
         shape = list(t.shape)
         shape[axis] = width
@@ -581,13 +602,13 @@ class Generator:
         if kind == "mean":
             return f"mean({t.text})"
         if kind == "weighted":
-            w = self.input(t.shape, stem="w") if "batch" in t.shape else self.param(t.shape, stem="w")
-            return f"sum({t.text} * {w.text})"
+            w = self.leaf(t.shape, "w")
+            return f"sum({t.text} * {w.text})" if w else f"sum({t.text})"
         if kind == "mse":
-            target = self.input(t.shape, stem="target") if "batch" in t.shape else self.param(t.shape, stem="target")
-            return f"mse({t.text}, {target.text})"
+            target = self.leaf(t.shape, "target")
+            return f"mse({t.text}, {target.text})" if target else f"mean({t.text})"
         if kind == "bce":
-            if "batch" not in t.shape:
+            if not t.shape or t.shape[0] != "batch" or "batch" in t.shape[1:]:
                 return f"sum({t.text})"
             if self.rng.random() < 0.5:
                 y = self.input(t.shape, "int", bound=2, stem="labels")
@@ -596,7 +617,7 @@ class Generator:
                 self.values[y.text] = self.vrng.uniform(0, 1, self.sizes(t.shape))
             return f"binary_cross_entropy({t.text}, {y.text})"
         t = self.pick(terms, rank_at_least=1)
-        if t is None or "batch" not in t.shape[:-1] or self.size(t.shape[-1]) < 2:
+        if t is None or t.shape[0] != "batch" or "batch" in t.shape[1:] or self.size(t.shape[-1]) < 2:
             return f"sum({t.text if t else terms[0].text})"
         y = self.input(t.shape[:-1], "int", bound=self.size(t.shape[-1]), stem="y")
         return f"cross_entropy({t.text}, {y.text})"
@@ -767,6 +788,19 @@ def run_case(seed: int, targets=("numpy", "c"), compiled: dict | None = None) ->
                 Oracle(dims).run(case.spec, values)
         except Domain:
             continue  # this batch leaves the margins (a reduction over the batch moved)
+        except (ValueError, IndexError):
+            # shapes that hold only at the compiled batch (a param as long as the batch):
+            # every build must refuse the short batch
+            for where, model in builds.items():
+                try:
+                    model.loss_and_grads({p: values[p] for p in param_names}, {k: values[k] for k in case.spec["inputs"]})
+                except ValueError:
+                    continue
+                except Exception as exc:  # noqa: BLE001
+                    findings.append(Finding(seed, f"{where} batch={rows}", f"a batch its shapes do not fit: {type(exc).__name__}: {exc}"))
+                    continue
+                findings.append(Finding(seed, f"{where} batch={rows}", "took a batch its shapes do not fit"))
+            continue
         expected_loss, env = oracle_loss(case, values, dims)
         if not math.isfinite(expected_loss):
             continue
@@ -829,6 +863,14 @@ def unit(v: np.ndarray) -> np.ndarray:
     return v / norm if norm else v
 
 
+def checked(seed: int) -> list[Finding]:
+    """run_case, with a failure of the fuzzer itself reported as a finding."""
+    try:
+        return run_case(seed)
+    except Exception as exc:  # noqa: BLE001
+        return [Finding(seed, "fuzzer", f"{type(exc).__name__}: {exc}")]
+
+
 def main(argv: list[str]) -> int:
     import argparse
     import os
@@ -850,14 +892,14 @@ def main(argv: list[str]) -> int:
         from multiprocessing import Pool
 
         with Pool(args.jobs) as pool:
-            results = pool.imap_unordered(run_case, seeds, chunksize=4)
+            results = pool.imap_unordered(checked, seeds, chunksize=4)
             for findings in results:
                 failed += bool(findings)
                 for f in findings:
                     print(f, flush=True)
     else:
         for seed in seeds:
-            findings = run_case(seed)
+            findings = checked(seed)
             failed += bool(findings)
             for f in findings:
                 print(f, flush=True)

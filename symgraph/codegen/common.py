@@ -122,6 +122,10 @@ def merged_batch(g: Graph) -> str | None:
             (x,) = g.args(node)
             if any(is_batch(d) for d in g.shape(x)) and not any(is_batch(d) for d in g.shape(node)):
                 return node
+        elif op in REGISTRY and REGISTRY[op].int_bound is not None and is_batch(
+            REGISTRY[op].int_bound([g.shape(a) for a in g.args(node)], g.attrs(node))
+        ):
+            return node  # ids bounded by the batch size (the classes of a cross-entropy on the batch axis)
         elif op in REGISTRY and REGISTRY[op].elementwise:
             out = g.shape(node)
             for a in g.args(node):

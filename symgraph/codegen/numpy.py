@@ -289,7 +289,7 @@ def expanded(n: Node) -> str:
     """A broadcast_to's argument with its new axes inserted (size 1): NumPy's broadcasting does the rest."""
     value, axes = n.args[0], n.attrs["axes"]
     if not axes:
-        return value
+        return method_target(value)
     rank = len(n.shapes[0]) + len(axes)
     index = ["None" if i in axes else ":" for i in range(rank)]
     while index[-1] == ":":
@@ -525,6 +525,10 @@ def fills_shape(n: Node, key: tuple) -> bool:
     rank = len(n.shape)
     if not shapes:  # constants alone make a Python number, not an array
         return False
+    if len(shapes) < len(n.leaf_shapes):
+        # sympy cancelled an array (x - x): what is left may be one that NumPy's
+        # broadcasting keeps smaller than its node (see implicit_broadcasts)
+        return False
     if any(len(s) > rank for s in shapes):
         return True
     return all(any(len(s) > rank - 1 - i and int(s[len(s) - rank + i]) == int(d) for s in shapes) or int(d) == 1
@@ -642,7 +646,8 @@ def share_softmax(g: Graph, statements: list[Statement], fresh: set[str]) -> lis
     for grad, loss_node in cross_entropy_pairs(g, list(by_target)).items():
         st, loss = by_target[grad], by_target[loss_node]
         z, y, scale = g.args(grad)
-        shifted_z, exps, total = f"sg_shifted_{z}", f"sg_exp_{z}", f"sg_total_{z}"
+        # named after the loss: two losses on the same logits each keep their own (the gradient overwrites them)
+        shifted_z, exps, total = f"sg_shifted_{loss_node}", f"sg_exp_{loss_node}", f"sg_total_{loss_node}"
         big = numel(g.shape(z)) >= SCRATCH_ELEMENTS
         # the exponentials become the gradient: a scratch buffer only if that is not returned
         into = f", out={scratch(exps, shape_text(g.shape(z)))}" if big and st.target not in fresh else ""

@@ -72,7 +72,7 @@ def int_bound(g: Graph, node: str) -> int | None:
     for reader in g.nx.successors(node):
         op = REGISTRY[g.op(reader)]
         if op.int_bound is not None:
-            bounds.append(op.int_bound([g.shape(a) for a in g.args(reader)], g.attrs(reader)))
+            bounds.append(int(op.int_bound([g.shape(a) for a in g.args(reader)], g.attrs(reader))))
     return min(bounds) if bounds else None
 
 

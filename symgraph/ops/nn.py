@@ -192,7 +192,22 @@ register(
 
 # -- softmax family ---------------------------------------------------------------------
 def axis_canon(shapes, attrs):
+    if not shapes[0] and attrs["axis"] in (-1, 0):  # a scalar: its one axis is that of its one-element vector
+        return {**attrs, "axis": 0}
     return {**attrs, "axis": norm_axis(attrs["axis"], len(shapes[0]))}
+
+
+def over_vector_of_scalar(name: str):
+    """``expand`` of an op along an axis: a scalar goes through it as a one-element vector."""
+
+    def expand(g, args, attrs):
+        (x,) = args
+        if g.shape(x) == ():
+            vector = apply(g, "reshape", [x], {"shape": (1,)})
+            return apply(g, "reshape", [apply(g, name, [vector], attrs)], {"shape": ()})
+        return g.add_node(name, (x,), attrs, g.shape(x), "float")
+
+    return expand
 
 
 def same_shape(shapes, attrs):
@@ -214,12 +229,14 @@ def log_softmax_vjp(g, node, cotangent):
 register(
     OpDef(
         "softmax", 1, same_shape, softmax_vjp, attrs=(("axis", -1),), canon=axis_canon,
+        expand=over_vector_of_scalar("softmax"),
         doc="exp(x - max x) / sum exp(x - max x)",
     )
 )
 register(
     OpDef(
         "log_softmax", 1, same_shape, log_softmax_vjp, attrs=(("axis", -1),), canon=axis_canon,
+        expand=over_vector_of_scalar("log_softmax"),
         doc="x - max x - log sum exp(x - max x)",
     )
 )
@@ -258,7 +275,7 @@ def cross_entropy_vjp(g, node, cotangent):
 register(
     OpDef(
         "cross_entropy", 2, cross_entropy_shape, cross_entropy_vjp, int_args=(1,),
-        int_bound=lambda shapes, attrs: int(shapes[0][-1]),
+        int_bound=lambda shapes, attrs: shapes[0][-1],
         doc="mean over examples of logsumexp(z) - z[y]",
     )
 )
@@ -275,7 +292,7 @@ def softmax_cross_entropy_grad_shape(shapes, attrs):
 register(
     OpDef(
         "softmax_cross_entropy_grad", 3, softmax_cross_entropy_grad_shape, int_args=(1,), public=False,
-        int_bound=lambda shapes, attrs: int(shapes[0][-1]),
+        int_bound=lambda shapes, attrs: shapes[0][-1],
         doc="(softmax(z) - onehot(y)) * s in one pass: cross-entropy's gradient, fused by a codegen pass",
     )
 )
@@ -291,7 +308,12 @@ def binary_cross_entropy_shape(shapes, attrs):
 def binary_cross_entropy_vjp(g, node, cotangent):
     z, y = g.args(node)
     scale = apply(g, "div", [cotangent, count(g, g.shape(z), tuple(range(len(g.shape(z)))))])
-    dz = apply(g, "mul", [apply(g, "sub", [apply(g, "sigmoid", [z]), y]), scale])
+    target = y
+    if g.dtype(y) == "int":  # 0/1 labels as floats: the second column of their one-hot rows
+        rows = apply(g, "onehot", [y], {"classes": 2})
+        column = apply(g, "slice", [rows], {"axis": len(g.shape(y)), "start": 1, "stop": 2})
+        target = apply(g, "reshape", [column], {"shape": tuple(g.shape(y))})
+    dz = apply(g, "mul", [apply(g, "sub", [apply(g, "sigmoid", [z]), target]), scale])
     dy = None if g.dtype(y) == "int" else apply(g, "mul", [apply(g, "neg", [z]), scale])
     return dz, dy
 
