@@ -137,6 +137,8 @@ def build_expressions(g: Graph, entries: dict) -> None:
             trees[name] = ast.parse(str(text).strip(), mode="eval").body
         except SyntaxError as exc:
             raise SpecError(f"syntax error in expression: {exc.msg}", node=shown) from None
+        except (RecursionError, MemoryError):
+            raise SpecError("the expression nests too deeply for Python's parser: split it into named parts", node=shown) from None
         deps.add_node(name)
         for ref in ast.walk(trees[name]):
             if isinstance(ref, ast.Name) and ref.id in entries:
@@ -196,17 +198,33 @@ class Expression:
 
     def visit_BinOp(self, node: ast.BinOp) -> Tensor | float:
         if isinstance(node.op, ast.Pow):
-            exponent = self.build(node.right)
-            if not isinstance(exponent, (int, float)):
-                raise SpecError("the exponent of ** must be a constant number")
-            base = self.build(node.left)
-            if isinstance(base, (int, float)):
-                return number(lambda: float(base) ** exponent, node)
-            return base**exponent
+            return self.visit_Pow(node)
+        # a + b + c + ... nests to the left: walk the chain in a loop, so a
+        # sum of thousands of terms does not run out of Python's stack
+        chain = []
+        while isinstance(node, ast.BinOp) and not isinstance(node.op, ast.Pow):
+            chain.append(node)
+            node = node.left
+        value = self.build(node)
+        for link in reversed(chain):
+            value = self.binary(link, value)
+        return value
+
+    def visit_Pow(self, node: ast.BinOp) -> Tensor | float:
+        exponent = self.build(node.right)
+        if not isinstance(exponent, (int, float)):
+            raise SpecError("the exponent of ** must be a constant number")
+        base = self.build(node.left)
+        if isinstance(base, (int, float)):
+            return number(lambda: float(base) ** exponent, node)
+        return base**exponent
+
+    def binary(self, node: ast.BinOp, left: Tensor | float) -> Tensor | float:
+        """``left`` (the value of node.left) combined with node.right by node's operator."""
         op = BINARY.get(type(node.op))
         if op is None:
             raise SpecError(f"{describe(node)} is not allowed in an expression")
-        left, right = self.build(node.left), self.build(node.right)
+        right = self.build(node.right)
         if isinstance(left, (int, float)) and isinstance(right, (int, float)) and op in ARITHMETIC:
             return number(lambda: ARITHMETIC[op](float(left), float(right)), node)
         return self.g.apply(op, self.as_tensor(left), self.as_tensor(right))

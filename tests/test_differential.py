@@ -82,6 +82,7 @@ REGRESSIONS = {
     "a spec name that a part would take": spec("{h: 'exp(x * w) + 1', h_1: 'sum(h)', loss: 'h_1 * 2'}"),
     "a cotangent named like a C keyword": spec("{o: w * 2, loss: 'sum(o * x)'}"),
     "literal arithmetic": spec("{loss: 'sum(x * w ** (1/3)) * (2 * 3 - 1)'}"),
+    "a 400-term expression": spec("{loss: 'sum(" + " + ".join(f"x * w * {k}" for k in range(1, 401)) + ")'}"),
     "classes on the batch axis": spec("{loss: 'cross_entropy(mean(x, axis=1), y)'}", inputs="x: {shape: [batch, d]}, y: {shape: [], dtype: int, bound: 3}"),
 }
 

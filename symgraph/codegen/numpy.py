@@ -510,7 +510,7 @@ def emit(n: Node, reuse: bool = False) -> list[str]:
             return in_place(n, key, arrays)
         text = PRINTER.fill(key, arrays)
         if not fills_shape(n, key):
-            text = f"np.full({shape_text(n.shape)}, {text}, DTYPE)"
+            text = f"DTYPE({text})" if not n.shape else f"np.full({shape_text(n.shape)}, {text}, DTYPE)"
         return [f"{n.name} = {text}"]
     if reuse and n.op in WRITES_INTO:
         return EMIT[n.op](n, reuse=True)

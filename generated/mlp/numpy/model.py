@@ -169,15 +169,15 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     np.maximum(h, 0.0, out=h)
     logits_1 = h @ W2
     logits = logits_1 + b2
-    sg_shifted_logits = logits - np.max(logits, axis=-1, keepdims=True)
-    sg_exp_logits = np.exp(sg_shifted_logits)
-    sg_total_logits = sg_exp_logits.sum(axis=-1, keepdims=True)
-    loss = (np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, y[..., None], axis=-1)[..., 0]).sum() / n
+    sg_shifted_loss = logits - np.max(logits, axis=-1, keepdims=True)
+    sg_exp_loss = np.exp(sg_shifted_loss)
+    sg_total_loss = sg_exp_loss.sum(axis=-1, keepdims=True)
+    loss = (np.log(sg_total_loss[..., 0]) - np.take_along_axis(sg_shifted_loss, y[..., None], axis=-1)[..., 0]).sum() / n
     # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
-    dlogits_scale = 1.0/n
+    dlogits_scale = DTYPE(1.0/n)
     # dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits]
-    dlogits = sg_exp_logits
-    dlogits *= dlogits_scale / sg_total_logits
+    dlogits = sg_exp_loss
+    dlogits *= dlogits_scale / sg_total_loss
     np.put_along_axis(dlogits, y[..., None], np.take_along_axis(dlogits, y[..., None], axis=-1) - dlogits_scale, axis=-1)
     # dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2]
     db2 = dlogits.sum(axis=0)

@@ -829,7 +829,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     /* dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2] */
     real *da_2 = da;  /* [n, 256], in place of da */
     for (long i = 0; i < n*256; i++)
-        da_2[i] = da[i]*(1.0F - a[i]*a[i]);
+        da_2[i] = da[i]*(1.0F - (a[i]*a[i]));
 
     /* dL/dd = sum(dL/da_2, axis=0)   [d(a_1 + d)/dd] */
     real *dd = grads[nlm_param_d];  /* [256] */

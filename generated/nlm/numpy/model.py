@@ -183,15 +183,15 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # logits = logits_1 + e
     logits = scratch("logits", (n, 3000))
     np.add(logits_1, e, out=logits)
-    sg_shifted_logits = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), out=scratch("sg_shifted_logits", (n, 3000)))
-    sg_exp_logits = np.exp(sg_shifted_logits, out=scratch("sg_exp_logits", (n, 3000)))
-    sg_total_logits = sg_exp_logits.sum(axis=-1, keepdims=True)
-    loss = (np.log(sg_total_logits[..., 0]) - np.take_along_axis(sg_shifted_logits, next_id[..., None], axis=-1)[..., 0]).sum() / n
+    sg_shifted_loss = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), out=scratch("sg_shifted_loss", (n, 3000)))
+    sg_exp_loss = np.exp(sg_shifted_loss, out=scratch("sg_exp_loss", (n, 3000)))
+    sg_total_loss = sg_exp_loss.sum(axis=-1, keepdims=True)
+    loss = (np.log(sg_total_loss[..., 0]) - np.take_along_axis(sg_shifted_loss, next_id[..., None], axis=-1)[..., 0]).sum() / n
     # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
-    dlogits_scale = 1.0/n
+    dlogits_scale = DTYPE(1.0/n)
     # dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits]
-    dlogits = sg_exp_logits
-    dlogits *= dlogits_scale / sg_total_logits
+    dlogits = sg_exp_loss
+    dlogits *= dlogits_scale / sg_total_loss
     np.put_along_axis(dlogits, next_id[..., None], np.take_along_axis(dlogits, next_id[..., None], axis=-1) - dlogits_scale, axis=-1)
     # dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de]
     de = dlogits.sum(axis=0)
