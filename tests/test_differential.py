@@ -83,6 +83,8 @@ REGRESSIONS = {
     "a cotangent named like a C keyword": spec("{o: w * 2, loss: 'sum(o * x)'}"),
     "literal arithmetic": spec("{loss: 'sum(x * w ** (1/3)) * (2 * 3 - 1)'}"),
     "a 400-term expression": spec("{loss: 'sum(" + " + ".join(f"x * w * {k}" for k in range(1, 401)) + ")'}"),
+    "an output that is an input in evaluation": spec("{v: 'dropout(x, 0.5)', loss: 'sum(v * w)'}", outputs="v"),
+    "an op of a constant": spec("{loss: 'mse(relu((0.5 * x) ** 0), x * w)'}"),
     "classes on the batch axis": spec("{loss: 'cross_entropy(mean(x, axis=1), y)'}", inputs="x: {shape: [batch, d]}, y: {shape: [], dtype: int, bound: 3}"),
 }
 

@@ -198,7 +198,7 @@ def from_sympy(g: Graph, expr: sp.Expr, env: dict[sp.Symbol, str]) -> str:
     """Build graph nodes computing ``expr``; symbols are looked up in ``env``."""
     if expr.is_Symbol:
         return env[expr]
-    if expr.is_number:  # 2, 1/2, but also E and pi, which sympy keeps as symbols of their own
+    if expr.is_Number or expr.is_NumberSymbol:  # 2, 1/2, but also E and pi, which sympy keeps as symbols of their own
         return const(g, float(expr))
     if expr.is_Add:
         terms = list(expr.as_ordered_terms())
