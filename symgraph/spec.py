@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import ast
 import math
-import operator
 from pathlib import Path
 from typing import Any
 
@@ -225,8 +224,9 @@ class Expression:
         if op is None:
             raise SpecError(f"{describe(node)} is not allowed in an expression")
         right = self.build(node.right)
-        if isinstance(left, (int, float)) and isinstance(right, (int, float)) and op in ARITHMETIC:
-            return number(lambda: ARITHMETIC[op](float(left), float(right)), node)
+        scalar = ops.REGISTRY[op].fold
+        if isinstance(left, (int, float)) and isinstance(right, (int, float)) and scalar is not None:
+            return number(lambda: scalar(float(left), float(right)), node)
         return self.g.apply(op, self.as_tensor(left), self.as_tensor(right))
 
     def as_tensor(self, value: Tensor | float) -> Tensor:
@@ -268,9 +268,6 @@ class Expression:
         if isinstance(node, (ast.List, ast.Tuple)):
             return tuple(self.literal(e, op) for e in node.elts)
         raise SpecError(f"{op}(): attributes must be literal numbers, lists or dim names, not {describe(node)}")
-
-
-ARITHMETIC = {"add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv}
 
 
 def number(compute, node: ast.expr) -> float:

@@ -442,3 +442,24 @@ def test_npy_readers_survive_hostile_files(target, tmp_path):
             assert target == "numpy" or stderr.isascii()  # C messages never echo raw bytes
         else:
             assert not stderr, (i, stderr[-2000:])
+
+
+def test_interface_names_cover_every_symbol_the_templates_declare():
+    """check_api refuses node names equal to a symbol of the C interface: its
+    list must hold every NAME_<suffix> and NAME_<MACRO> the templates write."""
+    from symgraph.codegen.c import INTERFACE_MACROS, INTERFACE_SUFFIXES
+
+    text = "".join(p.read_text() for p in (ROOT / "templates" / "c").glob("*.j2"))
+    per_leaf = {"param_", "input_", "output_", "param_NAME", "input_NAME", "output_NAME"}
+    suffixes = set(re.findall(r"\{\{ api \}\}_(\w+)", text)) - per_leaf
+    macros = set(re.findall(r"\{\{ API \}\}_(\w+)", text))
+    assert suffixes <= set(INTERFACE_SUFFIXES), suffixes - set(INTERFACE_SUFFIXES)
+    assert macros <= set(INTERFACE_MACROS), macros - set(INTERFACE_MACROS)
+
+
+@pytest.mark.parametrize("node", ["h_forward", "h_param_W", "H_BATCH", "h_f64_loss_and_grads"])
+def test_a_node_named_like_an_interface_symbol_is_refused(node, tmp_path):
+    g = sg.load(f"name: h\ndims: {{batch: 2}}\ninputs: {{x: {{shape: [batch]}}}}\nparams: {{W: {{shape: []}}}}\n"
+                f"graph: {{{node}: x * W, loss: 'sum({node})'}}\nloss: loss\n")
+    with pytest.raises(sg.SpecError, match="C interface"):
+        render(build_program(g, "float32"), "c")

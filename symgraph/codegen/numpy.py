@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 import math
 import re
@@ -520,19 +521,22 @@ def emit(n: Node, reuse: bool = False) -> list[str]:
 def fills_shape(n: Node, key: tuple) -> bool:
     """Whether the arrays an expression still reads after sympy's evaluation
     broadcast to the node's whole shape (``x/x`` is 1, ``0*x + w`` is ``w``)."""
-    free = structure_expr(key, PRINTER.constant).free_symbols
-    shapes = [shape for i, shape in enumerate(n.leaf_shapes) if placeholder(i) in free]
-    rank = len(n.shape)
-    if not shapes:  # constants alone make a Python number, not an array
+    read = leaves_read(key, len(n.leaf_shapes))
+    if not read:  # constants alone make a Python number, not an array
         return False
-    if len(shapes) < len(n.leaf_shapes):
+    if len(read) < len(n.leaf_shapes):
         # sympy cancelled an array (x - x): what is left may be one that NumPy's
         # broadcasting keeps smaller than its node (see implicit_broadcasts)
         return False
-    if any(len(s) > rank for s in shapes):
-        return True
-    return all(any(len(s) > rank - 1 - i and int(s[len(s) - rank + i]) == int(d) for s in shapes) or int(d) == 1
-               for i, d in enumerate(n.shape))
+    whole = broadcast_shapes(*n.leaf_shapes)
+    return tuple(map(int, whole)) == tuple(map(int, n.shape))
+
+
+@functools.lru_cache(maxsize=None)
+def leaves_read(key: tuple, count: int) -> frozenset[int]:
+    """Which of a structure's ``count`` leaves its expression still reads once sympy has evaluated it."""
+    free = structure_expr(key, PRINTER.constant).free_symbols
+    return frozenset(i for i in range(count) if placeholder(i) in free)
 
 
 IN_PLACE: dict[tuple, tuple[list[str], int]] = {}

@@ -6,6 +6,8 @@ expression, and the NumPy and C text come from sympy's printers.
 
 from __future__ import annotations
 
+import operator
+
 import sympy as sp
 
 from .registry import REQUIRED, OpDef, X, broadcast_shapes, register
@@ -26,11 +28,11 @@ def elementwise(name: str, expr: sp.Expr, doc: str, **extra) -> OpDef:
 
 
 x0, x1 = X[0], X[1]
-elementwise("add", x0 + x1, "x + y")
-elementwise("sub", x0 - x1, "x - y")
-elementwise("mul", x0 * x1, "x * y")
-elementwise("div", x0 / x1, "x / y", domain="nonzero")
-elementwise("neg", -x0, "-x")
+elementwise("add", x0 + x1, "x + y", fold=operator.add)
+elementwise("sub", x0 - x1, "x - y", fold=operator.sub)
+elementwise("mul", x0 * x1, "x * y", fold=operator.mul)
+elementwise("div", x0 / x1, "x / y", domain="nonzero", fold=operator.truediv)
+elementwise("neg", -x0, "-x", fold=operator.neg)
 elementwise("pow", x0**P, "x ** p for a constant p", attrs=(("p", REQUIRED),), domain="positive")
 elementwise("exp", sp.exp(x0), "e ** x")
 elementwise("log", sp.log(x0), "natural logarithm", domain="positive")

@@ -44,6 +44,8 @@ class OpDef:
     int_args : argument positions that hold integer ids or labels.
     int_bound : ``(arg_shapes, attrs) -> upper`` exclusive bound of those ids.
     any_args : positions that accept int or float.
+    fold : evaluates the op on plain Python numbers (constant folding, and
+        arithmetic on literals in a spec); None where it has no such meaning.
     domain : where the gradient test samples inputs ("real", "positive").
     public : callable from a spec (internal ops appear only in gradients).
     doc : one line of math.
@@ -60,6 +62,7 @@ class OpDef:
     int_args: tuple[int, ...] = ()
     int_bound: Callable[[list[Shape], dict], int] | None = None
     any_args: tuple[int, ...] = ()
+    fold: Callable | None = None
     domain: str = "real"
     public: bool = True
     random: bool = False

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import operator
-
 from ..ir import Batch, Graph
+from ..ops import REGISTRY
 from .rewrite import redirect_all, replace
 
-SCALAR = {
-    "add": operator.add, "sub": operator.sub, "mul": operator.mul, "div": operator.truediv,
-    "neg": operator.neg,
-}
 
 
 def const_value(g: Graph, node: str) -> float | None:
@@ -32,14 +27,15 @@ def fold_constants(g: Graph) -> Graph:
     redirected: dict[str, str] = {}
     for node in g.order():
         op = out.op(node)
-        if op not in SCALAR:
+        scalar = REGISTRY[op].fold if op in REGISTRY else None
+        if scalar is None:
             continue
         args = out.args(node)
         values = [const_value(out, a) for a in args]
         if all(v is not None for v in values) and not (op == "div" and values[1] == 0):
             # the node itself becomes the constant, so its name and role stay
             out.nx.remove_edges_from(list(out.nx.in_edges(node)))
-            out.nx.nodes[node].update(op="const", attrs=(("value", float(SCALAR[op](*values))),))
+            out.nx.nodes[node].update(op="const", attrs=(("value", float(scalar(*values))),))
             continue
         keep = identity_operand(op, args, values)
         if keep is not None and out.shape(keep) == out.shape(node) and out.dtype(keep) == "float":
