@@ -465,7 +465,7 @@ class Generator:
         op = self.rng.choice(["sum", "mean", "max"])
         rank = len(t.shape)
         keep = self.rng.random() < 0.4
-        if op == "max" or self.rng.random() < 0.6:
+        if self.rng.random() < 0.6:
             axis = self.rng.randrange(rank)
             if self.rng.random() < 0.3:
                 axis -= rank
@@ -473,6 +473,9 @@ class Generator:
             attr = f"axis={axis}"
         elif self.rng.random() < 0.5 and rank >= 2:
             axes = sorted(self.rng.sample(range(rank), self.rng.randint(1, rank)))
+            attr = f"axis={axes}"
+        elif op == "max":  # max names its axes
+            axes = list(range(rank))
             attr = f"axis={axes}"
         else:
             axes = list(range(rank))

@@ -85,6 +85,8 @@ REGRESSIONS = {
     "a 400-term expression": spec("{loss: 'sum(" + " + ".join(f"x * w * {k}" for k in range(1, 401)) + ")'}"),
     "an output that is an input in evaluation": spec("{v: 'dropout(x, 0.5)', loss: 'sum(v * w)'}", outputs="v"),
     "an op of a constant": spec("{loss: 'mse(relu((0.5 * x) ** 0), x * w)'}"),
+    "max over several axes": spec("{h: 'max(s * w, axis=[1, 2])', k: 'max(s, axis=[0, 2], keepdims=True)', loss: 'sum(h * h) + sum(k)'}",
+                                  inputs="s: {shape: [batch, 3, d]}", outputs="h, k"),
     "classes on the batch axis": spec("{loss: 'cross_entropy(mean(x, axis=1), y)'}", inputs="x: {shape: [batch, d]}, y: {shape: [], dtype: int, bound: 3}"),
 }
 

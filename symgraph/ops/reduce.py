@@ -71,15 +71,26 @@ register(OpDef("mean", 1, reduce_shape, mean_vjp, attrs=REDUCE_ATTRS, canon=redu
 
 def max_canon(shapes, attrs):
     axis = attrs["axis"]
-    if not isinstance(axis, int) or isinstance(axis, bool):
-        raise ValueError(f"max() takes one integer axis, got {axis!r}")
-    return {**attrs, "axis": (norm_axis(axis, len(shapes[0])),)}
+    if axis is None or isinstance(axis, bool) or not isinstance(axis, (int, tuple, list)):
+        raise ValueError(f"max() takes an integer axis or a list of them, got {axis!r}")
+    return {**attrs, "axis": norm_axes(axis, len(shapes[0]))}
+
+
+def max_expand(g, args, attrs):
+    """Over several axes, one max per axis (the last first, so the others keep
+    their numbers): the same largest element, and the batch axis stays whole."""
+    node = args[0]
+    for axis in reversed(attrs["axis"]):
+        single = {"axis": (axis,), "keepdims": attrs["keepdims"]}
+        node = g.add_node("max", (node,), single, reduce_shape([g.shape(node)], single), "float")
+    return node
 
 
 register(
     OpDef(
         "max", 1, reduce_shape, max_vjp, attrs=(("axis", REQUIRED), ("keepdims", False)),
-        canon=max_canon, doc="largest element along one axis (gradient to the first maximum)",
+        canon=max_canon, expand=max_expand,
+        doc="largest element along the given axes (gradient to the first maximum)",
     )
 )
 
