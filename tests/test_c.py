@@ -463,3 +463,20 @@ def test_a_node_named_like_an_interface_symbol_is_refused(node, tmp_path):
                 f"graph: {{{node}: x * W, loss: 'sum({node})'}}\nloss: loss\n")
     with pytest.raises(sg.SpecError, match="C interface"):
         render(build_program(g, "float32"), "c")
+
+
+@pytest.mark.parametrize("rows, cols", [(8, 5), (16, 3), (17, 9)])
+def test_softmax_gradient_written_in_place_is_right_at_o3(rows, cols):
+    """GCC 12 at -O3 with AVX-512 vectorised softmax's gradient loop wrongly
+    when it was written in place over the softmax with a row-broadcast
+    operand (two wrong rows at [8, 5]); no element-wise statement that reads
+    a broadcast array is computed in place any more."""
+    g = sg.load(f"name: m\nparams: {{P0: {{shape: [{rows}, {cols}]}}, P1: {{shape: [{cols}, {cols}]}}, W: {{shape: [{rows}, {cols}]}}}}\n"
+                "graph: {loss: 'sum(softmax(P0 @ P1 + P0, axis=1) * W)'}\nloss: loss\n")
+    c, numpy = sg.compile(g, target="c", dtype="float64"), sg.compile(g, target="numpy", dtype="float64")
+    rng = np.random.default_rng(1)
+    params = {name: rng.standard_normal(shape) for name, shape in c.params.items()}
+    _, grads = c.loss_and_grads(params, {})
+    _, expected = numpy.loss_and_grads(params, {})
+    for name in expected:
+        assert_close(grads[name], expected[name], 1e-12)

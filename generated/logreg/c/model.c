@@ -9,8 +9,8 @@
 typedef logreg_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 4,032 bytes. */
-static real arena[1008];
+ * lifetimes do not overlap share space. 4,096 bytes. */
+static real arena[1024];
 
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
 
@@ -163,11 +163,11 @@ int logreg_evaluate(real *const params[], const void *const inputs[], long n, do
         for (long j = 0; j < 30; j++)
             z_2[i] += z_1[i*30 + j];
 
-    real *z = z_2;  /* [n], in place of z_2 */
+    real *z = arena + 0;  /* [n] */
     for (long i = 0; i < n; i++)
         z[i] = z_2[i] + b[0];
 
-    real *loss = arena + 0;  /* [] */
+    real *loss = arena + 32;  /* [] */
     {
         double sg_total = 0;
         for (long i = 0; i < n; i++)
@@ -210,11 +210,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         for (long j = 0; j < 30; j++)
             z_2[i] += z_1[i*30 + j];
 
-    real *z = z_2;  /* [n], in place of z_2 */
+    real *z = arena + 992;  /* [n] */
     for (long i = 0; i < n; i++)
         z[i] = z_2[i] + b[0];
 
-    real *loss = arena + 992;  /* [] */
+    real *loss = arena + 960;  /* [] */
     {
         double sg_total = 0;
         for (long i = 0; i < n; i++)

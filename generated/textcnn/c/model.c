@@ -12,8 +12,8 @@
 typedef textcnn_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 6,380,160 bytes. */
-static real arena[1595040];
+ * lifetimes do not overlap share space. 6,420,160 bytes. */
+static real arena[1605040];
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -824,19 +824,19 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     const real *b = params[textcnn_param_b];
     const int64_t *tokens = inputs[textcnn_input_tokens];
 
-    real *words = arena + 260000;  /* [n, 50, 64] */
+    real *words = arena + 520000;  /* [n, 50, 64] */
     sg_embedding(n*50, 64, E, tokens, words);
 
     real *f3_1 = arena + 0;  /* [n, 52, 100] */
     sg_conv1d(n, 50, 64, 52, 100, 3, 1, 2, words, K3, f3_1);
 
-    real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
+    real *f3_3 = arena + 260000;  /* [n, 52, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
             f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
 
-    real *f3 = arena + 420000;  /* [n, 100] */
+    real *f3 = arena + 680000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f3[i] = -INFINITY;
     SG_PARALLEL_FOR
@@ -848,13 +848,13 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     real *f4_1 = arena + 0;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
 
-    real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
+    real *f4_3 = arena + 255008;  /* [n, 51, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
             f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
 
-    real *f4 = arena + 425008;  /* [n, 100] */
+    real *f4 = arena + 510016;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f4[i] = -INFINITY;
     SG_PARALLEL_FOR
@@ -866,13 +866,13 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     real *f5_1 = arena + 0;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
 
-    real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
+    real *f5_3 = arena + 250000;  /* [n, 50, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
             f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
 
-    real *f5 = arena + 250000;  /* [n, 100] */
+    real *f5 = arena + 15008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f5[i] = -INFINITY;
     SG_PARALLEL_FOR
@@ -916,19 +916,19 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     const int64_t *tokens = inputs[textcnn_input_tokens];
     const int64_t *label = inputs[textcnn_input_label];
 
-    real *words = arena + 260000;  /* [n, 50, 64] */
+    real *words = arena + 520000;  /* [n, 50, 64] */
     sg_embedding(n*50, 64, E, tokens, words);
 
     real *f3_1 = arena + 0;  /* [n, 52, 100] */
     sg_conv1d(n, 50, 64, 52, 100, 3, 1, 2, words, K3, f3_1);
 
-    real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
+    real *f3_3 = arena + 260000;  /* [n, 52, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
             f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
 
-    real *f3 = arena + 420000;  /* [n, 100] */
+    real *f3 = arena + 680000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f3[i] = -INFINITY;
     SG_PARALLEL_FOR
@@ -940,13 +940,13 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     real *f4_1 = arena + 0;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
 
-    real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
+    real *f4_3 = arena + 255008;  /* [n, 51, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
             f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
 
-    real *f4 = arena + 425008;  /* [n, 100] */
+    real *f4 = arena + 510016;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f4[i] = -INFINITY;
     SG_PARALLEL_FOR
@@ -958,13 +958,13 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     real *f5_1 = arena + 0;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
 
-    real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
+    real *f5_3 = arena + 250000;  /* [n, 50, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
             f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
 
-    real *f5 = arena + 250000;  /* [n, 100] */
+    real *f5 = arena + 15008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f5[i] = -INFINITY;
     SG_PARALLEL_FOR
@@ -1017,19 +1017,19 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     const int64_t *tokens = inputs[textcnn_input_tokens];
     const int64_t *label = inputs[textcnn_input_label];
 
-    real *words = arena + 1265008;  /* [n, 50, 64] */
+    real *words = arena + 1275008;  /* [n, 50, 64] */
     sg_embedding(n*50, 64, E, tokens, words);
 
     real *f3_1 = arena + 0;  /* [n, 52, 100] */
     sg_conv1d(n, 50, 64, 52, 100, 3, 1, 2, words, K3, f3_1);
 
-    real *f3_3 = f3_1;  /* [n, 52, 100], in place of f3_1 */
+    real *f3_3 = arena + 260000;  /* [n, 52, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*52; i++)
         for (long j = 0; j < 100; j++)
             f3_3[i*100 + j] = ((f3_1[i*100 + j] + c3[j]) < 0 ? 0 : (f3_1[i*100 + j] + c3[j]));
 
-    real *f3 = arena + 780016;  /* [n, 100] */
+    real *f3 = arena + 1025008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f3[i] = -INFINITY;
     SG_PARALLEL_FOR
@@ -1038,16 +1038,16 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
             for (long k = 0; k < 100; k++)
                 f3[i*100 + k] = f3_3[i*5200 + j*100 + k] > f3[i*100 + k] ? f3_3[i*5200 + j*100 + k] : f3[i*100 + k];
 
-    real *f4_1 = arena + 260000;  /* [n, 51, 100] */
+    real *f4_1 = arena + 0;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
 
-    real *f4_3 = f4_1;  /* [n, 51, 100], in place of f4_1 */
+    real *f4_3 = arena + 520000;  /* [n, 51, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*51; i++)
         for (long j = 0; j < 100; j++)
             f4_3[i*100 + j] = ((f4_1[i*100 + j] + c4[j]) < 0 ? 0 : (f4_1[i*100 + j] + c4[j]));
 
-    real *f4 = arena + 785024;  /* [n, 100] */
+    real *f4 = arena + 250000;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f4[i] = -INFINITY;
     SG_PARALLEL_FOR
@@ -1056,16 +1056,16 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
             for (long k = 0; k < 100; k++)
                 f4[i*100 + k] = f4_3[i*5100 + j*100 + k] > f4[i*100 + k] ? f4_3[i*5100 + j*100 + k] : f4[i*100 + k];
 
-    real *f5_1 = arena + 515008;  /* [n, 50, 100] */
+    real *f5_1 = arena + 0;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
 
-    real *f5_3 = f5_1;  /* [n, 50, 100], in place of f5_1 */
+    real *f5_3 = arena + 775008;  /* [n, 50, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*50; i++)
         for (long j = 0; j < 100; j++)
             f5_3[i*100 + j] = ((f5_1[i*100 + j] + c5[j]) < 0 ? 0 : (f5_1[i*100 + j] + c5[j]));
 
-    real *f5 = arena + 790032;  /* [n, 100] */
+    real *f5 = arena + 15008;  /* [n, 100] */
     for (long i = 0; i < n*100; i++)
         f5[i] = -INFINITY;
     SG_PARALLEL_FOR
@@ -1074,7 +1074,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
             for (long k = 0; k < 100; k++)
                 f5[i*100 + k] = f5_3[i*5000 + j*100 + k] > f5[i*100 + k] ? f5_3[i*5000 + j*100 + k] : f5[i*100 + k];
 
-    real *features_1 = arena + 765008;  /* [n, 300] */
+    real *features_1 = arena + 0;  /* [n, 300] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             features_1[i*300 + j] = f3[i*100 + j];
@@ -1085,26 +1085,26 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         for (long j = 0; j < 100; j++)
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
-    real *features_2 = arena + 780016;  /* [n, 300] */
+    real *features_2 = arena + 15008;  /* [n, 300] */
     sg_dropout_mask(n*300, 0.5, 2.0F, training, seed, 1048576, features_2);
 
     real *features = features_1;  /* [n, 300], in place of features_1 */
     for (long i = 0; i < n*300; i++)
         features[i] = features_1[i]*features_2[i];
 
-    real *logits = arena + 795024;  /* [n, 2] */
+    real *logits = arena + 30016;  /* [n, 2] */
     /* logits = logits_1 + b, where logits_1 = features @ W */
     sg_matmul_bias(n, 300, 2, features, 300, 1, W, 2, 1, b, logits);
 
-    real *loss = arena + 1595024;  /* [] */
+    real *loss = arena + 1605024;  /* [] */
     /* set below, with dlogits */
 
     /* part of dL/dlogits   [d cross_entropy(logits, label)/dlogits] */
-    real *dlogits_scale = arena + 795136;  /* [] */
+    real *dlogits_scale = arena + 30128;  /* [] */
     dlogits_scale[0] = 1.0F/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits] */
-    real *dlogits = arena + 810032;  /* [n, 2] */
+    real *dlogits = arena + 45024;  /* [n, 2] */
     loss[0] = (real)sg_softmax_cross_entropy_grad(n, 2, logits, label, dlogits_scale[0], dlogits);
 
     /* dL/db = sum(dL/dlogits, axis=0)   [d(logits_1 + b)/db] */
@@ -1116,7 +1116,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
             db[j] += dlogits[i*2 + j];
 
     /* dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures] */
-    real *dfeatures = arena + 795024;  /* [n, 300] */
+    real *dfeatures = arena + 30016;  /* [n, 300] */
     sg_matmul(n, 2, 300, dlogits, 2, 1, W, 1, 2, dfeatures);
 
     /* dL/dW = features.T @ dL/dlogits_1   [d(features @ W)/dW] */
@@ -1132,25 +1132,25 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         dfeatures_1[i] = dfeatures[i]*features_2[i];
 
     /* dL/df3 = slice(dL/dfeatures_1, axis=1, start=0, stop=100)   [d concat(f3, f4, f5, axis=1)/df3] */
-    real *df3 = arena + 1585008;  /* [n, 100] */
+    real *df3 = arena + 1595008;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df3[i*100 + j] = dfeatures_1[i*300 + j];
 
     /* dL/df4 = slice(dL/dfeatures_1, axis=1, start=100, stop=200)   [d concat(f3, f4, f5, axis=1)/df4] */
-    real *df4 = arena + 1590016;  /* [n, 100] */
+    real *df4 = arena + 1600016;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df4[i*100 + j] = dfeatures_1[100 + i*300 + j];
 
     /* dL/df5 = slice(dL/dfeatures_1, axis=1, start=200, stop=300)   [d concat(f3, f4, f5, axis=1)/df5] */
-    real *df5 = arena + 1015008;  /* [n, 100] */
+    real *df5 = arena + 250000;  /* [n, 100] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 100; j++)
             df5[i*100 + j] = dfeatures_1[200 + i*300 + j];
 
     /* part of dL/df5_3   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3] */
-    real *df5_1 = arena + 765008;  /* [n, 50, 100] */
+    real *df5_1 = arena + 0;  /* [n, 50, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
@@ -1158,7 +1158,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
                 df5_1[i*5000 + j*100 + k] = df5[i*100 + k];
 
     /* dL/df5_3 = max_backward(f5_3, expand_dims(dL/df5, axis=1), axis=(1,))   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3] */
-    real *df5_3 = arena + 1015008;  /* [n, 50, 100] */
+    real *df5_3 = arena + 1025008;  /* [n, 50, 100] */
     sg_max_backward(n, 50, 100, f5_3, df5_1, df5_3);
 
     /* dL/df5_2 = dL/df5_3*step(f5_3)   [d relu(f5_2)/df5_2] */
@@ -1176,7 +1176,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
             dc5[j] += df5_2[i*100 + j];
 
     /* dL/dwords through f5_1 = conv1d_backward_input(dL/df5_1, K5, length=50, padding=2, stride=1)   [d conv1d(words, K5, padding=2, stride=1)/dwords] */
-    real *df5_1_1 = arena + 1425008;  /* [n, 50, 64] */
+    real *df5_1_1 = arena + 1435008;  /* [n, 50, 64] */
     sg_conv1d_backward_input(n, 50, 64, 50, 100, 5, 1, 2, df5_2, K5, df5_1_1);
 
     /* dL/dK5 = conv1d_backward_kernel(words, dL/df5_1, padding=2, stride=1, width=5)   [d conv1d(words, K5, padding=2, stride=1)/dK5] */
@@ -1184,7 +1184,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     sg_conv1d_backward_kernel(n, 50, 64, 50, 100, 5, 1, 2, words, df5_2, dK5);
 
     /* part of dL/df4_3   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3] */
-    real *df4_1 = arena + 515008;  /* [n, 51, 100] */
+    real *df4_1 = arena + 0;  /* [n, 51, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
@@ -1192,7 +1192,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
                 df4_1[i*5100 + j*100 + k] = df4[i*100 + k];
 
     /* dL/df4_3 = max_backward(f4_3, expand_dims(dL/df4, axis=1), axis=(1,))   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3] */
-    real *df4_3 = arena + 770016;  /* [n, 51, 100] */
+    real *df4_3 = arena + 775008;  /* [n, 51, 100] */
     sg_max_backward(n, 51, 100, f4_3, df4_1, df4_3);
 
     /* dL/df4_2 = dL/df4_3*step(f4_3)   [d relu(f4_2)/df4_2] */
@@ -1210,7 +1210,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
             dc4[j] += df4_2[i*100 + j];
 
     /* dL/dwords through f4_1 = conv1d_backward_input(dL/df4_1, K4, length=50, padding=2, stride=1)   [d conv1d(words, K4, padding=2, stride=1)/dwords] */
-    real *df4_1_1 = arena + 1025024;  /* [n, 50, 64] */
+    real *df4_1_1 = arena + 1030016;  /* [n, 50, 64] */
     sg_conv1d_backward_input(n, 50, 64, 51, 100, 4, 1, 2, df4_2, K4, df4_1_1);
 
     /* dL/dK4 = conv1d_backward_kernel(words, dL/df4_1, padding=2, stride=1, width=4)   [d conv1d(words, K4, padding=2, stride=1)/dK4] */
@@ -1218,7 +1218,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     sg_conv1d_backward_kernel(n, 50, 64, 51, 100, 4, 1, 2, words, df4_2, dK4);
 
     /* part of dL/df3_3   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3] */
-    real *df3_1 = arena + 260000;  /* [n, 52, 100] */
+    real *df3_1 = arena + 0;  /* [n, 52, 100] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
