@@ -64,7 +64,10 @@ class CompiledModel:
 
     def _inputs(self, inputs: dict, names: list[str] | None = None) -> dict:
         names = [i.name for i in self.program.inputs] if names is None else names
-        self._backend.check_inputs(inputs, names)
+        n = self._backend.check_inputs(inputs, names)
+        whole = self.program.whole_batch
+        if whole is not None and n is not None and n != whole:
+            raise ValueError(f"a batch of {n} examples: {self.program.merged_batch} folds the batch axis into another, so the model takes whole batches of {whole} only")
         return {k: inputs[k] for k in names}
 
 

@@ -118,7 +118,7 @@ def check_inputs(program, inputs: dict, names: list[str]) -> int:
             raise ValueError(f"missing input {name!r}")
         leaf = leaves[name]
         value = np.asarray(inputs[name])
-        expected = tuple(None if program.shortenable(d) else int(d) for d in leaf.shape)
+        expected = tuple(None if is_batch(d) else int(d) for d in leaf.shape)
         if value.ndim != len(expected) or any(d is not None and d != v for d, v in zip(expected, value.shape)):
             raise ValueError(f"input {name!r} has shape {value.shape}, expected {expected} (None: any batch size)")
         if expected and expected[0] is None:

@@ -293,3 +293,41 @@ def test_params_that_share_one_gradient_each_take_their_own_step(tmp_path):
         saved[target] = checkpoint(tmp_path / f"ckpt_{target}")
     for name in ("a.npy", "b.npy"):
         np.testing.assert_allclose(saved["numpy"][name], saved["c"][name], rtol=1e-12, err_msg=name)
+
+
+FOLDED = """name: folded
+dims: {batch: 4, d: 3}
+inputs: {x: {shape: [batch, d]}, t: {shape: [batch, d]}}
+params: {W: {shape: [d, d]}}
+graph: {flat: 'reshape(x @ W, [-1])', loss: 'mse(flat, reshape(t, [-1]))'}
+loss: loss
+train: {batch_size: 4, epochs: 2, lr: 0.1}
+"""
+
+
+def test_a_model_that_folds_the_batch_trains_on_whole_batches_in_both_trainers(tmp_path):
+    """reshape(x @ W, [-1]) folds the batch axis: both trainers take whole
+    batches of 4 only (10 examples: two batches, the last 2 left out of each
+    epoch), print the same lines, and refuse another batch size in one line."""
+    spec = tmp_path / "folded.yaml"
+    spec.write_text(FOLDED)
+    rng = np.random.default_rng(0)
+    for part, count in (("train", 10), ("val", 6)):
+        (tmp_path / part).mkdir()
+        np.save(tmp_path / part / "x.npy", rng.standard_normal((count, 3)))
+        np.save(tmp_path / part / "t.npy", rng.standard_normal((count, 3)))
+    lines = {}
+    for target in ("numpy", "c"):
+        out = tmp_path / target
+        assert main(["compile", str(spec), "-o", str(out), "--target", target, "--dtype", "float64"]) == 0
+        if target == "numpy":
+            train = [sys.executable, str(out / "train.py")]
+        else:
+            subprocess.run(["make", "-s", "-C", str(out), "CFLAGS=-O2"], check=True, capture_output=True)
+            train = [str(out / "train")]
+        result = run(train, "--data", tmp_path / "train", "--val", tmp_path / "val")
+        assert result.returncode == 0, result.stderr
+        lines[target] = [line.rsplit("  ", 1)[0] for line in result.stdout.splitlines()]
+        refused = run(train, "--data", tmp_path / "train", "--batch-size", "3")
+        assert refused.returncode == 2 and refused.stderr.startswith("error: --batch-size must be 4"), refused.stderr
+    assert lines["c"] == lines["numpy"] and len(lines["c"]) == 2

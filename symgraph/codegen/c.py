@@ -789,9 +789,7 @@ ARRAY_ARGUMENTS = {"forward": ("params", "inputs", "outputs"), "evaluate": ("par
 
 
 def compiled_batch(program) -> int:
-    if program.batch_input is None:
-        return 1
-    return int(program.graph.shape(program.batch_input)[0])
+    return program.compiled_batch
 
 
 def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:

@@ -230,6 +230,7 @@ def trainer_context(program) -> dict:
         normalize=list(train.get("normalize", [])),
         weight_decay=train.get("weight_decay", 0.0),
         metric=reported_metric(program),
+        merged_batch=program.merged_batch,
     )
 
 

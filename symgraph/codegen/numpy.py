@@ -588,8 +588,8 @@ WRITES_INTO = frozenset(op for op, emitter in EMIT.items() if "reuse" in inspect
 
 
 # -- files ---------------------------------------------------------------------------
-def leaf_shape(program, shape: tuple) -> str:
-    dims = ["None" if program.shortenable(d) else str(int(d)) for d in shape]
+def leaf_shape(shape: tuple) -> str:
+    dims = ["None" if is_batch(d) else str(int(d)) for d in shape]
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
@@ -823,9 +823,11 @@ def render_files(program, env) -> dict[str, str]:
         dtype=program.dtype,
         description=describe(program.graph),
         params=[dict(name=p.name, shape=shape_text(p.shape), init=p.init, init_code=init_code(p)) for p in program.params],
-        inputs=[dict(name=i.name, shape=leaf_shape(program, i.shape), dtype=i.dtype, bound=i.bound) for i in program.inputs],
+        inputs=[dict(name=i.name, shape=leaf_shape(i.shape), dtype=i.dtype, bound=i.bound) for i in program.inputs],
         outputs=list(program.outputs),
         batch_input=repr(program.batch_input),
+        whole_batch=repr(program.whole_batch),
+        merged_batch=program.merged_batch,
         metric=found is not None,
         window_rows=any(program.graph.op(node) == "conv1d" for node in program.graph.nx),
         forward_body=body(program, evaluation, program.output_nodes, [f"return {{{outputs}}}"]),

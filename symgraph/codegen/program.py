@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from ..autodiff import differentiate
 from ..errors import SpecError
 from ..init import constant_value, distribution, init_text, parse_init, scale
-from ..ir import Graph, collector_paused, is_batch
+from ..ir import Graph, collector_paused
 from ..ops import REGISTRY
 from ..passes import CODEGEN, optimize, remove_dropout
 from .common import batch_input, merged_batch
@@ -39,9 +39,15 @@ class Program:
     batch_input: str | None
     merged_batch: str | None = None  # a node that folds the batch axis into another: whole batches only
 
-    def shortenable(self, dim) -> bool:
-        """Whether ``dim`` is a batch axis that a call may pass fewer rows on."""
-        return is_batch(dim) and self.merged_batch is None
+    @property
+    def compiled_batch(self) -> int:
+        """The spec's batch size (1 where no input has a batch axis)."""
+        return 1 if self.batch_input is None else int(self.graph.shape(self.batch_input)[0])
+
+    @property
+    def whole_batch(self) -> int | None:
+        """The one batch size a model that folds the batch axis takes; None where any up to the compiled one will do."""
+        return None if self.merged_batch is None else self.compiled_batch
 
     @property
     def output_nodes(self) -> list[str]:

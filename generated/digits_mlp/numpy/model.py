@@ -33,6 +33,7 @@ INPUTS = {
 }
 OUTPUTS = ['logits']
 BATCH_INPUT = 'x'
+WHOLE_BATCH = None
 DROPOUT_STREAM = 1 << 20
 SHUFFLE_STREAM = 1 << 21
 
@@ -75,7 +76,8 @@ def init_params(seed=0):
 
 
 def check_inputs(inputs, names=tuple(INPUTS)):
-    """Raise ValueError naming the input unless shapes, kinds and ids are valid."""
+    """The number of examples (None without a batched input); ValueError naming
+    the input unless shapes, kinds and ids are valid."""
     n = None
     for name in names:
         if name not in inputs:
@@ -95,6 +97,7 @@ def check_inputs(inputs, names=tuple(INPUTS)):
                 raise ValueError(f"input {name!r} has ids outside [0, {bound})")
         elif not np.issubdtype(value.dtype, np.number) or not np.all(np.isfinite(value)):
             raise ValueError(f"input {name!r} must hold finite numbers")
+    return n
 
 
 def forward(params, inputs):

@@ -58,6 +58,16 @@ def count(data):
     return len(data[model.BATCH_INPUT])
 
 
+def usable(n, batch_size):
+    """The examples a pass over the data uses: all of them, or where the model
+    takes whole batches only, those of the whole batches."""
+    if model.WHOLE_BATCH is None:
+        return n
+    if n < batch_size:
+        fail(f"{n} examples make no whole batch of {batch_size}, and this model takes whole batches only")
+    return n - n % batch_size
+
+
 def batched(name):
     return model.INPUTS[name][0][:1] == (None,)
 
@@ -195,12 +205,13 @@ def load_checkpoint(folder, optimizer):
 def evaluate(params, data, batch_size):
     """Mean loss, and accuracy or perplexity per METRIC."""
     total, correct = 0.0, 0
-    n = count(data)
+    n = usable(count(data), batch_size)
     for start in range(0, n, batch_size):
         part = batch(data, slice(start, start + batch_size))
-        result = model.evaluate(params, part)
-        total += result[0] * min(batch_size, n - start)
-        correct += result[1] if len(result) > 1 else 0
+        result = model.evaluate(params, part)  # the loss, with the correct count where there is a metric
+        loss, right = result if isinstance(result, tuple) else (result, 0)
+        total += loss * min(batch_size, n - start)
+        correct += right
     loss = total / n
     if METRIC == "accuracy":
         return loss, correct / n
@@ -247,6 +258,8 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.batch_size < 1 or args.epochs < 0 or (args.seed is not None and args.seed < 0):
         fail("--batch-size must be >= 1, --epochs and --seed >= 0")
+    if model.WHOLE_BATCH is not None and args.batch_size != model.WHOLE_BATCH:
+        fail(f"--batch-size must be {model.WHOLE_BATCH}: the model folds the batch axis into another and takes whole batches only")
     if args.lr < 0 or args.momentum < 0 or args.weight_decay < 0:
         fail("--lr, --momentum and --weight-decay must be >= 0")
     for name in args.normalize:
@@ -274,10 +287,10 @@ def main(argv=None):
         return 0
     data = normalize(data, stats)
     val = normalize(val, stats) if val is not None else None
-    n = count(data)
+    n = usable(count(data), args.batch_size)
     for epoch in range(done + 1, args.epochs + 1):
         started = time.perf_counter()
-        order = np.argsort(model.random_bits(seed, model.SHUFFLE_STREAM + epoch, n), kind="stable")
+        order = np.argsort(model.random_bits(seed, model.SHUFFLE_STREAM + epoch, count(data)), kind="stable")
         total = 0.0
         for start in range(0, n, args.batch_size):
             index = order[start : start + args.batch_size]

@@ -629,14 +629,23 @@ static void update(optimizer *opt, real *const params[], real *const grads[])
 
 /* -- evaluation and the gradient check ------------------------------------------------ */
 
+/* The examples a pass over the data uses: all of them, or where the model
+ * takes whole batches only, those of the whole batches. */
+static long usable(long count, long batch_size)
+{
+    (void)batch_size;
+    return count;
+}
+
 /* Mean loss over data, in order, and accuracy or perplexity where the model reports one. */
 static void evaluate(real *const params[], const dataset *data, long batch_size, double *loss, double *metric)
 {
     const void *inputs[textcnn_num_inputs + 1];
     double total = 0;
     long correct = 0, right = 0;
-    for (long start = 0; start < data->count; start += batch_size) {
-        long n = data->count - start < batch_size ? data->count - start : batch_size;
+    const long used = usable(data->count, batch_size);
+    for (long start = 0; start < used; start += batch_size) {
+        long n = used - start < batch_size ? used - start : batch_size;
         double value;
         slice(data, start, inputs);
         if (textcnn_evaluate(params, inputs, n, &value, &right) != 0)
@@ -644,9 +653,9 @@ static void evaluate(real *const params[], const dataset *data, long batch_size,
         total += value * (double)n;
         correct += right;
     }
-    *loss = total / (double)data->count;
+    *loss = total / (double)used;
 #if defined(REPORT_ACCURACY)
-    *metric = (double)correct / (double)data->count;
+    *metric = (double)correct / (double)used;
 #elif defined(REPORT_PERPLEXITY)
     *metric = exp(*loss < 700 ? *loss : 700);
     (void)correct;
@@ -924,8 +933,9 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &started);
         shuffle(order, items, data.count, seed, (uint64_t)epoch);
         double total = 0, loss = 0, metric = 0;
-        for (long start = 0; start < data.count; start += batch_size) {
-            long n = data.count - start < batch_size ? data.count - start : batch_size;
+        const long used = usable(data.count, batch_size);
+        for (long start = 0; start < used; start += batch_size) {
+            long n = used - start < batch_size ? used - start : batch_size;
             gather(&data, order + start, n, batch, inputs);
             const uint64_t step_seed = seed * 1000003u + (uint64_t)opt.step;
             const int fused = plain_sgd(&opt);  /* the step taken as the gradients are computed, where it can be */
@@ -942,15 +952,15 @@ int main(int argc, char **argv)
         }
         clock_gettime(CLOCK_MONOTONIC, &finished);
         double seconds = (double)(finished.tv_sec - started.tv_sec) + 1e-9 * (double)(finished.tv_nsec - started.tv_nsec);
-        double rate = (double)data.count / (seconds > 1e-9 ? seconds : 1e-9);
-        printf("epoch %3ld  train loss %.4f", epoch, total / (double)data.count);
+        double rate = (double)used / (seconds > 1e-9 ? seconds : 1e-9);
+        printf("epoch %3ld  train loss %.4f", epoch, total / (double)used);
         if (val_dir) {
             evaluate(params, &val, batch_size, &loss, &metric);
             report("val ", loss, metric);
         }
         printf("  %.0f ex/s\n", rate);
         fflush(stdout);
-        if (log_to && log_row(log_to, epoch, total / (double)data.count, val_dir != NULL, loss, metric, rate) != 0)
+        if (log_to && log_row(log_to, epoch, total / (double)used, val_dir != NULL, loss, metric, rate) != 0)
             fail("%s: cannot append to the log: %s", log_to, strerror(errno));
         if (save_to && save(save_to, params, &opt, epoch, seed, stats) != 0)
             fail("%s: cannot write the checkpoint: %s", save_to, strerror(errno));
