@@ -245,6 +245,8 @@ class Graph(IRGraph):
                 raise SpecError(f"{key} must be a non-negative number, got {value!r}", node=where)
             if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
                 raise SpecError(f"{key} must be a non-negative integer, got {value!r}", node=where)
+            if key == "batch_size" and value < 1:  # above dims.batch, the trainers refuse it at start
+                raise SpecError(f"batch_size must be at least 1, got {value}", node=where)
             if key == "optimizer" and value not in OPTIMIZERS:
                 raise SpecError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {value!r}", node=where)
             if key == "metric" and value not in METRICS:

@@ -65,11 +65,13 @@ def load(spec: str):
 
 
 def cmd_compile(args) -> int:
-    from .codegen import build_program, render, write_atomically
+    from .codegen import build_program, check_output, render, write_atomically
     from .codegen.c import check_memory
     from .codegen.memory import parse_size
 
     g = load(args.spec)
+    out = Path(args.out) if args.out else Path("generated") / g.name / args.target
+    check_output(out)  # before any work
     try:
         limit = parse_size(args.max_memory) if args.max_memory else None
     except ValueError as exc:
@@ -77,7 +79,6 @@ def cmd_compile(args) -> int:
     program = build_program(g, args.dtype)
     check_memory(program, limit)
     files = render(program, args.target)
-    out = Path(args.out) if args.out else Path("generated") / g.name / args.target
     write_atomically(files, out)
     print(f"wrote {', '.join(sorted(files))} to {out}")
     if args.report:

@@ -65,6 +65,9 @@ class CompiledModel:
     def _inputs(self, inputs: dict, names: list[str] | None = None) -> dict:
         names = [i.name for i in self.program.inputs] if names is None else names
         n = self._backend.check_inputs(inputs, names)
+        limit = self.program.compiled_batch
+        if n is not None and not 1 <= n <= limit:
+            raise ValueError(f"a batch holds 1 to {limit} examples (the compiled batch size), got {n}")
         whole = self.program.whole_batch
         if whole is not None and n is not None and n != whole:
             raise ValueError(f"a batch of {n} examples: {self.program.merged_batch} folds the batch axis into another, so the model takes whole batches of {whole} only")

@@ -132,10 +132,7 @@ def check_inputs(program, inputs: dict, names: list[str]) -> int:
                 raise ValueError(f"input {name!r} has ids outside [0, {leaf.bound})")
         elif not np.issubdtype(value.dtype, np.number) or not np.all(np.isfinite(value)):
             raise ValueError(f"input {name!r} must hold finite numbers")
-    limit = compiled_batch(program)
-    if n is not None and not 1 <= n <= limit:
-        raise ValueError(f"a batch holds 1 to {limit} examples (the compiled batch size), got {n}")
-    return limit if n is None else n
+    return compiled_batch(program) if n is None else n
 
 
 def pointers(arrays: list[np.ndarray]):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .codegen import build_program, render, write_atomically
+from .codegen import build_program, render, with_manifest, write_atomically
 from .spec import load
 
 TARGETS = ("numpy", "c")
@@ -22,7 +22,7 @@ def expected_files(root: Path) -> dict[Path, str]:
         g = load(spec)
         g.source = f"examples/{spec.name}"
         for target in TARGETS:
-            for name, text in render(build_program(g), target).items():
+            for name, text in with_manifest(render(build_program(g), target)).items():
                 files[Path(g.name) / target / name] = text
     return files
 

@@ -73,17 +73,19 @@ def test_good_spec_compiles(tmp_path, capsys):
     spec = tmp_path / "good.yaml"
     spec.write_text(GOOD)
     assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["model.py", "train.py"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".symgraph", "model.py", "train.py"]
 
 
-def test_recompiling_replaces_the_folder_whole(tmp_path):
+def test_recompiling_replaces_the_folder_it_wrote_whole(tmp_path):
+    """A folder a compile wrote (its manifest lists the files), with the trainer
+    built in it, is replaced whole: the C files go when NumPy's come."""
     spec = tmp_path / "good.yaml"
     spec.write_text(GOOD)
     out = tmp_path / "out"
-    out.mkdir()
-    (out / "stale.txt").write_text("old")
+    assert main(["compile", str(spec), "-o", str(out), "--target", "c"]) == 0
+    (out / "train").write_text("a binary make built")
     assert main(["compile", str(spec), "-o", str(out)]) == 0
-    assert not (out / "stale.txt").exists()
+    assert sorted(p.name for p in out.iterdir()) == [".symgraph", "model.py", "train.py"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

@@ -224,7 +224,7 @@ def trainer_context(program) -> dict:
         beta1=train.get("beta1", 0.9),
         beta2=train.get("beta2", 0.999),
         eps=train.get("eps", 1e-8),
-        batch_size=train.get("batch_size", 32),
+        batch_size=train.get("batch_size", program.compiled_batch),
         epochs=train.get("epochs", 10),
         seed=train.get("seed", 0),
         normalize=list(train.get("normalize", [])),

@@ -827,6 +827,7 @@ def render_files(program, env) -> dict[str, str]:
         outputs=list(program.outputs),
         batch_input=repr(program.batch_input),
         whole_batch=repr(program.whole_batch),
+        batch=program.compiled_batch,
         merged_batch=program.merged_batch,
         metric=found is not None,
         window_rows=any(program.graph.op(node) == "conv1d" for node in program.graph.nx),

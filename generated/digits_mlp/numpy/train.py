@@ -140,6 +140,34 @@ class Optimizer:
                 params[name] -= np.multiply(grad, lr, out=grad) if grad.ndim else lr * grad
 
 
+# In every checkpoint, listing its files: --save replaces only a folder that has it
+# (its name is no input's: a hyphen is not in identifiers).
+MARKER = "symgraph-checkpoint.txt"
+
+
+def check_save(folder):
+    """Refuse, before any training, a --save folder this trainer did not write:
+    it may not exist, be empty, or be a checkpoint whose files its marker lists."""
+    recover(folder)
+    if os.path.islink(folder):
+        fail(f"--save {folder}: is a symbolic link; choose another folder")
+    if not os.path.exists(folder):
+        return
+    if not os.path.isdir(folder):
+        fail(f"--save {folder}: is a file, not a checkpoint folder; choose another folder")
+    entries = sorted(os.listdir(folder))
+    listed = set()
+    if MARKER in entries:
+        try:
+            with open(os.path.join(folder, MARKER), encoding="utf-8") as handle:
+                listed = {line.strip() for line in handle if not line.startswith("#")}
+        except (OSError, UnicodeDecodeError):
+            listed = set()
+    foreign = [name for name in entries if name != MARKER and name not in listed]
+    if foreign:
+        fail(f"--save {folder}: holds files this trainer did not write ({foreign[0]}); choose another folder")
+
+
 def save(folder, params, optimizer, epoch, seed, stats):
     arrays = dict(params)
     arrays.update({f"optimizer.m.{k}": v for k, v in optimizer.m.items()})
@@ -152,6 +180,12 @@ def save(folder, params, optimizer, epoch, seed, stats):
     staging = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".tmp.", dir=os.path.dirname(folder))
     for name, value in arrays.items():
         np.save(os.path.join(staging, f"{name}.npy"), value)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(staging, 0o777 & ~mask)  # mkdtemp's folder is private; a checkpoint is an ordinary folder
+    with open(os.path.join(staging, MARKER), "w", encoding="utf-8") as handle:
+        handle.write(f"# a checkpoint of {model.__doc__.split(':')[0]}, written by its trainer\n")
+        handle.writelines(f"{file}\n" for file in sorted(f"{name}.npy" for name in arrays))
     previous = folder + ".previous"
     if os.path.isdir(folder):
         shutil.rmtree(previous, ignore_errors=True)
@@ -260,6 +294,8 @@ def main(argv=None):
         fail("--batch-size must be >= 1, --epochs and --seed >= 0")
     if model.WHOLE_BATCH is not None and args.batch_size != model.WHOLE_BATCH:
         fail(f"--batch-size must be {model.WHOLE_BATCH}: the model folds the batch axis into another and takes whole batches only")
+    if model.BATCH_INPUT is not None and args.batch_size > model.BATCH:
+        fail(f"--batch-size {args.batch_size} exceeds the compiled batch size {model.BATCH}; recompile with a larger dims.batch")
     if args.lr < 0 or args.momentum < 0 or args.weight_decay < 0:
         fail("--lr, --momentum and --weight-decay must be >= 0")
     for name in args.normalize:
@@ -269,6 +305,10 @@ def main(argv=None):
             NORMALIZE.append(name)
     if model.INPUTS and args.data is None and not (args.eval and args.val):
         fail("--data is required: a folder with " + ", ".join(f"{k}.npy" for k in model.INPUTS))
+    if args.save:
+        check_save(args.save)
+    if args.log and not os.access(args.log if os.path.exists(args.log) else os.path.dirname(os.path.abspath(args.log)), os.W_OK):
+        fail(f"--log {args.log}: cannot be written")
     data = load_data(args.data) if model.INPUTS and args.data else {}
     val = load_data(args.val) if args.val else None
     optimizer = Optimizer(args.optimizer, args.lr, args.momentum, args.weight_decay)

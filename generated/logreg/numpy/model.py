@@ -30,6 +30,7 @@ INPUTS = {
 }
 OUTPUTS = ['z']
 BATCH_INPUT = 'x'
+BATCH = 32  # the spec's batch size: the most examples one call takes
 WHOLE_BATCH = None
 DROPOUT_STREAM = 1 << 20
 SHUFFLE_STREAM = 1 << 21

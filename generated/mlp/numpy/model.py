@@ -35,6 +35,7 @@ INPUTS = {
 }
 OUTPUTS = ['logits']
 BATCH_INPUT = 'x'
+BATCH = 64  # the spec's batch size: the most examples one call takes
 WHOLE_BATCH = None
 DROPOUT_STREAM = 1 << 20
 SHUFFLE_STREAM = 1 << 21

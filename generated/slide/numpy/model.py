@@ -30,6 +30,7 @@ INPUTS = {
 }
 OUTPUTS = ['L']
 BATCH_INPUT = None
+BATCH = 1  # the spec's batch size: the most examples one call takes
 WHOLE_BATCH = None
 DROPOUT_STREAM = 1 << 20
 SHUFFLE_STREAM = 1 << 21

@@ -20,6 +20,7 @@
  */
 #define _POSIX_C_SOURCE 200809L  /* mkdtemp, rmdir, unlink, opendir */
 
+#include <sys/stat.h>
 #include <dirent.h>
 #include <errno.h>
 #include <limits.h>
@@ -479,6 +480,108 @@ static int save_array(const char *folder, const char *prefix, const char *name, 
     return write_npy(path, values, is_int, rank, dims, count);
 }
 
+/* Whether path can be written: the file where it exists, else the folder that would hold it. */
+static int can_write(const char *path)
+{
+    if (access(path, F_OK) == 0)
+        return access(path, W_OK) == 0;
+    char folder[4096];
+    make_path(folder, path, "", "", "");
+    char *slash = strrchr(folder, '/');
+    if (!slash)
+        return access(".", W_OK) == 0;
+    slash[slash == folder] = '\0';  /* "/log.csv" is in "/" */
+    return access(folder, W_OK) == 0;
+}
+
+/* The process's umask (set back at once: the trainer runs one thread). */
+static mode_t umask_now(void)
+{
+    mode_t mask = umask(0);
+    umask(mask);
+    return mask;
+}
+
+/* In every checkpoint, listing its files: --save replaces only a folder that has it
+ * (its name is no input's: a hyphen is not in identifiers). */
+#define MARKER "symgraph-checkpoint.txt"
+
+static int by_name(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* folder/MARKER, listing the .npy files in folder in sorted order; -1 on an error. */
+static int write_marker(const char *folder)
+{
+    enum { most = 3 * textcnn_num_params + 2 * textcnn_num_inputs + 1 };  /* the files a checkpoint has */
+    static char found[most][256];
+    char *names[most];
+    int count = 0;
+    DIR *dir = opendir(folder);
+    if (!dir)
+        return -1;
+    for (struct dirent *entry; (entry = readdir(dir)) != NULL;) {
+        size_t length = strlen(entry->d_name);
+        if (length > 4 && strcmp(entry->d_name + length - 4, ".npy") == 0 && count < most) {
+            snprintf(found[count], sizeof found[count], "%s", entry->d_name);
+            names[count] = found[count];
+            count++;
+        }
+    }
+    closedir(dir);
+    qsort(names, (size_t)count, sizeof *names, by_name);
+    char path[4096];
+    make_path(path, folder, "/", MARKER, "");
+    FILE *file = fopen(path, "w");
+    int ok = file != NULL && fprintf(file, "# a checkpoint of textcnn, written by its trainer\n") > 0;
+    for (int k = 0; k < count; k++)
+        ok = ok && fprintf(file, "%s\n", names[k]) > 0;
+    return file != NULL && fclose(file) == 0 && ok ? 0 : -1;
+}
+
+/* Refuses, before any training, a --save folder this trainer did not write: it
+ * may not exist, be empty, or be a checkpoint whose files its marker lists. */
+static void check_save(const char *folder)
+{
+    struct stat status;
+    recover(folder);
+    if (lstat(folder, &status) != 0) {
+        if (errno == ENOENT)
+            return;
+        fail("--save %s: %s", folder, strerror(errno));
+    }
+    if (S_ISLNK(status.st_mode))
+        fail("--save %s: is a symbolic link; choose another folder", folder);
+    if (!S_ISDIR(status.st_mode))
+        fail("--save %s: is a file, not a checkpoint folder; choose another folder", folder);
+    static char listed[1 << 16];
+    char path[4096], first[256] = "";
+    make_path(path, folder, "/", MARKER, "");
+    FILE *file = fopen(path, "rb");
+    listed[0] = '\n';
+    listed[1] = '\0';
+    if (file) {
+        size_t got = fread(listed + 1, 1, sizeof listed - 2, file);
+        listed[got + 1] = '\0';
+        fclose(file);
+    }
+    DIR *dir = opendir(folder);
+    if (!dir)
+        fail("--save %s: %s", folder, strerror(errno));
+    for (struct dirent *entry; (entry = readdir(dir)) != NULL;) {
+        char line[300];
+        if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0 || strcmp(entry->d_name, MARKER) == 0)
+            continue;
+        snprintf(line, sizeof line, "\n%s\n", entry->d_name);
+        if ((!file || !strstr(listed, line)) && (!*first || strcmp(entry->d_name, first) < 0))
+            snprintf(first, sizeof first, "%s", entry->d_name);
+    }
+    closedir(dir);
+    if (*first)
+        fail("--save %s: holds files this trainer did not write (%s); choose another folder", folder, first);
+}
+
 static int save(const char *folder, real *const params[], const optimizer *opt, long epoch, uint64_t seed,
                 const statistics stats[])
 {
@@ -504,6 +607,8 @@ static int save(const char *folder, real *const params[], const optimizer *opt, 
     const int64_t state[3] = {epoch, opt->step, (int64_t)seed};
     const long three = 3;
     ok = ok && save_array(staging, "", "state", state, 1, 1, &three, 3) == 0;
+    ok = ok && write_marker(staging) == 0;
+    ok = ok && chmod(staging, 0777 & ~umask_now()) == 0;  /* mkdtemp's folder is private; a checkpoint is an ordinary folder */
     if (!ok) {
         remove_folder(staging);
         return -1;
@@ -882,6 +987,10 @@ int main(int argc, char **argv)
         fail("--batch-size %ld exceeds the compiled batch size %d; recompile with a larger dims.batch", batch_size, TEXTCNN_BATCH);
     if (textcnn_num_inputs > 0 && !data_dir && !(eval_only && val_dir))
         fail("--data is required: a folder with one NAME.npy per input");
+    if (save_to)
+        check_save(save_to);
+    if (log_to && !can_write(log_to))
+        fail("--log %s: cannot be written", log_to);
 
     dataset data = {0}, val = {0};
     if (data_dir)

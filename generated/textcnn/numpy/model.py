@@ -44,6 +44,7 @@ INPUTS = {
 }
 OUTPUTS = ['logits']
 BATCH_INPUT = 'tokens'
+BATCH = 50  # the spec's batch size: the most examples one call takes
 WHOLE_BATCH = None
 DROPOUT_STREAM = 1 << 20
 SHUFFLE_STREAM = 1 << 21
