@@ -69,3 +69,42 @@ def test_extreme_inputs_give_finite_correct_results(op, case, target, dtype):
     tolerance = 1e-12 if dtype == "float64" else 1e-5
     assert abs(loss - expected_loss) <= tolerance * max(1.0, abs(expected_loss))
     np.testing.assert_allclose(grads["z"], expected_grad, rtol=tolerance, atol=tolerance)
+
+
+# -- NaN and infinity: both targets give the same values, NaN where NumPy has NaN ---------
+from conftest import inputs_for, one_op_graph, sample  # noqa: E402
+from symgraph.ops import REGISTRY  # noqa: E402
+from test_gradients import OPS, ROWS  # noqa: E402
+
+
+def same_values(actual, expected) -> bool:
+    """The same NaN and infinities in the same places, the rest equal to float64 rounding."""
+    actual, expected = np.asarray(actual, np.float64), np.asarray(expected, np.float64)
+    if actual.shape != expected.shape:
+        return False
+    finite = np.isfinite(expected)
+    if not np.array_equal(np.isnan(actual), np.isnan(expected)) or not np.array_equal(actual[np.isinf(expected)], expected[np.isinf(expected)]):
+        return False
+    scale = max(float(np.max(np.abs(expected[finite]), initial=0.0)), 1e-300)
+    return bool(np.all(np.abs(actual[finite] - expected[finite]) <= 1e-12 * scale))
+
+
+@pytest.mark.parametrize("special", ["nan", "inf"])
+@pytest.mark.parametrize("name", OPS)
+def test_targets_agree_on_nan_and_infinity(name, special, rng):
+    args, attrs = ROWS[name]
+    g = one_op_graph(name, args, attrs)
+    c, numpy = sg.compile(g, target="c", dtype="float64"), sg.compile(g, target="numpy", dtype="float64")
+    params = {p: sample(rng, tuple(c.params[p]), REGISTRY[name].domain) for p in c.params}
+    first = next(iter(params))
+    for at in {min(3, params[first].size - 1), params[first].size // 2}:  # not only the first of a window or row
+        params[first].flat[at] = np.nan if special == "nan" else np.inf
+    inputs = inputs_for(c, rng)
+    with np.errstate(all="ignore"):
+        loss, grads = c.loss_and_grads(params, inputs)
+        expected_loss, expected = numpy.loss_and_grads(params, inputs)
+        outputs, expected_outputs = c.forward(params, inputs)["result"], numpy.forward(params, inputs)["result"]
+    assert same_values(loss, expected_loss), (loss, expected_loss)
+    assert same_values(outputs, expected_outputs), (outputs, expected_outputs)
+    for key in expected:
+        assert same_values(grads[key], expected[key]), (key, grads[key], expected[key])

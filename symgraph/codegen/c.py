@@ -203,7 +203,7 @@ class Printer(C99CodePrinter):
 
     def _print_sgn(self, expr):
         x = self._print(expr.args[0])
-        return f"((({x}) > 0) - (({x}) < 0))"
+        return f"(({x}) != ({x}) ? ({x}) : (({x}) > 0) - (({x}) < 0))"  # NaN stays NaN, as np.sign keeps it
 
     def function(self, name: str) -> str:
         """A libm function in the model's precision."""
@@ -481,8 +481,9 @@ class Function:
         return self.nest(self.g.shape(v), {v: strides(self.g.shape(v))}, lambda ix: [f"{v}[{ix[v]}] /= {count};"], v)
 
     def emit_max(self, v):
-        # a store on every step, so that the compiler may vectorise (it adds no stores to a conditional one)
-        return self.reduce(v, "-INFINITY", lambda acc, x: f"{acc} = {x} > {acc} ? {x} : {acc};")
+        # a store on every step, so that the compiler may vectorise (it adds no stores to a conditional one);
+        # a NaN is taken and kept, as NumPy's max does
+        return self.reduce(v, "-INFINITY", lambda acc, x: f"{acc} = {x} > {acc} || {x} != {x} ? {x} : {acc};")
 
     def emit_broadcast_to(self, v):
         (x,) = self.g.args(v)

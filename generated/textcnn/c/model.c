@@ -615,7 +615,8 @@ static void sg_conv1d_backward_kernel(long batch, long length, long c_in, long s
  * maximum along the middle axis, as NumPy's argmax picks it. Two passes that
  * vectorise, over up to block columns at once so that x is read row by row:
  * each column's maximum, then dx written whole, with dy where the column first
- * meets it. Where none does (a NaN first), the first row takes dy. */
+ * meets it (a NaN is the maximum, and the first NaN takes dy, as NumPy's argmax
+ * picks it). */
 static void sg_max_backward(long outer, long length, long inner, const real *x, const real *dy, real *dx)
 {
     enum { block = 256 };
@@ -633,16 +634,14 @@ static void sg_max_backward(long outer, long length, long inner, const real *x, 
             }
             for (long l = 1; l < length; l++)
                 for (long j = 0; j < width; j++)
-                    top[j] = xo[l * inner + j] > top[j] ? xo[l * inner + j] : top[j];
+                    top[j] = xo[l * inner + j] > top[j] || xo[l * inner + j] != xo[l * inner + j] ? xo[l * inner + j] : top[j];
             for (long l = 0; l < length; l++)
                 for (long j = 0; j < width; j++) {
-                    const int hit = !found[j] && xo[l * inner + j] == top[j];
+                    const real value = xo[l * inner + j];
+                    const int hit = !found[j] && (value == top[j] || (value != value && top[j] != top[j]));
                     dxo[l * inner + j] = hit ? dyo[l * inner + j] : 0;
                     found[j] |= hit;
                 }
-            for (long j = 0; j < width; j++)
-                if (!found[j])
-                    dxo[j] = dyo[j];
         }
 }
 
@@ -843,7 +842,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
-                f3[i*100 + k] = f3_3[i*5200 + j*100 + k] > f3[i*100 + k] ? f3_3[i*5200 + j*100 + k] : f3[i*100 + k];
+                f3[i*100 + k] = f3_3[i*5200 + j*100 + k] > f3[i*100 + k] || f3_3[i*5200 + j*100 + k] != f3_3[i*5200 + j*100 + k] ? f3_3[i*5200 + j*100 + k] : f3[i*100 + k];
 
     real *f4_1 = arena + 0;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
@@ -861,7 +860,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
-                f4[i*100 + k] = f4_3[i*5100 + j*100 + k] > f4[i*100 + k] ? f4_3[i*5100 + j*100 + k] : f4[i*100 + k];
+                f4[i*100 + k] = f4_3[i*5100 + j*100 + k] > f4[i*100 + k] || f4_3[i*5100 + j*100 + k] != f4_3[i*5100 + j*100 + k] ? f4_3[i*5100 + j*100 + k] : f4[i*100 + k];
 
     real *f5_1 = arena + 0;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
@@ -879,7 +878,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
-                f5[i*100 + k] = f5_3[i*5000 + j*100 + k] > f5[i*100 + k] ? f5_3[i*5000 + j*100 + k] : f5[i*100 + k];
+                f5[i*100 + k] = f5_3[i*5000 + j*100 + k] > f5[i*100 + k] || f5_3[i*5000 + j*100 + k] != f5_3[i*5000 + j*100 + k] ? f5_3[i*5000 + j*100 + k] : f5[i*100 + k];
 
     real *features_1 = arena + 0;  /* [n, 300] */
     for (long i = 0; i < n; i++)
@@ -935,7 +934,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
-                f3[i*100 + k] = f3_3[i*5200 + j*100 + k] > f3[i*100 + k] ? f3_3[i*5200 + j*100 + k] : f3[i*100 + k];
+                f3[i*100 + k] = f3_3[i*5200 + j*100 + k] > f3[i*100 + k] || f3_3[i*5200 + j*100 + k] != f3_3[i*5200 + j*100 + k] ? f3_3[i*5200 + j*100 + k] : f3[i*100 + k];
 
     real *f4_1 = arena + 0;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
@@ -953,7 +952,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
-                f4[i*100 + k] = f4_3[i*5100 + j*100 + k] > f4[i*100 + k] ? f4_3[i*5100 + j*100 + k] : f4[i*100 + k];
+                f4[i*100 + k] = f4_3[i*5100 + j*100 + k] > f4[i*100 + k] || f4_3[i*5100 + j*100 + k] != f4_3[i*5100 + j*100 + k] ? f4_3[i*5100 + j*100 + k] : f4[i*100 + k];
 
     real *f5_1 = arena + 0;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
@@ -971,7 +970,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
-                f5[i*100 + k] = f5_3[i*5000 + j*100 + k] > f5[i*100 + k] ? f5_3[i*5000 + j*100 + k] : f5[i*100 + k];
+                f5[i*100 + k] = f5_3[i*5000 + j*100 + k] > f5[i*100 + k] || f5_3[i*5000 + j*100 + k] != f5_3[i*5000 + j*100 + k] ? f5_3[i*5000 + j*100 + k] : f5[i*100 + k];
 
     real *features_1 = arena + 0;  /* [n, 300] */
     for (long i = 0; i < n; i++)
@@ -1036,7 +1035,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 52; j++)
             for (long k = 0; k < 100; k++)
-                f3[i*100 + k] = f3_3[i*5200 + j*100 + k] > f3[i*100 + k] ? f3_3[i*5200 + j*100 + k] : f3[i*100 + k];
+                f3[i*100 + k] = f3_3[i*5200 + j*100 + k] > f3[i*100 + k] || f3_3[i*5200 + j*100 + k] != f3_3[i*5200 + j*100 + k] ? f3_3[i*5200 + j*100 + k] : f3[i*100 + k];
 
     real *f4_1 = arena + 0;  /* [n, 51, 100] */
     sg_conv1d(n, 50, 64, 51, 100, 4, 1, 2, words, K4, f4_1);
@@ -1054,7 +1053,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 51; j++)
             for (long k = 0; k < 100; k++)
-                f4[i*100 + k] = f4_3[i*5100 + j*100 + k] > f4[i*100 + k] ? f4_3[i*5100 + j*100 + k] : f4[i*100 + k];
+                f4[i*100 + k] = f4_3[i*5100 + j*100 + k] > f4[i*100 + k] || f4_3[i*5100 + j*100 + k] != f4_3[i*5100 + j*100 + k] ? f4_3[i*5100 + j*100 + k] : f4[i*100 + k];
 
     real *f5_1 = arena + 0;  /* [n, 50, 100] */
     sg_conv1d(n, 50, 64, 50, 100, 5, 1, 2, words, K5, f5_1);
@@ -1072,7 +1071,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 50; j++)
             for (long k = 0; k < 100; k++)
-                f5[i*100 + k] = f5_3[i*5000 + j*100 + k] > f5[i*100 + k] ? f5_3[i*5000 + j*100 + k] : f5[i*100 + k];
+                f5[i*100 + k] = f5_3[i*5000 + j*100 + k] > f5[i*100 + k] || f5_3[i*5000 + j*100 + k] != f5_3[i*5000 + j*100 + k] ? f5_3[i*5000 + j*100 + k] : f5[i*100 + k];
 
     real *features_1 = arena + 0;  /* [n, 300] */
     for (long i = 0; i < n; i++)
