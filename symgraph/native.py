@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -139,13 +140,28 @@ def pointers(arrays: list[np.ndarray]):
     return (ctypes.c_void_p * max(len(arrays), 1))(*[a.ctypes.data for a in arrays])
 
 
+def load_private(path: Path) -> ctypes.CDLL:
+    """The library, loaded from a copy of its own: the loader gives every load of
+    one path the same handle, and with it the same static work area, which two
+    models compiled from one spec would then share."""
+    with tempfile.TemporaryDirectory(prefix="symgraph-lib-") as folder:
+        copy = Path(folder) / path.name
+        shutil.copyfile(path, copy)
+        return ctypes.CDLL(str(copy))  # mapped now: the file may go
+
+
 class Library:
-    """The generated model's functions, called with NumPy arrays."""
+    """The generated model's functions, called with NumPy arrays.
+
+    Each Library has its own copy of the code and so its own work area; a lock
+    lets one call at a time use it, so that a model may be called from any thread.
+    """
 
     def __init__(self, program, path: Path):
         self.program = program
         self.dtype = np.dtype(program.dtype)
-        self.lib = ctypes.CDLL(str(path))
+        self.lib = load_private(path)
+        self._lock = threading.Lock()
         api = program.name
         p, i, long, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_uint64
         double_p = ctypes.POINTER(ctypes.c_double)
@@ -178,7 +194,8 @@ class Library:
 
     def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
         arrays = [np.empty(tuple(int(d) for d in leaf.shape), self.dtype) for leaf in self.program.params]
-        self._init(pointers(arrays), seed)
+        with self._lock:
+            self._init(pointers(arrays), seed)
         return {leaf.name: a for leaf, a in zip(self.program.params, arrays)}
 
     def batch_size(self, inputs: dict) -> int:
@@ -191,7 +208,9 @@ class Library:
         g, n = self.program.eval_graph, self.batch_size(inputs)
         outputs = [np.empty(tuple(n if is_batch(d) else int(d) for d in g.shape(node)), self.dtype) for node in self.program.output_nodes]
         args = self._param_arrays(params), self._input_arrays(inputs)  # alive until the call returns
-        self._check(self._forward(pointers(args[0]), pointers(args[1]), n, pointers(outputs)), n)
+        with self._lock:
+            status = self._forward(pointers(args[0]), pointers(args[1]), n, pointers(outputs))
+        self._check(status, n)
         return dict(zip(self.program.outputs, outputs))
 
     def loss_and_grads(self, params: dict, inputs: dict, training: bool = False, seed: int = 0):
@@ -199,7 +218,8 @@ class Library:
         grads = [np.empty(tuple(int(d) for d in leaf.shape), self.dtype) for leaf in self.program.params]
         loss = ctypes.c_double()
         args = self._param_arrays(params), self._input_arrays(inputs)
-        status = self._loss_and_grads(pointers(args[0]), pointers(args[1]), n, int(training), seed, ctypes.byref(loss), pointers(grads))
+        with self._lock:
+            status = self._loss_and_grads(pointers(args[0]), pointers(args[1]), n, int(training), seed, ctypes.byref(loss), pointers(grads))
         self._check(status, n)
         return loss.value, {leaf.name: g for leaf, g in zip(self.program.params, grads)}
 
@@ -211,7 +231,8 @@ class Library:
         work = [np.empty_like(a) for a in updated]
         loss = ctypes.c_double()
         inputs_ = self._input_arrays(inputs)
-        status = self._sgd_step(pointers(updated), pointers(inputs_), n, int(training), seed, lr, ctypes.byref(loss), pointers(work))
+        with self._lock:
+            status = self._sgd_step(pointers(updated), pointers(inputs_), n, int(training), seed, lr, ctypes.byref(loss), pointers(work))
         self._check(status, n)
         return loss.value, {leaf.name: a for leaf, a in zip(self.program.params, updated)}
 

@@ -480,3 +480,32 @@ def test_softmax_gradient_written_in_place_is_right_at_o3(rows, cols):
     _, expected = numpy.loss_and_grads(params, {})
     for name in expected:
         assert_close(grads[name], expected[name], 1e-12)
+
+
+@pytest.mark.parametrize("target", ["c", "numpy"])
+def test_a_model_is_safe_from_threads_and_two_models_share_nothing(target):
+    """Four threads call one model, and two models compiled apart from one spec
+    run at once: every result equals the one computed alone."""
+    import threading
+
+    g = sg.load(ROOT / "examples" / "digits_mlp.yaml")
+    models = [sg.compile(g, target=target, dtype="float64") for _ in range(2)]
+    rng = np.random.default_rng(0)
+    params = models[0].init_params(1)
+    batches = [{"x": rng.standard_normal((n, 64)), "y": rng.integers(0, 10, n)} for n in (32, 17, 5, 29, 32, 11)]
+    expected = [models[0].loss_and_grads(params, b) for b in batches]
+    wrong = []
+
+    def work(model, offset):
+        for k in range(24):
+            index = (k + offset) % len(batches)
+            loss, grads = model.loss_and_grads(params, batches[index])
+            if loss != expected[index][0] or any(not np.array_equal(grads[p], expected[index][1][p]) for p in grads):
+                wrong.append(index)
+
+    threads = [threading.Thread(target=work, args=(models[t % 2] if t >= 2 else models[0], t)) for t in range(6)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not wrong
