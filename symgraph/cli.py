@@ -8,7 +8,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from .errors import SpecError
+from .errors import BuildError, SpecError
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +51,11 @@ def main(argv: list[str] | None = None) -> int:
         return COMMANDS[args.command](args)
     except SpecError as exc:
         print(f"error: {one_line(str(exc))}", file=sys.stderr)
+        return 2
+    except BuildError as exc:  # the C compiler or the build cache
+        lines = str(exc).splitlines()
+        detail = next((line for line in lines[1:] if "error" in line), "")
+        print(f"error: {one_line(lines[0] + ' ' + detail)}", file=sys.stderr)
         return 2
 
 

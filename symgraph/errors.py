@@ -24,3 +24,11 @@ class SpecError(Exception):
     def __str__(self) -> str:
         parts = [self.source or "<graph>", self.node or "<spec>", self.message]
         return ": ".join(parts)
+
+
+class BuildError(RuntimeError):
+    """The C compiler failed or is missing, or the build cache cannot be used.
+
+    The CLI prints its first line (and the compiler's first error) as one
+    ``error:`` line and exits with code 2.
+    """

@@ -23,14 +23,11 @@ from pathlib import Path
 import numpy as np
 
 from .codegen.c import compiled_batch
+from .errors import BuildError
 from .ir import is_batch
 
 FLAGS = ("-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-Wall", "-Wextra")
 LIBRARY = "libmodel.so"
-
-
-class BuildError(RuntimeError):
-    """The C compiler failed or is missing."""
 
 
 def compiler() -> str:
@@ -77,32 +74,83 @@ def host() -> str:
     return f"{platform.machine()} {flags.strip()}"
 
 
+DIGEST = LIBRARY + ".sha256"  # beside each cached library: its hash when it was built
+
+
+def usable_cache() -> Path:
+    """The cache folder, made if need be; refused (BuildError) when it is not a
+    folder, cannot be made, or others can write it: a library planted there
+    would run inside this process."""
+    folder = cache_dir()
+    try:
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        status = folder.stat()
+    except OSError as exc:
+        raise BuildError(f"cannot use the build cache {folder}: {exc.strerror or exc} (set SYMGRAPH_CACHE)") from None
+    if status.st_mode & 0o022 or status.st_uid != os.getuid():
+        raise BuildError(f"the build cache {folder} is not yours alone (others may write it); chmod go-w it or set SYMGRAPH_CACHE")
+    return folder
+
+
+def digest_of(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def intact(folder: Path) -> bool:
+    """Whether a cache entry holds its library, unchanged since it was built."""
+    try:
+        return (folder / DIGEST).read_text(encoding="ascii").strip() == digest_of(folder / LIBRARY)
+    except (OSError, UnicodeDecodeError):
+        return False
+
+
 def build(sources: dict[str, str], flags: tuple[str, ...] = FLAGS, verbose: bool = False) -> Path:
-    """The shared library built from ``sources`` (name -> text; every ``.c`` is compiled)."""
+    """The shared library built from ``sources`` (name -> text; every ``.c`` is compiled).
+
+    A cached build is reused only if its library still has the hash recorded
+    when it was built; a damaged entry is built again.
+    """
     cc = compiler()
     key = build_key(sources, cc, flags)
-    folder = cache_dir() / key
+    root = usable_cache()
+    folder = root / key
     library = folder / LIBRARY
-    if library.exists():
+    if intact(folder):
         say(verbose, f"reusing build {key}: same sources, compiler ({compiler_version(cc)}) and flags")
         return library
-    say(verbose, f"compiling {', '.join(sorted(sources))}: no build with key {key} in {cache_dir()}")
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=folder.parent))
+    if folder.exists() or folder.is_symlink():
+        say(verbose, f"rebuilding {key}: the cached library is missing or damaged")
+        remove(folder)
+    else:
+        say(verbose, f"compiling {', '.join(sorted(sources))}: no build with key {key} in {root}")
     try:
-        for name, text in sources.items():
-            (staging / name).write_text(text, encoding="utf-8")
-        units = sorted(name for name in sources if name.endswith(".c"))
-        done = subprocess.run([cc, *flags, "-o", LIBRARY, *units, "-lm"], cwd=staging, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise BuildError(f"{cc} failed on the generated code:\n{done.stderr}")
+        staging = Path(tempfile.mkdtemp(prefix=f".{key}.", dir=root))
         try:
-            os.replace(staging, folder)
-        except OSError:  # another process finished the same build first
-            pass
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+            for name, text in sources.items():
+                (staging / name).write_text(text, encoding="utf-8")
+            units = sorted(name for name in sources if name.endswith(".c"))
+            done = subprocess.run([cc, *flags, "-o", LIBRARY, *units, "-lm"], cwd=staging, capture_output=True, text=True)
+            if done.returncode != 0:
+                raise BuildError(f"{cc} failed on the generated code:\n{done.stderr}")
+            (staging / DIGEST).write_text(digest_of(staging / LIBRARY) + "\n", encoding="ascii")
+            try:
+                os.replace(staging, folder)
+            except OSError:  # another process finished the same build first
+                if not intact(folder):
+                    remove(folder)
+                    os.replace(staging, folder)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    except OSError as exc:
+        raise BuildError(f"cannot build in the cache {root}: {exc.strerror or exc}") from None
     return library
+
+
+def remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
 
 
 def say(verbose: bool, message: str) -> None:
@@ -147,6 +195,9 @@ def load_private(path: Path) -> ctypes.CDLL:
     with tempfile.TemporaryDirectory(prefix="symgraph-lib-") as folder:
         copy = Path(folder) / path.name
         shutil.copyfile(path, copy)
+        recorded = path.parent / DIGEST
+        if recorded.exists() and recorded.read_text(encoding="ascii").strip() != digest_of(copy):
+            raise BuildError(f"the cached library {path} changed after it was built; run again to rebuild it")
         return ctypes.CDLL(str(copy))  # mapped now: the file may go
 
 
