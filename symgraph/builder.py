@@ -6,6 +6,7 @@ in Python give identical graphs by construction.
 
 from __future__ import annotations
 
+import math
 from collections import deque
 from typing import Any, Iterable
 
@@ -21,6 +22,7 @@ TRAIN_KEYS = {
     "eps": float, "weight_decay": float, "batch_size": int, "epochs": int, "seed": int,
     "normalize": list, "metric": str,
 }
+INT_LIMITS = {"seed": 2**63 - 1}  # what both trainers' integer types hold (else 2**31 - 1)
 OPTIMIZERS = ("sgd", "adam")
 METRICS = ("accuracy", "perplexity")  # what a trainer reports next to the validation loss
 
@@ -120,8 +122,8 @@ class Graph(IRGraph):
             raise SpecError(f"the batch dim can only be {where}", node=name)
         value = extra.get("value")
         if value is not None:
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-                raise SpecError(f"value must be a number, got {value!r}", node=name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise SpecError(f"value must be a finite number, got {str(value)[:40]}", node=name)
             if shape != ():
                 raise SpecError("only scalars (shape []) may carry a value", node=name)
         attrs = {k: v for k, v in extra.items() if v is not None}
@@ -241,10 +243,10 @@ class Graph(IRGraph):
             where = f"train.{key}" if isinstance(key, str) and key.isidentifier() else "train"
             if kind is None:
                 raise SpecError(f"unknown train setting {key!r} (known: {', '.join(TRAIN_KEYS)})", node="train")
-            if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value >= 0):
-                raise SpecError(f"{key} must be a non-negative number, got {value!r}", node=where)
-            if kind is int and (isinstance(value, bool) or not isinstance(value, int) or value < 0):
-                raise SpecError(f"{key} must be a non-negative integer, got {value!r}", node=where)
+            if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < math.inf):
+                raise SpecError(f"{key} must be a finite non-negative number, got {str(value)[:40]}", node=where)
+            if kind is int and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT_LIMITS.get(key, 2**31 - 1)):
+                raise SpecError(f"{key} must be an integer from 0 to {INT_LIMITS.get(key, 2**31 - 1)}, got {str(value)[:40]}", node=where)
             if key == "batch_size" and value < 1:  # above dims.batch, the trainers refuse it at start
                 raise SpecError(f"batch_size must be at least 1, got {value}", node=where)
             if key == "optimizer" and value not in OPTIMIZERS:

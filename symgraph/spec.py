@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -50,14 +51,60 @@ def read_source(source: str | Path) -> tuple[str, str]:
     return str(source), "<string>"
 
 
+class SpecLoader(yaml.SafeLoader):
+    """YAML as a spec means it: a key given twice is an error (not the last one
+    silently), and ``1e-3`` is the number it looks like (YAML 1.2's rule; 1.1
+    wanted ``1.0e-3``)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"the key {str(key)[:40]!r} is given twice", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+SpecLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
+    list("-+0123456789"),
+)
+
+MAX_VALUES = 100_000  # a spec's values after YAML's aliases are expanded: no spec needs more
+
+
+def expanded_size(data, limit: int = MAX_VALUES) -> int:
+    """How many values ``data`` holds with every alias expanded, counting no
+    further than ``limit`` (an alias bomb of 600 bytes expands to billions)."""
+    sizes: dict[int, int] = {}
+
+    def size(value) -> int:
+        if id(value) in sizes:
+            return sizes[id(value)]
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else ()
+        total = 1
+        for child in children:
+            total = min(limit + 1, total + size(child))
+        sizes[id(value)] = total
+        return total
+
+    return size(data)
+
+
 def parse_yaml(text: str) -> dict:
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=SpecLoader)  # noqa: S506 - SpecLoader is a SafeLoader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" at line {mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or "malformed YAML"
         raise SpecError(f"malformed YAML{line}: {problem}", node="<yaml>") from None
+    except RecursionError:
+        raise SpecError("the YAML nests too deeply", node="<yaml>") from None
+    if expanded_size(data) > MAX_VALUES:
+        raise SpecError(f"the spec expands to more than {MAX_VALUES:,} values (YAML aliases?)", node="<yaml>")
     if not isinstance(data, dict):
         raise SpecError("a spec must be a YAML mapping", node="<yaml>")
     unknown = [str(k) for k in data if k not in TOP_KEYS]
@@ -158,6 +205,8 @@ def build_expressions(g: Graph, entries: dict) -> None:
             if exc.node is None:
                 exc.node = name
             raise
+        except RecursionError:
+            raise SpecError("the expression nests too deeply: split it into named parts", node=name) from None
 
 
 class Expression:
@@ -176,9 +225,9 @@ class Expression:
         return self.as_tensor(self.build(node))
 
     def visit_Constant(self, node: ast.Constant) -> float:
-        if type(node.value) not in (int, float) or not math.isfinite(node.value):
-            raise SpecError(f"{node.value!r} is not allowed in an expression (numbers only)")
-        return node.value
+        if type(node.value) not in (int, float):
+            raise SpecError(f"{excerpt(node)} is not allowed in an expression (numbers only)")
+        return number(lambda: float(node.value), node)
 
     def visit_Name(self, node: ast.Name) -> Tensor:
         if node.id in self.g.nx:
@@ -252,6 +301,9 @@ class Expression:
                 raise SpecError(f"{name}() takes {opdef.arity} tensor argument(s), got {given}")
         tensors = [self.tensor(a) for a in node.args[:split]]
         positional = [self.literal(a, name) for a in node.args[split:]]
+        repeated = sorted({k.arg for k in node.keywords if sum(j.arg == k.arg for j in node.keywords) > 1})
+        if repeated:
+            raise SpecError(f"{name}(): the keyword {repeated[0]!r} is repeated")
         keywords = {k.arg: self.literal(k.value, name) for k in node.keywords}
         return self.g.apply(name, *tensors, positional=positional, **keywords)
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import networkx as nx
+import pytest
 
 import symgraph as sg
+from symgraph.cli import main
 from symgraph.codegen import build_program, render
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,3 +69,42 @@ def test_dims_keep_the_batch_axis_symbolic():
     g = sg.load(ROOT / "examples" / "mlp.yaml")
     assert repr(g.shape("logits")[0]) == "batch=64"
     assert type(g.shape("logits")[1]) is int
+
+
+ALIAS_BOMB = "".join(
+    f"{name}: &{name} [{', '.join([f'*{prev}' if prev else 'x'] * 9)}]\n"
+    for prev, name in zip([None, "a", "b", "c", "d", "e", "f", "g", "h"], "abcdefghi")
+)
+DEEP_MINUS = "dims: {batch: 2}\ninputs: {x: {shape: [batch]}}\ngraph: {loss: 'sum(" + "-" * 3000 + "x)'}\nloss: loss\n"
+
+
+@pytest.mark.parametrize(
+    "text, says",
+    [
+        (ALIAS_BOMB, "expands to more than"),
+        ("name: m\nname: n\n", "given twice"),
+        (DEEP_MINUS, "nests too deeply"),
+        ("inputs: {x: {shape: [2]}}\ngraph: {loss: 'sum(x * " + "9" * 400 + ")'}\nloss: loss\n", "overflows"),
+        ("inputs: {x: {shape: [2]}}\ngraph: {loss: 'sum(x * 10 ** 400)'}\nloss: loss\n", "overflows"),
+        ("inputs: {x: {shape: [2]}}\ngraph: {loss: 'sum(x * 0 ** -1)'}\nloss: loss\n", "divides by zero"),
+        ("inputs: {x: {shape: [2]}}\ngraph: {loss: 'sum(x * (-8) ** 0.5)'}\nloss: loss\n", "not a finite real number"),
+        ("inputs: {x: {shape: [2]}}\ngraph: {loss: 'sum(softmax(x, axis=0, axis=0))'}\nloss: loss\n", "repeated"),
+        ("inputs: {x: {shape: [2]}}\ngraph: {loss: sum(x)}\nloss: loss\ntrain: {lr: .inf}\n", "finite"),
+        ("inputs: {x: {shape: [2]}}\ngraph: {loss: sum(x)}\nloss: loss\ntrain: {seed: 36893488147419103232}\n", "seed must be an integer"),
+        ("inputs: {x: {shape: [2]}}\ngraph: {loss: sum(x)}\nloss: loss\ntrain: {epochs: 99999999999}\n", "epochs must be an integer"),
+        ("inputs: {x: {shape: [2]}}\ngraph: {loss: sum(x)}\nloss: loss\ntrain: {batch_size: 0}\n", "batch_size must be at least 1"),
+        ("params: {c: {shape: [], value: .nan}}\ngraph: {loss: c * 2}\nloss: loss\n", "number"),
+    ],
+)
+def test_hostile_specs_are_one_clear_error(text, says, tmp_path, capsys):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(text)
+    assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1 and says in err and len(err) < 400, err
+    assert not (tmp_path / "out").exists()
+
+
+def test_numbers_in_yaml_are_what_they_look_like():
+    g = sg.load("inputs: {x: {shape: [2]}}\ngraph: {loss: sum(x)}\nloss: loss\ntrain: {lr: 1e-3, momentum: 9E-1}\n")
+    assert g.train["lr"] == 0.001 and g.train["momentum"] == 0.9

@@ -331,3 +331,31 @@ def test_a_model_that_folds_the_batch_trains_on_whole_batches_in_both_trainers(t
         refused = run(train, "--data", tmp_path / "train", "--batch-size", "3")
         assert refused.returncode == 2 and refused.stderr.startswith("error: --batch-size must be 4"), refused.stderr
     assert lines["c"] == lines["numpy"] and len(lines["c"]) == 2
+
+
+@pytest.mark.parametrize("flags", [
+    ("--lr", "nan"), ("--momentum", "nan"), ("--weight-decay", "inf"), ("--lr", "-1"), ("--epochs", "-2"),
+    ("--batch-size", "0"), ("--seed", str(2**64)), ("--seed", "x"), ("--epoch", "3"),
+])
+def test_both_trainers_refuse_the_same_flags_with_the_same_words(tmp_path, flags):
+    data = toy_digits(tmp_path / "train", 40, 0)
+    said = {}
+    for target in ("numpy", "c"):
+        train = compile_example("digits_mlp", tmp_path / target, target, dtype="float64")
+        done = run(train, "--data", data, "--epochs", "1", *flags)
+        assert done.returncode == 2 and done.stdout == "", (target, done.stdout, done.stderr)
+        said[target] = done.stderr.splitlines()[-1]
+    if flags[0] != "--epoch":  # argparse and the C trainer word an unknown flag differently
+        assert said["numpy"] == said["c"], said
+
+
+def test_a_huge_seed_with_dropout_trains_alike_in_both_trainers(tmp_path):
+    """The step seed wraps as C's uint64_t does: the NumPy trainer raised OverflowError at 2**44."""
+    data = toy_digits(tmp_path / "train", 64, 0)
+    lines = {}
+    for target in ("numpy", "c"):
+        train = compile_example("digits_mlp", tmp_path / target, target, dtype="float64")
+        done = run(train, "--data", data, "--epochs", "1", "--seed", str(2**63 - 1))
+        assert done.returncode == 0, done.stderr
+        lines[target] = done.stdout.rsplit("  ", 1)[0]
+    assert lines["numpy"] == lines["c"]

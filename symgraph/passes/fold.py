@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from ..ir import Batch, Graph
 from ..ops import REGISTRY
 from .rewrite import redirect_all, replace
@@ -32,16 +34,30 @@ def fold_constants(g: Graph) -> Graph:
             continue
         args = out.args(node)
         values = [const_value(out, a) for a in args]
-        if all(v is not None for v in values) and not (op == "div" and values[1] == 0):
+        folded = fold_value(scalar, values)
+        if folded is not None:
             # the node itself becomes the constant, so its name and role stay
             out.nx.remove_edges_from(list(out.nx.in_edges(node)))
-            out.nx.nodes[node].update(op="const", attrs=(("value", float(scalar(*values))),))
+            out.nx.nodes[node].update(op="const", attrs=(("value", folded),))
             continue
         keep = identity_operand(op, args, values)
         if keep is not None and out.shape(keep) == out.shape(node) and out.dtype(keep) == "float":
             replace(out, node, keep, redirected)
     redirect_all(out, redirected)
     return out
+
+
+def fold_value(scalar, values: list) -> float | None:
+    """The constant that folding gives, or None: an argument is not a plain
+    constant, or the result is not a finite number (left to the run, which
+    computes the inf or nan that the target's arithmetic gives)."""
+    if any(v is None for v in values):
+        return None
+    try:
+        value = float(scalar(*values))
+    except (ZeroDivisionError, OverflowError):
+        return None
+    return value if math.isfinite(value) else None
 
 
 def identity_operand(op: str, args: list[str], values: list) -> str | None:

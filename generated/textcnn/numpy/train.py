@@ -273,24 +273,54 @@ def log_row(path, epoch, train_loss, evaluated, rate):
         handle.write((LOG_HEADER if fresh else "") + f"{row},{rate:.0f}\n")
 
 
+def number(flag):
+    """A flag's finite number >= 0, or a clean exit (the C trainer's words)."""
+
+    def parse(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = math.nan
+        if not 0 <= value < math.inf:
+            fail(f"{flag} takes a number >= 0, got '{text}'")
+        return value
+
+    return parse
+
+
+def whole(flag, low):
+    """A flag's whole number >= low that a C long holds, or a clean exit (the C trainer's words)."""
+
+    def parse(text):
+        try:
+            value = int(text, 10)
+        except ValueError:
+            value = None
+        if value is None or not low <= value < 2**63:
+            fail(f"{flag} takes a whole number >= {low}, got '{text}'")
+        return value
+
+    return parse
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], allow_abbrev=False)  # as the C trainer: no --epoch for --epochs
     parser.add_argument("--data", help="folder with one NAME.npy per input")
     parser.add_argument("--val", help="validation folder, same layout")
-    parser.add_argument("--epochs", type=int, default=10, help="epochs in all, resumed ones included")
-    parser.add_argument("--lr", type=float, default=LR)
-    parser.add_argument("--batch-size", type=int, default=50)
-    parser.add_argument("--seed", type=int, help="default 0, or the resumed checkpoint's")
+    parser.add_argument("--epochs", type=whole("--epochs", 0), default=10, help="epochs in all, resumed ones included")
+    parser.add_argument("--lr", type=number("--lr"), default=LR)
+    parser.add_argument("--batch-size", type=whole("--batch-size", 1), default=50)
+    parser.add_argument("--seed", type=whole("--seed", 0), help="default 0, or the resumed checkpoint's")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default=OPTIMIZER)
-    parser.add_argument("--momentum", type=float, default=MOMENTUM)
-    parser.add_argument("--weight-decay", type=float, default=WEIGHT_DECAY)
+    parser.add_argument("--momentum", type=number("--momentum"), default=MOMENTUM)
+    parser.add_argument("--weight-decay", type=number("--weight-decay"), default=WEIGHT_DECAY)
     parser.add_argument("--normalize", action="append", default=[], metavar="INPUT", help="standardise a float input")
     parser.add_argument("--init-from", help="checkpoint folder to start from (and resume)")
     parser.add_argument("--save", help="checkpoint folder to write after each epoch")
     parser.add_argument("--log", help="CSV file to append one row per epoch to")
     parser.add_argument("--eval", action="store_true", help="only evaluate --init-from on --val (else --data)")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.epochs < 0 or (args.seed is not None and args.seed < 0):
+    if args.batch_size < 1 or args.epochs < 0 or (args.seed is not None and not 0 <= args.seed < 2**63):
         fail("--batch-size must be >= 1, --epochs and --seed >= 0")
     if model.WHOLE_BATCH is not None and args.batch_size != model.WHOLE_BATCH:
         fail(f"--batch-size must be {model.WHOLE_BATCH}: the model folds the batch axis into another and takes whole batches only")
@@ -334,7 +364,7 @@ def main(argv=None):
         total = 0.0
         for start in range(0, n, args.batch_size):
             index = order[start : start + args.batch_size]
-            step_seed = seed * 1000003 + optimizer.step
+            step_seed = (seed * 1000003 + optimizer.step) % 2**64  # as C's uint64_t wraps
             loss, grads = model.loss_and_grads(params, batch(data, index), training=True, seed=step_seed)
             if not np.isfinite(loss):
                 fail(f"epoch {epoch}: the loss is not finite ({loss}); the last checkpoint is kept")
