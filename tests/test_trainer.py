@@ -359,3 +359,35 @@ def test_a_huge_seed_with_dropout_trains_alike_in_both_trainers(tmp_path):
         assert done.returncode == 0, done.stderr
         lines[target] = done.stdout.rsplit("  ", 1)[0]
     assert lines["numpy"] == lines["c"]
+
+
+@pytest.mark.parametrize("damage", ["fifo", "negative seed", "strings", "stats shape"])
+def test_damaged_files_are_refused_alike_and_never_hang(tmp_path, damage):
+    import os
+
+    data = toy_digits(tmp_path / "train", 40, 0)
+    said = {}
+    for target in ("numpy", "c"):
+        train = compile_example("digits_mlp", tmp_path / target, target, dtype="float64")
+        ckpt = tmp_path / f"ckpt-{target}"
+        assert run(train, "--data", data, "--epochs", "1", "--normalize", "x", "--save", ckpt).returncode == 0
+        folder = data
+        if damage == "fifo":
+            folder = tmp_path / f"fifo-{target}"
+            folder.mkdir()
+            np.save(folder / "y.npy", np.zeros(4, np.int64))
+            os.mkfifo(folder / "x.npy")
+            args = ["--data", folder, "--epochs", "1"]
+        else:
+            if damage == "negative seed":
+                np.save(ckpt / "state.npy", np.array([1, 2, -1], np.int64))
+            elif damage == "strings":
+                np.save(ckpt / "state.npy", np.array(["1", "2", "3"]))
+            else:
+                np.save(ckpt / "normalize.mean.x.npy", np.zeros(3))
+            args = ["--data", data, "--epochs", "2", "--init-from", ckpt, "--normalize", "x"]
+        done = subprocess.run([*train, *map(str, args)], capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, (target, done.stderr)
+        said[target] = done.stderr.replace(str(ckpt), "CKPT").replace(str(folder), "DATA")
+    if damage in ("fifo", "negative seed"):
+        assert said["numpy"] == said["c"], said

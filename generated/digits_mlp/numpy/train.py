@@ -206,10 +206,14 @@ def read(folder, name, shape, required=True):
     path = os.path.join(folder, f"{name}.npy")
     if not required and not os.path.exists(path):
         return None
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block the read for good
+        fail(f"{path}: not a regular file")
     try:
         value = np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - a damaged file makes np.load raise many kinds
         fail(f"{path}: cannot read: {exc}")
+    if value.dtype.kind not in "biuf":
+        fail(f"{path}: holds {value.dtype}, not numbers")
     if shape is not None and value.shape != shape:
         fail(f"{path}: shape {value.shape}, expected {shape}")
     return value
@@ -224,10 +228,13 @@ def load_checkpoint(folder, optimizer):
         for name, shape in model.PARAMS.items():
             if name in table and state is not None:
                 table[name] = read(folder, f"optimizer.{slot}.{name}", shape).astype(model.DTYPE)
+    if state is not None and (state.dtype.kind not in "iu" or np.any(state < 0) or np.any(state >= 2**63)):
+        fail(f"{os.path.join(folder, 'state.npy')}: expected [epochs, steps, seed], whole numbers >= 0")
     stats = {}
     for name in NORMALIZE:
-        mean = read(folder, f"normalize.mean.{name}", None, required=False)
-        std = read(folder, f"normalize.std.{name}", None, required=False)
+        example = model.INPUTS[name][0][1:]  # the statistics of one example
+        mean = read(folder, f"normalize.mean.{name}", example, required=False)
+        std = read(folder, f"normalize.std.{name}", example, required=False)
         if mean is not None and std is not None:
             stats[name] = (mean.astype(model.DTYPE), std.astype(model.DTYPE))
     if state is None:

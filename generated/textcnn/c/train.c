@@ -141,6 +141,11 @@ static void header_field(const char *header, const char *key, char *out, size_t 
 /* Reads path into `a`, converting to int64_t (want_int) or real; the caller frees a->values. */
 static int read_npy(const char *path, int want_int, array *a, char *why, size_t why_size)
 {
+    struct stat status;
+    if (stat(path, &status) == 0 && !S_ISREG(status.st_mode)) {  /* a FIFO would block the read for good */
+        snprintf(why, why_size, "not a regular file");
+        return -1;
+    }
     FILE *f = fopen(path, "rb");
     unsigned char start[10];
     char header[4096], descr[16], order[16];
@@ -677,6 +682,8 @@ static void load_checkpoint(const char *folder, real *const params[], optimizer 
     if (read_npy(path, 1, &state, why, sizeof why) != 0 || state.count != 3)
         fail("%s: %s", path, state.count != 3 ? "expected [epochs, steps, seed]" : why);
     const int64_t *values = state.values;
+    if (values[0] < 0 || values[1] < 0 || values[2] < 0)
+        fail("%s: expected [epochs, steps, seed], whole numbers >= 0", path);
     *epoch = (long)values[0];
     opt->step = (long)values[1];
     if (!seed_given)
