@@ -34,6 +34,21 @@ C_LIBRARY = frozenset(
     printf fprintf snprintf fopen fclose fread fwrite stderr stdout stdin
     strcmp strlen size_t ptrdiff_t int32_t int64_t uint32_t uint64_t
     uint8_t errno main assert offsetof FILE EOF""".split()
+) | frozenset(
+    # the object-like macros that <math.h>, <stdint.h> and <string.h> define
+    # under -std=c99 (cc -std=c99 -dM -E): a variable of that name is rewritten
+    """FP_ILOGB0 FP_ILOGBNAN FP_INFINITE FP_NAN FP_NORMAL FP_SUBNORMAL FP_ZERO
+    HUGE_VAL HUGE_VALF HUGE_VALL INFINITY NAN NULL MATH_ERREXCEPT MATH_ERRNO
+    math_errhandling INT8_MAX INT8_MIN INT16_MAX INT16_MIN INT32_MAX INT32_MIN
+    INT64_MAX INT64_MIN INTMAX_MAX INTMAX_MIN INTPTR_MAX INTPTR_MIN
+    INT_FAST8_MAX INT_FAST8_MIN INT_FAST16_MAX INT_FAST16_MIN INT_FAST32_MAX
+    INT_FAST32_MIN INT_FAST64_MAX INT_FAST64_MIN INT_LEAST8_MAX INT_LEAST8_MIN
+    INT_LEAST16_MAX INT_LEAST16_MIN INT_LEAST32_MAX INT_LEAST32_MIN
+    INT_LEAST64_MAX INT_LEAST64_MIN PTRDIFF_MAX PTRDIFF_MIN SIG_ATOMIC_MAX
+    SIG_ATOMIC_MIN SIZE_MAX UINT8_MAX UINT16_MAX UINT32_MAX UINT64_MAX
+    UINTMAX_MAX UINTPTR_MAX UINT_FAST8_MAX UINT_FAST16_MAX UINT_FAST32_MAX
+    UINT_FAST64_MAX UINT_LEAST8_MAX UINT_LEAST16_MAX UINT_LEAST32_MAX
+    UINT_LEAST64_MAX WCHAR_MAX WCHAR_MIN WINT_MAX WINT_MIN""".split()
 )
 
 # Names that the generated modules and trainers define or import themselves.
@@ -41,6 +56,10 @@ RUNTIME = frozenset(
     """np n real_t params inputs grads outputs training rng seed state
     step lr loss_value arena mask ids self args data math os sys time json
     argparse idx tap correct_count real""".split()
+    # module-level names of the NumPy model that its functions read
+    + """DTYPE scratch window_rows random_bits random_uniform random_normal
+    DROPOUT_STREAM SHUFFLE_STREAM BATCH BATCH_INPUT WHOLE_BATCH PARAMS INPUTS
+    OUTPUTS""".split()
 )
 
 

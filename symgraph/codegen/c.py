@@ -973,13 +973,17 @@ INTERFACE_SUFFIXES = (
 INTERFACE_MACROS = ("BATCH", "MAX_RANK", "MODEL_H")
 
 
+def leaf_names(program) -> dict[str, list[str]]:
+    """The names that the C interface declares one symbol each for, by kind."""
+    return {"param": [p.name for p in program.params], "input": [i.name for i in program.inputs], "output": program.outputs}
+
+
 def interface_names(program, api: str) -> set[str]:
     names = set()
     for prefix in (api, f"{api}_f64"):
         names |= {f"{prefix}_{suffix}" for suffix in INTERFACE_SUFFIXES}
         names |= {f"{prefix.upper()}_{macro}" for macro in INTERFACE_MACROS}
-        leaves = {"param": [p.name for p in program.params], "input": [i.name for i in program.inputs], "output": program.outputs}
-        for kind, named in leaves.items():
+        for kind, named in leaf_names(program).items():
             names |= {f"{prefix}_{kind}_{name}" for name in named}
     return names
 
@@ -994,6 +998,10 @@ def check_api(program) -> str:
     for node in g.nx:
         if node in taken:
             raise SpecError(f"{node!r} is a name the C interface of model {g.name!r} declares; rename the node or the model", node=node, source=g.source)
+    for kind, named in leaf_names(program).items():
+        for name in named:  # a param 'info' would make NAME_param_info, the table of params
+            if f"{kind}_{name}" in INTERFACE_SUFFIXES:
+                raise SpecError(f"an {kind} named {name!r} would make {g.name}_{kind}_{name}, a name the C interface already uses; rename it", node=name, source=g.source)
     return g.name
 
 
