@@ -509,3 +509,17 @@ def test_a_model_is_safe_from_threads_and_two_models_share_nothing(target):
     for t in threads:
         t.join()
     assert not wrong
+
+
+def test_a_work_area_past_2_gib_builds_standalone(tmp_path):
+    """An arena of 7.2 GB (float32 [600, 1000000] buffers): a static array that
+    size failed to link ("relocation truncated to fit"); it is allocated at the
+    first call instead. Built only: running it would need the memory."""
+    spec = tmp_path / "big.yaml"
+    spec.write_text("name: big\ndims: {batch: 600}\ninputs: {x: {shape: [batch, 1]}}\nparams: {v: {shape: [1, 1000000]}}\n"
+                    "graph: {h: x * v, loss: 'sum(tanh(h))'}\nloss: loss\n")
+    from symgraph.cli import main
+
+    assert main(["compile", str(spec), "--target", "c", "-o", str(tmp_path / "c"), "--max-memory", "100G"]) == 0
+    done = subprocess.run(["make", "-s", "-C", str(tmp_path / "c"), "CFLAGS=-O1"], capture_output=True, text=True)
+    assert done.returncode == 0 and "relocation" not in done.stderr, done.stderr

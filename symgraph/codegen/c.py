@@ -786,6 +786,8 @@ def constant(value) -> sp.Expr:
 CACHED_PRINTERS: dict[str, CachedPrinter] = {}
 
 
+LARGE_ARENA = 1 << 30  # bytes: a static array from 2 GiB on fails to link under the default code model
+
 ARRAY_ARGUMENTS = {"forward": ("params", "inputs", "outputs"), "evaluate": ("params", "inputs"), "loss_and_grads": ("params", "inputs", "grads")}
 
 
@@ -925,6 +927,7 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         metric=scored_output(program) is not None,
         arena=max(total, 1),
         arena_bytes=total * itemsize,
+        large_arena=total * itemsize >= LARGE_ARENA,
         kernels=sorted(ctx.kernels),
         tanh_series=tanh_series(ctx.printer) if "tanh" in ctx.kernels else [],
         parallel_elements=PARALLEL_ELEMENTS,
