@@ -12,8 +12,12 @@ import pytest
 import symgraph as sg
 from symgraph.codegen import numpy as numpy_backend
 
+from pathlib import Path
+
 from conftest import ATOL, RTOL, central_difference_errors, inputs_for
 from test_gradients import assert_close
+
+ROOT = Path(__file__).resolve().parents[1]
 
 SPECS = {
     # sum(x * w, axis=1) is x @ w; its weight gradient sum(dz[:, None] * x, axis=0) is dz @ x
@@ -163,3 +167,26 @@ def test_sgd_step_updates_every_param_in_place(scratch_elements, monkeypatch):
     params["b"] = 1.25  # a plain number: not an array to write into
     m._backend.sgd_step(params, grads, 0.3)
     assert params["b"] == 1.25 - 0.3 * grads["b"]
+
+
+def test_scratch_memory_stays_bounded_whatever_the_batch_sizes(tmp_path):
+    """Scratch buffers were kept per shape: 481 batch sizes added 2 GiB. Now
+    one per array, as large as its largest use: a full batch's worth."""
+    g = sg.load(ROOT / "examples" / "mlp.yaml")
+    model = sg.compile(g, target="numpy", dtype="float32", out_dir=tmp_path / "out")
+    store = model._backend._SCRATCH
+    params = model.init_params(0)
+    rng = np.random.default_rng(0)
+
+    def held() -> int:
+        arrays = [v if isinstance(v, np.ndarray) else v[0] for v in vars(store).values()]
+        return sum(a.nbytes for a in arrays)
+
+    def step(n: int) -> None:
+        model.loss_and_grads(params, {"x": rng.standard_normal((n, 784)), "y": rng.integers(0, 10, n)})
+
+    step(64)
+    full = held()
+    for n in range(1, 64):
+        step(n)
+    assert 0 < held() <= full

@@ -75,12 +75,19 @@ _SCRATCH = threading.local()
 def scratch(name, shape):
     """The buffer that holds the big intermediate array `name` of this shape,
     made on first use and reused by every later call in this thread: a fresh
-    array this big would cost a page fault per 4 KiB on every call."""
+    array this big would cost a page fault per 4 KiB on every call. One buffer
+    per name, as large as its largest use, so that memory stays bounded
+    whatever batch sizes come; each shape is a view of its start."""
     buffers = vars(_SCRATCH)
-    array = buffers.get((name, shape))
-    if array is None:
-        array = buffers[(name, shape)] = np.empty(shape, DTYPE)
-    return array
+    entry = buffers.get(name)
+    if entry is None or shape not in entry[1]:
+        size = int(np.prod(shape))
+        if entry is None or entry[0].size < size:
+            entry = buffers[name] = (np.empty(size, DTYPE), {})
+        if len(entry[1]) >= 64:  # the views are small, but not their number
+            entry[1].clear()
+        entry[1][shape] = entry[0][:size].reshape(shape)
+    return entry[1][shape]
 
 
 def init_params(seed=0):
