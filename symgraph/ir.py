@@ -79,7 +79,7 @@ class Graph:
     """
 
     def __init__(self, name: str = "model", dims: dict | None = None, source: str | None = None):
-        self.name = check_name(name, node="name")
+        self.name = check_name(name, node="name", model=True)
         self.source = source
         self.nx = nx.DiGraph()
         self.dims: dict[str, int] = {}

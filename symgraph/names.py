@@ -56,31 +56,35 @@ RUNTIME = frozenset(
     """np n real_t params inputs grads outputs training rng seed state
     step lr loss_value arena mask ids self args data math os sys time json
     argparse idx tap correct_count real""".split()
-    # module-level names of the NumPy model that its functions read
-    + """DTYPE scratch window_rows random_bits random_uniform random_normal
+)
+
+# Module-level names of the NumPy model that its functions read: a node so
+# named would shadow them there (the model's own name never reaches Python code).
+NUMPY_MODULE = frozenset(
+    """DTYPE scratch window_rows random_bits random_uniform random_normal
     DROPOUT_STREAM SHUFFLE_STREAM BATCH BATCH_INPUT WHOLE_BATCH PARAMS INPUTS
     OUTPUTS""".split()
 )
 
 
-def reserved(name: str) -> str | None:
-    """Why ``name`` may not be used, or None when it may."""
+def reserved(name: str, model: bool = False) -> str | None:
+    """Why ``name`` may not be used, or None when it may (``model``: as the model's name)."""
     if not isinstance(name, str) or not IDENTIFIER.match(name):
         return f"{name!r} is not an identifier ([A-Za-z_][A-Za-z0-9_]*)"
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         return f"{name!r} is a Python keyword"
     if name in C_KEYWORDS:
         return f"{name!r} is a C keyword"
-    if name in C_LIBRARY or name in RUNTIME or hasattr(builtins, name):
+    if name in C_LIBRARY or name in RUNTIME or hasattr(builtins, name) or (name in NUMPY_MODULE and not model):
         return f"{name!r} is reserved by the generated code"
     if name.startswith(("__", "sg_", "SG_")):
         return f"{name!r} starts with a prefix reserved by the generated code"
     return None
 
 
-def check_name(name: str, node: str | None = None) -> str:
+def check_name(name: str, node: str | None = None, model: bool = False) -> str:
     """Return ``name`` if it is safe to emit in both targets; raise otherwise."""
-    why = reserved(name)
+    why = reserved(name, model)
     if why is not None:
         shown = node if node is not None else (name if IDENTIFIER.match(str(name)) else "<name>")
         raise SpecError(why, node=shown)

@@ -994,7 +994,7 @@ def interface_names(program, api: str) -> set[str]:
 def check_api(program) -> str:
     """The model's name, which prefixes every public C symbol; no node may take one of those symbols."""
     g = program.graph
-    why = reserved(g.name)
+    why = reserved(g.name, model=True)
     if why is not None:
         raise SpecError(why, node="name", source=g.source)
     taken = interface_names(program, g.name)
