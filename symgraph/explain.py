@@ -17,7 +17,7 @@ from .errors import SpecError
 from .ir import Batch, Graph, per_graph
 from .ops import REGISTRY, X
 from .ops.reduce import sum_to_axes
-from .ops.symbolic import BATCH, fill, op_expr, rational, structure, structure_expr
+from .ops.symbolic import BATCH, fill, op_expr, rational, relu, sgn, sigmoid, step, structure, structure_expr
 from .passes import optimize
 
 LEAVES = ("input", "param")
@@ -130,9 +130,13 @@ def explain(g: Graph, wrt: str | list[str] | None = None) -> Explanation:
     return Explanation(g.loss, gradients, program)
 
 
+SIMPLIFY_OPS = 40  # sympy.simplify on larger formulas took minutes (three tanh layers); they get factor_terms alone
+
+
 def scalar_gradient(gg: Graph, leaf: str) -> Gradient:
     cache: dict[str, sp.Expr] = {}
-    formula = sp.simplify(symbolic(gg, gg.gradients[leaf], cache))
+    formula = symbolic(gg, gg.gradients[leaf], cache)
+    formula = sp.simplify(formula) if sp.count_ops(formula) <= SIMPLIFY_OPS else sp.factor_terms(formula)
     values = {}
     for name in gg.nx:
         if gg.op(name) in LEAVES:
@@ -141,8 +145,19 @@ def scalar_gradient(gg: Graph, leaf: str) -> Gradient:
                 values = None
                 break
             values[sp.Symbol(name, real=True)] = value
-    number = float(formula.subs(values)) if values is not None and formula.free_symbols <= set(values) else None
+    number = None
+    if values is not None and formula.free_symbols <= set(values):
+        number = evaluate(formula.subs(values))
     return Gradient(leaf, formula, number)
+
+
+def evaluate(expr: sp.Expr) -> float | None:
+    """The value of a formula of numbers, with symgraph's own functions written
+    out for sympy's evaluation; None unless that is a finite real number."""
+    plain = expr.replace(sigmoid, lambda x: 1 / (1 + sp.exp(-x))).replace(relu, lambda x: sp.Max(x, 0))
+    plain = plain.replace(step, lambda x: sp.Piecewise((1, x > 0), (0, True))).replace(sgn, sp.sign)
+    value = plain.evalf()
+    return float(value) if value.is_Number and value.is_finite and value.is_real else None
 
 
 BATCH_SYMBOL = sp.Symbol("batch", positive=True)  # the batch size, as a reader sees it
