@@ -126,14 +126,39 @@ def cmd_draw(args) -> int:
     fmt = out.suffix.lstrip(".").lower()
     if fmt not in ("dot", "svg", "png"):
         raise SpecError(f"unknown drawing format {out.suffix!r} (use .svg, .png or .dot)", node="draw", source=args.spec)
+    check_file_output(out)
     text = drawing(g, grad=args.grad)
     if fmt != "dot" and not have_dot():
-        out = out.with_suffix(".dot")
+        out = check_file_output(out.with_suffix(".dot"))
         print(f"Graphviz 'dot' is not installed, so this writes {out} instead; {INSTALL_HINT}", file=sys.stderr)
         fmt = "dot"
     write_file(out, text.encode() if fmt == "dot" else render(text, fmt))
     print(f"wrote {out}")
     return 0
+
+
+# How the files these commands write begin: an existing file at -o is replaced
+# only when it begins so (a spec, a log or data are never overwritten).
+SIGNATURES = {
+    ".dot": (b"digraph ",), ".svg": (b"<?xml", b"<svg"), ".png": (b"\x89PNG",), ".pdf": (b"%PDF",),
+    ".html": (b"<!DOCTYPE html>",),
+}
+
+
+def check_file_output(out: Path, option: str = "-o") -> Path:
+    """Refuse, before any work, an output path that is not a file of the kind
+    this command writes: a folder, a link, or a file that begins otherwise."""
+    if out.is_symlink() or (out.exists() and not out.is_file()):
+        raise SpecError("is not a regular file; choose another output", node=option, source=str(out))
+    if out.exists():
+        try:
+            with open(out, "rb") as handle:
+                start = handle.read(64)
+        except OSError as exc:
+            raise SpecError(f"cannot be read: {exc.strerror}", node=option, source=str(out)) from None
+        if not start.startswith(SIGNATURES.get(out.suffix.lower(), ())):
+            raise SpecError(f"exists and is not a {out.suffix or 'file'} that symgraph wrote; choose another output", node=option, source=str(out))
+    return out
 
 
 def write_file(out: Path, data: bytes) -> None:
@@ -156,8 +181,8 @@ def cmd_report(args) -> int:
     from .report import report
 
     g = load(args.spec)
+    out = check_file_output(Path(args.out or f"{g.name}.html"))
     text = report(g, Path(args.spec).read_text(encoding="utf-8"))
-    out = Path(args.out or f"{g.name}.html")
     write_file(out, text.encode())
     print(f"wrote {out}")
     return 0
@@ -166,7 +191,7 @@ def cmd_report(args) -> int:
 def cmd_plot(args) -> int:
     from .plot import plot
 
-    out = Path(args.out) if args.out else Path(args.log).with_suffix(".png")
+    out = check_file_output(Path(args.out) if args.out else Path(args.log).with_suffix(".png"))
     write_file(out, plot(Path(args.log), out.suffix.lstrip(".").lower()))
     print(f"wrote {out}")
     return 0

@@ -143,3 +143,17 @@ def test_both_trainers_refuse_with_the_same_words(tmp_path):
         done = subprocess.run([*train, "--data", str(data), "--save", str(data)], capture_output=True, text=True)
         said.add(done.stderr)
     assert len(said) == 1, said
+
+
+@pytest.mark.parametrize("command", ["draw", "report"])
+def test_file_outputs_never_replace_a_spec_or_a_folder(command, tmp_path, capsys):
+    spec = spec_in(tmp_path / "work")
+    before = spec.read_bytes()
+    refused([command, str(spec), "-o", str(spec.with_suffix(".html" if command == "report" else ".dot").parent / "notes.txt")], capsys, "-o")
+    (tmp_path / "work" / "picture.dot").write_text("my own notes")
+    refused([command, str(spec), "-o", str(tmp_path / "work" / ("picture.dot" if command == "draw" else "spec.yaml"))], capsys, "-o")
+    refused([command, str(spec), "-o", str(tmp_path / "work")], capsys, "-o")
+    assert spec.read_bytes() == before and (tmp_path / "work" / "picture.dot").read_text() == "my own notes"
+    out = tmp_path / ("out.dot" if command == "draw" else "out.html")
+    assert main([command, str(spec), "-o", str(out)]) == 0
+    assert main([command, str(spec), "-o", str(out)]) == 0  # its own output it replaces
