@@ -111,7 +111,9 @@ class Graph(IRGraph):
 
     def _leaf(self, kind: str, name: str, shape: Any, dtype: str, **extra: Any) -> Tensor:
         check_name(name, node=f"{kind}s.{name}" if isinstance(name, str) and name.isidentifier() else f"{kind}s")
-        if name in self.nx or name in self.dims:
+        if name in self.dims:
+            raise SpecError(f"{name!r} is both a dim and {'an input' if kind == 'input' else 'a param'}: rename one of them", node=name)
+        if name in self.nx:
             raise SpecError(f"{name!r} is defined twice", node=name)
         if dtype not in ("float", "int"):
             raise SpecError(f"dtype must be 'float' or 'int', got {dtype!r}", node=name)

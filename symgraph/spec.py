@@ -173,7 +173,9 @@ def build_expressions(g: Graph, entries: dict) -> None:
     deps = nx.DiGraph()
     for name in entries:
         check_name(name, node=name if isinstance(name, str) and name.isidentifier() else "graph")
-        if name in g.nx or name in g.dims:
+        if name in g.dims:
+            raise SpecError(f"{name!r} is both a dim and a graph entry: rename one of them", node=name)
+        if name in g.nx:
             raise SpecError(f"{name!r} is defined twice", node=name)
     for name, text in entries.items():
         shown = name

@@ -488,9 +488,16 @@ class Generator:
         return self.accept(f"{op}({t.text}{sep}{attr})", shape)
 
     def make_matmul(self, terms):
-        t = self.pick(terms, rank_at_least=2)
+        t = self.pick(terms, rank_at_least=1)
         if t is None:
             return None
+        if len(t.shape) == 1 or self.rng.random() < 0.2:  # numpy.matmul's vectors
+            k = t.shape[-1]
+            if len(t.shape) == 1 and self.rng.random() < 0.5:
+                other = self.param((k, self.rng.choice([1, 2, "d"])))
+                return self.accept(f"{t.text} @ {other.text}", (other.shape[1],))
+            other = self.param((k,))
+            return self.accept(f"{t.text} @ {other.text}", tuple(t.shape[:-1]))
         k = t.shape[-1]
         m = self.rng.choice([1, 2, 3, "d", "e"])
         if self.rng.random() < 0.3 and len(t.shape) == 3:

@@ -87,6 +87,13 @@ REGRESSIONS = {
     "an op of a constant": spec("{loss: 'mse(relu((0.5 * x) ** 0), x * w)'}"),
     "max over several axes": spec("{h: 'max(s * w, axis=[1, 2])', k: 'max(s, axis=[0, 2], keepdims=True)', loss: 'sum(h * h) + sum(k)'}",
                                   inputs="s: {shape: [batch, 3, d]}", outputs="h, k"),
+    # @ is numpy.matmul: vectors are rows on the left, columns on the right
+    "matmul of every rank": spec(
+        "{a: x @ w, b: w @ v, c: v @ M, mv: 'M @ v', e: 's @ M', f: 's @ t', g: 'w @ s', "
+        "loss: 'sum(a) + b + sum(c * c) + sum(mv) + sum(e * e) + sum(f) + sum(g * g)'}",
+        inputs="x: {shape: [batch, d]}, s: {shape: [batch, d, d]}, t: {shape: [batch, d, d]}",
+        params="w: {shape: [d]}, v: {shape: [d]}, M: {shape: [d, d]}", outputs="a, b, g",
+    ),
     "classes on the batch axis": spec("{loss: 'cross_entropy(mean(x, axis=1), y)'}", inputs="x: {shape: [batch, d]}, y: {shape: [], dtype: int, bound: 3}"),
 }
 

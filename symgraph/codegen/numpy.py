@@ -234,12 +234,12 @@ def emit_transpose(n: Node):
     if axes == tuple(range(len(axes))):
         return [f"{n.name} = {n.args[0]}"]
     if axes == (1, 0):
-        return [f"{n.name} = {n.args[0]}.T"]
+        return [f"{n.name} = {method_target(n.args[0])}.T"]
     return [f"{n.name} = np.transpose({n.args[0]}, {axes})"]
 
 
 def emit_reshape(n: Node):
-    return [f"{n.name} = {n.args[0]}.reshape({shape_text(n.shape)})"]
+    return [f"{n.name} = {method_target(n.args[0])}.reshape({shape_text(n.shape)})"]
 
 
 def emit_concat(n: Node, reuse: bool = False):

@@ -68,8 +68,8 @@ class Program:
 
     def eval_inputs(self) -> list[Leaf]:
         """Inputs that the outputs read (prediction needs no labels)."""
-        # an output may be an input itself (dropout(x, p) is x in evaluation)
-        used = {a for n in self.eval_graph.nx for a in self.eval_graph.args(n)} | set(self.output_nodes)
+        # the evaluation graph also computes the loss, which reads the labels
+        used = self.eval_graph.needed_by(self.output_nodes)
         return [leaf for leaf in self.inputs if leaf.name in used]
 
 

@@ -43,7 +43,33 @@ def matmul_vjp(g, node, cotangent):
     )
 
 
-register(OpDef("matmul", 2, matmul_shape, matmul_vjp, doc="C[..., i, j] = sum_k A[..., i, k] B[..., k, j]"))
+def matmul_expand(g, args, attrs):
+    """numpy.matmul's rule for vectors: a 1-D left operand is a row, a 1-D right
+    one a column, and that axis is dropped from the result (vector @ vector is a
+    scalar). The product itself is always of matrices or their stacks."""
+    a, b = args
+    rows, cols = len(g.shape(a)) == 1, len(g.shape(b)) == 1
+    if rows:
+        a = apply(g, "reshape", [a], {"shape": (1, g.shape(a)[0])})
+    if cols:
+        b = apply(g, "reshape", [b], {"shape": (g.shape(b)[0], 1)})
+    shapes = [g.shape(a), g.shape(b)]
+    if not shapes[0] or not shapes[1]:
+        raise ValueError(f"@ needs operands of rank 1 or more, got {fmt_shape(g.shape(args[0]))} and {fmt_shape(g.shape(args[1]))}")
+    product = g.add_node("matmul", (a, b), attrs, matmul_shape(shapes, attrs), "float")
+    if not (rows or cols):
+        return product
+    shape = g.shape(product)
+    kept = shape[:-2] + (() if rows else shape[-2:-1]) + (() if cols else shape[-1:])
+    return apply(g, "reshape", [product], {"shape": tuple(kept)})
+
+
+register(
+    OpDef(
+        "matmul", 2, matmul_shape, matmul_vjp, expand=matmul_expand,
+        doc="C[..., i, j] = sum_k A[..., i, k] B[..., k, j]; a vector is a row on the left, a column on the right",
+    )
+)
 
 
 # -- transpose --------------------------------------------------------------------
