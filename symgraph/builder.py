@@ -7,6 +7,7 @@ in Python give identical graphs by construction.
 from __future__ import annotations
 
 import math
+import inspect
 from collections import deque
 from typing import Any, Iterable
 
@@ -285,8 +286,20 @@ def op_function(name: str):
         return graphs[0].apply(name, *args, **attrs)
 
     function.__name__ = name
-    function.__doc__ = opdef.doc
+    function.__doc__ = f"{ops.registry.signature(opdef)}\n\n{opdef.doc}"
+    function.__signature__ = python_signature(opdef)  # help() shows the op's own arguments
     return function
+
+
+def python_signature(opdef) -> inspect.Signature:
+    tensors = list(opdef.arg_names) or ["x", "y", "z", "w"][: opdef.arity or 0]
+    params = [inspect.Parameter(t, inspect.Parameter.POSITIONAL_ONLY) for t in tensors]
+    if opdef.arity is None:
+        params = [inspect.Parameter("tensors", inspect.Parameter.VAR_POSITIONAL)]
+    for key, default in opdef.attrs:
+        kind = inspect.Parameter.KEYWORD_ONLY if opdef.arity is None else inspect.Parameter.POSITIONAL_OR_KEYWORD
+        params.append(inspect.Parameter(key, kind, default=inspect.Parameter.empty if default is ops.REQUIRED else default))
+    return inspect.Signature(params)
 
 
 OP_FUNCTIONS = {name: op_function(name) for name, op in ops.REGISTRY.items() if op.public}

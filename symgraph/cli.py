@@ -46,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("log")
     p.add_argument("-o", "--out", help="FILE.png, .svg or .pdf (default: the log's name with .png)")
 
+    p = sub.add_parser("ops", help="every op a spec may call, with its signature; or one op's meaning")
+    p.add_argument("name", nargs="?")
+
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
@@ -197,7 +200,26 @@ def cmd_plot(args) -> int:
     return 0
 
 
-COMMANDS = {"compile": cmd_compile, "grad": cmd_grad, "check": cmd_check, "draw": cmd_draw, "report": cmd_report, "plot": cmd_plot}
+def cmd_ops(args) -> int:
+    from .ops.registry import REGISTRY, signature, unknown_op
+
+    public = sorted(n for n, op in REGISTRY.items() if op.public)
+    if args.name is None:
+        width = max(len(signature(REGISTRY[n])) for n in public)
+        for name in public:
+            print(f"{signature(REGISTRY[name]):<{width}}  {REGISTRY[name].doc}")
+        return 0
+    if args.name not in public:
+        raise SpecError(unknown_op(args.name), node="ops")
+    op = REGISTRY[args.name]
+    print(signature(op))
+    print(f"  {op.doc}")
+    if op.elementwise:
+        print(f"  f(x) = {op.expr}")
+    return 0
+
+
+COMMANDS = {"ops": cmd_ops, "compile": cmd_compile, "grad": cmd_grad, "check": cmd_check, "draw": cmd_draw, "report": cmd_report, "plot": cmd_plot}
 
 if __name__ == "__main__":
     sys.exit(main())

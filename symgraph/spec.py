@@ -289,7 +289,7 @@ class Expression:
         name = node.func.id
         opdef = ops.REGISTRY.get(name)
         if opdef is None or not opdef.public:
-            raise SpecError(f"unknown op {name!r}")
+            raise SpecError(ops.registry.unknown_op(name))
         if any(isinstance(a, ast.Starred) for a in node.args) or any(k.arg is None for k in node.keywords):
             raise SpecError(f"{name}(): * and ** arguments are not allowed")
         if opdef.arity is None:

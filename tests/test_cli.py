@@ -49,3 +49,18 @@ def test_unknown_target_is_refused(tmp_path, capsys):
     assert exc.value.code == 2
     assert "invalid choice" in capsys.readouterr().err
     assert not (tmp_path / "f").exists()
+
+
+def test_ops_lists_every_public_op_with_its_signature(capsys):
+    import inspect
+
+    import symgraph as sg
+
+    assert main(["ops"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    public = sorted(n for n, op in REGISTRY.items() if op.public)
+    assert [line.split("(")[0] for line in listed] == public
+    assert any(line.startswith("conv1d(x, K, stride=1, padding=0)") for line in listed)
+    assert main(["ops", "max_pool1d"]) == 0 and capsys.readouterr().out.startswith("max_pool1d(x, size, stride=None)")
+    assert str(inspect.signature(sg.max_pool1d)) == "(x, /, size, stride=None)"
+    assert main(["ops", "tanhh"]) == 2 and "did you mean tanh?" in capsys.readouterr().err

@@ -24,6 +24,7 @@ loss: loss
 CASES = {
     "malformed_yaml": ("name: m\ngraph: {a: [\n", "<yaml>", "malformed YAML"),
     "unknown_op": (GOOD.replace("x @ W", "frobnicate(x) @ W"), "logits", "unknown op 'frobnicate'"),
+    "misspelt_op": (GOOD.replace("x @ W", "tanhh(x) @ W"), "logits", "unknown op 'tanhh'; did you mean tanh?"),
     "wrong_arity": (GOOD.replace("x @ W", "exp(x, W)"), "logits", "takes 1 tensor argument"),
     "unknown_keyword": (GOOD.replace("x @ W", "softmax(x @ W, dim=1)"), "logits", "unknown keyword 'dim'"),
     "unknown_name": (GOOD.replace("x @ W", "x @ V"), "logits", "unknown name 'V'"),

@@ -37,7 +37,7 @@ def embedding_vjp(g, node, cotangent):
 
 register(
     OpDef(
-        "embedding", 2, embedding_shape, embedding_vjp, int_args=(1,),
+        "embedding", 2, embedding_shape, embedding_vjp, int_args=(1,), arg_names=("E", "ids"),
         int_bound=lambda shapes, attrs: int(shapes[0][0]), doc="out[..., :] = E[ids[...], :]",
     )
 )
@@ -92,7 +92,7 @@ def conv1d_vjp(g, node, cotangent):
 CONV_ATTRS = (("stride", 1), ("padding", 0))
 register(
     OpDef(
-        "conv1d", 2, conv1d_shape, conv1d_vjp, attrs=CONV_ATTRS, canon=conv_canon,
+        "conv1d", 2, conv1d_shape, conv1d_vjp, attrs=CONV_ATTRS, canon=conv_canon, arg_names=("x", "K"),
         doc="y[b, t, o] = sum_{w, c} xpad[b, t*stride + w, c] K[w, c, o]",
     )
 )
@@ -274,7 +274,7 @@ def cross_entropy_vjp(g, node, cotangent):
 
 register(
     OpDef(
-        "cross_entropy", 2, cross_entropy_shape, cross_entropy_vjp, int_args=(1,),
+        "cross_entropy", 2, cross_entropy_shape, cross_entropy_vjp, int_args=(1,), arg_names=("logits", "y"),
         int_bound=lambda shapes, attrs: shapes[0][-1],
         doc="mean over examples of logsumexp(z) - z[y]",
     )
@@ -320,7 +320,7 @@ def binary_cross_entropy_vjp(g, node, cotangent):
 
 register(
     OpDef(
-        "binary_cross_entropy", 2, binary_cross_entropy_shape, binary_cross_entropy_vjp,
+        "binary_cross_entropy", 2, binary_cross_entropy_shape, binary_cross_entropy_vjp, arg_names=("z", "y"),
         any_args=(1,), int_bound=lambda shapes, attrs: 2,
         doc="mean of max(z, 0) - z*y + log(1 + exp(-|z|)), from logits z",
     )
@@ -333,4 +333,4 @@ def mse_expand(g, args, attrs):
     return apply(g, "mean", [apply(g, "pow", [err], {"p": 2.0})])
 
 
-register(OpDef("mse", 2, expand=mse_expand, doc="mean((pred - target) ** 2)"))
+register(OpDef("mse", 2, expand=mse_expand, arg_names=("pred", "target"), doc="mean((pred - target) ** 2)"))

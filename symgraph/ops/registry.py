@@ -9,6 +9,7 @@ the generated text are derived. Backend text lives in the emitter tables of
 
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -44,6 +45,8 @@ class OpDef:
     int_args : argument positions that hold integer ids or labels.
     int_bound : ``(arg_shapes, attrs) -> upper`` exclusive bound of those ids.
     any_args : positions that accept int or float.
+    arg_names : what its tensor arguments are called in its signature
+        (``symgraph ops``); x, y, ... by default.
     fold : evaluates the op on plain Python numbers (constant folding, and
         arithmetic on literals in a spec); None where it has no such meaning.
     domain : where the gradient test samples inputs ("real", "positive").
@@ -63,6 +66,7 @@ class OpDef:
     int_bound: Callable[[list[Shape], dict], int] | None = None
     any_args: tuple[int, ...] = ()
     fold: Callable | None = None
+    arg_names: tuple[str, ...] = ()
     domain: str = "real"
     public: bool = True
     random: bool = False
@@ -96,7 +100,22 @@ def lookup(name: str) -> OpDef:
     try:
         return REGISTRY[name]
     except KeyError:
-        raise SpecError(f"unknown op {name!r}") from None
+        raise SpecError(unknown_op(name)) from None
+
+
+def unknown_op(name: str) -> str:
+    """The message for an op no spec may call: the closest public names, and where all are listed."""
+    public = sorted(n for n, op in REGISTRY.items() if op.public)
+    close = difflib.get_close_matches(str(name), public, n=3, cutoff=0.6)
+    hint = f"; did you mean {' or '.join(close)}?" if close else ""
+    return f"unknown op {str(name)[:40]!r}{hint} (symgraph ops lists them all)"
+
+
+def signature(op: OpDef) -> str:
+    """How a spec calls the op: ``leaky_relu(x, slope=0.01)``."""
+    tensors = list(op.arg_names) or (["x", "y", "z", "w"][: op.arity] if op.arity else ["x", "y", "..."])
+    attrs = [k if default is REQUIRED else f"{k}={default!r}" for k, default in op.attrs]
+    return f"{op.name}({', '.join(tensors + attrs)})"
 
 
 # -- shape helpers shared by the families -------------------------------------
