@@ -171,9 +171,9 @@ def write_file(out: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as handle:
             handle.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's file is private; the result is an ordinary file
+        from .codegen import umask
+
+        os.chmod(tmp, 0o666 & ~umask())  # mkstemp's file is private; the result is an ordinary file
         os.replace(tmp, out)
     except BaseException:
         os.unlink(tmp)

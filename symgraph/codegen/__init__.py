@@ -73,15 +73,14 @@ def check_output(out_dir: str | Path) -> Path:
     if out == here or out in here.parents:
         refuse("is the current folder or holds it")
     entries = sorted(entry.name for entry in out.iterdir())
-    if not entries:
-        return out
-    if MANIFEST not in entries:
-        refuse(f"holds files symgraph did not write ({', '.join(entries[:3])}{', ...' if len(entries) > 3 else ''})")
-    try:
-        listed = {line for line in (out / MANIFEST).read_text(encoding="utf-8").splitlines() if line and not line.startswith("#")}
-    except (OSError, UnicodeDecodeError) as exc:
-        refuse(f"has a manifest that cannot be read ({exc.__class__.__name__})")
-    foreign = [name for name in entries if name != MANIFEST and name not in listed and name not in BUILT_IN_PLACE]
+    listed: set[str] = set()  # without a manifest, every file is someone else's
+    if MANIFEST in entries:
+        try:
+            text = (out / MANIFEST).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            refuse(f"has a manifest that cannot be read ({exc.__class__.__name__})")
+        listed = {line for line in text.splitlines() if line and not line.startswith("#")} | BUILT_IN_PLACE
+    foreign = [name for name in entries if name != MANIFEST and name not in listed]
     if foreign:
         refuse(f"holds files symgraph did not write ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''})")
     return out
@@ -145,4 +144,4 @@ def write_atomically(files: dict[str, str], out_dir: str | Path) -> Path:
     return out
 
 
-__all__ = ["MANIFEST", "Program", "build_program", "check_output", "render", "with_manifest", "write_atomically"]
+__all__ = ["MANIFEST", "Program", "build_program", "check_output", "render", "umask", "with_manifest", "write_atomically"]
