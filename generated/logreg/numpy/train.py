@@ -180,7 +180,7 @@ def save(folder, params, optimizer, epoch, seed, stats):
     staging = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".tmp.", dir=os.path.dirname(folder))
     for name, value in arrays.items():
         np.save(os.path.join(staging, f"{name}.npy"), value)
-    mask = os.umask(0)
+    mask = os.umask(0)  # read it back at once: the trainer runs one thread
     os.umask(mask)
     os.chmod(staging, 0o777 & ~mask)  # mkdtemp's folder is private; a checkpoint is an ordinary folder
     with open(os.path.join(staging, MARKER), "w", encoding="utf-8") as handle:
@@ -327,14 +327,10 @@ def main(argv=None):
     parser.add_argument("--log", help="CSV file to append one row per epoch to")
     parser.add_argument("--eval", action="store_true", help="only evaluate --init-from on --val (else --data)")
     args = parser.parse_args(argv)
-    if args.batch_size < 1 or args.epochs < 0 or (args.seed is not None and not 0 <= args.seed < 2**63):
-        fail("--batch-size must be >= 1, --epochs and --seed >= 0")
     if model.WHOLE_BATCH is not None and args.batch_size != model.WHOLE_BATCH:
         fail(f"--batch-size must be {model.WHOLE_BATCH}: the model folds the batch axis into another and takes whole batches only")
     if model.BATCH_INPUT is not None and args.batch_size > model.BATCH:
         fail(f"--batch-size {args.batch_size} exceeds the compiled batch size {model.BATCH}; recompile with a larger dims.batch")
-    if args.lr < 0 or args.momentum < 0 or args.weight_decay < 0:
-        fail("--lr, --momentum and --weight-decay must be >= 0")
     for name in args.normalize:
         if name not in model.INPUTS or model.INPUTS[name][1] != "float" or not batched(name):
             fail(f"--normalize {name}: not a batched float input of this model")
