@@ -292,8 +292,7 @@ def op_function(name: str):
 
 
 def python_signature(opdef) -> inspect.Signature:
-    tensors = list(opdef.arg_names) or ["x", "y", "z", "w"][: opdef.arity or 0]
-    params = [inspect.Parameter(t, inspect.Parameter.POSITIONAL_ONLY) for t in tensors]
+    params = [inspect.Parameter(t, inspect.Parameter.POSITIONAL_ONLY) for t in ops.registry.tensor_names(opdef)]
     if opdef.arity is None:
         params = [inspect.Parameter("tensors", inspect.Parameter.VAR_POSITIONAL)]
     for key, default in opdef.attrs:

@@ -111,9 +111,14 @@ def unknown_op(name: str) -> str:
     return f"unknown op {str(name)[:40]!r}{hint} (symgraph ops lists them all)"
 
 
+def tensor_names(op: OpDef) -> list[str]:
+    """What an op's tensor arguments are called in its signature (none listed for a variadic op)."""
+    return list(op.arg_names) or ["x", "y", "z", "w"][: op.arity or 0]
+
+
 def signature(op: OpDef) -> str:
     """How a spec calls the op: ``leaky_relu(x, slope=0.01)``."""
-    tensors = list(op.arg_names) or (["x", "y", "z", "w"][: op.arity] if op.arity else ["x", "y", "..."])
+    tensors = tensor_names(op) if op.arity is not None else ["x", "y", "..."]
     attrs = [k if default is REQUIRED else f"{k}={default!r}" for k, default in op.attrs]
     return f"{op.name}({', '.join(tensors + attrs)})"
 
