@@ -18,7 +18,7 @@ from ..errors import SpecError
 from ..explain import Pretty, chain_rule, forward_text
 from ..ir import Batch, Graph, is_batch, per_graph
 from ..ops import REGISTRY
-from ..ops.symbolic import fill, structure, structure_expr
+from ..ops.symbolic import fill, real_valued, structure, structure_expr
 from ..passes.fusion import fusion_groups
 
 
@@ -73,7 +73,7 @@ class CachedPrinter:
     def fill(self, key: tuple, texts: list[str]) -> str:
         """The expression of ``key`` with leaf i written as ``texts[i]``."""
         if key not in self.cache:
-            self.cache[key] = self.printer.doprint(structure_expr(key, self.constant))
+            self.cache[key] = self.printer.doprint(real_valued(structure_expr(key, self.constant)))
         return fill(self.cache[key], texts)
 
 

@@ -15,7 +15,7 @@ from ..ir import Graph, is_batch, numel
 from ..ops import REGISTRY
 from ..ops.registry import broadcast_shapes
 from ..ops.reduce import sum_to_axes
-from ..ops.symbolic import BATCH, fill, placeholder, relu, sgn, sigmoid, step, structure_expr
+from ..ops.symbolic import BATCH, fill, placeholder, real_valued, relu, sgn, sigmoid, step, structure_expr
 from .common import (
     CachedPrinter,
     Node,
@@ -545,7 +545,7 @@ IN_PLACE: dict[tuple, tuple[list[str], int]] = {}
 def in_place(n: Node, key: tuple, arrays: list[str]) -> list[str]:
     """The expression as ufunc calls into a scratch buffer; the one-line form, as a comment, says what they compute."""
     if key not in IN_PLACE:
-        IN_PLACE[key] = InPlace.lines_of(structure_expr(key, PRINTER.constant))
+        IN_PLACE[key] = InPlace.lines_of(real_valued(structure_expr(key, PRINTER.constant)))
     calls, temps = IN_PLACE[key]
     shape = shape_text(n.shape)
     lines = [f"# {n.name} = {PRINTER.fill(key, arrays)}", f"{n.name} = {scratch(n.name, shape)}"]

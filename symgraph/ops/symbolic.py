@@ -137,6 +137,15 @@ def structure_expr(key: tuple, constant: Callable[[object], sp.Expr], tidy: Call
     return tidy(expr) if tidy is not None else expr
 
 
+def real_valued(expr: sp.Expr) -> sp.Expr:
+    """``expr`` with every part that sympy's evaluation made complex (the log or
+    the square root of a negative constant) written as NaN, which is what both
+    targets compute there."""
+    if not expr.has(sp.I):
+        return expr
+    return expr.replace(lambda e: e.is_number and e.is_real is False, lambda e: sp.nan)
+
+
 def fill(text: str, leaves: list[str]) -> str:
     """Printed text of a structure with each placeholder written as its leaf's text."""
     return re.sub(r"\bsg_ph(\d+)\b", lambda m: leaves[int(m.group(1))], text)

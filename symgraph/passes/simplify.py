@@ -114,4 +114,6 @@ def buildable(expr: sp.Expr) -> bool:
             return False
         if sub.is_Number and not (sub.is_real and sub.is_finite):
             return False
+        if sub.is_number and sub.is_real is False:  # log(-1) is log(1) + I*pi to sympy
+            return False
     return True
