@@ -96,6 +96,11 @@ REGRESSIONS = {
     ),
     # sympy made log of a negative constant complex, and C got "I*3.14159"
     "a constant that is not a real number": spec("{h: 'log(log(0.5) + 0.625) * w', loss: 'sum(x * w)'}", outputs="h"),
+    # a mean over two batch axes counted n once in its gradient (found by the 5,000-graph campaign)
+    "mean over two batch axes": spec("{loss: 'mean(reshape(x, [batch, 1, d]) - x * w)'}"),
+    # vector @ vector over the batch axis against a param as long as the batch: whole batches only
+    "a sum over the batch against a fixed size": spec("{h: 'reshape(x, [-1]) @ v', loss: 'h * h'}", dims="{batch: 3, d: 1}",
+                                                     params="v: {shape: [3]}"),
     "classes on the batch axis": spec("{loss: 'cross_entropy(mean(x, axis=1), y)'}", inputs="x: {shape: [batch, d]}, y: {shape: [], dtype: int, bound: 3}"),
 }
 

@@ -110,10 +110,12 @@ def batch_input(g: Graph) -> str | None:
 
 
 def merged_batch(g: Graph) -> str | None:
-    """The first node that folds the batch axis into another axis, if any.
+    """The first node that folds the batch axis into another axis, or ties it
+    to a fixed size, if any.
 
-    ``reshape(x, [-1])`` of a ``[batch, d]`` input, or ``concat`` along the
-    batch axis, has an axis whose size is a multiple of the batch size; such a
+    ``reshape(x, [-1])`` of a ``[batch, d]`` input or ``concat`` along the
+    batch axis has an axis whose size is a multiple of the batch size; a param
+    as long as the batch, broadcast or contracted against it, pins it. Such a
     model runs only on whole batches of the compiled size.
     """
     for node in g.order():
@@ -132,6 +134,13 @@ def merged_batch(g: Graph) -> str | None:
                 shape = g.shape(a)
                 if any(is_batch(d) and not is_batch(e) for d, e in zip(reversed(shape), reversed(out))):
                     return node
+        elif op == "matmul":
+            a, b = (g.shape(arg) for arg in g.args(node))
+            if is_batch(a[-1]) != is_batch(b[-2]):  # a sum over the batch axis against a fixed size
+                return node
+            out = g.shape(node)[:-2]
+            if any(is_batch(d) and not is_batch(e) for s in (a[:-2], b[:-2]) for d, e in zip(reversed(s), reversed(out))):
+                return node
         elif op == "concat":
             axis = g.attrs(node)["axis"]
             if any(is_batch(g.shape(a)[axis]) for a in g.args(node)):

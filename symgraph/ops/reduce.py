@@ -40,8 +40,9 @@ def count(g, shape: tuple, axes: tuple[int, ...]) -> str:
     static = 1
     node = None
     for axis in axes:
-        if isinstance(shape[axis], Batch):
-            node = const(g, shape[axis])
+        if isinstance(shape[axis], Batch):  # each batch axis counts n (x[:, None] - x[None] has two)
+            size = const(g, shape[axis])
+            node = size if node is None else apply(g, "mul", [node, size])
         else:
             static *= int(shape[axis])
     if node is None:
