@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 
 from .errors import SpecError
-from .names import reserved
+from .names import emittable
 from .ir import Graph, verify
 from .ops import REGISTRY, apply, const
 from .ops.reduce import sum_to
@@ -145,12 +145,12 @@ def name_temporaries(g: Graph, names: list[tuple[str, str]]) -> None:
             while True:
                 k += 1
                 candidate = f"{stem}{k}"
-                if candidate not in taken and reserved(candidate) is None:
+                if candidate not in taken and emittable(candidate):
                     break
             counters[stem] = k
         else:
             candidate, k = stem, 0
-            while candidate in taken or reserved(candidate) is not None:  # do, dif: C keywords
+            while candidate in taken or not emittable(candidate):  # do, dif: C keywords
                 k += 1
                 candidate = f"{stem}_{k}"
         mapping[temp] = candidate
@@ -164,7 +164,3 @@ def name_temporaries(g: Graph, names: list[tuple[str, str]]) -> None:
         mapping[temp] = candidate
         taken.add(candidate)
     g.rename(mapping)
-    for _, data in g.nx.nodes(data=True):
-        if "chain" in data:
-            fwd, arg, role = data["chain"]
-            data["chain"] = (mapping.get(fwd, fwd), mapping.get(arg, arg), role)

@@ -26,7 +26,7 @@ from typing import Any, Iterable
 import networkx as nx
 
 from .errors import SpecError
-from .names import check_name, reserved
+from .names import check_name, emittable
 
 LEAVES = ("input", "param", "const")
 MAX_ELEMENTS = 2**40
@@ -79,7 +79,7 @@ class Graph:
     """
 
     def __init__(self, name: str = "model", dims: dict | None = None, source: str | None = None):
-        self.name = check_name(name, node="name", model=True)
+        self.name = check_name(name, node="name")
         self.source = source
         self.nx = nx.DiGraph()
         self.dims: dict[str, int] = {}
@@ -112,12 +112,13 @@ class Graph:
         Never a name the spec still has to define (``claimed``), nor one that
         cannot be emitted (``do``, the cotangent of a node ``o``, is a C keyword).
         """
-        for candidate in itertools.chain([stem], (f"{stem}_{k}" for k in itertools.count(1))):
+        base = stem if emittable(f"{stem}_1") else f"u_{stem}"  # sg_x_1 would still be the generated code's
+        for candidate in itertools.chain(dict.fromkeys([stem, base]), (f"{base}_{k}" for k in itertools.count(1))):
             if (
                 candidate not in self.nx
                 and candidate not in self.dims
                 and candidate not in self.claimed
-                and reserved(candidate) is None
+                and emittable(candidate)
             ):
                 return candidate
         raise AssertionError("unreachable")
@@ -234,9 +235,22 @@ class Graph:
         self.gradients = {k: mapping.get(v, v) for k, v in self.gradients.items()}
         self.cotangents = {k: mapping.get(v, v) for k, v in self.cotangents.items() if k in self.nx}
 
-    def rename(self, mapping: dict[str, str]) -> None:
-        nx.relabel_nodes(self.nx, mapping, copy=False)
+    def rename(self, mapping: dict[str, str], keep_order: bool = False) -> None:
+        """Rename nodes everywhere: the graph, loss, outputs, gradients and
+        cotangents (keys too), and the chain-rule steps nodes record. With
+        ``keep_order`` the nodes keep their places in insertion order (which
+        breaks ties in ``order``); otherwise renamed ones move to the end."""
+        if keep_order:
+            self.nx = nx.relabel_nodes(self.nx, mapping, copy=True)
+        else:
+            nx.relabel_nodes(self.nx, mapping, copy=False)
+        self.gradients = {mapping.get(k, k): v for k, v in self.gradients.items()}
+        self.cotangents = {mapping.get(k, k): v for k, v in self.cotangents.items()}
         self.redirect(mapping)
+        for data in self.nx._node.values():
+            if "chain" in data:
+                fwd, arg, role = data["chain"]
+                data["chain"] = (mapping.get(fwd, fwd), mapping.get(arg, arg), role)
 
     def copy(self) -> "Graph":
         """A copy sharing nothing mutable with ``self`` (passes return copies)."""

@@ -1,9 +1,11 @@
-"""Which names from a spec may reach generated Python and C.
+"""Which names a spec may use, and how generated Python and C emit them.
 
-A name is emitted verbatim into both targets, so it must be an identifier in
-both languages, must not be a keyword of either, and must not shadow a name
-the generated code itself relies on (``np``, ``exp``, the runtime helpers).
-Names are checked once, when they enter the graph; code generation trusts them.
+A spec may name anything with any identifier that its expression syntax can
+hold: everything but Python's keywords. Generated code keeps its own names
+(``n``, ``params``, ``np``, the ``sg_`` helpers, the C library) apart: a spec
+name that would clash with one of them, or that C cannot take (``int``), is
+emitted under a mangled name (``int_``), chosen once per compiled program,
+and every declaration of such a variable says which spec name it holds.
 """
 
 from __future__ import annotations
@@ -67,25 +69,79 @@ NUMPY_MODULE = frozenset(
 )
 
 
-def reserved(name: str, model: bool = False) -> str | None:
-    """Why ``name`` may not be used, or None when it may (``model``: as the model's name)."""
+def refused(name: str) -> str | None:
+    """Why ``name`` cannot name anything in a spec, or None: only what the
+    expression syntax cannot hold (a non-identifier, a Python keyword)."""
     if not isinstance(name, str) or not IDENTIFIER.match(name):
         return f"{name!r} is not an identifier ([A-Za-z_][A-Za-z0-9_]*)"
-    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
-        return f"{name!r} is a Python keyword"
-    if name in C_KEYWORDS:
-        return f"{name!r} is a C keyword"
-    if name in C_LIBRARY or name in RUNTIME or hasattr(builtins, name) or (name in NUMPY_MODULE and not model):
-        return f"{name!r} is reserved by the generated code"
-    if name.startswith(("__", "sg_", "SG_")):
-        return f"{name!r} starts with a prefix reserved by the generated code"
+    if keyword.iskeyword(name):
+        return f"{name!r} is a Python keyword, which an expression cannot hold as a name"
     return None
 
 
-def check_name(name: str, node: str | None = None, model: bool = False) -> str:
-    """Return ``name`` if it is safe to emit in both targets; raise otherwise."""
-    why = reserved(name, model)
+def emittable(name: str) -> bool:
+    """Whether ``name`` may stand as it is for a variable in both targets: not a
+    keyword of either, not a name the generated code or its libraries use, not
+    a prefix reserved to the generated code (``sg_``) or to C (``__``, ``_X``)."""
+    return not (
+        keyword.iskeyword(name)
+        or keyword.issoftkeyword(name)
+        or name in C_KEYWORDS
+        or name in C_LIBRARY
+        or name in RUNTIME
+        or name in NUMPY_MODULE
+        or hasattr(builtins, name)
+        or name.startswith(("sg_", "SG_", "__"))
+        or re.match(r"_[A-Z]", name) is not None
+    )
+
+
+def mangled(name: str, taken) -> str:
+    """The variable that generated code uses for a spec name that is not
+    emittable: ``name_`` (``u_name`` for reserved prefixes), numbered on past
+    anything in ``taken``."""
+    stem = f"{name}_" if emittable(f"{name}_") else f"u_{name}"
+    candidate, k = stem, 0
+    while candidate in taken or not emittable(candidate):
+        k += 1
+        candidate = f"{stem}{k}"
+    return candidate
+
+
+def check_name(name: str, node: str | None = None) -> str:
+    """Return ``name`` if a spec may use it; raise otherwise."""
+    why = refused(name)
     if why is not None:
         shown = node if node is not None else (name if IDENTIFIER.match(str(name)) else "<name>")
         raise SpecError(why, node=shown)
     return name
+
+
+def c_prefix(model: str) -> str:
+    """The prefix of the model's public C symbols: its name, unless that name
+    would start them in the generated code's own namespace (``sg_``) or C's (``_``)."""
+    lowered = model.lower()
+    if lowered == "sg" or lowered.startswith("sg_") or model.startswith("_"):
+        return f"model_{model}"
+    return model
+
+
+# What the C interface declares once per model (NAME_forward, NAME_params, ...).
+INTERFACE_SUFFIXES = (
+    "real", "leaf", "num_params", "num_inputs", "num_outputs", "params", "inputs",
+    "outputs", "init_params", "forward", "evaluate", "loss_and_grads", "sgd_step", "random_bits",
+)
+INTERFACE_MACROS = ("BATCH", "MAX_RANK", "MODEL_H")
+
+
+def interface_names(model: str, leaves: dict[str, list[str]]) -> set[str]:
+    """Every public C symbol of a model and of its float64 twin; ``leaves``:
+    kind (param, input, output) -> the spec names that get an enum constant."""
+    names = set()
+    api = c_prefix(model)
+    for prefix in (api, f"{api}_f64"):
+        names |= {f"{prefix}_{suffix}" for suffix in INTERFACE_SUFFIXES}
+        names |= {f"{prefix.upper()}_{macro}" for macro in INTERFACE_MACROS}
+        for kind, named in leaves.items():
+            names |= {f"{prefix}_{kind}_{name}" for name in named}
+    return names

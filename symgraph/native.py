@@ -25,6 +25,7 @@ import numpy as np
 from .codegen.c import compiled_batch
 from .errors import BuildError
 from .ir import is_batch
+from .names import c_prefix
 
 FLAGS = ("-std=c99", "-O3", "-march=native", "-fPIC", "-shared", "-Wall", "-Wextra")
 LIBRARY = "libmodel.so"
@@ -213,7 +214,7 @@ class Library:
         self.dtype = np.dtype(program.dtype)
         self.lib = load_private(path)
         self._lock = threading.Lock()
-        api = program.name
+        api = c_prefix(program.name)
         p, i, long, u64 = ctypes.c_void_p, ctypes.c_int, ctypes.c_long, ctypes.c_uint64
         double_p = ctypes.POINTER(ctypes.c_double)
         self._init = self._function(f"{api}_init_params", None, [p, u64])

@@ -53,8 +53,9 @@ def read_source(source: str | Path) -> tuple[str, str]:
 
 class SpecLoader(yaml.SafeLoader):
     """YAML as a spec means it: a key given twice is an error (not the last one
-    silently), and ``1e-3`` is the number it looks like (YAML 1.2's rule; 1.1
-    wanted ``1.0e-3``)."""
+    silently), ``1e-3`` is the number it looks like (YAML 1.2's rule; 1.1
+    wanted ``1.0e-3``), and ``NULL``, ``true`` or ``on`` are names like any
+    other (a spec holds no YAML booleans or nulls; an empty value stays empty)."""
 
     def construct_mapping(self, node, deep=False):
         seen = set()
@@ -71,6 +72,11 @@ SpecLoader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag not in ("tag:yaml.org,2002:bool", "tag:yaml.org,2002:null")]
+    for first, resolvers in SpecLoader.yaml_implicit_resolvers.items()
+}
+SpecLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^(?:~|)$"), ["~", ""])
 
 MAX_VALUES = 100_000  # a spec's values after YAML's aliases are expanded: no spec needs more
 
@@ -188,8 +194,9 @@ def build_expressions(g: Graph, entries: dict) -> None:
         except (RecursionError, MemoryError):
             raise SpecError("the expression nests too deeply for Python's parser: split it into named parts", node=shown) from None
         deps.add_node(name)
+        called = {id(call.func) for call in ast.walk(trees[name]) if isinstance(call, ast.Call)}  # an op, even where a node shares its name
         for ref in ast.walk(trees[name]):
-            if isinstance(ref, ast.Name) and ref.id in entries:
+            if isinstance(ref, ast.Name) and ref.id in entries and id(ref) not in called:
                 deps.add_edge(ref.id, name)
     try:
         cycle = nx.find_cycle(deps)

@@ -110,20 +110,3 @@ def test_numbers_in_yaml_are_what_they_look_like():
     assert g.train["lr"] == 0.001 and g.train["momentum"] == 0.9
 
 
-@pytest.mark.parametrize("name", ["DTYPE", "scratch", "window_rows", "INT32_MAX", "SIZE_MAX", "INFINITY"])
-def test_names_the_generated_code_uses_are_refused_clearly(name, tmp_path, capsys):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(f"dims: {{batch: 2}}\ninputs: {{x: {{shape: [batch]}}}}\ngraph: {{{name}: x * 2, loss: 'sum({name})'}}\nloss: loss\n")
-    for target in ("numpy", "c"):
-        assert main(["compile", str(spec), "--target", target, "-o", str(tmp_path / target)]) == 2
-        err = capsys.readouterr().err
-        assert err.startswith("error: ") and name in err and "reserved" in err and err.count("\n") == 1, err
-
-
-@pytest.mark.parametrize("kind", ["params", "inputs"])
-def test_a_leaf_named_info_is_refused_by_the_c_target(kind, tmp_path, capsys):
-    spec = tmp_path / "spec.yaml"
-    spec.write_text(f"dims: {{batch: 2}}\n{kind}: {{info: {{shape: [2]}}}}\ngraph: {{loss: 'sum(info)'}}\nloss: loss\n")
-    assert main(["compile", str(spec), "--target", "c", "-o", str(tmp_path / "c")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and "_info" in err and err.count("\n") == 1, err

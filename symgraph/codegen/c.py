@@ -24,7 +24,7 @@ from sympy.printing.precedence import PRECEDENCE
 from ..errors import SpecError
 from ..explain import chain_rule
 from ..ir import Graph, is_batch, numel, per_graph
-from ..names import reserved
+from ..names import c_prefix
 from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import BATCH, structure
@@ -356,26 +356,34 @@ class Function:
         used = set(self.roots) | {a for v in self.order for a in self.reads[v]}
         lines = []
         for leaf in ctx.program.params:
-            if leaf.name in used:
-                lines.append(f"const real *{leaf.name} = params[{ctx.api}_param_{leaf.name}];")
+            if leaf.var in used:
+                lines.append(f"const real *{leaf.var} = params[{ctx.api}_param_{leaf.name}];{self.spec_note(leaf.var)}")
         for leaf in ctx.program.inputs:
-            if leaf.name in used:
+            if leaf.var in used:
                 ctype = "real" if leaf.dtype == "float" else "int64_t"
-                lines.append(f"const {ctype} *{leaf.name} = inputs[{ctx.api}_input_{leaf.name}];")
+                lines.append(f"const {ctype} *{leaf.var} = inputs[{ctx.api}_input_{leaf.name}];{self.spec_note(leaf.var)}")
         chain = chain_rule(g)
         for v in self.order:
             lines.append("")
             lines += [f"/* {comment_text(comment)} */" for comment in chain.statement_comments(self.fused(v), v)]
             if v in self.aliases:
                 kind = "a view of" if g.op(v) == "reshape" else "in place of"
-                lines.append(f"real *{v} = {self.aliases[v]};  /* {shape_comment(g.shape(v))}, {kind} {self.aliases[v]} */")
+                lines.append(f"real *{v} = {self.aliases[v]};  /* {shape_comment(g.shape(v))}, {kind} {self.aliases[v]}{self.spec_note(v, ';')} */")
                 if g.op(v) != "reshape":
                     lines += self.emit(v)
                 continue
             where = self.dests[v] if v in self.dests else f"arena + {offsets[v]}"
-            lines.append(f"real *{v} = {where};  /* {shape_comment(g.shape(v))} */")
+            lines.append(f"real *{v} = {where};  /* {shape_comment(g.shape(v))}{self.spec_note(v, ';')} */")
             lines += self.emit_update(v) if v in self.updates else self.emit(v)
         return lines
+
+    def spec_note(self, var: str, joint: str = "") -> str:
+        """For a variable under a mangled name, the words tying it to the spec's name."""
+        name = self.ctx.program.spec_name(var)
+        if name == var:
+            return ""
+        words = f"the spec's {name}"
+        return f"{joint} {words}" if joint else f"  /* {words} */"
 
     # -- emitters: each returns lines assigning node ``v``
     def emit(self, v: str) -> list[str]:
@@ -540,7 +548,7 @@ class Function:
     def emit_update(self, v):
         """Gradient ``v``, or in the SGD step, ``v`` scaled by -lr and added into its parameter."""
         param = self.updates[v]
-        dest = f"params[{self.ctx.api}_param_{param}]"
+        dest = f"params[{self.ctx.api}_param_{self.ctx.program.spec_name(param)}]"
         if self.g.op(v) == "matmul":
             (fused,) = self.kernel("matmul_add", *self.product_arguments(v), "-lr", dest)
         else:
@@ -821,7 +829,7 @@ def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:
 
     dests, tail = {}, []
     for param, node in program.gradients.items():
-        dest = f"grads[{api}_param_{param}]"
+        dest = f"grads[{api}_param_{program.spec_name(param)}]"
         if node in dests or train.op(node) in ("input", "param", "const"):
             tail.append((node, dest))
         else:
@@ -833,7 +841,7 @@ def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:
     if plain:
         lines += ["", f"if (step) {{  /* the step of {', '.join(plain)}, from {'its gradient' if len(plain) == 1 else 'their gradients'} */"]
         for param in plain:
-            where = f"{api}_param_{param}"
+            where = f"{api}_param_{program.spec_name(param)}"
             step = fn.nest([numel(train.shape(param))], {"p": [ONE]},
                            lambda ix: [f"params[{where}][{ix['p']}] -= lr * grads[{where}][{ix['p']}];"], "p")
             lines += ["    " + line for line in step]
@@ -969,43 +977,9 @@ def size_per_example(shape) -> int:
 # What the C interface of a model called NAME declares, as NAME_<suffix> and
 # NAME_<kind>_<leaf>; the float64 twin declares the same under NAME_f64. A
 # test checks this list against the templates.
-INTERFACE_SUFFIXES = (
-    "real", "leaf", "num_params", "num_inputs", "num_outputs", "param_info", "input_info",
-    "output_info", "init_params", "forward", "evaluate", "loss_and_grads", "sgd_step", "random_bits",
-)
-INTERFACE_MACROS = ("BATCH", "MAX_RANK", "MODEL_H")
-
-
-def leaf_names(program) -> dict[str, list[str]]:
-    """The names that the C interface declares one symbol each for, by kind."""
-    return {"param": [p.name for p in program.params], "input": [i.name for i in program.inputs], "output": program.outputs}
-
-
-def interface_names(program, api: str) -> set[str]:
-    names = set()
-    for prefix in (api, f"{api}_f64"):
-        names |= {f"{prefix}_{suffix}" for suffix in INTERFACE_SUFFIXES}
-        names |= {f"{prefix.upper()}_{macro}" for macro in INTERFACE_MACROS}
-        for kind, named in leaf_names(program).items():
-            names |= {f"{prefix}_{kind}_{name}" for name in named}
-    return names
-
-
 def check_api(program) -> str:
-    """The model's name, which prefixes every public C symbol; no node may take one of those symbols."""
-    g = program.graph
-    why = reserved(g.name, model=True)
-    if why is not None:
-        raise SpecError(why, node="name", source=g.source)
-    taken = interface_names(program, g.name)
-    for node in g.nx:
-        if node in taken:
-            raise SpecError(f"{node!r} is a name the C interface of model {g.name!r} declares; rename the node or the model", node=node, source=g.source)
-    for kind, named in leaf_names(program).items():
-        for name in named:  # a param 'info' would make NAME_param_info, the table of params
-            if f"{kind}_{name}" in INTERFACE_SUFFIXES:
-                raise SpecError(f"an {kind} named {name!r} would make {g.name}_{kind}_{name}, a name the C interface already uses; rename it", node=name, source=g.source)
-    return g.name
+    """The prefix of every public C symbol (the model's name, in most cases)."""
+    return c_prefix(program.graph.name)
 
 
 def render_model(program, env, stem: str, api: str, dtype: str) -> tuple[dict[str, str], dict]:

@@ -602,6 +602,11 @@ def init_code(leaf) -> str:
     return f"({leaf.scale!r} * (2.0 * random_uniform(seed, {leaf.index}, {shape}) - 1.0)).astype(DTYPE)"
 
 
+def spec_note(program, var: str) -> str:
+    name = program.spec_name(var)
+    return "" if name == var else f"  # the spec's {name}"
+
+
 def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     """Unpack the leaves the roots read, then one block per statement."""
     fresh = escaping(g, roots)
@@ -611,17 +616,19 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     statements = contract_products(g, implicit_broadcasts(g, statements, fresh, read), fresh, read)
     lines = []
     for leaf in program.params:
-        if leaf.name in read:
-            lines.append(f'{leaf.name} = params["{leaf.name}"]')
+        if leaf.var in read:
+            lines.append(f'{leaf.var} = params["{leaf.name}"]{spec_note(program, leaf.var)}')
     for leaf in program.inputs:
-        if leaf.name in read:
-            lines.append(f'{leaf.name} = np.asarray(inputs["{leaf.name}"]{", DTYPE" if leaf.dtype == "float" else ""})')
+        if leaf.var in read:
+            lines.append(f'{leaf.var} = np.asarray(inputs["{leaf.name}"]{", DTYPE" if leaf.dtype == "float" else ""}){spec_note(program, leaf.var)}')
     if program.batch_input is not None and any(re.search(r"\bn\b", s) for st in statements for s in st.lines):
         # n from an input this function reads (forward gets no labels), else the compiled size
-        batched = [leaf.name for leaf in program.inputs if leaf.name in read and leaf.shape and is_batch(leaf.shape[0])]
+        batched = [leaf.var for leaf in program.inputs if leaf.var in read and leaf.shape and is_batch(leaf.shape[0])]
         lines.append(f"n = {batched[0]}.shape[0]" if batched else f"n = {int(program.graph.dims['batch'])}")
     for st in statements:
         lines.extend(f"# {comment}" for comment in st.comments)
+        if program.spec_name(st.target) != st.target:
+            lines.append(f"# {st.target} holds the spec's {program.spec_name(st.target)}")
         lines.extend(st.lines)
     return lines + returns
 
@@ -786,7 +793,8 @@ def gradient_texts(program) -> dict[str, str]:
     gradient of two params is copied for the second), a NumPy scalar for a
     scalar param (arithmetic on those costs half as much as on 0-d arrays)."""
     g, texts, seen = program.train_graph, {}, set()
-    for param, node in program.gradients.items():
+    for var, node in program.gradients.items():
+        param = program.spec_name(var)
         if g.shape(node) == ():  # computed: a scalar already; a leaf or a view of one: made one
             leaf = g.op(node) in ("input", "param", "const", *VIEWS)
             texts[param] = f"DTYPE({arg_text(g, node)})" if leaf or node in seen else node

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..autodiff import differentiate
 from ..errors import SpecError
 from ..init import constant_value, distribution, init_text, parse_init, scale
 from ..ir import Graph, collector_paused
+from ..names import emittable, interface_names, mangled
 from ..ops import REGISTRY
 from ..passes import CODEGEN, optimize, remove_dropout
 from .common import batch_input, merged_batch
@@ -17,7 +18,7 @@ DTYPES = ("float32", "float64")
 
 @dataclass
 class Leaf:
-    name: str
+    name: str  # the spec's name: the interface (files, dict keys, C enums) uses it
     shape: tuple
     dtype: str  # "float" or "int"
     index: int  # position among params (their random stream) or inputs
@@ -25,6 +26,7 @@ class Leaf:
     distribution: str = ""  # "constant", "normal" or "uniform"
     scale: float = 0.0  # std, bound, or the constant
     bound: int | None = None  # int inputs: ids must lie in [0, bound)
+    var: str = ""  # the variable generated code holds it in (see names.mangled)
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Program:
     outputs: list[str]  # the spec's output names, in order
     batch_input: str | None
     merged_batch: str | None = None  # a node that folds the batch axis into another: whole batches only
+    mangled: dict[str, str] = field(default_factory=dict)  # spec name -> its variable, where they differ
 
     @property
     def compiled_batch(self) -> int:
@@ -66,11 +69,19 @@ class Program:
     def gradients(self) -> dict[str, str]:
         return self.train_graph.gradients
 
+    def spec_name(self, node: str) -> str:
+        """The spec's name for a node of the optimised graphs."""
+        return self.spec_names.get(node, node)
+
+    @property
+    def spec_names(self) -> dict[str, str]:
+        return {var: name for name, var in self.mangled.items()}
+
     def eval_inputs(self) -> list[Leaf]:
         """Inputs that the outputs read (prediction needs no labels)."""
         # the evaluation graph also computes the loss, which reads the labels
         used = self.eval_graph.needed_by(self.output_nodes)
-        return [leaf for leaf in self.inputs if leaf.name in used]
+        return [leaf for leaf in self.inputs if leaf.var in used]
 
 
 def int_bound(g: Graph, node: str) -> int | None:
@@ -106,4 +117,25 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
     evaluated = g.copy()
     evaluated.outputs = list(g.outputs) or [g.loss]
     eval_graph = optimize(remove_dropout(evaluated), passes)
-    return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g), merged_batch(g))
+    renamed = variables(g, train_graph, eval_graph)
+    for graph in (train_graph, eval_graph):
+        graph.rename({name: var for name, var in renamed.items() if name in graph.nx}, keep_order=True)
+    for leaf in params + inputs:
+        leaf.var = renamed.get(leaf.name, leaf.name)
+    return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g), merged_batch(g), renamed)
+
+
+def variables(g: Graph, *graphs: Graph) -> dict[str, str]:
+    """Node -> the variable generated code names it by, for every node of
+    ``graphs`` whose name cannot be emitted as it is: a keyword or library name
+    of either target, a name of the generated code, or a public C symbol of the
+    model (names the compiler makes are emittable, so these are the spec's)."""
+    leaves = {"param": g.params, "input": g.inputs, "output": list(g.outputs)}
+    public = interface_names(g.name, leaves)
+    taken = set(public).union(*(graph.nx for graph in graphs))
+    mapping = {}
+    for node in sorted(set().union(*(graph.nx for graph in graphs))):
+        if not emittable(node) or node in public:
+            mapping[node] = mangled(node, taken)
+            taken.add(mapping[node])
+    return mapping

@@ -625,7 +625,7 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
-const digits_mlp_leaf digits_mlp_param_info[] = {
+const digits_mlp_leaf digits_mlp_params[] = {
     {"W1", 2, {64, 128}, 0, 8192, 0, 0},
     {"b1", 1, {128}, 0, 128, 0, 0},
     {"W2", 2, {128, 10}, 0, 1280, 0, 0},
@@ -633,13 +633,13 @@ const digits_mlp_leaf digits_mlp_param_info[] = {
     {0},
 };
 
-const digits_mlp_leaf digits_mlp_input_info[] = {
+const digits_mlp_leaf digits_mlp_inputs[] = {
     {"x", 2, {32, 64}, 1, 64, 0, 0},
     {"y", 1, {32}, 1, 1, 1, 10},
     {0},
 };
 
-const digits_mlp_leaf digits_mlp_output_info[] = {
+const digits_mlp_leaf digits_mlp_outputs[] = {
     {"logits", 0, {0}, 0, 10, 0, 0},
     {0},
 };

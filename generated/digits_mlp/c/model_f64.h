@@ -55,9 +55,9 @@ typedef struct {
 } digits_mlp_f64_leaf;
 
 /* One entry per parameter, input and output, in enum order, then a zeroed entry. */
-extern const digits_mlp_f64_leaf digits_mlp_f64_param_info[];
-extern const digits_mlp_f64_leaf digits_mlp_f64_input_info[];
-extern const digits_mlp_f64_leaf digits_mlp_f64_output_info[];
+extern const digits_mlp_f64_leaf digits_mlp_f64_params[];
+extern const digits_mlp_f64_leaf digits_mlp_f64_inputs[];
+extern const digits_mlp_f64_leaf digits_mlp_f64_outputs[];
 
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void digits_mlp_f64_init_params(digits_mlp_f64_real *const params[], uint64_t seed);

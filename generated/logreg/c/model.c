@@ -87,19 +87,19 @@ static real sg_tanh(real x)
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
-const logreg_leaf logreg_param_info[] = {
+const logreg_leaf logreg_params[] = {
     {"w", 1, {30}, 0, 30, 0, 0},
     {"b", 0, {1}, 0, 1, 0, 0},
     {0},
 };
 
-const logreg_leaf logreg_input_info[] = {
+const logreg_leaf logreg_inputs[] = {
     {"x", 2, {32, 30}, 1, 30, 0, 0},
     {"y", 1, {32}, 1, 1, 0, 0},
     {0},
 };
 
-const logreg_leaf logreg_output_info[] = {
+const logreg_leaf logreg_outputs[] = {
     {"z", 0, {0}, 0, 1, 0, 0},
     {0},
 };

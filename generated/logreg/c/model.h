@@ -52,9 +52,9 @@ typedef struct {
 } logreg_leaf;
 
 /* One entry per parameter, input and output, in enum order, then a zeroed entry. */
-extern const logreg_leaf logreg_param_info[];
-extern const logreg_leaf logreg_input_info[];
-extern const logreg_leaf logreg_output_info[];
+extern const logreg_leaf logreg_params[];
+extern const logreg_leaf logreg_inputs[];
+extern const logreg_leaf logreg_outputs[];
 
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void logreg_init_params(logreg_real *const params[], uint64_t seed);

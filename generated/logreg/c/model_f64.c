@@ -46,19 +46,19 @@ static void sg_fill(real *out, long count, double value)
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
-const logreg_f64_leaf logreg_f64_param_info[] = {
+const logreg_f64_leaf logreg_f64_params[] = {
     {"w", 1, {30}, 0, 30, 0, 0},
     {"b", 0, {1}, 0, 1, 0, 0},
     {0},
 };
 
-const logreg_f64_leaf logreg_f64_input_info[] = {
+const logreg_f64_leaf logreg_f64_inputs[] = {
     {"x", 2, {32, 30}, 1, 30, 0, 0},
     {"y", 1, {32}, 1, 1, 0, 0},
     {0},
 };
 
-const logreg_f64_leaf logreg_f64_output_info[] = {
+const logreg_f64_leaf logreg_f64_outputs[] = {
     {"z", 0, {0}, 0, 1, 0, 0},
     {0},
 };

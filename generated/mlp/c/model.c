@@ -616,7 +616,7 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
-const mlp_leaf mlp_param_info[] = {
+const mlp_leaf mlp_params[] = {
     {"W1", 2, {784, 256}, 0, 200704, 0, 0},
     {"b1", 1, {256}, 0, 256, 0, 0},
     {"W2", 2, {256, 10}, 0, 2560, 0, 0},
@@ -624,13 +624,13 @@ const mlp_leaf mlp_param_info[] = {
     {0},
 };
 
-const mlp_leaf mlp_input_info[] = {
+const mlp_leaf mlp_inputs[] = {
     {"x", 2, {64, 784}, 1, 784, 0, 0},
     {"y", 1, {64}, 1, 1, 1, 10},
     {0},
 };
 
-const mlp_leaf mlp_output_info[] = {
+const mlp_leaf mlp_outputs[] = {
     {"logits", 0, {0}, 0, 10, 0, 0},
     {0},
 };

@@ -55,9 +55,9 @@ typedef struct {
 } mlp_leaf;
 
 /* One entry per parameter, input and output, in enum order, then a zeroed entry. */
-extern const mlp_leaf mlp_param_info[];
-extern const mlp_leaf mlp_input_info[];
-extern const mlp_leaf mlp_output_info[];
+extern const mlp_leaf mlp_params[];
+extern const mlp_leaf mlp_inputs[];
+extern const mlp_leaf mlp_outputs[];
 
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void mlp_init_params(mlp_real *const params[], uint64_t seed);

@@ -659,7 +659,7 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
-const nlm_leaf nlm_param_info[] = {
+const nlm_leaf nlm_params[] = {
     {"C", 2, {3000, 64}, 0, 192000, 0, 0},
     {"H", 2, {192, 256}, 0, 49152, 0, 0},
     {"d", 1, {256}, 0, 256, 0, 0},
@@ -668,13 +668,13 @@ const nlm_leaf nlm_param_info[] = {
     {0},
 };
 
-const nlm_leaf nlm_input_info[] = {
+const nlm_leaf nlm_inputs[] = {
     {"context_ids", 2, {128, 3}, 1, 3, 1, 3000},
     {"next_id", 1, {128}, 1, 1, 1, 3000},
     {0},
 };
 
-const nlm_leaf nlm_output_info[] = {
+const nlm_leaf nlm_outputs[] = {
     {"logits", 0, {0}, 0, 3000, 0, 0},
     {0},
 };

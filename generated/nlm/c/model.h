@@ -57,9 +57,9 @@ typedef struct {
 } nlm_leaf;
 
 /* One entry per parameter, input and output, in enum order, then a zeroed entry. */
-extern const nlm_leaf nlm_param_info[];
-extern const nlm_leaf nlm_input_info[];
-extern const nlm_leaf nlm_output_info[];
+extern const nlm_leaf nlm_params[];
+extern const nlm_leaf nlm_inputs[];
+extern const nlm_leaf nlm_outputs[];
 
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void nlm_init_params(nlm_real *const params[], uint64_t seed);

@@ -639,7 +639,7 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
-const nlm_f64_leaf nlm_f64_param_info[] = {
+const nlm_f64_leaf nlm_f64_params[] = {
     {"C", 2, {3000, 64}, 0, 192000, 0, 0},
     {"H", 2, {192, 256}, 0, 49152, 0, 0},
     {"d", 1, {256}, 0, 256, 0, 0},
@@ -648,13 +648,13 @@ const nlm_f64_leaf nlm_f64_param_info[] = {
     {0},
 };
 
-const nlm_f64_leaf nlm_f64_input_info[] = {
+const nlm_f64_leaf nlm_f64_inputs[] = {
     {"context_ids", 2, {128, 3}, 1, 3, 1, 3000},
     {"next_id", 1, {128}, 1, 1, 1, 3000},
     {0},
 };
 
-const nlm_f64_leaf nlm_f64_output_info[] = {
+const nlm_f64_leaf nlm_f64_outputs[] = {
     {"logits", 0, {0}, 0, 3000, 0, 0},
     {0},
 };

@@ -57,9 +57,9 @@ typedef struct {
 } nlm_f64_leaf;
 
 /* One entry per parameter, input and output, in enum order, then a zeroed entry. */
-extern const nlm_f64_leaf nlm_f64_param_info[];
-extern const nlm_f64_leaf nlm_f64_input_info[];
-extern const nlm_f64_leaf nlm_f64_output_info[];
+extern const nlm_f64_leaf nlm_f64_params[];
+extern const nlm_f64_leaf nlm_f64_inputs[];
+extern const nlm_f64_leaf nlm_f64_outputs[];
 
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void nlm_f64_init_params(nlm_f64_real *const params[], uint64_t seed);

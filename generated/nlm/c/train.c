@@ -306,7 +306,7 @@ static void load_data(const char *folder, dataset *data)
     char path[4096], why[256], dims[64];
     data->count = -1;
     for (int k = 0; k < nlm_num_inputs; k++) {
-        const nlm_leaf *leaf = &nlm_input_info[k];
+        const nlm_leaf *leaf = &nlm_inputs[k];
         array *a = &data->inputs[k];
         make_path(path, folder, "/", leaf->name, ".npy");
         if (read_npy(path, leaf->is_int, a, why, sizeof why) != 0)
@@ -337,7 +337,7 @@ static void load_data(const char *folder, dataset *data)
 static void slice(const dataset *data, long first, const void *inputs[])
 {
     for (int k = 0; k < nlm_num_inputs; k++) {
-        const nlm_leaf *leaf = &nlm_input_info[k];
+        const nlm_leaf *leaf = &nlm_inputs[k];
         size_t item = leaf->is_int ? sizeof(int64_t) : sizeof(real);
         inputs[k] = (const char *)data->inputs[k].values + (leaf->batched ? (size_t)(first * leaf->size) * item : 0);
     }
@@ -347,7 +347,7 @@ static void slice(const dataset *data, long first, const void *inputs[])
 static void gather(const dataset *data, const long *order, long n, void *batch[], const void *inputs[])
 {
     for (int k = 0; k < nlm_num_inputs; k++) {
-        const nlm_leaf *leaf = &nlm_input_info[k];
+        const nlm_leaf *leaf = &nlm_inputs[k];
         const array *a = &data->inputs[k];
         if (!leaf->batched) {
             inputs[k] = a->values;
@@ -395,7 +395,7 @@ typedef struct {
 /* Mean and standard deviation (1 where constant) of every feature over the examples. */
 static void measure(const dataset *data, int k, statistics *stats)
 {
-    const nlm_leaf *leaf = &nlm_input_info[k];
+    const nlm_leaf *leaf = &nlm_inputs[k];
     const real *x = data->inputs[k].values;
     long rows = leaf->batched ? data->count : 1;
     stats->mean = allocate((size_t)leaf->size, sizeof(real));
@@ -418,7 +418,7 @@ static void measure(const dataset *data, int k, statistics *stats)
 static void standardise(dataset *data, const statistics stats[])
 {
     for (int k = 0; k < nlm_num_inputs; k++) {
-        const nlm_leaf *leaf = &nlm_input_info[k];
+        const nlm_leaf *leaf = &nlm_inputs[k];
         real *x = data->inputs[k].values;
         if (!stats[k].active || !x)
             continue;
@@ -597,13 +597,13 @@ static int save(const char *folder, real *const params[], const optimizer *opt, 
         return -1;
     int ok = 1;
     for (int k = 0; ok && k < nlm_num_params; k++) {
-        const nlm_leaf *leaf = &nlm_param_info[k];
+        const nlm_leaf *leaf = &nlm_params[k];
         ok = save_array(staging, "", leaf->name, params[k], 0, leaf->rank, leaf->dims, leaf->size) == 0;
         ok = ok && (!uses_m(opt) || save_array(staging, "optimizer.m.", leaf->name, opt->m[k], 0, leaf->rank, leaf->dims, leaf->size) == 0);
         ok = ok && (!opt->adam || save_array(staging, "optimizer.v.", leaf->name, opt->v[k], 0, leaf->rank, leaf->dims, leaf->size) == 0);
     }
     for (int k = 0; ok && k < nlm_num_inputs; k++) {
-        const nlm_leaf *leaf = &nlm_input_info[k];
+        const nlm_leaf *leaf = &nlm_inputs[k];
         const long *dims = leaf->dims + leaf->batched;  /* per example */
         if (stats[k].active)
             ok = save_array(staging, "normalize.mean.", leaf->name, stats[k].mean, 0, leaf->rank - leaf->batched, dims, leaf->size) == 0 &&
@@ -660,11 +660,11 @@ static void load_checkpoint(const char *folder, real *const params[], optimizer 
     array state = {0};
     recover(folder);
     for (int k = 0; k < nlm_num_params; k++) {
-        const nlm_leaf *leaf = &nlm_param_info[k];
+        const nlm_leaf *leaf = &nlm_params[k];
         load_array(folder, "", leaf->name, leaf->rank, leaf->dims, leaf->size, 0, params[k]);
     }
     for (int k = 0; k < nlm_num_inputs; k++) {
-        const nlm_leaf *leaf = &nlm_input_info[k];
+        const nlm_leaf *leaf = &nlm_inputs[k];
         if (!stats[k].active)
             continue;
         stats[k].mean = allocate((size_t)leaf->size, sizeof(real));
@@ -690,7 +690,7 @@ static void load_checkpoint(const char *folder, real *const params[], optimizer 
         *seed = (uint64_t)values[2];
     free(state.values);
     for (int k = 0; k < nlm_num_params; k++) {
-        const nlm_leaf *leaf = &nlm_param_info[k];
+        const nlm_leaf *leaf = &nlm_params[k];
         if (uses_m(opt))
             load_array(folder, "optimizer.m.", leaf->name, leaf->rank, leaf->dims, leaf->size, 0, opt->m[k]);
         if (opt->adam)
@@ -726,7 +726,7 @@ static void update(optimizer *opt, real *const params[], real *const grads[])
     opt->step++;
     const real bias1 = (real)(1 - pow(BETA1, (double)opt->step)), bias2 = (real)(1 - pow(BETA2, (double)opt->step));
     for (int k = 0; k < nlm_num_params; k++) {
-        const long size = nlm_param_info[k].size;
+        const long size = nlm_params[k].size;
         if (size < 4 * block) {
             update_range(opt, k, params[k], grads[k], 0, size, bias1, bias2);
             continue;
@@ -828,7 +828,7 @@ static int gradcheck(const dataset *data, long batch_size, real *const start[], 
     void *doubled[nlm_num_inputs + 1];
     slice(data, 0, inputs);
     for (int k = 0; k < nlm_num_inputs; k++) {  /* float inputs in double */
-        const nlm_leaf *leaf = &nlm_input_info[k];
+        const nlm_leaf *leaf = &nlm_inputs[k];
         long count = leaf->batched ? leaf->size * n : leaf->size;
         doubled[k] = allocate((size_t)count, 8);
         for (long i = 0; i < count; i++) {
@@ -840,7 +840,7 @@ static int gradcheck(const dataset *data, long batch_size, real *const start[], 
         inputs[k] = doubled[k];
     }
     for (int k = 0; k < nlm_num_params; k++) {
-        long size = nlm_param_info[k].size;
+        long size = nlm_params[k].size;
         params[k] = allocate((size_t)size, sizeof(double));
         grads[k] = allocate((size_t)size, sizeof(double));
         scratch[k] = allocate((size_t)size, sizeof(double));
@@ -854,7 +854,7 @@ static int gradcheck(const dataset *data, long batch_size, real *const start[], 
     printf("%-12s  %9s  %6s  %11s  %11s  result\n", "param", "size", "probes", "max abs err", "max rel err");
     int all_ok = 1;
     for (int k = 0; k < nlm_num_params; k++) {
-        long size = nlm_param_info[k].size;
+        long size = nlm_params[k].size;
         int probes = size <= element_limit ? (int)size : directions;
         double *direction = checked(calloc((size_t)size, sizeof(double))), worst_abs = 0, worst_rel = 0;
         for (int probe = 0; probe < probes; probe++) {
@@ -886,7 +886,7 @@ static int gradcheck(const dataset *data, long batch_size, real *const start[], 
         }
         int ok = worst_abs <= atol || worst_rel <= rtol;
         all_ok &= ok;
-        printf("%-12s  %9ld  %6d  %11.3e  %11.3e  %s\n", nlm_param_info[k].name, size, probes, worst_abs, worst_rel, ok ? "ok" : "FAIL");
+        printf("%-12s  %9ld  %6d  %11.3e  %11.3e  %s\n", nlm_params[k].name, size, probes, worst_abs, worst_rel, ok ? "ok" : "FAIL");
         free(direction);
     }
     return all_ok ? 0 : 1;
@@ -924,7 +924,7 @@ static long whole(const char *flag, const char *text, long low)
 static int input_index(const char *name)
 {
     for (int k = 0; k < nlm_num_inputs; k++)
-        if (strcmp(nlm_input_info[k].name, name) == 0 && !nlm_input_info[k].is_int && nlm_input_info[k].batched)
+        if (strcmp(nlm_inputs[k].name, name) == 0 && !nlm_inputs[k].is_int && nlm_inputs[k].batched)
             return k;
     fail("--normalize %s: not a batched float input of this model", name);
     return -1;
@@ -1009,7 +1009,7 @@ int main(int argc, char **argv)
 
     real *params[nlm_num_params + 1], *grads[nlm_num_params + 1];
     for (int k = 0; k < nlm_num_params; k++) {
-        size_t size = (size_t)nlm_param_info[k].size;
+        size_t size = (size_t)nlm_params[k].size;
         params[k] = allocate(size, sizeof(real));
         grads[k] = allocate(size, sizeof(real));
         opt.m[k] = allocate(size, sizeof(real));
@@ -1034,7 +1034,7 @@ int main(int argc, char **argv)
     void *batch[nlm_num_inputs + 1];
     const void *inputs[nlm_num_inputs + 1];
     for (int k = 0; k < nlm_num_inputs; k++)
-        batch[k] = allocate((size_t)(nlm_input_info[k].size * batch_size), 8);
+        batch[k] = allocate((size_t)(nlm_inputs[k].size * batch_size), 8);
     if (eval_only) {
         double loss, metric;
         evaluate(params, val_dir ? &val : &data, batch_size, &loss, &metric);

@@ -52,9 +52,9 @@ typedef struct {
 } slide_leaf;
 
 /* One entry per parameter, input and output, in enum order, then a zeroed entry. */
-extern const slide_leaf slide_param_info[];
-extern const slide_leaf slide_input_info[];
-extern const slide_leaf slide_output_info[];
+extern const slide_leaf slide_params[];
+extern const slide_leaf slide_inputs[];
+extern const slide_leaf slide_outputs[];
 
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void slide_init_params(slide_real *const params[], uint64_t seed);

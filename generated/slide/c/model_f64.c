@@ -46,18 +46,18 @@ static void sg_fill(real *out, long count, double value)
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
-const slide_f64_leaf slide_f64_param_info[] = {
+const slide_f64_leaf slide_f64_params[] = {
     {"a", 0, {1}, 0, 1, 0, 0},
     {"b", 0, {1}, 0, 1, 0, 0},
     {"c", 0, {1}, 0, 1, 0, 0},
     {0},
 };
 
-const slide_f64_leaf slide_f64_input_info[] = {
+const slide_f64_leaf slide_f64_inputs[] = {
     {0},
 };
 
-const slide_f64_leaf slide_f64_output_info[] = {
+const slide_f64_leaf slide_f64_outputs[] = {
     {"L", 0, {0}, 0, 1, 0, 0},
     {0},
 };

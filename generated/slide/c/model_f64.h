@@ -52,9 +52,9 @@ typedef struct {
 } slide_f64_leaf;
 
 /* One entry per parameter, input and output, in enum order, then a zeroed entry. */
-extern const slide_f64_leaf slide_f64_param_info[];
-extern const slide_f64_leaf slide_f64_input_info[];
-extern const slide_f64_leaf slide_f64_output_info[];
+extern const slide_f64_leaf slide_f64_params[];
+extern const slide_f64_leaf slide_f64_inputs[];
+extern const slide_f64_leaf slide_f64_outputs[];
 
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void slide_f64_init_params(slide_f64_real *const params[], uint64_t seed);

@@ -768,7 +768,7 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
-const textcnn_leaf textcnn_param_info[] = {
+const textcnn_leaf textcnn_params[] = {
     {"E", 2, {10000, 64}, 0, 640000, 0, 0},
     {"K3", 3, {3, 64, 100}, 0, 19200, 0, 0},
     {"K4", 3, {4, 64, 100}, 0, 25600, 0, 0},
@@ -781,13 +781,13 @@ const textcnn_leaf textcnn_param_info[] = {
     {0},
 };
 
-const textcnn_leaf textcnn_input_info[] = {
+const textcnn_leaf textcnn_inputs[] = {
     {"tokens", 2, {50, 50}, 1, 50, 1, 10000},
     {"label", 1, {50}, 1, 1, 1, 2},
     {0},
 };
 
-const textcnn_leaf textcnn_output_info[] = {
+const textcnn_leaf textcnn_outputs[] = {
     {"logits", 0, {0}, 0, 2, 0, 0},
     {0},
 };

@@ -64,9 +64,9 @@ typedef struct {
 } textcnn_leaf;
 
 /* One entry per parameter, input and output, in enum order, then a zeroed entry. */
-extern const textcnn_leaf textcnn_param_info[];
-extern const textcnn_leaf textcnn_input_info[];
-extern const textcnn_leaf textcnn_output_info[];
+extern const textcnn_leaf textcnn_params[];
+extern const textcnn_leaf textcnn_inputs[];
+extern const textcnn_leaf textcnn_outputs[];
 
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void textcnn_init_params(textcnn_real *const params[], uint64_t seed);

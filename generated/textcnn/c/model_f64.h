@@ -64,9 +64,9 @@ typedef struct {
 } textcnn_f64_leaf;
 
 /* One entry per parameter, input and output, in enum order, then a zeroed entry. */
-extern const textcnn_f64_leaf textcnn_f64_param_info[];
-extern const textcnn_f64_leaf textcnn_f64_input_info[];
-extern const textcnn_f64_leaf textcnn_f64_output_info[];
+extern const textcnn_f64_leaf textcnn_f64_params[];
+extern const textcnn_f64_leaf textcnn_f64_inputs[];
+extern const textcnn_f64_leaf textcnn_f64_outputs[];
 
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void textcnn_f64_init_params(textcnn_f64_real *const params[], uint64_t seed);
