@@ -1,11 +1,11 @@
 # The two quick-start commands: `make demo` and `make test`.
-# Every example trains with both generated trainers: `make logreg`, `make digits`
+# Every example trains with both generated trainers: `make logreg`, `make diabetes`, `make digits`
 # (the demo), `make nlm`, `make textcnn`; `make slide` needs no data.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test generated slide logreg digits nlm textcnn
+.PHONY: demo test generated slide logreg diabetes digits nlm textcnn
 
 $(BIN)/symgraph: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,6 +42,11 @@ slide: $(BIN)/symgraph
 logreg: $(BIN)/symgraph
 	$(BIN)/python examples/breast_cancer/prepare.py
 	$(call train,logreg,examples/breast_cancer/data)
+
+# Linear regression on scikit-learn's bundled diabetes set, against least squares.
+diabetes: $(BIN)/symgraph
+	$(BIN)/python examples/diabetes/prepare.py
+	$(call train,diabetes,examples/diabetes/data)
 
 # The neural language model on the King James Bible, against a Kneser-Ney trigram.
 nlm: $(BIN)/symgraph

@@ -55,14 +55,14 @@ int main(int argc, char **argv)
     const void *inputs[API(_num_inputs) + 1];
     long n = 1;
     for (int i = 0; i < num_inputs; i++)
-        if (API(_input_info)[i].batched)
-            n = API(_input_info)[i].dims[0];
+        if (API(_inputs)[i].batched)
+            n = API(_inputs)[i].dims[0];
     for (int i = 0; i < num_params; i++) {
-        params[i] = read_all(argv[1], "param", i, (size_t)API(_param_info)[i].size * sizeof(real_t));
-        grads[i] = malloc((size_t)API(_param_info)[i].size * sizeof(real_t));
+        params[i] = read_all(argv[1], "param", i, (size_t)API(_params)[i].size * sizeof(real_t));
+        grads[i] = malloc((size_t)API(_params)[i].size * sizeof(real_t));
     }
     for (int i = 0; i < num_inputs; i++) {
-        const API(_leaf) *leaf = &API(_input_info)[i];
+        const API(_leaf) *leaf = &API(_inputs)[i];
         const size_t count = (size_t)(leaf->batched ? n * leaf->size : leaf->size);
         inputs[i] = read_all(argv[1], "input", i, count * (leaf->is_int ? sizeof(int64_t) : sizeof(real_t)));
     }

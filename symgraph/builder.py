@@ -16,6 +16,7 @@ from .errors import SpecError
 from .init import parse_init
 from .ir import Graph as IRGraph
 from .ir import is_batch
+from .metrics import METRICS
 from .names import check_name
 
 TRAIN_KEYS = {
@@ -25,7 +26,6 @@ TRAIN_KEYS = {
 }
 INT_LIMITS = {"seed": 2**63 - 1}  # what both trainers' integer types hold (else 2**31 - 1)
 OPTIMIZERS = ("sgd", "adam")
-METRICS = ("accuracy", "perplexity")  # what a trainer reports next to the validation loss
 
 
 class Tensor:

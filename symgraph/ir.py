@@ -92,6 +92,7 @@ class Graph:
         # forward node -> its adjoint.
         self.gradients: dict[str, str] = {}
         self.cotangents: dict[str, str] = {}
+        self.results: dict[str, str] = {}  # further values a target computes (a metric's sum) -> their nodes
         self._ids = itertools.count()
         self.claimed: frozenset[str] = frozenset()  # names the spec defines later: fresh() keeps off them
 
@@ -212,9 +213,9 @@ class Graph:
         return out
 
     def roots(self) -> list[str]:
-        """What must survive optimisation: loss, outputs and gradients."""
+        """What must survive optimisation: loss, outputs, gradients and results."""
         found = [self.loss] if self.loss is not None else []
-        return found + self.outputs + list(self.gradients.values())
+        return found + self.outputs + list(self.gradients.values()) + list(self.results.values())
 
     def needed_by(self, roots) -> set[str]:
         """``roots`` and every node they read, directly or not (one walk for all roots)."""
@@ -228,11 +229,12 @@ class Graph:
         return seen
 
     def redirect(self, mapping: dict[str, str]) -> None:
-        """Point the loss, outputs and gradients at new nodes."""
+        """Point the loss, outputs, gradients and results at new nodes."""
         if self.loss in mapping:
             self.loss = mapping[self.loss]
         self.outputs = [mapping.get(o, o) for o in self.outputs]
         self.gradients = {k: mapping.get(v, v) for k, v in self.gradients.items()}
+        self.results = {k: mapping.get(v, v) for k, v in self.results.items()}
         self.cotangents = {k: mapping.get(v, v) for k, v in self.cotangents.items() if k in self.nx}
 
     def rename(self, mapping: dict[str, str], keep_order: bool = False) -> None:

@@ -57,7 +57,7 @@ C_LIBRARY = frozenset(
 RUNTIME = frozenset(
     """np n real_t params inputs grads outputs training rng seed state
     step lr loss_value arena mask ids self args data math os sys time json
-    argparse idx tap correct_count real""".split()
+    argparse idx tap correct metric_sum real""".split()
 )
 
 # Module-level names of the NumPy model that its functions read: a node so

@@ -13,26 +13,29 @@ from pathlib import Path
 
 from .errors import SpecError
 
-COLUMNS = ("epoch", "train_loss", "val_loss", "val_accuracy", "val_perplexity", "examples_per_second")
+LEADING, TRAILING = ("epoch", "train_loss", "val_loss"), ("examples_per_second",)
 FORMATS = ("png", "svg", "pdf")
 
 
 def read_log(path: Path) -> dict[str, list[float]]:
-    """Column -> values (NaN where a cell is empty), checked against the trainers' header."""
+    """Column -> values (NaN where a cell is empty), checked against the trainers'
+    header: epoch,train_loss,val_loss[,val_METRIC],examples_per_second."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise SpecError(f"cannot read the log: {exc.__class__.__name__}", node="<file>", source=str(path)) from None
     rows = list(csv.reader(io.StringIO(text)))
-    if not rows or tuple(rows[0]) != COLUMNS:
-        raise SpecError(f"not a trainer log: the header must be {','.join(COLUMNS)}", node="header", source=str(path))
+    header = tuple(rows[0]) if rows else ()
+    middle = header[len(LEADING) : len(header) - len(TRAILING)]
+    if header[: len(LEADING)] != LEADING or header[-len(TRAILING) :] != TRAILING or not all(c.startswith("val_") for c in middle):
+        raise SpecError(f"not a trainer log: the header must be {','.join(LEADING)}[,val_METRIC],{','.join(TRAILING)}", node="header", source=str(path))
     if len(rows) < 2:
         raise SpecError("the log has no epochs yet", node="rows", source=str(path))
-    columns: dict[str, list[float]] = {c: [] for c in COLUMNS}
+    columns: dict[str, list[float]] = {c: [] for c in header}
     for number, row in enumerate(rows[1:], start=2):
-        if len(row) != len(COLUMNS):
-            raise SpecError(f"line {number} has {len(row)} cells, expected {len(COLUMNS)}", node=f"line {number}", source=str(path))
-        for column, cell in zip(COLUMNS, row):
+        if len(row) != len(header):
+            raise SpecError(f"line {number} has {len(row)} cells, expected {len(header)}", node=f"line {number}", source=str(path))
+        for column, cell in zip(header, row):
             try:
                 columns[column].append(float(cell) if cell else math.nan)
             except ValueError:
@@ -52,7 +55,8 @@ def plot(path: Path, fmt: str = "png") -> bytes:
         from matplotlib.figure import Figure
     except ImportError:
         raise SpecError("plotting needs matplotlib: pip install 'symgraph[plot]' (or pip install matplotlib)", node="plot", source=str(path)) from None
-    metric = next((m for m in ("val_accuracy", "val_perplexity") if any(not math.isnan(v) for v in columns[m])), None)
+    metrics = [c for c in columns if c.startswith("val_") and c != "val_loss"]
+    metric = next((m for m in metrics if any(not math.isnan(v) for v in columns[m])), None)
     figure = Figure(figsize=(10 if metric else 6, 4), layout="constrained")
     axes = figure.subplots(1, 2 if metric else 1, squeeze=False)[0]
     epochs = columns["epoch"]

@@ -42,6 +42,20 @@ def test_small_examples_reach_their_accuracy(example, folder, bar, target, tmp_p
     assert final(result, "acc") >= bar, result.stdout
 
 
+def test_regression_example_comes_near_least_squares_with_both_trainers(tmp_path):
+    """The diabetes example's validation RMSE, in both trainers (the same to the
+    printed digits), within 2% of least squares' on the same split."""
+    data = prepare("diabetes", tmp_path / "data")
+    diabetes = load_module(ROOT / "examples" / "diabetes" / "prepare.py")
+    parts = {p: (np.load(data / p / "x.npy"), np.load(data / p / "y.npy")) for p in ("train", "val")}
+    yardstick = diabetes.least_squares_rmse(*parts["train"], *parts["val"])
+    found = {}
+    for target in ("numpy", "c"):
+        train = compile_example("diabetes", tmp_path / target, target)
+        found[target] = final(run(train, "--data", data / "train", "--val", data / "val"), "rmse")
+    assert found["numpy"] == found["c"] and found["c"] < 1.02 * yardstick, (found, yardstick)
+
+
 def load_module(path: Path):
     spec = importlib.util.spec_from_file_location(path.parent.name + "_prepare", path)
     module = importlib.util.module_from_spec(spec)

@@ -35,6 +35,7 @@ from .common import (
     describe,
     node_order,
     read_transposed,
+    error_sum,
     scored_output,
     source_name,
     summary,
@@ -819,12 +820,16 @@ def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:
     fn = Function(ctx, ev, list(program.output_nodes), dests)
     out["forward"] = (fn, [line for node, dest in tail for line in fn.store(node, dest)])
 
-    scores = scored_output(program)
-    roots = [ev.loss] + ([scores] if scores else [])
+    scores, total = scored_output(program), error_sum(program)
+    roots = [ev.loss] + [node for node in (scores, total) if node]
     fn = Function(ctx, ev, roots, {})
     lines = [f"*loss_value = {scalar(fn, ev.loss)};"]
-    if scores:
+    if total:
+        lines.append(f"*metric_sum = {scalar(fn, total)};")
+    elif scores:
         lines += metric_lines(fn, ev)
+    else:
+        lines.append("*metric_sum = 0;")
     out["evaluate"] = (fn, lines)
 
     dests, tail = {}, []
@@ -859,13 +864,13 @@ def metric_lines(fn: Function, g: Graph) -> list[str]:
     shape = g.shape(scores)
     if g.op(g.loss) == "cross_entropy":
         fn.ctx.use("count_correct")
-        return [f"*correct_count = sg_count_correct({size(shape[:-1]).text()}, {extent(shape[-1]).text()}, {scores}, {labels});"]
-    lines = ["*correct_count = 0;"]
+        return [f"*metric_sum = (double)sg_count_correct({size(shape[:-1]).text()}, {extent(shape[-1]).text()}, {scores}, {labels});"]
+    lines = ["long correct = 0;"]
     arrays = {scores: strides(shape), labels: strides(shape)}
     return lines + loop_nest(
         [extent(d) for d in shape], arrays,
-        lambda ix: [f"*correct_count += ({scores}[{ix[scores]}] > 0) == ({labels}[{ix[labels]}] > 0.5);"], fn.names,
-    )
+        lambda ix: [f"correct += ({scores}[{ix[scores]}] > 0) == ({labels}[{ix[labels]}] > 0.5);"], fn.names,
+    ) + ["*metric_sum = (double)correct;"]
 
 
 def plan_memory(fns: dict[str, tuple[Function, list[str]]]) -> tuple[dict[str, list[Buffer]], int]:
@@ -932,7 +937,7 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         outputs=[dict(name=o, shape=shape_comment(program.eval_graph.shape(node)), size=size_per_example(program.eval_graph.shape(node)))
                  for o, node in zip(program.outputs, program.output_nodes)],
         max_rank=max([len(x.shape) for x in program.params + program.inputs] + [1]),
-        metric=scored_output(program) is not None,
+        metric=program.metric,
         arena=max(total, 1),
         arena_bytes=total * itemsize,
         large_arena=total * itemsize >= LARGE_ARENA,

@@ -17,6 +17,7 @@ import sympy as sp
 from ..errors import SpecError
 from ..explain import Pretty, chain_rule, forward_text
 from ..ir import Batch, Graph, is_batch, per_graph
+from ..metrics import classified
 from ..ops import REGISTRY
 from ..ops.symbolic import fill, real_valued, structure, structure_expr
 from ..passes.fusion import fusion_groups
@@ -201,24 +202,15 @@ def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> l
 
 # -- what the templates of both targets say about a program ---------------------------------
 def scored_output(program) -> str | None:
-    """The output whose predictions a classification loss on a label input scores, if any."""
-    g = program.eval_graph
-    if g.loss is None or g.op(g.loss) not in ("cross_entropy", "binary_cross_entropy"):
+    """The output whose predictions the accuracy metric scores, if that is the metric."""
+    if program.metric != "accuracy":
         return None
-    scores, labels = g.args(g.loss)
-    return scores if g.op(labels) == "input" else None
+    return classified(program.eval_graph)[0]
 
 
-def reported_metric(program) -> str | None:
-    """What the trainers print next to the validation loss: the spec's choice, else accuracy where labels allow."""
-    wanted = program.graph.train.get("metric")
-    loss = program.eval_graph.op(program.eval_graph.loss)
-    scored = scored_output(program) is not None
-    if wanted == "perplexity" and loss != "cross_entropy":
-        raise SpecError("metric perplexity needs a cross_entropy loss", node="train.metric", source=program.graph.source)
-    if wanted == "accuracy" and not scored:
-        raise SpecError("metric accuracy needs a cross-entropy loss on a label input", node="train.metric", source=program.graph.source)
-    return wanted or ("accuracy" if scored else None)
+def error_sum(program) -> str | None:
+    """The node of the evaluation graph summing an error metric's errors, if that is the metric."""
+    return program.eval_graph.results.get("error_sum")
 
 
 def trainer_context(program) -> dict:
@@ -238,7 +230,8 @@ def trainer_context(program) -> dict:
         seed=train.get("seed", 0),
         normalize=list(train.get("normalize", [])),
         weight_decay=train.get("weight_decay", 0.0),
-        metric=reported_metric(program),
+        metric=program.metric,
+        scored_elements=program.scored_elements,
         merged_batch=program.merged_batch,
     )
 

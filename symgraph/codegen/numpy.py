@@ -25,6 +25,7 @@ from .common import (
     describe,
     literal,
     schedule,
+    error_sum,
     scored_output,
     source_name,
     summary,
@@ -804,10 +805,13 @@ def gradient_texts(program) -> dict[str, str]:
     return texts
 
 
-def metric(program) -> tuple[str, str] | None:
-    """The scored output and the NumPy text counting its correct predictions."""
+def metric_sum(program) -> tuple[str, str] | None:
+    """The node that evaluate() needs for the metric's sum over a batch, and the
+    NumPy text of that sum: correct predictions, or errors (squared or absolute)."""
     g = program.eval_graph
-    scores = scored_output(program)
+    scores, total = scored_output(program), error_sum(program)
+    if total is not None:
+        return total, arg_text(g, total)
     if scores is None:
         return None
     labels = g.args(g.loss)[1]
@@ -821,9 +825,9 @@ def render_files(program, env) -> dict[str, str]:
     evaluation = program.eval_graph
     grads = ", ".join(f'"{p}": {text}' for p, text in gradient_texts(program).items())
     outputs = ", ".join(f'"{o}": {value_text(evaluation, node)}' for o, node in zip(program.outputs, program.output_nodes))
-    found = metric(program)
+    found = metric_sum(program)
     eval_roots = [evaluation.loss] + ([found[0]] if found else [])
-    eval_return = f"return float({arg_text(evaluation, evaluation.loss)})" + (f", int({found[1]})" if found else "")
+    eval_return = f"return float({arg_text(evaluation, evaluation.loss)})" + (f", float({found[1]})" if found else "")
     context = dict(
         name=program.name,
         summary=summary(program),
@@ -837,7 +841,7 @@ def render_files(program, env) -> dict[str, str]:
         whole_batch=repr(program.whole_batch),
         batch=program.compiled_batch,
         merged_batch=program.merged_batch,
-        metric=found is not None,
+        metric=program.metric if found else None,
         window_rows=any(program.graph.op(node) == "conv1d" for node in program.graph.nx),
         forward_body=body(program, evaluation, program.output_nodes, [f"return {{{outputs}}}"]),
         evaluate_body=body(program, evaluation, eval_roots, [eval_return]),

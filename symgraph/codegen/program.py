@@ -8,6 +8,7 @@ from ..autodiff import differentiate
 from ..errors import SpecError
 from ..init import constant_value, distribution, init_text, parse_init, scale
 from ..ir import Graph, collector_paused
+from ..metrics import add_error_sum, chosen, scored_elements
 from ..names import emittable, interface_names, mangled
 from ..ops import REGISTRY
 from ..passes import CODEGEN, optimize, remove_dropout
@@ -41,6 +42,8 @@ class Program:
     batch_input: str | None
     merged_batch: str | None = None  # a node that folds the batch axis into another: whole batches only
     mangled: dict[str, str] = field(default_factory=dict)  # spec name -> its variable, where they differ
+    metric: str | None = None  # what the trainers report next to the validation loss (see metrics)
+    scored_elements: int = 1  # per example, the elements the metric averages over
 
     @property
     def compiled_batch(self) -> int:
@@ -114,15 +117,18 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
             leaf.bound = 2**31 - 1
     passes = CODEGEN if passes is None else passes
     train_graph = optimize(differentiate(g), passes)
+    metric = chosen(g)
     evaluated = g.copy()
     evaluated.outputs = list(g.outputs) or [g.loss]
+    add_error_sum(evaluated, metric)
     eval_graph = optimize(remove_dropout(evaluated), passes)
     renamed = variables(g, train_graph, eval_graph)
     for graph in (train_graph, eval_graph):
         graph.rename({name: var for name, var in renamed.items() if name in graph.nx}, keep_order=True)
     for leaf in params + inputs:
         leaf.var = renamed.get(leaf.name, leaf.name)
-    return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g), merged_batch(g), renamed)
+    return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g), merged_batch(g), renamed,
+                   metric, scored_elements(g, metric))
 
 
 def variables(g: Graph, *graphs: Graph) -> dict[str, str]:

@@ -679,8 +679,8 @@ int digits_mlp_forward(real *const params[], const void *const inputs[], long n,
     return 0;
 }
 
-/* The evaluation-mode loss and correct predictions; see model.h. */
-int digits_mlp_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, long *correct_count)
+/* The evaluation-mode loss and the metric's sum; see model.h. */
+int digits_mlp_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sum)
 {
     if (n < 1 || n > DIGITS_MLP_BATCH)
         return -1;
@@ -708,7 +708,7 @@ int digits_mlp_evaluate(real *const params[], const void *const inputs[], long n
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
 
     *loss_value = loss[0];
-    *correct_count = sg_count_correct(n, 10, logits, y);
+    *metric_sum = (double)sg_count_correct(n, 10, logits, y);
     return 0;
 }
 

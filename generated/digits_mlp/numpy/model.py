@@ -130,7 +130,7 @@ def evaluate(params, inputs):
     logits = logits_1 + b2
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0]).sum() / n
-    return float(loss), int(np.sum(np.argmax(logits, axis=-1) == y))
+    return float(loss), float(np.sum(np.argmax(logits, axis=-1) == y))
 
 
 def loss_and_grads(params, inputs, training=False, seed=0):

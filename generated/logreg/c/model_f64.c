@@ -99,8 +99,8 @@ int logreg_f64_forward(real *const params[], const void *const inputs[], long n,
     return 0;
 }
 
-/* The evaluation-mode loss and correct predictions; see model_f64.h. */
-int logreg_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, long *correct_count)
+/* The evaluation-mode loss and the metric's sum; see model_f64.h. */
+int logreg_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sum)
 {
     if (n < 1 || n > LOGREG_F64_BATCH)
         return -1;
@@ -135,9 +135,10 @@ int logreg_f64_evaluate(real *const params[], const void *const inputs[], long n
     }
 
     *loss_value = loss[0];
-    *correct_count = 0;
+    long correct = 0;
     for (long i = 0; i < n; i++)
-        *correct_count += (z[i] > 0) == (y[i] > 0.5);
+        correct += (z[i] > 0) == (y[i] > 0.5);
+    *metric_sum = (double)correct;
     return 0;
 }
 

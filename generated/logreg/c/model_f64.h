@@ -64,10 +64,11 @@ void logreg_f64_init_params(logreg_f64_real *const params[], uint64_t seed);
 int logreg_f64_forward(logreg_f64_real *const params[], const void *const inputs[], long n,
     logreg_f64_real *const outputs[]);
 
-/* The evaluation-mode loss and the number of correct predictions (-1 when the
- * loss has no notion of accuracy) on one batch. Returns 0 or -1 as forward. */
+/* The evaluation-mode loss on one batch, and the sum over it that the
+ * trainer's metric (accuracy) averages: the number of correct predictions.
+ * Returns 0 or -1 as forward. */
 int logreg_f64_evaluate(logreg_f64_real *const params[], const void *const inputs[], long n,
-    double *loss_value, long *correct_count);
+    double *loss_value, double *metric_sum);
 
 /* The loss and d loss / d param for every param. Dropout is active only when
  * training is non-zero; seed picks its masks. Returns 0 or -1 as forward. */

@@ -116,7 +116,7 @@ def evaluate(params, inputs):
     z_2 = x @ w
     z = z_2 + b
     loss = (np.logaddexp(0, z) - z * y).sum() / n
-    return float(loss), int(np.sum((z > 0) == (y > 0.5)))
+    return float(loss), float(np.sum((z > 0) == (y > 0.5)))
 
 
 def loss_and_grads(params, inputs, training=False, seed=0):

@@ -28,10 +28,12 @@ import numpy as np
 import model
 
 METRIC = 'accuracy'  # reported next to the validation loss
+SCORED = 1  # elements per example that the metric averages over
+ABBREVIATION = {"accuracy": "acc", "perplexity": "ppl"}.get(METRIC, METRIC)
 OPTIMIZER, LR, MOMENTUM, WEIGHT_DECAY = "sgd", 0.1, 0.0, 0.0
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-08
 NORMALIZE = ['x']
-LOG_HEADER = "epoch,train_loss,val_loss,val_accuracy,val_perplexity,examples_per_second\n"
+LOG_HEADER = f"epoch,train_loss,val_loss,{f'val_{METRIC},' if METRIC else ''}examples_per_second\n"
 
 
 def fail(message):
@@ -244,36 +246,36 @@ def load_checkpoint(folder, optimizer):
 
 
 def evaluate(params, data, batch_size):
-    """Mean loss, and accuracy or perplexity per METRIC."""
-    total, correct = 0.0, 0
+    """Mean loss, and the METRIC (None without one)."""
+    total, summed = 0.0, 0.0
     n = usable(count(data), batch_size)
     for start in range(0, n, batch_size):
         part = batch(data, slice(start, start + batch_size))
-        result = model.evaluate(params, part)  # the loss, with the correct count where there is a metric
-        loss, right = result if isinstance(result, tuple) else (result, 0)
+        result = model.evaluate(params, part)  # the loss, with the metric's sum where it needs one
+        loss, value = result if isinstance(result, tuple) else (result, 0.0)
         total += loss * min(batch_size, n - start)
-        correct += right
+        summed += value
     loss = total / n
-    if METRIC == "accuracy":
-        return loss, correct / n
     if METRIC == "perplexity":
         return loss, math.exp(min(loss, 700.0))
-    return loss, None
+    if METRIC == "rmse":
+        return loss, math.sqrt(summed / (n * SCORED))
+    return loss, summed / (n * SCORED) if METRIC else None
 
 
 def report(loss, value, prefix="val "):
     line = f"  {prefix}loss {loss:.4f}"
-    if METRIC == "accuracy":
-        line += f"  {prefix}acc {value:.4f}"
-    elif METRIC == "perplexity":
+    if METRIC == "perplexity":
         line += f"  {prefix}ppl {value:.2f}"
+    elif METRIC:
+        line += f"  {prefix}{ABBREVIATION} {value:.4f}"
     return line
 
 
 def log_row(path, epoch, train_loss, evaluated, rate):
     """Append one CSV row (with the header first when the file is new)."""
     loss, value = evaluated if evaluated is not None else (None, None)
-    cells = [epoch, train_loss, loss, value if METRIC == "accuracy" else None, value if METRIC == "perplexity" else None]
+    cells = [epoch, train_loss, loss] + ([value] if METRIC else [])
     row = ",".join("" if c is None else f"{c:.6g}" if isinstance(c, float) else str(c) for c in cells)
     fresh = not os.path.exists(path)
     with open(path, "a", encoding="utf-8") as handle:

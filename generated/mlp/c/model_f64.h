@@ -67,10 +67,11 @@ void mlp_f64_init_params(mlp_f64_real *const params[], uint64_t seed);
 int mlp_f64_forward(mlp_f64_real *const params[], const void *const inputs[], long n,
     mlp_f64_real *const outputs[]);
 
-/* The evaluation-mode loss and the number of correct predictions (-1 when the
- * loss has no notion of accuracy) on one batch. Returns 0 or -1 as forward. */
+/* The evaluation-mode loss on one batch, and the sum over it that the
+ * trainer's metric (accuracy) averages: the number of correct predictions.
+ * Returns 0 or -1 as forward. */
 int mlp_f64_evaluate(mlp_f64_real *const params[], const void *const inputs[], long n,
-    double *loss_value, long *correct_count);
+    double *loss_value, double *metric_sum);
 
 /* The loss and d loss / d param for every param. Dropout is active only when
  * training is non-zero; seed picks its masks. Returns 0 or -1 as forward. */

@@ -69,10 +69,11 @@ void nlm_init_params(nlm_real *const params[], uint64_t seed);
 int nlm_forward(nlm_real *const params[], const void *const inputs[], long n,
     nlm_real *const outputs[]);
 
-/* The evaluation-mode loss and the number of correct predictions (-1 when the
- * loss has no notion of accuracy) on one batch. Returns 0 or -1 as forward. */
+/* The evaluation-mode loss on one batch, and the sum over it that the
+ * trainer's metric (perplexity) averages: 0, as the metric needs none.
+ * Returns 0 or -1 as forward. */
 int nlm_evaluate(nlm_real *const params[], const void *const inputs[], long n,
-    double *loss_value, long *correct_count);
+    double *loss_value, double *metric_sum);
 
 /* The loss and d loss / d param for every param. Dropout is active only when
  * training is non-zero; seed picks its masks. Returns 0 or -1 as forward. */

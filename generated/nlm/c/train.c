@@ -47,7 +47,9 @@ typedef nlm_real real;
 #define EPSILON 1e-08
 #define SHUFFLE_STREAM 2097152u
 #define GRADCHECK_STREAM (2097152u * 2)
-#define REPORT_PERPLEXITY 1  /* next to the validation loss */
+#define METRIC "perplexity"  /* reported next to the validation loss */
+#define METRIC_SHORT "ppl"
+#define SCORED 1  /* elements per example that the metric averages over */
 
 /* Inputs the spec's train.normalize standardises; --normalize adds more. */
 static const char *const normalized_by_spec[] = {NULL};
@@ -749,45 +751,30 @@ static long usable(long count, long batch_size)
     return count;
 }
 
-/* Mean loss over data, in order, and accuracy or perplexity where the model reports one. */
+/* Mean loss over data, in order, and the metric where the model reports one. */
 static void evaluate(real *const params[], const dataset *data, long batch_size, double *loss, double *metric)
 {
     const void *inputs[nlm_num_inputs + 1];
-    double total = 0;
-    long correct = 0, right = 0;
+    double total = 0, summed = 0;
     const long used = usable(data->count, batch_size);
     for (long start = 0; start < used; start += batch_size) {
         long n = used - start < batch_size ? used - start : batch_size;
-        double value;
+        double value, part;
         slice(data, start, inputs);
-        if (nlm_evaluate(params, inputs, n, &value, &right) != 0)
+        if (nlm_evaluate(params, inputs, n, &value, &part) != 0)
             fail("evaluation refused a batch");
         total += value * (double)n;
-        correct += right;
+        summed += part;
     }
     *loss = total / (double)used;
-#if defined(REPORT_ACCURACY)
-    *metric = (double)correct / (double)used;
-#elif defined(REPORT_PERPLEXITY)
     *metric = exp(*loss < 700 ? *loss : 700);
-    (void)correct;
-#else
-    *metric = 0;
-    (void)correct;
-#endif
 }
 
 /* "  val loss 0.1234  val acc 0.9876" */
 static void report(const char *prefix, double loss, double metric)
 {
     printf("  %sloss %.4f", prefix, loss);
-#if defined(REPORT_ACCURACY)
-    printf("  %sacc %.4f", prefix, metric);
-#elif defined(REPORT_PERPLEXITY)
     printf("  %sppl %.2f", prefix, metric);
-#else
-    (void)metric;
-#endif
 }
 
 /* Appends one CSV row (the header first when the file is new); -1 on a write error. */
@@ -795,24 +782,19 @@ static int log_row(const char *path, long epoch, double train_loss, int evaluate
 {
     FILE *f = fopen(path, "r");
     int fresh = f == NULL;
-    char accuracy[32] = "", perplexity[32] = "", validation[32] = "";
+    char validation[32] = "", value[32] = "";
     if (f)
         fclose(f);
     if (evaluated) {
         snprintf(validation, sizeof validation, "%.6g", loss);
-#if defined(REPORT_ACCURACY)
-        snprintf(accuracy, sizeof accuracy, "%.6g", metric);
-#elif defined(REPORT_PERPLEXITY)
-        snprintf(perplexity, sizeof perplexity, "%.6g", metric);
-#endif
+        snprintf(value, sizeof value, "%.6g", metric);
     }
-    (void)metric;
     f = fopen(path, "a");
     if (!f)
         return -1;
     if (fresh)
-        fputs("epoch,train_loss,val_loss,val_accuracy,val_perplexity,examples_per_second\n", f);
-    fprintf(f, "%ld,%.6g,%s,%s,%s,%.0f\n", epoch, train_loss, validation, accuracy, perplexity, rate);
+        fputs("epoch,train_loss,val_loss,val_" METRIC ",examples_per_second\n", f);
+    fprintf(f, "%ld,%.6g,%s,%s,%.0f\n", epoch, train_loss, validation, value, rate);
     return fclose(f);
 }
 

@@ -64,10 +64,11 @@ void slide_init_params(slide_real *const params[], uint64_t seed);
 int slide_forward(slide_real *const params[], const void *const inputs[], long n,
     slide_real *const outputs[]);
 
-/* The evaluation-mode loss and the number of correct predictions (-1 when the
- * loss has no notion of accuracy) on one batch. Returns 0 or -1 as forward. */
+/* The evaluation-mode loss on one batch, and the sum over it that the
+ * trainer's metric (none) averages: 0, as the metric needs none.
+ * Returns 0 or -1 as forward. */
 int slide_evaluate(slide_real *const params[], const void *const inputs[], long n,
-    double *loss_value, long *correct_count);
+    double *loss_value, double *metric_sum);
 
 /* The loss and d loss / d param for every param. Dropout is active only when
  * training is non-zero; seed picks its masks. Returns 0 or -1 as forward. */

@@ -243,7 +243,7 @@ def evaluate(params, inputs):
     logits = logits_1 + b
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, label[..., None], axis=-1)[..., 0]).sum() / n
-    return float(loss), int(np.sum(np.argmax(logits, axis=-1) == label))
+    return float(loss), float(np.sum(np.argmax(logits, axis=-1) == label))
 
 
 def loss_and_grads(params, inputs, training=False, seed=0):
