@@ -372,9 +372,18 @@ def forward_text(g: Graph, node: str, printer: Pretty | None = None) -> str:
 
 
 @per_graph
-def chain_rule(g: Graph) -> "ChainRule":
-    """The ChainRule of a graph, made once: both targets and every function comment the same nodes."""
-    return ChainRule(g)
+def chain_rules(g: Graph) -> dict:
+    """The graph's ChainRules, by the names its code has (see ``chain_rule``)."""
+    return {}
+
+
+def chain_rule(g: Graph, known: frozenset[str] | None = None) -> "ChainRule":
+    """The ChainRule of a graph for code in which ``known`` are the names that
+    exist (variables, and the spec's names); None: every node. Made once each."""
+    rules = chain_rules(g)
+    if known not in rules:
+        rules[known] = ChainRule(g, known)
+    return rules[known]
 
 
 NO_STEP = (None, None, None)  # the chain-rule tag of a node that differentiation did not make
@@ -389,19 +398,28 @@ class ChainRule:
     inlined and the forward node it differentiates in brackets::
 
         dL/du = dL/dh*(1 - h**2)   [d tanh(u)/du]
+
+    A comment names only ``known`` nodes: another forward node is written out
+    (``dL/d(x @ W1)``), another adjoint by its forward node's name where that
+    is known (``dL/dh``), else written out.
     """
 
-    def __init__(self, g: Graph):
+    def __init__(self, g: Graph, known: frozenset[str] | None = None):
         self.g = g
+        self.known = frozenset(n for n in g.nx if g.op(n) != "const") if known is None else known
         self.adjoint_of = {}
         for forward, adjoint in g.cotangents.items():  # nearest the loss first
             self.adjoint_of.setdefault(adjoint, forward)
-        labels = {a: f"dL/d{f}" for a, f in self.adjoint_of.items()}
+        self.forward_printer = Pretty(g, {n for n in self.known if n in g.nx and g.op(n) != "const"}, tidy=False)
         parts = {n for n in g.nx if self.role(n) == "part"}
-        shown = {n for n in g.nx if g.op(n) != "const" and n not in parts}
+        labels = {a: f"dL/d{self.ref(f)}" for a, f in self.adjoint_of.items() if f in self.known or a not in self.known}
+        shown = {n for n in self.known if n in g.nx and g.op(n) != "const" and n not in parts} | set(labels)
         self.printer = Pretty(g, shown, labels, tidy=False)
-        self.forward_printer = Pretty(g, {n for n in g.nx if g.op(n) != "const"}, tidy=False)
         self.comments: dict[str, str] = {}
+
+    def ref(self, node: str) -> str:
+        """A forward node as a comment may name it: its name where known, else its text in brackets."""
+        return node if node in self.known else f"({forward_text(self.g, node, self.forward_printer)})"
 
     def role(self, node: str) -> str | None:
         return self.g.nx.nodes[node].get("chain", NO_STEP)[2]
@@ -426,21 +444,22 @@ class ChainRule:
             role = None  # a pass merged the forward node away; say only what is computed
         if role is None:
             # a forward value that is also an adjoint (e in L = c*e is dL/dc)
-            return f"dL/d{self.adjoint_of[node]} = {self.printer.text(node, top=True)}" if node in self.adjoint_of else ""
+            return f"dL/d{self.ref(self.adjoint_of[node])} = {self.printer.text(node, top=True)}" if node in self.adjoint_of else ""
         if role == "sum":
-            return f"dL/d{arg} = {self.printer.text(node, top=True)}   [sum over the uses of {arg}]"
-        step = f"[d{self.forward_text(fwd)}/d{arg}]" if arg is not None else f"[d{self.forward_text(fwd)}]"
+            return f"dL/d{self.ref(arg)} = {self.printer.text(node, top=True)}   [sum over the uses of {self.ref(arg)}]"
+        step = f"[d{self.forward_text(fwd)}/d{self.ref(arg)}]" if arg is not None else f"[d{self.forward_text(fwd)}]"
         if role == "part":
-            return f"part of dL/d{arg}   {step}" if arg is not None else f"part of the chain rule at {fwd}   {step}"
+            return f"part of dL/d{self.ref(arg)}   {step}" if arg is not None else f"part of the chain rule at {self.ref(fwd)}   {step}"
         whole = g.cotangents.get(arg) == node
-        lhs = f"dL/d{arg}" if whole else f"dL/d{arg} through {fwd}"
+        lhs = f"dL/d{self.ref(arg)}" if whole else f"dL/d{self.ref(arg)} through {self.ref(fwd)}"
         # the incoming adjoint may be shared with other nodes (x + y passes it on): name it after fwd
         incoming = g.cotangents.get(fwd)
         if incoming is None:
             return f"{lhs} = {self.printer.text(node, top=True)}   {step}"
-        labels = self.printer.labels
-        saved = labels.get(incoming)
-        labels[incoming] = f"dL/d{fwd}"
+        labels, shown = self.printer.labels, self.printer.shown
+        saved, was_shown = labels.get(incoming), incoming in shown
+        labels[incoming] = f"dL/d{self.ref(fwd)}"
+        shown.add(incoming)
         try:
             return f"{lhs} = {self.printer.text(node, top=True)}   {step}"
         finally:
@@ -448,6 +467,8 @@ class ChainRule:
                 del labels[incoming]
             else:
                 labels[incoming] = saved
+            if not was_shown:
+                shown.discard(incoming)
 
     def forward_text(self, node: str) -> str:
         """``tanh(u)`` or ``(h @ W2)``: the forward node over its own arguments."""

@@ -22,7 +22,6 @@ from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from ..errors import SpecError
-from ..explain import chain_rule
 from ..ir import Graph, is_batch, numel, per_graph
 from ..names import c_prefix
 from ..ops import REGISTRY
@@ -32,10 +31,11 @@ from ..passes.fusion import fusion_groups
 from .common import (
     CachedPrinter,
     cross_entropy_pairs,
+    derivation_comments,
     describe,
+    error_sum,
     node_order,
     read_transposed,
-    error_sum,
     scored_output,
     source_name,
     summary,
@@ -363,10 +363,11 @@ class Function:
             if leaf.var in used:
                 ctype = "real" if leaf.dtype == "float" else "int64_t"
                 lines.append(f"const {ctype} *{leaf.var} = inputs[{ctx.api}_input_{leaf.name}];{self.spec_note(leaf.var)}")
-        chain = chain_rule(g)
+        variables = set(self.order) | {leaf.var for leaf in ctx.program.params + ctx.program.inputs if leaf.var in used}
+        comments = derivation_comments(ctx.program, g, variables)
         for v in self.order:
             lines.append("")
-            lines += [f"/* {comment_text(comment)} */" for comment in chain.statement_comments(self.fused(v), v)]
+            lines += [f"/* {comment_text(comment)} */" for comment in comments(self.fused(v), v)]
             if v in self.aliases:
                 kind = "a view of" if g.op(v) == "reshape" else "in place of"
                 lines.append(f"real *{v} = {self.aliases[v]};  /* {shape_comment(g.shape(v))}, {kind} {self.aliases[v]}{self.spec_note(v, ';')} */")
@@ -538,7 +539,7 @@ class Function:
         product, bias = self.biased[v]
         a, b = self.g.args(product)
         call = self.kernel("matmul_bias", *self.product_arguments(product), bias, v)
-        return [f"/* {v} = {product} + {bias}, where {product} = {a} @ {b} */", *call]
+        return [f"/* {v} = {a} @ {b} + {bias}, one product that starts from the bias */", *call]
 
     def product_arguments(self, product: str) -> list[str]:
         """m, k, p and both operands of a 2-D product, as the matmul kernels take them."""

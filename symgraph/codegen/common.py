@@ -43,7 +43,7 @@ class Node:
 class Statement:
     target: str
     lines: list[str]
-    comments: list[str]  # the chain-rule steps it computes, one per line
+    fused: list[str]  # the producers computed inside it, first to last (their steps are commented above it)
     shape: tuple
     op: str
 
@@ -190,14 +190,27 @@ def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> l
             members.setdefault(heads[node], []).append(node)
     # a matrix transpose that only matrix products read is written x.T inside them
     written = {v: f"{x}.T" for v, x in read_transposed(g, needed, root_set).items()}
-    chain = chain_rule(g)
     statements = []
     for node in order:
         if node not in needed or node in fused or node in written or g.op(node) in ("input", "param", "const"):
             continue
-        comments = chain.statement_comments(members.get(node, []), node)
-        statements.append(Statement(node, emit(view(g, node, fused, written)), comments, g.shape(node), g.op(node)))
+        statements.append(Statement(node, emit(view(g, node, fused, written)), members.get(node, []), g.shape(node), g.op(node)))
     return statements
+
+
+def spec_names(program, g: Graph) -> frozenset[str]:
+    """The nodes of ``g`` that the spec names (leaves and named nodes), under
+    their variables' names: a comment may name them even where no variable holds them."""
+    return frozenset(
+        program.mangled.get(n, n) for n in program.graph.nx
+        if program.graph.op(n) in ("input", "param") or program.graph.nx.nodes[n].get("named")
+    ) & frozenset(g.nx)
+
+
+def derivation_comments(program, g: Graph, variables: set[str]) -> Callable[[list[str], str], list[str]]:
+    """The derivation comments of a statement (its fused producers, its node)
+    in code where ``variables`` exist: they name nothing else but the spec's names."""
+    return chain_rule(g, frozenset(variables) | spec_names(program, g)).statement_comments
 
 
 # -- what the templates of both targets say about a program ---------------------------------

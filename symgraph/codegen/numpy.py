@@ -17,17 +17,18 @@ from ..ops.registry import broadcast_shapes
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import BATCH, fill, placeholder, real_valued, relu, sgn, sigmoid, step, structure_expr
 from .common import (
-    CachedPrinter,
-    Node,
-    Statement,
     arg_text,
+    CachedPrinter,
     cross_entropy_pairs,
+    derivation_comments,
     describe,
-    literal,
-    schedule,
     error_sum,
+    literal,
+    Node,
+    schedule,
     scored_output,
     source_name,
+    Statement,
     summary,
     trainer_context,
     view,
@@ -626,8 +627,9 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
         # n from an input this function reads (forward gets no labels), else the compiled size
         batched = [leaf.var for leaf in program.inputs if leaf.var in read and leaf.shape and is_batch(leaf.shape[0])]
         lines.append(f"n = {batched[0]}.shape[0]" if batched else f"n = {int(program.graph.dims['batch'])}")
+    comments = derivation_comments(program, g, {st.target for st in statements} | {leaf.var for leaf in program.params + program.inputs if leaf.var in read})
     for st in statements:
-        lines.extend(f"# {comment}" for comment in st.comments)
+        lines.extend(f"# {comment}" for comment in comments(st.fused, st.target))
         if program.spec_name(st.target) != st.target:
             lines.append(f"# {st.target} holds the spec's {program.spec_name(st.target)}")
         lines.extend(st.lines)

@@ -571,7 +571,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     for (long i = 0; i < n; i++)
         dloss_3[i] = 1.0F;
 
-    /* dL/dloss_2 = expand_dims(1, axis=0)/batch   [d(mean(loss_2, axis=(0,), keepdims=False))/dloss_2] */
+    /* dL/dloss_2 = expand_dims(dL/dloss, axis=0)/batch   [d(mean(loss_2, axis=(0,), keepdims=False))/dloss_2] */
     /* dL/dloss_1 = 2*dL/dloss_2*loss_1   [d(loss_1**2)/dloss_1] */
     real *dloss_1 = dloss_3;  /* [n], in place of dloss_3 */
     for (long i = 0; i < n; i++)

@@ -142,7 +142,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     loss = loss_2.sum(axis=0) / n
     # part of dL/dloss_2   [d(mean(loss_2, axis=(0,), keepdims=False))/dloss_2]
     dloss_3 = np.asarray(1.0, DTYPE)[None]
-    # dL/dloss_2 = expand_dims(1, axis=0)/batch   [d(mean(loss_2, axis=(0,), keepdims=False))/dloss_2]
+    # dL/dloss_2 = expand_dims(dL/dloss, axis=0)/batch   [d(mean(loss_2, axis=(0,), keepdims=False))/dloss_2]
     # dL/dloss_1 = 2*dL/dloss_2*loss_1   [d(loss_1**2)/dloss_1]
     dloss_1 = 2.0*dloss_3*loss_1/n
     # dL/db = sum(dL/dpred, axis=0)   [d(pred_3 + b)/db]

@@ -666,7 +666,7 @@ int digits_mlp_forward(real *const params[], const void *const inputs[], long n,
     const real *x = inputs[digits_mlp_input_x];
 
     real *h_2 = arena + 0;  /* [n, 128] */
-    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
+    /* h_2 = x @ W1 + b1, one product that starts from the bias */
     sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
 
     real *h_3 = h_2;  /* [n, 128], in place of h_2 */
@@ -674,7 +674,7 @@ int digits_mlp_forward(real *const params[], const void *const inputs[], long n,
         h_3[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = outputs[digits_mlp_output_logits];  /* [n, 10] */
-    /* logits = logits_1 + b2, where logits_1 = h_3 @ W2 */
+    /* logits = h_3 @ W2 + b2, one product that starts from the bias */
     sg_matmul_bias(n, 128, 10, h_3, 128, 1, W2, 10, 1, b2, logits);
     return 0;
 }
@@ -693,7 +693,7 @@ int digits_mlp_evaluate(real *const params[], const void *const inputs[], long n
     const int64_t *y = inputs[digits_mlp_input_y];
 
     real *h_2 = arena + 0;  /* [n, 128] */
-    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
+    /* h_2 = x @ W1 + b1, one product that starts from the bias */
     sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
 
     real *h_3 = h_2;  /* [n, 128], in place of h_2 */
@@ -701,7 +701,7 @@ int digits_mlp_evaluate(real *const params[], const void *const inputs[], long n
         h_3[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = arena + 4096;  /* [n, 10] */
-    /* logits = logits_1 + b2, where logits_1 = h_3 @ W2 */
+    /* logits = h_3 @ W2 + b2, one product that starts from the bias */
     sg_matmul_bias(n, 128, 10, h_3, 128, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 0;  /* [] */
@@ -729,7 +729,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     const int64_t *y = inputs[digits_mlp_input_y];
 
     real *h_2 = arena + 0;  /* [n, 128] */
-    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
+    /* h_2 = x @ W1 + b1, one product that starts from the bias */
     sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
 
     real *h_3 = h_2;  /* [n, 128], in place of h_2 */
@@ -744,7 +744,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         h[i] = h_3[i]*h_4[i];
 
     real *logits = arena + 12288;  /* [n, 10] */
-    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
+    /* logits = h @ W2 + b2, one product that starts from the bias */
     sg_matmul_bias(n, 128, 10, h, 128, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 16704;  /* [] */
@@ -758,7 +758,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     real *dlogits = arena + 16384;  /* [n, 10] */
     loss[0] = (real)sg_softmax_cross_entropy_grad(n, 10, logits, y, dlogits_scale[0], dlogits);
 
-    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2] */
+    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(h @ W2 + b2)/db2] */
     real *db2 = grads[digits_mlp_param_b2];  /* [10] */
     for (long i = 0; i < 10; i++)
         db2[i] = 0;
@@ -766,11 +766,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         for (long j = 0; j < 10; j++)
             db2[j] += dlogits[i*10 + j];
 
-    /* dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh] */
+    /* dL/dh = dL/d(h @ W2) @ W2.T   [d(h @ W2)/dh] */
     real *dh = arena + 12288;  /* [n, 128] */
     sg_matmul(n, 10, 128, dlogits, 10, 1, W2, 1, 10, dh);
 
-    /* dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2] */
+    /* dL/dW2 = h.T @ dL/d(h @ W2)   [d(h @ W2)/dW2] */
     real *dW2 = grads[digits_mlp_param_W2];  /* [128, 10] */
     if (step)  /* W2 -= lr * dL/dW2, added in as it is computed: nothing reads W2 after this */
         sg_matmul_add(128, n, 10, h, 1, 128, dlogits, 10, 1, -lr, params[digits_mlp_param_W2]);
@@ -783,7 +783,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     for (long i = 0; i < n*128; i++)
         dh_2[i] = dh[i]*h_4[i]*((h_3[i]) > 0 ? 1 : 0);
 
-    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(h_1 + b1)/db1] */
+    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(x @ W1 + b1)/db1] */
     real *db1 = grads[digits_mlp_param_b1];  /* [128] */
     for (long i = 0; i < 128; i++)
         db1[i] = 0;
@@ -791,7 +791,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         for (long j = 0; j < 128; j++)
             db1[j] += dh_2[i*128 + j];
 
-    /* dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1] */
+    /* dL/dW1 = x.T @ dL/d(x @ W1)   [d(x @ W1)/dW1] */
     real *dW1 = grads[digits_mlp_param_W1];  /* [64, 128] */
     if (step)  /* W1 -= lr * dL/dW1, added in as it is computed: nothing reads W1 after this */
         sg_matmul_add(64, n, 128, x, 1, 64, dh_2, 128, 1, -lr, params[digits_mlp_param_W1]);

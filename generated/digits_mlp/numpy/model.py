@@ -165,9 +165,9 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2]
     dW2 = h.T @ dlogits
     # dL/dh_3 = dL/dh*h_4   [d(h_3*h_4)/dh_3]
-    # dL/dh_2 = dL/dh_3*step(h_3)   [d relu(h_2)/dh_2]
+    # dL/d(h_1 + b1) = dL/dh_3*step(h_3)   [d relu(h_1 + b1)/d(h_1 + b1)]
     dh_2 = dh*h_4*(h_3 > 0).astype(DTYPE)
-    # dL/db1 = sum(dL/dh_2, axis=0)   [d(h_1 + b1)/db1]
+    # dL/db1 = sum(dL/d(h_1 + b1), axis=0)   [d(h_1 + b1)/db1]
     db1 = dh_2.sum(axis=0)
     # dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1]
     dW1 = x.T @ dh_2

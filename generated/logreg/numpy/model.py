@@ -133,7 +133,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     dz = ((0.5 + 0.5*np.tanh(0.5*z)) - y)/n
     # dL/db = sum(dL/dz, axis=0)   [d(z_2 + b)/db]
     db = dz.sum(axis=0)
-    # dL/dw = sum(dL/dz_1*x, axis=0)   [d(x*w)/dw]
+    # dL/dw = sum(dL/d(x*w)*x, axis=0)   [d(x*w)/dw]
     dw = dz @ x
     return float(loss), {"w": dw, "b": db}
 

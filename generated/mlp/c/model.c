@@ -657,7 +657,7 @@ int mlp_forward(real *const params[], const void *const inputs[], long n, real *
     const real *x = inputs[mlp_input_x];
 
     real *h_2 = arena + 0;  /* [n, 256] */
-    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
+    /* h_2 = x @ W1 + b1, one product that starts from the bias */
     sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
     real *h = h_2;  /* [n, 256], in place of h_2 */
@@ -665,7 +665,7 @@ int mlp_forward(real *const params[], const void *const inputs[], long n, real *
         h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = outputs[mlp_output_logits];  /* [n, 10] */
-    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
+    /* logits = h @ W2 + b2, one product that starts from the bias */
     sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
     return 0;
 }
@@ -684,7 +684,7 @@ int mlp_evaluate(real *const params[], const void *const inputs[], long n, doubl
     const int64_t *y = inputs[mlp_input_y];
 
     real *h_2 = arena + 0;  /* [n, 256] */
-    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
+    /* h_2 = x @ W1 + b1, one product that starts from the bias */
     sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
     real *h = h_2;  /* [n, 256], in place of h_2 */
@@ -692,7 +692,7 @@ int mlp_evaluate(real *const params[], const void *const inputs[], long n, doubl
         h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = arena + 16384;  /* [n, 10] */
-    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
+    /* logits = h @ W2 + b2, one product that starts from the bias */
     sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 0;  /* [] */
@@ -722,7 +722,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     const int64_t *y = inputs[mlp_input_y];
 
     real *h_2 = arena + 0;  /* [n, 256] */
-    /* h_2 = h_1 + b1, where h_1 = x @ W1 */
+    /* h_2 = x @ W1 + b1, one product that starts from the bias */
     sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
 
     real *h = h_2;  /* [n, 256], in place of h_2 */
@@ -730,7 +730,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         h[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *logits = arena + 16384;  /* [n, 10] */
-    /* logits = logits_1 + b2, where logits_1 = h @ W2 */
+    /* logits = h @ W2 + b2, one product that starts from the bias */
     sg_matmul_bias(n, 256, 10, h, 256, 1, W2, 10, 1, b2, logits);
 
     real *loss = arena + 33408;  /* [] */
@@ -744,7 +744,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     real *dlogits = arena + 32768;  /* [n, 10] */
     loss[0] = (real)sg_softmax_cross_entropy_grad(n, 10, logits, y, dlogits_scale[0], dlogits);
 
-    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2] */
+    /* dL/db2 = sum(dL/dlogits, axis=0)   [d(h @ W2 + b2)/db2] */
     real *db2 = grads[mlp_param_b2];  /* [10] */
     for (long i = 0; i < 10; i++)
         db2[i] = 0;
@@ -752,11 +752,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         for (long j = 0; j < 10; j++)
             db2[j] += dlogits[i*10 + j];
 
-    /* dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh] */
+    /* dL/dh = dL/d(h @ W2) @ W2.T   [d(h @ W2)/dh] */
     real *dh = arena + 16384;  /* [n, 256] */
     sg_matmul(n, 10, 256, dlogits, 10, 1, W2, 1, 10, dh);
 
-    /* dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2] */
+    /* dL/dW2 = h.T @ dL/d(h @ W2)   [d(h @ W2)/dW2] */
     real *dW2 = grads[mlp_param_W2];  /* [256, 10] */
     if (step)  /* W2 -= lr * dL/dW2, added in as it is computed: nothing reads W2 after this */
         sg_matmul_add(256, n, 10, h, 1, 256, dlogits, 10, 1, -lr, params[mlp_param_W2]);
@@ -768,7 +768,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     for (long i = 0; i < n*256; i++)
         dh_2[i] = dh[i]*((h[i]) > 0 ? 1 : 0);
 
-    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(h_1 + b1)/db1] */
+    /* dL/db1 = sum(dL/dh_2, axis=0)   [d(x @ W1 + b1)/db1] */
     real *db1 = grads[mlp_param_b1];  /* [256] */
     for (long i = 0; i < 256; i++)
         db1[i] = 0;
@@ -776,7 +776,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         for (long j = 0; j < 256; j++)
             db1[j] += dh_2[i*256 + j];
 
-    /* dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1] */
+    /* dL/dW1 = x.T @ dL/d(x @ W1)   [d(x @ W1)/dW1] */
     real *dW1 = grads[mlp_param_W1];  /* [784, 256] */
     if (step)  /* W1 -= lr * dL/dW1, added in as it is computed: nothing reads W1 after this */
         sg_matmul_add(784, n, 256, x, 1, 784, dh_2, 256, 1, -lr, params[mlp_param_W1]);

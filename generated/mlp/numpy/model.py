@@ -196,12 +196,12 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     dh = np.matmul(dlogits, W2.T, out=scratch("dh", (n, 256)))
     # dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2]
     dW2 = h.T @ dlogits
-    # dL/dh_2 = dL/dh*step(h)   [d relu(h_2)/dh_2]
+    # dL/d(h_1 + b1) = dL/dh*step(h)   [d relu(h_1 + b1)/d(h_1 + b1)]
     # dh_2 = dh*(h > 0).astype(DTYPE)
     dh_2 = scratch("dh_2", (n, 256))
     np.greater(h, 0.0, out=dh_2)
     np.multiply(dh_2, dh, out=dh_2)
-    # dL/db1 = sum(dL/dh_2, axis=0)   [d(h_1 + b1)/db1]
+    # dL/db1 = sum(dL/d(h_1 + b1), axis=0)   [d(h_1 + b1)/db1]
     db1 = dh_2.sum(axis=0)
     # dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1]
     dW1 = x.T @ dh_2

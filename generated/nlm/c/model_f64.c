@@ -673,7 +673,7 @@ int nlm_f64_forward(real *const params[], const void *const inputs[], long n, re
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
     real *a_2 = arena + 0;  /* [n, 256] */
-    /* a_2 = a_1 + d, where a_1 = x @ H */
+    /* a_2 = x @ H + d, one product that starts from the bias */
     sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
     real *a = a_2;  /* [n, 256], in place of a_2 */
@@ -681,7 +681,7 @@ int nlm_f64_forward(real *const params[], const void *const inputs[], long n, re
         a[i] = tanh(a_2[i]);
 
     real *logits = outputs[nlm_f64_output_logits];  /* [n, 3000] */
-    /* logits = logits_1 + e, where logits_1 = a @ U */
+    /* logits = a @ U + e, one product that starts from the bias */
     sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
     return 0;
 }
@@ -706,7 +706,7 @@ int nlm_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
     real *a_2 = arena + 384000;  /* [n, 256] */
-    /* a_2 = a_1 + d, where a_1 = x @ H */
+    /* a_2 = x @ H + d, one product that starts from the bias */
     sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
     real *a = a_2;  /* [n, 256], in place of a_2 */
@@ -714,7 +714,7 @@ int nlm_f64_evaluate(real *const params[], const void *const inputs[], long n, d
         a[i] = tanh(a_2[i]);
 
     real *logits = arena + 0;  /* [n, 3000] */
-    /* logits = logits_1 + e, where logits_1 = a @ U */
+    /* logits = a @ U + e, one product that starts from the bias */
     sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
 
     real *loss = arena + 384000;  /* [] */
@@ -750,7 +750,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
     real *a_2 = arena + 768000;  /* [n, 256] */
-    /* a_2 = a_1 + d, where a_1 = x @ H */
+    /* a_2 = x @ H + d, one product that starts from the bias */
     sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
 
     real *a = a_2;  /* [n, 256], in place of a_2 */
@@ -758,7 +758,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         a[i] = tanh(a_2[i]);
 
     real *logits = arena + 0;  /* [n, 3000] */
-    /* logits = logits_1 + e, where logits_1 = a @ U */
+    /* logits = a @ U + e, one product that starts from the bias */
     sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
 
     real *loss = arena + 825344;  /* [] */
@@ -772,7 +772,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     real *dlogits = arena + 384000;  /* [n, 3000] */
     loss[0] = (real)sg_softmax_cross_entropy_grad(n, 3000, logits, next_id, dlogits_scale[0], dlogits);
 
-    /* dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de] */
+    /* dL/de = sum(dL/dlogits, axis=0)   [d(a @ U + e)/de] */
     real *de = grads[nlm_f64_param_e];  /* [3000] */
     for (long i = 0; i < 3000; i++)
         de[i] = 0;
@@ -780,11 +780,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         for (long j = 0; j < 3000; j++)
             de[j] += dlogits[i*3000 + j];
 
-    /* dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da] */
+    /* dL/da = dL/d(a @ U) @ U.T   [d(a @ U)/da] */
     real *da = arena + 0;  /* [n, 256] */
     sg_matmul(n, 3000, 256, dlogits, 3000, 1, U, 1, 3000, da);
 
-    /* dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU] */
+    /* dL/dU = a.T @ dL/d(a @ U)   [d(a @ U)/dU] */
     real *dU = grads[nlm_f64_param_U];  /* [256, 3000] */
     if (step)  /* U -= lr * dL/dU, added in as it is computed: nothing reads U after this */
         sg_matmul_add(256, n, 3000, a, 1, 256, dlogits, 3000, 1, -lr, params[nlm_f64_param_U]);
@@ -796,7 +796,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     for (long i = 0; i < n*256; i++)
         da_2[i] = da[i]*(1.0 - (a[i]*a[i]));
 
-    /* dL/dd = sum(dL/da_2, axis=0)   [d(a_1 + d)/dd] */
+    /* dL/dd = sum(dL/da_2, axis=0)   [d(x @ H + d)/dd] */
     real *dd = grads[nlm_f64_param_d];  /* [256] */
     for (long i = 0; i < 256; i++)
         dd[i] = 0;
@@ -804,11 +804,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         for (long j = 0; j < 256; j++)
             dd[j] += da_2[i*256 + j];
 
-    /* dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx] */
+    /* dL/dx = dL/d(x @ H) @ H.T   [d(x @ H)/dx] */
     real *dx = arena + 32768;  /* [n, 192] */
     sg_matmul(n, 256, 192, da_2, 256, 1, H, 1, 256, dx);
 
-    /* dL/dH = x.T @ dL/da_1   [d(x @ H)/dH] */
+    /* dL/dH = x.T @ dL/d(x @ H)   [d(x @ H)/dH] */
     real *dH = grads[nlm_f64_param_H];  /* [192, 256] */
     if (step)  /* H -= lr * dL/dH, added in as it is computed: nothing reads H after this */
         sg_matmul_add(192, n, 256, x, 1, 192, da_2, 256, 1, -lr, params[nlm_f64_param_H]);

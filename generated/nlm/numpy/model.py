@@ -212,13 +212,13 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     da = np.matmul(dlogits, U.T, out=scratch("da", (n, 256)))
     # dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU]
     dU = a.T @ dlogits
-    # dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2]
+    # dL/d(a_1 + d) = dL/da*(1 - a**2)   [d tanh(a_1 + d)/d(a_1 + d)]
     # da_2 = da*(1.0 - a**2)
     da_2 = scratch("da_2", (n, 256))
     np.square(a, out=da_2)
     np.subtract(1.0, da_2, out=da_2)
     np.multiply(da_2, da, out=da_2)
-    # dL/dd = sum(dL/da_2, axis=0)   [d(a_1 + d)/dd]
+    # dL/dd = sum(dL/d(a_1 + d), axis=0)   [d(a_1 + d)/dd]
     dd = da_2.sum(axis=0)
     # dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx]
     dx = np.matmul(da_2, H.T, out=scratch("dx", (n, 192)))

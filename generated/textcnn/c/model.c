@@ -892,7 +892,7 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
     real *logits = outputs[textcnn_output_logits];  /* [n, 2] */
-    /* logits = logits_1 + b, where logits_1 = features_1 @ W */
+    /* logits = features_1 @ W + b, one product that starts from the bias */
     sg_matmul_bias(n, 300, 2, features_1, 300, 1, W, 2, 1, b, logits);
     return 0;
 }
@@ -984,7 +984,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
     real *logits = arena + 15008;  /* [n, 2] */
-    /* logits = logits_1 + b, where logits_1 = features_1 @ W */
+    /* logits = features_1 @ W + b, one product that starts from the bias */
     sg_matmul_bias(n, 300, 2, features_1, 300, 1, W, 2, 1, b, logits);
 
     real *loss = arena + 0;  /* [] */
@@ -1092,7 +1092,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         features[i] = features_1[i]*features_2[i];
 
     real *logits = arena + 30016;  /* [n, 2] */
-    /* logits = logits_1 + b, where logits_1 = features @ W */
+    /* logits = features @ W + b, one product that starts from the bias */
     sg_matmul_bias(n, 300, 2, features, 300, 1, W, 2, 1, b, logits);
 
     real *loss = arena + 1605024;  /* [] */
@@ -1106,7 +1106,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     real *dlogits = arena + 45024;  /* [n, 2] */
     loss[0] = (real)sg_softmax_cross_entropy_grad(n, 2, logits, label, dlogits_scale[0], dlogits);
 
-    /* dL/db = sum(dL/dlogits, axis=0)   [d(logits_1 + b)/db] */
+    /* dL/db = sum(dL/dlogits, axis=0)   [d(features @ W + b)/db] */
     real *db = grads[textcnn_param_b];  /* [2] */
     for (long i = 0; i < 2; i++)
         db[i] = 0;
@@ -1114,11 +1114,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         for (long j = 0; j < 2; j++)
             db[j] += dlogits[i*2 + j];
 
-    /* dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures] */
+    /* dL/dfeatures = dL/d(features @ W) @ W.T   [d(features @ W)/dfeatures] */
     real *dfeatures = arena + 30016;  /* [n, 300] */
     sg_matmul(n, 2, 300, dlogits, 2, 1, W, 1, 2, dfeatures);
 
-    /* dL/dW = features.T @ dL/dlogits_1   [d(features @ W)/dW] */
+    /* dL/dW = features.T @ dL/d(features @ W)   [d(features @ W)/dW] */
     real *dW = grads[textcnn_param_W];  /* [300, 2] */
     if (step)  /* W -= lr * dL/dW, added in as it is computed: nothing reads W after this */
         sg_matmul_add(300, n, 2, features, 1, 300, dlogits, 2, 1, -lr, params[textcnn_param_W]);
@@ -1160,13 +1160,13 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     real *df5_3 = arena + 1025008;  /* [n, 50, 100] */
     sg_max_backward(n, 50, 100, f5_3, df5_1, df5_3);
 
-    /* dL/df5_2 = dL/df5_3*step(f5_3)   [d relu(f5_2)/df5_2] */
+    /* dL/d(f5_1 + c5) = dL/df5_3*step(f5_3)   [d relu(f5_1 + c5)/d(f5_1 + c5)] */
     real *df5_2 = df5_3;  /* [n, 50, 100], in place of df5_3 */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*5000; i++)
         df5_2[i] = df5_3[i]*((f5_3[i]) > 0 ? 1 : 0);
 
-    /* dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(f5_1 + c5)/dc5] */
+    /* dL/dc5 = sum(dL/d(f5_1 + c5), axis=(0, 1))   [d(f5_1 + c5)/dc5] */
     real *dc5 = grads[textcnn_param_c5];  /* [100] */
     for (long i = 0; i < 100; i++)
         dc5[i] = 0;
@@ -1194,13 +1194,13 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     real *df4_3 = arena + 775008;  /* [n, 51, 100] */
     sg_max_backward(n, 51, 100, f4_3, df4_1, df4_3);
 
-    /* dL/df4_2 = dL/df4_3*step(f4_3)   [d relu(f4_2)/df4_2] */
+    /* dL/d(f4_1 + c4) = dL/df4_3*step(f4_3)   [d relu(f4_1 + c4)/d(f4_1 + c4)] */
     real *df4_2 = df4_3;  /* [n, 51, 100], in place of df4_3 */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*5100; i++)
         df4_2[i] = df4_3[i]*((f4_3[i]) > 0 ? 1 : 0);
 
-    /* dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(f4_1 + c4)/dc4] */
+    /* dL/dc4 = sum(dL/d(f4_1 + c4), axis=(0, 1))   [d(f4_1 + c4)/dc4] */
     real *dc4 = grads[textcnn_param_c4];  /* [100] */
     for (long i = 0; i < 100; i++)
         dc4[i] = 0;
@@ -1228,13 +1228,13 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     real *df3_3 = arena + 520000;  /* [n, 52, 100] */
     sg_max_backward(n, 52, 100, f3_3, df3_1, df3_3);
 
-    /* dL/df3_2 = dL/df3_3*step(f3_3)   [d relu(f3_2)/df3_2] */
+    /* dL/d(f3_1 + c3) = dL/df3_3*step(f3_3)   [d relu(f3_1 + c3)/d(f3_1 + c3)] */
     real *df3_2 = df3_3;  /* [n, 52, 100], in place of df3_3 */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*5200; i++)
         df3_2[i] = df3_3[i]*((f3_3[i]) > 0 ? 1 : 0);
 
-    /* dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(f3_1 + c3)/dc3] */
+    /* dL/dc3 = sum(dL/d(f3_1 + c3), axis=(0, 1))   [d(f3_1 + c3)/dc3] */
     real *dc3 = grads[textcnn_param_c3];  /* [100] */
     for (long i = 0; i < 100; i++)
         dc3[i] = 0;
@@ -1251,7 +1251,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
     sg_conv1d_backward_kernel(n, 50, 64, 52, 100, 3, 1, 2, words, df3_2, dK3);
 
     /* dL/dwords = df5_1_1 + df4_1_1   [sum over the uses of words] */
-    /* dL/dwords = dwords_1 + df3_1_1   [sum over the uses of words] */
+    /* dL/dwords = df5_1_1 + df4_1_1 + df3_1_1   [sum over the uses of words] */
     real *dwords = df5_1_1;  /* [n, 50, 64], in place of df5_1_1 */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*3200; i++)

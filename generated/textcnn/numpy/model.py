@@ -320,12 +320,12 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     df5_3 = scratch("df5_3", (n, 50, 100))
     df5_3.fill(0)
     np.put_along_axis(df5_3, np.expand_dims(f5_3.argmax(axis=1), 1), df5_1[:, 0:1], axis=1)
-    # dL/df5_2 = dL/df5_3*step(f5_3)   [d relu(f5_2)/df5_2]
+    # dL/d(f5_1 + c5) = dL/df5_3*step(f5_3)   [d relu(f5_1 + c5)/d(f5_1 + c5)]
     # df5_2 = df5_3*(f5_3 > 0).astype(DTYPE)
     df5_2 = scratch("df5_2", (n, 50, 100))
     np.greater(f5_3, 0.0, out=df5_2)
     np.multiply(df5_2, df5_3, out=df5_2)
-    # dL/dc5 = sum(dL/df5_2, axis=(0, 1))   [d(f5_1 + c5)/dc5]
+    # dL/dc5 = sum(dL/d(f5_1 + c5), axis=(0, 1))   [d(f5_1 + c5)/dc5]
     dc5 = df5_2.sum(axis=(0, 1))
     # dL/dwords through f5_1 = conv1d_backward_input(dL/df5_1, K5, length=50, padding=2, stride=1)   [d conv1d(words, K5, padding=2, stride=1)/dwords]
     sg_taps = scratch("sg_taps", (n, 50, 5, 64))
@@ -343,12 +343,12 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     df4_3 = scratch("df4_3", (n, 51, 100))
     df4_3.fill(0)
     np.put_along_axis(df4_3, np.expand_dims(f4_3.argmax(axis=1), 1), df4_1[:, 0:1], axis=1)
-    # dL/df4_2 = dL/df4_3*step(f4_3)   [d relu(f4_2)/df4_2]
+    # dL/d(f4_1 + c4) = dL/df4_3*step(f4_3)   [d relu(f4_1 + c4)/d(f4_1 + c4)]
     # df4_2 = df4_3*(f4_3 > 0).astype(DTYPE)
     df4_2 = scratch("df4_2", (n, 51, 100))
     np.greater(f4_3, 0.0, out=df4_2)
     np.multiply(df4_2, df4_3, out=df4_2)
-    # dL/dc4 = sum(dL/df4_2, axis=(0, 1))   [d(f4_1 + c4)/dc4]
+    # dL/dc4 = sum(dL/d(f4_1 + c4), axis=(0, 1))   [d(f4_1 + c4)/dc4]
     dc4 = df4_2.sum(axis=(0, 1))
     # dL/dwords through f4_1 = conv1d_backward_input(dL/df4_1, K4, length=50, padding=2, stride=1)   [d conv1d(words, K4, padding=2, stride=1)/dwords]
     sg_taps = scratch("sg_taps", (n, 51, 4, 64))
@@ -366,12 +366,12 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     df3_3 = scratch("df3_3", (n, 52, 100))
     df3_3.fill(0)
     np.put_along_axis(df3_3, np.expand_dims(f3_3.argmax(axis=1), 1), df3_1[:, 0:1], axis=1)
-    # dL/df3_2 = dL/df3_3*step(f3_3)   [d relu(f3_2)/df3_2]
+    # dL/d(f3_1 + c3) = dL/df3_3*step(f3_3)   [d relu(f3_1 + c3)/d(f3_1 + c3)]
     # df3_2 = df3_3*(f3_3 > 0).astype(DTYPE)
     df3_2 = scratch("df3_2", (n, 52, 100))
     np.greater(f3_3, 0.0, out=df3_2)
     np.multiply(df3_2, df3_3, out=df3_2)
-    # dL/dc3 = sum(dL/df3_2, axis=(0, 1))   [d(f3_1 + c3)/dc3]
+    # dL/dc3 = sum(dL/d(f3_1 + c3), axis=(0, 1))   [d(f3_1 + c3)/dc3]
     dc3 = df3_2.sum(axis=(0, 1))
     # dL/dwords through f3_1 = conv1d_backward_input(dL/df3_1, K3, length=50, padding=2, stride=1)   [d conv1d(words, K3, padding=2, stride=1)/dwords]
     sg_taps = scratch("sg_taps", (n, 52, 3, 64))
@@ -384,7 +384,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     # dL/dK3 = conv1d_backward_kernel(words, dL/df3_1, padding=2, stride=1, width=3)   [d conv1d(words, K3, padding=2, stride=1)/dK3]
     dK3 = np.matmul(sg_rows_words_3_pad2.T, df3_2.reshape(-1, 100)).reshape((3, 64, 100))
     # dL/dwords = df5_1_1 + df4_1_1   [sum over the uses of words]
-    # dL/dwords = dwords_1 + df3_1_1   [sum over the uses of words]
+    # dL/dwords = df5_1_1 + df4_1_1 + df3_1_1   [sum over the uses of words]
     # dwords = df5_1_1 + df4_1_1 + df3_1_1
     dwords = scratch("dwords", (n, 50, 64))
     np.add(df5_1_1, df4_1_1, out=dwords)
