@@ -118,6 +118,7 @@ class Graph(IRGraph):
             raise SpecError(f"{name!r} is defined twice", node=name)
         if dtype not in ("float", "int"):
             raise SpecError(f"dtype must be 'float' or 'int', got {dtype!r}", node=name)
+        dim_names = tuple(d if isinstance(d, str) else None for d in shape) if isinstance(shape, (list, tuple)) else ()
         shape = self.resolve_shape(shape, name)
         if any(is_batch(d) for d in shape[1:]) or (kind == "param" and shape and is_batch(shape[0])):
             # data arrive in rows: the trainers cut and shuffle every input along its first axis
@@ -130,6 +131,8 @@ class Graph(IRGraph):
             if shape != ():
                 raise SpecError("only scalars (shape []) may carry a value", node=name)
         attrs = {k: v for k, v in extra.items() if v is not None}
+        if any(dim_names):
+            attrs["dim_names"] = dim_names  # for shape errors: (batch=16, hid2=16)
         self.add_node(kind, (), (), shape, dtype, name=name, **attrs)
         return Tensor(self, name)
 

@@ -60,6 +60,9 @@ def main(argv: list[str] | None = None) -> int:
         detail = next((line for line in lines[1:] if "error" in line), "")
         print(f"error: {one_line(lines[0] + ' ' + detail)}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # symgraph ... | head: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes stdout at exit
+        return 0
 
 
 def one_line(text: str) -> str:

@@ -458,7 +458,7 @@ def test_interface_names_cover_every_symbol_the_templates_declare():
 
 
 @pytest.mark.needs_cc
-@pytest.mark.parametrize("node", ["h_forward", "h_param_W", "H_BATCH", "h_f64_loss_and_grads", "h_params", "info"])
+@pytest.mark.parametrize("node", ["h_forward", "h_param_W", "h_param_info", "H_BATCH", "h_f64_loss_and_grads", "h_params"])
 def test_a_node_named_like_an_interface_symbol_gets_another_variable(node):
     """Such a node (or a param 'info', once NAME_param_info) compiles, under a
     mangled variable, and computes what NumPy computes."""

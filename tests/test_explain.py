@@ -86,3 +86,26 @@ def test_grad_runs_on_every_example_within_a_minute(spec):
     path = Path(__file__).resolve().parents[1] / "examples" / spec
     done = subprocess.run([sys.executable, "-m", "symgraph.cli", "grad", str(path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0 and done.stdout.startswith("d"), done.stderr
+
+
+GRAPHS_SCRIPT = """
+import sys
+sys.path.insert(0, {tests!r})
+import symgraph as sg
+from conftest import one_op_graph
+from differential import generate
+from test_gradients import ROWS
+for name, (args, attrs) in sorted(ROWS.items()):
+    str(sg.explain(one_op_graph(name, args, attrs)))
+for seed in range({seeds}):
+    str(sg.explain(sg.load(generate(seed).text)))
+print("done")
+"""
+
+
+def test_grad_runs_on_every_test_graph_within_its_time():
+    """Every gradient-row graph and 40 of the differential fuzzer's graphs:
+    explained in one process, within two minutes in all."""
+    script = GRAPHS_SCRIPT.format(tests=str(Path(__file__).resolve().parent), seeds=40)
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]

@@ -148,3 +148,23 @@ def assert_close(actual, expected, rtol: float) -> None:
     scale = max(float(np.max(np.abs(expected), initial=0.0)), 1e-300)
     error = float(np.max(np.abs(actual - expected), initial=0.0))
     assert error <= rtol * scale, (error / scale, rtol)
+
+
+# @ follows numpy.matmul: vectors on either side, stacks that broadcast their leading axes.
+MATMUL_SHAPES = [
+    ((3,), (3,)), ((2, 3), (3,)), ((3,), (3, 4)), ((4,), (2, 4, 3)), ((2, 3, 4), (4,)),
+    ((2, 3, 4), (4, 5)), ((2, 3, 4), (2, 4, 3)), ((2, 1, 3, 4), (5, 4, 2)), ((3, 4), (2, 4, 5)),
+]
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+@pytest.mark.parametrize("a, b", MATMUL_SHAPES, ids=[f"{a}@{b}" for a, b in MATMUL_SHAPES])
+def test_matmul_of_every_rank_is_numpys(a, b, target, rng):
+    g = one_op_graph("matmul", [(a, F), (b, F)], {})
+    assert tuple(int(d) for d in g.shape("result")) == np.matmul(np.zeros(a), np.zeros(b)).shape
+    model = sg.compile(g, target=target, dtype="float64")
+    params = {p: sample(rng, tuple(model.params[p]), "real") for p in model.params}
+    inputs = inputs_for(model, rng)
+    np.testing.assert_allclose(model.forward(params, inputs)["result"], np.matmul(params["a0"], params["a1"]), rtol=1e-12)
+    for param, (analytic, numeric) in central_difference_errors(model, params, inputs, rng).items():
+        assert abs(analytic - numeric) <= ATOL + RTOL * abs(numeric), (param, analytic, numeric)

@@ -136,3 +136,12 @@ def test_mangled_names_avoid_every_other_name():
     program = sg.compile(g, target="numpy", dtype="float64").program
     assert program.mangled == {"int": "int_1"}
     assert [leaf.var for leaf in program.inputs] == ["int_1", "int_"]
+
+
+def test_the_memory_report_ties_mangled_buffers_to_the_spec(capsys, tmp_path):
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("dims: {batch: 4}\ninputs: {x: {shape: [batch, 3]}}\nparams: {W: {shape: [3, 3]}}\n"
+                    "graph: {max: tanh(x @ W), sum: max * max + x, loss: mean(sum)}\nloss: loss\n")
+    assert main(["compile", str(spec), "--target", "c", "-o", str(tmp_path / "c"), "--report"]) == 0
+    out = capsys.readouterr().out
+    assert "sum_ (the spec's sum)" in out, out

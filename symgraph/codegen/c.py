@@ -949,7 +949,7 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         bodies=bodies,
         shuffle_stream=SHUFFLE_STREAM,
     )
-    return context, report(plans, itemsize, total)
+    return context, report(plans, itemsize, total, program.spec_names)
 
 
 def tanh_series(printer: Printer) -> list[str]:

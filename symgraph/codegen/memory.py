@@ -88,15 +88,18 @@ def place_in_order(buffers: list[Buffer]) -> tuple[list[Buffer], int]:
     return placed, max((b.offset + round_up(b.size) for b in placed), default=0)
 
 
-def report(plans: dict[str, list[Buffer]], itemsize: int, total: int) -> str:
-    """The plan as a table: each function's buffers, their bytes, and the peak."""
+def report(plans: dict[str, list[Buffer]], itemsize: int, total: int, spec_names: dict[str, str] | None = None) -> str:
+    """The plan as a table: each function's buffers, their bytes, and the peak;
+    a buffer under a mangled name (``spec_names``: variable -> spec name) says whose it is."""
+    spec_names = spec_names or {}
     lines = []
     for function, buffers in plans.items():
         lines.append(f"{function}: {len(buffers)} buffers, {human_bytes(sum(b.size for b in buffers) * itemsize)} unshared")
-        width = max([6] + [len(b.name) for b in buffers])
+        names = {b.name: f"{b.name} (the spec's {spec_names[b.name]})" if b.name in spec_names else b.name for b in buffers}
+        width = max([6] + [len(name) for name in names.values()])
         lines.append(f"  {'buffer':<{width}}  {'bytes':>12}  {'offset':>12}  statements")
         for b in buffers:
-            lines.append(f"  {b.name:<{width}}  {b.size * itemsize:>12,}  {b.offset * itemsize:>12,}  {b.first}-{b.last}")
+            lines.append(f"  {names[b.name]:<{width}}  {b.size * itemsize:>12,}  {b.offset * itemsize:>12,}  {b.first}-{b.last}")
     lines.append(f"arena (peak): {total * itemsize:,} bytes ({human_bytes(total * itemsize)})")
     return "\n".join(lines)
 

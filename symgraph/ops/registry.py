@@ -16,7 +16,7 @@ from typing import Any, Callable
 import sympy as sp
 
 from ..errors import SpecError
-from ..ir import Batch, Graph
+from ..ir import Batch, Graph, is_batch
 
 REQUIRED = object()  # marks an attribute without a default
 
@@ -222,8 +222,30 @@ def apply(g: Graph, name: str, args: list[str] | tuple[str, ...], attrs: dict | 
             return op.expand(g, args, bound)
         shape = op.infer_shape(shapes, bound)
     except ValueError as exc:
-        raise SpecError(f"{name}(): {exc}") from None
+        text = str(exc)
+        for arg, arg_shape in zip(args, shapes):  # (16, 16) @ (32, 3) -> (batch=16, hid2=16) @ (hid=32, k=3)
+            text = text.replace(fmt_shape(arg_shape), named_shape(g, arg), 1)
+        raise SpecError(f"{name}(): {text}") from None
     return g.add_node(name, tuple(args), bound, shape, "float")
+
+
+def named_shape(g: Graph, node: str) -> str:
+    """``node``'s shape with the dims' names beside their sizes: those a leaf
+    was declared with, else the batch axis, else the one dim of that size."""
+    declared = g.nx.nodes[node].get("dim_names") or ()
+    by_size: dict[int, list[str]] = {}
+    for dim, size in g.dims.items():
+        if not is_batch(size):
+            by_size.setdefault(int(size), []).append(dim)
+    texts = []
+    for axis, size in enumerate(g.shape(node)):
+        name = declared[axis] if axis < len(declared) else None
+        if name is None and is_batch(size):
+            name = "batch"
+        if name is None and len(by_size.get(int(size), [])) == 1:
+            name = by_size[int(size)][0]
+        texts.append(f"{name}={int(size)}" if name else str(int(size)))
+    return "(" + ", ".join(texts) + ("," if len(texts) == 1 else "") + ")"
 
 
 def const(g: Graph, value: float | int) -> str:
