@@ -284,6 +284,10 @@ OPS = {
 NAMES = ["h", "z", "a", "out", "hidden", "score", "feat", "u", "v", "act", "y_hat", "pred",
          "h_1", "hid", "q", "k", "gate", "t", "s", "e", "p", "r", "m1", "layer", "o", "net_out",
          "model_h", "emb", "conv", "pool", "res", "acc", "tmp", "val", "norm", "c2"]
+# names that the generated code or C once kept for themselves: generated code mangles them
+TAKEN_WORDS = ["n", "ids", "mask", "int", "max", "sum", "step", "state", "data", "input", "double", "main", "lr",
+               "seed", "params", "exp", "tanh", "float", "len", "arena", "real", "i", "j", "scratch", "DTYPE", "NULL",
+               "true", "sg_h", "grads", "loss_value", "np", "correct", "error_sum", "_X", "inputs", "outputs"]
 
 
 @dataclass
@@ -325,6 +329,8 @@ class Generator:
         return tuple(self.size(d) for d in shape)
 
     def fresh(self, stem: str) -> str:
+        if self.rng.random() < 0.15:
+            stem = self.rng.choice(TAKEN_WORDS)
         taken = set(self.dims) | set(self.inputs) | set(self.params) | set(self.graph)
         for k in itertools.count():
             name = stem if k == 0 else f"{stem}{k + 1}"
