@@ -535,3 +535,59 @@ def test_a_work_area_past_2_gib_builds_standalone(tmp_path):
     assert main(["compile", str(spec), "--target", "c", "-o", str(tmp_path / "c"), "--max-memory", "100G"]) == 0
     done = subprocess.run(["make", "-s", "-C", str(tmp_path / "c"), "CFLAGS=-O1"], capture_output=True, text=True)
     assert done.returncode == 0 and "relocation" not in done.stderr, done.stderr
+
+
+FORWARD_ONLY = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+
+int main(void)
+{
+    static mlp_real W1[784 * 256], b1[256], W2[256 * 10], b2[10], x[3 * 784], logits[3 * 10];
+    mlp_real *params[] = {W1, b1, W2, b2};
+    const void *inputs[] = {x, NULL};  /* no labels */
+    mlp_real *outputs[] = {logits};
+    mlp_init_params(params, 0);
+    for (int i = 0; i < 3 * 784; i++)
+        x[i] = (mlp_real)(i % 7) / 7;
+    if (mlp_forward(params, inputs, 3, outputs) != 0)
+        return 1;
+    for (int i = 0; i < 3 * 10; i++)
+        printf("%.9g\n", (double)logits[i]);
+    return 0;
+}
+"""
+
+
+@pytest.mark.needs_cc
+def test_prediction_needs_no_labels_in_any_target(tmp_path):
+    """forward takes only the inputs its outputs read: CompiledModel.forward
+    (both targets), the generated NumPy module's forward, and C's mlp_forward
+    with a null pointer for the labels (built with the sanitizers)."""
+    from symgraph.cli import main as cli
+
+    g = example("mlp")
+    x = (np.arange(3 * 784).reshape(3, 784) % 7 / 7).astype(np.float32)
+    numpy_model = sg.compile(g, target="numpy")
+    params = numpy_model.init_params(0)
+    expected = numpy_model.forward(params, {"x": x})["logits"]
+    np.testing.assert_allclose(sg.compile(g, target="c").forward(params, {"x": x})["logits"], expected, rtol=1e-5, atol=1e-6)
+
+    assert cli(["compile", str(ROOT / "examples" / "mlp.yaml"), "--target", "numpy", "-o", str(tmp_path / "py")]) == 0
+    np.save(tmp_path / "x.npy", x)
+    run = subprocess.run([sys.executable, "-c", "import sys, numpy as np; sys.path.insert(0, sys.argv[1]); import model; "
+                          "x = np.load(sys.argv[2]); print(model.forward(model.init_params(0), {'x': x})['logits'].shape)",
+                          str(tmp_path / "py"), str(tmp_path / "x.npy")], capture_output=True, text=True)
+    assert run.returncode == 0 and run.stdout.strip() == "(3, 10)", run.stderr
+
+    assert cli(["compile", str(ROOT / "examples" / "mlp.yaml"), "--target", "c", "-o", str(tmp_path / "c")]) == 0
+    assert "labels among them, may be NULL" in (tmp_path / "c" / "model.h").read_text()
+    (tmp_path / "c" / "main.c").write_text(FORWARD_ONLY)
+    flags = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    build = subprocess.run(["cc", *flags, "-o", str(tmp_path / "predict"), str(tmp_path / "c" / "main.c"), str(tmp_path / "c" / "model.c"), "-lm"],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr[-3000:]
+    done = subprocess.run([str(tmp_path / "predict")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    np.testing.assert_allclose(np.array(done.stdout.split(), float).reshape(3, 10), expected, rtol=1e-5, atol=1e-6)

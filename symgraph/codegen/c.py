@@ -939,6 +939,7 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
                  for o, node in zip(program.outputs, program.output_nodes)],
         max_rank=max([len(x.shape) for x in program.params + program.inputs] + [1]),
         metric=program.metric,
+        forward_inputs=[leaf.name for leaf in program.eval_inputs()],
         arena=max(total, 1),
         arena_bytes=total * itemsize,
         large_arena=total * itemsize >= LARGE_ARENA,

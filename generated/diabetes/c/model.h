@@ -59,8 +59,9 @@ extern const diabetes_leaf diabetes_outputs[];
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void diabetes_init_params(diabetes_real *const params[], uint64_t seed);
 
-/* The outputs in evaluation mode (dropout off). Returns 0, or -1 when n is
- * outside [1, DIABETES_BATCH]. */
+/* The outputs in evaluation mode (dropout off). It reads only the inputs the
+ * outputs depend on (x); the others, labels among them, may be NULL.
+ * Returns 0, or -1 when n is outside [1, DIABETES_BATCH]. */
 int diabetes_forward(diabetes_real *const params[], const void *const inputs[], long n,
     diabetes_real *const outputs[]);
 

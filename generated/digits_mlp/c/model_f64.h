@@ -62,8 +62,9 @@ extern const digits_mlp_f64_leaf digits_mlp_f64_outputs[];
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void digits_mlp_f64_init_params(digits_mlp_f64_real *const params[], uint64_t seed);
 
-/* The outputs in evaluation mode (dropout off). Returns 0, or -1 when n is
- * outside [1, DIGITS_MLP_F64_BATCH]. */
+/* The outputs in evaluation mode (dropout off). It reads only the inputs the
+ * outputs depend on (x); the others, labels among them, may be NULL.
+ * Returns 0, or -1 when n is outside [1, DIGITS_MLP_F64_BATCH]. */
 int digits_mlp_f64_forward(digits_mlp_f64_real *const params[], const void *const inputs[], long n,
     digits_mlp_f64_real *const outputs[]);
 

@@ -59,8 +59,9 @@ extern const logreg_leaf logreg_outputs[];
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void logreg_init_params(logreg_real *const params[], uint64_t seed);
 
-/* The outputs in evaluation mode (dropout off). Returns 0, or -1 when n is
- * outside [1, LOGREG_BATCH]. */
+/* The outputs in evaluation mode (dropout off). It reads only the inputs the
+ * outputs depend on (x); the others, labels among them, may be NULL.
+ * Returns 0, or -1 when n is outside [1, LOGREG_BATCH]. */
 int logreg_forward(logreg_real *const params[], const void *const inputs[], long n,
     logreg_real *const outputs[]);
 

@@ -59,8 +59,9 @@ extern const logreg_f64_leaf logreg_f64_outputs[];
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void logreg_f64_init_params(logreg_f64_real *const params[], uint64_t seed);
 
-/* The outputs in evaluation mode (dropout off). Returns 0, or -1 when n is
- * outside [1, LOGREG_F64_BATCH]. */
+/* The outputs in evaluation mode (dropout off). It reads only the inputs the
+ * outputs depend on (x); the others, labels among them, may be NULL.
+ * Returns 0, or -1 when n is outside [1, LOGREG_F64_BATCH]. */
 int logreg_f64_forward(logreg_f64_real *const params[], const void *const inputs[], long n,
     logreg_f64_real *const outputs[]);
 

@@ -62,8 +62,9 @@ extern const mlp_leaf mlp_outputs[];
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void mlp_init_params(mlp_real *const params[], uint64_t seed);
 
-/* The outputs in evaluation mode (dropout off). Returns 0, or -1 when n is
- * outside [1, MLP_BATCH]. */
+/* The outputs in evaluation mode (dropout off). It reads only the inputs the
+ * outputs depend on (x); the others, labels among them, may be NULL.
+ * Returns 0, or -1 when n is outside [1, MLP_BATCH]. */
 int mlp_forward(mlp_real *const params[], const void *const inputs[], long n,
     mlp_real *const outputs[]);
 

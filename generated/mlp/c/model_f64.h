@@ -62,8 +62,9 @@ extern const mlp_f64_leaf mlp_f64_outputs[];
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void mlp_f64_init_params(mlp_f64_real *const params[], uint64_t seed);
 
-/* The outputs in evaluation mode (dropout off). Returns 0, or -1 when n is
- * outside [1, MLP_F64_BATCH]. */
+/* The outputs in evaluation mode (dropout off). It reads only the inputs the
+ * outputs depend on (x); the others, labels among them, may be NULL.
+ * Returns 0, or -1 when n is outside [1, MLP_F64_BATCH]. */
 int mlp_f64_forward(mlp_f64_real *const params[], const void *const inputs[], long n,
     mlp_f64_real *const outputs[]);
 

@@ -64,8 +64,9 @@ extern const nlm_leaf nlm_outputs[];
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void nlm_init_params(nlm_real *const params[], uint64_t seed);
 
-/* The outputs in evaluation mode (dropout off). Returns 0, or -1 when n is
- * outside [1, NLM_BATCH]. */
+/* The outputs in evaluation mode (dropout off). It reads only the inputs the
+ * outputs depend on (context_ids); the others, labels among them, may be NULL.
+ * Returns 0, or -1 when n is outside [1, NLM_BATCH]. */
 int nlm_forward(nlm_real *const params[], const void *const inputs[], long n,
     nlm_real *const outputs[]);
 

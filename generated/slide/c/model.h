@@ -59,8 +59,9 @@ extern const slide_leaf slide_outputs[];
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void slide_init_params(slide_real *const params[], uint64_t seed);
 
-/* The outputs in evaluation mode (dropout off). Returns 0, or -1 when n is
- * outside [1, SLIDE_BATCH]. */
+/* The outputs in evaluation mode (dropout off). It reads only the inputs the
+ * outputs depend on (none); the others, labels among them, may be NULL.
+ * Returns 0, or -1 when n is outside [1, SLIDE_BATCH]. */
 int slide_forward(slide_real *const params[], const void *const inputs[], long n,
     slide_real *const outputs[]);
 

@@ -59,8 +59,9 @@ extern const slide_f64_leaf slide_f64_outputs[];
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void slide_f64_init_params(slide_f64_real *const params[], uint64_t seed);
 
-/* The outputs in evaluation mode (dropout off). Returns 0, or -1 when n is
- * outside [1, SLIDE_F64_BATCH]. */
+/* The outputs in evaluation mode (dropout off). It reads only the inputs the
+ * outputs depend on (none); the others, labels among them, may be NULL.
+ * Returns 0, or -1 when n is outside [1, SLIDE_F64_BATCH]. */
 int slide_f64_forward(slide_f64_real *const params[], const void *const inputs[], long n,
     slide_f64_real *const outputs[]);
 

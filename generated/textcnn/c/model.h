@@ -71,8 +71,9 @@ extern const textcnn_leaf textcnn_outputs[];
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void textcnn_init_params(textcnn_real *const params[], uint64_t seed);
 
-/* The outputs in evaluation mode (dropout off). Returns 0, or -1 when n is
- * outside [1, TEXTCNN_BATCH]. */
+/* The outputs in evaluation mode (dropout off). It reads only the inputs the
+ * outputs depend on (tokens); the others, labels among them, may be NULL.
+ * Returns 0, or -1 when n is outside [1, TEXTCNN_BATCH]. */
 int textcnn_forward(textcnn_real *const params[], const void *const inputs[], long n,
     textcnn_real *const outputs[]);
 

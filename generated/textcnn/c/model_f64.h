@@ -71,8 +71,9 @@ extern const textcnn_f64_leaf textcnn_f64_outputs[];
 /* Initial parameters: parameter i draws from stream i of the generator. */
 void textcnn_f64_init_params(textcnn_f64_real *const params[], uint64_t seed);
 
-/* The outputs in evaluation mode (dropout off). Returns 0, or -1 when n is
- * outside [1, TEXTCNN_F64_BATCH]. */
+/* The outputs in evaluation mode (dropout off). It reads only the inputs the
+ * outputs depend on (tokens); the others, labels among them, may be NULL.
+ * Returns 0, or -1 when n is outside [1, TEXTCNN_F64_BATCH]. */
 int textcnn_f64_forward(textcnn_f64_real *const params[], const void *const inputs[], long n,
     textcnn_f64_real *const outputs[]);
 
