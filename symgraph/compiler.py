@@ -34,13 +34,16 @@ class CompiledModel:
 
     @property
     def params(self) -> dict[str, tuple]:
+        """Each parameter's name and shape."""
         return {p.name: tuple(int(d) for d in p.shape) for p in self.program.params}
 
     @property
     def inputs(self) -> dict[str, tuple]:
+        """Each input's name and shape (the batch axis at the compiled batch size)."""
         return {i.name: tuple(int(d) for d in i.shape) for i in self.program.inputs}
 
     def init_params(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Initial parameters by the spec's schemes: the same in both targets for a seed."""
         return self._backend.init_params(seed)
 
     def forward(self, params: dict, inputs: dict) -> dict[str, np.ndarray]:

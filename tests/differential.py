@@ -58,7 +58,8 @@ class Oracle:
         while pending:  # entries may come in any order
             for name, text in list(pending.items()):
                 tree = ast.parse(str(text), mode="eval").body
-                if all(n.id in env or n.id in self.dims or n.id in OPS
+                called = {id(n.func) for n in ast.walk(tree) if isinstance(n, ast.Call)}  # an op, even where a node shares its name
+                if all(n.id in env or n.id in self.dims or id(n) in called
                        for n in ast.walk(tree) if isinstance(n, ast.Name)):
                     env[name] = self.eval(tree, env)
                     del pending[name]

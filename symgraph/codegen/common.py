@@ -14,6 +14,7 @@ from typing import Callable
 
 import sympy as sp
 
+from ..builder import TRAIN_DEFAULTS
 from ..errors import SpecError
 from ..explain import Pretty, chain_rule, forward_text
 from ..ir import Batch, Graph, is_batch, per_graph
@@ -228,21 +229,21 @@ def error_sum(program) -> str | None:
 
 def trainer_context(program) -> dict:
     """The spec's training settings, with the defaults both trainers use."""
-    train = program.graph.train
+    train = {**TRAIN_DEFAULTS, "batch_size": program.compiled_batch, **program.graph.train}
     return dict(
         name=program.name,
         source=source_name(program),
-        optimizer=train.get("optimizer", "sgd"),
-        lr=train.get("lr", 0.01),
-        momentum=train.get("momentum", 0.0),
-        beta1=train.get("beta1", 0.9),
-        beta2=train.get("beta2", 0.999),
-        eps=train.get("eps", 1e-8),
-        batch_size=train.get("batch_size", program.compiled_batch),
-        epochs=train.get("epochs", 10),
-        seed=train.get("seed", 0),
-        normalize=list(train.get("normalize", [])),
-        weight_decay=train.get("weight_decay", 0.0),
+        optimizer=train["optimizer"],
+        lr=train["lr"],
+        momentum=train["momentum"],
+        beta1=train["beta1"],
+        beta2=train["beta2"],
+        eps=train["eps"],
+        batch_size=train["batch_size"],
+        epochs=train["epochs"],
+        seed=train["seed"],
+        normalize=list(train["normalize"]),
+        weight_decay=train["weight_decay"],
         metric=program.metric,
         scored_elements=program.scored_elements,
         merged_batch=program.merged_batch,

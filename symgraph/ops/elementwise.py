@@ -28,12 +28,12 @@ def elementwise(name: str, expr: sp.Expr, doc: str, **extra) -> OpDef:
 
 
 x0, x1 = X[0], X[1]
-elementwise("add", x0 + x1, "x + y", fold=operator.add)
-elementwise("sub", x0 - x1, "x - y", fold=operator.sub)
-elementwise("mul", x0 * x1, "x * y", fold=operator.mul)
-elementwise("div", x0 / x1, "x / y", domain="nonzero", fold=operator.truediv)
-elementwise("neg", -x0, "-x", fold=operator.neg)
-elementwise("pow", x0**P, "x ** p for a constant p", attrs=(("p", REQUIRED),), domain="positive")
+elementwise("add", x0 + x1, "x + y", fold=operator.add, example="x + v")
+elementwise("sub", x0 - x1, "x - y", fold=operator.sub, example="x - v")
+elementwise("mul", x0 * x1, "x * y", fold=operator.mul, example="x * v")
+elementwise("div", x0 / x1, "x / y", domain="nonzero", fold=operator.truediv, example="x / v")
+elementwise("neg", -x0, "-x", fold=operator.neg, example="-x")
+elementwise("pow", x0**P, "x ** p for a constant p", attrs=(("p", REQUIRED),), domain="positive", example="x ** 3")
 elementwise("exp", sp.exp(x0), "e ** x")
 elementwise("log", sp.log(x0), "natural logarithm", domain="positive")
 elementwise("sqrt", sp.sqrt(x0), "x ** (1/2)", domain="positive")

@@ -67,7 +67,7 @@ def matmul_expand(g, args, attrs):
 register(
     OpDef(
         "matmul", 2, matmul_shape, matmul_vjp, expand=matmul_expand,
-        doc="C[..., i, j] = sum_k A[..., i, k] B[..., k, j]; a vector is a row on the left, a column on the right",
+        doc="C[..., i, j] = sum_k A[..., i, k] B[..., k, j]; a vector is a row on the left, a column on the right", example="x @ W",
     )
 )
 
@@ -96,7 +96,7 @@ def transpose_vjp(g, node, cotangent):
 register(
     OpDef(
         "transpose", 1, transpose_shape, transpose_vjp,
-        attrs=(("axes", None),), canon=transpose_canon, doc="y[i_axes[0], ...] = x[i_0, ...]",
+        attrs=(("axes", None),), canon=transpose_canon, doc="y[i_axes[0], ...] = x[i_0, ...]", example="transpose(seq, axes=[0, 2, 1])",
     )
 )
 
@@ -131,7 +131,7 @@ def reshape_vjp(g, node, cotangent):
 register(
     OpDef(
         "reshape", 1, lambda shapes, attrs: attrs["shape"], reshape_vjp,
-        attrs=(("shape", REQUIRED),), canon=reshape_canon, doc="same elements in C order, new shape",
+        attrs=(("shape", REQUIRED),), canon=reshape_canon, doc="same elements in C order, new shape", example="reshape(seq, [batch, 18])",
     )
 )
 
@@ -143,7 +143,7 @@ def flatten_expand(g, args, attrs):
     return apply(g, "reshape", args, {"shape": (shape[0], numel(shape[1:]))})
 
 
-register(OpDef("flatten", 1, expand=flatten_expand, doc="[n, d1, d2, ...] -> [n, d1*d2*...]"))
+register(OpDef("flatten", 1, expand=flatten_expand, doc="[n, d1, d2, ...] -> [n, d1*d2*...]", example="flatten(seq)"))
 
 
 # -- concat and its adjoint, slice ------------------------------------------------
@@ -175,7 +175,7 @@ def concat_vjp(g, node, cotangent):
 register(
     OpDef(
         "concat", None, concat_shape, concat_vjp,
-        attrs=(("axis", REQUIRED),), canon=concat_canon, doc="join along an axis",
+        attrs=(("axis", REQUIRED),), canon=concat_canon, doc="join along an axis", example="concat(x, x * 2, axis=1)",
     )
 )
 

@@ -38,7 +38,7 @@ def embedding_vjp(g, node, cotangent):
 register(
     OpDef(
         "embedding", 2, embedding_shape, embedding_vjp, int_args=(1,), arg_names=("E", "ids"),
-        int_bound=lambda shapes, attrs: int(shapes[0][0]), doc="out[..., :] = E[ids[...], :]",
+        int_bound=lambda shapes, attrs: int(shapes[0][0]), doc="out[..., :] = E[ids[...], :]", example="embedding(E, ids)",
     )
 )
 
@@ -93,7 +93,7 @@ CONV_ATTRS = (("stride", 1), ("padding", 0))
 register(
     OpDef(
         "conv1d", 2, conv1d_shape, conv1d_vjp, attrs=CONV_ATTRS, canon=conv_canon, arg_names=("x", "K"),
-        doc="y[b, t, o] = sum_{w, c} xpad[b, t*stride + w, c] K[w, c, o]",
+        doc="y[b, t, o] = sum_{w, c} xpad[b, t*stride + w, c] K[w, c, o]", example="conv1d(seq, K, stride=1, padding=1)",
     )
 )
 register(
@@ -141,13 +141,13 @@ POOL_ATTRS = (("size", REQUIRED), ("stride", None))
 register(
     OpDef(
         "max_pool1d", 1, pool_shape, max_pool_vjp, attrs=POOL_ATTRS, canon=pool_canon,
-        doc="y[b, t, c] = max_k x[b, t*stride + k, c]",
+        doc="y[b, t, c] = max_k x[b, t*stride + k, c]", example="max_pool1d(seq, 3, stride=2)",
     )
 )
 register(
     OpDef(
         "avg_pool1d", 1, pool_shape, avg_pool_vjp, attrs=POOL_ATTRS, canon=pool_canon,
-        doc="y[b, t, c] = mean_k x[b, t*stride + k, c]",
+        doc="y[b, t, c] = mean_k x[b, t*stride + k, c]", example="avg_pool1d(seq, 2)",
     )
 )
 register(
@@ -180,7 +180,7 @@ def dropout_expand(g, args, attrs):
     return apply(g, "mul", [args[0], mask])
 
 
-register(OpDef("dropout", 1, attrs=(("p", REQUIRED),), expand=dropout_expand, doc="x * mask / (1 - p) in training"))
+register(OpDef("dropout", 1, attrs=(("p", REQUIRED),), expand=dropout_expand, doc="x * mask / (1 - p) in training", example="dropout(x, 0.5)"))
 register(
     OpDef(
         "dropout_mask", 0, lambda shapes, attrs: attrs["shape"], lambda g, node, cot: (),
@@ -230,14 +230,14 @@ register(
     OpDef(
         "softmax", 1, same_shape, softmax_vjp, attrs=(("axis", -1),), canon=axis_canon,
         expand=over_vector_of_scalar("softmax"),
-        doc="exp(x - max x) / sum exp(x - max x)",
+        doc="exp(x - max x) / sum exp(x - max x)", example="softmax(x @ W, axis=-1)",
     )
 )
 register(
     OpDef(
         "log_softmax", 1, same_shape, log_softmax_vjp, attrs=(("axis", -1),), canon=axis_canon,
         expand=over_vector_of_scalar("log_softmax"),
-        doc="x - max x - log sum exp(x - max x)",
+        doc="x - max x - log sum exp(x - max x)", example="log_softmax(x @ W)",
     )
 )
 
@@ -276,7 +276,7 @@ register(
     OpDef(
         "cross_entropy", 2, cross_entropy_shape, cross_entropy_vjp, int_args=(1,), arg_names=("logits", "y"),
         int_bound=lambda shapes, attrs: shapes[0][-1],
-        doc="mean over examples of logsumexp(z) - z[y]",
+        doc="mean over examples of logsumexp(z) - z[y]", example="cross_entropy(x @ W, labels)",
     )
 )
 
@@ -322,7 +322,7 @@ register(
     OpDef(
         "binary_cross_entropy", 2, binary_cross_entropy_shape, binary_cross_entropy_vjp, arg_names=("z", "y"),
         any_args=(1,), int_bound=lambda shapes, attrs: 2,
-        doc="mean of max(z, 0) - z*y + log(1 + exp(-|z|)), from logits z",
+        doc="mean of max(z, 0) - z*y + log(1 + exp(-|z|)), from logits z", example="binary_cross_entropy(x @ v, flags)",
     )
 )
 
@@ -333,4 +333,4 @@ def mse_expand(g, args, attrs):
     return apply(g, "mean", [apply(g, "pow", [err], {"p": 2.0})])
 
 
-register(OpDef("mse", 2, expand=mse_expand, arg_names=("pred", "target"), doc="mean((pred - target) ** 2)"))
+register(OpDef("mse", 2, expand=mse_expand, arg_names=("pred", "target"), doc="mean((pred - target) ** 2)", example="mse(x * v, t)"))

@@ -66,8 +66,8 @@ def max_vjp(g, node, cotangent):
 
 
 REDUCE_ATTRS = (("axis", None), ("keepdims", False))
-register(OpDef("sum", 1, reduce_shape, sum_vjp, attrs=REDUCE_ATTRS, canon=reduce_canon, doc="sum over axes"))
-register(OpDef("mean", 1, reduce_shape, mean_vjp, attrs=REDUCE_ATTRS, canon=reduce_canon, doc="sum over axes / count"))
+register(OpDef("sum", 1, reduce_shape, sum_vjp, attrs=REDUCE_ATTRS, canon=reduce_canon, doc="sum over axes", example="sum(x * x, axis=1)"))
+register(OpDef("mean", 1, reduce_shape, mean_vjp, attrs=REDUCE_ATTRS, canon=reduce_canon, doc="sum over axes / count", example="mean(x, axis=0)"))
 
 
 def max_canon(shapes, attrs):
@@ -91,7 +91,7 @@ register(
     OpDef(
         "max", 1, reduce_shape, max_vjp, attrs=(("axis", REQUIRED), ("keepdims", False)),
         canon=max_canon, expand=max_expand,
-        doc="largest element along the given axes (gradient to the first maximum)",
+        doc="largest element along the given axes (gradient to the first maximum)", example="max(seq, axis=1)",
     )
 )
 

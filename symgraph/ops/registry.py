@@ -52,6 +52,9 @@ class OpDef:
     domain : where the gradient test samples inputs ("real", "positive").
     public : callable from a spec (internal ops appear only in gradients).
     doc : one line of math.
+    example : public ops: a call in a spec, over the reference's example
+        leaves (``x``, ``W``, ``seq``, ...; see ``reference.EXAMPLE_LEAVES``);
+        an element-wise op's default is ``name(x)``.
     """
 
     name: str
@@ -71,6 +74,7 @@ class OpDef:
     public: bool = True
     random: bool = False
     doc: str = ""
+    example: str = ""
 
     @property
     def elementwise(self) -> bool:
