@@ -256,14 +256,13 @@ def spec_page() -> str:
 def cli_page() -> str:
     from .cli import build_parser
 
-    os.environ["COLUMNS"] = str(COLUMNS)  # argparse wraps usage lines to the terminal's width
     parser = build_parser()
     sub = next(a for a in parser._actions if a.__class__.__name__ == "_SubParsersAction")
     helps = {choice.dest: choice.help for choice in sub._choices_actions}
     lines = ["# Command line", "", f"`symgraph COMMAND ...`: {parser.description}", "",
              "Exit codes: 0 success, 1 a check failed, 2 bad input (one `error:` line, nothing written).", ""]
     for name, command in sub.choices.items():
-        lines += [f"## symgraph {name}", "", helps[name], "", "```text", command.format_usage().strip(), "```", "",
+        lines += [f"## symgraph {name}", "", helps[name], "", "```text", usage(command), "```", "",
                   "| argument | default | meaning |", "|---|---|---|"]
         for action in command._actions:
             if action.dest == "help":
@@ -274,6 +273,19 @@ def cli_page() -> str:
             lines.append(f"| `{flag}` | {default} | {cell(action.help or '')}{choices} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def usage(parser) -> str:
+    """The usage lines, wrapped at COLUMNS whatever the terminal (argparse reads $COLUMNS)."""
+    saved = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = str(COLUMNS)
+    try:
+        return parser.format_usage().strip()
+    finally:
+        if saved is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = saved
 
 
 def cell(text: str) -> str:
