@@ -12,7 +12,7 @@ import numpy as np
 
 from .codegen import build_program, render, write_atomically
 from .codegen.c import check_memory
-from .ir import Graph
+from .ir import Graph, is_batch
 
 TARGETS = ("numpy", "c")
 _modules = itertools.count()
@@ -49,6 +49,39 @@ class CompiledModel:
     def forward(self, params: dict, inputs: dict) -> dict[str, np.ndarray]:
         """Outputs in evaluation mode (dropout off)."""
         return self._backend.forward(self._params(params), self._inputs(inputs, [i.name for i in self.program.eval_inputs()]))
+
+    def predict(self, inputs: dict, checkpoint=None, params: dict | None = None) -> dict[str, np.ndarray]:
+        """The outputs for inputs of any number of examples (no labels needed).
+
+        Give ``checkpoint`` (a folder a trainer saved, or a Checkpoint), whose
+        input normalisation is applied as the trainers apply it, or ``params``
+        (inputs then go in as they are). The examples run in batches of the
+        compiled size; a model that folds the batch axis into another takes
+        a whole number of its batches.
+        """
+        from .checkpoint import Checkpoint, check_params, load_checkpoint
+
+        if (checkpoint is None) == (params is None):
+            raise ValueError("give checkpoint= or params=, not both")
+        if checkpoint is not None:
+            found = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, self)
+            check_params(found.params, self.params, str(checkpoint) if not isinstance(checkpoint, Checkpoint) else "<checkpoint>")
+            params, inputs = found.params, found.normalized(inputs)
+        batched = {i.name for i in self.program.eval_inputs() if i.shape and is_batch(i.shape[0])}
+        counts = {len(inputs[name]) for name in batched if name in inputs}
+        if len(counts) > 1:
+            raise ValueError(f"the batched inputs hold different numbers of examples: {sorted(counts)}")
+        if not counts:
+            return self.forward(params, inputs)
+        (count,) = counts
+        step = self.program.whole_batch or self.program.compiled_batch
+        if self.program.whole_batch is not None and count % step:
+            raise ValueError(f"{count} examples: this model takes whole batches of {step} (it folds the batch axis into another)")
+        parts = [self.forward(params, {k: v[start:start + step] if k in batched else v for k, v in inputs.items()})
+                 for start in range(0, count, step)]
+        shapes = dict(zip(self.program.outputs, (self.program.eval_graph.shape(n) for n in self.program.output_nodes)))
+        return {name: np.concatenate([p[name] for p in parts]) if shapes[name] and is_batch(shapes[name][0]) else parts[0][name]
+                for name in self.program.outputs}
 
     def loss_and_grads(self, params: dict, inputs: dict, training: bool = False, seed: int = 0) -> tuple[float, dict]:
         """The loss and its gradient for every param; dropout only with ``training``."""

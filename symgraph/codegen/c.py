@@ -935,9 +935,9 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         merged_batch=program.merged_batch,
         params=[leaf_info(p) for p in program.params],
         inputs=[leaf_info(i) for i in program.inputs],
-        outputs=[dict(name=o, shape=shape_comment(program.eval_graph.shape(node)), size=size_per_example(program.eval_graph.shape(node)))
-                 for o, node in zip(program.outputs, program.output_nodes)],
-        max_rank=max([len(x.shape) for x in program.params + program.inputs] + [1]),
+        outputs=[output_info(o, program.eval_graph.shape(node)) for o, node in zip(program.outputs, program.output_nodes)],
+        max_rank=max([len(x.shape) for x in program.params + program.inputs] + [len(program.eval_graph.shape(n)) for n in program.output_nodes] + [1]),
+        forward_reads=[int(leaf in program.eval_inputs()) for leaf in program.inputs],
         metric=program.metric,
         forward_inputs=[leaf.name for leaf in program.eval_inputs()],
         arena=max(total, 1),
@@ -971,6 +971,12 @@ def tanh_coefficients() -> tuple[sp.Rational, ...]:
 def comment_text(text: str) -> str:
     """Text safe inside a C comment (the expressions never hold these pairs; this makes it certain)."""
     return text.replace("*/", "* /").replace("/*", "/ *")
+
+
+def output_info(name: str, shape) -> dict:
+    batched = bool(shape) and is_batch(shape[0])
+    return dict(name=name, rank=len(shape), dims=[int(d) for d in shape] or [1], batched=int(batched),
+                size=size_per_example(shape), shape=shape_comment(shape))
 
 
 def size_per_example(shape) -> int:

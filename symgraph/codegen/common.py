@@ -246,6 +246,7 @@ def trainer_context(program) -> dict:
         weight_decay=train["weight_decay"],
         metric=program.metric,
         scored_elements=program.scored_elements,
+        first_output=program.outputs[0],  # what --predict writes
         merged_batch=program.merged_batch,
     )
 

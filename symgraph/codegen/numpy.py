@@ -839,6 +839,9 @@ def render_files(program, env) -> dict[str, str]:
         params=[dict(name=p.name, shape=shape_text(p.shape), init=p.init, init_code=init_code(p)) for p in program.params],
         inputs=[dict(name=i.name, shape=leaf_shape(i.shape), dtype=i.dtype, bound=i.bound) for i in program.inputs],
         outputs=list(program.outputs),
+        forward_inputs=[leaf.name for leaf in program.eval_inputs()],
+        output_batched={name: bool(shape) and is_batch(shape[0]) for name, shape in
+                        zip(program.outputs, (evaluation.shape(n) for n in program.output_nodes))},
         batch_input=repr(program.batch_input),
         whole_batch=repr(program.whole_batch),
         batch=program.compiled_batch,
@@ -853,6 +856,7 @@ def render_files(program, env) -> dict[str, str]:
         numel(p.shape) >= SCRATCH_ELEMENTS for p in program.params
     )
     context["scratch_elements"] = SCRATCH_ELEMENTS
-    files = {"model.py": env.get_template("numpy/model.py.j2").render(context)}
+    files = {"model.py": env.get_template("numpy/model.py.j2").render(context),
+             "__init__.py": env.get_template("numpy/__init__.py.j2").render(context)}
     files["train.py"] = env.get_template("numpy/train.py.j2").render(trainer_context(program))
     return files

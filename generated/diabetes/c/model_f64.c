@@ -450,7 +450,7 @@ const diabetes_f64_leaf diabetes_f64_inputs[] = {
 };
 
 const diabetes_f64_leaf diabetes_f64_outputs[] = {
-    {"pred", 0, {0}, 0, 1, 0, 0},
+    {"pred", 1, {32}, 1, 1, 0, 0},
     {0},
 };
 

@@ -303,13 +303,19 @@ typedef struct {
     long count;  /* examples */
 } dataset;
 
-static void load_data(const char *folder, dataset *data)
+/* Whether forward() reads input k (prediction needs no labels). */
+static const int forward_reads[] = {1, 0, 0};
+
+/* Every input's NAME.npy in folder (with only_forward, those forward() reads). */
+static void load_data(const char *folder, dataset *data, int only_forward)
 {
     char path[4096], why[256], dims[64];
     data->count = -1;
     for (int k = 0; k < diabetes_num_inputs; k++) {
         const diabetes_leaf *leaf = &diabetes_inputs[k];
         array *a = &data->inputs[k];
+        if (only_forward && !forward_reads[k])
+            continue;
         make_path(path, folder, "/", leaf->name, ".npy");
         if (read_npy(path, leaf->is_int, a, why, sizeof why) != 0)
             fail("%s: %s", path, why);
@@ -879,7 +885,55 @@ static int gradcheck(const dataset *data, long batch_size, real *const start[], 
 static const char *usage =
     "usage: train --data DIR [--val DIR] [--epochs N] [--lr LR] [--batch-size B] [--seed S]\n"
     "             [--optimizer sgd|adam] [--momentum M] [--weight-decay W] [--normalize INPUT]...\n"
-    "             [--init-from CKPT] [--save CKPT] [--log FILE.csv] [--eval] [--gradcheck]\n";
+    "             [--init-from CKPT] [--save CKPT] [--log FILE.csv] [--eval] [--gradcheck]\n"
+    "       train --init-from CKPT --predict DIR --out FILE.npy [--argmax] [--batch-size B]\n";
+
+/* --predict: the first output of the spec (pred) for every example in the
+ * folder, with the checkpoint's normalisation, or with argmax the index of its
+ * largest entry along the last axis; written to out as .npy. */
+static void predict(real *const params[], const dataset *data, long batch_size, const char *out, int argmax)
+{
+    const diabetes_leaf *leaf = &diabetes_outputs[0];
+    const long per = leaf->size, classes = leaf->rank ? leaf->dims[leaf->rank - 1] : 1;
+    const long examples = leaf->batched ? data->count : 1;
+    real *values = allocate((size_t)(examples * per), sizeof(real));
+    real *outputs[diabetes_num_outputs + 1];
+    for (int k = 0; k < diabetes_num_outputs; k++)
+        outputs[k] = allocate((size_t)(diabetes_outputs[k].size * batch_size), sizeof(real));
+    const void *inputs[diabetes_num_inputs + 1];
+    for (long start = 0; start < data->count; start += batch_size) {
+        long n = data->count - start < batch_size ? data->count - start : batch_size;
+        slice(data, start, inputs);
+        if (diabetes_forward(params, inputs, n, outputs) != 0)
+            fail("the model refused a batch of %ld examples", n);
+        memcpy(values + (leaf->batched ? start * per : 0), outputs[0], (size_t)((leaf->batched ? n : 1) * per) * sizeof(real));
+    }
+    char temporary[4096];  /* written whole, then renamed over out: never a half-written file */
+    make_path(temporary, out, "", "", ".partial");
+    long dims[DIABETES_MAX_RANK];
+    for (int d = 0; d < leaf->rank; d++)
+        dims[d] = d == 0 && leaf->batched ? data->count : leaf->dims[d];
+    int status;
+    if (argmax) {
+        if (leaf->rank == 0)
+            fail("--argmax: output %s is a scalar", leaf->name);
+        const long rows = examples * per / classes;
+        int64_t *best = allocate((size_t)rows, sizeof *best);
+        for (long r = 0; r < rows; r++) {
+            best[r] = 0;
+            for (long c = 1; c < classes; c++)
+                if (values[r * classes + c] > values[r * classes + best[r]])
+                    best[r] = c;
+        }
+        status = write_npy(temporary, best, 1, leaf->rank - 1, dims, rows);
+    } else {
+        status = write_npy(temporary, values, 0, leaf->rank, dims, examples * per);
+    }
+    if (status != 0 || rename(temporary, out) != 0) {
+        unlink(temporary);
+        fail("%s: cannot write the predictions: %s", out, strerror(errno));
+    }
+}
 
 /* A flag's number, at least low, or a clean exit. */
 static double number(const char *flag, const char *text, double low)
@@ -916,6 +970,8 @@ static int input_index(const char *name)
 int main(int argc, char **argv)
 {
     const char *data_dir = NULL, *val_dir = NULL, *init_from = NULL, *save_to = NULL, *log_to = NULL;
+    const char *predict_dir = NULL, *predict_to = NULL;
+    int argmax = 0;
     long epochs = 100, batch_size = 32, done = 0;
     uint64_t seed = 0;
     int check = 0, eval_only = 0, seed_given = 0;
@@ -932,6 +988,10 @@ int main(int argc, char **argv)
         }
         if (strcmp(flag, "--eval") == 0) {
             eval_only = 1;
+            continue;
+        }
+        if (strcmp(flag, "--argmax") == 0) {
+            argmax = 1;
             continue;
         }
         if (strcmp(flag, "-h") == 0 || strcmp(flag, "--help") == 0) {
@@ -951,6 +1011,10 @@ int main(int argc, char **argv)
             save_to = value;
         else if (strcmp(flag, "--log") == 0)
             log_to = value;
+        else if (strcmp(flag, "--predict") == 0)
+            predict_dir = value;
+        else if (strcmp(flag, "--out") == 0)
+            predict_to = value;
         else if (strcmp(flag, "--epochs") == 0)
             epochs = whole(flag, value, 0);
         else if (strcmp(flag, "--batch-size") == 0)
@@ -974,7 +1038,21 @@ int main(int argc, char **argv)
     }
     if (batch_size > DIABETES_BATCH)
         fail("--batch-size %ld exceeds the compiled batch size %d; recompile with a larger dims.batch", batch_size, DIABETES_BATCH);
-    if (diabetes_num_inputs > 0 && !data_dir && !(eval_only && val_dir))
+    if (predict_dir && (!init_from || !predict_to))
+        fail("--predict needs --init-from CKPT and --out FILE.npy");
+    if ((predict_to || argmax) && !predict_dir)
+        fail("--out and --argmax go with --predict DIR");
+    if (predict_to) {
+        struct stat there;
+        size_t length = strlen(predict_to);
+        if (length < 4 || strcmp(predict_to + length - 4, ".npy") != 0)
+            fail("--out %s: the predictions go to a .npy file", predict_to);
+        if (lstat(predict_to, &there) == 0 && !S_ISREG(there.st_mode))
+            fail("--out %s: exists and is not a file; choose another path", predict_to);
+        if (!can_write(predict_to))
+            fail("--out %s: cannot be written", predict_to);
+    }
+    if (diabetes_num_inputs > 0 && !data_dir && !(eval_only && val_dir) && !predict_dir)
         fail("--data is required: a folder with one NAME.npy per input");
     if (save_to)
         check_save(save_to);
@@ -983,11 +1061,11 @@ int main(int argc, char **argv)
 
     dataset data = {0}, val = {0};
     if (data_dir)
-        load_data(data_dir, &data);
+        load_data(data_dir, &data, 0);
     else
         data.count = 1;
     if (val_dir)
-        load_data(val_dir, &val);
+        load_data(val_dir, &val, 0);
 
     real *params[diabetes_num_params + 1], *grads[diabetes_num_params + 1];
     for (int k = 0; k < diabetes_num_params; k++) {
@@ -1010,6 +1088,13 @@ int main(int argc, char **argv)
     standardise(&val, stats);
     if (check)
         return gradcheck(&data, batch_size, params, seed);
+    if (predict_dir) {
+        dataset queries = {0};
+        load_data(predict_dir, &queries, 1);
+        standardise(&queries, stats);
+        predict(params, &queries, batch_size, predict_to, argmax);
+        return 0;
+    }
 
     long *order = allocate((size_t)data.count, sizeof *order);
     sort_item *items = allocate((size_t)data.count, sizeof *items);

@@ -8,12 +8,16 @@ Needs only Python and NumPy. Computes, in float32:
 
 forward() evaluates the outputs (dropout off), loss_and_grads() the loss and
 d loss / d param for every param, sgd_step() one plain gradient step.
+predict() runs forward() over inputs of any length, with a checkpoint's
+parameters and input normalisation (load_checkpoint()).
 
 Random numbers (initialisation, dropout, shuffling) come from a counter-based
 generator: value i of stream s under seed k is SplitMix64's finaliser applied
 to mix(k + G*(s+1)) + G*(i+1), G = 0x9E3779B97F4A7C15, so any target that
 implements the same integer arithmetic draws exactly the same numbers.
 """
+
+import os
 
 import numpy as np
 
@@ -29,6 +33,8 @@ INPUTS = {
     "y": ((None,), "float", None),
 }
 OUTPUTS = ['pred']
+FORWARD_INPUTS = ['x']  # what forward() reads: prediction needs no labels
+OUTPUT_BATCHED = {'pred': True}  # whether each output has the batch axis
 BATCH_INPUT = 'x'
 BATCH = 32  # the spec's batch size: the most examples one call takes
 WHOLE_BATCH = None
@@ -107,6 +113,45 @@ def forward(params, inputs):
     pred_3 = pred_2.reshape((n,))
     pred = pred_3 + b
     return {"pred": pred}
+
+
+def load_checkpoint(folder):
+    """(params, stats) of a checkpoint folder a trainer saved; stats maps each
+    normalised input to its (mean, std). ValueError unless every param is there
+    with its shape."""
+    params, stats = {}, {}
+    for name, shape in PARAMS.items():
+        path = os.path.join(folder, f"{name}.npy")
+        if not os.path.isfile(path):
+            raise ValueError(f"{folder}: no {name}.npy; is it a checkpoint of this model?")
+        value = np.load(path, allow_pickle=False)
+        if value.shape != shape:
+            raise ValueError(f"{path}: shape {value.shape}, expected {shape}")
+        params[name] = value.astype(DTYPE)
+    for name in INPUTS:
+        mean, std = (os.path.join(folder, f"normalize.{kind}.{name}.npy") for kind in ("mean", "std"))
+        if os.path.isfile(mean) and os.path.isfile(std):
+            stats[name] = (np.load(mean, allow_pickle=False), np.load(std, allow_pickle=False))
+    return params, stats
+
+
+def predict(params, inputs, stats=None):
+    """The outputs for inputs of any number of examples, in batches of BATCH,
+    after standardising the inputs in stats as the trainer did."""
+    inputs = {name: np.asarray(inputs[name]) for name in FORWARD_INPUTS}
+    for name, (mean, std) in (stats or {}).items():
+        if name in inputs:
+            inputs[name] = ((inputs[name].astype(np.float64) - mean) / std).astype(DTYPE)
+    batched = [name for name in FORWARD_INPUTS if INPUTS[name][0] and INPUTS[name][0][0] is None]
+    count = check_inputs(inputs, FORWARD_INPUTS) if batched else None
+    if count is None:
+        return forward(params, inputs)
+    step = WHOLE_BATCH or BATCH
+    if WHOLE_BATCH is not None and count % step:
+        raise ValueError(f"{count} examples: this model takes whole batches of {step}")
+    parts = [forward(params, {k: v[start:start + step] if k in batched else v for k, v in inputs.items()})
+             for start in range(0, count, step)]
+    return {name: np.concatenate([part[name] for part in parts]) if OUTPUT_BATCHED[name] else parts[0][name] for name in OUTPUTS}
 
 
 def evaluate(params, inputs):

@@ -640,7 +640,7 @@ const digits_mlp_leaf digits_mlp_inputs[] = {
 };
 
 const digits_mlp_leaf digits_mlp_outputs[] = {
-    {"logits", 0, {0}, 0, 10, 0, 0},
+    {"logits", 2, {32, 10}, 1, 10, 0, 0},
     {0},
 };
 

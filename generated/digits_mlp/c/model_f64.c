@@ -638,7 +638,7 @@ const digits_mlp_f64_leaf digits_mlp_f64_inputs[] = {
 };
 
 const digits_mlp_f64_leaf digits_mlp_f64_outputs[] = {
-    {"logits", 0, {0}, 0, 10, 0, 0},
+    {"logits", 2, {32, 10}, 1, 10, 0, 0},
     {0},
 };
 

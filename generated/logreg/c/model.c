@@ -100,7 +100,7 @@ const logreg_leaf logreg_inputs[] = {
 };
 
 const logreg_leaf logreg_outputs[] = {
-    {"z", 0, {0}, 0, 1, 0, 0},
+    {"z", 1, {32}, 1, 1, 0, 0},
     {0},
 };
 

@@ -59,7 +59,7 @@ const logreg_f64_leaf logreg_f64_inputs[] = {
 };
 
 const logreg_f64_leaf logreg_f64_outputs[] = {
-    {"z", 0, {0}, 0, 1, 0, 0},
+    {"z", 1, {32}, 1, 1, 0, 0},
     {0},
 };
 

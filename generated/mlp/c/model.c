@@ -631,7 +631,7 @@ const mlp_leaf mlp_inputs[] = {
 };
 
 const mlp_leaf mlp_outputs[] = {
-    {"logits", 0, {0}, 0, 10, 0, 0},
+    {"logits", 2, {64, 10}, 1, 10, 0, 0},
     {0},
 };
 

@@ -629,7 +629,7 @@ const mlp_f64_leaf mlp_f64_inputs[] = {
 };
 
 const mlp_f64_leaf mlp_f64_outputs[] = {
-    {"logits", 0, {0}, 0, 10, 0, 0},
+    {"logits", 2, {64, 10}, 1, 10, 0, 0},
     {0},
 };
 

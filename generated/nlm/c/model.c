@@ -660,7 +660,7 @@ const nlm_leaf nlm_inputs[] = {
 };
 
 const nlm_leaf nlm_outputs[] = {
-    {"logits", 0, {0}, 0, 3000, 0, 0},
+    {"logits", 2, {128, 3000}, 1, 3000, 0, 0},
     {0},
 };
 

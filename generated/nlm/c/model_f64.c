@@ -640,7 +640,7 @@ const nlm_f64_leaf nlm_f64_inputs[] = {
 };
 
 const nlm_f64_leaf nlm_f64_outputs[] = {
-    {"logits", 0, {0}, 0, 3000, 0, 0},
+    {"logits", 2, {128, 3000}, 1, 3000, 0, 0},
     {0},
 };
 

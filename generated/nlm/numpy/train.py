@@ -4,6 +4,7 @@
                     [--seed S] [--optimizer sgd|adam] [--momentum M] [--weight-decay W]
                     [--normalize INPUT]... [--init-from CKPT] [--save CKPT]
                     [--log FILE.csv] [--eval]
+    python train.py --init-from CKPT --predict DIR --out FILE.npy [--argmax] [--batch-size B]
 
 DIR holds one NAME.npy per input. A checkpoint is a folder with one NAME.npy
 per parameter, the optimiser's state (optimizer.m.NAME.npy, optimizer.v.NAME.npy),
@@ -12,7 +13,10 @@ state.npy ([epochs done, steps done, seed]) and the input normalisation
 folder and renamed into place, the old one kept as CKPT.previous until then, so
 a crash at any moment leaves a complete checkpoint. --init-from resumes from the epoch after the
 checkpoint's, so --epochs counts all epochs, the resumed ones included.
---eval only evaluates the checkpoint on --val (else --data).
+--eval only evaluates the checkpoint on --val (else --data). --predict writes the
+first output of the spec (logits) for every example in DIR (which needs
+only the inputs the outputs read), with the checkpoint's normalisation, or with
+--argmax the index of its largest entry along the last axis.
 """
 
 import argparse
@@ -25,7 +29,10 @@ import time
 
 import numpy as np
 
-import model
+if __package__:  # python -m FOLDER.train: the model of this package, whatever else is loaded
+    from . import model
+else:
+    import model
 
 METRIC = 'perplexity'  # reported next to the validation loss
 SCORED = 1  # elements per example that the metric averages over
@@ -41,23 +48,23 @@ def fail(message):
     sys.exit(2)
 
 
-def load_data(folder):
-    data = {name: read(folder, name, None) for name in model.INPUTS}
+def load_data(folder, names=tuple(model.INPUTS)):
+    """NAME.npy of each input in names (by default all), checked, or a clean exit."""
+    data = {name: read(folder, name, None) for name in names}
     try:
-        model.check_inputs(data)
+        model.check_inputs(data, names)
     except ValueError as exc:
         fail(f"{folder}: {exc}")
-    for name, (_, kind, _) in model.INPUTS.items():
-        data[name] = data[name].astype(model.DTYPE if kind == "float" else np.int64)
+    for name in names:
+        data[name] = data[name].astype(model.DTYPE if model.INPUTS[name][1] == "float" else np.int64)
     if count(data) == 0:
         fail(f"{folder}: holds no examples")
     return data
 
 
 def count(data):
-    if model.BATCH_INPUT is None:
-        return 1
-    return len(data[model.BATCH_INPUT])
+    """The examples in data: the length of its batched inputs (1 where none is)."""
+    return next((len(data[name]) for name in data if batched(name)), 1)
 
 
 def usable(n, batch_size):
@@ -93,7 +100,8 @@ def statistics(data, names):
 def normalize(data, stats):
     out = dict(data)
     for name, (mean, std) in stats.items():
-        out[name] = ((data[name].astype(np.float64) - mean) / std).astype(model.DTYPE)
+        if name in data:  # prediction reads no labels
+            out[name] = ((data[name].astype(np.float64) - mean) / std).astype(model.DTYPE)
     return out
 
 
@@ -282,6 +290,36 @@ def log_row(path, epoch, train_loss, evaluated, rate):
         handle.write((LOG_HEADER if fresh else "") + f"{row},{rate:.0f}\n")
 
 
+def check_out(path):
+    """--out: a .npy file that may be replaced, or a clean exit before any work."""
+    if not path.endswith(".npy"):
+        fail(f"--out {path}: the predictions go to a .npy file")
+    if os.path.lexists(path) and not (os.path.isfile(path) and not os.path.islink(path)):
+        fail(f"--out {path}: exists and is not a file; choose another path")
+    if not os.access(path if os.path.exists(path) else os.path.dirname(os.path.abspath(path)), os.W_OK):
+        fail(f"--out {path}: cannot be written")
+
+
+def predict(params, data, stats, batch_size, out, argmax):
+    """--predict: the first output for every example (argmax: its largest entry's index), to out."""
+    data = normalize(data, stats)
+    name = model.OUTPUTS[0]
+    n = count(data)
+    parts = [model.forward(params, batch(data, slice(start, start + batch_size)))[name] for start in range(0, n, batch_size)]
+    values = np.concatenate(parts) if model.OUTPUT_BATCHED[name] else parts[0]
+    if argmax:
+        if values.ndim == 0:
+            fail(f"--argmax: output {name} is a scalar")
+        values = values.argmax(axis=-1).astype(np.int64)
+    partial = out + ".partial"  # written whole, then renamed over out: never a half-written file
+    try:
+        with open(partial, "wb") as handle:
+            np.save(handle, values)
+        os.replace(partial, out)
+    except OSError as exc:
+        fail(f"{out}: cannot write the predictions: {exc}")
+
+
 def number(flag):
     """A flag's finite number >= 0, or a clean exit (the C trainer's words)."""
 
@@ -328,7 +366,16 @@ def main(argv=None):
     parser.add_argument("--save", help="checkpoint folder to write after each epoch")
     parser.add_argument("--log", help="CSV file to append one row per epoch to")
     parser.add_argument("--eval", action="store_true", help="only evaluate --init-from on --val (else --data)")
+    parser.add_argument("--predict", metavar="DIR", help="write the first output for the inputs in DIR (with --init-from, --out)")
+    parser.add_argument("--out", metavar="FILE.npy", help="where --predict writes")
+    parser.add_argument("--argmax", action="store_true", help="--predict writes the index of each largest entry")
     args = parser.parse_args(argv)
+    if args.predict and not (args.init_from and args.out):
+        fail("--predict needs --init-from CKPT and --out FILE.npy")
+    if (args.out or args.argmax) and not args.predict:
+        fail("--out and --argmax go with --predict DIR")
+    if args.out:
+        check_out(args.out)
     if model.WHOLE_BATCH is not None and args.batch_size != model.WHOLE_BATCH:
         fail(f"--batch-size must be {model.WHOLE_BATCH}: the model folds the batch axis into another and takes whole batches only")
     if model.BATCH_INPUT is not None and args.batch_size > model.BATCH:
@@ -338,7 +385,7 @@ def main(argv=None):
             fail(f"--normalize {name}: not a batched float input of this model")
         if name not in NORMALIZE:
             NORMALIZE.append(name)
-    if model.INPUTS and args.data is None and not (args.eval and args.val):
+    if model.INPUTS and args.data is None and not (args.eval and args.val) and not args.predict:
         fail("--data is required: a folder with " + ", ".join(f"{k}.npy" for k in model.INPUTS))
     if args.save:
         check_save(args.save)
@@ -356,6 +403,9 @@ def main(argv=None):
         params = model.init_params(seed)
     if data:  # measured on the training data unless the checkpoint has them
         stats.update(statistics(data, [name for name in NORMALIZE if name not in stats]))
+    if args.predict:
+        predict(params, load_data(args.predict, model.FORWARD_INPUTS), stats, args.batch_size, args.out, args.argmax)
+        return 0
     if args.eval:
         loss, value = evaluate(params, normalize(val if val is not None else data, stats), args.batch_size)
         print(f"eval{report(loss, value, prefix='')}")

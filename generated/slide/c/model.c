@@ -58,7 +58,7 @@ const slide_leaf slide_inputs[] = {
 };
 
 const slide_leaf slide_outputs[] = {
-    {"L", 0, {0}, 0, 1, 0, 0},
+    {"L", 0, {1}, 0, 1, 0, 0},
     {0},
 };
 

@@ -58,7 +58,7 @@ const slide_f64_leaf slide_f64_inputs[] = {
 };
 
 const slide_f64_leaf slide_f64_outputs[] = {
-    {"L", 0, {0}, 0, 1, 0, 0},
+    {"L", 0, {1}, 0, 1, 0, 0},
     {0},
 };
 

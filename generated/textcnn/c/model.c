@@ -788,7 +788,7 @@ const textcnn_leaf textcnn_inputs[] = {
 };
 
 const textcnn_leaf textcnn_outputs[] = {
-    {"logits", 0, {0}, 0, 2, 0, 0},
+    {"logits", 2, {50, 2}, 1, 2, 0, 0},
     {0},
 };
 

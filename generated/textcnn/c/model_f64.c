@@ -786,7 +786,7 @@ const textcnn_f64_leaf textcnn_f64_inputs[] = {
 };
 
 const textcnn_f64_leaf textcnn_f64_outputs[] = {
-    {"logits", 0, {0}, 0, 2, 0, 0},
+    {"logits", 2, {50, 2}, 1, 2, 0, 0},
     {0},
 };
 
