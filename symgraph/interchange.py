@@ -20,12 +20,14 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .checkpoint import MARKER, load_checkpoint
+from .codegen import umask
 from .codegen.common import merged_batch
 from .errors import SpecError
 from .ir import Graph, is_batch
@@ -59,6 +61,7 @@ class OnnxGraph:
         self.batch_vector: str | None = None  # the 1-D [n] tensor, built on first use
 
     def fresh(self, stem: str) -> str:
+        """A tensor name no other tensor and no symgraph node has."""
         for k in self.counter:
             name = f"sg_{stem}_{k}"
             if name not in self.taken:
@@ -248,7 +251,7 @@ def export_onnx(g: Graph, params: dict, stats: dict | None = None):
     SpecError
         A parameter missing or misshapen, bad stats, or an op with no ONNX form.
     """
-    import onnx
+    onnx = optional_module("onnx")
 
     evaluated, outputs = evaluation_graph(g)
     needed = evaluated.needed_by(outputs)
@@ -256,8 +259,7 @@ def export_onnx(g: Graph, params: dict, stats: dict | None = None):
     inputs = [n for n in order if evaluated.op(n) == "input"]
     batched = [n for n in inputs if evaluated.shape(n) and is_batch(evaluated.shape(n)[0])]
     o = OnnxGraph(evaluated, batched[0] if batched else None, symbolic=merged_batch(evaluated) is None)
-    # normalisation of an input the outputs do not read (labels) has nothing to act on
-    normalize = checked_stats(evaluated, stats or {})
+    normalize = checked_stats(evaluated, stats or {})  # stats of an input the outputs do not read go unused
     tensors: dict[str, str] = {}  # symgraph node -> the ONNX tensor holding its value
     graph_inputs = []
     for node in order:
@@ -273,12 +275,14 @@ def export_onnx(g: Graph, params: dict, stats: dict | None = None):
             tensors[node] = node
         elif op in EXPORTERS:
             args = [tensors[a] for a in evaluated.args(node)]
-            tensors[node] = EXPORTERS[op](o, o_name(o, node), args, evaluated.attrs(node), node)
+            tensors[node] = EXPORTERS[op](o, onnx_name(o, node), args, evaluated.attrs(node), node)
         else:
             raise SpecError(f"op {op!r} has no ONNX form (it belongs to gradient graphs)", node=node, source=g.source)
     graph_outputs = []
     for name in outputs:
-        if tensors[name] != name:  # a leaf or a shared node: give the output its spec name
+        if name in normalize:
+            raise SpecError("an output that is a standardised input would need the raw input's name", node=name, source=g.source)
+        if tensors[name] != name:  # a constant: give the output its spec name
             o.add("Identity", [tensors[name]], name)
         graph_outputs.append(onnx.helper.make_tensor_value_info(name, FLOAT, [o.dim(d) for d in evaluated.shape(name)]))
     graph = onnx.helper.make_graph(o.nodes, g.name, graph_inputs, graph_outputs, o.initializers)
@@ -292,7 +296,7 @@ def export_onnx(g: Graph, params: dict, stats: dict | None = None):
     return model
 
 
-def o_name(o: OnnxGraph, node: str) -> str:
+def onnx_name(o: OnnxGraph, node: str) -> str:
     """The ONNX name of ``node``'s value: its spec name, or a fresh one for a temporary."""
     return node if IDENTIFIER.match(node) else o.fresh("t")
 
@@ -317,9 +321,10 @@ def checked_stats(g: Graph, stats: dict) -> dict[str, tuple[np.ndarray, np.ndarr
             raise SpecError("normalisation stats given for something that is not a float input", node=str(name), source=g.source)
         example = tuple(int(d) for d in g.shape(name)[1:])
         try:
-            checked[name] = tuple(np.broadcast_to(np.asarray(v, np.float32), example) for v in pair)
-        except ValueError:
-            raise SpecError(f"the mean and std must have one example's shape {example}", node=name, source=g.source) from None
+            mean, std = (np.broadcast_to(np.asarray(v, np.float32), example) for v in pair)
+        except (TypeError, ValueError):
+            raise SpecError(f"the stats must be (mean, std), arrays of one example's shape {example}", node=name, source=g.source) from None
+        checked[name] = (mean, std)
     return checked
 
 
@@ -331,14 +336,40 @@ def standardized(o: OnnxGraph, name: str, mean: np.ndarray, std: np.ndarray) -> 
 
 def save_onnx(g: Graph, params: dict, path: str | Path, stats: dict | None = None) -> Path:
     """Write ``export_onnx(g, params, stats)`` to ``path``, which must not exist yet."""
-    import onnx
+    onnx = optional_module("onnx")
 
     path = Path(path)
-    refuse_existing(path)
+    check_new_path(path, written_onnx)
     model = export_onnx(g, params, stats)
     with staged(path) as staging:
         onnx.save_model(model, staging)
     return path
+
+
+def export_onnx_file(g: Graph, checkpoint: str | Path, path: str | Path) -> Path:
+    """``symgraph export --format onnx``: the checkpoint's model, with its input normalisation, to ``path``."""
+    found = load_checkpoint(checkpoint)
+    return save_onnx(g, found.params, path, found.stats)
+
+
+def convert(source: str | Path, out: str | Path) -> Path:
+    """``symgraph convert``: a checkpoint folder to a .safetensors file, or such a file to a checkpoint folder."""
+    source = Path(source)
+    if source.is_dir():
+        return checkpoint_to_safetensors(source, out)
+    if source.is_file() and source.suffix == ".safetensors":
+        return safetensors_to_checkpoint(source, out)
+    raise SpecError("is neither a checkpoint folder nor a .safetensors file", node="convert", source=str(source))
+
+
+def optional_module(module: str, extra: str = "interchange"):
+    """An optional dependency, or a SpecError saying how to install it."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise SpecError(f"this needs {module}: pip install 'symgraph[{extra}]'", node=module) from None
 
 
 # -- safetensors ----------------------------------------------------------------------
@@ -356,15 +387,15 @@ def checkpoint_to_safetensors(ckpt_dir: str | Path, out_path: str | Path) -> Pat
         ``ckpt_dir`` is not a checkpoint folder, lacks a file its marker lists,
         or ``out_path`` exists.
     """
-    from safetensors.numpy import save_file
+    save_file = optional_module("safetensors.numpy").save_file
 
     out_path = Path(out_path)
-    refuse_existing(out_path)
+    check_new_path(out_path, written_safetensors)
     found = load_checkpoint(ckpt_dir)
-    tensors = {name: np.ascontiguousarray(value) for name, value in found.params.items()}
+    tensors = {name: np.asarray(value, order="C") for name, value in found.params.items()}
     for name, (mean, std) in found.stats.items():
-        tensors[f"normalize.mean.{name}"] = np.ascontiguousarray(mean)
-        tensors[f"normalize.std.{name}"] = np.ascontiguousarray(std)
+        tensors[f"normalize.mean.{name}"] = np.asarray(mean, order="C")
+        tensors[f"normalize.std.{name}"] = np.asarray(std, order="C")
     metadata = {
         "format": FORMAT,
         "model": model_name(Path(ckpt_dir)),
@@ -391,12 +422,12 @@ def safetensors_to_checkpoint(path: str | Path, out_dir: str | Path) -> Path:
         ``path`` is missing or unreadable, holds a tensor no checkpoint file
         could be named after, or ``out_dir`` exists.
     """
-    from safetensors import safe_open
+    safe_open = optional_module("safetensors").safe_open
 
     path, out_dir = Path(path), Path(out_dir)
     if not path.is_file():
         raise SpecError("no such file", node="safetensors", source=str(path))
-    refuse_existing(out_dir)
+    check_new_path(out_dir)
     try:
         with safe_open(str(path), framework="numpy") as handle:
             metadata = handle.metadata() or {}
@@ -416,10 +447,8 @@ def safetensors_to_checkpoint(path: str | Path, out_dir: str | Path) -> Path:
         with open(staging / MARKER, "w", encoding="utf-8") as handle:
             handle.write(f"# a checkpoint of {model}, converted from {path.name} by symgraph\n")
             handle.writelines(f"{name}.npy\n" for name in sorted(tensors))
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(staging, 0o777 & ~mask)  # mkdtemp's folder is private; a checkpoint is an ordinary folder
-        os.rename(staging, out_dir)  # fails rather than replace a folder made meanwhile
+        os.chmod(staging, 0o777 & ~umask())  # mkdtemp's folder is private; a checkpoint is an ordinary folder
+        os.rename(staging, out_dir)  # fails rather than replace a non-empty folder made meanwhile
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -442,25 +471,41 @@ def model_name(folder: Path) -> str:
     return found.group(1) if found else ""
 
 
-def refuse_existing(path: Path) -> None:
-    """Never overwrite: what is at ``path`` may be something that is not ours."""
-    if os.path.lexists(path):
-        raise SpecError("already exists; choose another path", node="output", source=str(path))
+def check_new_path(path: Path, ours: Callable[[Path], bool] | None = None) -> None:
+    """Refuse a path that exists, unless it is a regular file this command
+    wrote (``ours`` says), or whose folder does not exist."""
+    if os.path.lexists(path) and not (ours is not None and path.is_file() and not path.is_symlink() and ours(path)):
+        raise SpecError("already exists and is not a file symgraph wrote there; choose another path", node="output", source=str(path))
+    if not path.absolute().parent.is_dir():
+        raise SpecError("its folder does not exist", node="output", source=str(path))
 
 
-class staged:  # noqa: N801 - used as a function in with statements
-    """A temporary file beside ``path``, renamed to ``path`` when the block succeeds."""
+@contextmanager
+def staged(path: Path):
+    """A temporary file beside ``path`` to write, renamed to ``path`` when the block succeeds."""
+    handle, staging = tempfile.mkstemp(prefix=path.name + ".tmp.", dir=path.parent)
+    os.close(handle)
+    try:
+        yield staging
+        os.chmod(staging, 0o666 & ~umask())  # mkstemp's file is private (and a writer may make its own): an ordinary output
+    except BaseException:
+        os.unlink(staging)
+        raise
+    os.replace(staging, path)
 
-    def __init__(self, path: Path):
-        self.path = path
 
-    def __enter__(self) -> str:
-        handle, self.staging = tempfile.mkstemp(prefix=self.path.name + ".tmp.", dir=self.path.parent)
-        os.close(handle)
-        return self.staging
+def written_onnx(path: Path) -> bool:
+    """Whether path is an ONNX model that symgraph exported."""
+    try:
+        return optional_module("onnx").load(str(path), load_external_data=False).producer_name == "symgraph"
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours
+        return False
 
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            os.replace(self.staging, self.path)
-        else:
-            os.unlink(self.staging)
+
+def written_safetensors(path: Path) -> bool:
+    """Whether path is a safetensors file that symgraph converted."""
+    try:
+        with optional_module("safetensors").safe_open(str(path), framework="numpy") as handle:
+            return (handle.metadata() or {}).get("format") == FORMAT
+    except Exception:  # noqa: BLE001 - anything unreadable is not ours
+        return False

@@ -339,7 +339,7 @@ def trainers_page() -> str:
     ])
 
 
-PYTHON_API = ("load", "Graph", "Tensor", "differentiate", "compile", "CompiledModel", "explain", "gradcheck", "SpecError")
+PYTHON_API = ("load", "Graph", "Tensor", "differentiate", "compile", "CompiledModel", "load_checkpoint", "Checkpoint", "explain", "gradcheck", "SpecError")
 
 
 def python_page() -> str:

@@ -42,7 +42,8 @@ def render(program: Program, target: str) -> dict[str, str]:
 
 
 MANIFEST = ".symgraph"  # in every folder compile writes: what it wrote, so that a later compile may replace it
-BUILT_IN_PLACE = frozenset({"train", "__pycache__"})  # what make and Python add to a generated folder
+BUILT_IN_PLACE = frozenset({"train", "example", "__pycache__"})  # what make and Python add to a generated folder
+BUILT_SUFFIXES = (".o", ".a", ".so")  # and what make builds from an exported library
 
 
 def with_manifest(files: dict[str, str]) -> dict[str, str]:
@@ -80,7 +81,7 @@ def check_output(out_dir: str | Path) -> Path:
         except (OSError, UnicodeDecodeError) as exc:
             refuse(f"has a manifest that cannot be read ({exc.__class__.__name__})")
         listed = {line for line in text.splitlines() if line and not line.startswith("#")} | BUILT_IN_PLACE
-    foreign = [name for name in entries if name != MANIFEST and name not in listed]
+    foreign = [name for name in entries if name != MANIFEST and name not in listed and not (listed and name.endswith(BUILT_SUFFIXES))]
     if foreign:
         refuse(f"holds files symgraph did not write ({', '.join(foreign[:3])}{', ...' if len(foreign) > 3 else ''})")
     return out

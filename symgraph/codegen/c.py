@@ -805,8 +805,9 @@ def compiled_batch(program) -> int:
     return program.compiled_batch
 
 
-def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:
-    """forward, evaluate and loss_and_grads (which sgd_step shares): each a Function and its result lines."""
+def functions(ctx: Context, forward_only: bool = False) -> dict[str, tuple[Function, list[str]]]:
+    """forward, evaluate and loss_and_grads (which sgd_step shares): each a Function
+    and its result lines (forward alone for an inference library)."""
     program, api = ctx.program, ctx.api
     ev, train = program.eval_graph, program.train_graph
     out = {}
@@ -820,6 +821,8 @@ def functions(ctx: Context) -> dict[str, tuple[Function, list[str]]]:
             dests[node] = dest
     fn = Function(ctx, ev, list(program.output_nodes), dests)
     out["forward"] = (fn, [line for node, dest in tail for line in fn.store(node, dest)])
+    if forward_only:
+        return out
 
     scores, total = scored_output(program), error_sum(program)
     roots = [ev.loss] + [node for node in (scores, total) if node]
@@ -902,10 +905,10 @@ def leaf_info(leaf) -> dict:
     )
 
 
-def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
+def model_context(program, api: str, dtype: str, forward_only: bool = False) -> tuple[dict, str]:
     printer = Printer(dtype)
     ctx = Context(program, api, dtype, printer, compiled_batch(program))
-    fns = functions(ctx)
+    fns = functions(ctx, forward_only)
     plans, total = plan_memory(fns)
     bodies = {}
     for name, (fn, tail) in fns.items():
@@ -916,7 +919,7 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
             unused += [a for a in ("step", "lr") if not re.search(rf"\b{a}\b", text)]
         lines = [f"(void){a};  /* this model does not read it */" for a in unused] + lines
         bodies[name] = ["    " + line if line else "" for line in lines]
-    for leaf in program.params:
+    for leaf in program.params if not forward_only else ():
         ctx.use("fill" if leaf.distribution == "constant" else f"fill_{leaf.distribution}")
     itemsize = 4 if dtype == "float32" else 8
     training_used = any(program.train_graph.op(v) == "dropout_mask" for v in program.train_graph.nx)
@@ -949,6 +952,7 @@ def model_context(program, api: str, dtype: str) -> tuple[dict, str]:
         training_used=training_used,
         bodies=bodies,
         shuffle_stream=SHUFFLE_STREAM,
+        forward_only=forward_only,
     )
     return context, report(plans, itemsize, total, program.spec_names)
 

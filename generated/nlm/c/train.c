@@ -54,15 +54,6 @@ typedef nlm_real real;
 /* Inputs the spec's train.normalize standardises; --normalize adds more. */
 static const char *const normalized_by_spec[] = {NULL};
 
-/* One array read from or written to a .npy file. */
-typedef struct {
-    int rank;
-    long dims[NLM_MAX_RANK];
-    long count;    /* elements */
-    int is_int;    /* values holds int64_t, else real */
-    void *values;
-} array;
-
 /* Bad input: one line on stderr, exit status 2. */
 static void fail(const char *format, ...)
 {
@@ -118,6 +109,15 @@ static void make_path(char out[4096], const char *folder, const char *middle, co
 }
 
 /* -- .npy files (version 1.0, little-endian, C order) ------------------------------- */
+
+/* One array read from or written to a .npy file. */
+typedef struct {
+    int rank;
+    long dims[NLM_MAX_RANK];
+    long count;    /* elements */
+    int is_int;    /* values holds int64_t, else real */
+    void *values;
+} array;
 
 /* The text between the quotes after `key` in a .npy header dict, or "". */
 static void header_field(const char *header, const char *key, char *out, size_t size)
@@ -219,8 +219,8 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
         fclose(f);
         return -1;
     }
-    unsigned char *raw = checked(calloc(a->count ? (size_t)a->count : 1, (size_t)width));
-    if (fread(raw, (size_t)width, (size_t)a->count, f) != (size_t)a->count) {
+    unsigned char *raw = calloc(a->count ? (size_t)a->count : 1, (size_t)width);
+    if (raw && fread(raw, (size_t)width, (size_t)a->count, f) != (size_t)a->count) {
         snprintf(why, why_size, "file ends before its %ld values", a->count);
         free(raw);
         fclose(f);
@@ -228,7 +228,14 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
     }
     fclose(f);
     a->is_int = want_int;
-    a->values = checked(calloc(a->count ? (size_t)a->count : 1, want_int ? sizeof(int64_t) : sizeof(real)));
+    a->values = calloc(a->count ? (size_t)a->count : 1, want_int ? sizeof(int64_t) : sizeof(real));
+    if (!raw || !a->values) {
+        snprintf(why, why_size, "no memory for its %ld values", a->count);
+        free(raw);
+        free(a->values);
+        a->values = NULL;
+        return -1;
+    }
     for (long i = 0; i < a->count; i++) {
         const unsigned char *v = raw + i * width;
         double x = 0;
@@ -254,6 +261,7 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
             snprintf(why, why_size, "holds a value that is not finite");
             free(raw);
             free(a->values);
+            a->values = NULL;
             return -1;
         } else
             ((real *)a->values)[i] = (real)x;
