@@ -2,9 +2,10 @@
 
 A checkpoint is a folder of ``.npy`` files that both trainers write alike:
 one per parameter, the optimiser's state (``optimizer.SLOT.NAME``), the input
-normalisation (``normalize.mean.NAME``, ``normalize.std.NAME``), ``state``
-([epochs done, steps done, seed]) and the marker ``symgraph-checkpoint.txt``
-that lists them.
+normalisation (``normalize.mean.NAME``, ``normalize.std.NAME``), the training
+state (``training.state``: [epochs done, steps done, seed]; the dots keep
+these apart from any parameter's name) and the marker
+``symgraph-checkpoint.txt`` that lists them.
 """
 
 from __future__ import annotations
@@ -77,12 +78,12 @@ def load_checkpoint(folder: str | Path, model=None) -> Checkpoint:
             arrays[name[: -len(".npy")]] = np.load(file, allow_pickle=False)
         except (OSError, ValueError) as exc:
             refuse(f"{name} cannot be read: {exc}", node=name)
-    state = arrays.pop("state", None)
+    state = arrays.pop("training.state", None)
     found = Checkpoint(params={})
     means, stds = {}, {}
     for key, value in arrays.items():
         kind, _, rest = key.partition(".")
-        if kind == "optimizer":
+        if kind == "optimizer" and rest:
             found.optimizer[rest] = value
         elif kind == "normalize" and rest.startswith("mean."):
             means[rest[len("mean."):]] = value
@@ -93,7 +94,7 @@ def load_checkpoint(folder: str | Path, model=None) -> Checkpoint:
     found.stats = {name: (means[name], stds[name]) for name in means if name in stds}
     if state is not None:
         if state.shape != (3,) or state.dtype.kind not in "iu":
-            refuse("state.npy must hold [epochs, steps, seed]", node="state.npy")
+            refuse("training.state.npy must hold [epochs, steps, seed]", node="training.state.npy")
         found.epochs, found.steps, found.seed = (int(v) for v in state)
     if model is not None:
         check_params(found.params, model.params, where)

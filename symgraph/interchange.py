@@ -456,12 +456,12 @@ def safetensors_to_checkpoint(path: str | Path, out_dir: str | Path) -> Path:
 
 
 def checkpoint_tensor_name(name: str) -> bool:
-    """A parameter's name, or a normalisation's; never a trainer's own file (``state``)."""
+    """A parameter's name, or a normalisation's; never a trainer's own file (``training.state``)."""
     kind, _, rest = name.partition(".")
     if kind == "normalize":
         stat, _, input_name = rest.partition(".")
         return stat in ("mean", "std") and bool(IDENTIFIER.match(input_name))
-    return bool(IDENTIFIER.match(name)) and name != "state"
+    return bool(IDENTIFIER.match(name))
 
 
 def model_name(folder: Path) -> str:

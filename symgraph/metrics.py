@@ -17,24 +17,60 @@ METRICS = ("accuracy", "perplexity", "mse", "rmse", "mae")
 ERRORS = ("mse", "rmse", "mae")  # the metrics that average an error
 
 
+def loss_terms(g: Graph) -> list[str]:
+    """What the loss adds up: itself, or the terms of a sum (a loss plus a penalty)."""
+    if g.loss is None:
+        return []
+    found, stack = [], [g.loss]
+    while stack:
+        node = stack.pop()
+        if g.op(node) == "add":
+            stack.extend(reversed(g.args(node)))
+        else:
+            found.append(node)
+    return found
+
+
+def classifier_term(g: Graph) -> str | None:
+    """The one cross-entropy on a label input among the loss's terms, if there is one."""
+    hits = [t for t in loss_terms(g) if g.op(t) in ("cross_entropy", "binary_cross_entropy") and g.op(g.args(t)[1]) == "input"]
+    return hits[0] if len(hits) == 1 else None
+
+
 def classified(g: Graph) -> tuple[str, str] | None:
-    """(scores, labels) where the loss is a cross-entropy on a label input."""
-    if g.loss is None or g.op(g.loss) not in ("cross_entropy", "binary_cross_entropy"):
-        return None
-    scores, labels = g.args(g.loss)
-    return (scores, labels) if g.op(labels) == "input" else None
+    """(scores, labels) of that cross-entropy."""
+    term = classifier_term(g)
+    return None if term is None else tuple(g.args(term))
+
+
+def regression_term(g: Graph) -> str | None:
+    """The one mean squared error mean((pred - target) ** 2) among the loss's
+    terms, as mse() writes it (or the spec by hand), if there is one."""
+    hits = []
+    for term in loss_terms(g):
+        if g.op(term) != "mean" or g.shape(term) != ():
+            continue
+        (square,) = g.args(term)
+        if g.op(square) == "pow" and g.attrs(square).get("p") == 2 and g.op(g.args(square)[0]) == "sub":
+            hits.append(term)
+    return hits[0] if len(hits) == 1 else None
 
 
 def regressed(g: Graph) -> tuple[str, str] | None:
-    """(predictions, targets) where the loss is the mean squared error
-    mean((pred - target) ** 2), as mse() writes it (or the spec by hand)."""
-    if g.loss is None or g.op(g.loss) != "mean" or g.shape(g.loss) != ():
+    """(predictions, targets) of that mean squared error."""
+    term = regression_term(g)
+    if term is None:
         return None
-    (square,) = g.args(g.loss)
-    if g.op(square) != "pow" or g.attrs(square).get("p") != 2:
-        return None
+    (square,) = g.args(term)
     (error,) = g.args(square)
-    return tuple(g.args(error)) if g.op(error) == "sub" else None
+    return tuple(g.args(error))
+
+
+def targets(g: Graph) -> list[str]:
+    """Inputs the loss compares predictions with: never standardised, so that
+    the metric and the predictions stay in the data's own units."""
+    pair = regressed(g)
+    return [pair[1]] if pair is not None and g.op(pair[1]) == "input" else []
 
 
 def chosen(g: Graph) -> str | None:
@@ -77,7 +113,7 @@ def scored_elements(g: Graph, metric: str | None) -> int:
     if metric == "accuracy":
         shape = g.shape(classified(g)[1])
     elif metric in ERRORS:
-        shape = g.shape(g.args(g.loss)[0])  # the squared error's, broadcast
+        shape = g.shape(g.args(regression_term(g))[0])  # the squared error's
     else:
         return 1
     return numel(d for d in shape if not is_batch(d))

@@ -321,7 +321,7 @@ def trainers_page() -> str:
         "",
         "Data folders hold one `NAME.npy` per input of the spec, each with the examples",
         "along its first axis. A checkpoint (`--save`, `--init-from`) is a folder with one",
-        "`NAME.npy` per parameter, the optimiser's state, `state.npy` and",
+        "`NAME.npy` per parameter, the optimiser's state, `training.state.npy` and",
         "`symgraph-checkpoint.txt`; see [Checkpoints](../concepts/checkpoints.md).",
         "",
         "## NumPy (`python DIR/train.py`)",

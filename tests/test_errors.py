@@ -74,7 +74,7 @@ def test_good_spec_compiles(tmp_path, capsys):
     spec = tmp_path / "good.yaml"
     spec.write_text(GOOD)
     assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 0
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".symgraph", "model.py", "train.py"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [".symgraph", "__init__.py", "model.py", "train.py"]
 
 
 def test_recompiling_replaces_the_folder_it_wrote_whole(tmp_path):
@@ -86,7 +86,7 @@ def test_recompiling_replaces_the_folder_it_wrote_whole(tmp_path):
     assert main(["compile", str(spec), "-o", str(out), "--target", "c"]) == 0
     (out / "train").write_text("a binary make built")
     assert main(["compile", str(spec), "-o", str(out)]) == 0
-    assert sorted(p.name for p in out.iterdir()) == [".symgraph", "model.py", "train.py"]
+    assert sorted(p.name for p in out.iterdir()) == [".symgraph", "__init__.py", "model.py", "train.py"]
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []
 
 

@@ -100,3 +100,34 @@ def test_a_metric_the_loss_cannot_give_is_refused(loss, metric, says, tmp_path, 
 def test_a_loss_without_a_metric_reports_the_loss_alone():
     g = sg.load(REGRESSION.format(loss="sum(abs(pred - t))", train=""))
     assert sg.compile(g, target="numpy").program.metric is None
+
+
+def test_mse_of_different_shapes_is_refused(tmp_path, capsys):
+    """[batch, 1] against [batch] broadcast to [batch, batch]: every prediction against every target."""
+    spec = tmp_path / "reg.yaml"
+    spec.write_text(REGRESSION.format(loss="mse(sum(pred, axis=1, keepdims=True), sum(t, axis=1))", train=""))
+    assert main(["compile", str(spec), "-o", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert "differ in shape" in err and err.count("\n") == 1, err
+
+
+def test_a_loss_with_a_penalty_keeps_its_metric():
+    penalised = sg.load(REGRESSION.format(loss="mse(pred, t) + 0.01 * sum(W * W)", train=""))
+    assert sg.compile(penalised, target="numpy").program.metric == "rmse"
+    classifier = sg.load("dims: {batch: 4}\ninputs: {x: {shape: [batch, 3]}, y: {shape: [batch], dtype: int}}\n"
+                         "params: {W: {shape: [3, 2]}}\ngraph: {z: x @ W, loss: 'cross_entropy(z, y) + 0.1 * mean(W * W)'}\nloss: loss\n")
+    assert sg.compile(classifier, target="numpy").program.metric == "accuracy"
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_the_regression_target_is_never_standardised(target, tmp_path, capsys):
+    spec = tmp_path / "reg.yaml"
+    spec.write_text(REGRESSION.format(loss="mse(pred, t)", train="train: {normalize: [x, t]}\n"))
+    assert main(["compile", str(spec), "-o", str(tmp_path / "refused")]) == 2
+    assert "t is the target the loss compares predictions with" in capsys.readouterr().err
+    spec.write_text(REGRESSION.format(loss="mse(pred, t)", train="train: {normalize: [x]}\n"))
+    train = trainer(spec, target, tmp_path / target)
+    data = regression_data(tmp_path / "d", 16, 0)
+    done = subprocess.run([*train, "--data", data, "--normalize", "t"], capture_output=True, text=True)
+    assert done.returncode == 2 and "--normalize t: the loss's target stays in its own units" in done.stderr, done.stderr

@@ -145,3 +145,30 @@ def test_the_memory_report_ties_mangled_buffers_to_the_spec(capsys, tmp_path):
     assert main(["compile", str(spec), "--target", "c", "-o", str(tmp_path / "c"), "--report"]) == 0
     out = capsys.readouterr().out
     assert "sum_ (the spec's sum)" in out, out
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_params_named_like_checkpoint_files_round_trip(target, tmp_path):
+    """A param named state (once the file of the training state), optimizer,
+    training or normalize saves and resumes like any other."""
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("dims: {batch: 4}\ninputs: {x: {shape: [batch, 3]}, y: {shape: [batch], dtype: int}}\n"
+                    "params: {state: {shape: [3, 3], init: he_normal}, optimizer: {shape: [3]}, training: {shape: [3, 2]}, normalize: {shape: [2]}}\n"
+                    "graph: {h: 'tanh(x @ state + optimizer)', loss: 'cross_entropy(h @ training + normalize, y)'}\nloss: loss\n"
+                    "train: {optimizer: adam, lr: 0.1, epochs: 2}\n")
+    rng = np.random.default_rng(0)
+    (tmp_path / "d").mkdir()
+    np.save(tmp_path / "d" / "x.npy", rng.normal(size=(12, 3)))
+    np.save(tmp_path / "d" / "y.npy", rng.integers(0, 2, 12))
+    assert main(["compile", str(spec), "--target", target, "-o", str(tmp_path / "out")]) == 0
+    if target == "c":
+        subprocess.run(["make", "-s", "-C", str(tmp_path / "out"), "CFLAGS=-O1"], check=True, capture_output=True)
+    train = [str(tmp_path / "out" / "train")] if target == "c" else [sys.executable, str(tmp_path / "out" / "train.py")]
+    first = subprocess.run([*train, "--data", tmp_path / "d", "--save", tmp_path / "ck"], capture_output=True, text=True)
+    assert first.returncode == 0, first.stderr
+    assert np.load(tmp_path / "ck" / "state.npy").shape == (3, 3)
+    again = subprocess.run([*train, "--data", tmp_path / "d", "--epochs", "3", "--init-from", tmp_path / "ck"], capture_output=True, text=True)
+    assert again.returncode == 0 and again.stdout.split()[:2] == ["epoch", "3"], again.stderr
+    found = sg.load_checkpoint(tmp_path / "ck")
+    assert set(found.params) == {"state", "optimizer", "training", "normalize"} and found.epochs == 2

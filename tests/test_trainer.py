@@ -56,7 +56,7 @@ def test_trains_with_progress_lines_and_checkpoints(tmp_path, target):
     assert float(lines[-1].split("val acc")[1].split()[0]) > 0.9
     saved = {p.name for p in (tmp_path / "ckpt").iterdir()}
     params = {"W1.npy", "b1.npy", "W2.npy", "b2.npy"}  # and momentum: the spec's optimizer is SGD with momentum
-    assert saved == params | {f"optimizer.m.{p}" for p in params} | {"state.npy", "symgraph-checkpoint.txt"}
+    assert saved == params | {f"optimizer.m.{p}" for p in params} | {"training.state.npy", "symgraph-checkpoint.txt"}
     again = run(train, "--data", data, "--epochs", "1", "--init-from", tmp_path / "ckpt")
     assert again.returncode == 0, again.stderr
 
@@ -172,7 +172,7 @@ def test_targets_agree_after_twenty_steps_with_dropout(tmp_path, optimizer):
         result = run(train, "--data", data, "--epochs", "1", "--seed", "11", *optimizer, "--save", tmp_path / f"ckpt_{target}")
         assert result.returncode == 0, result.stderr
         saved[target] = checkpoint(tmp_path / f"ckpt_{target}")
-    assert saved["c"]["state.npy"].tolist() == saved["numpy"]["state.npy"].tolist() == [1, 20, 11]
+    assert saved["c"]["training.state.npy"].tolist() == saved["numpy"]["training.state.npy"].tolist() == [1, 20, 11]
     for name, value in saved["numpy"].items():
         np.testing.assert_allclose(saved["c"][name], value, rtol=1e-10, atol=1e-12, err_msg=name)
 
@@ -225,7 +225,7 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, targ
     exploded = run(train, "--data", data, "--epochs", "3", "--lr", "1e30", "--init-from", tmp_path / "ckpt", "--save", tmp_path / "ckpt")
     assert exploded.returncode == 2 and "loss is not finite" in exploded.stderr and "last checkpoint is kept" in exploded.stderr
     kept = checkpoint(tmp_path / "ckpt")
-    assert kept["state.npy"].tolist() == good["state.npy"].tolist() == [1, 2, 0]
+    assert kept["training.state.npy"].tolist() == good["training.state.npy"].tolist() == [1, 2, 0]
     np.testing.assert_array_equal(kept["W1.npy"], good["W1.npy"])
 
 
@@ -250,8 +250,8 @@ def test_killed_trainer_always_leaves_a_loadable_checkpoint(tmp_path, target):
         process.wait()
         resumed = run(train, "--data", data, "--epochs", "0", "--init-from", ckpt, "--save", tmp_path / "copy")
         assert resumed.returncode == 0, (attempt, resumed.stderr)
-        assert params <= {p.name for p in ckpt.iterdir()} and "state.npy" in {p.name for p in ckpt.iterdir()}
-        state = np.load(ckpt / "state.npy")
+        assert params <= {p.name for p in ckpt.iterdir()} and "training.state.npy" in {p.name for p in ckpt.iterdir()}
+        state = np.load(ckpt / "training.state.npy")
         assert state[0] >= 1 and state[1] == 2 * state[0]  # 64 examples, batches of 32: whole epochs only
 
 
@@ -262,7 +262,7 @@ def test_checkpoint_is_put_back_after_a_crash_between_the_renames(tmp_path, targ
     (tmp_path / "ckpt").rename(tmp_path / "ckpt.previous")  # the state a kill between the renames leaves
     resumed = run(train, "--data", data, "--epochs", "3", "--init-from", tmp_path / "ckpt", "--save", tmp_path / "ckpt")
     assert resumed.returncode == 0, resumed.stderr
-    assert resumed.stdout.split()[:2] == ["epoch", "3"] and np.load(tmp_path / "ckpt" / "state.npy")[0] == 3
+    assert resumed.stdout.split()[:2] == ["epoch", "3"] and np.load(tmp_path / "ckpt" / "training.state.npy")[0] == 3
     assert not (tmp_path / "ckpt.previous").exists()
 
 
@@ -380,9 +380,9 @@ def test_damaged_files_are_refused_alike_and_never_hang(tmp_path, damage):
             args = ["--data", folder, "--epochs", "1"]
         else:
             if damage == "negative seed":
-                np.save(ckpt / "state.npy", np.array([1, 2, -1], np.int64))
+                np.save(ckpt / "training.state.npy", np.array([1, 2, -1], np.int64))
             elif damage == "strings":
-                np.save(ckpt / "state.npy", np.array(["1", "2", "3"]))
+                np.save(ckpt / "training.state.npy", np.array(["1", "2", "3"]))
             else:
                 np.save(ckpt / "normalize.mean.x.npy", np.zeros(3))
             args = ["--data", data, "--epochs", "2", "--init-from", ckpt, "--normalize", "x"]

@@ -23,6 +23,7 @@ from sympy.printing.precedence import PRECEDENCE
 
 from ..errors import SpecError
 from ..ir import Graph, is_batch, numel, per_graph
+from ..metrics import classifier_term
 from ..names import c_prefix
 from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
@@ -864,9 +865,10 @@ def scalar(fn: Function, node: str) -> str:
 
 
 def metric_lines(fn: Function, g: Graph) -> list[str]:
-    scores, labels = g.args(g.loss)
+    term = classifier_term(g)
+    scores, labels = g.args(term)
     shape = g.shape(scores)
-    if g.op(g.loss) == "cross_entropy":
+    if g.op(term) == "cross_entropy":
         fn.ctx.use("count_correct")
         return [f"*metric_sum = (double)sg_count_correct({size(shape[:-1]).text()}, {extent(shape[-1]).text()}, {scores}, {labels});"]
     lines = ["long correct = 0;"]

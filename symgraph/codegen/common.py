@@ -18,7 +18,7 @@ from ..builder import TRAIN_DEFAULTS
 from ..errors import SpecError
 from ..explain import Pretty, chain_rule, forward_text
 from ..ir import Batch, Graph, is_batch, per_graph
-from ..metrics import classified
+from ..metrics import classified, targets
 from ..ops import REGISTRY
 from ..ops.symbolic import fill, real_valued, structure, structure_expr
 from ..passes.fusion import fusion_groups
@@ -247,6 +247,7 @@ def trainer_context(program) -> dict:
         metric=program.metric,
         scored_elements=program.scored_elements,
         first_output=program.outputs[0],  # what --predict writes
+        targets=targets(program.graph),  # inputs --normalize refuses
         merged_batch=program.merged_batch,
     )
 

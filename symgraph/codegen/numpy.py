@@ -12,6 +12,7 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
 from ..ir import Graph, is_batch, numel
+from ..metrics import classifier_term
 from ..ops import REGISTRY
 from ..ops.registry import broadcast_shapes
 from ..ops.reduce import sum_to_axes
@@ -816,8 +817,9 @@ def metric_sum(program) -> tuple[str, str] | None:
         return total, arg_text(g, total)
     if scores is None:
         return None
-    labels = g.args(g.loss)[1]
-    if g.op(g.loss) == "cross_entropy":
+    term = classifier_term(g)
+    labels = g.args(term)[1]
+    if g.op(term) == "cross_entropy":
         return scores, f"np.sum(np.argmax({scores}, axis=-1) == {labels})"
     return scores, f"np.sum(({scores} > 0) == ({labels} > 0.5))"
 

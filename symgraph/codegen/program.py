@@ -8,7 +8,7 @@ from ..autodiff import differentiate
 from ..errors import SpecError
 from ..init import constant_value, distribution, init_text, parse_init, scale
 from ..ir import Graph, collector_paused
-from ..metrics import add_error_sum, chosen, scored_elements
+from ..metrics import add_error_sum, chosen, scored_elements, targets
 from ..names import emittable, interface_names, mangled
 from ..ops import REGISTRY
 from ..passes import CODEGEN, optimize, remove_dropout
@@ -118,6 +118,10 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
     passes = CODEGEN if passes is None else passes
     train_graph = optimize(differentiate(g), passes)
     metric = chosen(g)
+    for name in g.train.get("normalize", []):
+        if name in targets(g):
+            raise SpecError(f"{name} is the target the loss compares predictions with: standardising it would put the metric "
+                            "and the predictions in standardised units; leave it out of normalize", node="train.normalize", source=g.source)
     evaluated = g.copy()
     evaluated.outputs = list(g.outputs) or [g.loss]
     add_error_sum(evaluated, metric)

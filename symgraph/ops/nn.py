@@ -329,6 +329,11 @@ register(
 
 def mse_expand(g, args, attrs):
     pred, target = args
+    shapes = [g.shape(pred), g.shape(target)]
+    if shapes[0] != shapes[1] and () not in shapes:
+        # [batch, 1] against [batch] would broadcast to [batch, batch]: every prediction against every target
+        raise ValueError(f"pred {fmt_shape(shapes[0])} and target {fmt_shape(shapes[1])} differ in shape; "
+                         "reshape one so they match (a broadcast would compare every prediction with every target)")
     err = apply(g, "sub", [pred, target])
     return apply(g, "mean", [apply(g, "pow", [err], {"p": 2.0})])
 

@@ -7,7 +7,7 @@
  *
  * DIR holds one NAME.npy per input. A checkpoint is a folder with one NAME.npy
  * per parameter, the optimiser's state (optimizer.m.NAME.npy, optimizer.v.NAME.npy),
- * state.npy ([epochs done, steps done, seed]) and the input normalisation
+ * training.state.npy ([epochs done, steps done, seed]) and the input normalisation
  * (normalize.mean.NAME.npy, normalize.std.NAME.npy). It is written to a
  * temporary folder and renamed into place, the old one kept as CKPT.previous
  * until then, so a crash at any moment leaves a complete checkpoint. --init-from resumes from the epoch
@@ -332,7 +332,8 @@ static void load_data(const char *folder, dataset *data, int only_forward)
             size_t used = 0;
             for (int d = 0; d < leaf->rank; d++)
                 used += (size_t)snprintf(dims + used, sizeof dims - used, d ? ", %ld" : "%ld", leaf->dims[d]);
-            fail("%s: wrong shape; expected [%s] (the first axis any length when batched)", path, dims);
+            fail("%s: wrong shape; expected [%s] (%s)", path, dims,
+                 leaf->batched ? "the first axis any length" : "it has no batch axis: only a first dim named batch takes any number of examples");
         }
         if (leaf->batched) {
             if (data->count >= 0 && a->dims[0] != data->count)
@@ -627,7 +628,7 @@ static int save(const char *folder, real *const params[], const optimizer *opt, 
     }
     const int64_t state[3] = {epoch, opt->step, (int64_t)seed};
     const long three = 3;
-    ok = ok && save_array(staging, "", "state", state, 1, 1, &three, 3) == 0;
+    ok = ok && save_array(staging, "", "training.state", state, 1, 1, &three, 3) == 0;
     ok = ok && write_marker(staging) == 0;
     ok = ok && chmod(staging, 0777 & ~umask_now()) == 0;  /* mkdtemp's folder is private; a checkpoint is an ordinary folder */
     if (!ok) {
@@ -667,7 +668,7 @@ static int load_array(const char *folder, const char *prefix, const char *name, 
     return 0;
 }
 
-/* Params, and when the checkpoint has state.npy the optimiser's state, the
+/* Params, and when the checkpoint has training.state.npy the optimiser's state, the
  * epochs done, the seed and the normalisation to resume with. */
 static void load_checkpoint(const char *folder, real *const params[], optimizer *opt, long *epoch, uint64_t *seed,
                             int seed_given, statistics stats[])
@@ -692,7 +693,7 @@ static void load_checkpoint(const char *folder, real *const params[], optimizer 
             load_array(folder, "normalize.std.", leaf->name, rank, dims, leaf->size, 1, stats[k].std) != 0)
             stats[k].active = 1;
     }
-    make_path(path, folder, "/", "state", ".npy");
+    make_path(path, folder, "/", "training.state", ".npy");
     if (access(path, F_OK) != 0)
         return;  /* parameters only: start afresh from them */
     if (read_npy(path, 1, &state, why, sizeof why) != 0 || state.count != 3)

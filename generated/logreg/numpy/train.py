@@ -8,7 +8,7 @@
 
 DIR holds one NAME.npy per input. A checkpoint is a folder with one NAME.npy
 per parameter, the optimiser's state (optimizer.m.NAME.npy, optimizer.v.NAME.npy),
-state.npy ([epochs done, steps done, seed]) and the input normalisation
+training.state.npy ([epochs done, steps done, seed]) and the input normalisation
 (normalize.mean.NAME.npy, normalize.std.NAME.npy). It is written to a temporary
 folder and renamed into place, the old one kept as CKPT.previous until then, so
 a crash at any moment leaves a complete checkpoint. --init-from resumes from the epoch after the
@@ -40,6 +40,7 @@ ABBREVIATION = {"accuracy": "acc", "perplexity": "ppl"}.get(METRIC, METRIC)
 OPTIMIZER, LR, MOMENTUM, WEIGHT_DECAY = "sgd", 0.1, 0.0, 0.0
 BETA1, BETA2, EPS = 0.9, 0.999, 1e-08
 NORMALIZE = ['x']
+TARGETS = []  # what the loss compares predictions with: never standardised
 LOG_HEADER = f"epoch,train_loss,val_loss,{f'val_{METRIC},' if METRIC else ''}examples_per_second\n"
 
 
@@ -182,7 +183,7 @@ def save(folder, params, optimizer, epoch, seed, stats):
     arrays = dict(params)
     arrays.update({f"optimizer.m.{k}": v for k, v in optimizer.m.items()})
     arrays.update({f"optimizer.v.{k}": v for k, v in optimizer.v.items()})
-    arrays["state"] = np.array([epoch, optimizer.step, seed], np.int64)
+    arrays["training.state"] = np.array([epoch, optimizer.step, seed], np.int64)
     for name, (mean, std) in stats.items():
         arrays[f"normalize.mean.{name}"], arrays[f"normalize.std.{name}"] = mean, std
     folder = os.path.abspath(folder)
@@ -233,13 +234,13 @@ def load_checkpoint(folder, optimizer):
     """Params, and the state to resume from when the checkpoint has it: (params, epoch, seed, stats)."""
     recover(folder)
     params = {name: read(folder, name, shape).astype(model.DTYPE) for name, shape in model.PARAMS.items()}
-    state = read(folder, "state", (3,), required=False)
+    state = read(folder, "training.state", (3,), required=False)
     for slot, table in (("m", optimizer.m), ("v", optimizer.v)):
         for name, shape in model.PARAMS.items():
             if name in table and state is not None:
                 table[name] = read(folder, f"optimizer.{slot}.{name}", shape).astype(model.DTYPE)
     if state is not None and (state.dtype.kind not in "iu" or np.any(state < 0) or np.any(state >= 2**63)):
-        fail(f"{os.path.join(folder, 'state.npy')}: expected [epochs, steps, seed], whole numbers >= 0")
+        fail(f"{os.path.join(folder, 'training.state.npy')}: expected [epochs, steps, seed], whole numbers >= 0")
     stats = {}
     for name in NORMALIZE:
         example = model.INPUTS[name][0][1:]  # the statistics of one example
@@ -383,6 +384,8 @@ def main(argv=None):
     for name in args.normalize:
         if name not in model.INPUTS or model.INPUTS[name][1] != "float" or not batched(name):
             fail(f"--normalize {name}: not a batched float input of this model")
+        if name in TARGETS:
+            fail(f"--normalize {name}: the loss's target stays in its own units, as the metric and the predictions do")
         if name not in NORMALIZE:
             NORMALIZE.append(name)
     if model.INPUTS and args.data is None and not (args.eval and args.val) and not args.predict:

@@ -118,7 +118,8 @@ def check_inputs(inputs, names=tuple(INPUTS)):
         value = np.asarray(inputs[name])
         shape, kind, bound = INPUTS[name]
         if value.ndim != len(shape) or any(d is not None and d != v for d, v in zip(shape, value.shape)):
-            raise ValueError(f"input {name!r} has shape {value.shape}, expected {shape} (None: any batch size)")
+            said = "None: any number of examples" if None in shape else "it has no batch axis: only a first dim named batch takes any number of examples"
+            raise ValueError(f"input {name!r} has shape {value.shape}, expected {shape} ({said})")
         if BATCH_INPUT is not None and shape and shape[0] is None:
             if n is not None and value.shape[0] != n:
                 raise ValueError(f"input {name!r} has {value.shape[0]} examples, others have {n}")
