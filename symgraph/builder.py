@@ -20,17 +20,20 @@ from .metrics import METRICS
 from .names import check_name
 
 TRAIN_KEYS = {
-    "optimizer": str, "lr": float, "momentum": float, "beta1": float, "beta2": float,
+    "optimizer": str, "lr": float, "momentum": float, "nesterov": bool, "beta1": float, "beta2": float,
     "eps": float, "weight_decay": float, "batch_size": int, "epochs": int, "seed": int,
-    "normalize": list, "metric": str,
+    "normalize": list, "metric": str, "schedule": str, "warmup": int, "decay": float, "step_epochs": int,
+    "clip_norm": float, "patience": int,
 }
 # What a trainer does where the spec's train: says nothing (batch_size: dims.batch; metric: from the loss).
 TRAIN_DEFAULTS = {
-    "optimizer": "sgd", "lr": 0.01, "momentum": 0.0, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
-    "weight_decay": 0.0, "epochs": 10, "seed": 0, "normalize": [],
+    "optimizer": "sgd", "lr": 0.01, "momentum": 0.0, "nesterov": False, "beta1": 0.9, "beta2": 0.999, "eps": 1e-8,
+    "weight_decay": 0.0, "epochs": 10, "seed": 0, "normalize": [], "schedule": "constant", "warmup": 0,
+    "decay": 0.1, "step_epochs": 10, "clip_norm": 0.0, "patience": 0,
 }
+SCHEDULES = ("constant", "step", "exponential", "cosine")  # the learning rate per epoch, after any warm-up
 INT_LIMITS = {"seed": 2**63 - 1}  # what both trainers' integer types hold (else 2**31 - 1)
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "adamw", "rmsprop")
 
 
 class Tensor:
@@ -265,6 +268,14 @@ class Graph(IRGraph):
                 raise SpecError(f"{key} must be a finite non-negative number, got {str(value)[:40]}", node=where)
             if kind is int and (isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= INT_LIMITS.get(key, 2**31 - 1)):
                 raise SpecError(f"{key} must be an integer from 0 to {INT_LIMITS.get(key, 2**31 - 1)}, got {str(value)[:40]}", node=where)
+            if kind is bool:  # YAML's true and false reach a spec as names
+                value = {True: True, False: False, "true": True, "false": False}.get(value) if isinstance(value, (bool, str)) else None
+                if value is None:
+                    raise SpecError(f"{key} must be true or false, got {str(settings[key])[:40]}", node=where)
+            if key == "schedule" and value not in SCHEDULES:
+                raise SpecError(f"schedule must be one of {', '.join(SCHEDULES)}, got {value!r}", node=where)
+            if key in ("step_epochs",) and value < 1:
+                raise SpecError(f"{key} must be at least 1, got {value}", node=where)
             if key == "batch_size" and value < 1:  # above dims.batch, the trainers refuse it at start
                 raise SpecError(f"batch_size must be at least 1, got {value}", node=where)
             if key == "optimizer" and value not in OPTIMIZERS:

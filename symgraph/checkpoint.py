@@ -78,7 +78,8 @@ def load_checkpoint(folder: str | Path, model=None) -> Checkpoint:
             arrays[name[: -len(".npy")]] = np.load(file, allow_pickle=False)
         except (OSError, ValueError) as exc:
             refuse(f"{name} cannot be read: {exc}", node=name)
-    state = arrays.pop("training.state", None)
+    training = {key: arrays.pop(key) for key in list(arrays) if key.startswith("training.")}  # the trainer's own records
+    state = training.get("training.state")
     found = Checkpoint(params={})
     means, stds = {}, {}
     for key, value in arrays.items():

@@ -14,6 +14,7 @@ from pathlib import Path
 from .errors import SpecError
 
 LEADING, TRAILING = ("epoch", "train_loss", "val_loss"), ("examples_per_second",)
+EXTRA = ("lr", "grad_norm")  # the learning rate in force and the mean gradient norm
 FORMATS = ("png", "svg", "pdf")
 
 
@@ -27,8 +28,9 @@ def read_log(path: Path) -> dict[str, list[float]]:
     rows = list(csv.reader(io.StringIO(text)))
     header = tuple(rows[0]) if rows else ()
     middle = header[len(LEADING) : len(header) - len(TRAILING)]
-    if header[: len(LEADING)] != LEADING or header[-len(TRAILING) :] != TRAILING or not all(c.startswith("val_") for c in middle):
-        raise SpecError(f"not a trainer log: the header must be {','.join(LEADING)}[,val_METRIC],{','.join(TRAILING)}", node="header", source=str(path))
+    if header[: len(LEADING)] != LEADING or header[-len(TRAILING) :] != TRAILING or not all(c.startswith("val_") or c in EXTRA for c in middle):
+        raise SpecError(f"not a trainer log: the header must be {','.join(LEADING)}[,val_METRIC],lr,grad_norm,{','.join(TRAILING)}",
+                        node="header", source=str(path))
     if len(rows) < 2:
         raise SpecError("the log has no epochs yet", node="rows", source=str(path))
     columns: dict[str, list[float]] = {c: [] for c in header}

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import sympy as sp
 
-from .builder import OPTIMIZERS, TRAIN_DEFAULTS, TRAIN_KEYS
+from .builder import OPTIMIZERS, SCHEDULES, TRAIN_DEFAULTS, TRAIN_KEYS
 from .errors import SpecError
 from .init import SCHEMES
 from .metrics import METRICS
@@ -195,8 +195,15 @@ SCHEME_MEANING = {
 }
 TRAIN_MEANING = {
     "optimizer": "one of " + ", ".join(f"`{o}`" for o in OPTIMIZERS),
-    "lr": "learning rate", "momentum": "SGD momentum", "beta1": "Adam's first-moment decay",
-    "beta2": "Adam's second-moment decay", "eps": "Adam's epsilon", "weight_decay": "L2 penalty added to each gradient",
+    "lr": "learning rate (the peak of a schedule)", "momentum": "SGD momentum", "nesterov": "SGD: Nesterov's momentum (`true` or `false`)",
+    "beta1": "Adam's and AdamW's first-moment decay",
+    "beta2": "the second-moment decay of Adam, AdamW and RMSprop", "eps": "Adam's, AdamW's and RMSprop's epsilon",
+    "weight_decay": "L2 penalty added to each gradient; AdamW: decoupled, shrinking the params by lr * weight_decay",
+    "schedule": "learning rate per epoch after the warm-up: " + ", ".join(f"`{s}`" for s in SCHEDULES)
+                + " (step: times `decay` every `step_epochs`; exponential: times `decay` each epoch; cosine: down to 0)",
+    "warmup": "epochs of linear warm-up from lr/warmup to lr", "decay": "the step and exponential schedules' factor",
+    "step_epochs": "the step schedule's epochs between decays", "clip_norm": "scale the gradients down to this global norm when above it (0: never)",
+    "patience": "stop after this many epochs without a better validation score (0: never)",
     "batch_size": "examples per step (at most `dims.batch`)", "epochs": "passes over the data", "seed": "initialisation, shuffling and dropout",
     "normalize": "float inputs to standardise with the training data's mean and std (stored in the checkpoint)",
     "metric": "reported next to the validation loss: " + ", ".join(f"`{m}`" for m in METRICS),

@@ -64,7 +64,7 @@ def test_error_metrics_agree_between_targets_and_with_the_checkpoint(metric, tmp
         lines[target] = [line.rsplit("  ", 1)[0] for line in done.stdout.splitlines()]
         logs[target] = [row.rsplit(",", 1)[0] for row in log.read_text().splitlines()]
         assert f"val {shown} " in lines[target][-1]
-        assert logs[target][0] == f"epoch,train_loss,val_loss,val_{shown}"
+        assert logs[target][0] == f"epoch,train_loss,val_loss,val_{shown},lr,grad_norm"
     assert lines["numpy"] == lines["c"] and logs["numpy"] == logs["c"]
 
     params = {name: np.load(tmp_path / "ckpt_c" / f"{name}.npy") for name in ("W", "c")}

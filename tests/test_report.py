@@ -146,7 +146,7 @@ def test_plot_errors_are_one_line(tmp_path, monkeypatch, capsys):
     assert main(["plot", str(bad), "-o", str(tmp_path / "x.png")]) == 2
     assert "not a trainer log" in capsys.readouterr().err
     good = tmp_path / "good.csv"
-    good.write_text("epoch,train_loss,val_loss,val_rmse,examples_per_second\n1,0.5,,,100\n")
+    good.write_text("epoch,train_loss,val_loss,val_rmse,lr,grad_norm,examples_per_second\n1,0.5,,,0.1,,100\n")
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed
     assert main(["plot", str(good), "-o", str(tmp_path / "x.png")]) == 2
     err = capsys.readouterr().err

@@ -21,6 +21,7 @@ from ..ir import Batch, Graph, is_batch, per_graph
 from ..metrics import classified, targets
 from ..ops import REGISTRY
 from ..ops.symbolic import fill, real_valued, structure, structure_expr
+from .flags import c_string, help_text
 from ..passes.fusion import fusion_groups
 
 
@@ -230,12 +231,20 @@ def error_sum(program) -> str | None:
 def trainer_context(program) -> dict:
     """The spec's training settings, with the defaults both trainers use."""
     train = {**TRAIN_DEFAULTS, "batch_size": program.compiled_batch, **program.graph.train}
-    return dict(
+    context = dict(
         name=program.name,
         source=source_name(program),
         optimizer=train["optimizer"],
         lr=train["lr"],
         momentum=train["momentum"],
+        nesterov=train["nesterov"],
+        schedule=train["schedule"],
+        warmup=train["warmup"],
+        decay=train["decay"],
+        step_epochs=train["step_epochs"],
+        clip_norm=train["clip_norm"],
+        patience=train["patience"],
+        seed_text=f"{train['seed']}, or the resumed checkpoint's",
         beta1=train["beta1"],
         beta2=train["beta2"],
         eps=train["eps"],
@@ -250,6 +259,9 @@ def trainer_context(program) -> dict:
         targets=targets(program.graph),  # inputs --normalize refuses
         merged_batch=program.merged_batch,
     )
+    context["help"] = help_text(context)
+    context["help_c"] = c_string(context["help"])
+    return context
 
 
 def source_name(program) -> str:

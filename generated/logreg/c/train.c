@@ -32,6 +32,9 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 #include "model.h"
 #include "model_f64.h"
@@ -446,25 +449,36 @@ static void standardise(dataset *data, const statistics stats[])
 
 /* -- checkpoints ---------------------------------------------------------------------- */
 
-/* The optimiser: SGD, SGD with momentum, or Adam, with L2 weight decay. */
+/* The optimisers, in the order of their codes in training.optimizer.npy. */
+enum { SGD, ADAM, ADAMW, RMSPROP };
+static const char *const optimizer_names[] = {"sgd", "adam", "adamw", "rmsprop", NULL};
+
+/* SGD (with momentum, Nesterov's or not), Adam, AdamW or RMSprop. weight_decay is
+ * an L2 penalty added to the gradient, except in AdamW, which shrinks the params. */
 typedef struct {
-    int adam;
+    int kind, nesterov;
     double lr, momentum, weight_decay;
     long step;
     real *m[logreg_num_params + 1];  /* momentum or Adam's first moment */
-    real *v[logreg_num_params + 1];  /* Adam's second moment */
+    real *v[logreg_num_params + 1];  /* Adam's and RMSprop's second moment */
 } optimizer;
 
 /* SGD without momentum or weight decay: the model's sgd_step takes it. */
 static int plain_sgd(const optimizer *opt)
 {
-    return !opt->adam && opt->momentum == 0 && opt->weight_decay == 0;
+    return opt->kind == SGD && opt->momentum == 0 && opt->weight_decay == 0;
 }
 
-/* Whether the optimiser keeps a first moment (momentum or Adam). */
+/* Whether the optimiser keeps a first moment (momentum, Adam, AdamW). */
 static int uses_m(const optimizer *opt)
 {
-    return opt->adam || opt->momentum != 0;
+    return opt->kind == ADAM || opt->kind == ADAMW || (opt->kind == SGD && opt->momentum != 0);
+}
+
+/* Whether it keeps a second moment (Adam, AdamW, RMSprop). */
+static int uses_v(const optimizer *opt)
+{
+    return opt->kind != SGD;
 }
 
 /* Deletes a checkpoint folder and the files in it (checkpoints hold no subfolders). */
@@ -617,7 +631,7 @@ static int save(const char *folder, real *const params[], const optimizer *opt, 
         const logreg_leaf *leaf = &logreg_params[k];
         ok = save_array(staging, "", leaf->name, params[k], 0, leaf->rank, leaf->dims, leaf->size) == 0;
         ok = ok && (!uses_m(opt) || save_array(staging, "optimizer.m.", leaf->name, opt->m[k], 0, leaf->rank, leaf->dims, leaf->size) == 0);
-        ok = ok && (!opt->adam || save_array(staging, "optimizer.v.", leaf->name, opt->v[k], 0, leaf->rank, leaf->dims, leaf->size) == 0);
+        ok = ok && (!uses_v(opt) || save_array(staging, "optimizer.v.", leaf->name, opt->v[k], 0, leaf->rank, leaf->dims, leaf->size) == 0);
     }
     for (int k = 0; ok && k < logreg_num_inputs; k++) {
         const logreg_leaf *leaf = &logreg_inputs[k];
@@ -629,6 +643,10 @@ static int save(const char *folder, real *const params[], const optimizer *opt, 
     const int64_t state[3] = {epoch, opt->step, (int64_t)seed};
     const long three = 3;
     ok = ok && save_array(staging, "", "training.state", state, 1, 1, &three, 3) == 0;
+    const real record[7] = {(real)opt->kind, (real)opt->momentum, (real)opt->nesterov, (real)BETA1, (real)BETA2, (real)EPSILON,
+                            (real)opt->weight_decay};
+    const long seven = 7;
+    ok = ok && save_array(staging, "", "training.optimizer", record, 0, 1, &seven, 7) == 0;
     ok = ok && write_marker(staging) == 0;
     ok = ok && chmod(staging, 0777 & ~umask_now()) == 0;  /* mkdtemp's folder is private; a checkpoint is an ordinary folder */
     if (!ok) {
@@ -670,15 +688,31 @@ static int load_array(const char *folder, const char *prefix, const char *name, 
 
 /* Params, and when the checkpoint has training.state.npy the optimiser's state, the
  * epochs done, the seed and the normalisation to resume with. */
+static void check_model(const char *folder);
+
 static void load_checkpoint(const char *folder, real *const params[], optimizer *opt, long *epoch, uint64_t *seed,
                             int seed_given, statistics stats[])
 {
     char path[4096], why[256];
-    array state = {0};
+    array state = {0}, record = {0};
     recover(folder);
+    check_model(folder);
     for (int k = 0; k < logreg_num_params; k++) {
         const logreg_leaf *leaf = &logreg_params[k];
         load_array(folder, "", leaf->name, leaf->rank, leaf->dims, leaf->size, 0, params[k]);
+    }
+    make_path(path, folder, "/", "training.optimizer", ".npy");
+    int recorded = access(path, F_OK) == 0;
+    if (recorded) {
+        if (read_npy(path, 0, &record, why, sizeof why) != 0 || record.count != 7)
+            fail("%s: %s", path, record.count != 7 ? "expected the optimiser's kind and 6 settings" : why);
+        const double code = ((real *)record.values)[0];
+        free(record.values);
+        if (code != 0 && code != 1 && code != 2 && code != 3)
+            fail("%s: not an optimiser this trainer knows", path);
+        if ((int)code != opt->kind)
+            fail("--init-from %s: was trained with %s; resume it with --optimizer %s, or start afresh without --init-from", folder,
+                 optimizer_names[(int)code], optimizer_names[(int)code]);
     }
     for (int k = 0; k < logreg_num_inputs; k++) {
         const logreg_leaf *leaf = &logreg_inputs[k];
@@ -708,11 +742,41 @@ static void load_checkpoint(const char *folder, real *const params[], optimizer 
     free(state.values);
     for (int k = 0; k < logreg_num_params; k++) {
         const logreg_leaf *leaf = &logreg_params[k];
-        if (uses_m(opt))
-            load_array(folder, "optimizer.m.", leaf->name, leaf->rank, leaf->dims, leaf->size, 0, opt->m[k]);
-        if (opt->adam)
+        if (uses_m(opt))  /* momentum switched on since: it starts from zero */
+            load_array(folder, "optimizer.m.", leaf->name, leaf->rank, leaf->dims, leaf->size, recorded, opt->m[k]);
+        if (uses_v(opt))
             load_array(folder, "optimizer.v.", leaf->name, leaf->rank, leaf->dims, leaf->size, 0, opt->v[k]);
     }
+}
+
+/* A checkpoint of this model: its marker names the model, and its params are this model's. */
+static void check_model(const char *folder)
+{
+    char path[4096], line[4096], name[256] = "another model";
+    make_path(path, folder, "/", MARKER, "");
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return;  /* an older or hand-made checkpoint: its files are checked one by one */
+    int ours = 1, found = 0, first = 1;
+    while (fgets(line, sizeof line, f)) {
+        line[strcspn(line, "\r\n")] = '\0';
+        if (first && sscanf(line, "# a checkpoint of %255[^,]", name) == 1)
+            first = 0;
+        if (line[0] == '#')
+            continue;
+        size_t length = strlen(line);
+        if (length < 5 || strcmp(line + length - 4, ".npy") != 0 || memchr(line, '.', length - 4))
+            continue;  /* not a parameter's file */
+        line[length - 4] = '\0';
+        int known = 0;
+        for (int k = 0; k < logreg_num_params; k++)
+            known |= strcmp(logreg_params[k].name, line) == 0;
+        ours &= known;
+        found += known;
+    }
+    fclose(f);
+    if (!ours || found != logreg_num_params)
+        fail("--init-from %s: is a checkpoint of %s, not of logreg (its params differ)", folder, name);
 }
 
 /* -- the optimiser, in the NumPy trainer's order of operations ------------------------------ */
@@ -721,13 +785,22 @@ static void load_checkpoint(const char *folder, real *const params[], optimizer 
 static void update_range(const optimizer *opt, int k, real *p, const real *g, long first, long last, real bias1, real bias2)
 {
     const real lr = (real)opt->lr, momentum = (real)opt->momentum, decay = (real)opt->weight_decay;
+    const real shrink = (real)1 - lr * decay;  /* AdamW's decoupled weight decay */
     real *m = opt->m[k], *v = opt->v[k];
     for (long i = first; i < last; i++) {
-        const real grad = decay != 0 ? g[i] + decay * p[i] : g[i];
-        if (opt->adam) {
+        const real grad = decay != 0 && opt->kind != ADAMW ? g[i] + decay * p[i] : g[i];
+        if (opt->kind == ADAM || opt->kind == ADAMW) {
+            if (opt->kind == ADAMW)
+                p[i] *= shrink;
             m[i] = (real)BETA1 * m[i] + (real)(1 - BETA1) * grad;
             v[i] = (real)BETA2 * v[i] + (real)(1 - BETA2) * grad * grad;
             p[i] -= lr * (m[i] / bias1) / (sqrtf(v[i] / bias2) + (real)EPSILON);
+        } else if (opt->kind == RMSPROP) {
+            v[i] = (real)BETA2 * v[i] + (real)(1 - BETA2) * grad * grad;
+            p[i] -= lr * grad / (sqrtf(v[i]) + (real)EPSILON);
+        } else if (momentum != 0 && opt->nesterov) {
+            m[i] = momentum * m[i] + grad;
+            p[i] -= lr * (grad + momentum * m[i]);
         } else if (momentum != 0) {
             m[i] = momentum * m[i] + grad;
             p[i] -= lr * m[i];
@@ -793,23 +866,26 @@ static void report(const char *prefix, double loss, double metric)
 }
 
 /* Appends one CSV row (the header first when the file is new); -1 on a write error. */
-static int log_row(const char *path, long epoch, double train_loss, int evaluated, double loss, double metric, double rate)
+static int log_row(const char *path, long epoch, double train_loss, int evaluated, double loss, double metric, double lr,
+                   double grad_norm, double rate)
 {
     FILE *f = fopen(path, "r");
     int fresh = f == NULL;
-    char validation[32] = "", value[32] = "";
+    char validation[32] = "", value[32] = "", norm[32] = "";
     if (f)
         fclose(f);
     if (evaluated) {
         snprintf(validation, sizeof validation, "%.6g", loss);
         snprintf(value, sizeof value, "%.6g", metric);
     }
+    if (grad_norm >= 0)  /* -1: the fused SGD step never holds the whole gradient */
+        snprintf(norm, sizeof norm, "%.6g", grad_norm);
     f = fopen(path, "a");
     if (!f)
         return -1;
     if (fresh)
-        fputs("epoch,train_loss,val_loss,val_" METRIC ",examples_per_second\n", f);
-    fprintf(f, "%ld,%.6g,%s,%s,%.0f\n", epoch, train_loss, validation, value, rate);
+        fputs("epoch,train_loss,val_loss,val_" METRIC ",lr,grad_norm,examples_per_second\n", f);
+    fprintf(f, "%ld,%.6g,%s,%s,%.6g,%s,%.0f\n", epoch, train_loss, validation, value, lr, norm, rate);
     return fclose(f);
 }
 
@@ -891,11 +967,113 @@ static int gradcheck(const dataset *data, long batch_size, real *const start[], 
 
 /* -- the command line ------------------------------------------------------------------- */
 
+/* --help: the NumPy trainer prints the same text. */
 static const char *usage =
-    "usage: train --data DIR [--val DIR] [--epochs N] [--lr LR] [--batch-size B] [--seed S]\n"
-    "             [--optimizer sgd|adam] [--momentum M] [--weight-decay W] [--normalize INPUT]...\n"
-    "             [--init-from CKPT] [--save CKPT] [--log FILE.csv] [--eval] [--gradcheck]\n"
-    "       train --init-from CKPT --predict DIR --out FILE.npy [--argmax] [--batch-size B]\n";
+    "usage: train [FLAG VALUE]... (the NumPy trainer: python train.py)\n"
+    "\n"
+    "Trains logreg, generated by symgraph from logreg.yaml.\n"
+    "\n"
+    "  --data DIR         training data: one NAME.npy per input, examples along the first axis\n"
+    "  --val DIR          validation data, the same layout\n"
+    "  --epochs N         epochs in all, resumed ones included (default 10)\n"
+    "  --batch-size B     examples per step (default 32)\n"
+    "  --lr LR            learning rate: the peak of a schedule (default 0.1)\n"
+    "  --schedule KIND    learning rate per epoch: constant, step, exponential or cosine (default constant)\n"
+    "  --warmup N         epochs of linear warm-up before the schedule (default 0)\n"
+    "  --decay G          step and exponential schedules: the factor per decay (default 0.1)\n"
+    "  --step-epochs N    step schedule: epochs between decays (default 10)\n"
+    "  --optimizer KIND   sgd, adam, adamw or rmsprop (default sgd)\n"
+    "  --momentum M       sgd: momentum (default 0.0)\n"
+    "  --nesterov         sgd: Nesterov's momentum\n"
+    "  --weight-decay W   L2 penalty added to each gradient (adamw: decoupled, shrinking the params) (default 0.0)\n"
+    "  --clip-norm C      scale the gradients down to global norm C when above it (0: never) (default 0.0)\n"
+    "  --seed S           initialisation, shuffling and dropout (default 0, or the resumed checkpoint's)\n"
+    "  --normalize INPUT  standardise a float input with the training data's mean and std (repeatable)\n"
+    "  --init-from CKPT   start from a checkpoint, resuming its epochs, optimiser and seed\n"
+    "  --save CKPT        write a checkpoint after every epoch\n"
+    "  --save-best CKPT   keep the checkpoint of the epoch with the best validation score\n"
+    "  --patience N       stop after N epochs without a better validation score (0: never) (default 0)\n"
+    "  --log FILE.csv     append one row per epoch: losses, metric, learning rate, gradient norm\n"
+    "  --threads N        threads for an OpenMP build, or the NumPy trainer's BLAS (default all)\n"
+    "  --eval             only evaluate --init-from on --val (else --data)\n"
+    "  --predict DIR      with --init-from and --out: the first output for the inputs in DIR\n"
+    "  --out FILE.npy     where --predict writes\n"
+    "  --argmax           --predict writes the index of each largest entry along the last axis\n"
+    "  --gradcheck        C trainer: check its gradients against central differences (NumPy: symgraph check)\n"
+    "  --help             print this text\n";
+
+/* The learning rate in force in an epoch (counted from 1): a linear warm-up over
+ * the first warmup epochs, then the schedule over the rest (as the NumPy trainer). */
+static double scheduled(double lr, int schedule, long warmup, double decay, long step_epochs, long epoch, long epochs)
+{
+    if (epoch <= warmup)
+        return lr * (double)epoch / (double)warmup;
+    const long t = epoch - warmup - 1, span = epochs - warmup > 1 ? epochs - warmup : 1;
+    if (schedule == 1)
+        return lr * pow(decay, (double)(t / step_epochs));
+    if (schedule == 2)
+        return lr * pow(decay, (double)t);
+    if (schedule == 3)
+        return lr * 0.5 * (1.0 + cos(3.141592653589793 * (double)t / (double)span));
+    return lr;
+}
+
+/* The gradients' global norm (double, in the params' order); above limit (when
+ * not 0) the gradients are scaled down to it in place. */
+static double clip(real *const grads[], double limit)
+{
+    double total = 0;
+    for (int k = 0; k < logreg_num_params; k++)
+        for (long i = 0; i < logreg_params[k].size; i++)
+            total += (double)grads[k][i] * (double)grads[k][i];
+    const double norm = sqrt(total);
+    if (limit > 0 && norm > limit) {
+        const real scale = (real)(limit / norm);
+        for (int k = 0; k < logreg_num_params; k++)
+            for (long i = 0; i < logreg_params[k].size; i++)
+                grads[k][i] *= scale;
+    }
+    return norm;
+}
+
+/* Whether a validation score beats the best so far (accuracy grows; losses and errors shrink). */
+static int better(double score, double best, int first)
+{
+    return first || score > best;
+}
+
+/* On a terminal, one line within the epoch, redrawn in place at most twice a second. */
+static void progress(long done, long batches, long examples, double loss, double seconds, double *shown)
+{
+    if (seconds - *shown < 0.5)
+        return;
+    *shown = seconds;
+    printf("\r  batch %ld/%ld  %.0f ex/s  loss %.4f  %.0f s left ", done, batches, (double)examples / seconds, loss,
+           seconds / (double)done * (double)(batches - done));
+    fflush(stdout);
+}
+
+static double since(const struct timespec *started)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - started->tv_sec) + 1e-9 * (double)(now.tv_nsec - started->tv_nsec);
+}
+
+/* A flag's value among names (a NULL-ended list): its index, or a clean exit. */
+static int choice(const char *flag, const char *text, const char *const names[])
+{
+    int count = 0;
+    for (; names[count]; count++)
+        if (strcmp(names[count], text) == 0)
+            return count;
+    char said[128] = "";
+    size_t used = 0;
+    for (int i = 0; i < count; i++)
+        used += (size_t)snprintf(said + used, sizeof said - used, "%s%s", names[i], i + 2 < count ? ", " : i + 1 < count ? " or " : "");
+    fail("%s takes %s, got '%s'", flag, said, text);
+    return -1;
+}
 
 /* --predict: the first output of the spec (z) for every example in the
  * folder, with the checkpoint's normalisation, or with argmax the index of its
@@ -975,38 +1153,42 @@ static int input_index(const char *name)
     return -1;
 }
 
-/* Parse the arguments, load the data, then train (or --eval, or --gradcheck). */
+/* Parse the arguments, load the data, then train (or --eval, --predict or --gradcheck). */
 int main(int argc, char **argv)
 {
-    const char *data_dir = NULL, *val_dir = NULL, *init_from = NULL, *save_to = NULL, *log_to = NULL;
+    static const char *const schedules[] = {"constant", "step", "exponential", "cosine", NULL};
+    const char *data_dir = NULL, *val_dir = NULL, *init_from = NULL, *save_to = NULL, *log_to = NULL, *best_to = NULL;
     const char *predict_dir = NULL, *predict_to = NULL;
-    int argmax = 0;
-    long epochs = 10, batch_size = 32, done = 0;
+    long epochs = 10, batch_size = 32, done = 0, warmup = 0, step_epochs = 10, patience = 0;
+    long threads = 0;
     uint64_t seed = 0;
-    int check = 0, eval_only = 0, seed_given = 0;
-    optimizer opt = {strcmp(OPTIMIZER, "adam") == 0, LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, 0, {0}, {0}};
+    int check = 0, eval_only = 0, seed_given = 0, argmax = 0, schedule = choice("schedule", "constant", schedules);
+    double base_lr = LEARNING_RATE, decay = 0.1, clip_norm = 0.0;
+    optimizer opt = {choice("optimizer", OPTIMIZER, optimizer_names), 0, LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, 0, {0}, {0}};
     statistics stats[logreg_num_inputs + 1] = { {0} };
     atexit(release_all);
     for (int i = 0; normalized_by_spec[i]; i++)
         stats[input_index(normalized_by_spec[i])].active = 1;
     for (int i = 1; i < argc; i++) {
         const char *flag = argv[i];
-        if (strcmp(flag, "--gradcheck") == 0) {
-            check = 1;
-            continue;
-        }
-        if (strcmp(flag, "--eval") == 0) {
-            eval_only = 1;
-            continue;
-        }
-        if (strcmp(flag, "--argmax") == 0) {
-            argmax = 1;
-            continue;
-        }
         if (strcmp(flag, "-h") == 0 || strcmp(flag, "--help") == 0) {
             fputs(usage, stdout);
             return 0;
         }
+        int *switched = strcmp(flag, "--gradcheck") == 0 ? &check : strcmp(flag, "--eval") == 0 ? &eval_only
+                      : strcmp(flag, "--argmax") == 0 ? &argmax : strcmp(flag, "--nesterov") == 0 ? &opt.nesterov : NULL;
+        if (switched) {
+            *switched = 1;
+            continue;
+        }
+        static const char *const valued[] = {"--data", "--val", "--init-from", "--save", "--save-best", "--log", "--predict", "--out",
+            "--epochs", "--batch-size", "--seed", "--lr", "--momentum", "--weight-decay", "--normalize", "--optimizer", "--schedule",
+            "--warmup", "--decay", "--step-epochs", "--clip-norm", "--patience", "--threads", NULL};
+        int known = 0;
+        for (int k = 0; valued[k]; k++)
+            known |= strcmp(valued[k], flag) == 0;
+        if (!known)
+            fail("unknown argument '%s' (see --help)", flag);
         if (i + 1 >= argc)
             fail("%s needs a value", flag);
         const char *value = argv[++i];
@@ -1018,6 +1200,8 @@ int main(int argc, char **argv)
             init_from = value;
         else if (strcmp(flag, "--save") == 0)
             save_to = value;
+        else if (strcmp(flag, "--save-best") == 0)
+            best_to = value;
         else if (strcmp(flag, "--log") == 0)
             log_to = value;
         else if (strcmp(flag, "--predict") == 0)
@@ -1031,22 +1215,32 @@ int main(int argc, char **argv)
         else if (strcmp(flag, "--seed") == 0)
             seed = (uint64_t)whole(flag, value, 0), seed_given = 1;
         else if (strcmp(flag, "--lr") == 0)
-            opt.lr = number(flag, value, 0);
+            base_lr = opt.lr = number(flag, value, 0);
         else if (strcmp(flag, "--momentum") == 0)
             opt.momentum = number(flag, value, 0);
         else if (strcmp(flag, "--weight-decay") == 0)
             opt.weight_decay = number(flag, value, 0);
         else if (strcmp(flag, "--normalize") == 0)
             stats[input_index(value)].active = 1;
-        else if (strcmp(flag, "--optimizer") == 0) {
-            if (strcmp(value, "sgd") != 0 && strcmp(value, "adam") != 0)
-                fail("--optimizer takes sgd or adam, got '%s'", value);
-            opt.adam = strcmp(value, "adam") == 0;
-        } else
-            fail("unknown argument '%s' (see --help)", flag);
+        else if (strcmp(flag, "--optimizer") == 0)
+            opt.kind = choice(flag, value, optimizer_names);
+        else if (strcmp(flag, "--schedule") == 0)
+            schedule = choice(flag, value, schedules);
+        else if (strcmp(flag, "--warmup") == 0)
+            warmup = whole(flag, value, 0);
+        else if (strcmp(flag, "--decay") == 0)
+            decay = number(flag, value, 0);
+        else if (strcmp(flag, "--step-epochs") == 0)
+            step_epochs = whole(flag, value, 1);
+        else if (strcmp(flag, "--clip-norm") == 0)
+            clip_norm = number(flag, value, 0);
+        else if (strcmp(flag, "--patience") == 0)
+            patience = whole(flag, value, 0);
+        else
+            threads = whole(flag, value, 1);
     }
-    if (batch_size > LOGREG_BATCH)
-        fail("--batch-size %ld exceeds the compiled batch size %d; recompile with a larger dims.batch", batch_size, LOGREG_BATCH);
+    if (check && (predict_dir || eval_only))
+        fail("--gradcheck goes alone with --data (and --init-from)");
     if (predict_dir && (!init_from || !predict_to))
         fail("--predict needs --init-from CKPT and --out FILE.npy");
     if ((predict_to || argmax) && !predict_dir)
@@ -1061,12 +1255,25 @@ int main(int argc, char **argv)
         if (!can_write(predict_to))
             fail("--out %s: cannot be written", predict_to);
     }
+    if ((patience || best_to) && !val_dir)
+        fail("--patience and --save-best judge epochs on --val: give a validation folder");
+    if (warmup > epochs && !eval_only && !predict_dir)
+        fail("--warmup %ld is longer than --epochs %ld", warmup, epochs);
+    if (batch_size > LOGREG_BATCH)
+        fail("--batch-size %ld exceeds the compiled batch size %d; recompile with a larger dims.batch", batch_size, LOGREG_BATCH);
     if (logreg_num_inputs > 0 && !data_dir && !(eval_only && val_dir) && !predict_dir)
         fail("--data is required: a folder with one NAME.npy per input");
     if (save_to)
         check_save(save_to);
+    if (best_to)
+        check_save(best_to);
     if (log_to && !can_write(log_to))
         fail("--log %s: cannot be written", log_to);
+#ifdef _OPENMP
+    if (threads > 0)
+        omp_set_num_threads((int)threads);
+#endif
+    (void)threads;  /* without OpenMP the trainer runs on one thread */
 
     dataset data = {0}, val = {0};
     if (data_dir)
@@ -1119,18 +1326,27 @@ int main(int argc, char **argv)
         printf("\n");
         return 0;
     }
+    if (init_from && done >= epochs) {
+        printf("%s has %ld epochs done, and --epochs %ld asks for no more: nothing to train\n", init_from, done, epochs);
+        return 0;
+    }
 
+    const int live = isatty(STDOUT_FILENO);
+    double best = 0;
+    long waited = 0;
     for (long epoch = done + 1; epoch <= epochs; epoch++) {
-        struct timespec started, finished;
+        struct timespec started;
         clock_gettime(CLOCK_MONOTONIC, &started);
+        opt.lr = scheduled(base_lr, schedule, warmup, decay, step_epochs, epoch, epochs);
         shuffle(order, items, data.count, seed, (uint64_t)epoch);
-        double total = 0, loss = 0, metric = 0;
-        const long used = usable(data.count, batch_size);
+        double total = 0, loss = 0, metric = 0, norms = 0, shown = 0;
+        const long used = usable(data.count, batch_size), batches = (used + batch_size - 1) / batch_size;
+        const int fused = plain_sgd(&opt) && clip_norm == 0;  /* the step taken as the gradients are computed, where it can be */
+        long batches_done = 0;
         for (long start = 0; start < used; start += batch_size) {
             long n = used - start < batch_size ? used - start : batch_size;
             gather(&data, order + start, n, batch, inputs);
             const uint64_t step_seed = seed * 1000003u + (uint64_t)opt.step;
-            const int fused = plain_sgd(&opt);  /* the step taken as the gradients are computed, where it can be */
             if ((fused ? logreg_sgd_step(params, inputs, n, 1, step_seed, (real)opt.lr, &loss, grads)
                        : logreg_loss_and_grads(params, inputs, n, 1, step_seed, &loss, grads)) != 0)
                 fail("the model refused a batch");
@@ -1138,24 +1354,44 @@ int main(int argc, char **argv)
                 fail("epoch %ld: the loss is not finite (%g); the last checkpoint is kept", epoch, loss);
             if (fused)
                 opt.step++;
-            else
+            else {
+                if (clip_norm > 0 || log_to)  /* the norm costs a pass over the gradients: only when it is used */
+                    norms += clip(grads, clip_norm);
                 update(&opt, params, grads);
+            }
             total += loss * (double)n;
+            batches_done++;
+            if (live)
+                progress(batches_done, batches, start + n, total / (double)(start + n), since(&started), &shown);
         }
-        clock_gettime(CLOCK_MONOTONIC, &finished);
-        double seconds = (double)(finished.tv_sec - started.tv_sec) + 1e-9 * (double)(finished.tv_nsec - started.tv_nsec);
-        double rate = (double)used / (seconds > 1e-9 ? seconds : 1e-9);
+        if (live && shown > 0)
+            printf("\r\033[K");
+        double rate = (double)used / (since(&started) > 1e-9 ? since(&started) : 1e-9);
         printf("epoch %3ld  train loss %.4f", epoch, total / (double)used);
         if (val_dir) {
             evaluate(params, &val, batch_size, &loss, &metric);
             report("val ", loss, metric);
         }
-        printf("  %.0f ex/s\n", rate);
+        printf("  lr %.4g  %.0f ex/s\n", opt.lr, rate);
         fflush(stdout);
-        if (log_to && log_row(log_to, epoch, total / (double)used, val_dir != NULL, loss, metric, rate) != 0)
+        if (log_to && log_row(log_to, epoch, total / (double)used, val_dir != NULL, loss, metric, opt.lr, fused ? -1 : norms / (double)batches_done, rate) != 0)
             fail("%s: cannot append to the log: %s", log_to, strerror(errno));
         if (save_to && save(save_to, params, &opt, epoch, seed, stats) != 0)
             fail("%s: cannot write the checkpoint: %s", save_to, strerror(errno));
+        if (val_dir) {
+            const double score = metric;
+            if (better(score, best, epoch == done + 1)) {
+                best = score;
+                waited = 0;
+                if (best_to && save(best_to, params, &opt, epoch, seed, stats) != 0)
+                    fail("%s: cannot write the checkpoint: %s", best_to, strerror(errno));
+            } else
+                waited++;
+            if (patience && waited >= patience) {
+                printf("early stop: no better validation score for %ld epochs (best %.4f)\n", waited, best);
+                break;
+            }
+        }
     }
     return 0;
 }
