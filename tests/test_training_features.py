@@ -151,9 +151,11 @@ def test_a_progress_line_on_a_terminal_only(trainers, tmp_path):
     if script is None:
         pytest.skip("no script(1) to make a terminal")
     _, built, data, _ = trainers
-    big = toy_digits(tmp_path / "big", 6000, 2)
+    sizes = {"numpy": (20000, 1), "c": (60000, 1)}  # an epoch of a second or two in each
     for target, train in built.items():
-        command = " ".join([*map(str, train), "--data", str(big), "--epochs", "1", "--batch-size", "4", "--lr", "0.01"])
+        count, batch_size = sizes[target]
+        big = toy_digits(tmp_path / f"big_{target}", count, 2)
+        command = " ".join([*map(str, train), "--data", str(big), "--epochs", "1", "--batch-size", str(batch_size), "--lr", "0.01"])
         shown = subprocess.run([script, "-qec", command, "/dev/null"], capture_output=True, timeout=300)  # bytes: \r stays \r
         assert shown.returncode == 0, shown.stdout
         text = shown.stdout.decode()

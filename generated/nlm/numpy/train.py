@@ -419,11 +419,10 @@ class Progress:
         self.live = sys.stdout.isatty()
 
     def update(self, done, examples, loss):
-        now = time.perf_counter()
-        if not self.live or now - self.shown < 0.5:
+        spent = time.perf_counter() - self.started
+        if not self.live or spent - self.shown < 0.5:  # the first after half a second, as in the C trainer
             return
-        self.shown = now
-        spent = now - self.started
+        self.shown = spent
         left = spent / done * (self.batches - done)
         sys.stdout.write(f"\r  batch {done}/{self.batches}  {examples / spent:.0f} ex/s  loss {loss:.4f}  {left:.0f} s left ")
         sys.stdout.flush()
