@@ -76,8 +76,10 @@ def load_checkpoint(folder: str | Path, model=None) -> Checkpoint:
             refuse(f"lists {name}, which is missing", node=name)
         try:
             arrays[name[: -len(".npy")]] = np.load(file, allow_pickle=False)
-        except (OSError, ValueError) as exc:
-            refuse(f"{name} cannot be read: {exc}", node=name)
+        except (OSError, ValueError, EOFError) as exc:
+            refuse(f"{name} cannot be read: {exc or 'it is empty'}", node=name)
+        if arrays[name[: -len(".npy")]].dtype.kind not in "biuf":
+            refuse(f"{name} holds {arrays[name[: -len('.npy')]].dtype}, not numbers", node=name)
     training = {key: arrays.pop(key) for key in list(arrays) if key.startswith("training.")}  # the trainer's own records
     state = training.get("training.state")
     found = Checkpoint(params={})
@@ -92,13 +94,25 @@ def load_checkpoint(folder: str | Path, model=None) -> Checkpoint:
             stds[rest[len("std."):]] = value
         else:
             found.params[key] = value
-    found.stats = {name: (means[name], stds[name]) for name in means if name in stds}
+    for name in sorted(set(means) ^ set(stds)):
+        refuse(f"has half of {name}'s normalisation (normalize.mean.{name} and normalize.std.{name} go together)", node=name)
+    found.stats = {name: (means[name], stds[name]) for name in means}
+    for name, (mean, std) in found.stats.items():
+        if mean.shape != std.shape or not np.all(np.isfinite(mean)) or not np.all(np.isfinite(std)) or np.any(std <= 0):
+            refuse(f"{name}'s normalisation must be a finite mean and a positive std of one shape", node=f"normalize.std.{name}")
+    for name, value in found.params.items():
+        if not np.all(np.isfinite(value)):
+            refuse(f"{name} holds values that are not finite", node=f"{name}.npy")
     if state is not None:
         if state.shape != (3,) or state.dtype.kind not in "iu":
             refuse("training.state.npy must hold [epochs, steps, seed]", node="training.state.npy")
         found.epochs, found.steps, found.seed = (int(v) for v in state)
     if model is not None:
         check_params(found.params, model.params, where)
+        for name, (mean, _) in found.stats.items():
+            shape = model.inputs.get(name)
+            if shape is None or tuple(mean.shape) != tuple(shape[1:]):
+                refuse(f"normalises {name}, which {'has another shape in' if shape else 'is no input of'} this model", node=f"normalize.mean.{name}")
     return found
 
 

@@ -62,24 +62,27 @@ class CompiledModel:
         from .checkpoint import Checkpoint, check_params, load_checkpoint
 
         if (checkpoint is None) == (params is None):
-            raise ValueError("give checkpoint= or params=, not both")
+            raise ValueError("give either checkpoint= (a folder a trainer saved) or params=")
+        names = [i.name for i in self.program.eval_inputs()]
+        count = self._backend.check_inputs(inputs, names)  # the caller's shapes, before any batching
         if checkpoint is not None:
             found = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, self)
             check_params(found.params, self.params, str(checkpoint) if not isinstance(checkpoint, Checkpoint) else "<checkpoint>")
             params, inputs = found.params, found.normalized(inputs)
         batched = {i.name for i in self.program.eval_inputs() if i.shape and is_batch(i.shape[0])}
-        counts = {len(inputs[name]) for name in batched if name in inputs}
-        if len(counts) > 1:
-            raise ValueError(f"the batched inputs hold different numbers of examples: {sorted(counts)}")
-        if not counts:
+        if count is None:
             return self.forward(params, inputs)
-        (count,) = counts
+        if count == 0:
+            raise ValueError("no examples to predict")
         step = self.program.whole_batch or self.program.compiled_batch
         if self.program.whole_batch is not None and count % step:
             raise ValueError(f"{count} examples: this model takes whole batches of {step} (it folds the batch axis into another)")
+        shapes = dict(zip(self.program.outputs, (self.program.eval_graph.shape(n) for n in self.program.output_nodes)))
+        summary = [name for name, shape in shapes.items() if not (shape and is_batch(shape[0]))]
+        if summary and count > step:
+            raise ValueError(f"output {summary[0]} has no batch axis (it sums up a batch): predict at most {step} examples at once")
         parts = [self.forward(params, {k: v[start:start + step] if k in batched else v for k, v in inputs.items()})
                  for start in range(0, count, step)]
-        shapes = dict(zip(self.program.outputs, (self.program.eval_graph.shape(n) for n in self.program.output_nodes)))
         return {name: np.concatenate([p[name] for p in parts]) if shapes[name] and is_batch(shapes[name][0]) else parts[0][name]
                 for name in self.program.outputs}
 

@@ -10,10 +10,11 @@ compiled in as constant arrays, so that the library opens no file at all.
 from __future__ import annotations
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
-from .checkpoint import check_params, load_checkpoint
+from .checkpoint import load_checkpoint
 from .codegen import ENV, build_program, write_atomically
 from .codegen.c import leaf_info, model_context, output_info
 from .codegen.common import source_name
@@ -26,8 +27,9 @@ PER_LINE = 6  # numbers per line of an embedded weight table
 def library_files(g: Graph, checkpoint: str | Path, embed_weights: bool = False, dtype: str = "float32") -> dict[str, str]:
     """File name -> text: NAME.h, NAME.c, example.c and a Makefile."""
     program = build_program(g, dtype)
-    found = load_checkpoint(checkpoint)
-    check_params(found.params, {leaf.name: tuple(int(d) for d in leaf.shape) for leaf in program.params}, str(checkpoint))
+    shapes = SimpleNamespace(params={leaf.name: tuple(int(d) for d in leaf.shape) for leaf in program.params},
+                             inputs={leaf.name: tuple(int(d) for d in leaf.shape) for leaf in program.inputs})
+    found = load_checkpoint(checkpoint, shapes)  # its params, and any normalisation, of this model's shapes
     api = c_prefix(g.name)
     context, _ = model_context(program, api, dtype, forward_only=True)
     stem = g.name
@@ -60,6 +62,7 @@ def library_files(g: Graph, checkpoint: str | Path, embed_weights: bool = False,
         source=source_name(program), inputs=inputs, outputs=outputs, params=params, stats=stats,
         normalized=[s["name"] for s in stats] if embed_weights else [i["name"] for i in inputs if i["scratch"] is not None],
         normalizable=any(i["scratch"] is not None for i in inputs), example_count=example_count(program),
+        summary_outputs=[o["name"] for o in outputs if not o["batched"]],
         max_rank=max([i["rank"] for i in inputs] + [o["rank"] for o in outputs] + [p["rank"] for p in params] + [1]),
     )
     return {

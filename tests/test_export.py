@@ -196,3 +196,23 @@ def test_safetensors_load_into_a_pytorch_module(checkpoint, tmp_path):
         got = layer(standard.float()).numpy()
     expected = sg.compile(sg.load(spec), target="numpy").predict({"x": x}, checkpoint=ckpt)["logits"]
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_a_model_with_only_id_inputs_exports_cleanly(tmp_path):
+    """No float input to standardise: the embedded library has no normalisation tables to leave unused."""
+    spec = tmp_path / "ids.yaml"
+    spec.write_text("name: tagger\ndims: {batch: 4, vocab: 7}\ninputs: {ids: {shape: [batch, 3], dtype: int}, y: {shape: [batch], dtype: int}}\n"
+                    "params: {E: {shape: [vocab, 5]}, W: {shape: [5, 2]}}\n"
+                    "graph: {h: 'mean(embedding(E, ids), axis=1)', logits: h @ W, loss: 'cross_entropy(logits, y)'}\nloss: loss\noutputs: [logits]\n")
+    model = sg.compile(sg.load(spec), target="numpy")
+    ckpt = tmp_path / "ckpt"
+    ckpt.mkdir()
+    for name, value in model.init_params(3).items():
+        np.save(ckpt / f"{name}.npy", value)
+    (ckpt / "symgraph-checkpoint.txt").write_text("# a checkpoint of tagger\nE.npy\nW.npy\n")
+    for embedded in (True, False):
+        out = tmp_path / f"lib_{embedded}"
+        assert main(["export", str(spec), "--checkpoint", str(ckpt), "-o", str(out)] + (["--embed-weights"] if embedded else [])) == 0
+        build(out, f"{STRICT} {SANITIZE}")
+        done = subprocess.run([str(out / "example")] + ([] if embedded else [str(ckpt)]), capture_output=True, text=True)
+        assert done.returncode == 0 and done.stdout.startswith("logits: "), done.stderr

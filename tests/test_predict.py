@@ -3,6 +3,7 @@ NumPy folder as a package, and both trainers' --predict."""
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -140,7 +141,7 @@ def test_both_trainers_predict_without_labels_alike(trained, tmp_path):
 
 
 @pytest.mark.parametrize("target", ["numpy", "c"])
-@pytest.mark.parametrize("case", ["no checkpoint", "not npy", "a folder", "out alone"])
+@pytest.mark.parametrize("case", ["no checkpoint", "not npy", "a folder", "out alone", "into the inputs", "into the checkpoint"])
 def test_bad_prediction_requests_are_one_line_and_touch_nothing(trained, target, case, tmp_path):
     root, _, trainers = trained
     queries = data(tmp_path / "q", 5, 1, labels=False)
@@ -150,7 +151,75 @@ def test_bad_prediction_requests_are_one_line_and_touch_nothing(trained, target,
         "not npy": ["--init-from", root / "ckpt", "--predict", queries, "--out", tmp_path / "p.txt"],
         "a folder": ["--init-from", root / "ckpt", "--predict", queries, "--out", tmp_path / "taken.npy"],
         "out alone": ["--init-from", root / "ckpt", "--data", root / "train", "--out", tmp_path / "p.npy"],
+        "into the inputs": ["--init-from", root / "ckpt", "--predict", queries, "--out", queries / "x.npy"],
+        "into the checkpoint": ["--init-from", root / "ckpt", "--predict", queries, "--out", root / "ckpt" / "W.npy"],
     }[case]
+    before = {p.name: p.read_bytes() for folder in (queries, root / "ckpt") for p in folder.iterdir()}
     done = subprocess.run([*trainers[target], *args], capture_output=True, text=True)
     assert done.returncode == 2 and done.stderr.startswith("error: ") and done.stderr.count("\n") == 1, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q", "taken.npy"]
+    assert {p.name: p.read_bytes() for folder in (queries, root / "ckpt") for p in folder.iterdir()} == before
+
+
+REGRESSION = """name: reg
+dims: {batch: 8, d: 4}
+inputs: {x: {shape: [batch, d]}, t: {shape: [batch]}}
+params: {w: {shape: [d]}, b: {shape: []}}
+graph: {pred: x @ w + b, loss: "mse(pred, t)"}
+loss: loss
+outputs: [OUTPUT]
+"""
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_predictions_that_cannot_be_made_are_refused(target, tmp_path):
+    """--argmax of an output with no axis of classes, and more than a batch of
+    examples for an output that sums a batch up (the loss)."""
+    rng = np.random.default_rng(0)
+    (tmp_path / "q").mkdir()
+    np.save(tmp_path / "q" / "x.npy", rng.normal(size=(9, 4)))
+    np.save(tmp_path / "q" / "t.npy", rng.normal(size=9))
+    for output, flags, says in (("pred", ["--argmax"], "no axis of classes"), ("loss", [], "has no batch axis")):
+        spec = tmp_path / f"{output}.yaml"
+        spec.write_text(REGRESSION.replace("OUTPUT", output))
+        out = tmp_path / f"{output}_{target}"
+        assert main(["compile", str(spec), "--target", target, "-o", str(out)]) == 0
+        if target == "c":
+            subprocess.run(["make", "-s", "-C", str(out), "CFLAGS=-O1"], check=True, capture_output=True)
+        train = [str(out / "train")] if target == "c" else [sys.executable, str(out / "train.py")]
+        subprocess.run([*train, "--data", tmp_path / "q", "--epochs", "1", "--save", tmp_path / f"ck_{output}_{target}"], check=True, capture_output=True)
+        done = subprocess.run([*train, "--init-from", tmp_path / f"ck_{output}_{target}", "--predict", tmp_path / "q", "--out", tmp_path / "p.npy", *flags],
+                              capture_output=True, text=True)
+        assert done.returncode == 2 and says in done.stderr and done.stderr.count("\n") == 1, done.stderr
+        assert not (tmp_path / "p.npy").exists()
+    model = sg.compile(sg.load(REGRESSION.replace("OUTPUT", "loss")), target="numpy")
+    with pytest.raises(ValueError, match="has no batch axis"):
+        model.predict({"x": np.zeros((9, 4)), "t": np.zeros(9)}, params={"w": np.zeros(4), "b": np.zeros(())})
+    with pytest.raises(ValueError, match="finite numbers"):
+        model.predict({"x": np.zeros((2, 4), complex), "t": np.zeros(2)}, params={"w": np.zeros(4), "b": np.zeros(())})
+
+
+@pytest.mark.parametrize("damage", ["empty file", "half a normalisation", "zero std", "nan weight", "wrong normalisation shape"])
+def test_a_damaged_checkpoint_is_refused_in_one_line(trained, damage, tmp_path):
+    root, spec, _ = trained
+    broken = tmp_path / "broken"
+    shutil.copytree(root / "ckpt", broken)
+    if damage == "empty file":
+        (broken / "W.npy").write_bytes(b"")
+    elif damage == "half a normalisation":
+        (broken / "normalize.std.x.npy").unlink()
+        lines = (broken / "symgraph-checkpoint.txt").read_text().replace("normalize.std.x.npy\n", "")
+        (broken / "symgraph-checkpoint.txt").write_text(lines)
+    elif damage == "zero std":
+        np.save(broken / "normalize.std.x.npy", np.zeros(4))
+    elif damage == "nan weight":
+        np.save(broken / "W.npy", np.full((4, 3), np.nan))
+    else:
+        np.save(broken / "normalize.mean.x.npy", np.zeros(3))
+        np.save(broken / "normalize.std.x.npy", np.ones(3))
+    model = sg.compile(sg.load(spec), target="numpy", dtype="float64")
+    with pytest.raises(sg.SpecError) as caught:
+        model.predict({"x": np.zeros((2, 4))}, checkpoint=broken)
+    assert str(caught.value).count("\n") == 0 and str(broken) in str(caught.value)
+    assert main(["export", str(spec), "--checkpoint", str(broken), "--embed-weights", "-o", str(tmp_path / "lib")]) == 2
+    assert not (tmp_path / "lib").exists()

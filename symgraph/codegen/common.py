@@ -256,12 +256,19 @@ def trainer_context(program) -> dict:
         metric=program.metric,
         scored_elements=program.scored_elements,
         first_output=program.outputs[0],  # what --predict writes
+        class_axis=class_axis(program),
         targets=targets(program.graph),  # inputs --normalize refuses
         merged_batch=program.merged_batch,
     )
     context["help"] = help_text(context)
     context["help_c"] = c_string(context["help"])
     return context
+
+
+def class_axis(program) -> bool:
+    """Whether the first output has an axis of classes per example (for --argmax)."""
+    shape = program.eval_graph.shape(program.output_nodes[0])
+    return len(shape) - (1 if shape and is_batch(shape[0]) else 0) >= 1
 
 
 def source_name(program) -> str:

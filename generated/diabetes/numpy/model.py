@@ -98,7 +98,7 @@ def check_inputs(inputs, names=tuple(INPUTS)):
                 raise ValueError(f"input {name!r} must hold integers, got {value.dtype}")
             if value.size and (value.min() < 0 or value.max() >= bound):
                 raise ValueError(f"input {name!r} has ids outside [0, {bound})")
-        elif not np.issubdtype(value.dtype, np.number) or not np.all(np.isfinite(value)):
+        elif value.dtype.kind not in "biuf" or not np.all(np.isfinite(value)):  # real numbers: a complex part would be dropped
             raise ValueError(f"input {name!r} must hold finite numbers")
     return n
 
@@ -139,17 +139,22 @@ def load_checkpoint(folder):
 def predict(params, inputs, stats=None):
     """The outputs for inputs of any number of examples, in batches of BATCH,
     after standardising the inputs in stats as the trainer did."""
+    count = check_inputs(inputs, FORWARD_INPUTS)  # the caller's shapes, before any batching
     inputs = {name: np.asarray(inputs[name]) for name in FORWARD_INPUTS}
     for name, (mean, std) in (stats or {}).items():
         if name in inputs:
             inputs[name] = ((inputs[name].astype(np.float64) - mean) / std).astype(DTYPE)
     batched = [name for name in FORWARD_INPUTS if INPUTS[name][0] and INPUTS[name][0][0] is None]
-    count = check_inputs(inputs, FORWARD_INPUTS) if batched else None
     if count is None:
         return forward(params, inputs)
+    if count == 0:
+        raise ValueError("no examples to predict")
     step = WHOLE_BATCH or BATCH
     if WHOLE_BATCH is not None and count % step:
         raise ValueError(f"{count} examples: this model takes whole batches of {step}")
+    summary = [name for name in OUTPUTS if not OUTPUT_BATCHED[name]]
+    if summary and count > step:
+        raise ValueError(f"output {summary[0]} has no batch axis (it sums up a batch): predict at most {step} examples at once")
     parts = [forward(params, {k: v[start:start + step] if k in batched else v for k, v in inputs.items()})
              for start in range(0, count, step)]
     return {name: np.concatenate([part[name] for part in parts]) if OUTPUT_BATCHED[name] else parts[0][name] for name in OUTPUTS}

@@ -18,7 +18,7 @@
  * The NumPy trainer generated from the same spec takes the same arguments and,
  * given the same seed, shuffles, initialises and drops out identically.
  */
-#define _POSIX_C_SOURCE 200809L  /* mkdtemp, rmdir, unlink, opendir */
+#define _XOPEN_SOURCE 700  /* POSIX.1-2008 with XSI: mkdtemp, rmdir, unlink, opendir, realpath */
 
 #include <sys/stat.h>
 #include <dirent.h>
@@ -1083,6 +1083,8 @@ static void predict(real *const params[], const dataset *data, long batch_size, 
     const textcnn_leaf *leaf = &textcnn_outputs[0];
     const long per = leaf->size, classes = leaf->rank ? leaf->dims[leaf->rank - 1] : 1;
     const long examples = leaf->batched ? data->count : 1;
+    if (!leaf->batched && data->count > batch_size)
+        fail("--predict: output %s has no batch axis (it sums up a batch): give at most %ld examples", leaf->name, batch_size);
     real *values = allocate((size_t)(examples * per), sizeof(real));
     real *outputs[textcnn_num_outputs + 1];
     for (int k = 0; k < textcnn_num_outputs; k++)
@@ -1102,8 +1104,6 @@ static void predict(real *const params[], const dataset *data, long batch_size, 
         dims[d] = d == 0 && leaf->batched ? data->count : leaf->dims[d];
     int status;
     if (argmax) {
-        if (leaf->rank == 0)
-            fail("--argmax: output %s is a scalar", leaf->name);
         const long rows = examples * per / classes;
         int64_t *best = allocate((size_t)rows, sizeof *best);
         for (long r = 0; r < rows; r++) {
@@ -1246,6 +1246,17 @@ int main(int argc, char **argv)
     if ((predict_to || argmax) && !predict_dir)
         fail("--out and --argmax go with --predict DIR");
     if (predict_to) {
+        char folder[4096], real_folder[PATH_MAX], real_read[PATH_MAX];
+        make_path(folder, predict_to, "", "", "");
+        char *slash = strrchr(folder, '/');
+        if (slash)
+            slash[slash == folder] = '\0';
+        else
+            strcpy(folder, ".");
+        const char *reads[] = {predict_dir, init_from};
+        for (int r = 0; r < 2; r++)
+            if (reads[r] && realpath(folder, real_folder) && realpath(reads[r], real_read) && strcmp(real_folder, real_read) == 0)
+                fail("--out %s: is inside a folder this run reads (--predict or --init-from); write the predictions elsewhere", predict_to);
         struct stat there;
         size_t length = strlen(predict_to);
         if (length < 4 || strcmp(predict_to + length - 4, ".npy") != 0)
