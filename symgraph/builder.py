@@ -16,13 +16,13 @@ from .errors import SpecError
 from .init import parse_init
 from .ir import Graph as IRGraph
 from .ir import is_batch
-from .metrics import METRICS
+from .metrics import METRICS, known
 from .names import check_name
 
 TRAIN_KEYS = {
     "optimizer": str, "lr": float, "momentum": float, "nesterov": bool, "beta1": float, "beta2": float,
     "eps": float, "weight_decay": float, "batch_size": int, "epochs": int, "seed": int,
-    "normalize": list, "metric": str, "schedule": str, "warmup": int, "decay": float, "step_epochs": int,
+    "normalize": list, "metric": (str, list), "schedule": str, "warmup": int, "decay": float, "step_epochs": int,
     "clip_norm": float, "patience": int,
 }
 # What a trainer does where the spec's train: says nothing (batch_size: dims.batch; metric: from the loss).
@@ -280,8 +280,8 @@ class Graph(IRGraph):
                 raise SpecError(f"batch_size must be at least 1, got {value}", node=where)
             if key == "optimizer" and value not in OPTIMIZERS:
                 raise SpecError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {value!r}", node=where)
-            if key == "metric" and value not in METRICS:
-                raise SpecError(f"metric must be one of {', '.join(METRICS)}, got {value!r}", node=where)
+            if key == "metric" and not (known(value) or (isinstance(value, list) and value and all(known(m) for m in value))):
+                raise SpecError(f"metric must be one of {', '.join(METRICS)}, topK (K from 2), or a list of them, got {str(value)[:60]}", node=where)
             if key == "normalize":
                 if not isinstance(value, list) or any(
                     v not in self.inputs or self.dtype(v) != "float" or not self.shape(v) or not is_batch(self.shape(v)[0]) for v in value

@@ -9,12 +9,25 @@ the trainers add batches exactly, whatever their size.
 
 from __future__ import annotations
 
+import re
+
 from .errors import SpecError
 from .ir import Graph, is_batch, numel
 from .ops import apply
 
-METRICS = ("accuracy", "perplexity", "mse", "rmse", "mae")
+METRICS = ("accuracy", "perplexity", "mse", "rmse", "mae", "macro_f1")  # and topK: the label among the K best scores
 ERRORS = ("mse", "rmse", "mae")  # the metrics that average an error
+CLASSIFYING = ("accuracy", "macro_f1")  # and topK
+
+
+def top_k(metric: str) -> int | None:
+    """K of a topK metric (top5: 5), else None."""
+    found = re.fullmatch(r"top([1-9][0-9]{0,5})", metric)
+    return int(found.group(1)) if found and int(found.group(1)) >= 2 else None
+
+
+def known(metric) -> bool:
+    return isinstance(metric, str) and (metric in METRICS or top_k(metric) is not None)
 
 
 def loss_terms(g: Graph) -> list[str]:
@@ -73,44 +86,65 @@ def targets(g: Graph) -> list[str]:
     return [pair[1]] if pair is not None and g.op(pair[1]) == "input" else []
 
 
-def chosen(g: Graph) -> str | None:
-    """The spec's train.metric, checked against its loss; else the loss's own:
-    accuracy for a cross-entropy on labels, rmse for a mean squared error."""
+def chosen(g: Graph) -> list[str]:
+    """The spec's train.metric (one name or a list), each checked against the
+    loss; else the loss's own: accuracy for a cross-entropy on labels, rmse for
+    a mean squared error. The first is the one --patience and --save-best judge by."""
     wanted = g.train.get("metric")
     labels, values = classified(g), regressed(g)
-    needs = {
-        "accuracy": (labels is not None, "a cross-entropy loss on a label input"),
-        "perplexity": (g.loss is not None and g.op(g.loss) == "cross_entropy", "a cross_entropy loss"),
-        **{m: (values is not None, "an mse loss (mean((pred - target) ** 2))") for m in ERRORS},
-    }
-    if wanted is not None:
-        ok, what = needs[wanted]
+    if wanted is None:
+        return ["accuracy"] if labels is not None else ["rmse"] if values is not None else []
+    multiclass = labels is not None and g.op(classifier_term(g)) == "cross_entropy"
+    for metric in [wanted] if isinstance(wanted, str) else wanted:
+        if metric in CLASSIFYING:
+            ok, what = labels is not None, "a cross-entropy loss on a label input"
+        elif top_k(metric) is not None:
+            ok, what = multiclass, "a cross_entropy loss on a label input (top-k needs classes to rank)"
+        elif metric == "perplexity":
+            ok, what = g.loss is not None and g.op(g.loss) == "cross_entropy", "a cross_entropy loss"
+        else:
+            ok, what = values is not None, "an mse loss (mean((pred - target) ** 2))"
         if not ok:
-            raise SpecError(f"metric {wanted} needs {what}", node="train.metric", source=g.source)
-        return wanted
-    return "accuracy" if labels is not None else "rmse" if values is not None else None
+            raise SpecError(f"metric {metric} needs {what}", node="train.metric", source=g.source)
+    return [wanted] if isinstance(wanted, str) else list(dict.fromkeys(wanted))
 
 
-def add_error_sum(g: Graph, metric: str | None) -> None:
-    """For an error metric, a result ``error_sum`` of ``g``: the sum of squared
-    (mse, rmse) or absolute (mae) errors over the batch."""
-    if metric not in ERRORS:
+def classes(g: Graph) -> int:
+    """How many classes the classifier's scores rank (2 for a binary one)."""
+    term = classifier_term(g)
+    return int(g.shape(g.args(term)[0])[-1]) if g.op(term) == "cross_entropy" else 2
+
+
+def sum_count(g: Graph, metric: str) -> int:
+    """How many sums evaluate() returns for the metric: macro-F1's are each
+    class's true positives, false positives and false negatives."""
+    return 0 if metric == "perplexity" else 3 * classes(g) if metric == "macro_f1" else 1
+
+
+def add_error_sums(g: Graph, metrics: list[str]) -> None:
+    """For error metrics, results of ``g`` summing the squared (mse, rmse) or
+    absolute (mae) errors over the batch: ``squared_error_sum``, ``abs_error_sum``."""
+    kinds = {"abs" if m == "mae" else "squared" for m in metrics if m in ERRORS}
+    if not kinds:
         return
     pred, target = regressed(g)
     error = apply(g, "sub", [pred, target])
-    each = apply(g, "abs", [error]) if metric == "mae" else apply(g, "pow", [error], {"p": 2.0})
-    total = apply(g, "sum", [each])
-    renamed = {}
-    for temp, stem in ((error, "error"), (each, "abs_error" if metric == "mae" else "squared_error"), (total, "error_sum")):
-        if temp.startswith("~"):  # else folded into a node that has a name
-            renamed[temp] = g.fresh(stem)
-            g.rename({temp: renamed[temp]})
-    g.results["error_sum"] = renamed.get(total, total)
+    for kind in sorted(kinds):
+        each = apply(g, "abs", [error]) if kind == "abs" else apply(g, "pow", [error], {"p": 2.0})
+        total = apply(g, "sum", [each])
+        renamed = {}
+        for temp, stem in ((error, "error"), (each, f"{kind}_error"), (total, f"{kind}_error_sum")):
+            if temp.startswith("~"):  # else folded into a node that has a name
+                renamed[temp] = g.fresh(stem)
+                g.rename({temp: renamed[temp]})
+                if temp == error:
+                    error = renamed[temp]
+        g.results[f"{kind}_error_sum"] = renamed.get(total, total)
 
 
 def scored_elements(g: Graph, metric: str | None) -> int:
     """How many elements of one example the metric averages over."""
-    if metric == "accuracy":
+    if metric in CLASSIFYING or (metric and top_k(metric)):
         shape = g.shape(classified(g)[1])
     elif metric in ERRORS:
         shape = g.shape(g.args(regression_term(g))[0])  # the squared error's

@@ -57,7 +57,7 @@ C_LIBRARY = frozenset(
 RUNTIME = frozenset(
     """np n real_t params inputs grads outputs training rng seed state
     step lr loss_value arena mask ids self args data math os sys time json
-    argparse idx tap correct metric_sum real""".split()
+    argparse idx tap correct metric_sums real""".split()
 )
 
 # Module-level names of the NumPy model that its functions read: a node so
@@ -128,10 +128,10 @@ def c_prefix(model: str) -> str:
 
 # What the C interface declares once per model (NAME_forward, NAME_params, ...).
 INTERFACE_SUFFIXES = (
-    "real", "leaf", "num_params", "num_inputs", "num_outputs", "params", "inputs",
+    "real", "leaf", "num_params", "num_inputs", "num_outputs", "params", "inputs", "load", "error", "predict",
     "outputs", "init_params", "forward", "evaluate", "loss_and_grads", "sgd_step", "random_bits",
 )
-INTERFACE_MACROS = ("BATCH", "MAX_RANK", "MODEL_H")
+INTERFACE_MACROS = ("BATCH", "MAX_RANK", "MODEL_H", "METRIC_SUMS", "H")
 
 
 def interface_names(model: str, leaves: dict[str, list[str]]) -> set[str]:

@@ -206,7 +206,8 @@ TRAIN_MEANING = {
     "patience": "stop after this many epochs without a better validation score (0: never)",
     "batch_size": "examples per step (at most `dims.batch`)", "epochs": "passes over the data", "seed": "initialisation, shuffling and dropout",
     "normalize": "float inputs to standardise with the training data's mean and std (stored in the checkpoint)",
-    "metric": "reported next to the validation loss: " + ", ".join(f"`{m}`" for m in METRICS),
+    "metric": "reported next to the validation loss, one or a list: " + ", ".join(f"`{m}`" for m in METRICS)
+              + ", or `topK` (the label among the K best scores, e.g. `top5`); the first is what --patience and --save-best judge by",
 }
 
 
@@ -222,7 +223,8 @@ def spec_page() -> str:
     for key, kind in TRAIN_KEYS.items():
         default = TRAIN_DEFAULTS.get(key, "`dims.batch`" if key == "batch_size" else "from the loss" if key == "metric" else "none")
         shown = f"`{default}`" if key in TRAIN_DEFAULTS else default
-        train_rows.append((key, (kind.__name__, shown, TRAIN_MEANING[key])))
+        kinds = " or ".join(k.__name__ for k in kind) if isinstance(kind, tuple) else kind.__name__
+        train_rows.append((key, (kinds, shown, TRAIN_MEANING[key])))
     lines = [
         "# Spec keys",
         "",

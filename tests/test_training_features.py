@@ -162,3 +162,28 @@ def test_a_progress_line_on_a_terminal_only(trainers, tmp_path):
         assert "\r  batch " in text and " s left" in text and "\r\x1b[K" in text, (target, text[:300])
         piped = run(train, "--data", data, "--epochs", "1")
         assert "\r" not in piped.stdout and piped.stdout.startswith("epoch   1")
+
+
+def test_several_metrics_at_once_agree_with_scikit_learn(tmp_path):
+    """macro-F1, accuracy and top-3 in one epoch line and one log, in both
+    trainers alike, and equal to scikit-learn's on the checkpoint's predictions."""
+    metrics = pytest.importorskip("sklearn.metrics")
+    spec = tmp_path / "multi.yaml"
+    text = (ROOT / "examples" / "digits_mlp.yaml").read_text()
+    spec.write_text(text.replace("seed: 0", "seed: 0, metric: [macro_f1, accuracy, top3]"))
+    data, val = toy_digits(tmp_path / "train", 192, 0), toy_digits(tmp_path / "val", 97, 1)
+    lines = {}
+    for target in ("numpy", "c"):
+        assert main(["compile", str(spec), "--target", target, "--dtype", "float64", "-o", str(tmp_path / target)]) == 0
+        if target == "c":
+            subprocess.run(["make", "-s", "-C", str(tmp_path / "c"), "CFLAGS=-O2"], check=True, capture_output=True)
+        train = [str(tmp_path / "c" / "train")] if target == "c" else [sys.executable, str(tmp_path / "numpy" / "train.py")]
+        lines[target] = lines_of(run(train, "--data", data, "--val", val, "--epochs", "2", "--lr", "0.01", "--save", tmp_path / f"ck_{target}"))
+    assert lines["numpy"] == lines["c"]
+    last = lines["c"][-1].split()
+    shown = {name: float(last[last.index(name) + 1]) for name in ("f1", "acc", "top3")}
+    scores = sg.compile(sg.load(spec), dtype="float64").predict({"x": np.load(val / "x.npy")}, checkpoint=tmp_path / "ck_c")["logits"]
+    y = np.load(val / "y.npy")
+    assert shown["f1"] == pytest.approx(metrics.f1_score(y, scores.argmax(axis=1), average="macro"), abs=6e-5)
+    assert shown["acc"] == pytest.approx(metrics.accuracy_score(y, scores.argmax(axis=1)), abs=6e-5)
+    assert shown["top3"] == pytest.approx(metrics.top_k_accuracy_score(y, scores, k=3, labels=range(10)), abs=6e-5)

@@ -23,7 +23,7 @@ from sympy.printing.precedence import PRECEDENCE
 
 from ..errors import SpecError
 from ..ir import Graph, is_batch, numel, per_graph
-from ..metrics import classifier_term
+from ..metrics import ERRORS, classifier_term, sum_count, top_k
 from ..names import c_prefix
 from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
@@ -35,9 +35,9 @@ from .common import (
     derivation_comments,
     describe,
     error_sum,
+    metric_roots,
     node_order,
     read_transposed,
-    scored_output,
     source_name,
     summary,
     trainer_context,
@@ -825,16 +825,8 @@ def functions(ctx: Context, forward_only: bool = False) -> dict[str, tuple[Funct
     if forward_only:
         return out
 
-    scores, total = scored_output(program), error_sum(program)
-    roots = [ev.loss] + [node for node in (scores, total) if node]
-    fn = Function(ctx, ev, roots, {})
-    lines = [f"*loss_value = {scalar(fn, ev.loss)};"]
-    if total:
-        lines.append(f"*metric_sum = {scalar(fn, total)};")
-    elif scores:
-        lines += metric_lines(fn, ev)
-    else:
-        lines.append("*metric_sum = 0;")
+    fn = Function(ctx, ev, [ev.loss] + metric_roots(program), {})
+    lines = [f"*loss_value = {scalar(fn, ev.loss)};"] + metric_lines(fn, program)
     out["evaluate"] = (fn, lines)
 
     dests, tail = {}, []
@@ -864,19 +856,50 @@ def scalar(fn: Function, node: str) -> str:
     return fn.access(node, "0")
 
 
-def metric_lines(fn: Function, g: Graph) -> list[str]:
+def metric_lines(fn: Function, program) -> list[str]:
+    """metric_sums[...] for every metric, in order (see metrics.sum_count)."""
+    g, lines, at = program.eval_graph, [], 0
     term = classifier_term(g)
+    for metric in program.metrics:
+        if metric in ERRORS:
+            lines.append(f"metric_sums[{at}] = {scalar(fn, error_sum(program, metric))};")
+        elif metric == "perplexity":
+            continue
+        elif g.op(term) == "cross_entropy":
+            scores, labels = g.args(term)
+            shape = g.shape(scores)
+            rows, width = size(shape[:-1]).text(), extent(shape[-1]).text()
+            if metric == "accuracy":
+                fn.ctx.use("count_correct")
+                lines.append(f"metric_sums[{at}] = (double)sg_count_correct({rows}, {width}, {scores}, {labels});")
+            elif metric == "macro_f1":
+                fn.ctx.use("confusion")
+                lines.append(f"sg_confusion({rows}, {width}, {scores}, {labels}, metric_sums + {at});")
+            else:
+                fn.ctx.use("count_top")
+                lines.append(f"metric_sums[{at}] = (double)sg_count_top({rows}, {width}, {scores}, {labels}, {top_k(metric)});")
+        else:  # a binary classifier: class 1 where the logit is positive
+            lines += binary_lines(fn, g, term, metric, at)
+        at += sum_count(program.graph, metric)
+    return lines or ["(void)metric_sums;  /* no metric needs a sum */"]
+
+
+def binary_lines(fn: Function, g: Graph, term: str, metric: str, at: int) -> list[str]:
+    """Accuracy's count, or macro-F1's six counts, of a binary classifier."""
     scores, labels = g.args(term)
     shape = g.shape(scores)
-    if g.op(term) == "cross_entropy":
-        fn.ctx.use("count_correct")
-        return [f"*metric_sum = (double)sg_count_correct({size(shape[:-1]).text()}, {extent(shape[-1]).text()}, {scores}, {labels});"]
-    lines = ["long correct = 0;"]
     arrays = {scores: strides(shape), labels: strides(shape)}
-    return lines + loop_nest(
-        [extent(d) for d in shape], arrays,
-        lambda ix: [f"correct += ({scores}[{ix[scores]}] > 0) == ({labels}[{ix[labels]}] > 0.5);"], fn.names,
-    ) + ["*metric_sum = (double)correct;"]
+    if metric == "accuracy":
+        body = lambda ix: [f"metric_sums[{at}] += ({scores}[{ix[scores]}] > 0) == ({labels}[{ix[labels]}] > 0.5);"]
+        start = [f"metric_sums[{at}] = 0;"]
+    else:  # true positives, false positives, false negatives of classes 0 and 1
+        body = lambda ix: [
+            f"{{ const int predicted = {scores}[{ix[scores]}] > 0, truth = {labels}[{ix[labels]}] > 0.5;",
+            f"  metric_sums[{at} + (predicted == truth ? truth : 2 + predicted)] += 1;",
+            f"  if (predicted != truth) metric_sums[{at} + 4 + truth] += 1; }}",
+        ]
+        start = [f"for (int c = 0; c < 6; c++) metric_sums[{at} + c] = 0;"]
+    return start + loop_nest([extent(d) for d in shape], arrays, body, fn.names)
 
 
 def plan_memory(fns: dict[str, tuple[Function, list[str]]]) -> tuple[dict[str, list[Buffer]], int]:
@@ -944,6 +967,8 @@ def model_context(program, api: str, dtype: str, forward_only: bool = False) -> 
         max_rank=max([len(x.shape) for x in program.params + program.inputs] + [len(program.eval_graph.shape(n)) for n in program.output_nodes] + [1]),
         forward_reads=[int(leaf in program.eval_inputs()) for leaf in program.inputs],
         metric=program.metric,
+        metrics=program.metrics,
+        metric_sums=max(1, sum(sum_count(program.graph, m) for m in program.metrics)),
         forward_inputs=[leaf.name for leaf in program.eval_inputs()],
         arena=max(total, 1),
         arena_bytes=total * itemsize,

@@ -18,7 +18,7 @@ from ..builder import TRAIN_DEFAULTS
 from ..errors import SpecError
 from ..explain import Pretty, chain_rule, forward_text
 from ..ir import Batch, Graph, is_batch, per_graph
-from ..metrics import classified, targets
+from ..metrics import CLASSIFYING, ERRORS, classified, classes, sum_count, targets, top_k
 from ..ops import REGISTRY
 from ..ops.symbolic import fill, real_valued, structure, structure_expr
 from .flags import c_string, help_text
@@ -216,16 +216,21 @@ def derivation_comments(program, g: Graph, variables: set[str]) -> Callable[[lis
 
 
 # -- what the templates of both targets say about a program ---------------------------------
-def scored_output(program) -> str | None:
-    """The output whose predictions the accuracy metric scores, if that is the metric."""
-    if program.metric != "accuracy":
-        return None
-    return classified(program.eval_graph)[0]
+def metric_roots(program) -> list[str]:
+    """What evaluate() computes for the metrics' sums: the classifier's scores, the error sums."""
+    g = program.eval_graph
+    roots = []
+    if any(m in CLASSIFYING or top_k(m) for m in program.metrics):
+        roots.append(classified(g)[0])
+    for m in program.metrics:
+        if m in ERRORS:
+            roots.append(error_sum(program, m))
+    return list(dict.fromkeys(roots))
 
 
-def error_sum(program) -> str | None:
-    """The node of the evaluation graph summing an error metric's errors, if that is the metric."""
-    return program.eval_graph.results.get("error_sum")
+def error_sum(program, metric: str) -> str:
+    """The evaluation graph's node summing an error metric's errors over the batch."""
+    return program.eval_graph.results["abs_error_sum" if metric == "mae" else "squared_error_sum"]
 
 
 def trainer_context(program) -> dict:
@@ -254,6 +259,9 @@ def trainer_context(program) -> dict:
         normalize=list(train["normalize"]),
         weight_decay=train["weight_decay"],
         metric=program.metric,
+        metrics=[dict(name=m, short=METRIC_SHORT.get(m, m), sums=sum_count(program.graph, m),
+                      classes=classes(program.graph) if m == "macro_f1" else 0) for m in program.metrics],
+        metric_sums=max(1, sum(sum_count(program.graph, m) for m in program.metrics)),
         scored_elements=program.scored_elements,
         first_output=program.outputs[0],  # what --predict writes
         class_axis=class_axis(program),
@@ -263,6 +271,9 @@ def trainer_context(program) -> dict:
     context["help"] = help_text(context)
     context["help_c"] = c_string(context["help"])
     return context
+
+
+METRIC_SHORT = {"accuracy": "acc", "perplexity": "ppl", "macro_f1": "f1"}  # in the epoch line
 
 
 def class_axis(program) -> bool:

@@ -12,7 +12,7 @@ from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
 from ..ir import Graph, is_batch, numel
-from ..metrics import classifier_term
+from ..metrics import ERRORS, classes, classifier_term, top_k
 from ..ops import REGISTRY
 from ..ops.registry import broadcast_shapes
 from ..ops.reduce import sum_to_axes
@@ -24,10 +24,10 @@ from .common import (
     derivation_comments,
     describe,
     error_sum,
+    metric_roots,
     literal,
     Node,
     schedule,
-    scored_output,
     source_name,
     Statement,
     summary,
@@ -808,20 +808,29 @@ def gradient_texts(program) -> dict[str, str]:
     return texts
 
 
-def metric_sum(program) -> tuple[str, str] | None:
-    """The node that evaluate() needs for the metric's sum over a batch, and the
-    NumPy text of that sum: correct predictions, or errors (squared or absolute)."""
+def metric_sums(program) -> str | None:
+    """The NumPy text of what evaluate() returns beside the loss: one float64
+    vector of every metric's sums over the batch (None where none needs any)."""
     g = program.eval_graph
-    scores, total = scored_output(program), error_sum(program)
-    if total is not None:
-        return total, arg_text(g, total)
-    if scores is None:
-        return None
+    pieces = []
     term = classifier_term(g)
-    labels = g.args(term)[1]
-    if g.op(term) == "cross_entropy":
-        return scores, f"np.sum(np.argmax({scores}, axis=-1) == {labels})"
-    return scores, f"np.sum(({scores} > 0) == ({labels} > 0.5))"
+    for metric in program.metrics:
+        if metric in ERRORS:
+            pieces.append(f"[{arg_text(g, error_sum(program, metric))}]")
+            continue
+        if metric == "perplexity":
+            continue
+        scores, labels = g.args(term)
+        binary = g.op(term) == "binary_cross_entropy"
+        predicted = f"({scores} > 0)" if binary else f"np.argmax({scores}, axis=-1)"
+        truth = f"({labels} > 0.5)" if binary else labels
+        if metric == "accuracy":
+            pieces.append(f"[np.sum({predicted} == {truth})]")
+        elif metric == "macro_f1":
+            pieces.append(f"confusion({predicted}, {truth}, {classes(program.graph)})")
+        else:
+            pieces.append(f"[np.sum(np.sum({scores} > np.take_along_axis({scores}, {labels}[..., None], axis=-1), axis=-1) < {top_k(metric)})]")
+    return f"np.concatenate(({', '.join(pieces)},), dtype=np.float64)" if pieces else None
 
 
 def render_files(program, env) -> dict[str, str]:
@@ -829,9 +838,9 @@ def render_files(program, env) -> dict[str, str]:
     evaluation = program.eval_graph
     grads = ", ".join(f'"{p}": {text}' for p, text in gradient_texts(program).items())
     outputs = ", ".join(f'"{o}": {value_text(evaluation, node)}' for o, node in zip(program.outputs, program.output_nodes))
-    found = metric_sum(program)
-    eval_roots = [evaluation.loss] + ([found[0]] if found else [])
-    eval_return = f"return float({arg_text(evaluation, evaluation.loss)})" + (f", float({found[1]})" if found else "")
+    found = metric_sums(program)
+    eval_roots = [evaluation.loss] + metric_roots(program)
+    eval_return = f"return float({arg_text(evaluation, evaluation.loss)})" + (f", {found}" if found else "")
     context = dict(
         name=program.name,
         summary=summary(program),
@@ -849,6 +858,8 @@ def render_files(program, env) -> dict[str, str]:
         batch=program.compiled_batch,
         merged_batch=program.merged_batch,
         metric=program.metric if found else None,
+        confusion="macro_f1" in program.metrics,
+        metrics=list(program.metrics),
         window_rows=any(program.graph.op(node) == "conv1d" for node in program.graph.nx),
         forward_body=body(program, evaluation, program.output_nodes, [f"return {{{outputs}}}"]),
         evaluate_body=body(program, evaluation, eval_roots, [eval_return]),

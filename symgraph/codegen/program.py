@@ -8,7 +8,7 @@ from ..autodiff import differentiate
 from ..errors import SpecError
 from ..init import constant_value, distribution, init_text, parse_init, scale
 from ..ir import Graph, collector_paused
-from ..metrics import add_error_sum, chosen, scored_elements, targets
+from ..metrics import add_error_sums, chosen, scored_elements, targets
 from ..names import emittable, interface_names, mangled
 from ..ops import REGISTRY
 from ..passes import CODEGEN, optimize, remove_dropout
@@ -42,8 +42,13 @@ class Program:
     batch_input: str | None
     merged_batch: str | None = None  # a node that folds the batch axis into another: whole batches only
     mangled: dict[str, str] = field(default_factory=dict)  # spec name -> its variable, where they differ
-    metric: str | None = None  # what the trainers report next to the validation loss (see metrics)
-    scored_elements: int = 1  # per example, the elements the metric averages over
+    metrics: list[str] = field(default_factory=list)  # what the trainers report next to the validation loss (see metrics)
+    scored_elements: int = 1  # per example, the elements a metric averages over
+
+    @property
+    def metric(self) -> str | None:
+        """The first metric: the one --patience and --save-best judge epochs by."""
+        return self.metrics[0] if self.metrics else None
 
     @property
     def compiled_batch(self) -> int:
@@ -117,14 +122,14 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
             leaf.bound = 2**31 - 1
     passes = CODEGEN if passes is None else passes
     train_graph = optimize(differentiate(g), passes)
-    metric = chosen(g)
+    metrics = chosen(g)
     for name in g.train.get("normalize", []):
         if name in targets(g):
             raise SpecError(f"{name} is the target the loss compares predictions with: standardising it would put the metric "
                             "and the predictions in standardised units; leave it out of normalize", node="train.normalize", source=g.source)
     evaluated = g.copy()
     evaluated.outputs = list(g.outputs) or [g.loss]
-    add_error_sum(evaluated, metric)
+    add_error_sums(evaluated, metrics)
     eval_graph = optimize(remove_dropout(evaluated), passes)
     renamed = variables(g, train_graph, eval_graph)
     for graph in (train_graph, eval_graph):
@@ -132,7 +137,7 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
     for leaf in params + inputs:
         leaf.var = renamed.get(leaf.name, leaf.name)
     return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g), merged_batch(g), renamed,
-                   metric, scored_elements(g, metric))
+                   metrics, scored_elements(g, metrics[0] if metrics else None))
 
 
 def variables(g: Graph, *graphs: Graph) -> dict[str, str]:

@@ -487,8 +487,8 @@ int diabetes_f64_forward(real *const params[], const void *const inputs[], long 
     return 0;
 }
 
-/* The evaluation-mode loss and the metric's sum; see model_f64.h. */
-int diabetes_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sum)
+/* The evaluation-mode loss and the metrics' sums; see model_f64.h. */
+int diabetes_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sums)
 {
     if (n < 1 || n > DIABETES_F64_BATCH)
         return -1;
@@ -517,13 +517,13 @@ int diabetes_f64_evaluate(real *const params[], const void *const inputs[], long
         loss[0] += loss_2[i];
     loss[0] /= n;
 
-    real *error_sum = arena + 16;  /* [] */
-    error_sum[0] = 0;
+    real *squared_error_sum = arena + 16;  /* [] */
+    squared_error_sum[0] = 0;
     for (long i = 0; i < n; i++)
-        error_sum[0] += loss_2[i];
+        squared_error_sum[0] += loss_2[i];
 
     *loss_value = loss[0];
-    *metric_sum = error_sum[0];
+    metric_sums[0] = squared_error_sum[0];
     return 0;
 }
 

@@ -161,7 +161,7 @@ def predict(params, inputs, stats=None):
 
 
 def evaluate(params, inputs):
-    """Evaluation-mode loss and the sum of squared errors on one batch."""
+    """Evaluation-mode loss on one batch, and the sums over it that the metrics (rmse) average."""
     w = params["w"]
     b = params["b"]
     x = np.asarray(inputs["x"], DTYPE)
@@ -173,8 +173,8 @@ def evaluate(params, inputs):
     pred = pred_3 + b
     loss_2 = (pred - y)**2
     loss = loss_2.sum(axis=0) / n
-    error_sum = loss_2.sum(axis=0)
-    return float(loss), float(error_sum)
+    squared_error_sum = loss_2.sum(axis=0)
+    return float(loss), np.concatenate(([squared_error_sum],), dtype=np.float64)
 
 
 def loss_and_grads(params, inputs, training=False, seed=0):

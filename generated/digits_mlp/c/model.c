@@ -679,8 +679,8 @@ int digits_mlp_forward(real *const params[], const void *const inputs[], long n,
     return 0;
 }
 
-/* The evaluation-mode loss and the metric's sum; see model.h. */
-int digits_mlp_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sum)
+/* The evaluation-mode loss and the metrics' sums; see model.h. */
+int digits_mlp_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sums)
 {
     if (n < 1 || n > DIGITS_MLP_BATCH)
         return -1;
@@ -708,7 +708,7 @@ int digits_mlp_evaluate(real *const params[], const void *const inputs[], long n
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
 
     *loss_value = loss[0];
-    *metric_sum = (double)sg_count_correct(n, 10, logits, y);
+    metric_sums[0] = (double)sg_count_correct(n, 10, logits, y);
     return 0;
 }
 

@@ -677,8 +677,8 @@ int digits_mlp_f64_forward(real *const params[], const void *const inputs[], lon
     return 0;
 }
 
-/* The evaluation-mode loss and the metric's sum; see model_f64.h. */
-int digits_mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sum)
+/* The evaluation-mode loss and the metrics' sums; see model_f64.h. */
+int digits_mlp_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sums)
 {
     if (n < 1 || n > DIGITS_MLP_F64_BATCH)
         return -1;
@@ -706,7 +706,7 @@ int digits_mlp_f64_evaluate(real *const params[], const void *const inputs[], lo
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
 
     *loss_value = loss[0];
-    *metric_sum = (double)sg_count_correct(n, 10, logits, y);
+    metric_sums[0] = (double)sg_count_correct(n, 10, logits, y);
     return 0;
 }
 

@@ -140,8 +140,8 @@ int logreg_forward(real *const params[], const void *const inputs[], long n, rea
     return 0;
 }
 
-/* The evaluation-mode loss and the metric's sum; see model.h. */
-int logreg_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sum)
+/* The evaluation-mode loss and the metrics' sums; see model.h. */
+int logreg_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sums)
 {
     if (n < 1 || n > LOGREG_BATCH)
         return -1;
@@ -176,10 +176,9 @@ int logreg_evaluate(real *const params[], const void *const inputs[], long n, do
     }
 
     *loss_value = loss[0];
-    long correct = 0;
+    metric_sums[0] = 0;
     for (long i = 0; i < n; i++)
-        correct += (z[i] > 0) == (y[i] > 0.5);
-    *metric_sum = (double)correct;
+        metric_sums[0] += (z[i] > 0) == (y[i] > 0.5);
     return 0;
 }
 

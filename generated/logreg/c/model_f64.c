@@ -99,8 +99,8 @@ int logreg_f64_forward(real *const params[], const void *const inputs[], long n,
     return 0;
 }
 
-/* The evaluation-mode loss and the metric's sum; see model_f64.h. */
-int logreg_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sum)
+/* The evaluation-mode loss and the metrics' sums; see model_f64.h. */
+int logreg_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sums)
 {
     if (n < 1 || n > LOGREG_F64_BATCH)
         return -1;
@@ -135,10 +135,9 @@ int logreg_f64_evaluate(real *const params[], const void *const inputs[], long n
     }
 
     *loss_value = loss[0];
-    long correct = 0;
+    metric_sums[0] = 0;
     for (long i = 0; i < n; i++)
-        correct += (z[i] > 0) == (y[i] > 0.5);
-    *metric_sum = (double)correct;
+        metric_sums[0] += (z[i] > 0) == (y[i] > 0.5);
     return 0;
 }
 

@@ -65,11 +65,15 @@ void logreg_f64_init_params(logreg_f64_real *const params[], uint64_t seed);
 int logreg_f64_forward(logreg_f64_real *const params[], const void *const inputs[], long n,
     logreg_f64_real *const outputs[]);
 
-/* The evaluation-mode loss on one batch, and the sum over it that the
- * trainer's metric (accuracy) averages: the number of correct predictions.
- * Returns 0 or -1 as forward. */
+/* The evaluation-mode loss on one batch, and in metric_sums (LOGREG_F64_METRIC_SUMS
+ * of them) the sums over it that the trainer's metrics (accuracy) average:
+ * a count of correct predictions (accuracy), of labels among the k best scores
+ * (topK), each class's true positives, false positives and false negatives
+ * (macro_f1), or the squared (mse, rmse) or absolute (mae) errors; perplexity
+ * needs none. Returns 0 or -1 as forward. */
+#define LOGREG_F64_METRIC_SUMS 1
 int logreg_f64_evaluate(logreg_f64_real *const params[], const void *const inputs[], long n,
-    double *loss_value, double *metric_sum);
+    double *loss_value, double *metric_sums);
 
 /* The loss and d loss / d param for every param. Dropout is active only when
  * training is non-zero; seed picks its masks. Returns 0 or -1 as forward. */

@@ -670,8 +670,8 @@ int mlp_forward(real *const params[], const void *const inputs[], long n, real *
     return 0;
 }
 
-/* The evaluation-mode loss and the metric's sum; see model.h. */
-int mlp_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sum)
+/* The evaluation-mode loss and the metrics' sums; see model.h. */
+int mlp_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sums)
 {
     if (n < 1 || n > MLP_BATCH)
         return -1;
@@ -699,7 +699,7 @@ int mlp_evaluate(real *const params[], const void *const inputs[], long n, doubl
     loss[0] = (real)sg_cross_entropy(n, 10, logits, y);
 
     *loss_value = loss[0];
-    *metric_sum = (double)sg_count_correct(n, 10, logits, y);
+    metric_sums[0] = (double)sg_count_correct(n, 10, logits, y);
     return 0;
 }
 

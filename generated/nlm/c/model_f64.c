@@ -686,8 +686,8 @@ int nlm_f64_forward(real *const params[], const void *const inputs[], long n, re
     return 0;
 }
 
-/* The evaluation-mode loss and the metric's sum; see model_f64.h. */
-int nlm_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sum)
+/* The evaluation-mode loss and the metrics' sums; see model_f64.h. */
+int nlm_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sums)
 {
     if (n < 1 || n > NLM_F64_BATCH)
         return -1;
@@ -721,7 +721,7 @@ int nlm_f64_evaluate(real *const params[], const void *const inputs[], long n, d
     loss[0] = (real)sg_cross_entropy(n, 3000, logits, next_id);
 
     *loss_value = loss[0];
-    *metric_sum = 0;
+    (void)metric_sums;  /* no metric needs a sum */
     return 0;
 }
 

@@ -50,9 +50,8 @@ typedef nlm_real real;
 #define EPSILON 1e-08
 #define SHUFFLE_STREAM 2097152u
 #define GRADCHECK_STREAM (2097152u * 2)
-#define METRIC "perplexity"  /* reported next to the validation loss */
-#define METRIC_SHORT "ppl"
-#define SCORED 1  /* elements per example that the metric averages over */
+#define SCORED 1  /* elements per example that a metric averages over */
+#define METRICS 1  /* reported next to the validation loss: perplexity */
 
 /* Inputs the spec's train.normalize standardises; --normalize adds more. */
 static const char *const normalized_by_spec[] = {NULL};
@@ -839,44 +838,48 @@ static long usable(long count, long batch_size)
     return count;
 }
 
-/* Mean loss over data, in order, and the metric where the model reports one. */
-static void evaluate(real *const params[], const dataset *data, long batch_size, double *loss, double *metric)
+/* Mean loss over data, in order, and each metric the model reports. */
+static void evaluate(real *const params[], const dataset *data, long batch_size, double *loss, double metric[])
 {
     const void *inputs[nlm_num_inputs + 1];
-    double total = 0, summed = 0;
+    double total = 0, summed[NLM_METRIC_SUMS] = {0};
     const long used = usable(data->count, batch_size);
     for (long start = 0; start < used; start += batch_size) {
         long n = used - start < batch_size ? used - start : batch_size;
-        double value, part;
+        double value, part[NLM_METRIC_SUMS];
         slice(data, start, inputs);
-        if (nlm_evaluate(params, inputs, n, &value, &part) != 0)
+        if (nlm_evaluate(params, inputs, n, &value, part) != 0)
             fail("evaluation refused a batch");
         total += value * (double)n;
-        summed += part;
+        for (int s = 0; s < NLM_METRIC_SUMS; s++)
+            summed[s] += part[s];
     }
     *loss = total / (double)used;
-    *metric = exp(*loss < 700 ? *loss : 700);
+    const double scored = (double)used * SCORED;
+    (void)scored;
+    metric[0] = exp(*loss < 700 ? *loss : 700);
 }
 
 /* "  val loss 0.1234  val acc 0.9876" */
-static void report(const char *prefix, double loss, double metric)
+static void report(const char *prefix, double loss, const double metric[])
 {
     printf("  %sloss %.4f", prefix, loss);
-    printf("  %sppl %.2f", prefix, metric);
+    printf("  %sppl %.2f", prefix, metric[0]);
 }
 
 /* Appends one CSV row (the header first when the file is new); -1 on a write error. */
-static int log_row(const char *path, long epoch, double train_loss, int evaluated, double loss, double metric, double lr,
+static int log_row(const char *path, long epoch, double train_loss, int evaluated, double loss, const double metric[], double lr,
                    double grad_norm, double rate)
 {
     FILE *f = fopen(path, "r");
     int fresh = f == NULL;
-    char validation[32] = "", value[32] = "", norm[32] = "";
+    char validation[32] = "", values[2][32] = { {""} }, norm[32] = "";
     if (f)
         fclose(f);
     if (evaluated) {
         snprintf(validation, sizeof validation, "%.6g", loss);
-        snprintf(value, sizeof value, "%.6g", metric);
+        for (int k = 0; k < METRICS; k++)
+            snprintf(values[k], sizeof values[k], "%.6g", metric[k]);
     }
     if (grad_norm >= 0)  /* -1: the fused SGD step never holds the whole gradient */
         snprintf(norm, sizeof norm, "%.6g", grad_norm);
@@ -884,8 +887,11 @@ static int log_row(const char *path, long epoch, double train_loss, int evaluate
     if (!f)
         return -1;
     if (fresh)
-        fputs("epoch,train_loss,val_loss,val_" METRIC ",lr,grad_norm,examples_per_second\n", f);
-    fprintf(f, "%ld,%.6g,%s,%s,%.6g,%s,%.0f\n", epoch, train_loss, validation, value, lr, norm, rate);
+        fputs("epoch,train_loss,val_loss,val_perplexity,lr,grad_norm,examples_per_second\n", f);
+    fprintf(f, "%ld,%.6g,%s,", epoch, train_loss, validation);
+    for (int k = 0; k < METRICS; k++)
+        fprintf(f, "%s,", values[k]);
+    fprintf(f, "%.6g,%s,%.0f\n", lr, norm, rate);
     return fclose(f);
 }
 
@@ -1036,7 +1042,7 @@ static double clip(real *const grads[], double limit)
     return norm;
 }
 
-/* Whether a validation score beats the best so far (accuracy grows; losses and errors shrink). */
+/* Whether a validation score beats the best so far (accuracy, top-k and F1 grow; losses and errors shrink). */
 static int better(double score, double best, int first)
 {
     return first || score < best;
@@ -1330,8 +1336,8 @@ int main(int argc, char **argv)
     for (int k = 0; k < nlm_num_inputs; k++)
         batch[k] = allocate((size_t)(nlm_inputs[k].size * batch_size), 8);
     if (eval_only) {
-        double loss, metric;
-        evaluate(params, val_dir ? &val : &data, batch_size, &loss, &metric);
+        double loss, metric[METRICS + 1];
+        evaluate(params, val_dir ? &val : &data, batch_size, &loss, metric);
         printf("eval");
         report("", loss, metric);
         printf("\n");
@@ -1350,7 +1356,7 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &started);
         opt.lr = scheduled(base_lr, schedule, warmup, decay, step_epochs, epoch, epochs);
         shuffle(order, items, data.count, seed, (uint64_t)epoch);
-        double total = 0, loss = 0, metric = 0, norms = 0, shown = 0;
+        double total = 0, loss = 0, metric[METRICS + 1] = {0}, norms = 0, shown = 0;
         const long used = usable(data.count, batch_size), batches = (used + batch_size - 1) / batch_size;
         const int fused = plain_sgd(&opt) && clip_norm == 0;  /* the step taken as the gradients are computed, where it can be */
         long batches_done = 0;
@@ -1380,7 +1386,7 @@ int main(int argc, char **argv)
         double rate = (double)used / (since(&started) > 1e-9 ? since(&started) : 1e-9);
         printf("epoch %3ld  train loss %.4f", epoch, total / (double)used);
         if (val_dir) {
-            evaluate(params, &val, batch_size, &loss, &metric);
+            evaluate(params, &val, batch_size, &loss, metric);
             report("val ", loss, metric);
         }
         printf("  lr %.4g  %.0f ex/s\n", opt.lr, rate);
@@ -1390,7 +1396,7 @@ int main(int argc, char **argv)
         if (save_to && save(save_to, params, &opt, epoch, seed, stats) != 0)
             fail("%s: cannot write the checkpoint: %s", save_to, strerror(errno));
         if (val_dir) {
-            const double score = metric;
+            const double score = metric[0];  /* the first metric judges */
             if (better(score, best, epoch == done + 1)) {
                 best = score;
                 waited = 0;

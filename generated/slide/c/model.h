@@ -65,11 +65,15 @@ void slide_init_params(slide_real *const params[], uint64_t seed);
 int slide_forward(slide_real *const params[], const void *const inputs[], long n,
     slide_real *const outputs[]);
 
-/* The evaluation-mode loss on one batch, and the sum over it that the
- * trainer's metric (none) averages: 0, as the metric needs none.
- * Returns 0 or -1 as forward. */
+/* The evaluation-mode loss on one batch, and in metric_sums (SLIDE_METRIC_SUMS
+ * of them) the sums over it that the trainer's metrics (none) average:
+ * a count of correct predictions (accuracy), of labels among the k best scores
+ * (topK), each class's true positives, false positives and false negatives
+ * (macro_f1), or the squared (mse, rmse) or absolute (mae) errors; perplexity
+ * needs none. Returns 0 or -1 as forward. */
+#define SLIDE_METRIC_SUMS 1
 int slide_evaluate(slide_real *const params[], const void *const inputs[], long n,
-    double *loss_value, double *metric_sum);
+    double *loss_value, double *metric_sums);
 
 /* The loss and d loss / d param for every param. Dropout is active only when
  * training is non-zero; seed picks its masks. Returns 0 or -1 as forward. */

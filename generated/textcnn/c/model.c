@@ -897,8 +897,8 @@ int textcnn_forward(real *const params[], const void *const inputs[], long n, re
     return 0;
 }
 
-/* The evaluation-mode loss and the metric's sum; see model.h. */
-int textcnn_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sum)
+/* The evaluation-mode loss and the metrics' sums; see model.h. */
+int textcnn_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sums)
 {
     if (n < 1 || n > TEXTCNN_BATCH)
         return -1;
@@ -991,7 +991,7 @@ int textcnn_evaluate(real *const params[], const void *const inputs[], long n, d
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
 
     *loss_value = loss[0];
-    *metric_sum = (double)sg_count_correct(n, 2, logits, label);
+    metric_sums[0] = (double)sg_count_correct(n, 2, logits, label);
     return 0;
 }
 

@@ -895,8 +895,8 @@ int textcnn_f64_forward(real *const params[], const void *const inputs[], long n
     return 0;
 }
 
-/* The evaluation-mode loss and the metric's sum; see model_f64.h. */
-int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sum)
+/* The evaluation-mode loss and the metrics' sums; see model_f64.h. */
+int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long n, double *loss_value, double *metric_sums)
 {
     if (n < 1 || n > TEXTCNN_F64_BATCH)
         return -1;
@@ -989,7 +989,7 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
     loss[0] = (real)sg_cross_entropy(n, 2, logits, label);
 
     *loss_value = loss[0];
-    *metric_sum = (double)sg_count_correct(n, 2, logits, label);
+    metric_sums[0] = (double)sg_count_correct(n, 2, logits, label);
     return 0;
 }
 
