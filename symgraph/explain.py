@@ -8,6 +8,8 @@ into one simplified sympy expression, other ops written as NumPy-like calls.
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 import sympy as sp
@@ -51,8 +53,11 @@ class Explanation:
     def latex(self) -> str:
         rows = []
         for g in self.gradients:
-            formula = sp.latex(g.formula) if isinstance(g.formula, sp.Expr) else r"\texttt{" + g.formula.replace("_", r"\_") + "}"
-            row = rf"\frac{{\partial {sp.latex(sp.Symbol(self.loss))}}}{{\partial {sp.latex(sp.Symbol(g.leaf))}}} = {formula}"
+            if isinstance(g.formula, sp.Expr):
+                formula = sp.latex(g.formula, symbol_names={x: latex_name(x.name) for x in g.formula.free_symbols if isinstance(x, sp.Symbol)})
+            else:
+                formula = r"\texttt{" + g.formula.replace("_", r"\_") + "}"
+            row = rf"\frac{{\partial {latex_name(self.loss)}}}{{\partial {latex_name(g.leaf)}}} = {formula}"
             if g.value is not None:
                 row += f" = {format_number(g.value)}"
             rows.append(row)
@@ -60,6 +65,14 @@ class Explanation:
 
     def _repr_latex_(self) -> str:
         return f"$${self.latex()}$$"
+
+
+def latex_name(name: str) -> str:
+    """A spec name in LaTeX: sympy's subscript for one like x_1 or W_out, else
+    the name as it is (a_b_c is no a with subscript b c, nor _X a bare subscript)."""
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)?", name):
+        return sp.latex(sp.Symbol(name))
+    return r"\mathit{" + name.replace("_", r"\_") + "}"
 
     def mathml(self) -> list[str]:
         """One presentation-MathML ``<math>`` element per gradient, from sympy's printer."""

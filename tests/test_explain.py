@@ -109,3 +109,11 @@ def test_grad_runs_on_every_test_graph_within_its_time():
     script = GRAPHS_SCRIPT.format(tests=str(Path(__file__).resolve().parent), seeds=40)
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0 and done.stdout.strip() == "done", done.stderr[-2000:]
+
+
+def test_latex_keeps_names_that_are_not_one_subscript_whole():
+    """a_b_c is no a with subscript "b c", and _X no bare subscript."""
+    g = sg.load("params: {_X: {shape: [], value: 2}, a_b_c: {shape: [], value: 3}, x_1: {shape: [], value: 1}}\n"
+                "graph: {L: _X * a_b_c * x_1}\nloss: L\n")
+    text = sg.explain(g).latex()
+    assert r"\partial \mathit{\_X}" in text and r"\mathit{a\_b\_c}" in text and "x_{1}" in text and "a_{b c}" not in text
