@@ -336,7 +336,8 @@ def test_a_model_that_folds_the_batch_trains_on_whole_batches_in_both_trainers(t
 @pytest.mark.parametrize("flags", [
     ("--lr", "nan"), ("--momentum", "nan"), ("--weight-decay", "inf"), ("--lr", "-1"), ("--epochs", "-2"),
     ("--batch-size", "0"), ("--seed", str(2**64)), ("--seed", "x"), ("--epoch", "3"), ("--optimizer", "adagrad"),
-    ("--schedule", "linear"), ("--clip", "1"), ("--lr",),
+    ("--schedule", "linear"), ("--clip", "1"), ("--lr",), ("--lr", "0x1p-3"), ("--epochs", "1_0"), ("--epochs", "\u0662"),
+    ("--lr", "0.1 "), ("--eval=yes",),
 ])
 def test_both_trainers_refuse_the_same_flags_with_the_same_words(tmp_path, flags):
     data = toy_digits(tmp_path / "train", 40, 0)
@@ -391,3 +392,14 @@ def test_damaged_files_are_refused_alike_and_never_hang(tmp_path, damage):
         said[target] = done.stderr.replace(str(ckpt), "CKPT").replace(str(folder), "DATA")
     if damage in ("fifo", "negative seed"):
         assert said["numpy"] == said["c"], said
+
+
+def test_a_flag_may_carry_its_value_after_an_equals_sign_in_both(tmp_path):
+    data = toy_digits(tmp_path / "train", 40, 0)
+    lines = {}
+    for target in ("numpy", "c"):
+        train = compile_example("digits_mlp", tmp_path / target, target, dtype="float64")
+        done = run(train, "--data", data, "--epochs=2", "--lr=0.05")
+        assert done.returncode == 0, done.stderr
+        lines[target] = [line.rsplit("  ", 1)[0] for line in done.stdout.splitlines()]
+    assert lines["numpy"] == lines["c"] and len(lines["c"]) == 2 and "lr 0.05" in lines["c"][0]

@@ -132,9 +132,14 @@ def test_resume_rules(trainers, tmp_path):
     assert main(["compile", str(spec), "-o", str(tmp_path / "flowers")]) == 0
     lines_of(run([sys.executable, str(tmp_path / "flowers" / "train.py")], "--data", flower_data(tmp_path / "flower_data", 20, 0), "--epochs", "1",
                  "--save", tmp_path / "foreign"))
+    renamed = tmp_path / "renamed.yaml"  # the same params and shapes under another model's name
+    renamed.write_text((ROOT / "examples" / "digits_mlp.yaml").read_text().replace("name: digits_mlp", "name: digits_twin"))
+    assert main(["compile", str(renamed), "--dtype", "float64", "-o", str(tmp_path / "twin")]) == 0
+    lines_of(run([sys.executable, str(tmp_path / "twin" / "train.py")], "--data", data, "--epochs", "1", "--save", tmp_path / "twin_ckpt"))
     for target, train in built.items():
-        done = run(train, "--data", data, "--epochs", "1", "--init-from", tmp_path / "foreign")
-        assert done.returncode == 2 and done.stderr.count("\n") == 1 and "is a checkpoint of flowers, not of digits_mlp" in done.stderr, done.stderr
+        for other, name in ((tmp_path / "foreign", "flowers"), (tmp_path / "twin_ckpt", "digits_twin")):
+            done = run(train, "--data", data, "--epochs", "1", "--init-from", other)
+            assert done.returncode == 2 and done.stderr.count("\n") == 1 and f"is a checkpoint of {name}, not of digits_mlp" in done.stderr, done.stderr
 
 
 def test_threads_give_the_same_results(trainers, tmp_path):
@@ -187,3 +192,17 @@ def test_several_metrics_at_once_agree_with_scikit_learn(tmp_path):
     assert shown["f1"] == pytest.approx(metrics.f1_score(y, scores.argmax(axis=1), average="macro"), abs=6e-5)
     assert shown["acc"] == pytest.approx(metrics.accuracy_score(y, scores.argmax(axis=1)), abs=6e-5)
     assert shown["top3"] == pytest.approx(metrics.top_k_accuracy_score(y, scores, k=3, labels=range(10)), abs=6e-5)
+
+
+def test_the_specs_patience_waits_for_a_validation_folder(tmp_path):
+    spec = tmp_path / "patient.yaml"
+    spec.write_text((ROOT / "examples" / "digits_mlp.yaml").read_text().replace("seed: 0", "seed: 0, patience: 2"))
+    data, val = toy_digits(tmp_path / "train", 64, 0), toy_digits(tmp_path / "val", 32, 1)
+    for target in ("numpy", "c"):
+        assert main(["compile", str(spec), "--target", target, "-o", str(tmp_path / target)]) == 0
+        if target == "c":
+            subprocess.run(["make", "-s", "-C", str(tmp_path / "c"), "CFLAGS=-O1"], check=True, capture_output=True)
+        train = [str(tmp_path / "c" / "train")] if target == "c" else [sys.executable, str(tmp_path / "numpy" / "train.py")]
+        assert len(lines_of(run(train, "--data", data, "--epochs", "2"))) == 2  # no --val: nothing to judge by, no refusal
+        refused = run(train, "--data", data, "--epochs", "2", "--patience", "1")
+        assert refused.returncode == 2 and "give a validation folder" in refused.stderr

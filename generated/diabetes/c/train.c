@@ -760,7 +760,8 @@ static void check_model(const char *folder)
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = '\0';
         if (first && sscanf(line, "# a checkpoint of %255[^,]", name) == 1)
-            first = 0;
+            ours &= strcmp(name, "diabetes") == 0;
+        first = 0;
         if (line[0] == '#')
             continue;
         size_t length = strlen(line);
@@ -984,7 +985,7 @@ static const char *usage =
     "  --epochs N         epochs in all, resumed ones included (default 100)\n"
     "  --batch-size B     examples per step (default 32)\n"
     "  --lr LR            learning rate: the peak of a schedule (default 0.3)\n"
-    "  --schedule KIND    learning rate per epoch: constant, step, exponential or cosine (default constant)\n"
+    "  --schedule KIND    learning rate per epoch: constant, step, exponential or cosine (planned over --epochs) (default constant)\n"
     "  --warmup N         epochs of linear warm-up before the schedule (default 0)\n"
     "  --decay G          step and exponential schedules: the factor per decay (default 0.1)\n"
     "  --step-epochs N    step schedule: epochs between decays (default 10)\n"
@@ -999,7 +1000,7 @@ static const char *usage =
     "  --save CKPT        write a checkpoint after every epoch\n"
     "  --save-best CKPT   keep the checkpoint of the epoch with the best validation score\n"
     "  --patience N       stop after N epochs without a better validation score (0: never) (default 0)\n"
-    "  --log FILE.csv     append one row per epoch: losses, metric, learning rate, gradient norm\n"
+    "  --log FILE.csv     append one row per epoch: losses, metrics, learning rate, gradient norm (not under plain SGD)\n"
     "  --threads N        threads for an OpenMP build, or the NumPy trainer's BLAS (default all)\n"
     "  --eval             only evaluate --init-from on --val (else --data)\n"
     "  --predict DIR      with --init-from and --out: the first output for the inputs in DIR\n"
@@ -1133,7 +1134,8 @@ static double number(const char *flag, const char *text, double low)
 {
     char *end;
     double value = strtod(text, &end);
-    if (end == text || *end != '\0' || !isfinite(value) || value < low)
+    int decimal = text[strspn(text, "+-0123456789.eE")] == '\0' && text[0] != ' ';  /* as the NumPy trainer: no hex, no spaces */
+    if (end == text || *end != '\0' || !decimal || !isfinite(value) || value < low)
         fail("%s takes a number >= %g, got '%s'", flag, low, text);
     return value;
 }
@@ -1144,7 +1146,7 @@ static long whole(const char *flag, const char *text, long low)
     char *end;
     errno = 0;
     long value = strtol(text, &end, 10);
-    if (end == text || *end != '\0' || errno != 0 || value < low)
+    if (text[strspn(text, "+-0123456789")] != '\0' || end == text || *end != '\0' || errno != 0 || value < low)
         fail("%s takes a whole number >= %ld, got '%s'", flag, low, text);
     return value;
 }
@@ -1170,21 +1172,31 @@ int main(int argc, char **argv)
     long epochs = 100, batch_size = 32, done = 0, warmup = 0, step_epochs = 10, patience = 0;
     long threads = 0;
     uint64_t seed = 0;
-    int check = 0, eval_only = 0, seed_given = 0, argmax = 0, schedule = choice("schedule", "constant", schedules);
+    int check = 0, eval_only = 0, seed_given = 0, argmax = 0, patience_given = 0, schedule = choice("schedule", "constant", schedules);
     double base_lr = LEARNING_RATE, decay = 0.1, clip_norm = 0.0;
     optimizer opt = {choice("optimizer", OPTIMIZER, optimizer_names), 0, LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, 0, {0}, {0}};
     statistics stats[diabetes_num_inputs + 1] = { {0} };
     atexit(release_all);
     for (int i = 0; normalized_by_spec[i]; i++)
         stats[input_index(normalized_by_spec[i])].active = 1;
+    char spelled[256];
     for (int i = 1; i < argc; i++) {
-        const char *flag = argv[i];
+        const char *flag = argv[i], *attached = NULL;
+        const char *equals = strncmp(flag, "--", 2) == 0 ? strchr(flag, '=') : NULL;
+        if (equals && (size_t)(equals - flag) < sizeof spelled) {  /* --epochs=2, as Python's argparse takes it */
+            memcpy(spelled, flag, (size_t)(equals - flag));
+            spelled[equals - flag] = '\0';
+            flag = spelled;
+            attached = equals + 1;
+        }
         if (strcmp(flag, "-h") == 0 || strcmp(flag, "--help") == 0) {
             fputs(usage, stdout);
             return 0;
         }
         int *switched = strcmp(flag, "--gradcheck") == 0 ? &check : strcmp(flag, "--eval") == 0 ? &eval_only
                       : strcmp(flag, "--argmax") == 0 ? &argmax : strcmp(flag, "--nesterov") == 0 ? &opt.nesterov : NULL;
+        if (switched && attached)
+            fail("argument %s: ignored explicit argument '%s'", flag, attached);
         if (switched) {
             *switched = 1;
             continue;
@@ -1197,9 +1209,9 @@ int main(int argc, char **argv)
             known |= strcmp(valued[k], flag) == 0;
         if (!known)
             fail("unknown argument '%s' (see --help)", flag);
-        if (i + 1 >= argc)
+        if (!attached && i + 1 >= argc)
             fail("%s needs a value", flag);
-        const char *value = argv[++i];
+        const char *value = attached ? attached : argv[++i];
         if (strcmp(flag, "--data") == 0)
             data_dir = value;
         else if (strcmp(flag, "--val") == 0)
@@ -1243,7 +1255,7 @@ int main(int argc, char **argv)
         else if (strcmp(flag, "--clip-norm") == 0)
             clip_norm = number(flag, value, 0);
         else if (strcmp(flag, "--patience") == 0)
-            patience = whole(flag, value, 0);
+            patience = whole(flag, value, 0), patience_given = 1;
         else
             threads = whole(flag, value, 1);
     }
@@ -1276,10 +1288,8 @@ int main(int argc, char **argv)
         if (!can_write(predict_to))
             fail("--out %s: cannot be written", predict_to);
     }
-    if ((patience || best_to) && !val_dir)
+    if ((patience_given || best_to) && !val_dir)
         fail("--patience and --save-best judge epochs on --val: give a validation folder");
-    if (warmup > epochs && !eval_only && !predict_dir)
-        fail("--warmup %ld is longer than --epochs %ld", warmup, epochs);
     if (batch_size > DIABETES_BATCH)
         fail("--batch-size %ld exceeds the compiled batch size %d; recompile with a larger dims.batch", batch_size, DIABETES_BATCH);
     if (diabetes_num_inputs > 0 && !data_dir && !(eval_only && val_dir) && !predict_dir)
@@ -1360,6 +1370,8 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &started);
         opt.lr = scheduled(base_lr, schedule, warmup, decay, step_epochs, epoch, epochs);
         shuffle(order, items, data.count, seed, (uint64_t)epoch);
+        struct timespec begun;  /* the progress line's clock starts with the first batch, after the shuffle */
+        clock_gettime(CLOCK_MONOTONIC, &begun);
         double total = 0, loss = 0, metric[METRICS + 1] = {0}, norms = 0, shown = 0;
         const long used = usable(data.count, batch_size), batches = (used + batch_size - 1) / batch_size;
         const int fused = plain_sgd(&opt) && clip_norm == 0;  /* the step taken as the gradients are computed, where it can be */
@@ -1383,7 +1395,7 @@ int main(int argc, char **argv)
             total += loss * (double)n;
             batches_done++;
             if (live)
-                progress(batches_done, batches, start + n, total / (double)(start + n), since(&started), &shown);
+                progress(batches_done, batches, start + n, total / (double)(start + n), since(&begun), &shown);
         }
         if (live && shown > 0)
             printf("\r\033[K");
