@@ -67,13 +67,6 @@ class Explanation:
         return f"$${self.latex()}$$"
 
 
-def latex_name(name: str) -> str:
-    """A spec name in LaTeX: sympy's subscript for one like x_1 or W_out, else
-    the name as it is (a_b_c is no a with subscript b c, nor _X a bare subscript)."""
-    if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)?", name):
-        return sp.latex(sp.Symbol(name))
-    return r"\mathit{" + name.replace("_", r"\_") + "}"
-
     def mathml(self) -> list[str]:
         """One presentation-MathML ``<math>`` element per gradient, from sympy's printer."""
         from sympy.printing.mathml import mathml
@@ -98,6 +91,14 @@ def latex_name(name: str) -> str:
 
     def __repr__(self) -> str:
         return self.text()
+
+
+def latex_name(name: str) -> str:
+    """A spec name in LaTeX: sympy's subscript for one like x_1 or W_out, else
+    the name as it is (a_b_c is no a with subscript b c, nor _X a bare subscript)."""
+    if re.fullmatch(r"[A-Za-z][A-Za-z0-9]*(_[A-Za-z0-9]+)?", name):
+        return sp.latex(sp.Symbol(name))
+    return r"\mathit{" + name.replace("_", r"\_") + "}"
 
 
 def show(expr: sp.Expr) -> str:
