@@ -34,6 +34,10 @@ def spec(graph: str, inputs: str = "x: {shape: [batch, d]}", params: str = "w: {
 
 # One row per class the fuzzer found: the smallest spec that showed it.
 REGRESSIONS = {
+    # simplification left an unread temporary (~42) unnamed, and CSE made it stand for a live node
+    "unnamed temporary": spec("{r: 'exp(x / x) * 0 + 2', g: 'r + sign((sign(r) * 0 + 1) ** 1e300)', "
+                              "o: '(sign((sign(r) * 0 + 1) ** 1e300) * sign((sign(r) * 0 + 1) ** 1e300) + 0.5) ** -0.5', loss: 'sum(g * w)'}",
+                              outputs="o"),
     # the C printer wrote x/w*w for x/w**2
     "power in a denominator": spec("{loss: 'sum(log(w) / w * x) + sum(x * w ** -2) + sum(1 / sqrt(w))'}"),
     "cube root of a product": spec("{loss: 'sum((x * x * w + 1) ** (1/3))'}"),

@@ -57,13 +57,17 @@ def simplify_elementwise(g: Graph) -> Graph:
             env[BATCH_SIZE] = named(out, const(out, out.dims["batch"]), "batch_size")
         first = next_temp(out)
         new = from_sympy(out, simpler, env)
+        made = [t for t in temps_since(out, first) if t != new]
         if out.shape(new) != out.shape(head) or out.dtype(new) != out.dtype(head):
-            continue  # e.g. the cluster reduced to an argument it broadcast; the new nodes are dead code
+            # e.g. the cluster reduced to an argument it broadcast: the new nodes go at once (left
+            # unnamed, common-subexpression elimination could pick one to stand for a named node)
+            out.nx.remove_nodes_from(made + ([new] if new.startswith("~") else []))
+            continue
         if new in leaves:  # x*y/y: the cluster is one of its arguments
+            out.nx.remove_nodes_from(made)
             if not out.nx.nodes[head].get("named") and head not in roots:
                 replace(out, head, new, redirected)
             continue
-        made = [t for t in temps_since(out, first) if t != new]
         data = out.nx.nodes[head]
         if "chain" in data:
             fwd, arg, role = data["chain"]
