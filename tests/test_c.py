@@ -591,3 +591,45 @@ def test_prediction_needs_no_labels_in_any_target(tmp_path):
     done = subprocess.run([str(tmp_path / "predict")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-3000:]
     np.testing.assert_allclose(np.array(done.stdout.split(), float).reshape(3, 10), expected, rtol=1e-5, atol=1e-6)
+
+
+POOL_DRIVER = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include "model.h"
+
+int main(void)
+{
+    /* one example: outputs sized for n = 1 exactly, so the sanitizer sees any write past them */
+    double *x = calloc(2, sizeof *x), *q = malloc(2 * sizeof *q);
+    double *params[] = {NULL};
+    const void *inputs[] = {x};
+    double *outputs[] = {q};
+    x[0] = 1, x[1] = 3;
+    if (pool_forward(params, inputs, 1, outputs) != 0)
+        return 1;
+    printf("%g %g\n", q[0], q[1]);
+    free(x);
+    free(q);
+    return 0;
+}
+"""
+
+
+@pytest.mark.needs_cc
+def test_a_pool_whose_channel_axis_is_the_batch_writes_n_columns(tmp_path):
+    """avg_pool1d over [2, 1, batch] (the batch moved last by a transpose) was
+    written with the compiled batch size as its channel count: at n = 1 it
+    wrote past its output (the fuzzer's worker processes died of heap corruption)."""
+    from symgraph.cli import main as cli
+
+    spec = tmp_path / "pool.yaml"
+    spec.write_text("name: pool\ndims: {batch: 2}\ninputs: {x: {shape: [batch, 2]}}\n"
+                    "graph: {q: 'avg_pool1d(transpose(reshape(x, [batch, 1, 2])), 1, stride=2)', loss: sum(q)}\nloss: loss\noutputs: [q]\n")
+    assert cli(["compile", str(spec), "--target", "c", "--dtype", "float64", "-o", str(tmp_path / "c")]) == 0
+    (tmp_path / "c" / "main.c").write_text(POOL_DRIVER)
+    flags = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    subprocess.run(["cc", *flags, "-o", str(tmp_path / "run"), str(tmp_path / "c" / "main.c"), str(tmp_path / "c" / "model.c"), "-lm"],
+                   check=True, capture_output=True)
+    done = subprocess.run([str(tmp_path / "run")], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.split() == ["1", "3"], done.stderr[-2000:]

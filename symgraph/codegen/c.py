@@ -579,7 +579,8 @@ class Function:
         return self.kernel("embedding_backward", size(self.g.shape(ids)).text(), int(rows), int(width), ids, cot, scale, accumulate, dest)
 
     def conv_dims(self, x_shape, out_shape, width, attrs):
-        return [extent(x_shape[0]).text(), int(x_shape[1]), int(x_shape[2]), int(out_shape[1]), int(out_shape[2]), width, attrs["stride"], attrs["padding"]]
+        return [extent(x_shape[0]).text(), extent(x_shape[1]).text(), extent(x_shape[2]).text(), extent(out_shape[1]).text(),
+                extent(out_shape[2]).text(), width, attrs["stride"], attrs["padding"]]
 
     def emit_conv1d(self, v):
         x, kernel = self.g.args(v)
@@ -598,7 +599,9 @@ class Function:
 
     def pool(self, name: str, v: str, x_shape, out_shape, *arrays) -> list[str]:
         attrs = self.g.attrs(v)
-        dims = [extent(x_shape[0]).text(), int(x_shape[1]), int(x_shape[2]), int(out_shape[1]), attrs["size"], attrs["stride"]]
+        # any axis may be the batch axis (a transpose puts it last): each is n there, not the compiled size
+        dims = [extent(x_shape[0]).text(), extent(x_shape[1]).text(), extent(x_shape[2]).text(), extent(out_shape[1]).text(),
+                attrs["size"], attrs["stride"]]
         return self.kernel(name, *dims, *arrays, v)
 
     def emit_max_pool1d(self, v):
