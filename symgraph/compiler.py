@@ -66,8 +66,11 @@ class CompiledModel:
         names = [i.name for i in self.program.eval_inputs()]
         count = self._backend.check_inputs(inputs, names)  # the caller's shapes, before any batching
         if checkpoint is not None:
-            found = checkpoint if isinstance(checkpoint, Checkpoint) else load_checkpoint(checkpoint, self)
-            check_params(found.params, self.params, str(checkpoint) if not isinstance(checkpoint, Checkpoint) else "<checkpoint>")
+            if isinstance(checkpoint, Checkpoint):
+                found = checkpoint
+                check_params(found.params, self.params, "<checkpoint>")
+            else:
+                found = load_checkpoint(checkpoint, self)  # checks its params and normalisation against this model
             params, inputs = found.params, found.normalized(inputs)
         batched = {i.name for i in self.program.eval_inputs() if i.shape and is_batch(i.shape[0])}
         if count is None:

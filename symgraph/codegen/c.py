@@ -36,6 +36,7 @@ from .common import (
     describe,
     error_sum,
     metric_roots,
+    metric_sum_count,
     node_order,
     read_transposed,
     source_name,
@@ -971,7 +972,7 @@ def model_context(program, api: str, dtype: str, forward_only: bool = False) -> 
         forward_reads=[int(leaf in program.eval_inputs()) for leaf in program.inputs],
         metric=program.metric,
         metrics=program.metrics,
-        metric_sums=max(1, sum(sum_count(program.graph, m) for m in program.metrics)),
+        metric_sums=metric_sum_count(program),
         forward_inputs=[leaf.name for leaf in program.eval_inputs()],
         arena=max(total, 1),
         arena_bytes=total * itemsize,
@@ -1024,11 +1025,6 @@ def size_per_example(shape) -> int:
 # What the C interface of a model called NAME declares, as NAME_<suffix> and
 # NAME_<kind>_<leaf>; the float64 twin declares the same under NAME_f64. A
 # test checks this list against the templates.
-def check_api(program) -> str:
-    """The prefix of every public C symbol (the model's name, in most cases)."""
-    return c_prefix(program.graph.name)
-
-
 def render_model(program, env, stem: str, api: str, dtype: str) -> tuple[dict[str, str], dict]:
     """``stem``.h and ``stem``.c of the model in one precision, and their context."""
     context, _ = model_context(program, api, dtype)
@@ -1040,7 +1036,7 @@ def render_model(program, env, stem: str, api: str, dtype: str) -> tuple[dict[st
 def render_files(program, env) -> dict[str, str]:
     """model.h, model.c, train.c and Makefile, plus a float64 twin of the model
     (model_f64.*) for the trainer's ``--gradcheck`` when the model is float32."""
-    api = check_api(program)
+    api = c_prefix(program.graph.name)
     files, context = render_model(program, env, "model", api, program.dtype)
     twin = program.dtype == "float32"
     if twin:

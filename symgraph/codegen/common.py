@@ -200,7 +200,7 @@ def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> l
     return statements
 
 
-def spec_names(program, g: Graph) -> frozenset[str]:
+def spec_named(program, g: Graph) -> frozenset[str]:
     """The nodes of ``g`` that the spec names (leaves and named nodes), under
     their variables' names: a comment may name them even where no variable holds them."""
     return frozenset(
@@ -212,7 +212,7 @@ def spec_names(program, g: Graph) -> frozenset[str]:
 def derivation_comments(program, g: Graph, variables: set[str]) -> Callable[[list[str], str], list[str]]:
     """The derivation comments of a statement (its fused producers, its node)
     in code where ``variables`` exist: they name nothing else but the spec's names."""
-    return chain_rule(g, frozenset(variables) | spec_names(program, g)).statement_comments
+    return chain_rule(g, frozenset(variables) | spec_named(program, g)).statement_comments
 
 
 # -- what the templates of both targets say about a program ---------------------------------
@@ -261,7 +261,7 @@ def trainer_context(program) -> dict:
         metric=program.metric,
         metrics=[dict(name=m, short=METRIC_SHORT.get(m, m), sums=sum_count(program.graph, m),
                       classes=classes(program.graph) if m == "macro_f1" else 0) for m in program.metrics],
-        metric_sums=max(1, sum(sum_count(program.graph, m) for m in program.metrics)),
+        metric_sums=metric_sum_count(program),
         scored_elements=program.scored_elements,
         first_output=program.outputs[0],  # what --predict writes
         class_axis=class_axis(program),
@@ -274,6 +274,11 @@ def trainer_context(program) -> dict:
 
 
 METRIC_SHORT = {"accuracy": "acc", "perplexity": "ppl", "macro_f1": "f1"}  # in the epoch line
+
+
+def metric_sum_count(program) -> int:
+    """How many sums evaluate() returns for all the metrics (at least 1: C has no empty arrays)."""
+    return max(1, sum(sum_count(program.graph, m) for m in program.metrics))
 
 
 def class_axis(program) -> bool:
