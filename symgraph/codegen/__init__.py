@@ -57,7 +57,18 @@ def check_output(out_dir: str | Path) -> Path:
     """``out_dir`` as an absolute path, if a compile may write it: a folder that
     does not exist, an empty one, or one that holds only what a compile wrote
     there (its manifest says what) and what was built from it. Anything else
-    is a SpecError naming the folder, before any work is done."""
+    is a SpecError naming the folder, before any work is done. The check holds
+    the lock that writers take (see ``write_atomically``): a compile replacing
+    the folder meanwhile could pair one result's files with another's manifest."""
+    parent = Path(os.path.abspath(out_dir)).parent
+    if not parent.is_dir():
+        return checked_output(out_dir)
+    with locked(parent):
+        return checked_output(out_dir)
+
+
+def checked_output(out_dir: str | Path) -> Path:
+    """``check_output`` for a caller that holds the lock on the parent folder."""
     out = Path(os.path.abspath(out_dir))
     where = str(out_dir)
 
@@ -126,7 +137,7 @@ def write_atomically(files: dict[str, str], out_dir: str | Path) -> Path:
     out = check_output(out_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     with locked(out.parent):
-        out = check_output(out_dir)
+        out = checked_output(out_dir)
         staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
         try:
             for name, text in with_manifest(files).items():
