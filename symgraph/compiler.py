@@ -89,9 +89,13 @@ class CompiledModel:
         return {name: np.concatenate([p[name] for p in parts]) if shapes[name] and is_batch(shapes[name][0]) else parts[0][name]
                 for name in self.program.outputs}
 
-    def loss_and_grads(self, params: dict, inputs: dict, training: bool = False, seed: int = 0) -> tuple[float, dict]:
-        """The loss and its gradient for every param; dropout only with ``training``."""
-        return self._backend.loss_and_grads(self._params(params), self._inputs(inputs), training, seed)
+    def loss_and_grads(self, params: dict, inputs: dict, training: bool = False, seed: int = 0,
+                       first: int = 0, total: int | None = None) -> tuple[float, dict]:
+        """The loss and its gradient for every param; dropout only with ``training``.
+        ``first`` and ``total`` say that the inputs are examples [first, first + n)
+        of a batch of ``total``: each example then draws the dropout mask it
+        would in that batch (a share of a batch, as in data-parallel training)."""
+        return self._backend.loss_and_grads(self._params(params), self._inputs(inputs), training, seed, first, total)
 
     def _params(self, params: dict) -> dict:
         out = {}

@@ -219,7 +219,7 @@ class Library:
         double_p = ctypes.POINTER(ctypes.c_double)
         self._init = self._function(f"{api}_init_params", None, [p, u64])
         self._forward = self._function(f"{api}_forward", i, [p, p, long, p])
-        self._loss_and_grads = self._function(f"{api}_loss_and_grads", i, [p, p, long, i, u64, double_p, p])
+        self._loss_and_grads = self._function(f"{api}_loss_and_grads_of_share", i, [p, p, long, long, long, i, u64, double_p, p])
         real = ctypes.c_float if self.dtype == np.float32 else ctypes.c_double
         self._sgd_step = self._function(f"{api}_sgd_step", i, [p, p, long, i, u64, real, double_p, p])
 
@@ -265,13 +265,14 @@ class Library:
         self._check(status, n)
         return dict(zip(self.program.outputs, outputs))
 
-    def loss_and_grads(self, params: dict, inputs: dict, training: bool = False, seed: int = 0):
+    def loss_and_grads(self, params: dict, inputs: dict, training: bool = False, seed: int = 0, first: int = 0, total: int | None = None):
         n = self.batch_size(inputs)
+        total = n if total is None else total
         grads = [np.empty(tuple(int(d) for d in leaf.shape), self.dtype) for leaf in self.program.params]
         loss = ctypes.c_double()
         args = self._param_arrays(params), self._input_arrays(inputs)
         with self._lock:
-            status = self._loss_and_grads(pointers(args[0]), pointers(args[1]), n, int(training), seed, ctypes.byref(loss), pointers(grads))
+            status = self._loss_and_grads(pointers(args[0]), pointers(args[1]), n, first, total, int(training), seed, ctypes.byref(loss), pointers(grads))
         self._check(status, n)
         return loss.value, {leaf.name: g for leaf, g in zip(self.program.params, grads)}
 

@@ -28,6 +28,7 @@ from ..names import c_prefix
 from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import BATCH, structure
+from ..sharding import batch_axis, placed_masks
 from ..passes.fusion import fusion_groups
 from .common import (
     CachedPrinter,
@@ -671,7 +672,12 @@ class Function:
         attrs = self.g.attrs(v)
         p = attrs["p"]
         stream = attrs["index"] + DROPOUT_STREAM
-        return self.kernel("dropout_mask", size(self.g.shape(v)).text(), repr(float(p)), self.ctx.printer.number(1.0 / (1.0 - p)), "training", "seed", stream, v)
+        shape = self.g.shape(v)
+        axis = batch_axis(shape)
+        # [outer, rows, inner] around the batch axis, whose rows are examples [first, first + n) of total
+        layout = [size(shape).text(), "1", "1", "0", "1"] if axis is None else [
+            size(shape[:axis]).text(), "n", size(shape[axis + 1 :]).text(), "first", "total"]
+        return self.kernel("dropout_mask", *layout, repr(float(p)), self.ctx.printer.number(1.0 / (1.0 - p)), "training", "seed", stream, v)
 
     # -- results that are not statements of their own
     def store(self, root: str, dest: str) -> list[str]:
@@ -951,7 +957,6 @@ def model_context(program, api: str, dtype: str, forward_only: bool = False) -> 
     for leaf in program.params if not forward_only else ():
         ctx.use("fill" if leaf.distribution == "constant" else f"fill_{leaf.distribution}")
     itemsize = 4 if dtype == "float32" else 8
-    training_used = any(program.train_graph.op(v) == "dropout_mask" for v in program.train_graph.nx)
     context = dict(
         name=program.name,
         api=api,
@@ -980,7 +985,8 @@ def model_context(program, api: str, dtype: str, forward_only: bool = False) -> 
         kernels=sorted(ctx.kernels),
         tanh_series=tanh_series(ctx.printer) if "tanh" in ctx.kernels else [],
         parallel_elements=PARALLEL_ELEMENTS,
-        training_used=training_used,
+        training_used=bool(program.train_graph.nodes_of("dropout_mask")),
+        share_used=placed_masks(program.train_graph),
         bodies=bodies,
         shuffle_stream=SHUFFLE_STREAM,
         forward_only=forward_only,

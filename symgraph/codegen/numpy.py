@@ -17,6 +17,7 @@ from ..ops import REGISTRY
 from ..ops.registry import broadcast_shapes
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import BATCH, fill, placeholder, real_valued, relu, sgn, sigmoid, step, structure_expr
+from ..sharding import batch_axis, placed_masks
 from .common import (
     arg_text,
     CachedPrinter,
@@ -435,8 +436,11 @@ def emit_avg_pool1d_backward(n: Node):
 
 def emit_dropout_mask(n: Node):
     p = n.attrs["p"]
+    axis = batch_axis(n.shape)
+    stream, shape = f"{n.attrs['index']} + DROPOUT_STREAM", shape_text(n.shape)
+    draws = f"random_uniform(seed, {stream}, {shape})" if axis is None else f"example_uniform(seed, {stream}, {shape}, {axis}, first, total)"
     return [
-        f"{n.name} = (random_uniform(seed, {n.attrs['index']} + DROPOUT_STREAM, {shape_text(n.shape)}) >= {p!r})"
+        f"{n.name} = ({draws} >= {p!r})"
         f" * DTYPE({1.0 / (1.0 - p)!r}) if training else DTYPE(1)"
     ]
 
@@ -860,6 +864,7 @@ def render_files(program, env) -> dict[str, str]:
         metric=program.metric if found else None,
         confusion="macro_f1" in program.metrics,
         metrics=list(program.metrics),
+        share_used=placed_masks(train),
         window_rows=any(program.graph.op(node) == "conv1d" for node in program.graph.nx),
         forward_body=body(program, evaluation, program.output_nodes, [f"return {{{outputs}}}"]),
         evaluate_body=body(program, evaluation, eval_roots, [eval_return]),

@@ -12,6 +12,7 @@ from ..metrics import add_error_sums, chosen, scored_elements, targets
 from ..names import emittable, interface_names, mangled
 from ..ops import REGISTRY
 from ..passes import CODEGEN, optimize, remove_dropout
+from ..sharding import coupling
 from .common import batch_input, merged_batch
 
 DTYPES = ("float32", "float64")
@@ -41,6 +42,7 @@ class Program:
     outputs: list[str]  # the spec's output names, in order
     batch_input: str | None
     merged_batch: str | None = None  # a node that folds the batch axis into another: whole batches only
+    coupling: str | None = None  # why the loss does not split over examples (data-parallel training refused), if so
     mangled: dict[str, str] = field(default_factory=dict)  # spec name -> its variable, where they differ
     metrics: list[str] = field(default_factory=list)  # what the trainers report next to the validation loss (see metrics)
     scored_elements: int = 1  # per example, the elements a metric averages over
@@ -136,8 +138,10 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
         graph.rename({name: var for name, var in renamed.items() if name in graph.nx}, keep_order=True)
     for leaf in params + inputs:
         leaf.var = renamed.get(leaf.name, leaf.name)
-    return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g), merged_batch(g), renamed,
-                   metrics, scored_elements(g, metrics[0] if metrics else None))
+    folded = merged_batch(g)
+    coupled = f"{folded} folds the batch axis into another" if folded else coupling(g)
+    return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g), folded,
+                   coupling=coupled, mangled=renamed, metrics=metrics, scored_elements=scored_elements(g, metrics[0] if metrics else None))
 
 
 def variables(g: Graph, *graphs: Graph) -> dict[str, str]:

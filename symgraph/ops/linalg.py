@@ -8,6 +8,8 @@ from .registry import (
     OpDef,
     apply,
     broadcast_shapes,
+    combines_axis,
+    combines_none,
     fmt_shape,
     norm_axis,
     register,
@@ -32,6 +34,12 @@ def matmul_shape(shapes, attrs):
     except ValueError:
         raise ValueError(f"batch axes of {fmt_shape(a)} @ {fmt_shape(b)} do not broadcast") from None
     return batch + (a[-2], b[-1])
+
+
+def matmul_combines(shapes, attrs):
+    """The inner axis: the last of a, the second last of b."""
+    a, b = shapes
+    return ((len(a) - 1,), (len(b) - 2,))
 
 
 def matmul_vjp(g, node, cotangent):
@@ -66,7 +74,7 @@ def matmul_expand(g, args, attrs):
 
 register(
     OpDef(
-        "matmul", 2, matmul_shape, matmul_vjp, expand=matmul_expand,
+        "matmul", 2, matmul_shape, matmul_vjp, expand=matmul_expand, combines=matmul_combines, linear_in=(0, 1),
         doc="C[..., i, j] = sum_k A[..., i, k] B[..., k, j]; a vector is a row on the left, a column on the right", example="x @ W",
     )
 )
@@ -96,7 +104,7 @@ def transpose_vjp(g, node, cotangent):
 register(
     OpDef(
         "transpose", 1, transpose_shape, transpose_vjp,
-        attrs=(("axes", None),), canon=transpose_canon, doc="y[i_axes[0], ...] = x[i_0, ...]", example="transpose(seq, axes=[0, 2, 1])",
+        attrs=(("axes", None),), canon=transpose_canon, combines=combines_none, linear_in=(0,), doc="y[i_axes[0], ...] = x[i_0, ...]", example="transpose(seq, axes=[0, 2, 1])",
     )
 )
 
@@ -131,7 +139,7 @@ def reshape_vjp(g, node, cotangent):
 register(
     OpDef(
         "reshape", 1, lambda shapes, attrs: attrs["shape"], reshape_vjp,
-        attrs=(("shape", REQUIRED),), canon=reshape_canon, doc="same elements in C order, new shape", example="reshape(seq, [batch, 18])",
+        attrs=(("shape", REQUIRED),), canon=reshape_canon, combines=combines_none, linear_in=(0,), doc="same elements in C order, new shape", example="reshape(seq, [batch, 18])",
     )
 )
 
@@ -175,7 +183,7 @@ def concat_vjp(g, node, cotangent):
 register(
     OpDef(
         "concat", None, concat_shape, concat_vjp,
-        attrs=(("axis", REQUIRED),), canon=concat_canon, doc="join along an axis", example="concat(x, x * 2, axis=1)",
+        attrs=(("axis", REQUIRED),), canon=concat_canon, combines=combines_none, doc="join along an axis", example="concat(x, x * 2, axis=1)",
     )
 )
 
@@ -196,7 +204,7 @@ def slice_vjp(g, node, cotangent):
 
 register(
     OpDef(
-        "slice", 1, slice_shape, slice_vjp, public=False,
+        "slice", 1, slice_shape, slice_vjp, public=False, combines=combines_axis, linear_in=(0,),
         attrs=(("axis", REQUIRED), ("start", REQUIRED), ("stop", REQUIRED)),
         doc="x[..., start:stop, ...] along axis",
     )

@@ -8,7 +8,7 @@ their gradients are the closed forms, e.g. ``(softmax(z) - onehot(y)) / n``.
 from __future__ import annotations
 
 from .reduce import count
-from .registry import REQUIRED, OpDef, apply, fmt_shape, norm_axis, register
+from .registry import REQUIRED, OpDef, apply, combines_all, combines_axis, combines_none, fmt_shape, norm_axis, register
 
 
 def positive_int(name: str, value, minimum: int = 1) -> int:
@@ -37,7 +37,7 @@ def embedding_vjp(g, node, cotangent):
 
 register(
     OpDef(
-        "embedding", 2, embedding_shape, embedding_vjp, int_args=(1,), arg_names=("E", "ids"),
+        "embedding", 2, embedding_shape, embedding_vjp, int_args=(1,), arg_names=("E", "ids"), combines=lambda shapes, attrs: ((0,), ()),
         int_bound=lambda shapes, attrs: int(shapes[0][0]), doc="out[..., :] = E[ids[...], :]", example="embedding(E, ids)",
     )
 )
@@ -93,6 +93,7 @@ CONV_ATTRS = (("stride", 1), ("padding", 0))
 register(
     OpDef(
         "conv1d", 2, conv1d_shape, conv1d_vjp, attrs=CONV_ATTRS, canon=conv_canon, arg_names=("x", "K"),
+        combines=lambda shapes, attrs: ((1, 2), (0, 1, 2)),  # a window of steps and channels, the whole kernel
         doc="y[b, t, o] = sum_{w, c} xpad[b, t*stride + w, c] K[w, c, o]", example="conv1d(seq, K, stride=1, padding=1)",
     )
 )
@@ -140,13 +141,14 @@ def avg_pool_vjp(g, node, cotangent):
 POOL_ATTRS = (("size", REQUIRED), ("stride", None))
 register(
     OpDef(
-        "max_pool1d", 1, pool_shape, max_pool_vjp, attrs=POOL_ATTRS, canon=pool_canon,
+        "max_pool1d", 1, pool_shape, max_pool_vjp, attrs=POOL_ATTRS, canon=pool_canon, combines=lambda shapes, attrs: ((1,),),
         doc="y[b, t, c] = max_k x[b, t*stride + k, c]", example="max_pool1d(seq, 3, stride=2)",
     )
 )
 register(
     OpDef(
-        "avg_pool1d", 1, pool_shape, avg_pool_vjp, attrs=POOL_ATTRS, canon=pool_canon,
+        "avg_pool1d", 1, pool_shape, avg_pool_vjp, attrs=POOL_ATTRS, canon=pool_canon, combines=lambda shapes, attrs: ((1,),),
+        linear_in=(0,),
         doc="y[b, t, c] = mean_k x[b, t*stride + k, c]", example="avg_pool1d(seq, 2)",
     )
 )
@@ -184,7 +186,7 @@ register(OpDef("dropout", 1, attrs=(("p", REQUIRED),), expand=dropout_expand, do
 register(
     OpDef(
         "dropout_mask", 0, lambda shapes, attrs: attrs["shape"], lambda g, node, cot: (),
-        attrs=(("p", REQUIRED), ("index", REQUIRED), ("shape", REQUIRED)), public=False, random=True,
+        attrs=(("p", REQUIRED), ("index", REQUIRED), ("shape", REQUIRED)), public=False, random=True, combines=combines_none,
         doc="1/(1-p) with probability 1-p, else 0, in training; 1 in evaluation",
     )
 )
@@ -228,14 +230,14 @@ def log_softmax_vjp(g, node, cotangent):
 
 register(
     OpDef(
-        "softmax", 1, same_shape, softmax_vjp, attrs=(("axis", -1),), canon=axis_canon,
+        "softmax", 1, same_shape, softmax_vjp, attrs=(("axis", -1),), canon=axis_canon, combines=combines_axis,
         expand=over_vector_of_scalar("softmax"),
         doc="exp(x - max x) / sum exp(x - max x)", example="softmax(x @ W, axis=-1)",
     )
 )
 register(
     OpDef(
-        "log_softmax", 1, same_shape, log_softmax_vjp, attrs=(("axis", -1),), canon=axis_canon,
+        "log_softmax", 1, same_shape, log_softmax_vjp, attrs=(("axis", -1),), canon=axis_canon, combines=combines_axis,
         expand=over_vector_of_scalar("log_softmax"),
         doc="x - max x - log sum exp(x - max x)", example="log_softmax(x @ W)",
     )
@@ -248,7 +250,7 @@ def onehot_shape(shapes, attrs):
 
 register(
     OpDef(
-        "onehot", 1, onehot_shape, attrs=(("classes", REQUIRED),), int_args=(0,), public=False,
+        "onehot", 1, onehot_shape, attrs=(("classes", REQUIRED),), int_args=(0,), public=False, combines=combines_none,
         int_bound=lambda shapes, attrs: attrs["classes"], doc="onehot(y)[..., k] = (y[...] == k)",
     )
 )
@@ -275,6 +277,7 @@ def cross_entropy_vjp(g, node, cotangent):
 register(
     OpDef(
         "cross_entropy", 2, cross_entropy_shape, cross_entropy_vjp, int_args=(1,), arg_names=("logits", "y"),
+        combines=combines_all, averages=True,
         int_bound=lambda shapes, attrs: shapes[0][-1],
         doc="mean over examples of logsumexp(z) - z[y]", example="cross_entropy(x @ W, labels)",
     )
@@ -321,7 +324,7 @@ def binary_cross_entropy_vjp(g, node, cotangent):
 register(
     OpDef(
         "binary_cross_entropy", 2, binary_cross_entropy_shape, binary_cross_entropy_vjp, arg_names=("z", "y"),
-        any_args=(1,), int_bound=lambda shapes, attrs: 2,
+        any_args=(1,), int_bound=lambda shapes, attrs: 2, combines=combines_all, averages=True,
         doc="mean of max(z, 0) - z*y + log(1 + exp(-|z|)), from logits z", example="binary_cross_entropy(x @ v, flags)",
     )
 )

@@ -6,6 +6,7 @@ from ..ir import Batch
 from .registry import (
     REQUIRED,
     OpDef,
+    combines_axis,
     apply,
     const,
     fmt_shape,
@@ -66,8 +67,8 @@ def max_vjp(g, node, cotangent):
 
 
 REDUCE_ATTRS = (("axis", None), ("keepdims", False))
-register(OpDef("sum", 1, reduce_shape, sum_vjp, attrs=REDUCE_ATTRS, canon=reduce_canon, doc="sum over axes", example="sum(x * x, axis=1)"))
-register(OpDef("mean", 1, reduce_shape, mean_vjp, attrs=REDUCE_ATTRS, canon=reduce_canon, doc="sum over axes / count", example="mean(x, axis=0)"))
+register(OpDef("sum", 1, reduce_shape, sum_vjp, attrs=REDUCE_ATTRS, canon=reduce_canon, combines=combines_axis, linear_in=(0,), doc="sum over axes", example="sum(x * x, axis=1)"))
+register(OpDef("mean", 1, reduce_shape, mean_vjp, attrs=REDUCE_ATTRS, canon=reduce_canon, combines=combines_axis, averages=True, linear_in=(0,), doc="sum over axes / count", example="mean(x, axis=0)"))
 
 
 def max_canon(shapes, attrs):
@@ -90,7 +91,7 @@ def max_expand(g, args, attrs):
 register(
     OpDef(
         "max", 1, reduce_shape, max_vjp, attrs=(("axis", REQUIRED), ("keepdims", False)),
-        canon=max_canon, expand=max_expand,
+        canon=max_canon, expand=max_expand, combines=combines_axis,
         doc="largest element along the given axes (gradient to the first maximum)", example="max(seq, axis=1)",
     )
 )

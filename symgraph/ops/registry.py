@@ -50,6 +50,15 @@ class OpDef:
     fold : evaluates the op on plain Python numbers (constant folding, and
         arithmetic on literals in a spec); None where it has no such meaning.
     domain : where the gradient test samples inputs ("real", "positive").
+    combines : ``(arg_shapes, attrs) -> axes`` per argument: the axes along
+        which the op combines elements (reduces, contracts, normalises,
+        gathers, slides a window). Data-parallel training reads it to tell
+        whether examples stay apart (see ``symgraph.sharding``). None, the
+        default for a non-element-wise op, claims every axis: the safe side.
+    averages : the op averages over the axes it combines (``mean`` and the
+        losses), so over the batch axis it is a mean over examples.
+    linear_in : argument positions in which the op is linear, the others
+        held fixed (element-wise ops: read off ``expr``).
     public : callable from a spec (internal ops appear only in gradients).
     doc : one line of math.
     example : public ops: a call in a spec, over the reference's example
@@ -68,6 +77,9 @@ class OpDef:
     int_args: tuple[int, ...] = ()
     int_bound: Callable[[list[Shape], dict], int] | None = None
     any_args: tuple[int, ...] = ()
+    combines: Callable[[list[Shape], dict], tuple[tuple[int, ...], ...]] | None = None
+    averages: bool = False
+    linear_in: tuple[int, ...] = ()
     fold: Callable | None = None
     arg_names: tuple[str, ...] = ()
     domain: str = "real"
@@ -125,6 +137,22 @@ def signature(op: OpDef) -> str:
     tensors = tensor_names(op) if op.arity is not None else ["x", "y", "..."]
     attrs = [k if default is REQUIRED else f"{k}={default!r}" for k, default in op.attrs]
     return f"{op.name}({', '.join(tensors + attrs)})"
+
+
+# -- what ops combine, shared by the families (OpDef.combines) ------------------
+def combines_none(shapes, attrs):
+    """Every element stays apart: each output element reads one of each argument's."""
+    return tuple(() for _ in shapes)
+
+
+def combines_all(shapes, attrs):
+    return tuple(tuple(range(len(s))) for s in shapes)
+
+
+def combines_axis(shapes, attrs):
+    """Along the first argument's ``axis`` attribute (an int or a tuple of ints)."""
+    axis = attrs["axis"]
+    return (tuple(axis) if isinstance(axis, (tuple, list)) else (axis,),) + tuple(() for _ in shapes[1:])
 
 
 # -- shape helpers shared by the families -------------------------------------

@@ -89,12 +89,20 @@ static void sg_fill_uniform(real *out, long count, uint64_t seed, uint64_t strea
 }
 
 /* Inverted dropout: `scale` = 1/(1-p) with probability 1-p, else 0; all ones
- * outside training. */
-static void sg_dropout_mask(long count, double p, real scale, int training, uint64_t seed, uint64_t stream, real *out)
+ * outside training. The mask is [outer, rows, inner] around the batch axis, its
+ * rows examples [first, first + rows) of a batch of `total`: each element draws
+ * the number of its place in the whole batch's mask, so a share of a batch (in
+ * data-parallel training) gets the masks the whole batch would. */
+static void sg_dropout_mask(long outer, long rows, long inner, long first, long total, double p, real scale, int training,
+    uint64_t seed, uint64_t stream, real *out)
 {
     const uint64_t key = sg_key(seed, stream);
-    for (long i = 0; i < count; i++)
-        out[i] = !training ? 1 : sg_uniform(key, (uint64_t)i) >= p ? scale : 0;
+    for (long o = 0; o < outer; o++)
+        for (long r = 0; r < rows; r++) {
+            const uint64_t at = (uint64_t)(o * total + first + r) * (uint64_t)inner;
+            for (long i = 0; i < inner; i++)
+                *out++ = !training ? 1 : sg_uniform(key, at + (uint64_t)i) >= p ? scale : 0;
+        }
 }
 
 /* The matrix product is the BLIS design in portable C: panels of B (KC x NC)
@@ -713,8 +721,8 @@ int digits_mlp_f64_evaluate(real *const params[], const void *const inputs[], lo
 /* Forward in training mode, then backward: the loss, and every gradient in
  * grads, or with step set, a plain SGD step of learning rate lr (grads then
  * holds the gradients it did not add into their parameters as it went). */
-static int sg_train(real *const params[], const void *const inputs[], long n, int training, uint64_t seed,
-    double *loss_value, real *const grads[], int step, real lr)
+static int sg_train(real *const params[], const void *const inputs[], long n, long first, long total, int training,
+    uint64_t seed, double *loss_value, real *const grads[], int step, real lr)
 {
     if (n < 1 || n > DIGITS_MLP_F64_BATCH)
         return -1;
@@ -735,7 +743,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
         h_3[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
 
     real *h_4 = arena + 4096;  /* [n, 128] */
-    sg_dropout_mask(n*128, 0.2, 1.25, training, seed, 1048576, h_4);
+    sg_dropout_mask(1, n, 128, first, total, 0.2, 1.25, training, seed, 1048576, h_4);
 
     real *h = arena + 8192;  /* [n, 128] */
     for (long i = 0; i < n*128; i++)
@@ -811,12 +819,21 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
 int digits_mlp_f64_loss_and_grads(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, real *const grads[])
 {
-    return sg_train(params, inputs, n, training, seed, loss_value, grads, 0, 0);
+    return sg_train(params, inputs, n, 0, n, training, seed, loss_value, grads, 0, 0);
+}
+
+/* loss_and_grads of a share of a larger batch; see model_f64.h. */
+int digits_mlp_f64_loss_and_grads_of_share(real *const params[], const void *const inputs[], long n, long first, long total,
+    int training, uint64_t seed, double *loss_value, real *const grads[])
+{
+    if (first < 0 || total < first + n)
+        return -1;
+    return sg_train(params, inputs, n, first, total, training, seed, loss_value, grads, 0, 0);
 }
 
 /* loss_and_grads and a plain SGD step at once; see model_f64.h. */
 int digits_mlp_f64_sgd_step(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
 {
-    return sg_train(params, inputs, n, training, seed, loss_value, grads, 1, lr);
+    return sg_train(params, inputs, n, 0, n, training, seed, loss_value, grads, 1, lr);
 }

@@ -728,14 +728,16 @@ int nlm_f64_evaluate(real *const params[], const void *const inputs[], long n, d
 /* Forward in training mode, then backward: the loss, and every gradient in
  * grads, or with step set, a plain SGD step of learning rate lr (grads then
  * holds the gradients it did not add into their parameters as it went). */
-static int sg_train(real *const params[], const void *const inputs[], long n, int training, uint64_t seed,
-    double *loss_value, real *const grads[], int step, real lr)
+static int sg_train(real *const params[], const void *const inputs[], long n, long first, long total, int training,
+    uint64_t seed, double *loss_value, real *const grads[], int step, real lr)
 {
     if (n < 1 || n > NLM_F64_BATCH)
         return -1;
 
     (void)training;  /* the model has no dropout */
     (void)seed;
+    (void)first;  /* no dropout mask has a batch axis */
+    (void)total;
     const real *C = params[nlm_f64_param_C];
     const real *H = params[nlm_f64_param_H];
     const real *d = params[nlm_f64_param_d];
@@ -840,12 +842,21 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
 int nlm_f64_loss_and_grads(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, real *const grads[])
 {
-    return sg_train(params, inputs, n, training, seed, loss_value, grads, 0, 0);
+    return sg_train(params, inputs, n, 0, n, training, seed, loss_value, grads, 0, 0);
+}
+
+/* loss_and_grads of a share of a larger batch; see model_f64.h. */
+int nlm_f64_loss_and_grads_of_share(real *const params[], const void *const inputs[], long n, long first, long total,
+    int training, uint64_t seed, double *loss_value, real *const grads[])
+{
+    if (first < 0 || total < first + n)
+        return -1;
+    return sg_train(params, inputs, n, first, total, training, seed, loss_value, grads, 0, 0);
 }
 
 /* loss_and_grads and a plain SGD step at once; see model_f64.h. */
 int nlm_f64_sgd_step(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
 {
-    return sg_train(params, inputs, n, training, seed, loss_value, grads, 1, lr);
+    return sg_train(params, inputs, n, 0, n, training, seed, loss_value, grads, 1, lr);
 }

@@ -56,10 +56,12 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
-def random_bits(seed, stream, count):
-    """count uint64 values of one stream (vectorised; wraps like C's uint64_t)."""
+def random_bits(seed, stream, count, at=None):
+    """count uint64 values of one stream (vectorised; wraps like C's uint64_t),
+    or where given, those at the indices `at`."""
     key = _mix(np.array([seed], np.uint64) + _GOLDEN * np.array([stream + 1], np.uint64))
-    return _mix(key + _GOLDEN * np.arange(1, count + 1, dtype=np.uint64))
+    index = np.arange(count, dtype=np.uint64) if at is None else at.astype(np.uint64)
+    return _mix(key + _GOLDEN * (index + np.uint64(1)))
 
 
 def random_uniform(seed, stream, shape):
@@ -225,8 +227,10 @@ def evaluate(params, inputs):
     return float(loss)
 
 
-def loss_and_grads(params, inputs, training=False, seed=0):
-    """The loss and d loss / d param; dropout is active only when training."""
+def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
+    """The loss and d loss / d param; dropout is active only when training.
+    first and total place these examples in a batch of total (data-parallel
+    training): each example's dropout mask is the one it draws in that batch."""
     C = params["C"]
     H = params["H"]
     d = params["d"]

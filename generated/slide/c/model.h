@@ -80,6 +80,13 @@ int slide_evaluate(slide_real *const params[], const void *const inputs[], long 
 int slide_loss_and_grads(slide_real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, slide_real *const grads[]);
 
+/* loss_and_grads of n examples that are examples [first, first + n) of a batch
+ * of `total` (data-parallel training): each example's dropout mask is the one
+ * it would draw in the whole batch. Returns -1 unless 0 <= first and
+ * first + n <= total, else as loss_and_grads. */
+int slide_loss_and_grads_of_share(slide_real *const params[], const void *const inputs[], long n, long first, long total,
+    int training, uint64_t seed, double *loss_value, slide_real *const grads[]);
+
 /* One step of plain SGD: what loss_and_grads computes, then
  * params[k] -= lr * d loss / d params[k] for every k. A gradient that is a
  * matrix product or an embedding's scatter is added into its parameter (times

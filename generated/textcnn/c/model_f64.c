@@ -79,12 +79,20 @@ static void sg_fill_uniform(real *out, long count, uint64_t seed, uint64_t strea
 }
 
 /* Inverted dropout: `scale` = 1/(1-p) with probability 1-p, else 0; all ones
- * outside training. */
-static void sg_dropout_mask(long count, double p, real scale, int training, uint64_t seed, uint64_t stream, real *out)
+ * outside training. The mask is [outer, rows, inner] around the batch axis, its
+ * rows examples [first, first + rows) of a batch of `total`: each element draws
+ * the number of its place in the whole batch's mask, so a share of a batch (in
+ * data-parallel training) gets the masks the whole batch would. */
+static void sg_dropout_mask(long outer, long rows, long inner, long first, long total, double p, real scale, int training,
+    uint64_t seed, uint64_t stream, real *out)
 {
     const uint64_t key = sg_key(seed, stream);
-    for (long i = 0; i < count; i++)
-        out[i] = !training ? 1 : sg_uniform(key, (uint64_t)i) >= p ? scale : 0;
+    for (long o = 0; o < outer; o++)
+        for (long r = 0; r < rows; r++) {
+            const uint64_t at = (uint64_t)(o * total + first + r) * (uint64_t)inner;
+            for (long i = 0; i < inner; i++)
+                *out++ = !training ? 1 : sg_uniform(key, at + (uint64_t)i) >= p ? scale : 0;
+        }
 }
 
 /* The matrix product is the BLIS design in portable C: panels of B (KC x NC)
@@ -996,8 +1004,8 @@ int textcnn_f64_evaluate(real *const params[], const void *const inputs[], long 
 /* Forward in training mode, then backward: the loss, and every gradient in
  * grads, or with step set, a plain SGD step of learning rate lr (grads then
  * holds the gradients it did not add into their parameters as it went). */
-static int sg_train(real *const params[], const void *const inputs[], long n, int training, uint64_t seed,
-    double *loss_value, real *const grads[], int step, real lr)
+static int sg_train(real *const params[], const void *const inputs[], long n, long first, long total, int training,
+    uint64_t seed, double *loss_value, real *const grads[], int step, real lr)
 {
     if (n < 1 || n > TEXTCNN_F64_BATCH)
         return -1;
@@ -1083,7 +1091,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
             features_1[200 + i*300 + j] = f5[i*100 + j];
 
     real *features_2 = arena + 15008;  /* [n, 300] */
-    sg_dropout_mask(n*300, 0.5, 2.0, training, seed, 1048576, features_2);
+    sg_dropout_mask(1, n, 300, first, total, 0.5, 2.0, training, seed, 1048576, features_2);
 
     real *features = features_1;  /* [n, 300], in place of features_1 */
     for (long i = 0; i < n*300; i++)
@@ -1287,12 +1295,21 @@ static int sg_train(real *const params[], const void *const inputs[], long n, in
 int textcnn_f64_loss_and_grads(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, double *loss_value, real *const grads[])
 {
-    return sg_train(params, inputs, n, training, seed, loss_value, grads, 0, 0);
+    return sg_train(params, inputs, n, 0, n, training, seed, loss_value, grads, 0, 0);
+}
+
+/* loss_and_grads of a share of a larger batch; see model_f64.h. */
+int textcnn_f64_loss_and_grads_of_share(real *const params[], const void *const inputs[], long n, long first, long total,
+    int training, uint64_t seed, double *loss_value, real *const grads[])
+{
+    if (first < 0 || total < first + n)
+        return -1;
+    return sg_train(params, inputs, n, first, total, training, seed, loss_value, grads, 0, 0);
 }
 
 /* loss_and_grads and a plain SGD step at once; see model_f64.h. */
 int textcnn_f64_sgd_step(real *const params[], const void *const inputs[], long n,
     int training, uint64_t seed, real lr, double *loss_value, real *const grads[])
 {
-    return sg_train(params, inputs, n, training, seed, loss_value, grads, 1, lr);
+    return sg_train(params, inputs, n, 0, n, training, seed, loss_value, grads, 1, lr);
 }

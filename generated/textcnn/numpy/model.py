@@ -63,16 +63,29 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
-def random_bits(seed, stream, count):
-    """count uint64 values of one stream (vectorised; wraps like C's uint64_t)."""
+def random_bits(seed, stream, count, at=None):
+    """count uint64 values of one stream (vectorised; wraps like C's uint64_t),
+    or where given, those at the indices `at`."""
     key = _mix(np.array([seed], np.uint64) + _GOLDEN * np.array([stream + 1], np.uint64))
-    return _mix(key + _GOLDEN * np.arange(1, count + 1, dtype=np.uint64))
+    index = np.arange(count, dtype=np.uint64) if at is None else at.astype(np.uint64)
+    return _mix(key + _GOLDEN * (index + np.uint64(1)))
 
 
 def random_uniform(seed, stream, shape):
     """Uniform on [0, 1) from the top 53 bits."""
     bits = random_bits(seed, stream, int(np.prod(shape, dtype=np.int64)))
     return ((bits >> np.uint64(11)) * 2.0**-53).reshape(shape)
+
+
+def example_uniform(seed, stream, shape, axis, first, total):
+    """random_uniform for a dropout mask whose batch axis holds examples
+    [first, first + n) of a batch of total (None: n): each element draws the
+    number of its place in the whole batch's mask."""
+    total = shape[axis] if total is None else total
+    outer, inner = int(np.prod(shape[:axis])), int(np.prod(shape[axis + 1 :]))
+    rows = (np.arange(outer)[:, None] * total + first + np.arange(shape[axis]))[..., None]
+    at = (rows * inner + np.arange(inner)).ravel()
+    return ((random_bits(seed, stream, at.size, at) >> np.uint64(11)) * 2.0**-53).reshape(shape)
 
 
 def random_normal(seed, stream, shape):
@@ -296,8 +309,10 @@ def evaluate(params, inputs):
     return float(loss), np.concatenate(([np.sum(np.argmax(logits, axis=-1) == label)],), dtype=np.float64)
 
 
-def loss_and_grads(params, inputs, training=False, seed=0):
-    """The loss and d loss / d param; dropout is active only when training."""
+def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
+    """The loss and d loss / d param; dropout is active only when training.
+    first and total place these examples in a batch of total (data-parallel
+    training): each example's dropout mask is the one it draws in that batch."""
     E = params["E"]
     K3 = params["K3"]
     K4 = params["K4"]
@@ -336,7 +351,7 @@ def loss_and_grads(params, inputs, training=False, seed=0):
     np.maximum(f5_3, 0.0, out=f5_3)
     f5 = f5_3.max(axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
-    features_2 = (random_uniform(seed, 0 + DROPOUT_STREAM, (n, 300)) >= 0.5) * DTYPE(2.0) if training else DTYPE(1)
+    features_2 = (example_uniform(seed, 0 + DROPOUT_STREAM, (n, 300), 0, first, total) >= 0.5) * DTYPE(2.0) if training else DTYPE(1)
     features = features_1*features_2
     logits_1 = features @ W
     logits = logits_1 + b
