@@ -55,7 +55,7 @@ C_LIBRARY = frozenset(
 
 # Names that the generated modules and trainers define or import themselves.
 RUNTIME = frozenset(
-    """np n real_t params inputs grads outputs training rng seed state
+    """np n real_t params inputs grads outputs training rng seed state first total
     step lr loss_value arena mask ids self args data math os sys time json
     argparse idx tap correct metric_sums real""".split()
 )
@@ -63,7 +63,7 @@ RUNTIME = frozenset(
 # Module-level names of the NumPy model that its functions read: a node so
 # named would shadow them there (the model's own name never reaches Python code).
 NUMPY_MODULE = frozenset(
-    """DTYPE scratch window_rows random_bits random_uniform random_normal
+    """DTYPE scratch window_rows random_bits random_uniform random_normal example_uniform
     DROPOUT_STREAM SHUFFLE_STREAM BATCH BATCH_INPUT WHOLE_BATCH PARAMS INPUTS
     OUTPUTS""".split()
 )

@@ -7,6 +7,7 @@ loop over.
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -267,6 +268,8 @@ def trainer_context(program) -> dict:
         class_axis=class_axis(program),
         targets=targets(program.graph),  # inputs --normalize refuses
         merged_batch=program.merged_batch,
+        coupling=repr(program.coupling),  # why data-parallel training is refused, as a Python literal
+        coupling_c=json.dumps(program.coupling) if program.coupling else "NULL",  # ASCII: node names are identifiers
     )
     context["help"] = help_text(context)
     context["help_c"] = c_string(context["help"])

@@ -32,8 +32,12 @@
 #include <string.h>
 #include <time.h>
 #include <unistd.h>
+#include <sys/mman.h>
 #ifdef _OPENMP
 #include <omp.h>
+#endif
+#ifdef SG_MPI
+#include <mpi.h>
 #endif
 
 #include "model.h"
@@ -56,16 +60,97 @@ typedef slide_real real;
 /* Inputs the spec's train.normalize standardises; --normalize adds more. */
 static const char *const normalized_by_spec[] = {NULL};
 
-/* Bad input: one line on stderr, exit status 2. */
+/* -- the processes that train together ---------------------------------------------
+ * One, or built with MPI (make MPI=1) and started by mpirun, every MPI process:
+ * each computes the gradients of its share of every batch, and one allreduce
+ * of one buffer per step sums them, weighted by the shares' sizes, into the
+ * gradient of the whole batch (up to rounding). */
+static int world_rank = 0, world_size = 1;
+static int setting_up = 1;  /* until agree(): failures are agreed on before any process leaves */
+static double summing = 0;  /* seconds spent in the allreduce this epoch */
+
+/* The end of setting up: where any process found bad input (message; NULL where
+ * this one found none), the first of them says so and every process exits 2. */
+static void agree(const char *message)
+{
+    int failed = message ? world_rank : world_size, first = failed;
+#ifdef SG_MPI
+    MPI_Allreduce(&failed, &first, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD);
+#endif
+    if (first < world_size) {
+        if (first == world_rank)
+            fprintf(stderr, "error: %s\n", message);
+        exit(2);
+    }
+    setting_up = 0;
+}
+
+/* Bad input: one line on stderr, exit status 2. While setting up the processes
+ * first agree on whose line it is; after that the process that found it says so
+ * and ends them all. */
 static void fail(const char *format, ...)
 {
+    char message[2048];
     va_list args;
     va_start(args, format);
-    fputs("error: ", stderr);
-    vfprintf(stderr, format, args);
-    fputc('\n', stderr);
+    vsnprintf(message, sizeof message, format, args);
     va_end(args);
+    if (setting_up)
+        agree(message);
+    fprintf(stderr, "error: %s\n", message);
+#ifdef SG_MPI
+    if (world_size > 1)
+        MPI_Abort(MPI_COMM_WORLD, 2);
+#endif
     exit(2);
+}
+
+#ifdef SG_MPI
+#define MPI_REAL_TYPE (sizeof(real) == sizeof(float) ? MPI_FLOAT : MPI_DOUBLE)
+
+/* At exit, after every process agreed to end (MPI_Abort ends them otherwise). */
+static void leave_world(void)
+{
+    int finalized;
+    MPI_Finalized(&finalized);
+    if (!finalized)
+        MPI_Finalize();
+}
+#endif
+
+/* values[0..count) summed over the processes, in place, in MPI's fixed order for a given number of them. */
+static void sum_over_world(void *values, long count, int doubles)
+{
+#ifdef SG_MPI
+    if (world_size > 1) {
+        struct timespec started, ended;
+        clock_gettime(CLOCK_MONOTONIC, &started);
+        if (count > INT_MAX)
+            fail("%ld values are more than one MPI call sums", count);
+        MPI_Allreduce(MPI_IN_PLACE, values, (int)count, doubles ? MPI_DOUBLE : MPI_REAL_TYPE, MPI_SUM, MPI_COMM_WORLD);
+        clock_gettime(CLOCK_MONOTONIC, &ended);
+        summing += (double)(ended.tv_sec - started.tv_sec) + 1e-9 * (double)(ended.tv_nsec - started.tv_nsec);
+    }
+#endif
+    (void)values, (void)count, (void)doubles;
+}
+
+/* [first, first + share) of this process's share of count examples. */
+static long share_of(long count, long *share)
+{
+    const long first = world_rank * count / world_size;
+    *share = (world_rank + 1) * count / world_size - first;
+    return first;
+}
+
+/* The examples [first, first + length) of this process's batches in a pass over
+ * count in order: the ones it evaluates, and checks when loading. */
+static long part_of(long count, long batch_size, long *length)
+{
+    long batches;
+    const long first = share_of((count + batch_size - 1) / batch_size, &batches) * batch_size;
+    *length = first >= count ? 0 : first + batches * batch_size > count ? count - first : batches * batch_size;
+    return first;
 }
 
 /* p, or a clean exit when an allocation failed. */
@@ -142,31 +227,33 @@ static void header_field(const char *header, const char *key, char *out, size_t 
             out[i] = '?';
 }
 
-/* Reads path into `a`, converting to int64_t (want_int) or real; the caller frees a->values. */
-static int read_npy(const char *path, int want_int, array *a, char *why, size_t why_size)
+/* Opens path and reads its header: a's shape, and the kind ('f', 'i' or 'u') and
+ * width in bytes of its values, which the file holds all of. Returns the file
+ * at its first value, or NULL with why filled in. */
+static FILE *open_npy(const char *path, int want_int, array *a, char *kind, long *width, char *why, size_t why_size)
 {
     struct stat status;
     if (stat(path, &status) == 0 && !S_ISREG(status.st_mode)) {  /* a FIFO would block the read for good */
         snprintf(why, why_size, "not a regular file");
-        return -1;
+        return NULL;
     }
     FILE *f = fopen(path, "rb");
     unsigned char start[10];
     char header[4096], descr[16], order[16];
     if (!f) {
         snprintf(why, why_size, "cannot open: %s", strerror(errno));
-        return -1;
+        return NULL;
     }
     if (fread(start, 1, 10, f) != 10 || memcmp(start, "\x93NUMPY", 6) != 0 || start[6] != 1) {
         snprintf(why, why_size, "not a version 1 .npy file");
         fclose(f);
-        return -1;
+        return NULL;
     }
     size_t length = (size_t)start[8] | (size_t)start[9] << 8;
     if (length >= sizeof header || fread(header, 1, length, f) != length) {
         snprintf(why, why_size, "bad .npy header");
         fclose(f);
-        return -1;
+        return NULL;
     }
     header[length] = '\0';
     header_field(header, "'descr'", descr, sizeof descr);
@@ -174,7 +261,7 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
     if (strncmp(order, "False", 5) != 0) {
         snprintf(why, why_size, "Fortran-ordered arrays are not supported; save with np.ascontiguousarray");
         fclose(f);
-        return -1;
+        return NULL;
     }
     const char *shape = strstr(header, "'shape'");
     shape = shape ? strchr(shape, '(') : NULL;
@@ -190,55 +277,46 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
         if (a->rank == SLIDE_MAX_RANK) {
             snprintf(why, why_size, "has more axes than any input");
             fclose(f);
-            return -1;
+            return NULL;
         }
         if (d < 0 || (d > 0 && a->count > LONG_MAX / d)) {
             snprintf(why, why_size, "has an impossible shape");
             fclose(f);
-            return -1;
+            return NULL;
         }
         a->dims[a->rank++] = d;
         a->count *= d;
         p = end;
     }
-    char kind = descr[1];
-    long width = strtol(descr + 2, NULL, 10);
-    int little = descr[0] == '<' || descr[0] == '|' || (descr[0] == '=' && width == 1);
-    if (!little || !((kind == 'f' && (width == 4 || width == 8)) || ((kind == 'i' || kind == 'u') && (width == 1 || width == 2 || width == 4 || width == 8)))) {
+    *kind = descr[1];
+    *width = strtol(descr + 2, NULL, 10);
+    int little = descr[0] == '<' || descr[0] == '|' || (descr[0] == '=' && *width == 1);
+    if (!little || !((*kind == 'f' && (*width == 4 || *width == 8)) || ((*kind == 'i' || *kind == 'u') && (*width == 1 || *width == 2 || *width == 4 || *width == 8)))) {
         snprintf(why, why_size, "unsupported dtype '%s' (use little-endian floats or integers)", descr);
         fclose(f);
-        return -1;
+        return NULL;
     }
-    if (want_int && kind == 'f') {
+    if (want_int && *kind == 'f') {
         snprintf(why, why_size, "must hold integers, got dtype '%s'", descr);
         fclose(f);
-        return -1;
+        return NULL;
     }
     const long start_of_data = ftell(f);
-    if (start_of_data < 0 || fseek(f, 0, SEEK_END) != 0 || (ftell(f) - start_of_data) / width < a->count ||
+    if (start_of_data < 0 || fseek(f, 0, SEEK_END) != 0 || (ftell(f) - start_of_data) / *width < a->count ||
         fseek(f, start_of_data, SEEK_SET) != 0) {  /* checked before allocating what the header claims */
         snprintf(why, why_size, "file ends before its %ld values", a->count);
         fclose(f);
-        return -1;
+        return NULL;
     }
-    unsigned char *raw = calloc(a->count ? (size_t)a->count : 1, (size_t)width);
-    if (raw && fread(raw, (size_t)width, (size_t)a->count, f) != (size_t)a->count) {
-        snprintf(why, why_size, "file ends before its %ld values", a->count);
-        free(raw);
-        fclose(f);
-        return -1;
-    }
-    fclose(f);
     a->is_int = want_int;
-    a->values = calloc(a->count ? (size_t)a->count : 1, want_int ? sizeof(int64_t) : sizeof(real));
-    if (!raw || !a->values) {
-        snprintf(why, why_size, "no memory for its %ld values", a->count);
-        free(raw);
-        free(a->values);
-        a->values = NULL;
-        return -1;
-    }
-    for (long i = 0; i < a->count; i++) {
+    return f;
+}
+
+/* count values of the given kind and width from raw into out, as int64_t
+ * (want_int) or real. */
+static void convert(const unsigned char *raw, char kind, long width, long count, int want_int, void *out)
+{
+    for (long i = 0; i < count; i++) {
         const unsigned char *v = raw + i * width;
         double x = 0;
         int64_t k = 0;
@@ -258,17 +336,47 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
             x = kind == 'u' ? (double)bits : (double)k;
         }
         if (want_int)
-            ((int64_t *)a->values)[i] = k;
-        else if (!isfinite(x)) {
+            ((int64_t *)out)[i] = k;
+        else
+            ((real *)out)[i] = (real)x;
+    }
+}
+
+/* Reads path into a, converted to int64_t (want_int) or real, or -1 with why
+ * filled in: a real that is not finite (in the model's precision) is damage.
+ * The caller frees a->values. */
+static int read_npy(const char *path, int want_int, array *a, char *why, size_t why_size)
+{
+    char kind;
+    long width;
+    FILE *f = open_npy(path, want_int, a, &kind, &width, why, why_size);
+    if (!f)
+        return -1;
+    unsigned char *raw = calloc(a->count ? (size_t)a->count : 1, (size_t)width);
+    if (raw && fread(raw, (size_t)width, (size_t)a->count, f) != (size_t)a->count) {
+        snprintf(why, why_size, "file ends before its %ld values", a->count);
+        free(raw);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    a->values = calloc(a->count ? (size_t)a->count : 1, want_int ? sizeof(int64_t) : sizeof(real));
+    if (!raw || !a->values) {
+        snprintf(why, why_size, "no memory for its %ld values", a->count);
+        free(raw);
+        free(a->values);
+        a->values = NULL;
+        return -1;
+    }
+    convert(raw, kind, width, a->count, want_int, a->values);
+    free(raw);
+    for (long i = 0; !want_int && i < a->count; i++)
+        if (!isfinite(((real *)a->values)[i])) {
             snprintf(why, why_size, "holds a value that is not finite");
-            free(raw);
             free(a->values);
             a->values = NULL;
             return -1;
-        } else
-            ((real *)a->values)[i] = (real)x;
-    }
-    free(raw);
+        }
     return 0;
 }
 
@@ -313,11 +421,72 @@ typedef struct {
     long count;  /* examples */
 } dataset;
 
+typedef struct {
+    int active;
+    real *mean, *std;  /* per feature: the input's size per example */
+} statistics;
+
 /* Whether forward() reads input k (prediction needs no labels). */
 static const int forward_reads[] = {0};
 
-/* Every input's NAME.npy in folder (with only_forward, those forward() reads). */
-static void load_data(const char *folder, dataset *data, int only_forward)
+/* Maps path into memory where it stores its values as the model reads them
+ * (int64_t ids, or reals of the model's precision): then only the pages of the
+ * examples used are ever read. Other files are read and converted whole. The
+ * values are not checked here (see check_rows). The mappings last until exit. */
+static int map_npy(const char *path, int want_int, array *a, char *why, size_t why_size)
+{
+    char kind;
+    long width;
+    FILE *f = open_npy(path, want_int, a, &kind, &width, why, why_size);
+    if (!f)
+        return -1;
+    const long start = ftell(f);
+    const int native = want_int ? kind == 'i' && width == 8 : kind == 'f' && width == (long)sizeof(real);
+    if (native && start % width == 0 && a->count > 0) {
+        void *mapped = mmap(NULL, (size_t)start + (size_t)a->count * (size_t)width, PROT_READ, MAP_PRIVATE, fileno(f), 0);
+        fclose(f);
+        if (mapped == MAP_FAILED) {
+            snprintf(why, why_size, "cannot map: %s", strerror(errno));
+            return -1;
+        }
+        a->values = (char *)mapped + start;
+        return 0;
+    }
+    unsigned char *raw = malloc(a->count ? (size_t)a->count * (size_t)width : 1);
+    a->values = own(checked(calloc(a->count ? (size_t)a->count : 1, want_int ? sizeof(int64_t) : sizeof(real))));
+    if (!raw || fread(raw, (size_t)width, (size_t)a->count, f) != (size_t)a->count) {
+        snprintf(why, why_size, raw ? "file ends before its %ld values" : "no memory for its %ld values", a->count);
+        free(raw);
+        fclose(f);
+        return -1;
+    }
+    fclose(f);
+    convert(raw, kind, width, a->count, want_int, a->values);
+    free(raw);
+    return 0;
+}
+
+/* Why values [first, first + count) of input k are no input of the model, or NULL. */
+static const char *bad_values(const array *a, int k, long first, long count)
+{
+    const slide_leaf *leaf = &slide_inputs[k];
+    static char why[128];
+    for (long i = first; leaf->is_int && i < first + count; i++)
+        if (((const int64_t *)a->values)[i] < 0 || ((const int64_t *)a->values)[i] >= leaf->bound) {
+            snprintf(why, sizeof why, "holds ids outside [0, %ld)", leaf->bound);
+            return why;
+        }
+    for (long i = first; !leaf->is_int && i < first + count; i++)
+        if (!isfinite(((const real *)a->values)[i]))
+            return "holds a value that is not finite";
+    return NULL;
+}
+
+/* Every input's NAME.npy in folder (with only_forward, those forward() reads),
+ * memory-mapped. Shapes are checked whole; the values over this process's part
+ * of the examples (part_of), the only ones of the files it reads but for the
+ * shuffled batches of training, or with whole, over all of them. */
+static void load_data(const char *folder, dataset *data, int only_forward, long batch_size, int whole)
 {
     char path[4096], why[256], dims[64];
     data->count = -1;
@@ -327,9 +496,8 @@ static void load_data(const char *folder, dataset *data, int only_forward)
         if (only_forward && !forward_reads[k])
             continue;
         make_path(path, folder, "/", leaf->name, ".npy");
-        if (read_npy(path, leaf->is_int, a, why, sizeof why) != 0)
+        if (map_npy(path, leaf->is_int, a, why, sizeof why) != 0)
             fail("%s: %s", path, why);
-        own(a->values);
         if (!has_shape(a, leaf->rank, leaf->dims, leaf->batched)) {
             size_t used = 0;
             for (int d = 0; d < leaf->rank; d++)
@@ -342,28 +510,31 @@ static void load_data(const char *folder, dataset *data, int only_forward)
                 fail("%s: the number of examples differs from the other inputs in %s", path, folder);
             data->count = a->dims[0];
         }
-        for (long i = 0; leaf->is_int && i < a->count; i++)
-            if (((int64_t *)a->values)[i] < 0 || ((int64_t *)a->values)[i] >= leaf->bound)
-                fail("%s: holds ids outside [0, %ld)", path, leaf->bound);
     }
     if (data->count < 0)
         data->count = 1;  /* no input has a batch axis: one example, the whole data */
     if (data->count == 0)
         fail("%s: holds no examples", folder);
-}
-
-/* Points inputs at examples [first, first + n) of data, which lie in one piece. */
-static void slice(const dataset *data, long first, const void *inputs[])
-{
+    long rows = data->count;
+    const long first = whole ? 0 : part_of(data->count, batch_size, &rows);
     for (int k = 0; k < slide_num_inputs; k++) {
         const slide_leaf *leaf = &slide_inputs[k];
-        size_t item = leaf->is_int ? sizeof(int64_t) : sizeof(real);
-        inputs[k] = (const char *)data->inputs[k].values + (leaf->batched ? (size_t)(first * leaf->size) * item : 0);
+        if (only_forward && !forward_reads[k])
+            continue;
+        const char *bad = bad_values(&data->inputs[k], k, leaf->batched ? first * leaf->size : 0, leaf->batched ? rows * leaf->size : leaf->size);
+        make_path(path, folder, "/", leaf->name, ".npy");
+        if (bad && world_size > 1)
+            fail("%s: %s (examples %ld-%ld, read by process %d of %d)", path, bad, first, first + rows - 1, world_rank, world_size);
+        if (bad)
+            fail("%s: %s", path, bad);
     }
 }
 
-/* Copies examples order[0..n) of every batched input into batch buffers. */
-static void gather(const dataset *data, const long *order, long n, void *batch[], const void *inputs[])
+/* Copies examples order[first..first + n) (with no order, first..first + n) of
+ * every batched input into batch buffers, standardised where stats has the
+ * input, and points inputs at them. */
+static void gather(const dataset *data, const long *order, long first, long n, const statistics stats[], void *batch[],
+    const void *inputs[])
 {
     for (int k = 0; k < slide_num_inputs; k++) {
         const slide_leaf *leaf = &slide_inputs[k];
@@ -373,8 +544,14 @@ static void gather(const dataset *data, const long *order, long n, void *batch[]
             continue;
         }
         size_t item = leaf->is_int ? sizeof(int64_t) : sizeof(real), row = (size_t)leaf->size * item;
-        for (long i = 0; i < n; i++)
-            memcpy((char *)batch[k] + (size_t)i * row, (const char *)a->values + (size_t)order[i] * row, row);
+        for (long i = 0; i < n; i++) {
+            const long at = order ? order[first + i] : first + i;
+            memcpy((char *)batch[k] + (size_t)i * row, (const char *)a->values + (size_t)at * row, row);
+        }
+        for (long i = 0; stats[k].active && i < n * leaf->size; i++) {
+            real *x = (real *)batch[k] + i;
+            *x = (real)(((double)*x - stats[k].mean[i % leaf->size]) / stats[k].std[i % leaf->size]);
+        }
         inputs[k] = batch[k];
     }
 }
@@ -406,44 +583,48 @@ static void shuffle(long *order, sort_item *items, long count, uint64_t seed, ui
 
 /* -- input normalisation -------------------------------------------------------------- */
 
-typedef struct {
-    int active;
-    real *mean, *std;  /* per feature: the input's size per example */
-} statistics;
-
-/* Mean and standard deviation (1 where constant) of every feature over the examples. */
-static void measure(const dataset *data, int k, statistics *stats)
+/* Mean and standard deviation (1 where constant) of every feature over the
+ * examples: each process's over its part, combined in the order of the
+ * processes (Chan et al.'s pairwise update, summed). */
+static void measure(const dataset *data, int k, long batch_size, statistics *stats)
 {
     const slide_leaf *leaf = &slide_inputs[k];
     const real *x = data->inputs[k].values;
-    long rows = leaf->batched ? data->count : 1;
-    stats->mean = allocate((size_t)leaf->size, sizeof(real));
-    stats->std = allocate((size_t)leaf->size, sizeof(real));
-    for (long j = 0; j < leaf->size; j++) {
+    long rows = 1;
+    const long first = leaf->batched ? part_of(data->count, batch_size, &rows) : 0;
+    const long size = leaf->size, parts = world_size;
+    double *moments = allocate((size_t)(parts * (1 + 2 * size)), sizeof(double));  /* per process: count, means, squared deviations */
+    double *mine = moments + world_rank * (1 + 2 * size);
+    mine[0] = (double)rows;
+    for (long j = 0; j < size; j++) {
         double total = 0, spread = 0;
-        for (long r = 0; r < rows; r++)
-            total += x[r * leaf->size + j];
-        const double mean = total / (double)rows;
-        for (long r = 0; r < rows; r++)
-            spread += (x[r * leaf->size + j] - mean) * (x[r * leaf->size + j] - mean);
-        const double std = sqrt(spread / (double)rows);
+        for (long r = first; r < first + rows; r++)
+            total += x[r * size + j];
+        const double mean = rows ? total / (double)rows : 0;
+        for (long r = first; r < first + rows; r++)
+            spread += (x[r * size + j] - mean) * (x[r * size + j] - mean);
+        mine[1 + j] = mean;
+        mine[1 + size + j] = spread;
+    }
+    sum_over_world(moments, parts * (1 + 2 * size), 1);  /* each process's slots are its own: the sum gathers them */
+    stats->mean = allocate((size_t)size, sizeof(real));
+    stats->std = allocate((size_t)size, sizeof(real));
+    for (long j = 0; j < size; j++) {
+        double count = 0, mean = 0, spread = 0;
+        for (long p = 0; p < parts; p++)
+            count += moments[p * (1 + 2 * size)];
+        for (long p = 0; p < parts; p++)
+            mean += parts == 1 ? moments[1 + j] : moments[p * (1 + 2 * size)] * moments[p * (1 + 2 * size) + 1 + j] / count;
+        for (long p = 0; p < parts; p++) {
+            const double *part = moments + p * (1 + 2 * size);
+            const double gap = part[1 + j] - mean;
+            spread += part[1 + size + j] + (parts == 1 ? 0 : part[0] * gap * gap);
+        }
+        const double std = sqrt(spread / count);
         stats->mean[j] = (real)mean;
         stats->std[j] = (real)(std > 1e-12 ? std : 1.0);
     }
     stats->active = 1;
-}
-
-/* x = (x - mean) / std, in place, for every input with statistics. */
-static void standardise(dataset *data, const statistics stats[])
-{
-    for (int k = 0; k < slide_num_inputs; k++) {
-        const slide_leaf *leaf = &slide_inputs[k];
-        real *x = data->inputs[k].values;
-        if (!stats[k].active || !x)
-            continue;
-        for (long i = 0; i < data->inputs[k].count; i++)
-            x[i] = (real)(((double)x[i] - stats[k].mean[i % leaf->size]) / stats[k].std[i % leaf->size]);
-    }
 }
 
 /* -- checkpoints ---------------------------------------------------------------------- */
@@ -839,23 +1020,27 @@ static long usable(long count, long batch_size)
     return count;
 }
 
-/* Mean loss over data, in order, and each metric the model reports. */
-static void evaluate(real *const params[], const dataset *data, long batch_size, double *loss, double metric[])
+/* Mean loss over data, and each metric the model reports: each process's over
+ * its part of the batches, summed over the processes. */
+static void evaluate(real *const params[], const dataset *data, long batch_size, const statistics stats[], void *batch[],
+    double *loss, double metric[])
 {
     const void *inputs[slide_num_inputs + 1];
-    double total = 0, summed[SLIDE_METRIC_SUMS] = {0};
-    const long used = usable(data->count, batch_size);
-    for (long start = 0; start < used; start += batch_size) {
+    double sums[1 + SLIDE_METRIC_SUMS] = {0}, *summed = sums + 1;  /* the loss times the examples, then the metrics' sums */
+    long mine;
+    const long used = usable(data->count, batch_size), first = part_of(used, batch_size, &mine);
+    for (long start = first; start < first + mine; start += batch_size) {
         long n = used - start < batch_size ? used - start : batch_size;
         double value, part[SLIDE_METRIC_SUMS];
-        slice(data, start, inputs);
+        gather(data, NULL, start, n, stats, batch, inputs);
         if (slide_evaluate(params, inputs, n, &value, part) != 0)
             fail("evaluation refused a batch");
-        total += value * (double)n;
+        sums[0] += value * (double)n;
         for (int s = 0; s < SLIDE_METRIC_SUMS; s++)
             summed[s] += part[s];
     }
-    *loss = total / (double)used;
+    sum_over_world(sums, 1 + SLIDE_METRIC_SUMS, 1);
+    *loss = sums[0] / (double)used;
     const double scored = (double)used * SCORED;
     (void)scored;
     (void)metric;
@@ -898,7 +1083,7 @@ static int log_row(const char *path, long epoch, double train_loss, int evaluate
 }
 
 /* Central differences of the double-precision model on one batch. */
-static int gradcheck(const dataset *data, long batch_size, real *const start[], uint64_t seed)
+static int gradcheck(const dataset *data, long batch_size, const statistics stats[], void *batch[], real *const start[], uint64_t seed)
 {
     enum { element_limit = 32, directions = 6 };
     const double eps = 1e-6, rtol = 1e-6, atol = 1e-8;
@@ -907,7 +1092,7 @@ static int gradcheck(const dataset *data, long batch_size, real *const start[], 
     double *params[slide_num_params + 1], *grads[slide_num_params + 1], *scratch[slide_num_params + 1];
     double *shifted[slide_num_params + 1];
     void *doubled[slide_num_inputs + 1];
-    slice(data, 0, inputs);
+    gather(data, NULL, 0, n, stats, batch, inputs);
     for (int k = 0; k < slide_num_inputs; k++) {  /* float inputs in double */
         const slide_leaf *leaf = &slide_inputs[k];
         long count = leaf->batched ? leaf->size * n : leaf->size;
@@ -1086,7 +1271,8 @@ static int choice(const char *flag, const char *text, const char *const names[])
 /* --predict: the first output of the spec (L) for every example in the
  * folder, with the checkpoint's normalisation, or with argmax the index of its
  * largest entry along the last axis; written to out as .npy. */
-static void predict(real *const params[], const dataset *data, long batch_size, const char *out, int argmax)
+static void predict(real *const params[], const dataset *data, long batch_size, const statistics stats[], void *batch[],
+    const char *out, int argmax)
 {
     const slide_leaf *leaf = &slide_outputs[0];
     const long per = leaf->size, classes = leaf->rank ? leaf->dims[leaf->rank - 1] : 1;
@@ -1100,7 +1286,7 @@ static void predict(real *const params[], const dataset *data, long batch_size, 
     const void *inputs[slide_num_inputs + 1];
     for (long start = 0; start < data->count; start += batch_size) {
         long n = data->count - start < batch_size ? data->count - start : batch_size;
-        slice(data, start, inputs);
+        gather(data, NULL, start, n, stats, batch, inputs);
         if (slide_forward(params, inputs, n, outputs) != 0)
             fail("the model refused a batch of %ld examples", n);
         memcpy(values + (leaf->batched ? start * per : 0), outputs[0], (size_t)((leaf->batched ? n : 1) * per) * sizeof(real));
@@ -1176,6 +1362,13 @@ int main(int argc, char **argv)
     optimizer opt = {choice("optimizer", OPTIMIZER, optimizer_names), 0, LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, 0, {0}, {0}};
     statistics stats[slide_num_inputs + 1] = { {0} };
     atexit(release_all);
+#ifdef SG_MPI
+    MPI_Init(&argc, &argv);
+    atexit(leave_world);
+    MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
+    MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+#endif
+    const int talk = world_rank == 0;  /* the first process alone prints, logs and saves */
     for (int i = 0; normalized_by_spec[i]; i++)
         stats[input_index(normalized_by_spec[i])].active = 1;
     char spelled[256];
@@ -1189,7 +1382,8 @@ int main(int argc, char **argv)
             attached = equals + 1;
         }
         if (strcmp(flag, "-h") == 0 || strcmp(flag, "--help") == 0) {
-            fputs(usage, stdout);
+            if (talk)
+                fputs(usage, stdout);
             return 0;
         }
         int *switched = strcmp(flag, "--gradcheck") == 0 ? &check : strcmp(flag, "--eval") == 0 ? &eval_only
@@ -1266,7 +1460,7 @@ int main(int argc, char **argv)
         fail("--out and --argmax go with --predict DIR");
     if (argmax)
         fail("--argmax: output L has no axis of classes to take the largest entry along");
-    if (predict_to) {
+    if (predict_to && talk) {
         char folder[4096], real_folder[PATH_MAX], real_read[PATH_MAX];
         make_path(folder, predict_to, "", "", "");
         char *slash = strrchr(folder, '/');
@@ -1292,11 +1486,15 @@ int main(int argc, char **argv)
     batch_size = 1;  /* no input has a batch axis: every step sees all of the data */
     if (slide_num_inputs > 0 && !data_dir && !(eval_only && val_dir) && !predict_dir)
         fail("--data is required: a folder with one NAME.npy per input");
-    if (save_to)
+    const char *coupling = NULL;  /* why the loss does not split over examples, if so */
+    if (world_size > 1 && coupling && !(eval_only || predict_dir || check))
+        fail("this model cannot train over %d processes: %s, so the gradients of shares of a batch do not add up to the "
+             "batch's; train it in one process", world_size, coupling);
+    if (save_to && talk)
         check_save(save_to);
-    if (best_to)
+    if (best_to && talk)
         check_save(best_to);
-    if (log_to && !can_write(log_to))
+    if (log_to && talk && !can_write(log_to))
         fail("--log %s: cannot be written", log_to);
 #ifdef _OPENMP
     if (threads > 0)
@@ -1304,19 +1502,26 @@ int main(int argc, char **argv)
 #endif
     (void)threads;  /* without OpenMP the trainer runs on one thread */
 
-    dataset data = {0}, val = {0};
+    dataset data = {0}, val = {0}, queries = {0};
     if (data_dir)
-        load_data(data_dir, &data, 0);
+        load_data(data_dir, &data, 0, batch_size, check);  /* the gradient check reads the first batch */
     else
         data.count = 1;
     if (val_dir)
-        load_data(val_dir, &val, 0);
+        load_data(val_dir, &val, 0, batch_size, 0);
+    if (predict_dir && talk)
+        load_data(predict_dir, &queries, 1, batch_size, 1);
 
+    /* The gradients lie in one buffer, the loss after them: what the processes sum at each step. */
+    long gradient_count = 0;
+    for (int k = 0; k < slide_num_params; k++)
+        gradient_count += slide_params[k].size;
+    real *gradient_buffer = allocate((size_t)gradient_count + 1, sizeof(real));
     real *params[slide_num_params + 1], *grads[slide_num_params + 1];
     for (int k = 0; k < slide_num_params; k++) {
         size_t size = (size_t)slide_params[k].size;
         params[k] = allocate(size, sizeof(real));
-        grads[k] = allocate(size, sizeof(real));
+        grads[k] = k ? grads[k - 1] + slide_params[k - 1].size : gradient_buffer;
         opt.m[k] = allocate(size, sizeof(real));
         opt.v[k] = allocate(size, sizeof(real));
     }
@@ -1324,43 +1529,44 @@ int main(int argc, char **argv)
         load_checkpoint(init_from, params, &opt, &done, &seed, seed_given, stats);
     else
         slide_init_params(params, seed);
+    agree(NULL);
+
     for (int k = 0; k < slide_num_inputs; k++)
         if (stats[k].active == 1 && data_dir)
-            measure(&data, k, &stats[k]);
+            measure(&data, k, batch_size, &stats[k]);
         else if (stats[k].active == 1)
             stats[k].active = 0;  /* nothing to measure on, nothing stored */
-    standardise(&data, stats);
-    standardise(&val, stats);
+    void *batch[slide_num_inputs + 1];
+    const void *inputs[slide_num_inputs + 1];
+    for (int k = 0; k < slide_num_inputs; k++)
+        batch[k] = allocate((size_t)(slide_inputs[k].size * batch_size), 8);
     if (check)
-        return gradcheck(&data, batch_size, params, seed);
+        return talk ? gradcheck(&data, batch_size, stats, batch, params, seed) : 0;
     if (predict_dir) {
-        dataset queries = {0};
-        load_data(predict_dir, &queries, 1);
-        standardise(&queries, stats);
-        predict(params, &queries, batch_size, predict_to, argmax);
+        if (talk)
+            predict(params, &queries, batch_size, stats, batch, predict_to, argmax);
+        return 0;
+    }
+    if (eval_only) {
+        double loss, metric[METRICS + 1];
+        evaluate(params, val_dir ? &val : &data, batch_size, stats, batch, &loss, metric);
+        if (talk) {
+            printf("eval");
+            report("", loss, metric);
+            printf("\n");
+        }
+        return 0;
+    }
+    if (init_from && done >= epochs) {
+        if (talk)
+            printf("%s has %ld epochs done, and --epochs %ld asks for no more: nothing to train\n", init_from, done, epochs);
         return 0;
     }
 
     long *order = allocate((size_t)data.count, sizeof *order);
     sort_item *items = allocate((size_t)data.count, sizeof *items);
-    void *batch[slide_num_inputs + 1];
-    const void *inputs[slide_num_inputs + 1];
-    for (int k = 0; k < slide_num_inputs; k++)
-        batch[k] = allocate((size_t)(slide_inputs[k].size * batch_size), 8);
-    if (eval_only) {
-        double loss, metric[METRICS + 1];
-        evaluate(params, val_dir ? &val : &data, batch_size, &loss, metric);
-        printf("eval");
-        report("", loss, metric);
-        printf("\n");
-        return 0;
-    }
-    if (init_from && done >= epochs) {
-        printf("%s has %ld epochs done, and --epochs %ld asks for no more: nothing to train\n", init_from, done, epochs);
-        return 0;
-    }
 
-    const int live = isatty(STDOUT_FILENO);
+    const int live = talk && isatty(STDOUT_FILENO);
     double best = 0;
     long waited = 0;
     for (long epoch = done + 1; epoch <= epochs; epoch++) {
@@ -1372,16 +1578,27 @@ int main(int argc, char **argv)
         clock_gettime(CLOCK_MONOTONIC, &begun);
         double total = 0, loss = 0, metric[METRICS + 1] = {0}, norms = 0, shown = 0;
         const long used = usable(data.count, batch_size), batches = (used + batch_size - 1) / batch_size;
-        const int fused = plain_sgd(&opt) && clip_norm == 0;  /* the step taken as the gradients are computed, where it can be */
+        /* the step taken as the gradients are computed, where it can be: in one process, plain SGD */
+        const int fused = plain_sgd(&opt) && clip_norm == 0 && world_size == 1;
         long batches_done = 0;
+        summing = 0;
         for (long start = 0; start < used; start += batch_size) {
-            long n = used - start < batch_size ? used - start : batch_size;
-            gather(&data, order + start, n, batch, inputs);
+            long n = used - start < batch_size ? used - start : batch_size, share;
+            const long first = share_of(n, &share);  /* of this batch, this process's examples */
+            gather(&data, order, start + first, share, stats, batch, inputs);
             const uint64_t step_seed = seed * 1000003u + (uint64_t)opt.step;
-            if ((fused ? slide_sgd_step(params, inputs, n, 1, step_seed, (real)opt.lr, &loss, grads)
-                       : slide_loss_and_grads(params, inputs, n, 1, step_seed, &loss, grads)) != 0)
+            if (fused ? slide_sgd_step(params, inputs, n, 1, step_seed, (real)opt.lr, &loss, grads) != 0
+                      : share > 0 && slide_loss_and_grads_of_share(params, inputs, share, first, n, 1, step_seed, &loss, grads) != 0)
                 fail("the model refused a batch");
-            if (!isfinite(loss))
+            if (world_size > 1) {  /* the weighted sum of the processes' gradients, and of their losses */
+                const real weight = (real)((double)share / (double)n);
+                for (long i = 0; i < gradient_count; i++)
+                    gradient_buffer[i] = share > 0 ? gradient_buffer[i] * weight : 0;
+                gradient_buffer[gradient_count] = share > 0 ? (real)(loss * (double)share / (double)n) : 0;
+                sum_over_world(gradient_buffer, gradient_count + 1, 0);
+                loss = gradient_buffer[gradient_count];
+            }
+            if (talk && !isfinite(loss))  /* every process has the loss: the first tells */
                 fail("epoch %ld: the loss is not finite (%g); the last checkpoint is kept", epoch, loss);
             if (fused)
                 opt.step++;
@@ -1397,29 +1614,35 @@ int main(int argc, char **argv)
         }
         if (live && shown > 0)
             printf("\r\033[K");
-        double rate = (double)used / (since(&started) > 1e-9 ? since(&started) : 1e-9);
-        printf("epoch %3ld  train loss %.4f", epoch, total / (double)used);
-        if (val_dir) {
-            evaluate(params, &val, batch_size, &loss, metric);
-            report("val ", loss, metric);
+        const double spent = since(&started) > 1e-9 ? since(&started) : 1e-9, rate = (double)used / spent;
+        if (val_dir)
+            evaluate(params, &val, batch_size, stats, batch, &loss, metric);
+        if (talk) {
+            printf("epoch %3ld  train loss %.4f", epoch, total / (double)used);
+            if (val_dir)
+                report("val ", loss, metric);
+            printf("  lr %.4g  %.0f ex/s", opt.lr, rate);
+            if (world_size > 1)
+                printf("  %d processes, %.0f%% summing", world_size, 100 * summing / spent);
+            printf("\n");
+            fflush(stdout);
         }
-        printf("  lr %.4g  %.0f ex/s\n", opt.lr, rate);
-        fflush(stdout);
-        if (log_to && log_row(log_to, epoch, total / (double)used, val_dir != NULL, loss, metric, opt.lr, fused ? -1 : norms / (double)batches_done, rate) != 0)
+        if (talk && log_to && log_row(log_to, epoch, total / (double)used, val_dir != NULL, loss, metric, opt.lr, fused ? -1 : norms / (double)batches_done, rate) != 0)
             fail("%s: cannot append to the log: %s", log_to, strerror(errno));
-        if (save_to && save(save_to, params, &opt, epoch, seed, stats) != 0)
+        if (talk && save_to && save(save_to, params, &opt, epoch, seed, stats) != 0)
             fail("%s: cannot write the checkpoint: %s", save_to, strerror(errno));
         if (val_dir) {
             const double score = loss;
             if (better(score, best, epoch == done + 1)) {
                 best = score;
                 waited = 0;
-                if (best_to && save(best_to, params, &opt, epoch, seed, stats) != 0)
+                if (talk && best_to && save(best_to, params, &opt, epoch, seed, stats) != 0)
                     fail("%s: cannot write the checkpoint: %s", best_to, strerror(errno));
             } else
                 waited++;
             if (patience && waited >= patience) {
-                printf("early stop: no better validation score for %ld epochs (best %.4f)\n", waited, best);
+                if (talk)
+                    printf("early stop: no better validation score for %ld epochs (best %.4f)\n", waited, best);
                 break;
             }
         }
