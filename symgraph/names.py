@@ -129,7 +129,7 @@ def c_prefix(model: str) -> str:
 # What the C interface declares once per model (NAME_forward, NAME_params, ...).
 INTERFACE_SUFFIXES = (
     "real", "leaf", "num_params", "num_inputs", "num_outputs", "params", "inputs", "load", "error", "predict",
-    "outputs", "init_params", "forward", "evaluate", "loss_and_grads", "sgd_step", "random_bits",
+    "outputs", "init_params", "forward", "evaluate", "loss_and_grads", "loss_and_grads_of_share", "sgd_step", "random_bits",
 )
 INTERFACE_MACROS = ("BATCH", "MAX_RANK", "MODEL_H", "METRIC_SUMS", "H")
 

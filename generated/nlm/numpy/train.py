@@ -233,7 +233,7 @@ def batch(data, index, stats):
             out[name] = value
         elif name in stats:
             mean, std = stats[name]
-            out[name] = ((value[index].astype(np.float64) - mean) / std).astype(model.DTYPE)
+            out[name] = ((value[index].astype(model.DTYPE).astype(np.float64) - mean) / std).astype(model.DTYPE)
         else:
             out[name] = value[index].astype(model.DTYPE if model.INPUTS[name][1] == "float" else np.int64)
     return out
@@ -244,7 +244,7 @@ def statistics(data, names, batch_size):
     constant): each process's over its part, combined in rank order."""
     stats = {}
     for name in names:
-        values = np.asarray(data[name][WORLD.part(count(data), batch_size)], np.float64)
+        values = data[name][WORLD.part(count(data), batch_size)].astype(model.DTYPE).astype(np.float64)
         parts = [part for part in WORLD.gather((len(values), values.mean(axis=0), values.var(axis=0)) if len(values) else None) if part]
         if len(parts) == 1:
             mean, std = parts[0][1], np.sqrt(parts[0][2])
@@ -717,6 +717,9 @@ def setup(args):
     data = load_data(args.data, args.batch_size) if model.INPUTS and args.data else {}
     val = load_data(args.val, args.batch_size) if args.val else None
     unseen = load_data(args.predict, args.batch_size, model.FORWARD_INPUTS, whole=True) if args.predict and not WORLD.rank else None
+    for folder in (data, val):  # refused here, where the processes agree, rather than mid-run
+        if folder:
+            usable(count(folder), args.batch_size)
     optimizer = Optimizer(args.optimizer, args.lr, args.momentum, args.weight_decay, args.nesterov)
     done, seed, stats = 0, 0, {}
     if args.init_from:

@@ -417,7 +417,10 @@ static int has_shape(const array *a, int rank, const long *dims, int from)
 /* -- data --------------------------------------------------------------------------- */
 
 typedef struct {
-    array inputs[textcnn_num_inputs + 1];
+    array inputs[textcnn_num_inputs + 1];  /* shapes; values only of inputs without a batch axis, converted */
+    const unsigned char *stored[textcnn_num_inputs + 1];  /* each file's values as stored: memory-mapped */
+    char kind[textcnn_num_inputs + 1];  /* and their kind ('f', 'i' or 'u') and width in bytes */
+    long width[textcnn_num_inputs + 1];
     long count;  /* examples */
 } dataset;
 
@@ -429,63 +432,42 @@ typedef struct {
 /* Whether forward() reads input k (prediction needs no labels). */
 static const int forward_reads[] = {1, 0, 0};
 
-/* Maps path into memory where it stores its values as the model reads them
- * (int64_t ids, or reals of the model's precision): then only the pages of the
- * examples used are ever read. Other files are read and converted whole. The
- * values are not checked here (see check_rows). The mappings last until exit. */
-static int map_npy(const char *path, int want_int, array *a, char *why, size_t why_size)
+/* Values [first, first + count) of input k, converted to int64_t or real into out. */
+static void values_of(const dataset *data, int k, long first, long count, void *out)
 {
-    char kind;
-    long width;
-    FILE *f = open_npy(path, want_int, a, &kind, &width, why, why_size);
-    if (!f)
-        return -1;
-    const long start = ftell(f);
-    const int native = want_int ? kind == 'i' && width == 8 : kind == 'f' && width == (long)sizeof(real);
-    if (native && start % width == 0 && a->count > 0) {
-        void *mapped = mmap(NULL, (size_t)start + (size_t)a->count * (size_t)width, PROT_READ, MAP_PRIVATE, fileno(f), 0);
-        fclose(f);
-        if (mapped == MAP_FAILED) {
-            snprintf(why, why_size, "cannot map: %s", strerror(errno));
-            return -1;
-        }
-        a->values = (char *)mapped + start;
-        return 0;
-    }
-    unsigned char *raw = malloc(a->count ? (size_t)a->count * (size_t)width : 1);
-    a->values = own(checked(calloc(a->count ? (size_t)a->count : 1, want_int ? sizeof(int64_t) : sizeof(real))));
-    if (!raw || fread(raw, (size_t)width, (size_t)a->count, f) != (size_t)a->count) {
-        snprintf(why, why_size, raw ? "file ends before its %ld values" : "no memory for its %ld values", a->count);
-        free(raw);
-        fclose(f);
-        return -1;
-    }
-    fclose(f);
-    convert(raw, kind, width, a->count, want_int, a->values);
-    free(raw);
-    return 0;
+    const long width = data->width[k];
+    const size_t item = textcnn_inputs[k].is_int ? sizeof(int64_t) : sizeof(real);
+    const unsigned char *from = data->stored[k] + (size_t)first * (size_t)width;
+    if ((size_t)width == item && data->kind[k] == (textcnn_inputs[k].is_int ? 'i' : 'f'))
+        memcpy(out, from, (size_t)count * item);  /* stored as the model reads it */
+    else
+        convert(from, data->kind[k], width, count, textcnn_inputs[k].is_int, out);
 }
 
 /* Why values [first, first + count) of input k are no input of the model, or NULL. */
-static const char *bad_values(const array *a, int k, long first, long count)
+static const char *bad_values(const dataset *data, int k, long first, long count)
 {
     const textcnn_leaf *leaf = &textcnn_inputs[k];
     static char why[128];
-    for (long i = first; leaf->is_int && i < first + count; i++)
-        if (((const int64_t *)a->values)[i] < 0 || ((const int64_t *)a->values)[i] >= leaf->bound) {
+    for (long i = first; i < first + count; i++) {
+        int64_t id;
+        real x;
+        values_of(data, k, i, 1, leaf->is_int ? (void *)&id : (void *)&x);
+        if (leaf->is_int && (id < 0 || id >= leaf->bound)) {
             snprintf(why, sizeof why, "holds ids outside [0, %ld)", leaf->bound);
             return why;
         }
-    for (long i = first; !leaf->is_int && i < first + count; i++)
-        if (!isfinite(((const real *)a->values)[i]))
+        if (!leaf->is_int && !isfinite(x))
             return "holds a value that is not finite";
+    }
     return NULL;
 }
 
 /* Every input's NAME.npy in folder (with only_forward, those forward() reads),
- * memory-mapped. Shapes are checked whole; the values over this process's part
- * of the examples (part_of), the only ones of the files it reads but for the
- * shuffled batches of training, or with whole, over all of them. */
+ * memory-mapped: only the pages of the examples used are ever read. Shapes are
+ * checked whole; the values over this process's part of the examples
+ * (part_of), the only ones of the files it reads but for the shuffled batches
+ * of training, or with whole, over all of them. The mappings last until exit. */
 static void load_data(const char *folder, dataset *data, int only_forward, long batch_size, int whole)
 {
     char path[4096], why[256], dims[64];
@@ -496,8 +478,15 @@ static void load_data(const char *folder, dataset *data, int only_forward, long 
         if (only_forward && !forward_reads[k])
             continue;
         make_path(path, folder, "/", leaf->name, ".npy");
-        if (map_npy(path, leaf->is_int, a, why, sizeof why) != 0)
+        FILE *f = open_npy(path, leaf->is_int, a, &data->kind[k], &data->width[k], why, sizeof why);
+        if (!f)
             fail("%s: %s", path, why);
+        const long start = ftell(f);
+        void *mapped = a->count ? mmap(NULL, (size_t)start + (size_t)a->count * (size_t)data->width[k], PROT_READ, MAP_PRIVATE, fileno(f), 0) : NULL;
+        fclose(f);
+        if (mapped == MAP_FAILED)
+            fail("%s: cannot map: %s", path, strerror(errno));
+        data->stored[k] = mapped ? (const unsigned char *)mapped + start : NULL;
         if (!has_shape(a, leaf->rank, leaf->dims, leaf->batched)) {
             size_t used = 0;
             for (int d = 0; d < leaf->rank; d++)
@@ -509,6 +498,9 @@ static void load_data(const char *folder, dataset *data, int only_forward, long 
             if (data->count >= 0 && a->dims[0] != data->count)
                 fail("%s: the number of examples differs from the other inputs in %s", path, folder);
             data->count = a->dims[0];
+        } else {
+            a->values = allocate((size_t)a->count, leaf->is_int ? sizeof(int64_t) : sizeof(real));
+            values_of(data, k, 0, a->count, a->values);
         }
     }
     if (data->count < 0)
@@ -521,7 +513,7 @@ static void load_data(const char *folder, dataset *data, int only_forward, long 
         const textcnn_leaf *leaf = &textcnn_inputs[k];
         if (only_forward && !forward_reads[k])
             continue;
-        const char *bad = bad_values(&data->inputs[k], k, leaf->batched ? first * leaf->size : 0, leaf->batched ? rows * leaf->size : leaf->size);
+        const char *bad = bad_values(data, k, leaf->batched ? first * leaf->size : 0, leaf->batched ? rows * leaf->size : leaf->size);
         make_path(path, folder, "/", leaf->name, ".npy");
         if (bad && world_size > 1)
             fail("%s: %s (examples %ld-%ld, read by process %d of %d)", path, bad, first, first + rows - 1, world_rank, world_size);
@@ -538,16 +530,13 @@ static void gather(const dataset *data, const long *order, long first, long n, c
 {
     for (int k = 0; k < textcnn_num_inputs; k++) {
         const textcnn_leaf *leaf = &textcnn_inputs[k];
-        const array *a = &data->inputs[k];
         if (!leaf->batched) {
-            inputs[k] = a->values;
+            inputs[k] = data->inputs[k].values;
             continue;
         }
-        size_t item = leaf->is_int ? sizeof(int64_t) : sizeof(real), row = (size_t)leaf->size * item;
-        for (long i = 0; i < n; i++) {
-            const long at = order ? order[first + i] : first + i;
-            memcpy((char *)batch[k] + (size_t)i * row, (const char *)a->values + (size_t)at * row, row);
-        }
+        const size_t item = leaf->is_int ? sizeof(int64_t) : sizeof(real);
+        for (long i = 0; i < n; i++)
+            values_of(data, k, (order ? order[first + i] : first + i) * leaf->size, leaf->size, (char *)batch[k] + (size_t)(i * leaf->size) * item);
         for (long i = 0; stats[k].active && i < n * leaf->size; i++) {
             real *x = (real *)batch[k] + i;
             *x = (real)(((double)*x - stats[k].mean[i % leaf->size]) / stats[k].std[i % leaf->size]);
@@ -589,19 +578,20 @@ static void shuffle(long *order, sort_item *items, long count, uint64_t seed, ui
 static void measure(const dataset *data, int k, long batch_size, statistics *stats)
 {
     const textcnn_leaf *leaf = &textcnn_inputs[k];
-    const real *x = data->inputs[k].values;
     long rows = 1;
     const long first = leaf->batched ? part_of(data->count, batch_size, &rows) : 0;
     const long size = leaf->size, parts = world_size;
+    real *x = allocate((size_t)(rows * size), sizeof(real));  /* this process's part, converted */
+    values_of(data, k, first * size, rows * size, x);
     double *moments = allocate((size_t)(parts * (1 + 2 * size)), sizeof(double));  /* per process: count, means, squared deviations */
     double *mine = moments + world_rank * (1 + 2 * size);
     mine[0] = (double)rows;
     for (long j = 0; j < size; j++) {
         double total = 0, spread = 0;
-        for (long r = first; r < first + rows; r++)
+        for (long r = 0; r < rows; r++)
             total += x[r * size + j];
         const double mean = rows ? total / (double)rows : 0;
-        for (long r = first; r < first + rows; r++)
+        for (long r = 0; r < rows; r++)
             spread += (x[r * size + j] - mean) * (x[r * size + j] - mean);
         mine[1 + j] = mean;
         mine[1 + size + j] = spread;
@@ -1509,6 +1499,10 @@ int main(int argc, char **argv)
         load_data(val_dir, &val, 0, batch_size, 0);
     if (predict_dir && talk)
         load_data(predict_dir, &queries, 1, batch_size, 1);
+    if (data_dir)
+        usable(data.count, batch_size);  /* refused here, where the processes agree, rather than mid-run */
+    if (val_dir)
+        usable(val.count, batch_size);
 
     /* The gradients lie in one buffer, the loss after them: what the processes sum at each step. */
     long gradient_count = 0;
