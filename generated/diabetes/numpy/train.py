@@ -187,8 +187,9 @@ def load_data(folder, batch_size, names=tuple(model.INPUTS), whole=False):
     except ValueError as exc:
         fail(f"{folder}: {exc}")
     lengths = {name: len(value) for name, value in data.items() if batched(name)}
-    if len(set(lengths.values())) > 1:
-        fail(f"{folder}: its inputs hold different numbers of examples ({', '.join(f'{k} {v}' for k, v in lengths.items())})")
+    for name, length in lengths.items():
+        if length != count(data):
+            fail(f"{folder}: input {name!r} has {length} examples, others have {count(data)}")
     rows = slice(0, count(data)) if whole else WORLD.part(count(data), batch_size)
     try:
         model.check_inputs({name: value[rows] if batched(name) else value for name, value in data.items()}, names)
