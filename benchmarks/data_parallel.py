@@ -46,7 +46,7 @@ from symgraph.codegen import build_program
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = {"nlm": ROOT / "examples" / "kjv", "textcnn": ROOT / "examples" / "rotten_tomatoes"}
-LINE = re.compile(r"(\d+) ex/s(?:  \d+ processes, (\d+)% summing)?")
+LINE = re.compile(r"^epoch .*  (\d+) ex/s(?:  \d+ processes, (\d+)% summing)?$", re.M)
 LATENCY = 5e-6  # seconds per message hop: a typical Ethernet MPI latency
 
 

@@ -539,9 +539,10 @@ def better(new, old):
 class Progress:
     """On a terminal, one line within the epoch, redrawn in place at most twice a second."""
 
-    def __init__(self, batches, shown=True):
+    def __init__(self, batches):
         self.batches, self.shown, self.started = batches, 0.0, time.perf_counter()
-        self.live = shown and sys.stdout.isatty()
+        # mpirun hands its processes a terminal whatever its own output is: no live line under it
+        self.live = sys.stdout.isatty() and not ("OMPI_COMM_WORLD_SIZE" in os.environ or "PMI_SIZE" in os.environ)
 
     def update(self, done, examples, loss):
         spent = time.perf_counter() - self.started
@@ -788,7 +789,7 @@ def main(argv=None):
         optimizer.lr = scheduled(args.lr, args.schedule, args.warmup, args.decay, args.step_epochs, epoch, args.epochs)
         order = np.argsort(model.random_bits(seed, model.SHUFFLE_STREAM + epoch, count(data)), kind="stable")
         total, norms = 0.0, 0.0
-        progress = Progress(-(-n // args.batch_size), shown=talk)
+        progress = Progress(-(-n // args.batch_size))
         WORLD.reducing = 0.0
         # where the C trainer takes the model's fused SGD step, no whole gradient exists to measure
         measured = args.clip_norm or (args.log and not (optimizer.kind == "sgd" and not optimizer.momentum and not optimizer.weight_decay))

@@ -1558,7 +1558,8 @@ int main(int argc, char **argv)
     long *order = allocate((size_t)data.count, sizeof *order);
     sort_item *items = allocate((size_t)data.count, sizeof *items);
 
-    const int live = talk && isatty(STDOUT_FILENO);
+    /* mpirun hands its processes a terminal whatever its own output is: no live line under it */
+    const int live = isatty(STDOUT_FILENO) && !getenv("OMPI_COMM_WORLD_SIZE") && !getenv("PMI_SIZE");
     double best = 0;
     long waited = 0;
     for (long epoch = done + 1; epoch <= epochs; epoch++) {
