@@ -56,7 +56,7 @@ def differentiate(g: Graph, wrt: list[str] | None = None) -> Graph:
             if total != parts[0]:  # a partial sum
                 names.append((total, f"d{node}_"))
             total = apply(gg, "add", [total, part])
-            gg.nx.nodes[total]["chain"] = (None, node, "sum")
+            gg.set(total, chain=(None, node, "sum"))
         cotangents[node] = total
         names.append((total, f"d{node}"))
         if gg.op(node) in ("param", "input"):
@@ -104,9 +104,9 @@ def tag_chain_steps(g: Graph, node: str, contributions: dict[str, str], created:
     for n in created:
         if n in owner:
             role = "result" if contributions.get(owner[n]) == n else "part"
-            g.nx.nodes[n]["chain"] = (node, owner[n], role)
+            g.set(n, chain=(node, owner[n], role))
         else:
-            g.nx.nodes[n]["chain"] = (node, None, "part")
+            g.set(n, chain=(node, None, "part"))
 
 
 def relevant_nodes(g: Graph, targets: list[str]) -> set[str]:

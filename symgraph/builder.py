@@ -106,6 +106,12 @@ class Graph(IRGraph):
         super().__init__(name, dims, source)
         self._alias: dict[str, str] = {}
 
+    def _repr_svg_(self) -> str | None:
+        """The drawing, for notebooks; None (the text repr) without Graphviz."""
+        from .draw import have_dot, render, to_dot
+
+        return render(to_dot(self), "svg").decode() if have_dot() else None
+
     # -- leaves -------------------------------------------------------------------
     def resolve_shape(self, shape: Any, node: str) -> tuple:
         """Sizes for a shape written with dim names and numbers (``["batch", 784]``)."""
@@ -218,7 +224,7 @@ class Graph(IRGraph):
         mapping[node] = name
         self.rename(mapping)
         self._alias.update(mapping)
-        self.nx.nodes[name]["named"] = True
+        self.set(name, named=True)
         return Tensor(self, name)
 
     def _claim(self, stem: str, reserved: str) -> str:

@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 from .errors import SpecError
-from .ir import Graph
+from .ir import NO_STEP, Graph
 from .passes.fusion import fusion_groups
 
 STYLE = {
@@ -57,7 +57,7 @@ def to_dot(g: Graph, backward: set[str] | None = None, clusters: bool = True) ->
     With ``clusters``, each fused element-wise group is a dashed cluster.
     """
     if backward is None:  # a gradient graph marks what differentiation added
-        backward = {n for n, data in g.nx.nodes(data=True) if "chain" in data}
+        backward = {n for n in g.nx if g.chain(n) != NO_STEP}
         backward |= {n for n in list(g.gradients.values()) + list(g.cotangents.values()) if g.op(n) not in ("input", "param", "const")}
     lines = [f'digraph "{g.name}" {{', "  rankdir=LR;", '  node [fontname="Helvetica", fontsize=11];']
     groups: dict[str, list[str]] = {}

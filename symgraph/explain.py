@@ -134,7 +134,7 @@ def explain(g: Graph, wrt: str | list[str] | None = None) -> Explanation:
         if t not in g.nx or g.op(t) not in LEAVES:
             raise SpecError(f"--wrt {t!r} is not a param or input", node=str(t), source=g.source)
     gg = optimize(differentiate(g, targets))
-    scalar = all(d["shape"] == () for _, d in g.nx.nodes(data=True))
+    scalar = all(g.shape(n) == () for n in g.nx)
     if scalar:
         return Explanation(g.loss, [scalar_gradient(gg, t) for t in targets], None)
     printer = Pretty(gg)
@@ -154,7 +154,7 @@ def scalar_gradient(gg: Graph, leaf: str) -> Gradient:
     values = {}
     for name in gg.nx:
         if gg.op(name) in LEAVES:
-            value = gg.nx.nodes[name].get("value")
+            value = gg.get(name, "value")
             if value is None:
                 values = None
                 break
@@ -193,7 +193,7 @@ def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:
     elif op == "const":
         expr = readable_constant(g.attrs(node)["value"])
     elif REGISTRY[op].elementwise:
-        expr = op_expr(op, g.nx.nodes[node]["attrs"])
+        expr = op_expr(op, g.attrs_key(node))
         expr = expr.xreplace({X[i]: symbolic(g, a, cache) for i, a in enumerate(g.args(node))})
     else:
         raise SpecError(f"cannot show {op} as a scalar formula", node=node, source=g.source)
@@ -214,7 +214,7 @@ class Pretty:
             adjoint_nodes = set(g.cotangents.values()) | set(g.gradients.values())
             shown = {
                 n for n in g.nx
-                if (g.nx.nodes[n].get("named") or g.op(n) in LEAVES or n in adjoint_nodes) and g.op(n) != "const"
+                if (g.is_named(n) or g.op(n) in LEAVES or n in adjoint_nodes) and g.op(n) != "const"
             }
         self.shown = shown
         self.labels = labels or {}
@@ -225,7 +225,7 @@ class Pretty:
     def program(self, roots: list[str]) -> list[tuple[str, str]]:
         """Assignments for every shown backward node that the roots need."""
         needed = self.g.needed_by(roots)
-        forward = {n for n in self.g.nx if self.g.nx.nodes[n].get("named") or self.g.op(n) in LEAVES}
+        forward = {n for n in self.g.nx if self.g.is_named(n) or self.g.op(n) in LEAVES}
         lines = []
         for node in self.g.order():
             if node in needed and node in self.shown and node not in forward:
@@ -271,7 +271,7 @@ class Pretty:
             return readable_constant(g.attrs(node)["value"])
         if not (op in REGISTRY and REGISTRY[op].elementwise):
             return self.atom(node)
-        base = op_expr(op, g.nx.nodes[node]["attrs"])
+        base = op_expr(op, g.attrs_key(node))
         expr = base.xreplace({X[i]: self.expr(a) for i, a in enumerate(g.args(node))})
         return sp.factor_terms(expr) if self.tidy else expr
 
@@ -400,9 +400,6 @@ def chain_rule(g: Graph, known: frozenset[str] | None = None) -> "ChainRule":
     return rules[known]
 
 
-NO_STEP = (None, None, None)  # the chain-rule tag of a node that differentiation did not make
-
-
 class ChainRule:
     """The derivation comment of each backward statement in generated code.
 
@@ -436,7 +433,7 @@ class ChainRule:
         return node if node in self.known else f"({forward_text(self.g, node, self.forward_printer)})"
 
     def role(self, node: str) -> str | None:
-        return self.g.nx.nodes[node].get("chain", NO_STEP)[2]
+        return self.g.chain(node)[2]
 
     def statement_comments(self, fused: list[str], node: str) -> list[str]:
         """The lines above a statement that computes ``node`` with ``fused``
@@ -453,7 +450,7 @@ class ChainRule:
 
     def derive(self, node: str) -> str:
         g = self.g
-        fwd, arg, role = g.nx.nodes[node].get("chain", NO_STEP)
+        fwd, arg, role = g.chain(node)
         if any(n is not None and n not in g.nx for n in (fwd, arg)):
             role = None  # a pass merged the forward node away; say only what is computed
         if role is None:

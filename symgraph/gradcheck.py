@@ -82,7 +82,7 @@ def gradcheck(g: Graph, target: str = "numpy", dtype: str = "float64", seed: int
     inputs = random_inputs(model, seed)
     params = model.init_params(seed)
     for leaf in model.program.params:  # leave symmetric starting points
-        if leaf.distribution == "constant" and g.nx.nodes[leaf.name].get("value") is None:
+        if leaf.distribution == "constant" and g.get(leaf.name, "value") is None:
             params[leaf.name] = params[leaf.name] + 0.1 * rng.standard_normal(params[leaf.name].shape)
     _, grads = model.loss_and_grads(params, inputs)
     report = Report(target)

@@ -65,6 +65,23 @@ def numel(shape: Iterable[int]) -> int:
     return count
 
 
+# Every attribute a node carries: the IR's schema. Graph.add_node and Graph.set
+# are the only writers, and refuse any other key.
+NODE_ATTRIBUTES = {
+    "op": "the op's name, or input, param or const",
+    "shape": "a tuple of sizes; the batch axis is a Batch",
+    "dtype": "float or int",
+    "attrs": "the op's attributes as sorted (key, value) pairs (hashable; Graph.attrs gives a dict)",
+    "chain": "the chain-rule step a node of the gradient belongs to: (forward node, its argument, role), see autodiff",
+    "named": "True where the spec (or the builder's define) gave the node its name",
+    "init": "a param's initialisation, as the spec wrote it",
+    "value": "a leaf's value, where the spec gives one",
+    "dim_names": "a leaf's shape as the spec wrote it, dim names where it used them (for messages)",
+}
+PROVENANCE = ("chain", "named")  # what a node that takes another's place takes over with it
+NO_STEP = (None, None, None)  # the chain-rule step of a node that differentiation did not make
+
+
 class Graph:
     """A static computation graph: named nodes in a ``networkx.DiGraph``.
 
@@ -146,6 +163,7 @@ class Graph:
             raise SpecError(f"shape {tuple(shape)} has more than 2**40 elements", node=node)
         items = attrs.items() if isinstance(attrs, dict) else attrs
         frozen = tuple(sorted((k, freeze_keep(v)) for k, v in items))
+        undeclared(extra)
         self.nx.add_node(node, op=op, shape=tuple(shape), dtype=dtype, attrs=frozen, **extra)
         for pos, arg in enumerate(args):
             if self.nx.has_edge(arg, node):
@@ -175,6 +193,38 @@ class Graph:
 
     def attrs(self, node: str) -> dict:
         return dict(self.nx._node[node]["attrs"])
+
+    def attrs_key(self, node: str) -> tuple:
+        """The attributes as stored: sorted (key, value) pairs, hashable."""
+        return self.nx._node[node]["attrs"]
+
+    def get(self, node: str, key: str, default: Any = None) -> Any:
+        """A declared attribute of ``node`` (see NODE_ATTRIBUTES), or ``default``."""
+        undeclared([key])
+        return self.nx._node[node].get(key, default)
+
+    def set(self, node: str, **values: Any) -> None:
+        """Set declared attributes of ``node``."""
+        undeclared(values)
+        self.nx._node[node].update(values)
+
+    def chain(self, node: str) -> tuple:
+        """(forward node, argument, role) of the chain-rule step ``node`` belongs to; NO_STEP if none."""
+        return self.nx._node[node].get("chain", NO_STEP)
+
+    def is_named(self, node: str) -> bool:
+        return bool(self.nx._node[node].get("named"))
+
+    def carry(self, source: str, node: str) -> None:
+        """``node`` takes over ``source``'s provenance (its chain-rule step, its
+        being named): for a node that takes ``source``'s place."""
+        data = self.nx._node[source]
+        self.set(node, **{key: data[key] for key in PROVENANCE if key in data})
+
+    def become_constant(self, node: str, value: Any) -> None:
+        """``node`` holds ``value`` from now on, reading nothing; its name and provenance stay."""
+        self.nx.remove_edges_from(list(self.nx.in_edges(node)))
+        self.set(node, op="const", attrs=(("value", value),))
 
     def nodes_of(self, kind: str) -> list[str]:
         """Leaves of one kind, in the order they were declared."""
@@ -249,10 +299,10 @@ class Graph:
         self.gradients = {mapping.get(k, k): v for k, v in self.gradients.items()}
         self.cotangents = {mapping.get(k, k): v for k, v in self.cotangents.items()}
         self.redirect(mapping)
-        for data in self.nx._node.values():
+        for node, data in self.nx._node.items():
             if "chain" in data:
                 fwd, arg, role = data["chain"]
-                data["chain"] = (mapping.get(fwd, fwd), mapping.get(arg, arg), role)
+                self.set(node, chain=(mapping.get(fwd, fwd), mapping.get(arg, arg), role))
 
     def copy(self) -> "Graph":
         """A copy sharing nothing mutable with ``self`` (passes return copies)."""
@@ -264,17 +314,18 @@ class Graph:
         new._ids = itertools.count(next(self._ids))
         return new
 
-    def _repr_svg_(self) -> str | None:
-        """The drawing, for notebooks; None (the text repr) without Graphviz."""
-        from .draw import have_dot, render, to_dot
-
-        return render(to_dot(self), "svg").decode() if have_dot() else None
-
     def where(self) -> str:
         return self.source or "<graph>"
 
     def __repr__(self) -> str:
         return f"<Graph {self.name}: {self.nx.number_of_nodes()} nodes, loss={self.loss}>"
+
+
+def undeclared(keys) -> None:
+    """Refuse attributes the IR does not declare (a misspelt key would be lost silently)."""
+    unknown = set(keys) - set(NODE_ATTRIBUTES)
+    if unknown:
+        raise KeyError(f"undeclared node attribute(s) {sorted(unknown)}; see ir.NODE_ATTRIBUTES")
 
 
 def per_graph(function):
@@ -357,6 +408,7 @@ def verify(g: Graph) -> Graph:
     for node, data in g.nx.nodes(data=True):
         for key in ("op", "shape", "dtype", "attrs"):
             assert key in data, f"{node}: missing {key}"
+        assert set(data) <= set(NODE_ATTRIBUTES), f"{node}: undeclared attributes {set(data) - set(NODE_ATTRIBUTES)}"
         assert data["dtype"] in ("float", "int"), f"{node}: bad dtype"
         positions = sorted(p for _, _, e in g.nx.in_edges(node, data=True) for p in e["pos"])
         assert positions == list(range(len(positions))), f"{node}: argument slots {positions}"

@@ -102,8 +102,8 @@ def view(g: Graph, node: str, fused: frozenset[str] = frozenset(), written: dict
 
 def batch_input(g: Graph) -> str | None:
     """The input whose first axis is the batch (``n`` is read from it)."""
-    shapes = any(is_batch(d) for _, shape in g.nx.nodes(data="shape") for d in shape)
-    constants = any(is_batch(dict(attrs).get("value")) for _, attrs in g.nx.nodes(data="attrs"))
+    shapes = any(is_batch(d) for n in g.nx for d in g.shape(n))
+    constants = any(is_batch(g.attrs(n).get("value")) for n in g.nx)
     if not (shapes or constants):
         return None
     for name in g.inputs:
@@ -183,7 +183,7 @@ def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> l
     needed = g.needed_by(roots)
     root_set = set(roots)
     # the spec's own names stay: a reader follows the lecture's equations line by line
-    named = frozenset(n for n in g.nx if g.nx.nodes[n].get("named"))
+    named = frozenset(n for n in g.nx if g.is_named(n))
     order = node_order(g)
     heads = fusion_groups(g, roots, keep=named, order=order)
     fused = frozenset(heads)
@@ -206,7 +206,7 @@ def spec_named(program, g: Graph) -> frozenset[str]:
     their variables' names: a comment may name them even where no variable holds them."""
     return frozenset(
         program.mangled.get(n, n) for n in program.graph.nx
-        if program.graph.op(n) in ("input", "param") or program.graph.nx.nodes[n].get("named")
+        if program.graph.op(n) in ("input", "param") or program.graph.is_named(n)
     ) & frozenset(g.nx)
 
 
@@ -314,4 +314,4 @@ def node_order(g: Graph) -> list[str]:
 def describe(g: Graph) -> tuple[str, ...]:
     """The spec's named nodes, one per line, as the spec wrote them (made once per graph)."""
     printer = Pretty(g)
-    return tuple(f"{node} = {forward_text(g, node, printer)}" for node in node_order(g) if g.nx.nodes[node].get("named"))
+    return tuple(f"{node} = {forward_text(g, node, printer)}" for node in node_order(g) if g.is_named(node))

@@ -112,7 +112,7 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
     batch_input(g)
     params = []
     for i, name in enumerate(g.params):
-        init = g.nx.nodes[name]["init"]
+        init = g.get(name, "init")
         scheme, value = parse_init(init)
         shape = g.shape(name)
         kind = distribution(scheme)

@@ -264,7 +264,7 @@ def apply(g: Graph, name: str, args: list[str] | tuple[str, ...], attrs: dict | 
 def named_shape(g: Graph, node: str) -> str:
     """``node``'s shape with the dims' names beside their sizes: those a leaf
     was declared with, else the batch axis, else the one dim of that size."""
-    declared = g.nx.nodes[node].get("dim_names") or ()
+    declared = g.get(node, "dim_names") or ()
     by_size: dict[int, list[str]] = {}
     for dim, size in g.dims.items():
         if not is_batch(size):

@@ -106,7 +106,7 @@ def structure(g: Graph, node: str, inline: Callable[[str], bool], leaf: Callable
                 if name not in leaves:
                     leaves.append(name)
                 parts.append(("leaf", leaves.index(name)))
-        return (g.op(v), g.nx.nodes[v]["attrs"], tuple(parts))
+        return (g.op(v), g.attrs_key(v), tuple(parts))
 
     return walk(node), leaves
 
@@ -185,7 +185,7 @@ def elementwise_vjp(g: Graph, node: str, cotangent: str) -> tuple[str | None, ..
     env[OUT] = node
     env[COTANGENT] = cotangent
     grads: list[str | None] = []
-    for arg, d in zip(args, local_derivatives(g.op(node), g.nx.nodes[node]["attrs"])):
+    for arg, d in zip(args, local_derivatives(g.op(node), g.attrs_key(node))):
         if d == 0 or g.dtype(arg) == "int":
             grads.append(None)
         else:

@@ -21,7 +21,7 @@ def eliminate_common_subexpressions(g: Graph) -> Graph:
         op = out.op(node)
         if op in ("input", "param") or (op in REGISTRY and REGISTRY[op].random):
             continue
-        key = (op, freeze(out.nx.nodes[node]["attrs"]), tuple(out.args(node)))
+        key = (op, freeze(out.attrs_key(node)), tuple(out.args(node)))
         if REGISTRY.get(op) is not None and op in COMMUTATIVE:
             key = (op, key[1], tuple(sorted(key[2])))
         if key in seen:

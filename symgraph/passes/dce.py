@@ -12,7 +12,7 @@ def eliminate_dead_code(g: Graph) -> Graph:
     """
     live = g.needed_by(g.roots())
     out = g.copy()
-    dead = [n for n, d in g.nx.nodes(data=True) if n not in live and d["op"] not in ("input", "param")]
+    dead = [n for n in g.nx if n not in live and g.op(n) not in ("input", "param")]
     out.nx.remove_nodes_from(dead)
     out.cotangents = {k: v for k, v in out.cotangents.items() if k in out.nx and v in out.nx}
     return out

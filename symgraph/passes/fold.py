@@ -37,8 +37,7 @@ def fold_constants(g: Graph) -> Graph:
         folded = fold_value(scalar, values)
         if folded is not None:
             # the node itself becomes the constant, so its name and role stay
-            out.nx.remove_edges_from(list(out.nx.in_edges(node)))
-            out.nx.nodes[node].update(op="const", attrs=(("value", folded),))
+            out.become_constant(node, folded)
             continue
         keep = identity_operand(op, args, values)
         if keep is not None and out.shape(keep) == out.shape(node) and out.dtype(keep) == "float":

@@ -40,14 +40,11 @@ def fuse_softmax_cross_entropy(g: Graph) -> Graph:
                     target, scale = reader, other
                 elif out.op(reader) == "div" and out.args(reader)[0] == node:  # (softmax - onehot) / s
                     target, scale = reader, named(out, apply(out, "div", [named(out, const(out, 1.0), "one"), other]), f"{reader}_scale")
-                    if "chain" in out.nx.nodes[reader]:
-                        fwd, arg, _ = out.nx.nodes[reader]["chain"]
-                        out.nx.nodes[scale]["chain"] = (fwd, arg, "part")
+                    fwd, arg, role = out.chain(reader)
+                    if role is not None:
+                        out.set(scale, chain=(fwd, arg, "part"))
         fused = apply(out, "softmax_cross_entropy_grad", [z, y, scale if scale is not None else named(out, const(out, 1.0), "one")])
-        data = out.nx.nodes[target]
-        for key in ("chain", "named"):
-            if key in data:
-                out.nx.nodes[fused][key] = data[key]
+        out.carry(target, fused)
         name = target
         replace(out, target, fused)
         out.rename({fused: name})

@@ -42,7 +42,7 @@ def simplify_elementwise(g: Graph) -> Graph:
     out = g.copy()
     roots = set(out.roots())
     # each chain-rule step's result stays a cluster's head: the generated code shows every step
-    steps = frozenset(v for v, data in out.nx.nodes(data=True) if data.get("chain", (None, None, "part"))[2] != "part")
+    steps = frozenset(v for v in out.nx if out.chain(v)[2] not in (None, "part"))
     order = g.order()
     inside = fusion_groups(out, keep=steps, order=order, same_shape=False)
     heads = [v for v in order if is_elementwise(out, v) and v not in inside]
@@ -65,17 +65,13 @@ def simplify_elementwise(g: Graph) -> Graph:
             continue
         if new in leaves:  # x*y/y: the cluster is one of its arguments
             out.nx.remove_nodes_from(made)
-            if not out.nx.nodes[head].get("named") and head not in roots:
+            if not out.is_named(head) and head not in roots:
                 replace(out, head, new, redirected)
             continue
-        data = out.nx.nodes[head]
-        if "chain" in data:
-            fwd, arg, role = data["chain"]
-            out.nx.nodes[new]["chain"] = data["chain"]
-            for t in made:
-                out.nx.nodes[t]["chain"] = (fwd, arg, "part")
-        if data.get("named"):
-            out.nx.nodes[new]["named"] = True
+        fwd, arg, role = out.chain(head)
+        out.carry(head, new)
+        for t in made if role is not None else ():
+            out.set(t, chain=(fwd, arg, "part"))
         replace(out, head, new, redirected)
         del redirected[head]  # the new node takes the head's name
         nx.relabel_nodes(out.nx, {new: head}, copy=False)
