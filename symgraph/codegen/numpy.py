@@ -641,9 +641,6 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     return lines + returns
 
 
-VIEWS = ("reshape", "transpose", "slice", "broadcast_to")  # ops whose NumPy result is a view of their argument
-
-
 def escaping(g: Graph, roots: list[str]) -> set[str]:
     """The roots and what they are views of: arrays the caller gets, which no
     later call may overwrite, so they are never scratch buffers."""
@@ -652,7 +649,7 @@ def escaping(g: Graph, roots: list[str]) -> set[str]:
         v = stack.pop()
         if v not in found:
             found.add(v)
-            if g.op(v) in VIEWS:
+            if g.op(v) in REGISTRY and REGISTRY[g.op(v)].view:
                 stack.extend(g.args(v))
     return found
 
@@ -804,7 +801,7 @@ def gradient_texts(program) -> dict[str, str]:
     for var, node in program.gradients.items():
         param = program.spec_name(var)
         if g.shape(node) == ():  # computed: a scalar already; a leaf or a view of one: made one
-            leaf = g.op(node) in ("input", "param", "const", *VIEWS)
+            leaf = g.op(node) in ("input", "param", "const") or REGISTRY[g.op(node)].view
             texts[param] = f"DTYPE({arg_text(g, node)})" if leaf or node in seen else node
         else:
             texts[param] = f"np.array({node}, DTYPE)" if node in seen else value_text(g, node)

@@ -104,7 +104,7 @@ def transpose_vjp(g, node, cotangent):
 register(
     OpDef(
         "transpose", 1, transpose_shape, transpose_vjp,
-        attrs=(("axes", None),), canon=transpose_canon, combines=combines_none, linear_in=(0,), doc="y[i_axes[0], ...] = x[i_0, ...]", example="transpose(seq, axes=[0, 2, 1])",
+        attrs=(("axes", None),), canon=transpose_canon, combines=combines_none, linear_in=(0,), view=True, doc="y[i_axes[0], ...] = x[i_0, ...]", example="transpose(seq, axes=[0, 2, 1])",
     )
 )
 
@@ -139,7 +139,7 @@ def reshape_vjp(g, node, cotangent):
 register(
     OpDef(
         "reshape", 1, lambda shapes, attrs: attrs["shape"], reshape_vjp,
-        attrs=(("shape", REQUIRED),), canon=reshape_canon, combines=combines_none, linear_in=(0,), doc="same elements in C order, new shape", example="reshape(seq, [batch, 18])",
+        attrs=(("shape", REQUIRED),), canon=reshape_canon, combines=combines_none, linear_in=(0,), view=True, doc="same elements in C order, new shape", example="reshape(seq, [batch, 18])",
     )
 )
 
@@ -204,7 +204,7 @@ def slice_vjp(g, node, cotangent):
 
 register(
     OpDef(
-        "slice", 1, slice_shape, slice_vjp, public=False, combines=combines_axis, linear_in=(0,),
+        "slice", 1, slice_shape, slice_vjp, public=False, combines=combines_axis, linear_in=(0,), view=True,
         attrs=(("axis", REQUIRED), ("start", REQUIRED), ("stop", REQUIRED)),
         doc="x[..., start:stop, ...] along axis",
     )

@@ -139,7 +139,7 @@ def sum_to(g, node: str, shape: tuple) -> str:
 
 register(
     OpDef(
-        "broadcast_to", 1, broadcast_to_shape, broadcast_to_vjp, public=False,
+        "broadcast_to", 1, broadcast_to_shape, broadcast_to_vjp, public=False, view=True,
         attrs=(("shape", REQUIRED), ("axes", ())),
         doc="insert size-1 axes at axes, then broadcast to shape (NumPy rules)",
     )

@@ -10,6 +10,7 @@ the generated text are derived. Backend text lives in the emitter tables of
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -59,6 +60,9 @@ class OpDef:
         losses), so over the batch axis it is a mean over examples.
     linear_in : argument positions in which the op is linear, the others
         held fixed (element-wise ops: read off ``expr``).
+    view : the result holds the argument's elements, reindexed (a reshape, a
+        transpose): a backend may hand out a view of the argument instead.
+    The properties ``commutative`` and ``identity`` are read off ``expr``.
     public : callable from a spec (internal ops appear only in gradients).
     doc : one line of math.
     example : public ops: a call in a spec, over the reference's example
@@ -80,6 +84,7 @@ class OpDef:
     combines: Callable[[list[Shape], dict], tuple[tuple[int, ...], ...]] | None = None
     averages: bool = False
     linear_in: tuple[int, ...] = ()
+    view: bool = False
     fold: Callable | None = None
     arg_names: tuple[str, ...] = ()
     domain: str = "real"
@@ -96,6 +101,21 @@ class OpDef:
     def macro(self) -> bool:
         return self.expand is not None
 
+    @property
+    def commutative(self) -> bool:
+        """Whether swapping its two arguments changes nothing (common-subexpression elimination reads it)."""
+        return self.arity == 2 and self.elementwise and swapped(self.expr) == self.expr
+
+    def identity(self, values: list) -> int | None:
+        """The argument that the op returns unchanged when the others hold
+        ``values`` (None where unknown): x * 1, x + 0, x - 0, x / 1."""
+        if not self.elementwise or self.arity != 2:
+            return None
+        for i, value in enumerate(values):
+            if value is not None and identity_arg(self.expr, i, value):
+                return 1 - i
+        return None
+
 
 REGISTRY: dict[str, OpDef] = {}
 
@@ -103,6 +123,18 @@ REGISTRY: dict[str, OpDef] = {}
 X = sp.symbols("x0:4", real=True)
 OUT = sp.Symbol("out", real=True)
 COTANGENT = sp.Symbol("cotangent", real=True)
+
+
+def swapped(expr: sp.Expr) -> sp.Expr:
+    return expr.xreplace({X[0]: X[1], X[1]: X[0]})
+
+
+@functools.lru_cache(maxsize=None)
+def identity_arg(expr: sp.Expr, position: int, value: float) -> bool:
+    """Whether ``expr`` with argument ``position`` equal to ``value`` is the other argument."""
+    if not float(value).is_integer():
+        return False
+    return sp.simplify(expr.subs(X[position], sp.Integer(int(value)))) == X[1 - position]
 
 
 def register(op: OpDef) -> OpDef:

@@ -22,7 +22,7 @@ def eliminate_common_subexpressions(g: Graph) -> Graph:
         if op in ("input", "param") or (op in REGISTRY and REGISTRY[op].random):
             continue
         key = (op, freeze(out.attrs_key(node)), tuple(out.args(node)))
-        if REGISTRY.get(op) is not None and op in COMMUTATIVE:
+        if op in REGISTRY and REGISTRY[op].commutative:
             key = (op, key[1], tuple(sorted(key[2])))
         if key in seen:
             replace(out, node, seen[key], redirected)
@@ -31,5 +31,3 @@ def eliminate_common_subexpressions(g: Graph) -> Graph:
     redirect_all(out, redirected)
     return out
 
-
-COMMUTATIVE = ("add", "mul")

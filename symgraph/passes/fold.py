@@ -39,7 +39,8 @@ def fold_constants(g: Graph) -> Graph:
             # the node itself becomes the constant, so its name and role stay
             out.become_constant(node, folded)
             continue
-        keep = identity_operand(op, args, values)
+        kept = REGISTRY[op].identity(values)
+        keep = None if kept is None else args[kept]
         if keep is not None and out.shape(keep) == out.shape(node) and out.dtype(keep) == "float":
             replace(out, node, keep, redirected)
     redirect_all(out, redirected)
@@ -57,24 +58,6 @@ def fold_value(scalar, values: list) -> float | None:
     except (ZeroDivisionError, OverflowError):
         return None
     return value if math.isfinite(value) else None
-
-
-def identity_operand(op: str, args: list[str], values: list) -> str | None:
-    if op == "mul":
-        if values[0] == 1:
-            return args[1]
-        if values[1] == 1:
-            return args[0]
-    if op == "add":
-        if values[0] == 0:
-            return args[1]
-        if values[1] == 0:
-            return args[0]
-    if op == "sub" and values[1] == 0:
-        return args[0]
-    if op == "div" and values[1] == 1:
-        return args[0]
-    return None
 
 
 def fold_double_negation(g: Graph) -> Graph:
