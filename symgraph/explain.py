@@ -289,6 +289,9 @@ class Pretty:
             return node
         if op == "matmul":
             return f"{self.arg(args[0])} @ {self.arg(args[1])}"
+        if op == "matvec":  # lowered: written as the product it computes
+            m, v = args
+            return f"{self.arg(v)} @ {self.arg(m)}" if attrs["transposed"] else f"{self.arg(m)} @ {self.arg(v)}"
         if op == "transpose" and len(attrs["axes"]) == 2:
             return f"{self.arg(args[0])}.T"
         if op in ("sum_to", "sum"):
@@ -342,7 +345,9 @@ class MathPretty(Pretty):
         op, attrs, args = g.op(node), g.attrs(node), g.args(node)
         if op in LEAVES:
             return self.symbol(node)
-        if op == "matmul":
+        if op in ("matmul", "matvec"):
+            if op == "matvec" and attrs["transposed"]:
+                args = args[::-1]
             return sp.Mul(*(factor(self.atom(a)) for a in args), evaluate=False)
         if op == "transpose" and len(attrs["axes"]) == 2:
             inner = self.atom(args[0])

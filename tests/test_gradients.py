@@ -8,6 +8,8 @@ some row's gradient graph exercises each of them.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -93,6 +95,11 @@ def test_vjp_matches_central_differences(name, target, passes, rng, monkeypatch)
         assert abs(analytic - numeric) <= ATOL + RTOL * abs(numeric), (param, analytic, numeric)
 
 
+# Lowered ops stand for patterns that no one-op row makes: a spec per pattern
+# (their values against the textbook graph's: tests/passes/test_lower.py).
+LOWERED = {"matvec": "logreg.yaml"}
+
+
 def test_every_op_is_covered_by_a_gradient_row():
     """Ops with a VJP have a row; backward-only ops appear in some row's gradient graph."""
     exercised = set()
@@ -100,6 +107,10 @@ def test_every_op_is_covered_by_a_gradient_row():
         for passes in PIPELINES.values():
             gg = optimize(differentiate(one_op_graph(name, args, attrs)), passes)
             exercised |= {gg.op(n) for n in gg.nx}
+    for name, spec in LOWERED.items():
+        gg = optimize(differentiate(sg.load(str(Path(__file__).resolve().parents[1] / "examples" / spec))), CODEGEN)
+        assert name in {gg.op(n) for n in gg.nx}, name
+        exercised.add(name)
     for name, op in REGISTRY.items():
         if differentiable(name) and not op.random:
             assert name in ROWS, f"{name} has no gradient row"

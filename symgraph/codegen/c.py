@@ -436,6 +436,13 @@ class Function:
     def fill(self, v: str, value: str) -> list[str]:
         return self.nest(self.g.shape(v), {v: strides(self.g.shape(v))}, lambda ix: [f"{v}[{ix[v]}] = {value};"], v)
 
+    def emit_matvec(self, v):
+        m, vector = self.g.args(v)
+        rows, cols = (extent(d).text() for d in self.g.shape(m))
+        if self.g.attrs(v)["transposed"]:
+            return self.kernel("vecmat", rows, cols, vector, m, v)
+        return self.kernel("matvec", rows, cols, m, vector, v)
+
     def emit_transpose(self, v):
         (x,) = self.g.args(v)
         own = strides(self.g.shape(x))

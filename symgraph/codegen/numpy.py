@@ -233,6 +233,11 @@ def emit_matmul(n: Node, reuse: bool = False):
     return [f"{n.name} = {a} @ {b}"]
 
 
+def emit_matvec(n: Node):
+    m, v = n.args
+    return [f"{n.name} = {v} @ {m}" if n.attrs["transposed"] else f"{n.name} = {m} @ {v}"]
+
+
 def emit_transpose(n: Node):
     axes = n.attrs["axes"]
     if axes == tuple(range(len(axes))):
@@ -561,6 +566,7 @@ def in_place(n: Node, key: tuple, arrays: list[str]) -> list[str]:
 
 
 EMIT = {
+    "matvec": emit_matvec,
     "matmul": emit_matmul,
     "transpose": emit_transpose,
     "reshape": emit_reshape,
@@ -620,7 +626,7 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     statements = schedule(g, roots, lambda n: emit(n, reuse=n.name not in fresh and numel(n.shape) >= SCRATCH_ELEMENTS))
     statements = share_window_rows(share_softmax(g, statements, fresh))
     read = g.needed_by(roots)
-    statements = contract_products(g, implicit_broadcasts(g, statements, fresh, read), fresh, read)
+    statements = implicit_broadcasts(g, statements, fresh, read)
     lines = []
     for leaf in program.params:
         if leaf.var in read:
@@ -721,52 +727,6 @@ def spreads_safely(g: Graph, start: str, trial: dict, actual: dict, fresh: set[s
                 trial[reader] = shape
                 stack.append(reader)
     return True
-
-
-def contract_products(g: Graph, statements: list[Statement], fresh: set[str], needed: set[str]) -> list[Statement]:
-    """``sum(M * w, axis=1)`` is ``M @ w``, and ``sum(v[:, None] * M, axis=0)``
-    is ``v @ M``: one matrix-vector product instead of a product array and a
-    reduction over it (logistic regression's forward and weight gradient)."""
-    by_target = {st.target: st for st in statements}
-    dropped = set()
-
-    def only_reader(node: str, reader: str) -> bool:
-        return node not in fresh and [r for r in g.nx.successors(node) if r in needed] == [reader]
-
-    for st in statements:
-        axis = summed_axis(g, st.target)
-        if axis is None:
-            continue
-        (product,) = g.args(st.target)
-        if product not in by_target or g.op(product) != "mul" or len(g.shape(product)) != 2 or not only_reader(product, st.target):
-            continue
-        # the product's statement is exactly a * b: neither is fused into it
-        if any(a not in by_target and g.op(a) not in ("input", "param") for a in g.args(product)):
-            continue
-        rows, cols = g.shape(product)
-        for m, v in (g.args(product), reversed(g.args(product))):
-            if g.shape(m) != g.shape(product):
-                continue
-            if axis == 1 and g.shape(v) == (cols,):
-                st.lines = [f"{st.target} = {m} @ {v}"]
-            elif (axis == 0 and g.op(v) == "broadcast_to" and g.attrs(v)["axes"] == (1,) and v in by_target
-                  and g.shape(g.args(v)[0]) == (rows,) and only_reader(v, product)):
-                st.lines = [f"{st.target} = {g.args(v)[0]} @ {m}"]
-                dropped.add(v)
-            else:
-                continue
-            dropped.add(product)
-            break
-    return [st for st in statements if st.target not in dropped]
-
-
-def summed_axis(g: Graph, node: str) -> int | None:
-    """The one axis a sum (or sum_to) of a matrix drops, if that is what it does."""
-    if g.op(node) == "sum" and not g.attrs(node).get("keepdims") and len(g.attrs(node)["axis"]) == 1:
-        return g.attrs(node)["axis"][0]
-    if g.op(node) == "sum_to" and len(g.shape(node)) == 1 and sum_to_axes(g.shape(g.args(node)[0]), g.shape(node)) == (1, ()):
-        return 0
-    return None
 
 
 def share_window_rows(statements: list[Statement]) -> list[Statement]:

@@ -80,6 +80,23 @@ register(
 )
 
 
+def matvec_shape(shapes, attrs):
+    m, v = shapes
+    if len(m) != 2 or len(v) != 1 or v[0] != m[1 if not attrs["transposed"] else 0]:
+        raise ValueError(f"matvec takes a matrix and a vector of its {'row' if attrs['transposed'] else 'column'} count, "
+                         f"got {fmt_shape(m)} and {fmt_shape(v)}")
+    return (m[1],) if attrs["transposed"] else (m[0],)
+
+
+register(
+    OpDef(
+        "matvec", 2, matvec_shape, attrs=(("transposed", False),), public=False, linear_in=(0, 1),
+        combines=lambda shapes, attrs: ((0,) if attrs["transposed"] else (1,), (0,)),
+        doc="M @ v, or with transposed v @ M: a matrix times a vector, with no [rows, cols] array of products between",
+    )
+)
+
+
 # -- transpose --------------------------------------------------------------------
 def transpose_canon(shapes, attrs):
     rank = len(shapes[0])

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from ..ir import Graph
 from ..ops import apply, const
+from ..ops.reduce import sum_to_axes
 from .rewrite import named, replace
 
 
@@ -49,3 +50,48 @@ def fuse_softmax_cross_entropy(g: Graph) -> Graph:
         replace(out, target, fused)
         out.rename({fused: name})
     return out
+
+
+def contract_products(g: Graph) -> Graph:
+    """``sum(M * w, axis=1)`` -> ``matvec(M, w)`` and ``sum(v[:, None] * M, axis=0)``
+    -> ``matvec(M, v, transposed=True)``: one matrix-vector product instead of
+    a [rows, cols] array of products and a pass over it (logistic regression's
+    forward and weight gradient). Only where nothing else reads the products."""
+    out = g.copy()
+    roots = set(g.roots())
+    for node in g.order():
+        axis = summed_axis(out, node)
+        if axis is None:
+            continue
+        (product,) = out.args(node)
+        if out.op(product) != "mul" or len(out.shape(product)) != 2 or not only_reader(out, product, node, roots):
+            continue
+        rows, cols = out.shape(product)
+        for m, v in (out.args(product), out.args(product)[::-1]):
+            if out.shape(m) != out.shape(product):
+                continue
+            if axis == 1 and out.shape(v) == (cols,):
+                lowered = apply(out, "matvec", [m, v], {"transposed": False})
+            elif (axis == 0 and out.op(v) == "broadcast_to" and out.attrs(v)["axes"] == (1,)
+                  and out.shape(out.args(v)[0]) == (rows,) and only_reader(out, v, product, roots)):
+                lowered = apply(out, "matvec", [m, out.args(v)[0]], {"transposed": True})
+            else:
+                continue
+            out.carry(node, lowered)
+            replace(out, node, lowered)
+            out.rename({lowered: node})
+            break
+    return out
+
+
+def only_reader(g: Graph, node: str, reader: str, roots: set[str]) -> bool:
+    return node not in roots and list(g.nx.successors(node)) == [reader]
+
+
+def summed_axis(g: Graph, node: str) -> int | None:
+    """The one axis a sum (or sum_to) of a matrix drops, if that is what it does."""
+    if g.op(node) == "sum" and not g.attrs(node).get("keepdims") and len(g.attrs(node)["axis"]) == 1 and len(g.shape(g.args(node)[0])) == 2:
+        return g.attrs(node)["axis"][0]
+    if g.op(node) == "sum_to" and len(g.shape(node)) == 1 and sum_to_axes(g.shape(g.args(node)[0]), g.shape(node)) == (1, ()):
+        return 0
+    return None

@@ -7,7 +7,7 @@ import pytest
 
 import symgraph as sg
 from symgraph.autodiff import differentiate
-from symgraph.passes import PIPELINE, fuse_softmax_cross_entropy, optimize
+from symgraph.passes import CODEGEN, PIPELINE, contract_products, fuse_softmax_cross_entropy, optimize
 
 SPEC = """
 name: head
@@ -47,3 +47,44 @@ def test_fused_values(target, batch):
     ref_loss, ref_grads = sg.compile(g, target=target, dtype="float64", passes=PIPELINE).loss_and_grads(params, inputs)
     assert np.isclose(loss, ref_loss, rtol=1e-13)
     np.testing.assert_allclose(grads["W"], ref_grads["W"], rtol=1e-12, atol=1e-15)
+
+
+CONTRACTED = """
+name: contracted
+dims: {batch: %d, features: 5}
+inputs: {x: {shape: [batch, features]}, y: {shape: [batch]}}
+params: {w: {shape: [features], init: normal(0.5)}, b: {shape: [], init: zeros}}
+graph:
+  z: sum(x * w, axis=1) + b
+  loss: binary_cross_entropy(z, y)
+loss: loss
+outputs: [z]
+"""
+
+
+def test_products_summed_over_an_axis_become_matrix_vector_products():
+    textbook = optimize(differentiate(sg.load(CONTRACTED % 6)), PIPELINE)
+    lowered = contract_products(textbook)
+    ops = {n: lowered.op(n) for n in lowered.nx}
+    forward, backward = (n for n in lowered.order() if ops[n] == "matvec")
+    assert lowered.args(forward) == ["x", "w"] and not lowered.attrs(forward)["transposed"]
+    assert lowered.attrs(backward)["transposed"] and lowered.gradients["w"] == backward
+    assert lowered.chain(backward) == textbook.chain(backward)  # the step it stands for stays
+    assert "matvec" not in {textbook.op(n) for n in textbook.nx}  # a pure function
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+@pytest.mark.parametrize("batch", [6, 1])
+def test_contracted_values(target, batch):
+    g = sg.load(CONTRACTED % batch)
+    rng = np.random.default_rng(1)
+    params = {"w": rng.standard_normal(5), "b": np.array(0.3)}
+    inputs = {"x": rng.standard_normal((batch, 5)), "y": rng.uniform(0, 1, batch)}
+    lowered = sg.compile(g, target=target, dtype="float64", passes=CODEGEN)
+    assert "matvec" in {lowered.program.train_graph.op(n) for n in lowered.program.train_graph.nx}
+    loss, grads = lowered.loss_and_grads(params, inputs)
+    ref_loss, ref_grads = sg.compile(g, target=target, dtype="float64", passes=PIPELINE).loss_and_grads(params, inputs)
+    assert np.isclose(loss, ref_loss, rtol=1e-13)
+    for name in params:
+        np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(lowered.forward(params, inputs)["z"], inputs["x"] @ params["w"] + 0.3, rtol=1e-13)

@@ -9,8 +9,8 @@
 typedef logreg_f64_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 8,192 bytes. */
-static real arena[1024];
+ * lifetimes do not overlap share space. 512 bytes. */
+static real arena[64];
 
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
 
@@ -43,6 +43,28 @@ static void sg_fill(real *out, long count, double value)
 {
     for (long i = 0; i < count; i++)
         out[i] = (real)value;
+}
+
+/* out[i] = sum_j m[i][j] v[j]: an r x c matrix times a vector, with no r x c
+ * array of products between. */
+static void sg_matvec(long rows, long cols, const real *m, const real *v, real *out)
+{
+    for (long i = 0; i < rows; i++) {
+        real total = 0;
+        for (long j = 0; j < cols; j++)
+            total += m[i * cols + j] * v[j];
+        out[i] = total;
+    }
+}
+
+/* out[j] = sum_i v[i] m[i][j]: a vector times an r x c matrix, row by row. */
+static void sg_vecmat(long rows, long cols, const real *v, const real *m, real *out)
+{
+    for (long j = 0; j < cols; j++)
+        out[j] = 0;
+    for (long i = 0; i < rows; i++)
+        for (long j = 0; j < cols; j++)
+            out[j] += v[i] * m[i * cols + j];
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */
@@ -81,17 +103,8 @@ int logreg_f64_forward(real *const params[], const void *const inputs[], long n,
     const real *b = params[logreg_f64_param_b];
     const real *x = inputs[logreg_f64_input_x];
 
-    real *z_1 = arena + 0;  /* [n, 30] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            z_1[i*30 + j] = x[i*30 + j]*w[j];
-
-    real *z_2 = arena + 960;  /* [n] */
-    for (long i = 0; i < n; i++)
-        z_2[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            z_2[i] += z_1[i*30 + j];
+    real *z_2 = arena + 0;  /* [n] */
+    sg_matvec(n, 30, x, w, z_2);
 
     real *z = outputs[logreg_f64_output_z];  /* [n] */
     for (long i = 0; i < n; i++)
@@ -110,23 +123,14 @@ int logreg_f64_evaluate(real *const params[], const void *const inputs[], long n
     const real *x = inputs[logreg_f64_input_x];
     const real *y = inputs[logreg_f64_input_y];
 
-    real *z_1 = arena + 0;  /* [n, 30] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            z_1[i*30 + j] = x[i*30 + j]*w[j];
+    real *z_2 = arena + 0;  /* [n] */
+    sg_matvec(n, 30, x, w, z_2);
 
-    real *z_2 = arena + 960;  /* [n] */
-    for (long i = 0; i < n; i++)
-        z_2[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            z_2[i] += z_1[i*30 + j];
-
-    real *z = arena + 0;  /* [n] */
+    real *z = arena + 32;  /* [n] */
     for (long i = 0; i < n; i++)
         z[i] = z_2[i] + b[0];
 
-    real *loss = arena + 32;  /* [] */
+    real *loss = arena + 0;  /* [] */
     {
         double sg_total = 0;
         for (long i = 0; i < n; i++)
@@ -159,23 +163,14 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     const real *x = inputs[logreg_f64_input_x];
     const real *y = inputs[logreg_f64_input_y];
 
-    real *z_1 = arena + 0;  /* [n, 30] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            z_1[i*30 + j] = x[i*30 + j]*w[j];
+    real *z_2 = arena + 0;  /* [n] */
+    sg_matvec(n, 30, x, w, z_2);
 
-    real *z_2 = arena + 960;  /* [n] */
-    for (long i = 0; i < n; i++)
-        z_2[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            z_2[i] += z_1[i*30 + j];
-
-    real *z = arena + 992;  /* [n] */
+    real *z = arena + 32;  /* [n] */
     for (long i = 0; i < n; i++)
         z[i] = z_2[i] + b[0];
 
-    real *loss = arena + 960;  /* [] */
+    real *loss = arena + 0;  /* [] */
     {
         double sg_total = 0;
         for (long i = 0; i < n; i++)
@@ -194,24 +189,9 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     for (long i = 0; i < n; i++)
         db[0] += dz[i];
 
-    /* dL/dz_1 = expand_dims(dL/dz_2, axis=1)   [d sum(z_1, axis=1)/dz_1] */
-    real *dz_1 = arena + 0;  /* [n, 30] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            dz_1[i*30 + j] = dz[i];
-
-    /* part of dL/dw   [d(x*w)/dw] */
-    real *dz_1_2 = dz_1;  /* [n, 30], in place of dz_1 */
-    for (long i = 0; i < n*30; i++)
-        dz_1_2[i] = dz_1[i]*x[i];
-
-    /* dL/dw = sum(dL/dz_1*x, axis=0)   [d(x*w)/dw] */
+    /* dL/dw = dL/dz @ x */
     real *dw = grads[logreg_f64_param_w];  /* [30] */
-    for (long i = 0; i < 30; i++)
-        dw[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 30; j++)
-            dw[j] += dz_1_2[i*30 + j];
+    sg_vecmat(n, 30, dz, x, dw);
 
     *loss_value = loss[0];
 

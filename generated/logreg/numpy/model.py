@@ -188,7 +188,7 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     dz = ((0.5 + 0.5*np.tanh(0.5*z)) - y)/n
     # dL/db = sum(dL/dz, axis=0)   [d(z_2 + b)/db]
     db = dz.sum(axis=0)
-    # dL/dw = sum(dL/d(x*w)*x, axis=0)   [d(x*w)/dw]
+    # dL/dw = dL/dz @ x
     dw = dz @ x
     return float(loss), {"w": dw, "b": db}
 
