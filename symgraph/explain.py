@@ -289,6 +289,8 @@ class Pretty:
             return node
         if op == "matmul":
             return f"{self.arg(args[0])} @ {self.arg(args[1])}"
+        if op == "matmul_bias":  # lowered: written as what it computes
+            return f"{self.arg(args[0])} @ {self.arg(args[1])} + {self.arg(args[2])}"
         if op == "matvec":  # lowered: written as the product it computes
             m, v = args
             return f"{self.arg(v)} @ {self.arg(m)}" if attrs["transposed"] else f"{self.arg(m)} @ {self.arg(v)}"

@@ -97,7 +97,7 @@ def test_vjp_matches_central_differences(name, target, passes, rng, monkeypatch)
 
 # Lowered ops stand for patterns that no one-op row makes: a spec per pattern
 # (their values against the textbook graph's: tests/passes/test_lower.py).
-LOWERED = {"matvec": "logreg.yaml"}
+LOWERED = {"matvec": "logreg.yaml", "matmul_bias": "digits_mlp.yaml"}
 
 
 def test_every_op_is_covered_by_a_gradient_row():

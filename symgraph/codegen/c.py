@@ -231,7 +231,6 @@ class Function:
     absorbed: set[str] = field(default_factory=set)
     reads: dict[str, set[str]] = field(default_factory=dict)
     transposed: dict[str, str] = field(default_factory=dict)  # matrix transpose read only by matmuls -> its argument
-    biased: dict[str, tuple[str, str]] = field(default_factory=dict)  # x @ W + b -> (x @ W, b), one statement
     updates: dict[str, str] = field(default_factory=dict)  # a gradient the SGD step adds into its parameter -> that parameter
 
     def __post_init__(self):
@@ -246,18 +245,12 @@ class Function:
         needed = g.needed_by(self.roots)
         order = node_order(g)
         computed = [v for v in order if v in needed and g.op(v) not in ("input", "param", "const")]
-        self.biased = biased_products(g, computed, needed, self.root_set | set(self.dests))
-        self.absorbed = set(fusion_groups(g, self.roots, order=order)) - set(self.biased)
+        self.absorbed = set(fusion_groups(g, self.roots, order=order))
         self.structures: dict[str, tuple[tuple, list[str]]] = {}
         self.transposed = read_transposed(g, needed, self.root_set)
-        products = {product for product, _ in self.biased.values()}
-        self.order = [v for v in computed if v not in self.absorbed and v not in self.transposed and v not in products]
+        self.order = [v for v in computed if v not in self.absorbed and v not in self.transposed]
         for v in self.order:
-            if v in self.biased:
-                product, bias = self.biased[v]
-                args = [*g.args(product), bias]
-            else:
-                args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)
+            args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)
             self.reads[v] = {self.transposed.get(a, a) for a in args}
         self.last_read = {a: i for i, v in enumerate(self.order) for a in self.reads[v]}  # node -> its last reader's position
         self.losses = losses_with_gradients(g, self.order, self.reads)
@@ -327,7 +320,7 @@ class Function:
 
     def fused(self, node: str) -> list[str]:
         """The absorbed nodes printed inside ``node``'s expression, producers first."""
-        out = [self.biased[node][0]] if node in self.biased else []
+        out = []
         for a in self.g.args(node):
             if a in self.absorbed:
                 out += [x for x in self.fused(a) + [a] if x not in out]
@@ -393,8 +386,6 @@ class Function:
     # -- emitters: each returns lines assigning node ``v``
     def emit(self, v: str) -> list[str]:
         op = self.g.op(v)
-        if v in self.biased:
-            return self.emit_biased_product(v)
         if REGISTRY[op].elementwise:
             return self.emit_elementwise(v)
         return getattr(self, f"emit_{op}")(v)
@@ -545,15 +536,14 @@ class Function:
             f"sg_matmul({m.text()}, {k.text()}, {p.text()}, {a} + {ix[a]}, {k.text()}, 1, {b} + {ix[b]}, {p.text()}, 1, {v} + {ix[v]});"
         ])
 
-    def emit_biased_product(self, v):
-        product, bias = self.biased[v]
-        a, b = self.g.args(product)
-        call = self.kernel("matmul_bias", *self.product_arguments(product), bias, v)
+    def emit_matmul_bias(self, v):
+        a, b, bias = self.g.args(v)
+        call = self.kernel("matmul_bias", *self.product_arguments(v), bias, v)
         return [f"/* {v} = {a} @ {b} + {bias}, one product that starts from the bias */", *call]
 
     def product_arguments(self, product: str) -> list[str]:
         """m, k, p and both operands of a 2-D product, as the matmul kernels take them."""
-        a, b = self.g.args(product)
+        a, b = self.g.args(product)[:2]
         m, k, p = extent(self.g.shape(a)[0]), extent(self.g.shape(a)[1]), extent(self.g.shape(b)[1])
         return [m.text(), k.text(), p.text(), *self.operand(a, m, k), *self.operand(b, k, p)]
 
@@ -696,30 +686,13 @@ class Function:
 
 
 # What Function.__post_init__ works out from the graph alone (the structures fill in as statements are emitted).
-SCHEDULE = ("root_set", "biased", "absorbed", "structures", "transposed", "order", "reads", "last_read", "losses", "aliases", "names")
+SCHEDULE = ("root_set", "absorbed", "structures", "transposed", "order", "reads", "last_read", "losses", "aliases", "names")
 
 
 @per_graph
 def schedules(g: Graph) -> dict[tuple, dict]:
     """The SCHEDULE of each (roots, destination nodes) Function of an optimised graph."""
     return {}
-
-
-def biased_products(g: Graph, nodes: list[str], needed: set[str], protected: set[str]) -> dict[str, tuple[str, str]]:
-    """Sums ``x @ W + b`` (2-D, b a vector added to every row, the product read
-    by nothing else) -> (the product, b): the product starts from b's rows and
-    accumulates into them, which saves the pass over the result that adds b."""
-    found = {}
-    for v in nodes:
-        if g.op(v) != "add":
-            continue
-        for product, bias in (g.args(v), g.args(v)[::-1]):
-            if (g.op(product) == "matmul" and len(g.shape(product)) == 2 and product not in protected
-                    and g.shape(v) == g.shape(product) and g.shape(bias) == g.shape(product)[-1:]
-                    and [r for r in g.nx.successors(product) if r in needed] == [v]):
-                found[v] = (product, bias)
-                break
-    return found
 
 
 def fused_updates(fn: Function, gradients: dict[str, str]) -> dict[str, str]:

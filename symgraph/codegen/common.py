@@ -158,7 +158,7 @@ def read_transposed(g: Graph, needed: set[str], roots: set[str]) -> dict[str, st
     return {
         v: g.args(v)[0] for v in needed
         if g.op(v) == "transpose" and g.attrs(v)["axes"] == (1, 0) and v not in roots
-        and all(g.op(r) == "matmul" and len(g.shape(r)) == 2 for r in g.nx.successors(v) if r in needed)
+        and all(g.op(r) in ("matmul", "matmul_bias") and len(g.shape(r)) == 2 for r in g.nx.successors(v) if r in needed)
     }
 
 

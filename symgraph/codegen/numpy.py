@@ -233,6 +233,12 @@ def emit_matmul(n: Node, reuse: bool = False):
     return [f"{n.name} = {a} @ {b}"]
 
 
+def emit_matmul_bias(n: Node, reuse: bool = False):
+    a, b, bias = n.args
+    product = f"np.matmul({a}, {b}, out={scratch(n.name, shape_text(n.shape))})" if reuse else f"{a} @ {b}"
+    return [f"{n.name} = {product}", f"{n.name} += {bias}"]
+
+
 def emit_matvec(n: Node):
     m, v = n.args
     return [f"{n.name} = {v} @ {m}" if n.attrs["transposed"] else f"{n.name} = {m} @ {v}"]
@@ -567,6 +573,7 @@ def in_place(n: Node, key: tuple, arrays: list[str]) -> list[str]:
 
 EMIT = {
     "matvec": emit_matvec,
+    "matmul_bias": emit_matmul_bias,
     "matmul": emit_matmul,
     "transpose": emit_transpose,
     "reshape": emit_reshape,

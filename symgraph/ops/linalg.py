@@ -97,6 +97,23 @@ register(
 )
 
 
+def matmul_bias_shape(shapes, attrs):
+    a, b, bias = shapes
+    product = matmul_shape([a, b], attrs)
+    if len(product) != 2 or tuple(bias) != product[-1:]:
+        raise ValueError(f"matmul_bias takes two matrices and a vector of the product's columns, got {fmt_shape(a)}, {fmt_shape(b)} and {fmt_shape(bias)}")
+    return product
+
+
+register(
+    OpDef(
+        "matmul_bias", 3, matmul_bias_shape, public=False, linear_in=(0, 1, 2),
+        combines=lambda shapes, attrs: ((1,), (0,), ()),
+        doc="x @ W + b for matrices x, W and a vector b added to every row: one product that starts from b",
+    )
+)
+
+
 # -- transpose --------------------------------------------------------------------
 def transpose_canon(shapes, attrs):
     rank = len(shapes[0])

@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..ir import Graph
 from ..ops import apply, const
 from ..ops.reduce import sum_to_axes
-from .rewrite import named, replace
+from .rewrite import named, substitute
 
 
 def fuse_softmax_cross_entropy(g: Graph) -> Graph:
@@ -45,10 +45,7 @@ def fuse_softmax_cross_entropy(g: Graph) -> Graph:
                     if role is not None:
                         out.set(scale, chain=(fwd, arg, "part"))
         fused = apply(out, "softmax_cross_entropy_grad", [z, y, scale if scale is not None else named(out, const(out, 1.0), "one")])
-        out.carry(target, fused)
-        name = target
-        replace(out, target, fused)
-        out.rename({fused: name})
+        substitute(out, target, fused)
     return out
 
 
@@ -77,9 +74,7 @@ def contract_products(g: Graph) -> Graph:
                 lowered = apply(out, "matvec", [m, out.args(v)[0]], {"transposed": True})
             else:
                 continue
-            out.carry(node, lowered)
-            replace(out, node, lowered)
-            out.rename({lowered: node})
+            substitute(out, node, lowered)
             break
     return out
 
@@ -95,3 +90,20 @@ def summed_axis(g: Graph, node: str) -> int | None:
     if g.op(node) == "sum_to" and len(g.shape(node)) == 1 and sum_to_axes(g.shape(g.args(node)[0]), g.shape(node)) == (1, ()):
         return 0
     return None
+
+
+def bias_products(g: Graph) -> Graph:
+    """``x @ W + b`` (matrices, b a vector added to every row) -> ``matmul_bias(x, W, b)``:
+    the product starts from b's rows and accumulates into them, which saves a
+    pass over the result. Only where nothing else reads the product."""
+    out = g.copy()
+    roots = set(g.roots())
+    for node in g.order():
+        if out.op(node) != "add":
+            continue
+        for product, bias in (out.args(node), out.args(node)[::-1]):
+            if (out.op(product) == "matmul" and len(out.shape(product)) == 2 and only_reader(out, product, node, roots)
+                    and out.shape(node) == out.shape(product) and out.shape(bias) == out.shape(product)[-1:]):
+                substitute(out, node, apply(out, "matmul_bias", [*out.args(product), bias]))
+                break
+    return out

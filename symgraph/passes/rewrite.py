@@ -27,6 +27,18 @@ def replace(g: Graph, old: str, new: str, redirected: dict[str, str] | None = No
         redirected[old] = new
 
 
+def substitute(g: Graph, old: str, new: str) -> None:
+    """``new`` takes ``old``'s place: its readers, its name, its provenance
+    (chain-rule step, being named) and its adjoint, so that the generated
+    code's comments read as they did (a lowering pass's edit)."""
+    g.carry(old, new)
+    adjoint = g.cotangents.get(old)
+    replace(g, old, new)
+    if adjoint is not None:
+        g.cotangents[new] = adjoint
+    g.rename({new: old})
+
+
 def redirect_all(g: Graph, redirected: dict[str, str]) -> None:
     """Point the loss, outputs and adjoints at what replaced their nodes (following chains)."""
 

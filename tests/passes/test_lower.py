@@ -7,7 +7,7 @@ import pytest
 
 import symgraph as sg
 from symgraph.autodiff import differentiate
-from symgraph.passes import CODEGEN, PIPELINE, contract_products, fuse_softmax_cross_entropy, optimize
+from symgraph.passes import CODEGEN, PIPELINE, bias_products, contract_products, fuse_softmax_cross_entropy, optimize
 
 SPEC = """
 name: head
@@ -88,3 +88,45 @@ def test_contracted_values(target, batch):
     for name in params:
         np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-12, atol=1e-15)
     np.testing.assert_allclose(lowered.forward(params, inputs)["z"], inputs["x"] @ params["w"] + 0.3, rtol=1e-13)
+
+
+BIASED = """
+name: biased
+dims: {batch: %d}
+inputs: {x: {shape: [batch, 3]}, y: {shape: [batch], dtype: int}}
+params: {W: {shape: [3, 4], init: normal(0.5)}, b: {shape: [4], init: normal(0.5)}, V: {shape: [4, 5], init: normal(0.5)}}
+graph:
+  h: tanh(x @ W + b)
+  shared: h @ V
+  logits: shared + 0.5
+  loss: cross_entropy(logits + shared, y)
+loss: loss
+outputs: [h]
+"""
+
+
+def test_a_product_plus_a_bias_becomes_one_op_that_keeps_its_place():
+    textbook = optimize(differentiate(sg.load(BIASED % 4)), PIPELINE)
+    lowered = bias_products(textbook)
+    ops = [lowered.op(n) for n in lowered.nx]
+    assert ops.count("matmul_bias") == 1  # h @ V is read twice: it stays a product
+    (node,) = [n for n in lowered.nx if lowered.op(n) == "matmul_bias"]
+    assert lowered.args(node) == ["x", "W", "b"]
+    assert lowered.cotangents.get(node) == textbook.cotangents.get(node)  # its adjoint, for the comments
+    assert "matmul_bias" not in {textbook.op(n) for n in textbook.nx}
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+@pytest.mark.parametrize("batch", [4, 1])
+def test_biased_values(target, batch):
+    g = sg.load(BIASED % batch)
+    rng = np.random.default_rng(2)
+    params = {"W": rng.standard_normal((3, 4)), "b": rng.standard_normal(4), "V": rng.standard_normal((4, 5))}
+    inputs = {"x": rng.standard_normal((batch, 3)), "y": rng.integers(0, 5, batch)}
+    lowered = sg.compile(g, target=target, dtype="float64", passes=CODEGEN)
+    loss, grads = lowered.loss_and_grads(params, inputs)
+    ref_loss, ref_grads = sg.compile(g, target=target, dtype="float64", passes=PIPELINE).loss_and_grads(params, inputs)
+    assert np.isclose(loss, ref_loss, rtol=1e-13)
+    for name in params:
+        np.testing.assert_allclose(grads[name], ref_grads[name], rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(lowered.forward(params, inputs)["h"], np.tanh(inputs["x"] @ params["W"] + params["b"]), rtol=1e-13)

@@ -734,16 +734,20 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     const real *x = inputs[digits_mlp_f64_input_x];
     const int64_t *y = inputs[digits_mlp_f64_input_y];
 
-    real *h_2 = arena + 0;  /* [n, 128] */
+    real *h_4 = arena + 0;  /* [n, 128] */
+    sg_dropout_mask(1, n, 128, first, total, 0.2, 1.25, training, seed, 1048576, h_4);
+
+    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
+    real *dlogits_scale = arena + 12608;  /* [] */
+    dlogits_scale[0] = 1.0/n;
+
+    real *h_2 = arena + 4096;  /* [n, 128] */
     /* h_2 = x @ W1 + b1, one product that starts from the bias */
     sg_matmul_bias(n, 64, 128, x, 64, 1, W1, 128, 1, b1, h_2);
 
     real *h_3 = h_2;  /* [n, 128], in place of h_2 */
     for (long i = 0; i < n*128; i++)
         h_3[i] = ((h_2[i]) < 0 ? 0 : (h_2[i]));
-
-    real *h_4 = arena + 4096;  /* [n, 128] */
-    sg_dropout_mask(1, n, 128, first, total, 0.2, 1.25, training, seed, 1048576, h_4);
 
     real *h = arena + 8192;  /* [n, 128] */
     for (long i = 0; i < n*128; i++)
@@ -755,10 +759,6 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
 
     real *loss = arena + 16704;  /* [] */
     /* set below, with dlogits */
-
-    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
-    real *dlogits_scale = arena + 12608;  /* [] */
-    dlogits_scale[0] = 1.0/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
     real *dlogits = arena + 16384;  /* [n, 10] */
@@ -772,11 +772,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
         for (long j = 0; j < 10; j++)
             db2[j] += dlogits[i*10 + j];
 
-    /* dL/dh = dL/d(h @ W2) @ W2.T   [d(h @ W2)/dh] */
+    /* dL/dh = dL/dlogits @ W2.T */
     real *dh = arena + 12288;  /* [n, 128] */
     sg_matmul(n, 10, 128, dlogits, 10, 1, W2, 1, 10, dh);
 
-    /* dL/dW2 = h.T @ dL/d(h @ W2)   [d(h @ W2)/dW2] */
+    /* dL/dW2 = h.T @ dL/dlogits */
     real *dW2 = grads[digits_mlp_f64_param_W2];  /* [128, 10] */
     if (step)  /* W2 -= lr * dL/dW2, added in as it is computed: nothing reads W2 after this */
         sg_matmul_add(128, n, 10, h, 1, 128, dlogits, 10, 1, -lr, params[digits_mlp_f64_param_W2]);
@@ -797,7 +797,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
         for (long j = 0; j < 128; j++)
             db1[j] += dh_2[i*128 + j];
 
-    /* dL/dW1 = x.T @ dL/d(x @ W1)   [d(x @ W1)/dW1] */
+    /* dL/dW1 = x.T @ dL/dh_2 */
     real *dW1 = grads[digits_mlp_f64_param_W1];  /* [64, 128] */
     if (step)  /* W1 -= lr * dL/dW1, added in as it is computed: nothing reads W1 after this */
         sg_matmul_add(64, n, 128, x, 1, 64, dh_2, 128, 1, -lr, params[digits_mlp_f64_param_W1]);

@@ -128,10 +128,11 @@ def forward(params, inputs):
     W2 = params["W2"]
     b2 = params["b2"]
     x = np.asarray(inputs["x"], DTYPE)
-    h_1 = x @ W1
-    h_3 = np.maximum(h_1 + b1, 0)
-    logits_1 = h_3 @ W2
-    logits = logits_1 + b2
+    h_2 = x @ W1
+    h_2 += b1
+    h_3 = np.maximum(h_2, 0)
+    logits = h_3 @ W2
+    logits += b2
     return {"logits": logits}
 
 
@@ -188,10 +189,11 @@ def evaluate(params, inputs):
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
     n = x.shape[0]
-    h_1 = x @ W1
-    h_3 = np.maximum(h_1 + b1, 0)
-    logits_1 = h_3 @ W2
-    logits = logits_1 + b2
+    h_2 = x @ W1
+    h_2 += b1
+    h_3 = np.maximum(h_2, 0)
+    logits = h_3 @ W2
+    logits += b2
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0]).sum() / n
     return float(loss), np.concatenate(([np.sum(np.argmax(logits, axis=-1) == y)],), dtype=np.float64)
@@ -208,34 +210,35 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
     n = x.shape[0]
-    h_1 = x @ W1
-    h_3 = np.maximum(h_1 + b1, 0)
     h_4 = (example_uniform(seed, 0 + DROPOUT_STREAM, (n, 128), 0, first, total) >= 0.2) * DTYPE(1.25) if training else DTYPE(1)
+    # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
+    dlogits_scale = DTYPE(1.0/n)
+    h_2 = x @ W1
+    h_2 += b1
+    h_3 = np.maximum(h_2, 0)
     h = h_3*h_4
-    logits_1 = h @ W2
-    logits = logits_1 + b2
+    logits = h @ W2
+    logits += b2
     sg_shifted_loss = logits - np.max(logits, axis=-1, keepdims=True)
     sg_exp_loss = np.exp(sg_shifted_loss)
     sg_total_loss = sg_exp_loss.sum(axis=-1, keepdims=True)
     loss = (np.log(sg_total_loss[..., 0]) - np.take_along_axis(sg_shifted_loss, y[..., None], axis=-1)[..., 0]).sum() / n
-    # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
-    dlogits_scale = DTYPE(1.0/n)
     # dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits]
     dlogits = sg_exp_loss
     dlogits *= dlogits_scale / sg_total_loss
     np.put_along_axis(dlogits, y[..., None], np.take_along_axis(dlogits, y[..., None], axis=-1) - dlogits_scale, axis=-1)
-    # dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2]
+    # dL/db2 = sum(dL/dlogits, axis=0)   [d(h @ W2 + b2)/db2]
     db2 = dlogits.sum(axis=0)
-    # dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh]
+    # dL/dh = dL/dlogits @ W2.T
     dh = dlogits @ W2.T
-    # dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2]
+    # dL/dW2 = h.T @ dL/dlogits
     dW2 = h.T @ dlogits
     # dL/dh_3 = dL/dh*h_4   [d(h_3*h_4)/dh_3]
-    # dL/d(h_1 + b1) = dL/dh_3*step(h_3)   [d relu(h_1 + b1)/d(h_1 + b1)]
+    # dL/dh_2 = dL/dh_3*step(h_3)   [d relu(h_2)/dh_2]
     dh_2 = dh*h_4*(h_3 > 0).astype(DTYPE)
-    # dL/db1 = sum(dL/d(h_1 + b1), axis=0)   [d(h_1 + b1)/db1]
+    # dL/db1 = sum(dL/dh_2, axis=0)   [d(x @ W1 + b1)/db1]
     db1 = dh_2.sum(axis=0)
-    # dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1]
+    # dL/dW1 = x.T @ dL/dh_2
     dW1 = x.T @ dh_2
     return float(loss), {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 

@@ -723,6 +723,10 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     const real *x = inputs[mlp_input_x];
     const int64_t *y = inputs[mlp_input_y];
 
+    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
+    real *dlogits_scale = arena + 17024;  /* [] */
+    dlogits_scale[0] = 1.0F/n;
+
     real *h_2 = arena + 0;  /* [n, 256] */
     /* h_2 = x @ W1 + b1, one product that starts from the bias */
     sg_matmul_bias(n, 784, 256, x, 784, 1, W1, 256, 1, b1, h_2);
@@ -738,10 +742,6 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     real *loss = arena + 33408;  /* [] */
     /* set below, with dlogits */
 
-    /* part of dL/dlogits   [d cross_entropy(logits, y)/dlogits] */
-    real *dlogits_scale = arena + 17024;  /* [] */
-    dlogits_scale[0] = 1.0F/n;
-
     /* dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits] */
     real *dlogits = arena + 32768;  /* [n, 10] */
     loss[0] = (real)sg_softmax_cross_entropy_grad(n, 10, logits, y, dlogits_scale[0], dlogits);
@@ -754,11 +754,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
         for (long j = 0; j < 10; j++)
             db2[j] += dlogits[i*10 + j];
 
-    /* dL/dh = dL/d(h @ W2) @ W2.T   [d(h @ W2)/dh] */
+    /* dL/dh = dL/dlogits @ W2.T */
     real *dh = arena + 16384;  /* [n, 256] */
     sg_matmul(n, 10, 256, dlogits, 10, 1, W2, 1, 10, dh);
 
-    /* dL/dW2 = h.T @ dL/d(h @ W2)   [d(h @ W2)/dW2] */
+    /* dL/dW2 = h.T @ dL/dlogits */
     real *dW2 = grads[mlp_param_W2];  /* [256, 10] */
     if (step)  /* W2 -= lr * dL/dW2, added in as it is computed: nothing reads W2 after this */
         sg_matmul_add(256, n, 10, h, 1, 256, dlogits, 10, 1, -lr, params[mlp_param_W2]);
@@ -778,7 +778,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
         for (long j = 0; j < 256; j++)
             db1[j] += dh_2[i*256 + j];
 
-    /* dL/dW1 = x.T @ dL/d(x @ W1)   [d(x @ W1)/dW1] */
+    /* dL/dW1 = x.T @ dL/dh_2 */
     real *dW1 = grads[mlp_param_W1];  /* [784, 256] */
     if (step)  /* W1 -= lr * dL/dW1, added in as it is computed: nothing reads W1 after this */
         sg_matmul_add(784, n, 256, x, 1, 784, dh_2, 256, 1, -lr, params[mlp_param_W1]);

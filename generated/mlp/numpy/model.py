@@ -141,13 +141,13 @@ def forward(params, inputs):
     b2 = params["b2"]
     x = np.asarray(inputs["x"], DTYPE)
     n = x.shape[0]
-    h_1 = np.matmul(x, W1, out=scratch("h_1", (n, 256)))
-    # h = np.maximum(h_1 + b1, 0)
+    h_2 = np.matmul(x, W1, out=scratch("h_2", (n, 256)))
+    h_2 += b1
+    # h = np.maximum(h_2, 0)
     h = scratch("h", (n, 256))
-    np.add(h_1, b1, out=h)
-    np.maximum(h, 0.0, out=h)
-    logits_1 = h @ W2
-    logits = logits_1 + b2
+    np.maximum(h_2, 0.0, out=h)
+    logits = h @ W2
+    logits += b2
     return {"logits": logits}
 
 
@@ -204,13 +204,13 @@ def evaluate(params, inputs):
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
     n = x.shape[0]
-    h_1 = np.matmul(x, W1, out=scratch("h_1", (n, 256)))
-    # h = np.maximum(h_1 + b1, 0)
+    h_2 = np.matmul(x, W1, out=scratch("h_2", (n, 256)))
+    h_2 += b1
+    # h = np.maximum(h_2, 0)
     h = scratch("h", (n, 256))
-    np.add(h_1, b1, out=h)
-    np.maximum(h, 0.0, out=h)
-    logits_1 = h @ W2
-    logits = logits_1 + b2
+    np.maximum(h_2, 0.0, out=h)
+    logits = h @ W2
+    logits += b2
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, y[..., None], axis=-1)[..., 0]).sum() / n
     return float(loss), np.concatenate(([np.sum(np.argmax(logits, axis=-1) == y)],), dtype=np.float64)
@@ -227,37 +227,37 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
     n = x.shape[0]
-    h_1 = np.matmul(x, W1, out=scratch("h_1", (n, 256)))
-    # h = np.maximum(h_1 + b1, 0)
+    # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
+    dlogits_scale = DTYPE(1.0/n)
+    h_2 = np.matmul(x, W1, out=scratch("h_2", (n, 256)))
+    h_2 += b1
+    # h = np.maximum(h_2, 0)
     h = scratch("h", (n, 256))
-    np.add(h_1, b1, out=h)
-    np.maximum(h, 0.0, out=h)
-    logits_1 = h @ W2
-    logits = logits_1 + b2
+    np.maximum(h_2, 0.0, out=h)
+    logits = h @ W2
+    logits += b2
     sg_shifted_loss = logits - np.max(logits, axis=-1, keepdims=True)
     sg_exp_loss = np.exp(sg_shifted_loss)
     sg_total_loss = sg_exp_loss.sum(axis=-1, keepdims=True)
     loss = (np.log(sg_total_loss[..., 0]) - np.take_along_axis(sg_shifted_loss, y[..., None], axis=-1)[..., 0]).sum() / n
-    # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
-    dlogits_scale = DTYPE(1.0/n)
     # dL/dlogits = (softmax(logits) - onehot(y))/batch   [d cross_entropy(logits, y)/dlogits]
     dlogits = sg_exp_loss
     dlogits *= dlogits_scale / sg_total_loss
     np.put_along_axis(dlogits, y[..., None], np.take_along_axis(dlogits, y[..., None], axis=-1) - dlogits_scale, axis=-1)
-    # dL/db2 = sum(dL/dlogits, axis=0)   [d(logits_1 + b2)/db2]
+    # dL/db2 = sum(dL/dlogits, axis=0)   [d(h @ W2 + b2)/db2]
     db2 = dlogits.sum(axis=0)
-    # dL/dh = dL/dlogits_1 @ W2.T   [d(h @ W2)/dh]
+    # dL/dh = dL/dlogits @ W2.T
     dh = np.matmul(dlogits, W2.T, out=scratch("dh", (n, 256)))
-    # dL/dW2 = h.T @ dL/dlogits_1   [d(h @ W2)/dW2]
+    # dL/dW2 = h.T @ dL/dlogits
     dW2 = h.T @ dlogits
-    # dL/d(h_1 + b1) = dL/dh*step(h)   [d relu(h_1 + b1)/d(h_1 + b1)]
+    # dL/dh_2 = dL/dh*step(h)   [d relu(h_2)/dh_2]
     # dh_2 = dh*(h > 0).astype(DTYPE)
     dh_2 = scratch("dh_2", (n, 256))
     np.greater(h, 0.0, out=dh_2)
     np.multiply(dh_2, dh, out=dh_2)
-    # dL/db1 = sum(dL/d(h_1 + b1), axis=0)   [d(h_1 + b1)/db1]
+    # dL/db1 = sum(dL/dh_2, axis=0)   [d(x @ W1 + b1)/db1]
     db1 = dh_2.sum(axis=0)
-    # dL/dW1 = x.T @ dL/dh_1   [d(x @ W1)/dW1]
+    # dL/dW1 = x.T @ dL/dh_2
     dW1 = x.T @ dh_2
     return float(loss), {"W1": dW1, "b1": db1, "W2": dW2, "b2": db2}
 

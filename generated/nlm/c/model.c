@@ -771,6 +771,10 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
 
     real *x = x_1;  /* [n, 192], a view of x_1 */
 
+    /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
+    real *dlogits_scale = arena + 825344;  /* [] */
+    dlogits_scale[0] = 1.0F/n;
+
     real *a_2 = arena + 768000;  /* [n, 256] */
     /* a_2 = x @ H + d, one product that starts from the bias */
     sg_matmul_bias(n, 192, 256, x, 192, 1, H, 256, 1, d, a_2);
@@ -783,12 +787,8 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     /* logits = a @ U + e, one product that starts from the bias */
     sg_matmul_bias(n, 256, 3000, a, 256, 1, U, 3000, 1, e, logits);
 
-    real *loss = arena + 825344;  /* [] */
+    real *loss = arena + 825360;  /* [] */
     /* set below, with dlogits */
-
-    /* part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits] */
-    real *dlogits_scale = arena + 825360;  /* [] */
-    dlogits_scale[0] = 1.0F/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits] */
     real *dlogits = arena + 384000;  /* [n, 3000] */
@@ -802,11 +802,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
         for (long j = 0; j < 3000; j++)
             de[j] += dlogits[i*3000 + j];
 
-    /* dL/da = dL/d(a @ U) @ U.T   [d(a @ U)/da] */
+    /* dL/da = dL/dlogits @ U.T */
     real *da = arena + 0;  /* [n, 256] */
     sg_matmul(n, 3000, 256, dlogits, 3000, 1, U, 1, 3000, da);
 
-    /* dL/dU = a.T @ dL/d(a @ U)   [d(a @ U)/dU] */
+    /* dL/dU = a.T @ dL/dlogits */
     real *dU = grads[nlm_param_U];  /* [256, 3000] */
     if (step)  /* U -= lr * dL/dU, added in as it is computed: nothing reads U after this */
         sg_matmul_add(256, n, 3000, a, 1, 256, dlogits, 3000, 1, -lr, params[nlm_param_U]);
@@ -826,11 +826,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
         for (long j = 0; j < 256; j++)
             dd[j] += da_2[i*256 + j];
 
-    /* dL/dx = dL/d(x @ H) @ H.T   [d(x @ H)/dx] */
+    /* dL/dx = dL/da_2 @ H.T */
     real *dx = arena + 32768;  /* [n, 192] */
     sg_matmul(n, 256, 192, da_2, 256, 1, H, 1, 256, dx);
 
-    /* dL/dH = x.T @ dL/d(x @ H)   [d(x @ H)/dH] */
+    /* dL/dH = x.T @ dL/da_2 */
     real *dH = grads[nlm_param_H];  /* [192, 256] */
     if (step)  /* H -= lr * dL/dH, added in as it is computed: nothing reads H after this */
         sg_matmul_add(192, n, 256, x, 1, 192, da_2, 256, 1, -lr, params[nlm_param_H]);

@@ -147,13 +147,13 @@ def forward(params, inputs):
     n = context_ids.shape[0]
     x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
     x = x_1.reshape((n, 192))
-    a_1 = np.matmul(x, H, out=scratch("a_1", (n, 256)))
-    # a = np.tanh(a_1 + d)
+    a_2 = np.matmul(x, H, out=scratch("a_2", (n, 256)))
+    a_2 += d
+    # a = np.tanh(a_2)
     a = scratch("a", (n, 256))
-    np.add(a_1, d, out=a)
-    np.tanh(a, out=a)
-    logits_1 = np.matmul(a, U, out=scratch("logits_1", (n, 3000)))
-    logits = logits_1 + e
+    np.tanh(a_2, out=a)
+    logits = a @ U
+    logits += e
     return {"logits": logits}
 
 
@@ -213,15 +213,13 @@ def evaluate(params, inputs):
     n = context_ids.shape[0]
     x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
     x = x_1.reshape((n, 192))
-    a_1 = np.matmul(x, H, out=scratch("a_1", (n, 256)))
-    # a = np.tanh(a_1 + d)
+    a_2 = np.matmul(x, H, out=scratch("a_2", (n, 256)))
+    a_2 += d
+    # a = np.tanh(a_2)
     a = scratch("a", (n, 256))
-    np.add(a_1, d, out=a)
-    np.tanh(a, out=a)
-    logits_1 = np.matmul(a, U, out=scratch("logits_1", (n, 3000)))
-    # logits = logits_1 + e
-    logits = scratch("logits", (n, 3000))
-    np.add(logits_1, e, out=logits)
+    np.tanh(a_2, out=a)
+    logits = np.matmul(a, U, out=scratch("logits", (n, 3000)))
+    logits += e
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0]).sum() / n
     return float(loss)
@@ -241,42 +239,40 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     n = context_ids.shape[0]
     x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
     x = x_1.reshape((n, 192))
-    a_1 = np.matmul(x, H, out=scratch("a_1", (n, 256)))
-    # a = np.tanh(a_1 + d)
+    # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
+    dlogits_scale = DTYPE(1.0/n)
+    a_2 = np.matmul(x, H, out=scratch("a_2", (n, 256)))
+    a_2 += d
+    # a = np.tanh(a_2)
     a = scratch("a", (n, 256))
-    np.add(a_1, d, out=a)
-    np.tanh(a, out=a)
-    logits_1 = np.matmul(a, U, out=scratch("logits_1", (n, 3000)))
-    # logits = logits_1 + e
-    logits = scratch("logits", (n, 3000))
-    np.add(logits_1, e, out=logits)
+    np.tanh(a_2, out=a)
+    logits = np.matmul(a, U, out=scratch("logits", (n, 3000)))
+    logits += e
     sg_shifted_loss = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), out=scratch("sg_shifted_loss", (n, 3000)))
     sg_exp_loss = np.exp(sg_shifted_loss, out=scratch("sg_exp_loss", (n, 3000)))
     sg_total_loss = sg_exp_loss.sum(axis=-1, keepdims=True)
     loss = (np.log(sg_total_loss[..., 0]) - np.take_along_axis(sg_shifted_loss, next_id[..., None], axis=-1)[..., 0]).sum() / n
-    # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
-    dlogits_scale = DTYPE(1.0/n)
     # dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits]
     dlogits = sg_exp_loss
     dlogits *= dlogits_scale / sg_total_loss
     np.put_along_axis(dlogits, next_id[..., None], np.take_along_axis(dlogits, next_id[..., None], axis=-1) - dlogits_scale, axis=-1)
-    # dL/de = sum(dL/dlogits, axis=0)   [d(logits_1 + e)/de]
+    # dL/de = sum(dL/dlogits, axis=0)   [d(a @ U + e)/de]
     de = dlogits.sum(axis=0)
-    # dL/da = dL/dlogits_1 @ U.T   [d(a @ U)/da]
+    # dL/da = dL/dlogits @ U.T
     da = np.matmul(dlogits, U.T, out=scratch("da", (n, 256)))
-    # dL/dU = a.T @ dL/dlogits_1   [d(a @ U)/dU]
+    # dL/dU = a.T @ dL/dlogits
     dU = a.T @ dlogits
-    # dL/d(a_1 + d) = dL/da*(1 - a**2)   [d tanh(a_1 + d)/d(a_1 + d)]
+    # dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2]
     # da_2 = da*(1.0 - a**2)
     da_2 = scratch("da_2", (n, 256))
     np.square(a, out=da_2)
     np.subtract(1.0, da_2, out=da_2)
     np.multiply(da_2, da, out=da_2)
-    # dL/dd = sum(dL/d(a_1 + d), axis=0)   [d(a_1 + d)/dd]
+    # dL/dd = sum(dL/da_2, axis=0)   [d(x @ H + d)/dd]
     dd = da_2.sum(axis=0)
-    # dL/dx = dL/da_1 @ H.T   [d(x @ H)/dx]
+    # dL/dx = dL/da_2 @ H.T
     dx = np.matmul(da_2, H.T, out=scratch("dx", (n, 192)))
-    # dL/dH = x.T @ dL/da_1   [d(x @ H)/dH]
+    # dL/dH = x.T @ dL/da_2
     dH = x.T @ da_2
     # dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1]
     dx_1 = dx.reshape((n, 3, 64))

@@ -1097,16 +1097,16 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     for (long i = 0; i < n*300; i++)
         features[i] = features_1[i]*features_2[i];
 
+    /* part of dL/dlogits   [d cross_entropy(logits, label)/dlogits] */
+    real *dlogits_scale = arena + 30128;  /* [] */
+    dlogits_scale[0] = 1.0/n;
+
     real *logits = arena + 30016;  /* [n, 2] */
     /* logits = features @ W + b, one product that starts from the bias */
     sg_matmul_bias(n, 300, 2, features, 300, 1, W, 2, 1, b, logits);
 
     real *loss = arena + 1605024;  /* [] */
     /* set below, with dlogits */
-
-    /* part of dL/dlogits   [d cross_entropy(logits, label)/dlogits] */
-    real *dlogits_scale = arena + 30128;  /* [] */
-    dlogits_scale[0] = 1.0/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits] */
     real *dlogits = arena + 45024;  /* [n, 2] */
@@ -1120,11 +1120,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
         for (long j = 0; j < 2; j++)
             db[j] += dlogits[i*2 + j];
 
-    /* dL/dfeatures = dL/d(features @ W) @ W.T   [d(features @ W)/dfeatures] */
+    /* dL/dfeatures = dL/dlogits @ W.T */
     real *dfeatures = arena + 30016;  /* [n, 300] */
     sg_matmul(n, 2, 300, dlogits, 2, 1, W, 1, 2, dfeatures);
 
-    /* dL/dW = features.T @ dL/d(features @ W)   [d(features @ W)/dW] */
+    /* dL/dW = features.T @ dL/dlogits */
     real *dW = grads[textcnn_f64_param_W];  /* [300, 2] */
     if (step)  /* W -= lr * dL/dW, added in as it is computed: nothing reads W after this */
         sg_matmul_add(300, n, 2, features, 1, 300, dlogits, 2, 1, -lr, params[textcnn_f64_param_W]);

@@ -213,8 +213,8 @@ def forward(params, inputs):
     np.maximum(f5_3, 0.0, out=f5_3)
     f5 = f5_3.max(axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
-    logits_1 = features_1 @ W
-    logits = logits_1 + b
+    logits = features_1 @ W
+    logits += b
     return {"logits": logits}
 
 
@@ -302,8 +302,8 @@ def evaluate(params, inputs):
     np.maximum(f5_3, 0.0, out=f5_3)
     f5 = f5_3.max(axis=1)
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
-    logits_1 = features_1 @ W
-    logits = logits_1 + b
+    logits = features_1 @ W
+    logits += b
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, label[..., None], axis=-1)[..., 0]).sum() / n
     return float(loss), np.concatenate(([np.sum(np.argmax(logits, axis=-1) == label)],), dtype=np.float64)
@@ -353,23 +353,23 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     features_1 = np.concatenate((f3, f4, f5,), axis=1)
     features_2 = (example_uniform(seed, 0 + DROPOUT_STREAM, (n, 300), 0, first, total) >= 0.5) * DTYPE(2.0) if training else DTYPE(1)
     features = features_1*features_2
-    logits_1 = features @ W
-    logits = logits_1 + b
+    # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
+    dlogits_scale = DTYPE(1.0/n)
+    logits = features @ W
+    logits += b
     sg_shifted_loss = logits - np.max(logits, axis=-1, keepdims=True)
     sg_exp_loss = np.exp(sg_shifted_loss)
     sg_total_loss = sg_exp_loss.sum(axis=-1, keepdims=True)
     loss = (np.log(sg_total_loss[..., 0]) - np.take_along_axis(sg_shifted_loss, label[..., None], axis=-1)[..., 0]).sum() / n
-    # part of dL/dlogits   [d cross_entropy(logits, label)/dlogits]
-    dlogits_scale = DTYPE(1.0/n)
     # dL/dlogits = (softmax(logits) - onehot(label))/batch   [d cross_entropy(logits, label)/dlogits]
     dlogits = sg_exp_loss
     dlogits *= dlogits_scale / sg_total_loss
     np.put_along_axis(dlogits, label[..., None], np.take_along_axis(dlogits, label[..., None], axis=-1) - dlogits_scale, axis=-1)
-    # dL/db = sum(dL/dlogits, axis=0)   [d(logits_1 + b)/db]
+    # dL/db = sum(dL/dlogits, axis=0)   [d(features @ W + b)/db]
     db = dlogits.sum(axis=0)
-    # dL/dfeatures = dL/dlogits_1 @ W.T   [d(features @ W)/dfeatures]
+    # dL/dfeatures = dL/dlogits @ W.T
     dfeatures = dlogits @ W.T
-    # dL/dW = features.T @ dL/dlogits_1   [d(features @ W)/dW]
+    # dL/dW = features.T @ dL/dlogits
     dW = features.T @ dlogits
     # dL/dfeatures_1 = dL/dfeatures*features_2   [d(features_1*features_2)/dfeatures_1]
     dfeatures_1 = dfeatures*features_2
