@@ -113,7 +113,7 @@ def axes_text(axes) -> str:
 
 
 # -- element-wise expressions as ufunc calls writing into one buffer ----------------------
-UFUNCS = {sp.exp: "np.exp", sp.log: "np.log", sp.tanh: "np.tanh", sp.Abs: "np.absolute", sgn: "np.sign"}
+UFUNCS = {sp.Abs: "np.absolute", sgn: "np.sign"}  # the others as sympy's NumPy printer names them (see ufunc)
 
 
 class InPlace:
@@ -137,9 +137,17 @@ class InPlace:
     def atom(self, expr: sp.Expr) -> str | None:
         if expr.is_Symbol:
             return expr.name
-        if expr.is_Number:
+        if expr.is_number:  # 2, but also pi and sqrt(2): a constant
             return literal(float(expr))
         return None
+
+    @staticmethod
+    def ufunc(expr: sp.Expr) -> str | None:
+        """The NumPy ufunc of a function of one argument, if there is one."""
+        if type(expr) in UFUNCS:
+            return UFUNCS[type(expr)]
+        name = PRINTER.printer.known_functions.get(type(expr).__name__, "")
+        return "np." + name.split(".", 1)[1] if name.startswith("numpy.") else None
 
     def value(self, expr: sp.Expr, target: str) -> str:
         """Text of ``expr``'s value: an atom as it is, else computed into ``target``."""
@@ -166,6 +174,9 @@ class InPlace:
             else:
                 self.call("np.power", [base, literal(float(expr.exp))], target)
             return target
+        if len(expr.args) != 1 or not (isinstance(expr, (relu, step, sigmoid)) or self.ufunc(expr)):
+            self.lines.append(f"np.copyto({target}, {PRINTER.printer.doprint(expr)})")  # as the printer writes it
+            return target
         (arg,) = expr.args
         inner = self.value(arg, target)
         if isinstance(expr, relu):
@@ -178,7 +189,7 @@ class InPlace:
             self.call("np.multiply", [target, "0.5"], target)
             self.call("np.add", [target, "0.5"], target)
         else:
-            self.call(UFUNCS[expr.func], [inner], target)
+            self.call(self.ufunc(expr), [inner], target)
         return target
 
     def fold(self, terms, target: str, join: str, inverse_join: str, inverted, invert) -> str:

@@ -174,7 +174,8 @@ def local_derivatives(op_name: str, attrs: tuple) -> tuple[sp.Expr, ...]:
         if expr.func is relu:
             # relu(x) > 0 exactly where x > 0: reading the output lets x live only inside relu's loop
             d = d.subs(step(expr.args[0]), step(OUT))
-        derivatives.append(sp.factor_terms(sp.simplify(d)))
+        # simplified where symgraph's ops can build that (sympy may bring in cosh, say), else as derived
+        derivatives.append(next((e for e in (sp.factor_terms(sp.simplify(d)), sp.factor_terms(d)) if buildable(e)), d))
     return tuple(derivatives)
 
 
@@ -191,6 +192,21 @@ def elementwise_vjp(g: Graph, node: str, cotangent: str) -> tuple[str | None, ..
         else:
             grads.append(from_sympy(g, COTANGENT * d, env))
     return tuple(grads)
+
+
+def buildable(expr: sp.Expr) -> bool:
+    """Whether ``from_sympy`` can build ``expr`` from symgraph's element-wise ops."""
+    known = set(function_ops())
+    for sub in sp.preorder_traversal(expr):
+        if isinstance(sub, sp.Function) and type(sub) not in known:
+            return False
+        if sub.is_Pow and not sub.exp.is_number:
+            return False
+        if sub.is_Number and not (sub.is_real and sub.is_finite):
+            return False
+        if sub.is_number and sub.is_real is False:  # log(-1) is log(1) + I*pi to sympy
+            return False
+    return True
 
 
 def function_ops() -> dict[type, str]:

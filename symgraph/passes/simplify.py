@@ -12,6 +12,7 @@ from ..ir import Graph
 from ..ops import const
 from ..ops.symbolic import (
     BATCH,
+    buildable,
     from_sympy,
     function_ops,
     placeholder,
@@ -104,16 +105,3 @@ def simplest(key: tuple) -> sp.Expr | None:
     return simpler
 
 
-def buildable(expr: sp.Expr) -> bool:
-    """Whether ``from_sympy`` can build ``expr`` from symgraph's element-wise ops."""
-    known = set(function_ops())
-    for sub in sp.preorder_traversal(expr):
-        if isinstance(sub, sp.Function) and type(sub) not in known:
-            return False
-        if sub.is_Pow and not sub.exp.is_number:
-            return False
-        if sub.is_Number and not (sub.is_real and sub.is_finite):
-            return False
-        if sub.is_number and sub.is_real is False:  # log(-1) is log(1) + I*pi to sympy
-            return False
-    return True
