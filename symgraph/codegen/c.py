@@ -155,6 +155,7 @@ class Printer(C99CodePrinter):
         super().__init__({"type_aliases": {real: float32}} if dtype == "float32" else {})
         self.dtype = dtype
         self.suffix = "F" if dtype == "float32" else ""  # of literals: 1.0F
+        self.kernels: set[str] = set()
 
     def number(self, value: float) -> str:
         text = repr(float(value))
@@ -187,8 +188,16 @@ class Printer(C99CodePrinter):
         return f"{self.function('pow')}({self._print(base)}, {self.number(float(exp))})"
 
     def tanh(self) -> str:
-        """float32's own tanh, which vectorises (``sg_tanh``), else libm's."""
-        return "sg_tanh" if self.dtype == "float32" else "tanh"
+        """float32's own tanh, which vectorises (``sg_tanh``, a kernel: see ``kernels``), else libm's."""
+        if self.dtype == "float32":
+            self.kernels.add("tanh")
+            return "sg_tanh"
+        return "tanh"
+
+    def doprint(self, expr, assign_to=None):
+        """The text, with ``kernels`` the runtime functions it calls."""
+        self.kernels: set[str] = set()
+        return super().doprint(expr, assign_to)
 
     def _print_tanh(self, expr):
         return f"{self.tanh()}({self._print(expr.args[0])})"
@@ -404,10 +413,9 @@ class Function:
         def body(ix):
             return [f"{v}[{ix[v]}] = {self.ctx.cached.fill(key, [f'{a}[{ix[a]}]' for a in leaves])};"]
 
-        lines = self.nest(shape, arrays, body, v)
-        if "sg_tanh(" in lines[-1]:
-            self.ctx.use("tanh")
-        return lines
+        for kernel in self.ctx.cached.kernels(key):
+            self.ctx.use(kernel)
+        return self.nest(shape, arrays, body, v)
 
     def nest(self, shape, arrays, body, written: str | None = None) -> list[str]:
         """The loops; those over at least PARALLEL_ELEMENTS elements, which write

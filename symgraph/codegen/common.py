@@ -72,13 +72,21 @@ class CachedPrinter:
     def __init__(self, printer, constant: Callable[[object], sp.Expr]):
         self.printer = printer
         self.constant = constant
-        self.cache: dict[tuple, str] = {}
+        self.cache: dict[tuple, tuple[str, frozenset[str]]] = {}
+
+    def printed(self, key: tuple) -> tuple[str, frozenset[str]]:
+        """The text of ``key``'s expression, and the runtime functions it calls (a printer's ``kernels``)."""
+        if key not in self.cache:
+            text = self.printer.doprint(real_valued(structure_expr(key, self.constant)))
+            self.cache[key] = text, frozenset(getattr(self.printer, "kernels", ()))
+        return self.cache[key]
 
     def fill(self, key: tuple, texts: list[str]) -> str:
         """The expression of ``key`` with leaf i written as ``texts[i]``."""
-        if key not in self.cache:
-            self.cache[key] = self.printer.doprint(real_valued(structure_expr(key, self.constant)))
-        return fill(self.cache[key], texts)
+        return fill(self.printed(key)[0], texts)
+
+    def kernels(self, key: tuple) -> frozenset[str]:
+        return self.printed(key)[1]
 
 
 def view(g: Graph, node: str, fused: frozenset[str] = frozenset(), written: dict[str, str] | None = None) -> Node:
