@@ -131,3 +131,41 @@ def test_the_regression_target_is_never_standardised(target, tmp_path, capsys):
     data = regression_data(tmp_path / "d", 16, 0)
     done = subprocess.run([*train, "--data", data, "--normalize", "t"], capture_output=True, text=True)
     assert done.returncode == 2 and "--normalize t: the loss's target stays in its own units" in done.stderr, done.stderr
+
+
+SEQUENCE_LABELLER = """\
+name: seqlab
+dims: {batch: 12, len: 7, feat: 5, ncls: 5}
+inputs: {x: {shape: [batch, len, feat]}, lab: {shape: [batch, len], dtype: int}}
+params: {W: {shape: [feat, ncls]}}
+graph:
+  logits: x @ W
+  loss: cross_entropy(logits, lab) + 0.001 * sum(W * W)
+loss: loss
+outputs: [logits]
+train: {lr: 0.5, epochs: 2, metric: [accuracy, macro_f1]}
+"""
+
+
+@pytest.mark.needs_cc
+@pytest.mark.parametrize("batch_size", ["12", "5"])
+def test_the_scores_a_metric_reads_outlive_the_statements_after_them(batch_size, tmp_path):
+    """The penalty is computed after the cross-entropy: in C its buffers once
+    took the logits' place in the work area before the metric read them."""
+    spec = tmp_path / "seqlab.yaml"
+    spec.write_text(SEQUENCE_LABELLER)
+    rng = np.random.default_rng(4)
+    labels = rng.integers(0, 5, (40, 7))
+    data = tmp_path / "data"
+    data.mkdir()
+    np.save(data / "x.npy", np.eye(5)[labels] * 3 + 0.1 * rng.normal(size=(40, 7, 5)))
+    np.save(data / "lab.npy", labels)
+    lines = {}
+    for target in ("numpy", "c"):
+        train = trainer(spec, target, tmp_path / target)
+        done = subprocess.run([*train, "--data", data, "--val", data, "--epochs", "2", "--batch-size", batch_size],
+                              capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        lines[target] = [line.rsplit("  ", 1)[0] for line in done.stdout.splitlines()]
+    assert lines["c"] == lines["numpy"]
+    assert "val acc 1.0000  val f1 1.0000" in lines["c"][-1]

@@ -343,10 +343,10 @@ class Function:
             last.setdefault(self.owner(v), i)
             for a in self.reads[v]:
                 last[self.owner(a)] = i
-            if v in self.root_set:
-                last[self.owner(v)] = end
             if v in self.losses:  # the loss is written here, with its gradient
                 last[self.owner(self.losses[v])] = max(last[self.owner(self.losses[v])], i)
+        for v in self.root_set & set(self.order):  # read by the caller, after every statement (a later read must not cut that short)
+            last[self.owner(v)] = end
         buffers = []
         for i, v in enumerate(self.order):
             if v in self.dests or v in self.aliases:
