@@ -403,3 +403,21 @@ def test_a_flag_may_carry_its_value_after_an_equals_sign_in_both(tmp_path):
         assert done.returncode == 0, done.stderr
         lines[target] = [line.rsplit("  ", 1)[0] for line in done.stdout.splitlines()]
     assert lines["numpy"] == lines["c"] and len(lines["c"]) == 2 and "lr 0.05" in lines["c"][0]
+
+
+def test_a_checkpoint_keeps_the_normalisation_asked_for_on_the_command_line(tmp_path, target):
+    """--normalize x at training: --eval, --predict and a resumed run use the checkpoint's statistics without it."""
+    train = compile_example("digits_mlp", tmp_path / "trainer", target, dtype="float64")
+    data, val = toy_digits(tmp_path / "train", 96, 0), toy_digits(tmp_path / "val", 32, 1)
+    np.save(data / "x.npy", np.load(data / "x.npy") * 40 + 7)  # far from standard: the statistics matter
+    np.save(val / "x.npy", np.load(val / "x.npy") * 40 + 7)
+    trained = run(train, "--data", data, "--val", val, "--epochs", "2", "--normalize", "x", "--save", tmp_path / "ckpt")
+    assert trained.returncode == 0, trained.stderr
+    last = trained.stdout.splitlines()[-1].split("  val ", 1)[1].split("  lr")[0]
+    evaluated = run(train, "--eval", "--init-from", tmp_path / "ckpt", "--val", val)
+    assert evaluated.stdout == f"eval  {last.replace('val ', '')}\n", (evaluated.stdout, last)
+    resumed = run(train, "--data", data, "--epochs", "3", "--init-from", tmp_path / "ckpt", "--save", tmp_path / "ckpt")
+    assert resumed.returncode == 0 and (tmp_path / "ckpt" / "normalize.mean.x.npy").exists(), resumed.stderr
+    whole = run(train, "--data", data, "--epochs", "3", "--normalize", "x", "--save", tmp_path / "whole")
+    assert whole.returncode == 0
+    np.testing.assert_array_equal(np.load(tmp_path / "ckpt" / "W1.npy"), np.load(tmp_path / "whole" / "W1.npy"))

@@ -884,18 +884,18 @@ static void load_checkpoint(const char *folder, real *const params[], optimizer 
             fail("--init-from %s: was trained with %s; resume it with --optimizer %s, or start afresh without --init-from", folder,
                  optimizer_names[(int)code], optimizer_names[(int)code]);
     }
-    for (int k = 0; k < diabetes_num_inputs; k++) {
+    for (int k = 0; k < diabetes_num_inputs; k++) {  /* the checkpoint's normalisation, --normalize given or not */
         const diabetes_leaf *leaf = &diabetes_inputs[k];
-        if (!stats[k].active)
+        if (leaf->is_int || !leaf->batched)
             continue;
-        stats[k].mean = allocate((size_t)leaf->size, sizeof(real));
-        stats[k].std = allocate((size_t)leaf->size, sizeof(real));
-        const long *dims = leaf->dims + leaf->batched;
-        int rank = leaf->rank - leaf->batched;
-        stats[k].active = 2;  /* loaded, not to be measured on the data */
-        if (load_array(folder, "normalize.mean.", leaf->name, rank, dims, leaf->size, 1, stats[k].mean) != 0 ||
-            load_array(folder, "normalize.std.", leaf->name, rank, dims, leaf->size, 1, stats[k].std) != 0)
-            stats[k].active = 1;
+        real *mean = allocate((size_t)leaf->size, sizeof(real)), *std = allocate((size_t)leaf->size, sizeof(real));
+        const long *dims = leaf->dims + 1;
+        if (load_array(folder, "normalize.mean.", leaf->name, leaf->rank - 1, dims, leaf->size, 1, mean) == 0 &&
+            load_array(folder, "normalize.std.", leaf->name, leaf->rank - 1, dims, leaf->size, 1, std) == 0) {
+            stats[k].mean = mean;
+            stats[k].std = std;
+            stats[k].active = 2;  /* loaded, not to be measured on the data */
+        }
     }
     make_path(path, folder, "/", "training.state", ".npy");
     if (access(path, F_OK) != 0)

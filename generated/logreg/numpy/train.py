@@ -429,7 +429,7 @@ def load_checkpoint(folder, optimizer):
     if state is not None and (state.dtype.kind not in "iu" or np.any(state < 0) or np.any(state >= 2**63)):
         fail(f"{os.path.join(folder, 'training.state.npy')}: expected [epochs, steps, seed], whole numbers >= 0")
     stats = {}
-    for name in NORMALIZE:
+    for name in [name for name in model.INPUTS if batched(name) and model.INPUTS[name][1] == "float"]:  # --normalize given or not
         example = model.INPUTS[name][0][1:]  # the statistics of one example
         mean = read(folder, f"normalize.mean.{name}", example, required=False)
         std = read(folder, f"normalize.std.{name}", example, required=False)
