@@ -45,6 +45,24 @@ def affine_in(expr: sp.Expr, positions: list[int]) -> bool:
     return all(sp.simplify(sp.diff(expr, a, b)) == 0 for a in symbols for b in symbols)
 
 
+def called(g: Graph, node: str) -> str:
+    """``node`` as the spec's author knows it: its name where the spec gave
+    one, else the named node whose expression holds it (``loss (a sum in it)``)."""
+    op = g.op(node)
+    if g.is_named(node) or op in ("input", "param"):
+        return f"{node} ({op})"
+    seen, frontier = {node}, [node]
+    while frontier:
+        reader = frontier.pop(0)
+        if g.is_named(reader):
+            return f"{reader} (a {op} in it)"
+        for after in g.nx.successors(reader):
+            if after not in seen:
+                seen.add(after)
+                frontier.append(after)
+    return f"{node} ({op})"
+
+
 def classify(g: Graph, node: str, kinds: dict[str, str]) -> str:
     op = g.op(node)
     args = g.args(node)
@@ -57,10 +75,10 @@ def classify(g: Graph, node: str, kinds: dict[str, str]) -> str:
     means = [i for i, k in enumerate(arg_kinds) if k == MEAN]
     if means:
         if PER_EXAMPLE in arg_kinds:
-            raise Coupled(f"{node} combines a mean over the batch with single examples")
+            raise Coupled(f"{called(g, node)} combines a mean over the batch with single examples")
         linear = affine_in(definition.expr, means) if definition.elementwise else len(means) == 1 and means[0] in definition.linear_in
         if not linear:
-            raise Coupled(f"{node} ({op}) is not affine in the mean over the batch it reads")
+            raise Coupled(f"{called(g, node)} is not affine in the mean over the batch it reads")
         return MEAN
     if definition.elementwise:
         return PER_EXAMPLE
@@ -72,7 +90,7 @@ def classify(g: Graph, node: str, kinds: dict[str, str]) -> str:
     if over_batch and definition.averages and batch_axis(g.shape(node)) is None:
         return MEAN
     how = "sums over" if op == "sum" else "combines examples along"
-    raise Coupled(f"{node} ({op}) {how} the batch axis")
+    raise Coupled(f"{called(g, node)} {how} the batch axis")
 
 
 def coupling(g: Graph) -> str | None:

@@ -72,6 +72,8 @@ def test_k_processes_train_as_one(trainers, target, k, tmp_path):
     together = mpirun(k, built[target], "--data", data, "--val", val, *EPOCHS, "--save", tmp_path / "many")
     assert lines(together) == lines(alone)
     assert f"{k} processes" in together.stdout and together.stdout.count("epoch ") == 3  # one process prints
+    shares = [int(line.rsplit(", ", 1)[1].split("%")[0]) for line in together.stdout.splitlines()]
+    assert all(0 <= share <= 100 for share in shares), shares  # of the training steps' time
     one, many = params_of(tmp_path / "one"), params_of(tmp_path / "many")
     assert one.keys() == many.keys()
     for name, value in one.items():
@@ -184,9 +186,27 @@ def compile_built(spec: Path, out: Path, target: str) -> list[str]:
     return [str(out / "train")]
 
 
+@pytest.mark.parametrize("flag, where, says", [
+    ("--save", "missing/ckpt", "--save {}: the folder that would hold it does not exist or cannot be written"),
+    ("--save-best", "missing/ckpt", "--save-best {}: the folder that would hold it does not exist or cannot be written"),
+    ("--log", ".", "--log {}: is a folder; the log is a .csv file"),
+])
+def test_outputs_that_cannot_be_written_are_refused_before_any_work(trainers, target, flag, where, says, tmp_path):
+    _, built, data, val = trainers
+    path = tmp_path / where
+    result = mpirun(2, built[target], "--data", data, "--val", val, "--epochs", "1", flag, path, timeout=60)
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.strip().splitlines() == [f"error: {says.format(path)}"], result.stderr
+
+
 def test_without_mpi_the_c_trainer_holds_none_of_it(tmp_path):
-    """Without MPI=1 nothing of MPI is compiled in: the plain build links no MPI library."""
+    """Without MPI=1 nothing of MPI is compiled in: the plain build links no MPI library,
+    and under mpirun it refuses to run as several separate trainings."""
     train = compile_example("digits_mlp", tmp_path / "plain", "c")
+    refused = mpirun(2, train, "--epochs", "1", timeout=60)
+    assert refused.returncode == 2
+    assert refused.stderr.strip().splitlines() == [
+        "error: started as one of 2 MPI processes, but this trainer was built without MPI; build it with make MPI=1"]
     linked = subprocess.run(["ldd", train[0]], capture_output=True, text=True).stdout
     assert "libmpi" not in linked, linked
     binary = Path(train[0]).read_bytes()

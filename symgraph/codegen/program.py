@@ -139,7 +139,7 @@ def build_program(g: Graph, dtype: str = "float32", passes: list | None = None) 
     for leaf in params + inputs:
         leaf.var = renamed.get(leaf.name, leaf.name)
     folded = merged_batch(g)
-    coupled = f"{folded} folds the batch axis into another" if folded else coupling(g)
+    coupled = f"{folded} folds the batch axis into another or ties it to a fixed size" if folded else coupling(g)
     return Program(g, train_graph, eval_graph, dtype, params, inputs, list(evaluated.outputs), batch_input(g), folded,
                    coupling=coupled, mangled=renamed, metrics=metrics, scored_elements=scored_elements(g, metrics[0] if metrics else None))
 

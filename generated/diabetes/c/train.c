@@ -748,19 +748,21 @@ static int write_marker(const char *folder)
 
 /* Refuses, before any training, a --save folder this trainer did not write: it
  * may not exist, be empty, or be a checkpoint whose files its marker lists. */
-static void check_save(const char *folder)
+static void check_save(const char *flag, const char *folder)
 {
     struct stat status;
     recover(folder);
     if (lstat(folder, &status) != 0) {
-        if (errno == ENOENT)
-            return;
-        fail("--save %s: %s", folder, strerror(errno));
+        if (errno != ENOENT)
+            fail("%s %s: %s", flag, folder, strerror(errno));
+        if (!can_write(folder))
+            fail("%s %s: the folder that would hold it does not exist or cannot be written", flag, folder);
+        return;
     }
     if (S_ISLNK(status.st_mode))
-        fail("--save %s: is a symbolic link; choose another folder", folder);
+        fail("%s %s: is a symbolic link; choose another folder", flag, folder);
     if (!S_ISDIR(status.st_mode))
-        fail("--save %s: is a file, not a checkpoint folder; choose another folder", folder);
+        fail("%s %s: is a file, not a checkpoint folder; choose another folder", flag, folder);
     static char listed[1 << 16];
     char path[4096], first[256] = "";
     make_path(path, folder, "/", MARKER, "");
@@ -774,7 +776,7 @@ static void check_save(const char *folder)
     }
     DIR *dir = opendir(folder);
     if (!dir)
-        fail("--save %s: %s", folder, strerror(errno));
+        fail("%s %s: %s", flag, folder, strerror(errno));
     for (struct dirent *entry; (entry = readdir(dir)) != NULL;) {
         char line[300];
         if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0 || strcmp(entry->d_name, MARKER) == 0)
@@ -785,7 +787,7 @@ static void check_save(const char *folder)
     }
     closedir(dir);
     if (*first)
-        fail("--save %s: holds files this trainer did not write (%s); choose another folder", folder, first);
+        fail("%s %s: holds files this trainer did not write (%s); choose another folder", flag, folder, first);
 }
 
 static int save(const char *folder, real *const params[], const optimizer *opt, long epoch, uint64_t seed,
@@ -1358,6 +1360,15 @@ int main(int argc, char **argv)
     atexit(leave_world);
     MPI_Comm_rank(MPI_COMM_WORLD, &world_rank);
     MPI_Comm_size(MPI_COMM_WORLD, &world_size);
+#else
+    /* started by mpirun as one of several processes: each would train alone and write the same checkpoint */
+    const char *launched = getenv("OMPI_COMM_WORLD_SIZE") ? getenv("OMPI_COMM_WORLD_SIZE") : getenv("PMI_SIZE");
+    const char *rank = getenv("OMPI_COMM_WORLD_RANK") ? getenv("OMPI_COMM_WORLD_RANK") : getenv("PMI_RANK");
+    if (launched && atol(launched) > 1) {
+        if (!rank || atol(rank) == 0)
+            fprintf(stderr, "error: started as one of %s MPI processes, but this trainer was built without MPI; build it with make MPI=1\n", launched);
+        return 2;
+    }
 #endif
     const int talk = world_rank == 0;  /* the first process alone prints, logs and saves */
     for (int i = 0; normalized_by_spec[i]; i++)
@@ -1483,9 +1494,12 @@ int main(int argc, char **argv)
         fail("this model cannot train over %d processes: %s, so the gradients of shares of a batch do not add up to the "
              "batch's; train it in one process", world_size, coupling);
     if (save_to && talk)
-        check_save(save_to);
+        check_save("--save", save_to);
     if (best_to && talk)
-        check_save(best_to);
+        check_save("--save-best", best_to);
+    struct stat log_status;
+    if (log_to && talk && stat(log_to, &log_status) == 0 && S_ISDIR(log_status.st_mode))
+        fail("--log %s: is a folder; the log is a .csv file", log_to);
     if (log_to && talk && !can_write(log_to))
         fail("--log %s: cannot be written", log_to);
 #ifdef _OPENMP
@@ -1612,6 +1626,7 @@ int main(int argc, char **argv)
         if (live && shown > 0)
             printf("\r\033[K");
         const double spent = since(&started) > 1e-9 ? since(&started) : 1e-9, rate = (double)used / spent;
+        const double summed = summing;  /* in the training steps, before the evaluation sums its own */
         if (val_dir)
             evaluate(params, &val, batch_size, stats, batch, &loss, metric);
         if (talk) {
@@ -1620,7 +1635,7 @@ int main(int argc, char **argv)
                 report("val ", loss, metric);
             printf("  lr %.4g  %.0f ex/s", opt.lr, rate);
             if (world_size > 1)
-                printf("  %d processes, %.0f%% summing", world_size, 100 * summing / spent);
+                printf("  %d processes, %.0f%% summing", world_size, 100 * summed / spent);
             printf("\n");
             fflush(stdout);
         }

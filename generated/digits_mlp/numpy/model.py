@@ -95,9 +95,10 @@ def init_params(seed=0):
     }
 
 
-def check_inputs(inputs, names=tuple(INPUTS)):
+def check_inputs(inputs, names=tuple(INPUTS), rows=slice(None)):
     """The number of examples (None without a batched input); ValueError naming
-    the input unless shapes, kinds and ids are valid."""
+    the input unless shapes, kinds and ids are valid: the values (ids in range,
+    finite numbers) of batched inputs over the examples in rows."""
     n = None
     for name in names:
         if name not in inputs:
@@ -111,6 +112,7 @@ def check_inputs(inputs, names=tuple(INPUTS)):
             if n is not None and value.shape[0] != n:
                 raise ValueError(f"input {name!r} has {value.shape[0]} examples, others have {n}")
             n = value.shape[0]
+            value = value[rows]
         if kind == "int":
             if not np.issubdtype(value.dtype, np.integer):
                 raise ValueError(f"input {name!r} must hold integers, got {value.dtype}")

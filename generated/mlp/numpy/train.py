@@ -21,6 +21,7 @@ import shutil
 import sys
 import tempfile
 import time
+import warnings
 
 
 def threads_wanted(argv):
@@ -125,6 +126,9 @@ class World:
                 sys.exit(2)
             self.mpi, self.comm = MPI, MPI.COMM_WORLD
             self.rank, self.size = self.comm.Get_rank(), self.comm.Get_size()
+            if self.rank:  # NumPy's warnings (an overflow) once, from the first process
+                np.seterr(all="ignore")
+                warnings.simplefilter("ignore", RuntimeWarning)
 
     def agree(self, message):
         """The end of setting up: where any process found bad input (message),
@@ -182,17 +186,14 @@ def load_data(folder, batch_size, names=tuple(model.INPUTS), whole=False):
     ones of the file it reads but for the shuffled batches of training, or
     where whole, over all of them."""
     data = {name: read(folder, name, None, mapped=True) for name in names}
-    try:  # shapes and kinds first, on no examples
-        model.check_inputs({name: value[:0] if batched(name) and value.ndim else value for name, value in data.items()}, names)
+    examples = next((value.shape[0] for name, value in data.items() if batched(name) and value.ndim), 0)
+    rows = slice(None) if whole else WORLD.part(examples, batch_size)
+    try:  # shapes and kinds, the same in every process
+        model.check_inputs(data, names, slice(0, 0))
     except ValueError as exc:
         fail(f"{folder}: {exc}")
-    lengths = {name: len(value) for name, value in data.items() if batched(name)}
-    for name, length in lengths.items():
-        if length != count(data):
-            fail(f"{folder}: input {name!r} has {length} examples, others have {count(data)}")
-    rows = slice(0, count(data)) if whole else WORLD.part(count(data), batch_size)
     try:
-        model.check_inputs({name: value[rows] if batched(name) else value for name, value in data.items()}, names)
+        model.check_inputs(data, names, rows)
     except ValueError as exc:
         where = f" (examples {rows.start}-{rows.stop - 1}, read by process {WORLD.rank} of {WORLD.size})" if WORLD.size > 1 else ""
         fail(f"{folder}: {exc}{where}")
@@ -325,16 +326,20 @@ class Optimizer:
 MARKER = "symgraph-checkpoint.txt"
 
 
-def check_save(folder):
-    """Refuse, before any training, a --save folder this trainer did not write:
-    it may not exist, be empty, or be a checkpoint whose files its marker lists."""
+def check_save(flag, folder):
+    """Refuse, before any training, a --save (or --save-best) folder this trainer
+    did not write: it may not exist (in a folder that can be written), be
+    empty, or be a checkpoint whose files its marker lists."""
     recover(folder)
     if os.path.islink(folder):
-        fail(f"--save {folder}: is a symbolic link; choose another folder")
+        fail(f"{flag} {folder}: is a symbolic link; choose another folder")
     if not os.path.exists(folder):
+        parent = os.path.dirname(os.path.abspath(folder))
+        if not (os.path.isdir(parent) and os.access(parent, os.W_OK)):
+            fail(f"{flag} {folder}: the folder that would hold it does not exist or cannot be written")
         return
     if not os.path.isdir(folder):
-        fail(f"--save {folder}: is a file, not a checkpoint folder; choose another folder")
+        fail(f"{flag} {folder}: is a file, not a checkpoint folder; choose another folder")
     entries = sorted(os.listdir(folder))
     listed = set()
     if MARKER in entries:
@@ -345,10 +350,18 @@ def check_save(folder):
             listed = set()
     foreign = [name for name in entries if name != MARKER and name not in listed]
     if foreign:
-        fail(f"--save {folder}: holds files this trainer did not write ({foreign[0]}); choose another folder")
+        fail(f"{flag} {folder}: holds files this trainer did not write ({foreign[0]}); choose another folder")
 
 
 def save(folder, params, optimizer, epoch, seed, stats):
+    """The checkpoint, written whole to a temporary folder and renamed into place, or a clean exit."""
+    try:
+        write_checkpoint(folder, params, optimizer, epoch, seed, stats)
+    except OSError as exc:
+        fail(f"{folder}: cannot write the checkpoint: {exc.strerror or exc}")
+
+
+def write_checkpoint(folder, params, optimizer, epoch, seed, stats):
     arrays = dict(params)
     arrays.update({f"optimizer.m.{k}": v for k, v in optimizer.m.items()})
     arrays.update({f"optimizer.v.{k}": v for k, v in optimizer.v.items()})
@@ -359,14 +372,18 @@ def save(folder, params, optimizer, epoch, seed, stats):
     folder = os.path.abspath(folder)
     recover(folder)
     staging = tempfile.mkdtemp(prefix=os.path.basename(folder) + ".tmp.", dir=os.path.dirname(folder))
-    for name, value in arrays.items():
-        np.save(os.path.join(staging, f"{name}.npy"), value)
-    mask = os.umask(0)  # read it back at once: the trainer runs one thread
-    os.umask(mask)
-    os.chmod(staging, 0o777 & ~mask)  # mkdtemp's folder is private; a checkpoint is an ordinary folder
-    with open(os.path.join(staging, MARKER), "w", encoding="utf-8") as handle:
-        handle.write(f"# a checkpoint of {MODEL}, written by its trainer\n")
-        handle.writelines(f"{file}\n" for file in sorted(f"{name}.npy" for name in arrays))
+    try:
+        for name, value in arrays.items():
+            np.save(os.path.join(staging, f"{name}.npy"), value)
+        mask = os.umask(0)  # read it back at once: the trainer runs one thread
+        os.umask(mask)
+        os.chmod(staging, 0o777 & ~mask)  # mkdtemp's folder is private; a checkpoint is an ordinary folder
+        with open(os.path.join(staging, MARKER), "w", encoding="utf-8") as handle:
+            handle.write(f"# a checkpoint of {MODEL}, written by its trainer\n")
+            handle.writelines(f"{file}\n" for file in sorted(f"{name}.npy" for name in arrays))
+    except OSError:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     previous = folder + ".previous"
     if os.path.isdir(folder):
         shutil.rmtree(previous, ignore_errors=True)
@@ -401,6 +418,10 @@ def read(folder, name, shape, required=True, mapped=False):
         fail(f"{path}: cannot read: {problem}")
     if value.dtype.kind not in "biuf":
         fail(f"{path}: holds {value.dtype}, not numbers")
+    if value.dtype.byteorder == ">":  # as the C trainer, which reads little-endian files only
+        fail(f"{path}: unsupported dtype '{value.dtype.str}' (use little-endian floats or integers)")
+    if np.isfortran(value):
+        fail(f"{path}: Fortran-ordered arrays are not supported; save with np.ascontiguousarray")
     if shape is not None and value.shape != shape:
         fail(f"{path}: shape {value.shape}, expected {shape}")
     return value
@@ -496,8 +517,11 @@ def log_row(path, epoch, train_loss, evaluated, lr, grad_norm, rate):
     cells = [epoch, train_loss, loss, *values, lr, grad_norm]
     row = ",".join("" if c is None else f"{c:.6g}" if isinstance(c, float) else str(c) for c in cells)
     fresh = not os.path.exists(path)
-    with open(path, "a", encoding="utf-8") as handle:
-        handle.write((LOG_HEADER if fresh else "") + f"{row},{rate:.0f}\n")
+    try:
+        with open(path, "a", encoding="utf-8") as handle:
+            handle.write((LOG_HEADER if fresh else "") + f"{row},{rate:.0f}\n")
+    except OSError as exc:
+        fail(f"{path}: cannot append to the log: {exc.strerror or exc}")
 
 
 def scheduled(lr, schedule, warmup, decay, step_epochs, epoch, epochs):
@@ -705,9 +729,11 @@ def arguments(argv):
         fail(f"this model cannot train over {WORLD.size} processes: {COUPLING}, so the gradients of shares of a batch "
              "do not add up to the batch's; train it in one process")
     if not WORLD.rank:  # the first process alone writes
-        for folder in (args.save, args.save_best):
+        for flag, folder in (("--save", args.save), ("--save-best", args.save_best)):
             if folder:
-                check_save(folder)
+                check_save(flag, folder)
+        if args.log and os.path.isdir(args.log):
+            fail(f"--log {args.log}: is a folder; the log is a .csv file")
         if args.log and not os.access(args.log if os.path.exists(args.log) else os.path.dirname(os.path.abspath(args.log)), os.W_OK):
             fail(f"--log {args.log}: cannot be written")
     return args
@@ -807,11 +833,11 @@ def main(argv=None):
         progress.clear()
         spent = max(time.perf_counter() - started, 1e-9)
         rate = n / spent
+        shared = f"  {WORLD.size} processes, {100 * WORLD.reducing / spent:.0f}% summing" if WORLD.size > 1 else ""  # of the training steps
         line = f"epoch {epoch:3d}  train loss {total / n:.4f}"
         evaluated = evaluate(params, val, args.batch_size, stats) if val is not None else None
         if evaluated is not None:
             line += report(*evaluated)
-        shared = f"  {WORLD.size} processes, {100 * WORLD.reducing / spent:.0f}% summing" if WORLD.size > 1 else ""
         if talk:
             print(f"{line}  lr {optimizer.lr:.4g}  {rate:.0f} ex/s{shared}", flush=True)
         if args.log and talk:
@@ -834,4 +860,12 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except Exception:  # noqa: BLE001 - an error no check foresaw must end every process, not leave the others waiting
+        if WORLD.size > 1:
+            import traceback
+
+            traceback.print_exc()
+            WORLD.comm.Abort(1)
+        raise
