@@ -49,11 +49,12 @@ def test_drawing_kinds_and_fused_clusters():
     assert "fde68a" in style["W1"] and "dbeafe" in style["x"]  # param, input
     assert "doubleoctagon" in style["loss"]
     assert "peripheries=2" in style["dW1"] and "peripheries=2" not in style["dh"]  # gradient vs other backward
-    assert "dcfce7" in style["dh"] and "dcfce7" not in style["h_1"]
-    # the bias and relu run in one C loop: one cluster holds both
-    cluster = re.search(r'subgraph "cluster_fused_\d+" \{\n    label="fused: h_3";.*?\n  \}', text, re.S)
-    assert cluster and '"h_2" [label="h_2\\nadd' in cluster.group(0) and '"h_3" [label="h_3\\nrelu' in cluster.group(0)
-    assert "softmax_cross_entropy_grad" in text  # the graph the generated code runs
+    assert "dcfce7" in style["dh"] and "dcfce7" not in style["h_2"]
+    # relu's derivative and the products around it run in one C loop: one cluster holds them
+    cluster = re.search(r'subgraph "cluster_fused_\d+" \{\n    label="fused: dh_2";.*?\n  \}', text, re.S)
+    assert cluster and '\\nstep\\n' in cluster.group(0) and '"dh_2" [label="dh_2\\nmul' in cluster.group(0)
+    # the graph the generated code runs, lowered ops included
+    assert "softmax_cross_entropy_grad" in text and '"h_2" [label="h_2\\nmatmul_bias' in text
 
 
 def test_draw_without_graphviz_writes_dot(tmp_path, monkeypatch, capsys):
