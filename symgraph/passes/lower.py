@@ -9,7 +9,7 @@ from __future__ import annotations
 from ..ir import Graph
 from ..ops import apply, const
 from ..ops.reduce import sum_to_axes
-from .rewrite import named, substitute
+from .rewrite import Substitutions, named
 
 
 def fuse_softmax_cross_entropy(g: Graph) -> Graph:
@@ -21,6 +21,7 @@ def fuse_softmax_cross_entropy(g: Graph) -> Graph:
     difference that is not scaled by a scalar is fused with s = 1.
     """
     out = g.copy()
+    edits = Substitutions(out)
     for node in g.order():
         if node not in out.nx or out.op(node) != "sub":
             continue
@@ -45,8 +46,8 @@ def fuse_softmax_cross_entropy(g: Graph) -> Graph:
                     if role is not None:
                         out.set(scale, chain=(fwd, arg, "part"))
         fused = apply(out, "softmax_cross_entropy_grad", [z, y, scale if scale is not None else named(out, const(out, 1.0), "one")])
-        substitute(out, target, fused)
-    return out
+        edits.substitute(target, fused)
+    return edits.settle()
 
 
 def contract_products(g: Graph) -> Graph:
@@ -55,9 +56,10 @@ def contract_products(g: Graph) -> Graph:
     a [rows, cols] array of products and a pass over it (logistic regression's
     forward and weight gradient). Only where nothing else reads the products."""
     out = g.copy()
+    edits = Substitutions(out)
     roots = set(g.roots())
     for node in g.order():
-        axis = summed_axis(out, node)
+        axis = summed_axis(out, node) if node in out.nx else None
         if axis is None:
             continue
         (product,) = out.args(node)
@@ -74,9 +76,9 @@ def contract_products(g: Graph) -> Graph:
                 lowered = apply(out, "matvec", [m, out.args(v)[0]], {"transposed": True})
             else:
                 continue
-            substitute(out, node, lowered)
+            edits.substitute(node, lowered)
             break
-    return out
+    return edits.settle()
 
 
 def only_reader(g: Graph, node: str, reader: str, roots: set[str]) -> bool:
@@ -97,13 +99,14 @@ def bias_products(g: Graph) -> Graph:
     the product starts from b's rows and accumulates into them, which saves a
     pass over the result. Only where nothing else reads the product."""
     out = g.copy()
+    edits = Substitutions(out)
     roots = set(g.roots())
     for node in g.order():
-        if out.op(node) != "add":
+        if node not in out.nx or out.op(node) != "add":
             continue
         for product, bias in (out.args(node), out.args(node)[::-1]):
             if (out.op(product) == "matmul" and len(out.shape(product)) == 2 and only_reader(out, product, node, roots)
                     and out.shape(node) == out.shape(product) and out.shape(bias) == out.shape(product)[-1:]):
-                substitute(out, node, apply(out, "matmul_bias", [*out.args(product), bias]))
+                edits.substitute(node, apply(out, "matmul_bias", [*out.args(product), bias]))
                 break
-    return out
+    return edits.settle()

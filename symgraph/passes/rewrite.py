@@ -27,16 +27,31 @@ def replace(g: Graph, old: str, new: str, redirected: dict[str, str] | None = No
         redirected[old] = new
 
 
-def substitute(g: Graph, old: str, new: str) -> None:
-    """``new`` takes ``old``'s place: its readers, its name, its provenance
-    (chain-rule step, being named) and its adjoint, so that the generated
-    code's comments read as they did (a lowering pass's edit)."""
-    g.carry(old, new)
-    adjoint = g.cotangents.get(old)
-    replace(g, old, new)
-    if adjoint is not None:
-        g.cotangents[new] = adjoint
-    g.rename({new: old})
+class Substitutions:
+    """A lowering pass's edits: each new node takes an old one's place, its
+    readers, provenance (chain-rule step, being named), adjoint and, once the
+    pass calls ``settle``, its name, so that the generated code's comments
+    read as they did. Names and the graph's roots change once for all the
+    edits: per edit, both cost a pass over the graph."""
+
+    def __init__(self, g: Graph):
+        self.g = g
+        self.redirected: dict[str, str] = {}
+        self.renamed: dict[str, str] = {}
+
+    def substitute(self, old: str, new: str) -> None:
+        g = self.g
+        g.carry(old, new)
+        adjoint = g.cotangents.get(old)
+        replace(g, old, new, self.redirected)
+        if adjoint is not None:
+            g.cotangents[new] = adjoint
+        self.renamed[new] = old
+
+    def settle(self) -> Graph:
+        redirect_all(self.g, self.redirected)
+        self.g.rename(self.renamed)
+        return self.g
 
 
 def redirect_all(g: Graph, redirected: dict[str, str]) -> None:
