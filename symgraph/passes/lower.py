@@ -20,6 +20,8 @@ def fuse_softmax_cross_entropy(g: Graph) -> Graph:
     a [batch, classes] array and a dense one-hot. The fused op takes one. A
     difference that is not scaled by a scalar is fused with s = 1.
     """
+    if not any(g.op(n) == "onehot" for n in g.nx):  # nothing to fuse: no copy, no walk (large graphs)
+        return g
     out = g.copy()
     edits = Substitutions(out)
     for node in g.order():
@@ -55,29 +57,42 @@ def contract_products(g: Graph) -> Graph:
     -> ``matvec(M, v, transposed=True)``: one matrix-vector product instead of
     a [rows, cols] array of products and a pass over it (logistic regression's
     forward and weight gradient). Only where nothing else reads the products."""
+    return lowered(g, "matvec", contraction)
+
+
+def contraction(g: Graph, node: str, roots: set[str]) -> tuple[list[str], dict] | None:
+    """matvec's arguments and attributes where ``node`` sums a matrix times a vector over one axis."""
+    axis = summed_axis(g, node)
+    if axis is None:
+        return None
+    (product,) = g.args(node)
+    if g.op(product) != "mul" or len(g.shape(product)) != 2 or not only_reader(g, product, node, roots):
+        return None
+    rows, cols = g.shape(product)
+    for m, v in (g.args(product), g.args(product)[::-1]):
+        if g.shape(m) != g.shape(product):
+            continue
+        if axis == 1 and g.shape(v) == (cols,):
+            return [m, v], {"transposed": False}
+        if (axis == 0 and g.op(v) == "broadcast_to" and g.attrs(v)["axes"] == (1,)
+                and g.shape(g.args(v)[0]) == (rows,) and only_reader(g, v, product, roots)):
+            return [m, g.args(v)[0]], {"transposed": True}
+    return None
+
+
+def lowered(g: Graph, op: str, match) -> Graph:
+    """Every node that ``match(graph, node, roots)`` gives arguments and
+    attributes for becomes ``op`` of them, in its place. A graph with no match
+    is returned as it is: no copy of a large graph for nothing."""
+    roots = set(g.roots())
+    if not any(match(g, node, roots) for node in g.nx):
+        return g
     out = g.copy()
     edits = Substitutions(out)
-    roots = set(g.roots())
     for node in g.order():
-        axis = summed_axis(out, node) if node in out.nx else None
-        if axis is None:
-            continue
-        (product,) = out.args(node)
-        if out.op(product) != "mul" or len(out.shape(product)) != 2 or not only_reader(out, product, node, roots):
-            continue
-        rows, cols = out.shape(product)
-        for m, v in (out.args(product), out.args(product)[::-1]):
-            if out.shape(m) != out.shape(product):
-                continue
-            if axis == 1 and out.shape(v) == (cols,):
-                lowered = apply(out, "matvec", [m, v], {"transposed": False})
-            elif (axis == 0 and out.op(v) == "broadcast_to" and out.attrs(v)["axes"] == (1,)
-                  and out.shape(out.args(v)[0]) == (rows,) and only_reader(out, v, product, roots)):
-                lowered = apply(out, "matvec", [m, out.args(v)[0]], {"transposed": True})
-            else:
-                continue
-            edits.substitute(node, lowered)
-            break
+        found = match(out, node, roots) if node in out.nx else None
+        if found is not None:
+            edits.substitute(node, apply(out, op, *found))
     return edits.settle()
 
 
@@ -98,15 +113,15 @@ def bias_products(g: Graph) -> Graph:
     """``x @ W + b`` (matrices, b a vector added to every row) -> ``matmul_bias(x, W, b)``:
     the product starts from b's rows and accumulates into them, which saves a
     pass over the result. Only where nothing else reads the product."""
-    out = g.copy()
-    edits = Substitutions(out)
-    roots = set(g.roots())
-    for node in g.order():
-        if node not in out.nx or out.op(node) != "add":
-            continue
-        for product, bias in (out.args(node), out.args(node)[::-1]):
-            if (out.op(product) == "matmul" and len(out.shape(product)) == 2 and only_reader(out, product, node, roots)
-                    and out.shape(node) == out.shape(product) and out.shape(bias) == out.shape(product)[-1:]):
-                edits.substitute(node, apply(out, "matmul_bias", [*out.args(product), bias]))
-                break
-    return edits.settle()
+    return lowered(g, "matmul_bias", biased_product)
+
+
+def biased_product(g: Graph, node: str, roots: set[str]) -> tuple[list[str], dict] | None:
+    """matmul_bias's arguments where ``node`` adds a vector to every row of a product read by nothing else."""
+    if g.op(node) != "add":
+        return None
+    for product, bias in (g.args(node), g.args(node)[::-1]):
+        if (g.op(product) == "matmul" and len(g.shape(product)) == 2 and only_reader(g, product, node, roots)
+                and g.shape(node) == g.shape(product) and g.shape(bias) == g.shape(product)[-1:]):
+            return [*g.args(product), bias], {}
+    return None
