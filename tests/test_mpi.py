@@ -211,3 +211,21 @@ def test_without_mpi_the_c_trainer_holds_none_of_it(tmp_path):
     assert "libmpi" not in linked, linked
     binary = Path(train[0]).read_bytes()
     assert not any(call in binary for call in (b"MPI_Init", b"MPI_Allreduce", b"MPI_Abort")), "MPI calls in a plain build"
+
+
+def test_prediction_under_mpirun_comes_from_the_first_process(trainers, target, tmp_path):
+    """--predict is the first process's alone: its output, or its one line on damaged input."""
+    _, built, data, val = trainers
+    assert mpirun(2, built[target], "--data", data, "--epochs", "1", "--save", tmp_path / "ckpt").returncode == 0
+    predicted = mpirun(2, built[target], "--init-from", tmp_path / "ckpt", "--predict", val, "--out", tmp_path / "p.npy")
+    assert predicted.returncode == 0 and predicted.stdout == "", predicted.stderr
+    assert np.load(tmp_path / "p.npy").shape == (50, 10)
+    damaged = tmp_path / "damaged"
+    damaged.mkdir()
+    x = np.load(val / "x.npy")
+    x[-1, 0] = np.inf
+    np.save(damaged / "x.npy", x)
+    refused = mpirun(2, built[target], "--init-from", tmp_path / "ckpt", "--predict", damaged, "--out", tmp_path / "q.npy", timeout=60)
+    assert refused.returncode == 2 and not (tmp_path / "q.npy").exists()
+    lines = refused.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {damaged}") and "finite" in lines[0], refused.stderr

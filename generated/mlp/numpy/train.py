@@ -187,7 +187,7 @@ def load_data(folder, batch_size, names=tuple(model.INPUTS), whole=False):
     where whole, over all of them."""
     data = {name: read(folder, name, None, mapped=True) for name in names}
     examples = next((value.shape[0] for name, value in data.items() if batched(name) and value.ndim), 0)
-    rows = slice(None) if whole else WORLD.part(examples, batch_size)
+    rows = slice(0, examples) if whole else WORLD.part(examples, batch_size)
     try:  # shapes and kinds, the same in every process
         model.check_inputs(data, names, slice(0, 0))
     except ValueError as exc:
