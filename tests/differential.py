@@ -898,7 +898,44 @@ def check(case: Case, targets=("numpy", "c")) -> list[Finding]:
                         findings.append(Finding(seed, here, f"output {name} has shape {np.shape(outs[name])}, the oracle's {np.shape(env[name])}"))
                     elif not close(outs[name], env[name], 1e-9, 1e-12):
                         findings.append(Finding(seed, here, f"output {name} differs from the oracle"))
+        if rows == batch:
+            findings += share_findings(case, builds, params, inputs)
     return findings
+
+
+def share_findings(case: Case, builds: dict, params: dict, inputs: dict) -> list[Finding]:
+    """Where symgraph judges the loss to split over examples (so data-parallel
+    training takes the model), two shares of the batch, weighted by their
+    sizes, must give the batch's loss and gradients."""
+    shapes = {name: entry["shape"] for name, entry in case.spec["inputs"].items()}
+    batched = [name for name, shape in shapes.items() if shape[:1] == ["batch"]]
+    if not batched or any("batch" in shape[1:] for shape in shapes.values()) or len(inputs[batched[0]]) < 2:
+        return []
+    count = len(inputs[batched[0]])
+    cut = 1 + case.seed % (count - 1)
+    found = []
+    for where, model in builds.items():
+        if not where.endswith("/codegen") or model.program.coupling is not None:
+            continue
+        try:
+            whole_loss, whole = model.loss_and_grads(params, inputs)
+            summed_loss, summed = 0.0, {p: 0.0 for p in params}
+            for first, stop in ((0, cut), (cut, count)):
+                share = {k: v[first:stop] if k in batched else v for k, v in inputs.items()}
+                loss, grads = model.loss_and_grads(params, share, first=first, total=count)
+                summed_loss += loss * (stop - first) / count
+                summed = {p: summed[p] + np.asarray(grads[p]) * (stop - first) / count for p in params}
+        except Exception as exc:  # noqa: BLE001 - any escape is a finding
+            found.append(Finding(case.seed, f"{where} shares", f"{type(exc).__name__}: {exc}"))
+            continue
+        scale = 1.0 + abs(whole_loss)
+        if not math.isfinite(whole_loss):
+            continue
+        if not close(summed_loss, whole_loss, 1e-9, 1e-12 * scale) or any(
+                not close(summed[p], whole[p], 1e-8, 1e-11 * scale) for p in params):
+            found.append(Finding(case.seed, f"{where} shares", "judged to split over examples, but shares of the batch "
+                                 "do not add up to its loss and gradients"))
+    return found
 
 
 def unit(v: np.ndarray) -> np.ndarray:
