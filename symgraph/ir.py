@@ -49,6 +49,11 @@ def is_batch(dim: Any) -> bool:
     return isinstance(dim, Batch)
 
 
+def batch_axis(shape: tuple) -> int | None:
+    """The first axis of ``shape`` that is the batch axis, if any."""
+    return next((i for i, d in enumerate(shape) if is_batch(d)), None)
+
+
 def freeze(value: Any) -> Any:
     """A hashable, canonical form of an attribute value that keeps batch-ness."""
     if isinstance(value, Batch):

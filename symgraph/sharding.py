@@ -20,9 +20,11 @@ make it silently wrong.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import sympy as sp
 
-from .ir import Graph, is_batch
+from .ir import Graph, batch_axis
 from .ops.registry import REGISTRY, X
 
 # what a node's value is, as a function of the examples of the batch
@@ -35,11 +37,8 @@ class Coupled(Exception):
     """The node whose value couples examples, and how."""
 
 
-def batch_axis(shape: tuple) -> int | None:
-    return next((i for i, d in enumerate(shape) if is_batch(d)), None)
-
-
-def affine_in(expr: sp.Expr, positions: list[int]) -> bool:
+@lru_cache(maxsize=None)
+def affine_in(expr: sp.Expr, positions: tuple[int, ...]) -> bool:
     """Whether an element-wise op is jointly affine in these arguments."""
     symbols = [X[i] for i in positions]
     return all(sp.simplify(sp.diff(expr, a, b)) == 0 for a in symbols for b in symbols)
@@ -76,7 +75,7 @@ def classify(g: Graph, node: str, kinds: dict[str, str]) -> str:
     if means:
         if PER_EXAMPLE in arg_kinds:
             raise Coupled(f"{called(g, node)} combines a mean over the batch with single examples")
-        linear = affine_in(definition.expr, means) if definition.elementwise else len(means) == 1 and means[0] in definition.linear_in
+        linear = affine_in(definition.expr, tuple(means)) if definition.elementwise else len(means) == 1 and means[0] in definition.linear_in
         if not linear:
             raise Coupled(f"{called(g, node)} is not affine in the mean over the batch it reads")
         return MEAN

@@ -22,13 +22,13 @@ from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from ..errors import SpecError
-from ..ir import Graph, is_batch, numel, per_graph
+from ..ir import Graph, batch_axis, is_batch, numel, per_graph
 from ..metrics import ERRORS, classifier_term, sum_count, top_k
 from ..names import c_prefix
 from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import BATCH, structure
-from ..sharding import batch_axis, placed_masks
+from ..sharding import placed_masks
 from ..passes.fusion import fusion_groups
 from .common import (
     CachedPrinter,

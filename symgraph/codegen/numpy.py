@@ -11,13 +11,13 @@ import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
 from sympy.printing.precedence import PRECEDENCE, precedence
 
-from ..ir import Graph, is_batch, numel
+from ..ir import Graph, batch_axis, is_batch, numel
 from ..metrics import ERRORS, classes, classifier_term, top_k
 from ..ops import REGISTRY
 from ..ops.registry import broadcast_shapes
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import BATCH, fill, placeholder, real_valued, relu, sgn, sigmoid, step, structure_expr
-from ..sharding import batch_axis, placed_masks
+from ..sharding import placed_masks
 from .common import (
     arg_text,
     CachedPrinter,

@@ -85,12 +85,14 @@ def lowered(g: Graph, op: str, match) -> Graph:
     attributes for becomes ``op`` of them, in its place. A graph with no match
     is returned as it is: no copy of a large graph for nothing."""
     roots = set(g.roots())
-    if not any(match(g, node, roots) for node in g.nx):
+    candidates = {node for node in g.nx if match(g, node, roots)}
+    if not candidates:
         return g
     out = g.copy()
     edits = Substitutions(out)
     for node in g.order():
-        found = match(out, node, roots) if node in out.nx else None
+        # matched again in the edited graph: an earlier edit may have changed what this node reads
+        found = match(out, node, roots) if node in candidates else None
         if found is not None:
             edits.substitute(node, apply(out, op, *found))
     return edits.settle()

@@ -447,18 +447,24 @@ static void values_of(const dataset *data, int k, long first, long count, void *
 /* Why values [first, first + count) of input k are no input of the model, or NULL. */
 static const char *bad_values(const dataset *data, int k, long first, long count)
 {
+    enum { chunk = 4096 };  /* converted a chunk at a time */
     const digits_mlp_leaf *leaf = &digits_mlp_inputs[k];
     static char why[128];
-    for (long i = first; i < first + count; i++) {
-        int64_t id;
-        real x;
-        values_of(data, k, i, 1, leaf->is_int ? (void *)&id : (void *)&x);
-        if (leaf->is_int && (id < 0 || id >= leaf->bound)) {
-            snprintf(why, sizeof why, "holds ids outside [0, %ld)", leaf->bound);
-            return why;
+    union {
+        int64_t ids[chunk];
+        real x[chunk];
+    } got;
+    for (long at = first; at < first + count; at += chunk) {
+        const long n = first + count - at < chunk ? first + count - at : chunk;
+        values_of(data, k, at, n, &got);
+        for (long i = 0; i < n; i++) {
+            if (leaf->is_int && (got.ids[i] < 0 || got.ids[i] >= leaf->bound)) {
+                snprintf(why, sizeof why, "holds ids outside [0, %ld)", leaf->bound);
+                return why;
+            }
+            if (!leaf->is_int && !isfinite(got.x[i]))
+                return "holds a value that is not finite";
         }
-        if (!leaf->is_int && !isfinite(x))
-            return "holds a value that is not finite";
     }
     return NULL;
 }
@@ -581,20 +587,21 @@ static void measure(const dataset *data, int k, long batch_size, statistics *sta
     long rows = 1;
     const long first = leaf->batched ? part_of(data->count, batch_size, &rows) : 0;
     const long size = leaf->size, parts = world_size;
-    real *x = allocate((size_t)(rows * size), sizeof(real));  /* this process's part, converted */
-    values_of(data, k, first * size, rows * size, x);
+    real *x = allocate((size_t)size, sizeof(real));  /* one example, converted: the part is read twice, never held */
     double *moments = allocate((size_t)(parts * (1 + 2 * size)), sizeof(double));  /* per process: count, means, squared deviations */
-    double *mine = moments + world_rank * (1 + 2 * size);
+    double *mine = moments + world_rank * (1 + 2 * size), *mean = mine + 1, *spread = mine + 1 + size;
     mine[0] = (double)rows;
-    for (long j = 0; j < size; j++) {
-        double total = 0, spread = 0;
-        for (long r = 0; r < rows; r++)
-            total += x[r * size + j];
-        const double mean = rows ? total / (double)rows : 0;
-        for (long r = 0; r < rows; r++)
-            spread += (x[r * size + j] - mean) * (x[r * size + j] - mean);
-        mine[1 + j] = mean;
-        mine[1 + size + j] = spread;
+    for (long r = 0; r < rows; r++) {
+        values_of(data, k, (first + r) * size, size, x);
+        for (long j = 0; j < size; j++)
+            mean[j] += x[j];
+    }
+    for (long j = 0; j < size; j++)
+        mean[j] = rows ? mean[j] / (double)rows : 0;
+    for (long r = 0; r < rows; r++) {
+        values_of(data, k, (first + r) * size, size, x);
+        for (long j = 0; j < size; j++)
+            spread[j] += (x[j] - mean[j]) * (x[j] - mean[j]);
     }
     sum_over_world(moments, parts * (1 + 2 * size), 1);  /* each process's slots are its own: the sum gathers them */
     stats->mean = allocate((size_t)size, sizeof(real));

@@ -115,6 +115,7 @@ class World:
         self.comm, self.rank, self.size = None, 0, 1
         self.setting_up = True
         self.reducing = 0.0  # seconds spent summing across processes
+        self.summed = None  # the buffer a step's gradients are summed in, made once
         launched = int(os.environ.get("OMPI_COMM_WORLD_SIZE") or os.environ.get("PMI_SIZE") or 1)
         if launched > 1:
             try:
@@ -170,6 +171,13 @@ class World:
             self.comm.Allreduce(self.mpi.IN_PLACE, buffer, op=self.mpi.SUM)
             self.reducing += time.perf_counter() - started
         return buffer
+
+    def step_buffer(self):
+        """Room for every gradient and the loss, the same at every step: a fresh
+        array this big would cost a page fault per 4 KiB on every step."""
+        if self.summed is None:
+            self.summed = np.empty(sum(math.prod(shape) for shape in model.PARAMS.values()) + 1, model.DTYPE)
+        return self.summed
 
     def gather(self, value):
         """Every process's value, in the order of their ranks."""
@@ -765,8 +773,10 @@ def gradients(params, data, index, stats, seed):
     if WORLD.size == 1:
         return model.loss_and_grads(params, batch(data, index, stats), training=True, seed=seed)
     first, stop = WORLD.share(len(index))
-    buffer = np.zeros(sum(math.prod(shape) for shape in model.PARAMS.values()) + 1, model.DTYPE)  # the gradients, then the loss
-    if stop > first:
+    buffer = WORLD.step_buffer()  # the gradients, then the loss; the last step's are used up
+    if stop == first:
+        buffer.fill(0)
+    else:
         loss, grads = model.loss_and_grads(params, batch(data, index[first:stop], stats), training=True, seed=seed,
                                            first=first, total=len(index))
         weight, at = (stop - first) / len(index), 0
