@@ -32,6 +32,7 @@ from .codegen.common import merged_batch
 from .errors import SpecError
 from .ir import Graph, is_batch
 from .names import IDENTIFIER
+from .ops import REGISTRY, X
 from .passes import fold_constants, remove_dropout
 
 OPSET = 18  # the first opset in which every Reduce* op takes its axes as an input
@@ -188,6 +189,75 @@ def export_cross_entropy(o, out, args, attrs, node):
     return o.add("Neg", [o.add("ReduceMean", [picked], keepdims=0)], out)
 
 
+def export_conv2d(o, out, args, attrs, node):
+    x, kernel = args
+    kh, kw = (int(d) for d in o.g.shape(o.g.args(node)[1])[:2])
+    weight = o.add("Transpose", [kernel], perm=[3, 2, 0, 1])  # K[kh, kw, c_in, c_out] -> W[c_out, c_in, kh, kw]
+    pad, stride = attrs["padding"], attrs["stride"]
+    y = o.add("Conv", [image_channels_first(o, x), weight], kernel_shape=[kh, kw], strides=[stride, stride], pads=[pad] * 4)
+    return o.add("Transpose", [y], out, perm=[0, 2, 3, 1])
+
+
+def image_channels_first(o, x: str) -> str:
+    """[batch, height, width, channels] -> [batch, channels, height, width], ONNX's layout of images."""
+    return o.add("Transpose", [x], perm=[0, 3, 1, 2])
+
+
+def pool2d(op_type: str) -> Exporter:
+    def export(o, out, args, attrs, node):
+        size, stride = attrs["size"], attrs["stride"]
+        y = o.add(op_type, [image_channels_first(o, args[0])], kernel_shape=[size, size], strides=[stride, stride])
+        return o.add("Transpose", [y], out, perm=[0, 2, 3, 1])
+
+    return export
+
+
+def export_layer_norm(o, out, args, attrs, node):
+    # as symgraph computes it along any one axis (ONNX's LayerNormalization takes the trailing axes only)
+    axes = o.axes([attrs["axis"]])
+    centered = o.add("Sub", [args[0], o.add("ReduceMean", [args[0], axes], keepdims=1)])
+    variance = o.add("ReduceMean", [o.add("Mul", [centered, centered]), axes], keepdims=1)
+    return o.add("Div", [centered, o.add("Sqrt", [o.add("Add", [variance, o.constant(attrs["eps"], "eps")])])], out)
+
+
+def export_elementwise(o, out, args, attrs, node):
+    """Any element-wise op from its sympy expression, which says what it computes
+    (``gelu``'s is x * (1 + erf(x / sqrt(2))) / 2): one ONNX node per operation."""
+    import sympy as sp
+
+    from .ops.symbolic import op_expr, relu, sgn, sigmoid, softplus, step
+
+    unary = {sp.exp: "Exp", sp.log: "Log", sp.tanh: "Tanh", sp.erf: "Erf", sp.Abs: "Abs", relu: "Relu", sgn: "Sign",
+             sigmoid: "Sigmoid", softplus: "Softplus"}
+    symbols = dict(zip(X, args))
+
+    def build(expr, target=None) -> str:
+        if expr in symbols:
+            return o.add("Identity", [symbols[expr]], target) if target else symbols[expr]
+        if expr.is_number:
+            name = o.constant(float(expr))
+            return o.add("Identity", [name], target) if target else name
+        if expr.is_Add or expr.is_Mul:
+            kind = "Add" if expr.is_Add else "Mul"
+            number = [a for a in expr.args if a.is_number]  # sqrt(2)/sqrt(pi): one constant
+            first, *rest = ([expr.func(*number)] if number else []) + [a for a in expr.args if not a.is_number]
+            acc = build(first)
+            for i, term in enumerate(rest):
+                acc = o.add(kind, [acc, build(term)], target if i == len(rest) - 1 else None)
+            return acc
+        if expr.is_Pow:
+            if expr.exp == sp.Rational(1, 2):
+                return o.add("Sqrt", [build(expr.base)], target)
+            return o.add("Pow", [build(expr.base), o.constant(float(expr.exp), "p")], target)
+        if isinstance(expr, step):
+            return o.add("Cast", [o.add("Greater", [build(expr.args[0]), o.constant(0.0, "zero")])], target, to=FLOAT)
+        if type(expr) in unary:
+            return o.add(unary[type(expr)], [build(expr.args[0])], target)
+        raise SpecError(f"{expr.func} has no ONNX form", node=node, source=o.g.source)
+
+    return build(op_expr(o.g.op(node), o.g.attrs_key(node)), out)
+
+
 def export_binary_cross_entropy(o, out, args, attrs, node):
     z, y = args
     if o.g.dtype(o.g.args(node)[1]) == "int":
@@ -199,7 +269,8 @@ def export_binary_cross_entropy(o, out, args, attrs, node):
 
 
 # Every op an evaluation graph of the public ops holds (macros are expanded
-# and dropout is gone by then); gradient-only ops have no entry.
+# and dropout is gone by then); gradient-only ops have no entry. An
+# element-wise op without an entry is exported from its expression.
 EXPORTERS: dict[str, Exporter] = {
     "add": same("Add"), "sub": same("Sub"), "mul": same("Mul"), "div": same("Div"),
     "neg": same("Neg"), "exp": same("Exp"), "log": same("Log"), "sqrt": same("Sqrt"), "abs": same("Abs"),
@@ -209,6 +280,8 @@ EXPORTERS: dict[str, Exporter] = {
     "sum": reduce("ReduceSum"), "mean": reduce("ReduceMean"), "max": reduce("ReduceMax"),
     "embedding": export_embedding, "conv1d": export_conv1d,
     "max_pool1d": pool("MaxPool"), "avg_pool1d": pool("AveragePool"),
+    "conv2d": export_conv2d, "max_pool2d": pool2d("MaxPool"), "avg_pool2d": pool2d("AveragePool"),
+    "layer_norm": export_layer_norm,
     "softmax": along_axis("Softmax"), "log_softmax": along_axis("LogSoftmax"),
     "cross_entropy": export_cross_entropy, "binary_cross_entropy": export_binary_cross_entropy,
 }
@@ -273,9 +346,10 @@ def export_onnx(g: Graph, params: dict, stats: dict | None = None):
             value = checked_param(evaluated, node, params)
             o.initializers.append(onnx.numpy_helper.from_array(value.astype(np.float32), node))
             tensors[node] = node
-        elif op in EXPORTERS:
+        elif op in EXPORTERS or (op in REGISTRY and REGISTRY[op].elementwise):
             args = [tensors[a] for a in evaluated.args(node)]
-            tensors[node] = EXPORTERS[op](o, onnx_name(o, node), args, evaluated.attrs(node), node)
+            export = EXPORTERS.get(op, export_elementwise)
+            tensors[node] = export(o, onnx_name(o, node), args, evaluated.attrs(node), node)
         else:
             raise SpecError(f"op {op!r} has no ONNX form (it belongs to gradient graphs)", node=node, source=g.source)
     graph_outputs = []

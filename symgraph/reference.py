@@ -37,9 +37,11 @@ EXAMPLE_LEAVES = {
     "labels": ("inputs", ["batch"], {"dtype": "int"}),
     "ids": ("inputs", ["batch", 5], {"dtype": "int"}),
     "seq": ("inputs", ["batch", 6, 3], {}),
+    "img": ("inputs", ["batch", 6, 6, 3], {}),
     "v": ("params", [3], {}),
     "W": ("params", [3, 4], {}),
     "K": ("params", [2, 3, 4], {}),
+    "K2": ("params", [3, 3, 3, 4], {}),
     "E": ("params", [10, 3], {}),
 }
 

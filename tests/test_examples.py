@@ -33,7 +33,7 @@ def final(result: subprocess.CompletedProcess, column: str) -> float:
 @pytest.mark.parametrize("target", ["numpy", "c"])
 @pytest.mark.parametrize(
     "example, folder, bar",
-    [("digits_mlp", "digits", 0.97), ("logreg", "breast_cancer", 0.95)],
+    [("digits_mlp", "digits", 0.97), ("digits_cnn", "digits", 0.99), ("logreg", "breast_cancer", 0.95)],
 )
 def test_small_examples_reach_their_accuracy(example, folder, bar, target, tmp_path):
     data = prepare(folder, tmp_path / "data")

@@ -104,9 +104,33 @@ loss: loss
 outputs: [out]
 """
 
+# conv2d with stride and padding, both 2-D pools, layer norm along a middle
+# axis, and the activations exported from their expressions (gelu and
+# gelu_tanh of one tensor trip a fusion of onnxruntime's graph optimiser,
+# which then drops a node it shares: hence conv * 2)
+IMAGES = """
+name: images
+dims: {batch: 6, side: 7, classes: 3}
+inputs:
+  img: {shape: [batch, side, side, 2]}
+  label: {shape: [batch], dtype: int}
+params:
+  K: {shape: [3, 2, 2, 4]}
+  W: {shape: [32, classes]}
+graph:
+  conv: conv2d(img, K, stride=2, padding=1)
+  act: gelu(conv) + gelu_tanh(conv * 2) + silu(conv) + softplus(conv) + elu(conv, alpha=0.5) + leaky_relu(conv, slope=0.1) + erf(conv)
+  pooled: max_pool2d(layer_norm(act, axis=2), 2)
+  features: reshape(concat(pooled, avg_pool2d(act, 3, stride=1), axis=2), [batch, 32])
+  logits: features @ W
+  loss: cross_entropy(logits, label)
+loss: loss
+outputs: [logits]
+"""
+
 EXAMPLES = sorted(p.name for p in (ROOT / "examples").glob("*.yaml"))
 SPECS = {name: (ROOT / "examples" / name).read_text() for name in EXAMPLES}
-SPECS.update(regression=REGRESSION, sequence=SEQUENCE, losses=LOSSES, folded=FOLDED)
+SPECS.update(images=IMAGES, regression=REGRESSION, sequence=SEQUENCE, losses=LOSSES, folded=FOLDED)
 
 
 def random_params(model, rng) -> dict:

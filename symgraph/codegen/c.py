@@ -214,6 +214,11 @@ class Printer(C99CodePrinter):
     def _print_step(self, expr):
         return f"(({self._print(expr.args[0])}) > 0 ? 1 : 0)"
 
+    def _print_softplus(self, expr):
+        # max(x, 0) + log1p(exp(-|x|)) equals log(1 + exp(x)) and never overflows
+        x = self._print(expr.args[0])
+        return f"({self.function('fmax')}({x}, 0) + {self.function('log1p')}({self.function('exp')}(-{self.function('fabs')}({x}))))"
+
     def _print_sgn(self, expr):
         x = self._print(expr.args[0])
         return f"(({x}) != ({x}) ? ({x}) : (({x}) > 0) - (({x}) < 0))"  # NaN stays NaN, as np.sign keeps it
@@ -627,6 +632,60 @@ class Function:
         (cot,) = self.g.args(v)
         return self.pool("avg_pool1d_backward", v, self.g.shape(v), self.g.shape(cot), cot)
 
+    def image_dims(self, x_shape, out_shape) -> list[str]:
+        """batch, height, width, channels of an image and height, width of the output: the 2-D kernels' first arguments."""
+        return [extent(d).text() for d in (*x_shape, *out_shape[1:3])]
+
+    def emit_conv2d(self, v):
+        x, kernel = self.g.args(v)
+        k_shape, attrs = self.g.shape(kernel), self.g.attrs(v)
+        dims = self.image_dims(self.g.shape(x), self.g.shape(v))
+        return self.kernel("conv2d", *dims, int(k_shape[3]), int(k_shape[0]), int(k_shape[1]), attrs["stride"], attrs["padding"], x, kernel, v)
+
+    def emit_conv2d_backward_input(self, v):
+        cot, kernel = self.g.args(v)
+        k_shape, attrs = self.g.shape(kernel), self.g.attrs(v)
+        dims = self.image_dims(self.g.shape(v), self.g.shape(cot))
+        return self.kernel("conv2d_backward_input", *dims, int(k_shape[3]), int(k_shape[0]), int(k_shape[1]), attrs["stride"],
+                           attrs["padding"], cot, kernel, v)
+
+    def emit_conv2d_backward_kernel(self, v):
+        x, cot = self.g.args(v)
+        attrs = self.g.attrs(v)
+        dims = self.image_dims(self.g.shape(x), self.g.shape(cot))
+        return self.kernel("conv2d_backward_kernel", *dims, int(self.g.shape(v)[3]), attrs["kh"], attrs["kw"], attrs["stride"],
+                           attrs["padding"], x, cot, v)
+
+    def pool2d(self, name: str, v: str, x_shape, out_shape, *arrays) -> list[str]:
+        attrs = self.g.attrs(v)
+        return self.kernel(name, *self.image_dims(x_shape, out_shape), attrs["size"], attrs["stride"], *arrays, v)
+
+    def emit_max_pool2d(self, v):
+        (x,) = self.g.args(v)
+        return self.pool2d("max_pool2d", v, self.g.shape(x), self.g.shape(v), x)
+
+    def emit_avg_pool2d(self, v):
+        (x,) = self.g.args(v)
+        return self.pool2d("avg_pool2d", v, self.g.shape(x), self.g.shape(v), x)
+
+    def emit_max_pool2d_backward(self, v):
+        x, cot = self.g.args(v)
+        return self.pool2d("max_pool2d_backward", v, self.g.shape(x), self.g.shape(cot), x, cot)
+
+    def emit_avg_pool2d_backward(self, v):
+        (cot,) = self.g.args(v)
+        return self.pool2d("avg_pool2d_backward", v, self.g.shape(v), self.g.shape(cot), cot)
+
+    def emit_layer_norm(self, v):
+        (x,) = self.g.args(v)
+        attrs = self.g.attrs(v)
+        return self.kernel("layer_norm", *self.split(self.g.shape(x), attrs["axis"]), repr(attrs["eps"]), x, v)
+
+    def emit_layer_norm_backward(self, v):
+        x, cot = self.g.args(v)
+        attrs = self.g.attrs(v)
+        return self.kernel("layer_norm_backward", *self.split(self.g.shape(x), attrs["axis"]), repr(attrs["eps"]), x, cot, v)
+
     def split(self, shape, axis: int) -> list[str]:
         """(outer, length, inner) around ``axis``: the layout the axis kernels take."""
         return [size(shape[:axis]).text(), extent(shape[axis]).text(), size(shape[axis + 1 :]).text()]
@@ -753,6 +812,9 @@ KERNEL_NEEDS = {
     "softmax_cross_entropy_grad": ("exp_shifted", "parallel"), "embedding": ("parallel",), "max_pool1d": ("parallel",),
     "avg_pool1d": ("parallel",), "max_pool1d_backward": ("parallel",), "avg_pool1d_backward": ("parallel",),
     "max_backward": ("parallel",), "tanh": ("exp_nonpositive",), "exp_shifted": ("exp_nonpositive",),
+    "conv2d": ("gemm",), "conv2d_backward_kernel": ("gemm",), "conv2d_backward_input": ("gemm",),
+    "max_pool2d": ("parallel",), "avg_pool2d": ("parallel",), "max_pool2d_backward": ("parallel",),
+    "avg_pool2d_backward": ("parallel",), "layer_norm": ("parallel",), "layer_norm_backward": ("parallel",),
 }
 
 PARALLEL_ELEMENTS = 1 << 16  # loops this long (element-wise ones at the compiled batch) are split over threads with OpenMP

@@ -16,7 +16,7 @@ from ..metrics import ERRORS, classes, classifier_term, top_k
 from ..ops import REGISTRY
 from ..ops.registry import broadcast_shapes
 from ..ops.reduce import sum_to_axes
-from ..ops.symbolic import BATCH, fill, placeholder, real_valued, relu, sgn, sigmoid, step, structure_expr
+from ..ops.symbolic import BATCH, fill, op_expr, placeholder, real_valued, relu, sgn, sigmoid, softplus, step, structure_expr
 from ..sharding import placed_masks
 from .common import (
     arg_text,
@@ -56,6 +56,12 @@ class Printer(NumPyPrinter):
 
     def _print_sgn(self, expr):
         return f"np.sign({self._print(expr.args[0])})"
+
+    def _print_softplus(self, expr):
+        return f"np.logaddexp({self._print(expr.args[0])}, 0)"  # log(exp(x) + exp(0)), which never overflows
+
+    def _print_erf(self, expr):
+        return f"erf({self._print(expr.args[0])})"  # the model's own, vectorised: NumPy has no erf
 
     def _print_Add(self, expr, order=None):
         # negative terms last: a leading one would cost NumPy a pass to negate it
@@ -174,7 +180,7 @@ class InPlace:
             else:
                 self.call("np.power", [base, literal(float(expr.exp))], target)
             return target
-        if len(expr.args) != 1 or not (isinstance(expr, (relu, step, sigmoid)) or self.ufunc(expr)):
+        if len(expr.args) != 1 or not (isinstance(expr, (relu, step, sigmoid, softplus)) or self.ufunc(expr)):
             self.lines.append(f"np.copyto({target}, {PRINTER.printer.doprint(expr)})")  # as the printer writes it
             return target
         (arg,) = expr.args
@@ -183,6 +189,8 @@ class InPlace:
             self.call("np.maximum", [inner, "0.0"], target)
         elif isinstance(expr, step):
             self.call("np.greater", [inner, "0.0"], target)
+        elif isinstance(expr, softplus):
+            self.call("np.logaddexp", [inner, "0.0"], target)
         elif isinstance(expr, sigmoid):  # (1 + tanh(x/2)) / 2, as the printer writes it
             self.call("np.multiply", [inner, "0.5"], target)
             self.call("np.tanh", [target], target)
@@ -456,6 +464,96 @@ def emit_avg_pool1d_backward(n: Node):
     return scatter_windows(n, n.shapes[0][1], n.args[0], size, lambda c: f"{c} / {size}")
 
 
+def image_taps(n: Node, out_shape: tuple, size: tuple[int, int], stride: int):
+    """For each tap (u, v) of a window over images, the slice of the input (its
+    [batch, height, width, c] layout) that the tap reads for every output pixel."""
+    stop_h, stop_w = stride * (int(out_shape[1]) - 1) + 1, stride * (int(out_shape[2]) - 1) + 1
+    for u in range(size[0]):
+        for v in range(size[1]):
+            yield (u, v), f"[:, {u}:{u + stop_h}:{stride}, {v}:{v + stop_w}:{stride}]"
+
+
+def emit_conv2d(n: Node, reuse: bool = False):
+    x, kernel = n.args
+    kh, kw, c_in, c_out = (int(d) for d in n.shapes[1])
+    patches = f"window_patches({x}, {kh}, {kw}, {n.attrs['stride']}, {n.attrs['padding']})"
+    # one product: K[kh, kw, c_in, c_out] is already the [kh*kw*c_in, c_out] matrix the patches meet
+    return product_into(n.name, f"{patches}, {kernel}.reshape({kh * kw * c_in}, {c_out})", n.shape, c_out, reuse)
+
+
+def emit_conv2d_backward_kernel(n: Node, reuse: bool = False):
+    x, cot = n.args
+    kh, kw, c_in, c_out = (int(d) for d in n.shape)
+    patches = f"window_patches({x}, {kh}, {kw}, {n.attrs['stride']}, {n.attrs['padding']})"
+    return product_into(n.name, f"{patches}.T, {cot}.reshape(-1, {c_out})", n.shape, c_out, reuse)
+
+
+def emit_conv2d_backward_input(n: Node):
+    cot, kernel = n.args
+    kh, kw, c_in, c_out = (int(d) for d in n.shapes[1])
+    padding, (batch, height, width, _) = n.attrs["padding"], n.shape
+    # every tap's contribution in one product, [batch, out_h, out_w, kh, kw, c_in], then added back tap by tap
+    taps = f"({cot}.reshape(-1, {c_out}) @ {kernel}.reshape({kh * kw * c_in}, {c_out}).T)"
+    out_h, out_w = (int(d) for d in n.shapes[0][1:3])
+    full = f"sg_padded_{n.name}" if padding else n.name
+    lines = [f"sg_taps = {taps}.reshape({shape_text((batch, out_h, out_w, kh, kw, c_in))})",
+             f"{full} = np.zeros({shape_text((batch, int(height) + 2 * padding, int(width) + 2 * padding, c_in))}, DTYPE)"]
+    lines += [f"{full}{window} += sg_taps[:, :, :, {u}, {v}]" for (u, v), window in image_taps(n, n.shapes[0], (kh, kw), n.attrs["stride"])]
+    if padding:
+        lines.append(f"{n.name} = {full}[:, {padding}:{padding + int(height)}, {padding}:{padding + int(width)}]")
+    return lines
+
+
+def pool2d_by_taps(n: Node, combine: str) -> list[str]:
+    x, size = n.args[0], n.attrs["size"]
+    (first, window), *rest = image_taps(n, n.shape, (size, size), n.attrs["stride"])
+    return [f"{n.name} = {x}{window}.copy()", *(f"{combine}({n.name}, {x}{tap}, out={n.name})" for _, tap in rest)]
+
+
+def emit_max_pool2d(n: Node):
+    return pool2d_by_taps(n, "np.maximum")
+
+
+def emit_avg_pool2d(n: Node):
+    return [*pool2d_by_taps(n, "np.add"), f"{n.name} /= {n.attrs['size'] ** 2}"]
+
+
+def emit_max_pool2d_backward(n: Node):
+    x, cot = n.args
+    size, stride = n.attrs["size"], n.attrs["stride"]
+    out = n.shapes[1]
+    # the first maximum of each window in row-major order, as the C kernel takes it (np.argmax picks the first NaN)
+    windows = f"np.lib.stride_tricks.sliding_window_view({x}, ({size}, {size}), axis=(1, 2))[:, ::{stride}, ::{stride}]"
+    lines = [f"sg_first = np.argmax({windows}.reshape({shape_text(tuple(out) + (size * size,))}), axis=4)", *zeros(n.name, n.shape, False)]
+    return lines + [f"{n.name}{window} += {cot} * (sg_first == {u * size + v})" for (u, v), window in image_taps(n, out, (size, size), stride)]
+
+
+def emit_avg_pool2d_backward(n: Node):
+    (cot,), size = n.args, n.attrs["size"]
+    taps = image_taps(n, n.shapes[0], (size, size), n.attrs["stride"])
+    return [*zeros(n.name, n.shape, False), f"sg_share = {cot} / {size * size}", *(f"{n.name}{window} += sg_share" for _, window in taps)]
+
+
+def emit_layer_norm(n: Node):
+    (x,), axis, eps = n.args, n.attrs["axis"], n.attrs["eps"]
+    # the biased variance from the deviations (two passes): a constant row gives 0, exactly
+    return [f"{n.name} = {x} - np.mean({x}, axis={axis}, keepdims=True)",
+            f"{n.name} /= np.sqrt(np.mean(np.square({n.name}), axis={axis}, keepdims=True) + {literal(eps)})"]
+
+
+def emit_layer_norm_backward(n: Node):
+    x, cot = n.args
+    axis, eps = n.attrs["axis"], n.attrs["eps"]
+    return [
+        f"sg_normed = {x} - np.mean({x}, axis={axis}, keepdims=True)",
+        f"sg_rstd = 1 / np.sqrt(np.mean(np.square(sg_normed), axis={axis}, keepdims=True) + {literal(eps)})",
+        "sg_normed *= sg_rstd",
+        f"{n.name} = {cot} - np.mean({cot}, axis={axis}, keepdims=True)"
+        f" - sg_normed * np.mean({cot} * sg_normed, axis={axis}, keepdims=True)",
+        f"{n.name} *= sg_rstd",
+    ]
+
+
 def emit_dropout_mask(n: Node):
     p = n.attrs["p"]
     axis = batch_axis(n.shape)
@@ -584,6 +682,15 @@ def in_place(n: Node, key: tuple, arrays: list[str]) -> list[str]:
 
 EMIT = {
     "matvec": emit_matvec,
+    "conv2d": emit_conv2d,
+    "conv2d_backward_input": emit_conv2d_backward_input,
+    "conv2d_backward_kernel": emit_conv2d_backward_kernel,
+    "max_pool2d": emit_max_pool2d,
+    "avg_pool2d": emit_avg_pool2d,
+    "max_pool2d_backward": emit_max_pool2d_backward,
+    "avg_pool2d_backward": emit_avg_pool2d_backward,
+    "layer_norm": emit_layer_norm,
+    "layer_norm_backward": emit_layer_norm_backward,
     "matmul_bias": emit_matmul_bias,
     "matmul": emit_matmul,
     "transpose": emit_transpose,
@@ -619,6 +726,11 @@ WRITES_INTO = frozenset(op for op, emitter in EMIT.items() if "reuse" in inspect
 
 
 # -- files ---------------------------------------------------------------------------
+def uses_erf(g: Graph) -> bool:
+    """Whether the model must define erf, which NumPy lacks (see ``Printer._print_erf``)."""
+    return any(REGISTRY[g.op(v)].elementwise and op_expr(g.op(v), g.attrs_key(v)).has(sp.erf) for v in g.nx if g.op(v) in REGISTRY)
+
+
 def leaf_shape(shape: tuple) -> str:
     dims = ["None" if is_batch(d) else str(int(d)) for d in shape]
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
@@ -841,6 +953,8 @@ def render_files(program, env) -> dict[str, str]:
         metrics=list(program.metrics),
         share_used=placed_masks(train),
         window_rows=any(program.graph.op(node) == "conv1d" for node in program.graph.nx),
+        window_patches=any(program.graph.op(node) == "conv2d" for node in program.graph.nx),
+        erf=any(uses_erf(gg) for gg in (evaluation, train)),
         forward_body=body(program, evaluation, program.output_nodes, [f"return {{{outputs}}}"]),
         evaluate_body=body(program, evaluation, eval_roots, [eval_return]),
         train_body=body(program, train, [train.loss, *program.gradients.values()], [f"return float({arg_text(train, train.loss)}), {{{grads}}}"]),

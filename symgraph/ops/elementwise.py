@@ -11,9 +11,9 @@ import operator
 import sympy as sp
 
 from .registry import REQUIRED, OpDef, X, broadcast_shapes, register
-from .symbolic import elementwise_vjp, relu, sgn, sigmoid, step
+from .symbolic import elementwise_vjp, relu, sgn, sigmoid, softplus, step
 
-P = sp.Symbol("p", real=True)
+P, SLOPE, ALPHA = sp.symbols("p slope alpha", real=True)
 
 
 def _broadcast(shapes: list, attrs: dict) -> tuple:
@@ -43,3 +43,11 @@ elementwise("tanh", sp.tanh(x0), "hyperbolic tangent")
 elementwise("relu", relu(x0), "max(x, 0)", domain="nonzero")
 elementwise("step", step(x0), "1 if x > 0 else 0", domain="nonzero")
 elementwise("sign", sgn(x0), "-1, 0 or 1", domain="nonzero")
+elementwise("leaky_relu", relu(x0) - SLOPE * relu(-x0), "x if x > 0 else slope * x", attrs=(("slope", 0.01),), domain="nonzero")
+elementwise("elu", relu(x0) + ALPHA * (sp.exp(-relu(-x0)) - 1), "x if x > 0 else alpha * (exp(x) - 1)", attrs=(("alpha", 1.0),), domain="nonzero")
+elementwise("softplus", softplus(x0), "log(1 + exp(x)), without overflow")
+elementwise("silu", x0 * sigmoid(x0), "x * sigmoid(x) (swish)")
+elementwise("erf", sp.erf(x0), "the error function, 2/sqrt(pi) * integral of exp(-t**2) from 0 to x")
+elementwise("gelu", x0 * (1 + sp.erf(x0 / sp.sqrt(2))) / 2, "x * Phi(x), Phi the standard normal CDF (exact, with erf)")
+elementwise("gelu_tanh", x0 * (1 + sp.tanh(sp.sqrt(2 / sp.pi) * (x0 + sp.Rational(44715, 1000000) * x0**3))) / 2,
+            "GELU's tanh approximation: x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x**3))) / 2")

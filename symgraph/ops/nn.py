@@ -169,6 +169,133 @@ register(
 )
 
 
+def same_shape(shapes, attrs):
+    return shapes[0]
+
+
+# -- conv2d and 2-D pooling over images [batch, height, width, channels] ----------------
+def conv2d_shape(shapes, attrs):
+    x, kernel = shapes
+    rank(x, 4, "conv2d input [batch, height, width, c_in]")
+    rank(kernel, 4, "conv2d kernel [kh, kw, c_in, c_out]")
+    if x[3] != kernel[2]:
+        raise ValueError(f"input channels differ: x {fmt_shape(x)} and kernel {fmt_shape(kernel)}")
+    stride, padding = attrs["stride"], attrs["padding"]
+    return (x[0], conv_length(x[1], int(kernel[0]), stride, padding), conv_length(x[2], int(kernel[1]), stride, padding), kernel[3])
+
+
+def conv2d_vjp(g, node, cotangent):
+    x, kernel = g.args(node)
+    attrs = g.attrs(node)
+    _, height, width, _ = g.shape(x)
+    kh, kw = (int(d) for d in g.shape(kernel)[:2])
+    dx = apply(g, "conv2d_backward_input", [cotangent, kernel], {**attrs, "height": int(height), "width": int(width)})
+    dk = apply(g, "conv2d_backward_kernel", [x, cotangent], {**attrs, "kh": kh, "kw": kw})
+    return dx, dk
+
+
+register(
+    OpDef(
+        "conv2d", 2, conv2d_shape, conv2d_vjp, attrs=CONV_ATTRS, canon=conv_canon, arg_names=("x", "K"),
+        combines=lambda shapes, attrs: ((1, 2, 3), (0, 1, 2, 3)),  # a window of pixels and channels, the whole kernel
+        doc="y[b, i, j, o] = sum_{u, v, c} xpad[b, i*stride + u, j*stride + v, c] K[u, v, c, o]",
+        example="conv2d(img, K2, padding=1)",
+    )
+)
+register(
+    OpDef(
+        "conv2d_backward_input", 2,
+        lambda shapes, attrs: (shapes[0][0], attrs["height"], attrs["width"], shapes[1][2]),
+        attrs=CONV_ATTRS + (("height", REQUIRED), ("width", REQUIRED)), public=False,
+        doc="dx[b, i*stride + u - padding, j*stride + v - padding, c] += dy[b, i, j, o] K[u, v, c, o]",
+    )
+)
+register(
+    OpDef(
+        "conv2d_backward_kernel", 2,
+        lambda shapes, attrs: (attrs["kh"], attrs["kw"], shapes[0][3], shapes[1][3]),
+        attrs=CONV_ATTRS + (("kh", REQUIRED), ("kw", REQUIRED)), public=False,
+        doc="dK[u, v, c, o] = sum_{b, i, j} xpad[b, i*stride + u, j*stride + v, c] dy[b, i, j, o]",
+    )
+)
+
+
+def pool2d_shape(shapes, attrs):
+    (x,) = shapes
+    rank(x, 4, "2-D pooling input [batch, height, width, channels]")
+    size, stride = attrs["size"], attrs["stride"]
+    return (x[0], conv_length(x[1], size, stride, 0), conv_length(x[2], size, stride, 0), x[3])
+
+
+def max_pool2d_vjp(g, node, cotangent):
+    (x,) = g.args(node)
+    return (apply(g, "max_pool2d_backward", [x, cotangent], g.attrs(node)),)
+
+
+def avg_pool2d_vjp(g, node, cotangent):
+    (x,) = g.args(node)
+    _, height, width, _ = g.shape(x)
+    return (apply(g, "avg_pool2d_backward", [cotangent], {**g.attrs(node), "height": int(height), "width": int(width)}),)
+
+
+register(
+    OpDef(
+        "max_pool2d", 1, pool2d_shape, max_pool2d_vjp, attrs=POOL_ATTRS, canon=pool_canon, combines=lambda shapes, attrs: ((1, 2),),
+        doc="y[b, i, j, c] = max_{u, v} x[b, i*stride + u, j*stride + v, c]", example="max_pool2d(img, 2)",
+    )
+)
+register(
+    OpDef(
+        "avg_pool2d", 1, pool2d_shape, avg_pool2d_vjp, attrs=POOL_ATTRS, canon=pool_canon, combines=lambda shapes, attrs: ((1, 2),),
+        linear_in=(0,), doc="y[b, i, j, c] = mean_{u, v} x[b, i*stride + u, j*stride + v, c]", example="avg_pool2d(img, 2)",
+    )
+)
+register(
+    OpDef(
+        "max_pool2d_backward", 2, lambda shapes, attrs: shapes[0], attrs=(("size", REQUIRED), ("stride", REQUIRED)), public=False,
+        doc="dy[b, i, j, c] routed to the first argmax of its window, in row-major order",
+    )
+)
+register(
+    OpDef(
+        "avg_pool2d_backward", 1,
+        lambda shapes, attrs: (shapes[0][0], attrs["height"], attrs["width"], shapes[0][3]),
+        attrs=(("size", REQUIRED), ("stride", REQUIRED), ("height", REQUIRED), ("width", REQUIRED)), public=False,
+        doc="dy[b, i, j, c] / size**2 spread over its window",
+    )
+)
+
+
+# -- layer normalisation ---------------------------------------------------------------
+def layer_norm_canon(shapes, attrs):
+    eps = attrs["eps"]
+    if isinstance(eps, bool) or not isinstance(eps, (int, float)) or not eps > 0:
+        raise ValueError(f"eps must be a positive number, got {eps!r}")
+    if not shapes[0]:
+        raise ValueError("layer_norm needs an axis to normalise over, got a scalar")
+    return {"axis": norm_axis(attrs["axis"], len(shapes[0])), "eps": float(eps)}
+
+
+def layer_norm_vjp(g, node, cotangent):
+    (x,) = g.args(node)
+    return (apply(g, "layer_norm_backward", [x, cotangent], g.attrs(node)),)
+
+
+register(
+    OpDef(
+        "layer_norm", 1, same_shape, layer_norm_vjp, attrs=(("axis", -1), ("eps", 1e-5)), canon=layer_norm_canon,
+        combines=combines_axis,
+        doc="(x - mean x) / sqrt(var x + eps) along axis (biased variance, no gain or bias)", example="layer_norm(x)",
+    )
+)
+register(
+    OpDef(
+        "layer_norm_backward", 2, lambda shapes, attrs: shapes[0], attrs=(("axis", REQUIRED), ("eps", REQUIRED)), public=False,
+        doc="dx = (dy - mean dy - y mean(dy y)) / sqrt(var x + eps), y the normalised x, in one pass",
+    )
+)
+
+
 # -- dropout ------------------------------------------------------------------------
 def dropout_expand(g, args, attrs):
     p = attrs["p"]
@@ -210,10 +337,6 @@ def over_vector_of_scalar(name: str):
         return g.add_node(name, (x,), attrs, g.shape(x), "float")
 
     return expand
-
-
-def same_shape(shapes, attrs):
-    return shapes[0]
 
 
 def softmax_vjp(g, node, cotangent):

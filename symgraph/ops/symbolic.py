@@ -50,6 +50,15 @@ class relu(sp.Function):  # noqa: N801
         return step(self.args[0])
 
 
+class softplus(sp.Function):  # noqa: N801
+    """log(1 + exp(x)), printed in a form that never overflows (max(x, 0) + log1p(exp(-|x|)))."""
+
+    is_real = True
+
+    def fdiff(self, argindex: int = 1) -> sp.Expr:
+        return sigmoid(self.args[0])
+
+
 class sgn(sp.Function):  # noqa: N801
     """-1, 0 or 1 (the derivative of abs; its own derivative is zero a.e.)."""
 
