@@ -1,11 +1,11 @@
 # The two quick-start commands: `make demo` and `make test`.
 # Every example trains with both generated trainers: `make logreg`, `make diabetes`, `make digits`
-# (the demo), `make nlm`, `make textcnn`; `make slide` needs no data.
+# (the demo), `make digits_cnn`, `make nlm`, `make transformer`, `make textcnn`; `make slide` needs no data.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test docs generated slide logreg diabetes digits nlm textcnn
+.PHONY: demo test docs generated slide logreg diabetes digits digits_cnn nlm transformer textcnn
 
 $(BIN)/symgraph: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,11 @@ demo digits: $(BIN)/symgraph
 	$(BIN)/python examples/digits/prepare.py
 	$(call train,digits_mlp,examples/digits/data)
 
+# The LeNet-style CNN on the same digits.
+digits_cnn: $(BIN)/symgraph
+	$(BIN)/python examples/digits/prepare.py
+	$(call train,digits_cnn,examples/digits/data)
+
 slide: $(BIN)/symgraph
 	$(BIN)/symgraph grad examples/slide.yaml
 	$(BIN)/symgraph compile examples/slide.yaml --target numpy
@@ -52,6 +57,11 @@ diabetes: $(BIN)/symgraph
 nlm: $(BIN)/symgraph
 	$(BIN)/python examples/kjv/prepare.py
 	$(call train,nlm,examples/kjv/data)
+
+# The transformer language model on the same text, in windows of 16 words.
+transformer: $(BIN)/symgraph
+	$(BIN)/python examples/kjv/prepare.py
+	$(call train,transformer,examples/kjv/data/windows)
 
 # The CNN for text on Rotten Tomatoes critic sentences.
 textcnn: $(BIN)/symgraph

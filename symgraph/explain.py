@@ -8,6 +8,8 @@ into one simplified sympy expression, other ops written as NumPy-like calls.
 
 from __future__ import annotations
 
+import functools
+
 import re
 
 from dataclasses import dataclass
@@ -180,7 +182,17 @@ BATCH_SYMBOL = sp.Symbol("batch", positive=True)  # the batch size, as a reader 
 def readable_constant(value) -> sp.Expr:
     """A constant as a reader sees it: 1/2, or the symbol batch (for a graph's
     Batch value and a structure's BATCH alike)."""
-    return BATCH_SYMBOL if value == BATCH or isinstance(value, Batch) else rational(value)
+    return BATCH_SYMBOL if value == BATCH or isinstance(value, Batch) else readable_number(float(value))
+
+
+@functools.lru_cache(maxsize=None)
+def readable_number(value: float) -> sp.Expr:
+    """1/2 for 0.5, and sqrt(2)/(2*sqrt(pi)) for 0.3989422804014327 (what d gelu
+    brings in) where a short form with roots or pi gives the float back exactly."""
+    with_pi = sp.nsimplify(value, [sp.pi])
+    if not with_pi.is_Rational and sp.count_ops(with_pi) <= 6 and float(with_pi) == value:
+        return with_pi
+    return rational(value)
 
 
 def symbolic(g: Graph, node: str, cache: dict[str, sp.Expr]) -> sp.Expr:

@@ -234,6 +234,48 @@ def _avg_pool1d(o, x, size, stride=None):
     return _windows(x, size, stride or size).mean(axis=2)
 
 
+def _image_windows(x, size_h, size_w, stride, padding=0):
+    """[b, i, j, size_h, size_w, c]: the windows over axes 1 and 2 of a padded [b, h, w, c]."""
+    if padding:
+        x = np.pad(x, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    out_h, out_w = (x.shape[1] - size_h) // stride + 1, (x.shape[2] - size_w) // stride + 1
+    rows = [[x[:, i * stride : i * stride + size_h, j * stride : j * stride + size_w, :] for j in range(out_w)] for i in range(out_h)]
+    return np.stack([np.stack(row, axis=1) for row in rows], axis=1)
+
+
+def _conv2d(o, x, kernel, stride=1, padding=0):
+    return np.einsum("bijuvc,uvco->bijo", _image_windows(x, kernel.shape[0], kernel.shape[1], stride, padding), kernel)
+
+
+def _max_pool2d(o, x, size, stride=None):
+    windows = _image_windows(x, size, size, stride or size)
+    flat = windows.reshape(windows.shape[:3] + (size * size, windows.shape[-1]))
+    o.gap(flat, 3)
+    return flat.max(axis=3)
+
+
+def _avg_pool2d(o, x, size, stride=None):
+    return _image_windows(x, size, size, stride or size).mean(axis=(3, 4))
+
+
+def _layer_norm(o, x, axis=-1, eps=1e-5):
+    centered = x - x.mean(axis=axis, keepdims=True)
+    return centered / np.sqrt((centered**2).mean(axis=axis, keepdims=True) + eps)
+
+
+def _leaky_relu(o, x, slope=0.01):
+    o.kink(x)
+    return np.where(x > 0, x, slope * x)
+
+
+def _elu(o, x, alpha=1.0):
+    o.kink(x)
+    return np.where(x > 0, x, alpha * np.expm1(np.minimum(x, 0)))
+
+
+_ERF = np.vectorize(math.erf, otypes=[float])
+
+
 def _dropout(o, x, p):
     return x  # evaluation mode, and loss_and_grads without training
 
@@ -278,6 +320,10 @@ OPS = {
     "max_pool1d": _max_pool1d, "avg_pool1d": _avg_pool1d, "dropout": _dropout,
     "softmax": _softmax, "log_softmax": _log_softmax, "cross_entropy": _cross_entropy,
     "binary_cross_entropy": _binary_cross_entropy, "mse": _mse,
+    "conv2d": _conv2d, "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d, "layer_norm": _layer_norm,
+    "leaky_relu": _leaky_relu, "elu": _elu, "erf": lambda o, x: _ERF(x), "softplus": lambda o, x: np.logaddexp(x, 0),
+    "silu": lambda o, x: x * _sigmoid(o, x), "gelu": lambda o, x: x * (1 + _ERF(x / math.sqrt(2))) / 2,
+    "gelu_tanh": lambda o, x: x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))) / 2,
 }
 
 
@@ -448,6 +494,12 @@ class Generator:
             return self.accept(f"{op}({inner})", t.shape)
         return self.accept(f"{op}({t.text})", t.shape)
 
+    def make_activation(self, terms):
+        t = self.pick(terms)
+        op = self.rng.choice(["gelu", "gelu_tanh", "silu", "softplus", "erf", "elu", "leaky_relu", "elu(alpha=0.5)", "leaky_relu(slope=0.2)"])
+        attr = f", {op[op.index('(') + 1 : -1]}" if "(" in op else ""
+        return self.accept(f"{op.split('(')[0]}({t.text}{attr})", t.shape)
+
     def make_power(self, terms):
         t = self.pick(terms)
         p = self.rng.choice([2, 3, -1, -2, 0.5, "(1/3)", 1.5, 0, 1, -0.5, 4, "1e300"])
@@ -581,6 +633,36 @@ class Generator:
         attrs = f"{size}" if stride is None else f"{size}, stride={stride}"
         return self.accept(f"{op}({t.text}, {attrs})", (t.shape[0], steps, ch))
 
+    def make_image(self, terms):
+        """conv2d and the 2-D pools over a [batch, h, w, channels] term, made from a rank-4 input where there is none."""
+        t = self.pick(terms, rank=4)
+        if t is None or self.rng.random() < 0.4:
+            t = self.input(("batch", self.rng.choice([3, 4, "T"]), self.rng.choice([2, 3, "T"]), self.rng.choice([1, 2, "e"])), stem="img")
+        h, w, ch = self.size(t.shape[1]), self.size(t.shape[2]), t.shape[3]
+        op = self.rng.choice(["conv2d", "conv2d", "max_pool2d", "avg_pool2d"])
+        if op == "conv2d":
+            kh, kw = self.rng.randint(1, min(3, h)), self.rng.randint(1, min(3, w))
+            stride, padding = self.rng.randint(1, 2), self.rng.randint(0, 2)
+            kernel = self.param((kh, kw, ch, self.rng.choice([1, 2, 3])), stem="K")
+            out = ((h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1)
+            attrs = "" if stride == 1 and padding == 0 else f", stride={stride}, padding={padding}"
+            return self.accept(f"conv2d({t.text}, {kernel.text}{attrs})", (t.shape[0], *out, kernel.shape[3]))
+        size = self.rng.randint(1, min(2, h, w))
+        stride = self.rng.choice([None, 1, 2])
+        out = ((h - size) // (stride or size) + 1, (w - size) // (stride or size) + 1)
+        attrs = f"{size}" if stride is None else f"{size}, stride={stride}"
+        return self.accept(f"{op}({t.text}, {attrs})", (t.shape[0], *out, ch))
+
+    def make_norm(self, terms):
+        t = self.pick(terms, rank_at_least=1)
+        if t is None:
+            return None
+        axis = self.rng.randrange(-len(t.shape), len(t.shape))
+        attrs = "" if axis == -1 and self.rng.random() < 0.5 else f", axis={axis}"
+        if self.rng.random() < 0.3:
+            attrs += f", eps={self.rng.choice([0.1, 1e-3])}"
+        return self.accept(f"layer_norm({t.text}{attrs})", t.shape)
+
     def sequence(self) -> Term:
         """A [batch, seq, channels] term: an embedding of ids, or a float input."""
         if self.rng.random() < 0.6:
@@ -641,7 +723,7 @@ class Generator:
 
 
 KINDS = ["binary", "binary", "binary", "unary", "unary", "power", "degenerate", "reduce", "reduce",
-         "matmul", "matmul", "shape", "shape", "sequence", "embedding", "softmax", "dropout"]
+         "matmul", "matmul", "shape", "shape", "sequence", "embedding", "softmax", "dropout", "image", "norm", "activation"]
 
 
 def is_atom(text: str) -> bool:

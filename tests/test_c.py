@@ -64,7 +64,7 @@ def test_example_matches_numpy_in_float64(name, rng):
 
 
 # The parameters whose gradients sgd_step adds in as it computes them.
-FUSED = {"diabetes": set(), "digits_mlp": {"W1", "W2"}, "logreg": set(), "mlp": {"W1", "W2"}, "nlm": {"U", "H", "C"}, "slide": set(), "textcnn": {"W", "E"}}
+FUSED = {"diabetes": set(), "digits_cnn": {"W"}, "digits_mlp": {"W1", "W2"}, "logreg": set(), "mlp": {"W1", "W2"}, "nlm": {"U", "H", "C"}, "slide": set(), "textcnn": {"W", "E"}, "transformer": {"E"}}
 
 
 @pytest.mark.parametrize("name", EXAMPLES)

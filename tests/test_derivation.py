@@ -94,7 +94,7 @@ PHRASES = re.compile(
     r"part of |the chain rule at |\bthrough |sum over the uses of |one product that starts from the bias|"
     r"in place of |a view of |, added in as it is computed: nothing reads \w+ after this|"
     r"the step of .*|set below, with |the spec's \w+|holds the spec's \w+|"
-    r"-= lr \*|\bbatch\b|\.T\b|\bn\b|\w+=\w*|[A-Za-z_]\w*\(|dL/d|\[d|/d|\b\d+(\.\d*)?(e-?\d+)?\b"
+    r"-= lr \*|\bbatch\b|\bpi\b|\.T\b|\bn\b|\w+=\w*|[A-Za-z_]\w*\(|dL/d|\[d|/d|\b\d+(\.\d*)?(e-?\d+)?\b"
 )
 
 

@@ -3,6 +3,8 @@ give finite losses and finite, correct gradients in both targets and dtypes."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -16,6 +18,9 @@ SPECS = {
     "sigmoid": ("z: {shape: [4, 3]}", "y: {shape: [4, 3]}", "loss: sum(sigmoid(z) * y)"),
     "tanh": ("z: {shape: [4, 3]}", "y: {shape: [4, 3]}", "loss: sum(tanh(z) * y)"),
 }
+# The activations and layer_norm (whose tied rows are constant rows: zero variance).
+ACTIVATIONS = ("gelu", "gelu_tanh", "silu", "softplus", "elu", "leaky_relu", "erf", "layer_norm")
+SPECS.update({op: ("z: {shape: [4, 3]}", "y: {shape: [4, 3]}", f"loss: sum({op}(z) * y)") for op in ACTIVATIONS})
 LOGITS = {
     "huge": np.array([[1e4, -1e4, 0.0], [-1e4, 1e4, 5.0], [1e4, 1e4, -1e4], [-1e4, -1e4, -1e4]]),
     "tied": np.full((4, 3), 7.0),
@@ -49,8 +54,38 @@ def reference(op: str, z: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]
     if op == "sigmoid":
         s = 0.5 + 0.5 * np.tanh(0.5 * z)
         return (s * y).sum(), s * (1 - s) * y
+    if op in ACTIVATIONS:
+        value, slope = activation(op, z, y)
+        return (value * y).sum(), slope
     t = np.tanh(z)
     return (t * y).sum(), (1 - t * t) * y
+
+
+def activation(op: str, z: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The activation's value and the gradient of sum(value * y), from textbook formulas in float64."""
+    erf = np.vectorize(math.erf)
+    s = 0.5 + 0.5 * np.tanh(0.5 * z)
+    if op == "layer_norm":
+        centered = z - z.mean(axis=-1, keepdims=True)
+        rstd = 1 / np.sqrt((centered**2).mean(axis=-1, keepdims=True) + 1e-5)
+        normed = centered * rstd
+        return normed, rstd * (y - y.mean(axis=-1, keepdims=True) - normed * (y * normed).mean(axis=-1, keepdims=True))
+    if op == "gelu":
+        cdf, density = 0.5 * (1 + erf(z / math.sqrt(2))), np.exp(-0.5 * np.minimum(z * z, 1e4)) / math.sqrt(2 * math.pi)
+        return z * cdf, (cdf + z * density) * y
+    if op == "gelu_tanh":
+        c = math.sqrt(2 / math.pi)
+        t = np.tanh(c * (z + 0.044715 * z**3))
+        return 0.5 * z * (1 + t), (0.5 * (1 + t) + 0.5 * z * (1 - t * t) * c * (1 + 3 * 0.044715 * z * z)) * y
+    if op == "silu":
+        return z * s, (s + z * s * (1 - s)) * y
+    if op == "softplus":
+        return np.logaddexp(z, 0), s * y
+    if op == "elu":
+        return np.where(z > 0, z, np.expm1(np.minimum(z, 0))), np.where(z > 0, 1, np.exp(np.minimum(z, 0))) * y
+    if op == "leaky_relu":
+        return np.where(z > 0, z, 0.01 * z), np.where(z > 0, 1, 0.01) * y
+    return erf(z), 2 / math.sqrt(math.pi) * np.exp(-np.minimum(z * z, 1e4)) * y
 
 
 @pytest.mark.parametrize("dtype", ["float64", "float32"])

@@ -13,6 +13,15 @@ training words; rarer words become <unk>.
 OUT/train and OUT/val hold context_ids.npy (int32 [N, 3]) and next_id.npy
 (int32 [N]); OUT/vocab.txt lists the words by id; OUT/baseline.txt has the
 trigram model's validation perplexity.
+
+For the transformer (examples/transformer.yaml), OUT/windows/train and
+OUT/windows/val hold the same verses as one stream of words, each verse
+closed by </s>, cut into windows of 16: next_tokens.npy (int32 [M, 16]) holds
+a window of the stream and tokens.npy the words just before each, so that
+the words predicted are those the trigram and the NLM predict (the few that
+do not fill a last window left out). mask.npy (float32 [16, 16]) is the
+causal mask added to the attention scores: 0 where position j <= i may be
+attended to, -1e9 above the diagonal.
 """
 
 import argparse
@@ -26,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 CONTEXT = 3
+WINDOW = 16
 TOKEN = re.compile(r"[a-z]+(?:'[a-z]+)*|[.,;:?!]")
 
 
@@ -55,6 +65,19 @@ def examples(sequences, ids, unk):
             contexts.append(padded[i - CONTEXT : i])
             targets.append(padded[i])
     return np.array(contexts, np.int32), np.array(targets, np.int32)
+
+
+def windows(sequences, ids, unk, folder: Path) -> None:
+    """The stream of verses in windows of WINDOW words, the words before them, and the causal mask (see above)."""
+    stream = [ids["</s>"]]  # what the first verse follows, as every later one follows a </s>
+    for words in sequences:
+        stream += [ids.get(w, unk) for w in words] + [ids["</s>"]]
+    count = (len(stream) - 1) // WINDOW
+    stream = np.array(stream[: count * WINDOW + 1], np.int32)
+    folder.mkdir(parents=True, exist_ok=True)
+    np.save(folder / "tokens.npy", stream[:-1].reshape(count, WINDOW))
+    np.save(folder / "next_tokens.npy", stream[1:].reshape(count, WINDOW))
+    np.save(folder / "mask.npy", np.triu(np.full((WINDOW, WINDOW), -1e9, np.float32), 1))
 
 
 def discount(counts) -> float:
@@ -129,6 +152,7 @@ def main() -> None:
         folder.mkdir(exist_ok=True)
         np.save(folder / "context_ids.npy", contexts)
         np.save(folder / "next_id.npy", targets)
+        windows(chosen, ids, ids["<unk>"], args.out / "windows" / part)
     baseline = KneserNey(*parts["train"], len(words)).perplexity(*parts["val"])
     line = f"interpolated Kneser-Ney trigram, validation perplexity {baseline:.2f}"
     (args.out / "baseline.txt").write_text(line + "\n")

@@ -249,6 +249,9 @@ def from_sympy(g: Graph, expr: sp.Expr, env: dict[sp.Symbol, str]) -> str:
     if expr.is_Mul:
         if expr.could_extract_minus_sign():
             return apply(g, "neg", [from_sympy(g, -expr, env)])
+        number, rest = expr.as_independent(*expr.free_symbols, as_Add=False)
+        if number.is_number and not number.is_Rational:  # sqrt(2)/sqrt(pi): one constant, not a computation
+            return apply(g, "mul", [const(g, float(number)), from_sympy(g, rest, env)])
         num, den = sp.fraction(expr)
         if den != 1:
             return apply(g, "div", [from_sympy(g, num, env), from_sympy(g, den, env)])

@@ -519,81 +519,77 @@ static void sg_valid_steps(long steps, long length, long w, long stride, long pa
     *last = hi < steps ? hi : steps;
 }
 
-/* The steps t in [*first, *last) whose whole window of width rows lies inside x. */
-static void sg_inner_steps(long steps, long length, long width, long stride, long padding, long *first, long *last)
+/* The kernel taps [*tap0, *tap1) that output o of an image axis meets: those
+ * whose input index o*stride + tap - padding lies in [0, length). */
+static void sg_taps_inside(long o, long length, long taps, long stride, long padding, long *tap0, long *tap1)
 {
-    long first_tap0, last_tap0, first_tap1, last_tap1;
-    sg_valid_steps(steps, length, 0, stride, padding, &first_tap0, &last_tap0);
-    sg_valid_steps(steps, length, width - 1, stride, padding, &first_tap1, &last_tap1);
-    *first = first_tap0 > first_tap1 ? first_tap0 : first_tap1;
-    *last = last_tap0 < last_tap1 ? last_tap0 : last_tap1;
-    if (*last < *first)
-        *last = *first;
+    const long first = padding - o * stride, last = length + padding - o * stride;
+    *tap0 = first > 0 ? first : 0;
+    *tap1 = last < taps ? last : taps;
+}
+
+/* The run of outputs [o, *end) that meet the same taps as o. An axis falls into
+ * a few runs: the edges, where the padding cuts windows short, and the inside. */
+static long sg_tap_run_end(long o, long outputs, long length, long taps, long stride, long padding)
+{
+    long tap0, tap1, next0, next1, end = o + 1;
+    sg_taps_inside(o, length, taps, stride, padding, &tap0, &tap1);
+    for (; end < outputs; end++) {
+        sg_taps_inside(end, length, taps, stride, padding, &next0, &next1);
+        if (next0 != tap0 || next1 != tap1)
+            break;
+    }
+    return end;
 }
 
 /* y[b, i, j, o] = sum_{u, v, c} x[b, i*stride + u - padding, j*stride + v - padding, c] K[u, v, c, o];
- * pixels outside x are the zero padding. A window's kh rows of kw*c_in values
- * each are contiguous in x and one image row apart, so for the outputs whose
- * window lies inside x the convolution of an image is one product of those
- * windows (kh segments of the product's sum) with K seen as [kh*kw*c_in, c_out];
- * the outputs at the edges add tap by tap. */
+ * pixels outside x are the zero padding, so each output meets only the taps
+ * inside x. A window's rows of kw*c_in values are contiguous in x and one image
+ * row apart: for one output row and a run of columns that meet the same taps,
+ * the convolution of every image is one product of those windows (a segment
+ * of the product's sum per kernel row) with the taps' part of K, packed once
+ * for the batch. */
 static void sg_conv2d(long batch, long height, long width, long c_in, long out_h, long out_w, long c_out, long kh, long kw,
                       long stride, long padding, const real *x, const real *kernel, real *y)
 {
-    const long row = width * c_in, pixels = out_h * out_w;
-    long i_first, i_last, j_first, j_last;
-    sg_inner_steps(out_h, height, kh, stride, padding, &i_first, &i_last);
-    sg_inner_steps(out_w, width, kw, stride, padding, &j_first, &j_last);
-    for (long b = 0; b < batch; b++) {
-        const real *image = x + b * height * row;
-        real *out = y + b * pixels * c_out;
-        const sg_product inner = {i_last - i_first, j_last - j_first, c_out, kh * kw * c_in, kw * c_in,
-                                  image + (i_first * stride - padding) * row + (j_first * stride - padding) * c_in,
-                                  stride * c_in, 1, stride * row, row, kernel, c_out, 1, kw * c_in * c_out,
-                                  out + (i_first * out_w + j_first) * c_out, c_out, out_w * c_out, 0, 1};
-        sg_product_run(&inner);
-        for (long i = 0; i < out_h; i++)
-            for (long j = 0; j < out_w; j++) {
-                if (i >= i_first && i < i_last && j >= j_first && j < j_last)
-                    continue;
-                real *pixel = out + (i * out_w + j) * c_out;
-                memset(pixel, 0, (size_t)c_out * sizeof *pixel);
-                for (long u = 0; u < kh; u++)
-                    for (long v = 0; v < kw; v++) {
-                        const long r = i * stride + u - padding, col = j * stride + v - padding;
-                        if (r < 0 || r >= height || col < 0 || col >= width)
-                            continue;
-                        const real *in = image + r * row + col * c_in, *tap = kernel + (u * kw + v) * c_in * c_out;
-                        for (long c = 0; c < c_in; c++)
-                            for (long o = 0; o < c_out; o++)
-                                pixel[o] += in[c] * tap[c * c_out + o];
-                    }
-            }
+    const long row = width * c_in;
+    for (long i = 0; i < out_h; i++) {
+        long u0, u1;
+        sg_taps_inside(i, height, kh, stride, padding, &u0, &u1);
+        for (long j = 0, j_end; j < out_w; j = j_end) {
+            long v0, v1;
+            sg_taps_inside(j, width, kw, stride, padding, &v0, &v1);
+            j_end = sg_tap_run_end(j, out_w, width, kw, stride, padding);
+            const long taps = u0 < u1 && v0 < v1 ? (v1 - v0) * c_in : 0;
+            const sg_product run = {batch, j_end - j, c_out, taps * (u1 - u0), taps ? taps : 1,
+                                    x + ((i * stride + u0 - padding) * width + j * stride + v0 - padding) * c_in,
+                                    stride * c_in, 1, height * row, row, kernel + (u0 * kw + v0) * c_in * c_out, c_out, 1,
+                                    kw * c_in * c_out, y + (i * out_w + j) * c_out, c_out, out_h * out_w * c_out, 0, 1};
+            sg_product_run(&run);  /* no taps: an empty sum, which writes zeros */
+        }
     }
 }
 
 /* dx[b, i*stride + u - padding, j*stride + v - padding, c] += sum_o dy[b, i, j, o] K[u, v, c, o]:
- * for each image and tap, the outputs whose input pixel lies inside x times
- * K[u, v].T, added into every stride-th pixel of every stride-th row of dx. */
+ * for each tap and output row whose input row lies inside x, every image's run
+ * of outputs whose input pixel lies inside x times K[u, v].T, added into every
+ * stride-th pixel of that row of dx (K[u, v] packed once for the batch). */
 static void sg_conv2d_backward_input(long batch, long height, long width, long c_in, long out_h, long out_w, long c_out,
                                      long kh, long kw, long stride, long padding, const real *dy, const real *kernel, real *dx)
 {
     const long row = width * c_in;
     memset(dx, 0, (size_t)(batch * height * row) * sizeof *dx);
-    for (long b = 0; b < batch; b++)
-        for (long u = 0; u < kh; u++) {
-            long i_first, i_last;
+    for (long u = 0; u < kh; u++)
+        for (long v = 0; v < kw; v++) {
+            long i_first, i_last, j_first, j_last;
             sg_valid_steps(out_h, height, u, stride, padding, &i_first, &i_last);
-            for (long v = 0; v < kw && i_first < i_last; v++) {
-                long j_first, j_last;
-                sg_valid_steps(out_w, width, v, stride, padding, &j_first, &j_last);
-                if (j_first >= j_last)
-                    continue;
-                const sg_product tap = {i_last - i_first, j_last - j_first, c_in, c_out, c_out,
-                                        dy + ((b * out_h + i_first) * out_w + j_first) * c_out, c_out, 1, out_w * c_out, 0,
+            sg_valid_steps(out_w, width, v, stride, padding, &j_first, &j_last);
+            for (long i = i_first; i < i_last && j_first < j_last; i++) {
+                const sg_product tap = {batch, j_last - j_first, c_in, c_out, c_out,
+                                        dy + (i * out_w + j_first) * c_out, c_out, 1, out_h * out_w * c_out, 0,
                                         kernel + (u * kw + v) * c_in * c_out, 1, c_out, 0,
-                                        dx + (b * height + i_first * stride + u - padding) * row + (j_first * stride + v - padding) * c_in,
-                                        stride * c_in, stride * row, 1, 1};
+                                        dx + (i * stride + u - padding) * row + (j_first * stride + v - padding) * c_in,
+                                        stride * c_in, height * row, 1, 1};
                 sg_product_run(&tap);
             }
         }
