@@ -306,6 +306,12 @@ class Pretty:
         if op == "matvec":  # lowered: written as the product it computes
             m, v = args
             return f"{self.arg(v)} @ {self.arg(m)}" if attrs["transposed"] else f"{self.arg(m)} @ {self.arg(v)}"
+        if op == "matmul_sum":  # lowered: written as the sum of the stack's products it computes
+            rank = len(g.shape(args[0]))
+            a = self.arg(args[0])
+            if attrs["transposed"]:
+                a = f"transpose({a}, axes={tuple(range(rank - 2)) + (rank - 1, rank - 2)})"
+            return f"sum({a} @ {self.arg(args[1])}, axis={axis_text(tuple(range(rank - 2)))})"
         if op == "transpose" and len(attrs["axes"]) == 2:
             return f"{self.arg(args[0])}.T"
         if op in ("sum_to", "sum"):
@@ -363,6 +369,12 @@ class MathPretty(Pretty):
             if op == "matvec" and attrs["transposed"]:
                 args = args[::-1]
             return sp.Mul(*(factor(self.atom(a)) for a in args), evaluate=False)
+        if op == "matmul_sum":  # lowered: written as the sum of the stack's products it computes
+            rank = len(g.shape(args[0]))
+            a = self.arg(args[0])
+            if attrs["transposed"]:
+                a = f"transpose({a}, axes={tuple(range(rank - 2)) + (rank - 1, rank - 2)})"
+            return f"sum({a} @ {self.arg(args[1])}, axis={axis_text(tuple(range(rank - 2)))})"
         if op == "transpose" and len(attrs["axes"]) == 2:
             inner = self.atom(args[0])
             return sp.Symbol(f"{inner.name}^T", commutative=False) if inner.is_Symbol else sp.Function("transpose")(inner)

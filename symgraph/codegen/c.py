@@ -12,7 +12,6 @@ sgd_step adds product and embedding gradients straight into their parameters.
 from __future__ import annotations
 
 import functools
-import re
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -246,6 +245,7 @@ class Function:
     reads: dict[str, set[str]] = field(default_factory=dict)
     transposed: dict[str, str] = field(default_factory=dict)  # matrix transpose read only by matmuls -> its argument
     updates: dict[str, str] = field(default_factory=dict)  # a gradient the SGD step adds into its parameter -> that parameter
+    arguments: set[str] = field(default_factory=set)  # the function's arguments it reads (ARGUMENTS)
 
     def __post_init__(self):
         # the schedule depends on the graph, the roots and which of them have
@@ -539,6 +539,8 @@ class Function:
         batch = out[:-2]
         if not batch:
             return self.kernel("matmul", *self.product_arguments(v), v)
+        if len(sb) == 2 and tuple(sa[:-2]) == tuple(batch):  # a stack times one matrix: one product of all the stack's rows
+            return self.kernel("matmul", size(sa[:-1]).text(), k.text(), p.text(), a, k.text(), "1", *self.operand(b, k, p), v)
         arrays = {
             v: [s * m * p for s in strides(batch)],
             a: [s * m * k for s in aligned(sa[:-2], batch)],
@@ -548,6 +550,15 @@ class Function:
         return self.nest(batch, arrays, lambda ix: [
             f"sg_matmul({m.text()}, {k.text()}, {p.text()}, {a} + {ix[a]}, {k.text()}, 1, {b} + {ix[b]}, {p.text()}, 1, {v} + {ix[v]});"
         ])
+
+    def emit_matmul_sum(self, v):
+        a, b = self.g.args(v)
+        sa, sb = self.g.shape(a), self.g.shape(b)
+        m, p = extent(self.g.shape(v)[0]), extent(self.g.shape(v)[1])
+        k = extent(sb[-2])
+        # A[r, c] of stack item i, read across where a holds the items' transposes
+        strides = ["1", m.text()] if self.g.attrs(v)["transposed"] else [k.text(), "1"]
+        return self.kernel("matmul_sum", size(sa[:-2]).text(), m.text(), k.text(), p.text(), a, *strides, b, v)
 
     def emit_matmul_bias(self, v):
         a, b, bias = self.g.args(v)
@@ -812,7 +823,7 @@ KERNEL_NEEDS = {
     "softmax_cross_entropy_grad": ("exp_shifted", "parallel"), "embedding": ("parallel",), "max_pool1d": ("parallel",),
     "avg_pool1d": ("parallel",), "max_pool1d_backward": ("parallel",), "avg_pool1d_backward": ("parallel",),
     "max_backward": ("parallel",), "tanh": ("exp_nonpositive",), "exp_shifted": ("exp_nonpositive",),
-    "conv2d": ("gemm",), "conv2d_backward_kernel": ("gemm",), "conv2d_backward_input": ("gemm",),
+    "matmul_sum": ("gemm",), "conv2d": ("gemm",), "conv2d_backward_kernel": ("gemm",), "conv2d_backward_input": ("gemm",),
     "max_pool2d": ("parallel",), "avg_pool2d": ("parallel",), "max_pool2d_backward": ("parallel",),
     "avg_pool2d_backward": ("parallel",), "layer_norm": ("parallel",), "layer_norm_backward": ("parallel",),
 }
@@ -859,7 +870,15 @@ CACHED_PRINTERS: dict[str, CachedPrinter] = {}
 
 LARGE_ARENA = 1 << 30  # bytes: a static array from 2 GiB on fails to link under the default code model
 
-ARRAY_ARGUMENTS = {"forward": ("params", "inputs", "outputs"), "evaluate": ("params", "inputs"), "loss_and_grads": ("params", "inputs", "grads")}
+# The arguments of each function, in order: one the model does not read is cast to void.
+ARGUMENTS = {"forward": ("params", "inputs", "outputs"), "evaluate": ("params", "inputs"),
+             "loss_and_grads": ("params", "inputs", "grads", "step", "lr")}
+
+
+def leaf_arguments(g: Graph, roots: list[str]) -> set[str]:
+    """params and inputs, where the nodes that ``roots`` read include one of either."""
+    kinds = {g.op(v) for v in g.needed_by(roots)}
+    return {name for name, op in (("params", "param"), ("inputs", "input")) if op in kinds}
 
 
 def compiled_batch(program) -> int:
@@ -881,11 +900,13 @@ def functions(ctx: Context, forward_only: bool = False) -> dict[str, tuple[Funct
         else:
             dests[node] = dest
     fn = Function(ctx, ev, list(program.output_nodes), dests)
+    fn.arguments = leaf_arguments(ev, program.output_nodes) | ({"outputs"} if program.output_nodes else set())
     out["forward"] = (fn, [line for node, dest in tail for line in fn.store(node, dest)])
     if forward_only:
         return out
 
     fn = Function(ctx, ev, [ev.loss] + metric_roots(program), {})
+    fn.arguments = leaf_arguments(ev, fn.roots)
     lines = [f"*loss_value = {scalar(fn, ev.loss)};"] + metric_lines(fn, program)
     out["evaluate"] = (fn, lines)
 
@@ -897,6 +918,8 @@ def functions(ctx: Context, forward_only: bool = False) -> dict[str, tuple[Funct
         else:
             dests[node] = dest
     fn = Function(ctx, train, [train.loss, *program.gradients.values()], dests)
+    # every gradient is written to grads, and with step, added into its param
+    fn.arguments = leaf_arguments(train, fn.roots) | ({"params", "grads", "step", "lr"} if program.gradients else set())
     fn.updates = fused_updates(fn, program.gradients)
     lines = [line for node, dest in tail for line in fn.store(node, dest)] + [f"*loss_value = {scalar(fn, train.loss)};"]
     plain = [param for param, node in program.gradients.items() if node not in fn.updates]
@@ -999,9 +1022,7 @@ def model_context(program, api: str, dtype: str, forward_only: bool = False) -> 
     for name, (fn, tail) in fns.items():
         lines = fn.body(plans[name]) + ([""] + tail if tail else [])
         text = "\n".join(lines)
-        unused = [a for a in ARRAY_ARGUMENTS[name] if not re.search(rf"\b{a}\[", text)]
-        if name == "loss_and_grads":
-            unused += [a for a in ("step", "lr") if not re.search(rf"\b{a}\b", text)]
+        unused = [a for a in ARGUMENTS[name] if a not in fn.arguments]
         lines = [f"(void){a};  /* this model does not read it */" for a in unused] + lines
         bodies[name] = ["    " + line if line else "" for line in lines]
     for leaf in program.params if not forward_only else ():

@@ -247,9 +247,20 @@ def zeros(name: str, shape: tuple, reuse: bool) -> list[str]:
 
 def emit_matmul(n: Node, reuse: bool = False):
     a, b = n.args
+    if len(n.shapes[1]) == 2 and len(n.shapes[0]) > 2 and tuple(n.shapes[0][:-2]) == tuple(n.shape[:-2]):
+        # a stack times one matrix: one product of all the stack's rows (np.matmul takes them matrix by matrix)
+        k, columns = int(n.shapes[0][-1]), int(n.shape[-1])
+        return product_into(n.name, f"{a}.reshape(-1, {k}), {b}", n.shape, columns, reuse)
     if reuse:
         return [f"{n.name} = np.matmul({a}, {b}, out={scratch(n.name, shape_text(n.shape))})"]
     return [f"{n.name} = {a} @ {b}"]
+
+
+def emit_matmul_sum(n: Node):
+    a, b = n.args
+    lead = tuple(range(len(n.shapes[1]) - 2))
+    inner = len(lead) + (0 if n.attrs["transposed"] else 1)
+    return [f"{n.name} = np.tensordot({a}, {b}, axes=({lead + (inner,)}, {lead + (len(lead),)}))"]
 
 
 def emit_matmul_bias(n: Node, reuse: bool = False):
@@ -682,6 +693,7 @@ def in_place(n: Node, key: tuple, arrays: list[str]) -> list[str]:
 
 EMIT = {
     "matvec": emit_matvec,
+    "matmul_sum": emit_matmul_sum,
     "conv2d": emit_conv2d,
     "conv2d_backward_input": emit_conv2d_backward_input,
     "conv2d_backward_kernel": emit_conv2d_backward_kernel,

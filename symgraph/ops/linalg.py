@@ -114,6 +114,24 @@ register(
 )
 
 
+def matmul_sum_shape(shapes, attrs):
+    a, b = shapes
+    m, k = (a[-1], a[-2]) if attrs["transposed"] else (a[-2], a[-1])
+    if len(a) < 3 or len(a) != len(b) or tuple(a[:-2]) != tuple(b[:-2]) or k != b[-2]:
+        raise ValueError(f"matmul_sum takes stacks of matrices with the same leading axes, got {fmt_shape(a)} and {fmt_shape(b)}")
+    return (m, b[-1])
+
+
+register(
+    OpDef(
+        "matmul_sum", 2, matmul_sum_shape, attrs=(("transposed", False),), public=False, linear_in=(0, 1),
+        combines=lambda shapes, attrs: (tuple(range(len(shapes[0]) - 2)) + ((len(shapes[0]) - (2 if attrs["transposed"] else 1)),),
+                                        tuple(range(len(shapes[1]) - 1))),
+        doc="sum over the leading axes i of a[i] @ b[i] (a[i].T @ b[i] with transposed): the weight gradient of a batched product, as one product",
+    )
+)
+
+
 # -- transpose --------------------------------------------------------------------
 def transpose_canon(shapes, attrs):
     rank = len(shapes[0])

@@ -127,3 +127,31 @@ def biased_product(g: Graph, node: str, roots: set[str]) -> tuple[list[str], dic
                 and g.shape(node) == g.shape(product) and g.shape(bias) == g.shape(product)[-1:]):
             return [*g.args(product), bias], {}
     return None
+
+
+def sum_products(g: Graph) -> Graph:
+    """``sum(x.T @ dy)`` over the leading axes of stacked products -> ``matmul_sum(x, dy, transposed=True)``:
+    the gradient of a weight that every matrix of a stack meets (``x @ W`` with x [batch, seq, d]) as one
+    product whose sum runs over the stack, instead of a [batch, d, n] array of products and a pass over it."""
+    return lowered(g, "matmul_sum", summed_products)
+
+
+def summed_products(g: Graph, node: str, roots: set[str]) -> tuple[list[str], dict] | None:
+    """matmul_sum's arguments where ``node`` sums a stack of products over its leading axes."""
+    if g.op(node) not in ("sum", "sum_to") or len(g.shape(node)) != 2:
+        return None
+    (product,) = g.args(node)
+    shape = g.shape(product)
+    if g.op(product) != "matmul" or len(shape) < 3 or not only_reader(g, product, node, roots):
+        return None
+    if g.op(node) == "sum_to" and sum_to_axes(shape, g.shape(node)) != (len(shape) - 2, ()):
+        return None
+    if g.op(node) == "sum" and (g.attrs(node)["keepdims"] or tuple(g.attrs(node)["axis"]) != tuple(range(len(shape) - 2))):
+        return None
+    a, b = g.args(product)
+    if tuple(g.shape(a)[:-2]) != tuple(shape[:-2]) or tuple(g.shape(b)[:-2]) != tuple(shape[:-2]):
+        return None  # a broadcast stack: not one matrix per item on both sides
+    rank = len(shape)
+    if g.op(a) == "transpose" and g.attrs(a)["axes"] == tuple(range(rank - 2)) + (rank - 1, rank - 2):
+        return [g.args(a)[0], b], {"transposed": True}
+    return [a, b], {"transposed": False}

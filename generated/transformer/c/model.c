@@ -12,8 +12,8 @@
 typedef transformer_real real;
 
 /* Every intermediate result, placed by symgraph's memory plan: buffers whose
- * lifetimes do not overlap share space. 34,062,400 bytes. */
-static real arena[8515600];
+ * lifetimes do not overlap share space. 16,349,248 bytes. */
+static real arena[4087312];
 
 #ifdef _OPENMP
 #include <omp.h>
@@ -472,6 +472,14 @@ static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_c
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 0);
 }
 
+/* c[m x n] = sum over count items of A_i @ B_i, A_i[r, p] = a[i*m*k + r*a_rs + p*a_cs] and B_i
+ * the [k x n] item i of b: one product whose sum runs over every item's k (a segment each). */
+static void sg_matmul_sum(long count, long m, long k, long n, const real *a, long a_rs, long a_cs, const real *b, real *c)
+{
+    const sg_product g = {1, m, n, count * k, k, a, a_rs, a_cs, 0, m * k, b, n, 1, k * n, c, n, 0, 0, 1};
+    sg_product_run(&g);
+}
+
 /* out[r, :] = table[ids[r], :] */
 static void sg_embedding(long rows, long width, const real *table, const int64_t *ids, real *out)
 {
@@ -766,8 +774,7 @@ int transformer_forward(real *const params[], const void *const inputs[], long n
             n1[i*64 + j] = n1_1[i*64 + j]*g1[j] + b1[j];
 
     real *q_1 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, n1 + i*1024, 64, 1, Wq + 0, 64, 1, q_1 + i*1024);
+    sg_matmul(n*16, 64, 64, n1, 64, 1, Wq, 64, 1, q_1);
 
     real *q_2 = q_1;  /* [n, 16, 4, 16], a view of q_1 */
 
@@ -779,8 +786,7 @@ int transformer_forward(real *const params[], const void *const inputs[], long n
                     q[i*1024 + j*256 + l*16 + m] = q_2[i*1024 + j*16 + l*64 + m];
 
     real *k_1 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, n1 + i*1024, 64, 1, Wk + 0, 64, 1, k_1 + i*1024);
+    sg_matmul(n*16, 64, 64, n1, 64, 1, Wk, 64, 1, k_1);
 
     real *k_2 = k_1;  /* [n, 16, 4, 16], a view of k_1 */
 
@@ -791,8 +797,7 @@ int transformer_forward(real *const params[], const void *const inputs[], long n
                 k[i*1024 + j*16 + l] = k_2[i*1024 + j + l*64];
 
     real *v_1 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, n1 + i*1024, 64, 1, Wv + 0, 64, 1, v_1 + i*1024);
+    sg_matmul(n*16, 64, 64, n1, 64, 1, Wv, 64, 1, v_1);
 
     real *v_2 = v_1;  /* [n, 16, 4, 16], a view of v_1 */
 
@@ -829,8 +834,7 @@ int transformer_forward(real *const params[], const void *const inputs[], long n
     real *heads_out = heads_out_2;  /* [n, 16, 64], a view of heads_out_2 */
 
     real *h_1 = arena + 32768;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, heads_out + i*1024, 64, 1, Wo + 0, 64, 1, h_1 + i*1024);
+    sg_matmul(n*16, 64, 64, heads_out, 64, 1, Wo, 64, 1, h_1);
 
     real *h = x;  /* [n, 16, 64], in place of x */
     for (long i = 0; i < n*1024; i++)
@@ -845,8 +849,7 @@ int transformer_forward(real *const params[], const void *const inputs[], long n
             n2[i*64 + j] = n2_1[i*64 + j]*g2[j] + b2[j];
 
     real *y_1 = arena + 0;  /* [n, 16, 256] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 256, n2 + i*1024, 64, 1, W1 + 0, 256, 1, y_1 + i*4096);
+    sg_matmul(n*16, 64, 256, n2, 64, 1, W1, 256, 1, y_1);
 
     real *y_3 = arena + 131072;  /* [n, 16, 256] */
     SG_PARALLEL_FOR
@@ -855,8 +858,7 @@ int transformer_forward(real *const params[], const void *const inputs[], long n
             y_3[i*256 + j] = (0.5F)*(y_1[i*256 + j] + c1[j])*(erff((0.5F)*sqrtf(2)*(y_1[i*256 + j] + c1[j])) + 1);
 
     real *y_4 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 256, 64, y_3 + i*4096, 256, 1, W2 + 0, 64, 1, y_4 + i*1024);
+    sg_matmul(n*16, 256, 64, y_3, 256, 1, W2, 64, 1, y_4);
 
     real *y = arena + 32768;  /* [n, 16, 64] */
     for (long i = 0; i < n*16; i++)
@@ -872,8 +874,7 @@ int transformer_forward(real *const params[], const void *const inputs[], long n
             logits_3[i*64 + j] = logits_1[i*64 + j]*gf[j] + bf[j];
 
     real *logits_4 = arena + 0;  /* [n, 16, 3000] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 3000, logits_3 + i*1024, 64, 1, U + 0, 3000, 1, logits_4 + i*48000);
+    sg_matmul(n*16, 64, 3000, logits_3, 64, 1, U, 3000, 1, logits_4);
 
     real *logits = outputs[transformer_output_logits];  /* [n, 16, 3000] */
     SG_PARALLEL_FOR
@@ -928,8 +929,7 @@ int transformer_evaluate(real *const params[], const void *const inputs[], long 
             n1[i*64 + j] = n1_1[i*64 + j]*g1[j] + b1[j];
 
     real *q_1 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, n1 + i*1024, 64, 1, Wq + 0, 64, 1, q_1 + i*1024);
+    sg_matmul(n*16, 64, 64, n1, 64, 1, Wq, 64, 1, q_1);
 
     real *q_2 = q_1;  /* [n, 16, 4, 16], a view of q_1 */
 
@@ -941,8 +941,7 @@ int transformer_evaluate(real *const params[], const void *const inputs[], long 
                     q[i*1024 + j*256 + l*16 + m] = q_2[i*1024 + j*16 + l*64 + m];
 
     real *k_1 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, n1 + i*1024, 64, 1, Wk + 0, 64, 1, k_1 + i*1024);
+    sg_matmul(n*16, 64, 64, n1, 64, 1, Wk, 64, 1, k_1);
 
     real *k_2 = k_1;  /* [n, 16, 4, 16], a view of k_1 */
 
@@ -953,8 +952,7 @@ int transformer_evaluate(real *const params[], const void *const inputs[], long 
                 k[i*1024 + j*16 + l] = k_2[i*1024 + j + l*64];
 
     real *v_1 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, n1 + i*1024, 64, 1, Wv + 0, 64, 1, v_1 + i*1024);
+    sg_matmul(n*16, 64, 64, n1, 64, 1, Wv, 64, 1, v_1);
 
     real *v_2 = v_1;  /* [n, 16, 4, 16], a view of v_1 */
 
@@ -991,8 +989,7 @@ int transformer_evaluate(real *const params[], const void *const inputs[], long 
     real *heads_out = heads_out_2;  /* [n, 16, 64], a view of heads_out_2 */
 
     real *h_1 = arena + 32768;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, heads_out + i*1024, 64, 1, Wo + 0, 64, 1, h_1 + i*1024);
+    sg_matmul(n*16, 64, 64, heads_out, 64, 1, Wo, 64, 1, h_1);
 
     real *h = x;  /* [n, 16, 64], in place of x */
     for (long i = 0; i < n*1024; i++)
@@ -1007,8 +1004,7 @@ int transformer_evaluate(real *const params[], const void *const inputs[], long 
             n2[i*64 + j] = n2_1[i*64 + j]*g2[j] + b2[j];
 
     real *y_1 = arena + 0;  /* [n, 16, 256] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 256, n2 + i*1024, 64, 1, W1 + 0, 256, 1, y_1 + i*4096);
+    sg_matmul(n*16, 64, 256, n2, 64, 1, W1, 256, 1, y_1);
 
     real *y_3 = arena + 131072;  /* [n, 16, 256] */
     SG_PARALLEL_FOR
@@ -1017,8 +1013,7 @@ int transformer_evaluate(real *const params[], const void *const inputs[], long 
             y_3[i*256 + j] = (0.5F)*(y_1[i*256 + j] + c1[j])*(erff((0.5F)*sqrtf(2)*(y_1[i*256 + j] + c1[j])) + 1);
 
     real *y_4 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 256, 64, y_3 + i*4096, 256, 1, W2 + 0, 64, 1, y_4 + i*1024);
+    sg_matmul(n*16, 256, 64, y_3, 256, 1, W2, 64, 1, y_4);
 
     real *y = arena + 32768;  /* [n, 16, 64] */
     for (long i = 0; i < n*16; i++)
@@ -1034,8 +1029,7 @@ int transformer_evaluate(real *const params[], const void *const inputs[], long 
             logits_3[i*64 + j] = logits_1[i*64 + j]*gf[j] + bf[j];
 
     real *logits_4 = arena + 0;  /* [n, 16, 3000] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 3000, logits_3 + i*1024, 64, 1, U + 0, 3000, 1, logits_4 + i*48000);
+    sg_matmul(n*16, 64, 3000, logits_3, 64, 1, U, 3000, 1, logits_4);
 
     real *logits = arena + 1536000;  /* [n, 16, 3000] */
     SG_PARALLEL_FOR
@@ -1089,26 +1083,25 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     real *x_1 = arena + 0;  /* [n, 16, 64] */
     sg_embedding(n*16, 64, E, tokens, x_1);
 
-    real *x = arena + 7942144;  /* [n, 16, 64] */
+    real *x = arena + 3526144;  /* [n, 16, 64] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 1024; j++)
             x[i*1024 + j] = x_1[i*1024 + j] + P[j];
 
-    real *n1_1 = arena + 7974912;  /* [n, 16, 64] */
+    real *n1_1 = arena + 3558912;  /* [n, 16, 64] */
     sg_layer_norm(n*16, 64, 1, 1e-05, x, n1_1);
 
-    real *n1 = arena + 3203072;  /* [n, 16, 64] */
+    real *n1 = arena + 3591680;  /* [n, 16, 64] */
     for (long i = 0; i < n*16; i++)
         for (long j = 0; j < 64; j++)
             n1[i*64 + j] = n1_1[i*64 + j]*g1[j] + b1[j];
 
     real *q_1 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, n1 + i*1024, 64, 1, Wq + 0, 64, 1, q_1 + i*1024);
+    sg_matmul(n*16, 64, 64, n1, 64, 1, Wq, 64, 1, q_1);
 
     real *q_2 = q_1;  /* [n, 16, 4, 16], a view of q_1 */
 
-    real *q = arena + 3235840;  /* [n, 4, 16, 16] */
+    real *q = arena + 3624448;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 4; j++)
             for (long l = 0; l < 16; l++)
@@ -1116,24 +1109,22 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
                     q[i*1024 + j*256 + l*16 + m] = q_2[i*1024 + j*16 + l*64 + m];
 
     real *k_1 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, n1 + i*1024, 64, 1, Wk + 0, 64, 1, k_1 + i*1024);
+    sg_matmul(n*16, 64, 64, n1, 64, 1, Wk, 64, 1, k_1);
 
     real *k_2 = k_1;  /* [n, 16, 4, 16], a view of k_1 */
 
-    real *k = arena + 3268608;  /* [n, 4, 16, 16] */
+    real *k = arena + 3657216;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 64; j++)
             for (long l = 0; l < 16; l++)
                 k[i*1024 + j*16 + l] = k_2[i*1024 + j + l*64];
 
     real *v_1 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, n1 + i*1024, 64, 1, Wv + 0, 64, 1, v_1 + i*1024);
+    sg_matmul(n*16, 64, 64, n1, 64, 1, Wv, 64, 1, v_1);
 
     real *v_2 = v_1;  /* [n, 16, 4, 16], a view of v_1 */
 
-    real *v = arena + 3301376;  /* [n, 4, 16, 16] */
+    real *v = arena + 3689984;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 4; j++)
             for (long l = 0; l < 16; l++)
@@ -1149,14 +1140,14 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
         for (long j = 0; j < 256; j++)
             attention_4[i*256 + j] = 0.25F*attention_1[i*256 + j] + mask_[j];
 
-    real *attention = arena + 8007680;  /* [n, 4, 16, 16] */
+    real *attention = arena + 3722752;  /* [n, 4, 16, 16] */
     sg_softmax(n*64, 16, 1, attention_4, attention);
 
     real *heads_out_1 = arena + 0;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*4; i++)
         sg_matmul(16, 16, 16, attention + i*256, 16, 1, v + i*256, 16, 1, heads_out_1 + i*256);
 
-    real *heads_out_2 = arena + 3334144;  /* [n, 16, 4, 16] */
+    real *heads_out_2 = arena + 3755520;  /* [n, 16, 4, 16] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 16; j++)
             for (long l = 0; l < 4; l++)
@@ -1165,57 +1156,53 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
 
     real *heads_out = heads_out_2;  /* [n, 16, 64], a view of heads_out_2 */
 
-    real *h_1 = arena + 8040448;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, heads_out + i*1024, 64, 1, Wo + 0, 64, 1, h_1 + i*1024);
+    real *h_1 = arena + 3788288;  /* [n, 16, 64] */
+    sg_matmul(n*16, 64, 64, heads_out, 64, 1, Wo, 64, 1, h_1);
 
     real *h = h_1;  /* [n, 16, 64], in place of h_1 */
     for (long i = 0; i < n*1024; i++)
         h[i] = x[i] + h_1[i];
 
-    real *n2_1 = arena + 8073216;  /* [n, 16, 64] */
+    real *n2_1 = arena + 3821056;  /* [n, 16, 64] */
     sg_layer_norm(n*16, 64, 1, 1e-05, h, n2_1);
 
-    real *n2 = arena + 3366912;  /* [n, 16, 64] */
+    real *n2 = arena + 3853824;  /* [n, 16, 64] */
     for (long i = 0; i < n*16; i++)
         for (long j = 0; j < 64; j++)
             n2[i*64 + j] = n2_1[i*64 + j]*g2[j] + b2[j];
 
     real *y_1 = arena + 0;  /* [n, 16, 256] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 256, n2 + i*1024, 64, 1, W1 + 0, 256, 1, y_1 + i*4096);
+    sg_matmul(n*16, 64, 256, n2, 64, 1, W1, 256, 1, y_1);
 
-    real *y_2 = arena + 7680000;  /* [n, 16, 256] */
+    real *y_2 = arena + 3264000;  /* [n, 16, 256] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*16; i++)
         for (long j = 0; j < 256; j++)
             y_2[i*256 + j] = y_1[i*256 + j] + c1[j];
 
-    real *y_3 = arena + 3072000;  /* [n, 16, 256] */
+    real *y_3 = arena + 3395072;  /* [n, 16, 256] */
     SG_PARALLEL_FOR
     for (long i = 0; i < n*4096; i++)
         y_3[i] = (0.5F)*y_2[i]*(erff((0.5F)*sqrtf(2)*y_2[i]) + 1);
 
     real *y_4 = arena + 0;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 256, 64, y_3 + i*4096, 256, 1, W2 + 0, 64, 1, y_4 + i*1024);
+    sg_matmul(n*16, 256, 64, y_3, 256, 1, W2, 64, 1, y_4);
 
-    real *y = arena + 8105984;  /* [n, 16, 64] */
+    real *y = arena + 3886592;  /* [n, 16, 64] */
     for (long i = 0; i < n*16; i++)
         for (long j = 0; j < 64; j++)
             y[i*64 + j] = h[i*64 + j] + y_4[i*64 + j] + c2[j];
 
-    real *logits_1 = arena + 8138752;  /* [n, 16, 64] */
+    real *logits_1 = arena + 3919360;  /* [n, 16, 64] */
     sg_layer_norm(n*16, 64, 1, 1e-05, y, logits_1);
 
-    real *logits_3 = arena + 3399680;  /* [n, 16, 64] */
+    real *logits_3 = arena + 3952128;  /* [n, 16, 64] */
     for (long i = 0; i < n*16; i++)
         for (long j = 0; j < 64; j++)
             logits_3[i*64 + j] = logits_1[i*64 + j]*gf[j] + bf[j];
 
     real *logits_4 = arena + 0;  /* [n, 16, 3000] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 3000, logits_3 + i*1024, 64, 1, U + 0, 3000, 1, logits_4 + i*48000);
+    sg_matmul(n*16, 64, 3000, logits_3, 64, 1, U, 3000, 1, logits_4);
 
     real *logits = arena + 1536000;  /* [n, 16, 3000] */
     SG_PARALLEL_FOR
@@ -1223,122 +1210,86 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
         for (long j = 0; j < 3000; j++)
             logits[i*3000 + j] = logits_4[i*3000 + j] + e[j];
 
-    real *loss = arena + 8515584;  /* [] */
+    real *loss = arena + 4087296;  /* [] */
     /* set below, with dlogits */
 
     /* part of dL/dlogits_3   [d(logits_3 @ U)/dlogits_3] */
-    real *dlogits_4_1 = arena + 0;  /* [3000, 64] */
+    real *dlogits_4_1 = arena + 3072000;  /* [3000, 64] */
     SG_PARALLEL_FOR
     for (long i = 0; i < 3000; i++)
         for (long j = 0; j < 64; j++)
             dlogits_4_1[i*64 + j] = U[i + j*3000];
 
-    /* part of dL/dU   [d(logits_3 @ U)/dU] */
-    real *dlogits_4_2 = arena + 8171520;  /* [n, 64, 16] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 64; j++)
-            for (long l = 0; l < 16; l++)
-                dlogits_4_2[i*1024 + j*16 + l] = logits_3[i*1024 + j + l*64];
-
     /* part of dL/dy_3   [d(y_3 @ W2)/dy_3] */
-    real *dy_4_1 = arena + 8466432;  /* [64, 256] */
+    real *dy_4_1 = arena + 4050432;  /* [64, 256] */
     for (long i = 0; i < 64; i++)
         for (long j = 0; j < 256; j++)
             dy_4_1[i*256 + j] = W2[i + j*64];
 
-    /* part of dL/dW2   [d(y_3 @ W2)/dW2] */
-    real *dy_4_2 = arena + 7811072;  /* [n, 256, 16] */
-    SG_PARALLEL_FOR
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 256; j++)
-            for (long l = 0; l < 16; l++)
-                dy_4_2[i*4096 + j*16 + l] = y_3[i*4096 + j + l*256];
-
     /* part of dL/dn2   [d(n2 @ W1)/dn2] */
-    real *dy_1_1 = arena + 8482816;  /* [256, 64] */
+    real *dy_1_1 = arena + 4066816;  /* [256, 64] */
     for (long i = 0; i < 256; i++)
         for (long j = 0; j < 64; j++)
             dy_1_1[i*64 + j] = W1[i + j*256];
 
-    /* part of dL/dW1   [d(n2 @ W1)/dW1] */
-    real *dy_1_2 = arena + 8204288;  /* [n, 64, 16] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 64; j++)
-            for (long l = 0; l < 16; l++)
-                dy_1_2[i*1024 + j*16 + l] = n2[i*1024 + j + l*64];
-
     /* part of dL/dheads_out   [d(heads_out @ Wo)/dheads_out] */
-    real *dh_1_1 = arena + 8499200;  /* [64, 64] */
+    real *dh_1_1 = arena + 4083200;  /* [64, 64] */
     for (long i = 0; i < 64; i++)
         for (long j = 0; j < 64; j++)
             dh_1_1[i*64 + j] = Wo[i + j*64];
 
-    /* part of dL/dWo   [d(heads_out @ Wo)/dWo] */
-    real *dh_1_2 = arena + 8237056;  /* [n, 64, 16] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 64; j++)
-            for (long l = 0; l < 16; l++)
-                dh_1_2[i*1024 + j*16 + l] = heads_out[i*1024 + j + l*64];
-
     /* part of dL/dattention   [d(attention @ v)/dattention] */
-    real *dheads_out_1_1 = arena + 8269824;  /* [n, 4, 16, 16] */
+    real *dheads_out_1_1 = arena + 3984896;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*4; i++)
         for (long j = 0; j < 16; j++)
             for (long l = 0; l < 16; l++)
                 dheads_out_1_1[i*256 + j*16 + l] = v[i*256 + j + l*16];
 
     /* part of dL/dv   [d(attention @ v)/dv] */
-    real *dheads_out_1_2 = arena + 8302592;  /* [n, 4, 16, 16] */
+    real *dheads_out_1_2 = arena + 3689984;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*4; i++)
         for (long j = 0; j < 16; j++)
             for (long l = 0; l < 16; l++)
                 dheads_out_1_2[i*256 + j*16 + l] = attention[i*256 + j + l*16];
 
     /* part of dL/dq   [d(q @ k)/dq] */
-    real *dattention_1_1 = arena + 8335360;  /* [n, 4, 16, 16] */
+    real *dattention_1_1 = arena + 4017664;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*4; i++)
         for (long j = 0; j < 16; j++)
             for (long l = 0; l < 16; l++)
                 dattention_1_1[i*256 + j*16 + l] = k[i*256 + j + l*16];
 
     /* part of dL/dk   [d(q @ k)/dk] */
-    real *dattention_1_2 = arena + 8368128;  /* [n, 4, 16, 16] */
+    real *dattention_1_2 = arena + 3657216;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*4; i++)
         for (long j = 0; j < 16; j++)
             for (long l = 0; l < 16; l++)
                 dattention_1_2[i*256 + j*16 + l] = q[i*256 + j + l*16];
 
     /* part of dL/dn1   [d(n1 @ Wv)/dn1] */
-    real *dv_1_1 = arena + 8503296;  /* [64, 64] */
+    real *dv_1_1 = arena + 3624448;  /* [64, 64] */
     for (long i = 0; i < 64; i++)
         for (long j = 0; j < 64; j++)
             dv_1_1[i*64 + j] = Wv[i + j*64];
 
-    /* part of dL/dWv   [d(n1 @ Wv)/dWv] */
-    real *dv_1_3 = arena + 8400896;  /* [n, 64, 16] */
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 64; j++)
-            for (long l = 0; l < 16; l++)
-                dv_1_3[i*1024 + j*16 + l] = n1[i*1024 + j + l*64];
-
     /* part of dL/dn1   [d(n1 @ Wk)/dn1] */
-    real *dk_1_1 = arena + 8507392;  /* [64, 64] */
+    real *dk_1_1 = arena + 3628544;  /* [64, 64] */
     for (long i = 0; i < 64; i++)
         for (long j = 0; j < 64; j++)
             dk_1_1[i*64 + j] = Wk[i + j*64];
 
     /* part of dL/dn1   [d(n1 @ Wq)/dn1] */
-    real *dq_1_1 = arena + 8511488;  /* [64, 64] */
+    real *dq_1_1 = arena + 3632640;  /* [64, 64] */
     for (long i = 0; i < 64; i++)
         for (long j = 0; j < 64; j++)
             dq_1_1[i*64 + j] = Wq[i + j*64];
 
     /* part of dL/dlogits   [d cross_entropy(logits, next_tokens)/dlogits] */
-    real *dlogits_scale = arena + 192000;  /* [] */
+    real *dlogits_scale = arena + 3636736;  /* [] */
     dlogits_scale[0] = 0.0625F/n;
 
     /* dL/dlogits = (softmax(logits) - onehot(next_tokens))/(16*batch)   [d cross_entropy(logits, next_tokens)/dlogits] */
-    real *dlogits = arena + 6144000;  /* [n, 16, 3000] */
+    real *dlogits = arena + 0;  /* [n, 16, 3000] */
     loss[0] = (real)sg_softmax_cross_entropy_grad(n*16, 3000, logits, next_tokens, dlogits_scale[0], dlogits);
 
     /* dL/de = sum(dL/dlogits, axis=(0, 1))   [d(logits_4 + e)/de] */
@@ -1350,23 +1301,8 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
             de[j] += dlogits[i*3000 + j];
 
     /* dL/dlogits_3 = dL/dlogits_4 @ U.T   [d(logits_3 @ U)/dlogits_3] */
-    real *dlogits_3 = arena + 8433664;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 3000, 64, dlogits + i*48000, 3000, 1, dlogits_4_1 + 0, 64, 1, dlogits_3 + i*1024);
-
-    /* part of dL/dU   [d(logits_3 @ U)/dU] */
-    real *dlogits_4_3 = arena + 0;  /* [n, 64, 3000] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(64, 16, 3000, dlogits_4_2 + i*1024, 16, 1, dlogits + i*48000, 3000, 1, dlogits_4_3 + i*192000);
-
-    /* dL/dU = sum(transpose(logits_3, axes=(0, 2, 1)) @ dL/dlogits_4, axis=0)   [d(logits_3 @ U)/dU] */
-    real *dU = grads[transformer_param_U];  /* [64, 3000] */
-    SG_PARALLEL_FOR
-    for (long i = 0; i < 192000; i++)
-        dU[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 192000; j++)
-            dU[j] += dlogits_4_3[i*192000 + j];
+    real *dlogits_3 = arena + 1536000;  /* [n, 16, 64] */
+    sg_matmul(n*16, 3000, 64, dlogits, 3000, 1, dlogits_4_1, 64, 1, dlogits_3);
 
     /* dL/dbf = sum(dL/dlogits_3, axis=(0, 1))   [d(logits_1*gf + bf)/dbf] */
     real *dbf = grads[transformer_param_bf];  /* [64] */
@@ -1377,7 +1313,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
             dbf[j] += dlogits_3[i*64 + j];
 
     /* dL/dlogits_1 = dL/d(logits_1*gf)*gf   [d(logits_1*gf)/dlogits_1] */
-    real *dlogits_1 = arena + 0;  /* [n, 16, 64] */
+    real *dlogits_1 = arena + 1568768;  /* [n, 16, 64] */
     for (long i = 0; i < n*16; i++)
         for (long j = 0; j < 64; j++)
             dlogits_1[i*64 + j] = dlogits_3[i*64 + j]*gf[j];
@@ -1396,7 +1332,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
             dgf[j] += dlogits_2_1[i*64 + j];
 
     /* dL/dy = layer_norm_backward(y, dL/dlogits_1, axis=2, eps=1e-05)   [d layer_norm(y, axis=2, eps=1e-05)/dy] */
-    real *dy = arena + 655360;  /* [n, 16, 64] */
+    real *dy = arena + 1667072;  /* [n, 16, 64] */
     sg_layer_norm_backward(n*16, 64, 1, 1e-05, y, dlogits_1, dy);
 
     /* dL/dc2 = sum(dL/dy, axis=(0, 1))   [d(h + y_4 + c2)/dc2] */
@@ -1408,22 +1344,8 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
             dc2[j] += dy[i*64 + j];
 
     /* dL/dy_3 = dL/dy_4 @ W2.T   [d(y_3 @ W2)/dy_3] */
-    real *dy_3 = arena + 524288;  /* [n, 16, 256] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 256, dy + i*1024, 64, 1, dy_4_1 + 0, 256, 1, dy_3 + i*4096);
-
-    /* part of dL/dW2   [d(y_3 @ W2)/dW2] */
-    real *dy_4_3 = arena + 0;  /* [n, 256, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(256, 16, 64, dy_4_2 + i*4096, 16, 1, dy + i*1024, 64, 1, dy_4_3 + i*16384);
-
-    /* dL/dW2 = sum(transpose(y_3, axes=(0, 2, 1)) @ dL/dy_4, axis=0)   [d(y_3 @ W2)/dW2] */
-    real *dW2 = grads[transformer_param_W2];  /* [256, 64] */
-    for (long i = 0; i < 16384; i++)
-        dW2[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 16384; j++)
-            dW2[j] += dy_4_3[i*16384 + j];
+    real *dy_3 = arena + 1536000;  /* [n, 16, 256] */
+    sg_matmul(n*16, 64, 256, dy, 64, 1, dy_4_1, 256, 1, dy_3);
 
     /* dL/dy_2 = dL/dy_3*(y_2*sqrt(2)*exp(-y_2**2/2)/sqrt(pi) + erf(y_2*sqrt(2)/2) + 1)/2   [d(y_2*(erf(y_2*sqrt(2)/2) + 1)/2)/dy_2] */
     real *dy_2 = dy_3;  /* [n, 16, 256], in place of dy_3 */
@@ -1440,22 +1362,8 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
             dc1[j] += dy_2[i*256 + j];
 
     /* dL/dn2 = dL/dy_1 @ W1.T   [d(n2 @ W1)/dn2] */
-    real *dn2 = arena + 688128;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 256, 64, dy_2 + i*4096, 256, 1, dy_1_1 + 0, 64, 1, dn2 + i*1024);
-
-    /* part of dL/dW1   [d(n2 @ W1)/dW1] */
-    real *dy_1_3 = arena + 0;  /* [n, 64, 256] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(64, 16, 256, dy_1_2 + i*1024, 16, 1, dy_2 + i*4096, 256, 1, dy_1_3 + i*16384);
-
-    /* dL/dW1 = sum(transpose(n2, axes=(0, 2, 1)) @ dL/dy_1, axis=0)   [d(n2 @ W1)/dW1] */
-    real *dW1 = grads[transformer_param_W1];  /* [64, 256] */
-    for (long i = 0; i < 16384; i++)
-        dW1[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 16384; j++)
-            dW1[j] += dy_1_3[i*16384 + j];
+    real *dn2 = arena + 1699840;  /* [n, 16, 64] */
+    sg_matmul(n*16, 256, 64, dy_2, 256, 1, dy_1_1, 64, 1, dn2);
 
     /* dL/db2 = sum(dL/dn2, axis=(0, 1))   [d(n2_1*g2 + b2)/db2] */
     real *db2 = grads[transformer_param_b2];  /* [64] */
@@ -1466,7 +1374,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
             db2[j] += dn2[i*64 + j];
 
     /* dL/dn2_1 = dL/d(n2_1*g2)*g2   [d(n2_1*g2)/dn2_1] */
-    real *dn2_1 = arena + 0;  /* [n, 16, 64] */
+    real *dn2_1 = arena + 1732608;  /* [n, 16, 64] */
     for (long i = 0; i < n*16; i++)
         for (long j = 0; j < 64; j++)
             dn2_1[i*64 + j] = dn2[i*64 + j]*g2[j];
@@ -1485,37 +1393,23 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
             dg2[j] += dn2_2_1[i*64 + j];
 
     /* dL/dh through n2_1 = layer_norm_backward(h, dL/dn2_1, axis=2, eps=1e-05)   [d layer_norm(h, axis=2, eps=1e-05)/dh] */
-    real *dn2_1_1 = arena + 32768;  /* [n, 16, 64] */
+    real *dn2_1_1 = arena + 1699840;  /* [n, 16, 64] */
     sg_layer_norm_backward(n*16, 64, 1, 1e-05, h, dn2_1, dn2_1_1);
 
     /* dL/dh = dL/dy + dn2_1_1   [sum over the uses of h] */
-    real *dh = dy;  /* [n, 16, 64], in place of dy */
+    real *dh = dn2_1_1;  /* [n, 16, 64], in place of dn2_1_1 */
     for (long i = 0; i < n*1024; i++)
         dh[i] = dy[i] + dn2_1_1[i];
 
     /* dL/dheads_out = dL/dh_1 @ Wo.T   [d(heads_out @ Wo)/dheads_out] */
-    real *dheads_out = arena + 131072;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, dh + i*1024, 64, 1, dh_1_1 + 0, 64, 1, dheads_out + i*1024);
-
-    /* part of dL/dWo   [d(heads_out @ Wo)/dWo] */
-    real *dh_1_3 = arena + 0;  /* [n, 64, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(64, 16, 64, dh_1_2 + i*1024, 16, 1, dh + i*1024, 64, 1, dh_1_3 + i*4096);
-
-    /* dL/dWo = sum(transpose(heads_out, axes=(0, 2, 1)) @ dL/dh_1, axis=0)   [d(heads_out @ Wo)/dWo] */
-    real *dWo = grads[transformer_param_Wo];  /* [64, 64] */
-    for (long i = 0; i < 4096; i++)
-        dWo[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 4096; j++)
-            dWo[j] += dh_1_3[i*4096 + j];
+    real *dheads_out = arena + 1732608;  /* [n, 16, 64] */
+    sg_matmul(n*16, 64, 64, dh, 64, 1, dh_1_1, 64, 1, dheads_out);
 
     /* dL/dheads_out_2 = reshape(dL/dheads_out)   [d reshape(heads_out_2)/dheads_out_2] */
     real *dheads_out_2 = dheads_out;  /* [n, 16, 4, 16], a view of dheads_out */
 
     /* dL/dheads_out_1 = transpose(dL/dheads_out_2, axes=(0, 2, 1, 3))   [d(transpose(heads_out_1, axes=(0, 2, 1, 3)))/dheads_out_1] */
-    real *dheads_out_1 = arena + 0;  /* [n, 4, 16, 16] */
+    real *dheads_out_1 = arena + 1765376;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 4; j++)
             for (long l = 0; l < 16; l++)
@@ -1523,22 +1417,22 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
                     dheads_out_1[i*1024 + j*256 + l*16 + m] = dheads_out_2[i*1024 + j*16 + l*64 + m];
 
     /* dL/dattention = dL/dheads_out_1 @ transpose(v, axes=(0, 1, 3, 2))   [d(attention @ v)/dattention] */
-    real *dattention = arena + 32768;  /* [n, 4, 16, 16] */
+    real *dattention = arena + 1732608;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*4; i++)
         sg_matmul(16, 16, 16, dheads_out_1 + i*256, 16, 1, dheads_out_1_1 + i*256, 16, 1, dattention + i*256);
 
     /* dL/dv = transpose(attention, axes=(0, 1, 3, 2)) @ dL/dheads_out_1   [d(attention @ v)/dv] */
-    real *dv = arena + 65536;  /* [n, 4, 16, 16] */
+    real *dv = arena + 1798144;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*4; i++)
         sg_matmul(16, 16, 16, dheads_out_1_2 + i*256, 16, 1, dheads_out_1 + i*256, 16, 1, dv + i*256);
 
     /* part of dL/dattention_4   [d softmax(attention_4)/dattention_4] */
-    real *dattention_2 = arena + 0;  /* [n, 4, 16, 16] */
+    real *dattention_2 = arena + 1765376;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*1024; i++)
         dattention_2[i] = dattention[i]*attention[i];
 
     /* part of dL/dattention_4   [d softmax(attention_4)/dattention_4] */
-    real *dattention_3 = arena + 98304;  /* [n, 4, 16, 1] */
+    real *dattention_3 = arena + 1830912;  /* [n, 4, 16, 1] */
     for (long i = 0; i < n*64; i++)
         dattention_3[i] = 0;
     for (long i = 0; i < n*64; i++)
@@ -1547,23 +1441,23 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
 
     /* dL/dattention_4 = attention*(dL/dattention - sum(attention*dL/dattention, axis=3))   [d softmax(attention_4)/dattention_4] */
     /* dL/dattention_1 = dL/d(attention_1/4)/4   [d(attention_1/4)/dattention_1] */
-    real *dattention_1 = arena + 0;  /* [n, 4, 16, 16] */
+    real *dattention_1 = arena + 1765376;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*64; i++)
         for (long j = 0; j < 16; j++)
             dattention_1[i*16 + j] = 0.25F*attention[i*16 + j]*(dattention[i*16 + j] - dattention_3[i]);
 
     /* dL/dq = dL/dattention_1 @ transpose(k, axes=(0, 1, 3, 2))   [d(q @ k)/dq] */
-    real *dq = arena + 131072;  /* [n, 4, 16, 16] */
+    real *dq = arena + 1732608;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*4; i++)
         sg_matmul(16, 16, 16, dattention_1 + i*256, 16, 1, dattention_1_1 + i*256, 16, 1, dq + i*256);
 
     /* dL/dk = transpose(q, axes=(0, 1, 3, 2)) @ dL/dattention_1   [d(q @ k)/dk] */
-    real *dk = arena + 163840;  /* [n, 4, 16, 16] */
+    real *dk = arena + 1830912;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*4; i++)
         sg_matmul(16, 16, 16, dattention_1_2 + i*256, 16, 1, dattention_1 + i*256, 16, 1, dk + i*256);
 
     /* dL/dv_2 = transpose(dL/dv, axes=(0, 2, 1, 3))   [d(transpose(v_2, axes=(0, 2, 1, 3)))/dv_2] */
-    real *dv_2 = arena + 196608;  /* [n, 16, 4, 16] */
+    real *dv_2 = arena + 1765376;  /* [n, 16, 4, 16] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 16; j++)
             for (long l = 0; l < 4; l++)
@@ -1574,25 +1468,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     real *dv_1 = dv_2;  /* [n, 16, 64], a view of dv_2 */
 
     /* dL/dn1 through v_1 = dL/dv_1 @ Wv.T   [d(n1 @ Wv)/dn1] */
-    real *dv_1_2 = arena + 229376;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, dv_1 + i*1024, 64, 1, dv_1_1 + 0, 64, 1, dv_1_2 + i*1024);
-
-    /* part of dL/dWv   [d(n1 @ Wv)/dWv] */
-    real *dv_1_4 = arena + 0;  /* [n, 64, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(64, 16, 64, dv_1_3 + i*1024, 16, 1, dv_1 + i*1024, 64, 1, dv_1_4 + i*4096);
-
-    /* dL/dWv = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dv_1, axis=0)   [d(n1 @ Wv)/dWv] */
-    real *dWv = grads[transformer_param_Wv];  /* [64, 64] */
-    for (long i = 0; i < 4096; i++)
-        dWv[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 4096; j++)
-            dWv[j] += dv_1_4[i*4096 + j];
+    real *dv_1_2 = arena + 1798144;  /* [n, 16, 64] */
+    sg_matmul(n*16, 64, 64, dv_1, 64, 1, dv_1_1, 64, 1, dv_1_2);
 
     /* dL/dk_2 = transpose(dL/dk, axes=(0, 3, 1, 2))   [d(transpose(k_2, axes=(0, 2, 3, 1)))/dk_2] */
-    real *dk_2 = arena + 196608;  /* [n, 16, 4, 16] */
+    real *dk_2 = arena + 1863680;  /* [n, 16, 4, 16] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 16; j++)
             for (long l = 0; l < 64; l++)
@@ -1602,25 +1482,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     real *dk_1 = dk_2;  /* [n, 16, 64], a view of dk_2 */
 
     /* dL/dn1 through k_1 = dL/dk_1 @ Wk.T   [d(n1 @ Wk)/dn1] */
-    real *dk_1_2 = arena + 163840;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, dk_1 + i*1024, 64, 1, dk_1_1 + 0, 64, 1, dk_1_2 + i*1024);
-
-    /* part of dL/dWk   [d(n1 @ Wk)/dWk] */
-    real *dk_1_4 = arena + 0;  /* [n, 64, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(64, 16, 64, dv_1_3 + i*1024, 16, 1, dk_1 + i*1024, 64, 1, dk_1_4 + i*4096);
-
-    /* dL/dWk = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dk_1, axis=0)   [d(n1 @ Wk)/dWk] */
-    real *dWk = grads[transformer_param_Wk];  /* [64, 64] */
-    for (long i = 0; i < 4096; i++)
-        dWk[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 4096; j++)
-            dWk[j] += dk_1_4[i*4096 + j];
+    real *dk_1_2 = arena + 1830912;  /* [n, 16, 64] */
+    sg_matmul(n*16, 64, 64, dk_1, 64, 1, dk_1_1, 64, 1, dk_1_2);
 
     /* dL/dq_2 = transpose(dL/dq, axes=(0, 2, 1, 3))   [d(transpose(q_2, axes=(0, 2, 1, 3)))/dq_2] */
-    real *dq_2 = arena + 196608;  /* [n, 16, 4, 16] */
+    real *dq_2 = arena + 1896448;  /* [n, 16, 4, 16] */
     for (long i = 0; i < n; i++)
         for (long j = 0; j < 16; j++)
             for (long l = 0; l < 4; l++)
@@ -1631,22 +1497,8 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     real *dq_1 = dq_2;  /* [n, 16, 64], a view of dq_2 */
 
     /* dL/dn1 through q_1 = dL/dq_1 @ Wq.T   [d(n1 @ Wq)/dn1] */
-    real *dq_1_2 = arena + 131072;  /* [n, 16, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(16, 64, 64, dq_1 + i*1024, 64, 1, dq_1_1 + 0, 64, 1, dq_1_2 + i*1024);
-
-    /* part of dL/dWq   [d(n1 @ Wq)/dWq] */
-    real *dq_1_4 = arena + 0;  /* [n, 64, 64] */
-    for (long i = 0; i < n; i++)
-        sg_matmul(64, 16, 64, dv_1_3 + i*1024, 16, 1, dq_1 + i*1024, 64, 1, dq_1_4 + i*4096);
-
-    /* dL/dWq = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dq_1, axis=0)   [d(n1 @ Wq)/dWq] */
-    real *dWq = grads[transformer_param_Wq];  /* [64, 64] */
-    for (long i = 0; i < 4096; i++)
-        dWq[i] = 0;
-    for (long i = 0; i < n; i++)
-        for (long j = 0; j < 4096; j++)
-            dWq[j] += dq_1_4[i*4096 + j];
+    real *dq_1_2 = arena + 1732608;  /* [n, 16, 64] */
+    sg_matmul(n*16, 64, 64, dq_1, 64, 1, dq_1_1, 64, 1, dq_1_2);
 
     /* dL/dn1 = dv_1_2 + dk_1_2   [sum over the uses of n1] */
     /* dL/dn1 = dv_1_2 + dk_1_2 + dq_1_2   [sum over the uses of n1] */
@@ -1663,7 +1515,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
             db1[j] += dn1[i*64 + j];
 
     /* dL/dn1_1 = dL/d(n1_1*g1)*g1   [d(n1_1*g1)/dn1_1] */
-    real *dn1_1 = arena + 0;  /* [n, 16, 64] */
+    real *dn1_1 = arena + 1732608;  /* [n, 16, 64] */
     for (long i = 0; i < n*16; i++)
         for (long j = 0; j < 64; j++)
             dn1_1[i*64 + j] = dn1[i*64 + j]*g1[j];
@@ -1682,11 +1534,11 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
             dg1[j] += dn1_2_1[i*64 + j];
 
     /* dL/dx through n1_1 = layer_norm_backward(x, dL/dn1_1, axis=2, eps=1e-05)   [d layer_norm(x, axis=2, eps=1e-05)/dx] */
-    real *dn1_1_1 = arena + 32768;  /* [n, 16, 64] */
+    real *dn1_1_1 = arena + 1798144;  /* [n, 16, 64] */
     sg_layer_norm_backward(n*16, 64, 1, 1e-05, x, dn1_1, dn1_1_1);
 
     /* dL/dx = dL/dh + dn1_1_1   [sum over the uses of x] */
-    real *dx = dh;  /* [n, 16, 64], in place of dh */
+    real *dx = dn1_1_1;  /* [n, 16, 64], in place of dn1_1_1 */
     for (long i = 0; i < n*1024; i++)
         dx[i] = dh[i] + dn1_1_1[i];
 
@@ -1704,6 +1556,34 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
         sg_embedding_backward(n*16, 3000, 64, tokens, dx, -lr, 1, params[transformer_param_E]);
     else
         sg_embedding_backward(n*16, 3000, 64, tokens, dx, 1, 0, dE);
+
+    /* dL/dU = sum(transpose(logits_3, axes=(0, 2, 1)) @ dL/dlogits_4, axis=0)   [d(logits_3 @ U)/dU] */
+    real *dU = grads[transformer_param_U];  /* [64, 3000] */
+    sg_matmul_sum(n, 64, 16, 3000, logits_3, 1, 64, dlogits, dU);
+
+    /* dL/dW2 = sum(transpose(y_3, axes=(0, 2, 1)) @ dL/dy_4, axis=0)   [d(y_3 @ W2)/dW2] */
+    real *dW2 = grads[transformer_param_W2];  /* [256, 64] */
+    sg_matmul_sum(n, 256, 16, 64, y_3, 1, 256, dy, dW2);
+
+    /* dL/dW1 = sum(transpose(n2, axes=(0, 2, 1)) @ dL/dy_1, axis=0)   [d(n2 @ W1)/dW1] */
+    real *dW1 = grads[transformer_param_W1];  /* [64, 256] */
+    sg_matmul_sum(n, 64, 16, 256, n2, 1, 64, dy_2, dW1);
+
+    /* dL/dWo = sum(transpose(heads_out, axes=(0, 2, 1)) @ dL/dh_1, axis=0)   [d(heads_out @ Wo)/dWo] */
+    real *dWo = grads[transformer_param_Wo];  /* [64, 64] */
+    sg_matmul_sum(n, 64, 16, 64, heads_out, 1, 64, dh, dWo);
+
+    /* dL/dWv = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dv_1, axis=0)   [d(n1 @ Wv)/dWv] */
+    real *dWv = grads[transformer_param_Wv];  /* [64, 64] */
+    sg_matmul_sum(n, 64, 16, 64, n1, 1, 64, dv_1, dWv);
+
+    /* dL/dWk = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dk_1, axis=0)   [d(n1 @ Wk)/dWk] */
+    real *dWk = grads[transformer_param_Wk];  /* [64, 64] */
+    sg_matmul_sum(n, 64, 16, 64, n1, 1, 64, dk_1, dWk);
+
+    /* dL/dWq = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dq_1, axis=0)   [d(n1 @ Wq)/dWq] */
+    real *dWq = grads[transformer_param_Wq];  /* [64, 64] */
+    sg_matmul_sum(n, 64, 16, 64, n1, 1, 64, dq_1, dWq);
 
     *loss_value = loss[0];
 

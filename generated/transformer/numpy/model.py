@@ -427,13 +427,16 @@ def forward(params, inputs):
     n1 = scratch("n1", (n, 16, 64))
     np.multiply(n1_1, g1, out=n1)
     np.add(n1, b1, out=n1)
-    q_1 = np.matmul(n1, Wq, out=scratch("q_1", (n, 16, 64)))
+    q_1 = scratch("q_1", (n, 16, 64))
+    np.matmul(n1.reshape(-1, 64), Wq, out=q_1.reshape(-1, 64))
     q_2 = q_1.reshape((n, 16, 4, 16))
     q = np.transpose(q_2, (0, 2, 1, 3))
-    k_1 = np.matmul(n1, Wk, out=scratch("k_1", (n, 16, 64)))
+    k_1 = scratch("k_1", (n, 16, 64))
+    np.matmul(n1.reshape(-1, 64), Wk, out=k_1.reshape(-1, 64))
     k_2 = k_1.reshape((n, 16, 4, 16))
     k = np.transpose(k_2, (0, 2, 3, 1))
-    v_1 = np.matmul(n1, Wv, out=scratch("v_1", (n, 16, 64)))
+    v_1 = scratch("v_1", (n, 16, 64))
+    np.matmul(n1.reshape(-1, 64), Wv, out=v_1.reshape(-1, 64))
     v_2 = v_1.reshape((n, 16, 4, 16))
     v = np.transpose(v_2, (0, 2, 1, 3))
     attention_1 = np.matmul(q, k, out=scratch("attention_1", (n, 4, 16, 16)))
@@ -447,7 +450,8 @@ def forward(params, inputs):
     heads_out_1 = np.matmul(attention, v, out=scratch("heads_out_1", (n, 4, 16, 16)))
     heads_out_2 = np.transpose(heads_out_1, (0, 2, 1, 3))
     heads_out = heads_out_2.reshape((n, 16, 64))
-    h_1 = np.matmul(heads_out, Wo, out=scratch("h_1", (n, 16, 64)))
+    h_1 = scratch("h_1", (n, 16, 64))
+    np.matmul(heads_out.reshape(-1, 64), Wo, out=h_1.reshape(-1, 64))
     # h = x + h_1
     h = scratch("h", (n, 16, 64))
     np.add(x, h_1, out=h)
@@ -457,7 +461,8 @@ def forward(params, inputs):
     n2 = scratch("n2", (n, 16, 64))
     np.multiply(n2_1, g2, out=n2)
     np.add(n2, b2, out=n2)
-    y_1 = np.matmul(n2, W1, out=scratch("y_1", (n, 16, 256)))
+    y_1 = scratch("y_1", (n, 16, 256))
+    np.matmul(n2.reshape(-1, 64), W1, out=y_1.reshape(-1, 256))
     # y_3 = (1/2)*(y_1 + c1)*(erf((1/2)*np.sqrt(2)*(y_1 + c1)) + 1)
     y_3 = scratch("y_3", (n, 16, 256))
     sg_tmp1 = scratch("sg_tmp1", (n, 16, 256))
@@ -466,7 +471,8 @@ def forward(params, inputs):
     np.add(y_1, c1, out=sg_tmp1)
     np.multiply(y_3, sg_tmp1, out=y_3)
     np.multiply(y_3, 0.5, out=y_3)
-    y_4 = np.matmul(y_3, W2, out=scratch("y_4", (n, 16, 64)))
+    y_4 = scratch("y_4", (n, 16, 64))
+    np.matmul(y_3.reshape(-1, 256), W2, out=y_4.reshape(-1, 64))
     # y = h + y_4 + c2
     y = scratch("y", (n, 16, 64))
     np.add(h, y_4, out=y)
@@ -477,7 +483,8 @@ def forward(params, inputs):
     logits_3 = scratch("logits_3", (n, 16, 64))
     np.multiply(logits_1, gf, out=logits_3)
     np.add(logits_3, bf, out=logits_3)
-    logits_4 = np.matmul(logits_3, U, out=scratch("logits_4", (n, 16, 3000)))
+    logits_4 = scratch("logits_4", (n, 16, 3000))
+    np.matmul(logits_3.reshape(-1, 64), U, out=logits_4.reshape(-1, 3000))
     logits = logits_4 + e
     return {"logits": logits}
 
@@ -560,13 +567,16 @@ def evaluate(params, inputs):
     n1 = scratch("n1", (n, 16, 64))
     np.multiply(n1_1, g1, out=n1)
     np.add(n1, b1, out=n1)
-    q_1 = np.matmul(n1, Wq, out=scratch("q_1", (n, 16, 64)))
+    q_1 = scratch("q_1", (n, 16, 64))
+    np.matmul(n1.reshape(-1, 64), Wq, out=q_1.reshape(-1, 64))
     q_2 = q_1.reshape((n, 16, 4, 16))
     q = np.transpose(q_2, (0, 2, 1, 3))
-    k_1 = np.matmul(n1, Wk, out=scratch("k_1", (n, 16, 64)))
+    k_1 = scratch("k_1", (n, 16, 64))
+    np.matmul(n1.reshape(-1, 64), Wk, out=k_1.reshape(-1, 64))
     k_2 = k_1.reshape((n, 16, 4, 16))
     k = np.transpose(k_2, (0, 2, 3, 1))
-    v_1 = np.matmul(n1, Wv, out=scratch("v_1", (n, 16, 64)))
+    v_1 = scratch("v_1", (n, 16, 64))
+    np.matmul(n1.reshape(-1, 64), Wv, out=v_1.reshape(-1, 64))
     v_2 = v_1.reshape((n, 16, 4, 16))
     v = np.transpose(v_2, (0, 2, 1, 3))
     attention_1 = np.matmul(q, k, out=scratch("attention_1", (n, 4, 16, 16)))
@@ -580,7 +590,8 @@ def evaluate(params, inputs):
     heads_out_1 = np.matmul(attention, v, out=scratch("heads_out_1", (n, 4, 16, 16)))
     heads_out_2 = np.transpose(heads_out_1, (0, 2, 1, 3))
     heads_out = heads_out_2.reshape((n, 16, 64))
-    h_1 = np.matmul(heads_out, Wo, out=scratch("h_1", (n, 16, 64)))
+    h_1 = scratch("h_1", (n, 16, 64))
+    np.matmul(heads_out.reshape(-1, 64), Wo, out=h_1.reshape(-1, 64))
     # h = x + h_1
     h = scratch("h", (n, 16, 64))
     np.add(x, h_1, out=h)
@@ -590,7 +601,8 @@ def evaluate(params, inputs):
     n2 = scratch("n2", (n, 16, 64))
     np.multiply(n2_1, g2, out=n2)
     np.add(n2, b2, out=n2)
-    y_1 = np.matmul(n2, W1, out=scratch("y_1", (n, 16, 256)))
+    y_1 = scratch("y_1", (n, 16, 256))
+    np.matmul(n2.reshape(-1, 64), W1, out=y_1.reshape(-1, 256))
     # y_3 = (1/2)*(y_1 + c1)*(erf((1/2)*np.sqrt(2)*(y_1 + c1)) + 1)
     y_3 = scratch("y_3", (n, 16, 256))
     sg_tmp1 = scratch("sg_tmp1", (n, 16, 256))
@@ -599,7 +611,8 @@ def evaluate(params, inputs):
     np.add(y_1, c1, out=sg_tmp1)
     np.multiply(y_3, sg_tmp1, out=y_3)
     np.multiply(y_3, 0.5, out=y_3)
-    y_4 = np.matmul(y_3, W2, out=scratch("y_4", (n, 16, 64)))
+    y_4 = scratch("y_4", (n, 16, 64))
+    np.matmul(y_3.reshape(-1, 256), W2, out=y_4.reshape(-1, 64))
     # y = h + y_4 + c2
     y = scratch("y", (n, 16, 64))
     np.add(h, y_4, out=y)
@@ -610,7 +623,8 @@ def evaluate(params, inputs):
     logits_3 = scratch("logits_3", (n, 16, 64))
     np.multiply(logits_1, gf, out=logits_3)
     np.add(logits_3, bf, out=logits_3)
-    logits_4 = np.matmul(logits_3, U, out=scratch("logits_4", (n, 16, 3000)))
+    logits_4 = scratch("logits_4", (n, 16, 3000))
+    np.matmul(logits_3.reshape(-1, 64), U, out=logits_4.reshape(-1, 3000))
     # logits = logits_4 + e
     logits = scratch("logits", (n, 16, 3000))
     np.add(logits_4, e, out=logits)
@@ -655,13 +669,16 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     n1 = scratch("n1", (n, 16, 64))
     np.multiply(n1_1, g1, out=n1)
     np.add(n1, b1, out=n1)
-    q_1 = np.matmul(n1, Wq, out=scratch("q_1", (n, 16, 64)))
+    q_1 = scratch("q_1", (n, 16, 64))
+    np.matmul(n1.reshape(-1, 64), Wq, out=q_1.reshape(-1, 64))
     q_2 = q_1.reshape((n, 16, 4, 16))
     q = np.transpose(q_2, (0, 2, 1, 3))
-    k_1 = np.matmul(n1, Wk, out=scratch("k_1", (n, 16, 64)))
+    k_1 = scratch("k_1", (n, 16, 64))
+    np.matmul(n1.reshape(-1, 64), Wk, out=k_1.reshape(-1, 64))
     k_2 = k_1.reshape((n, 16, 4, 16))
     k = np.transpose(k_2, (0, 2, 3, 1))
-    v_1 = np.matmul(n1, Wv, out=scratch("v_1", (n, 16, 64)))
+    v_1 = scratch("v_1", (n, 16, 64))
+    np.matmul(n1.reshape(-1, 64), Wv, out=v_1.reshape(-1, 64))
     v_2 = v_1.reshape((n, 16, 4, 16))
     v = np.transpose(v_2, (0, 2, 1, 3))
     attention_1 = np.matmul(q, k, out=scratch("attention_1", (n, 4, 16, 16)))
@@ -675,7 +692,8 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     heads_out_1 = np.matmul(attention, v, out=scratch("heads_out_1", (n, 4, 16, 16)))
     heads_out_2 = np.transpose(heads_out_1, (0, 2, 1, 3))
     heads_out = heads_out_2.reshape((n, 16, 64))
-    h_1 = np.matmul(heads_out, Wo, out=scratch("h_1", (n, 16, 64)))
+    h_1 = scratch("h_1", (n, 16, 64))
+    np.matmul(heads_out.reshape(-1, 64), Wo, out=h_1.reshape(-1, 64))
     # h = x + h_1
     h = scratch("h", (n, 16, 64))
     np.add(x, h_1, out=h)
@@ -685,7 +703,8 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     n2 = scratch("n2", (n, 16, 64))
     np.multiply(n2_1, g2, out=n2)
     np.add(n2, b2, out=n2)
-    y_1 = np.matmul(n2, W1, out=scratch("y_1", (n, 16, 256)))
+    y_1 = scratch("y_1", (n, 16, 256))
+    np.matmul(n2.reshape(-1, 64), W1, out=y_1.reshape(-1, 256))
     # y_2 = y_1 + c1
     y_2 = scratch("y_2", (n, 16, 256))
     np.add(y_1, c1, out=y_2)
@@ -695,7 +714,8 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     np.add(y_3, 1.0, out=y_3)
     np.multiply(y_3, 0.5, out=y_3)
     np.multiply(y_3, y_2, out=y_3)
-    y_4 = np.matmul(y_3, W2, out=scratch("y_4", (n, 16, 64)))
+    y_4 = scratch("y_4", (n, 16, 64))
+    np.matmul(y_3.reshape(-1, 256), W2, out=y_4.reshape(-1, 64))
     # y = h + y_4 + c2
     y = scratch("y", (n, 16, 64))
     np.add(h, y_4, out=y)
@@ -706,7 +726,8 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     logits_3 = scratch("logits_3", (n, 16, 64))
     np.multiply(logits_1, gf, out=logits_3)
     np.add(logits_3, bf, out=logits_3)
-    logits_4 = np.matmul(logits_3, U, out=scratch("logits_4", (n, 16, 3000)))
+    logits_4 = scratch("logits_4", (n, 16, 3000))
+    np.matmul(logits_3.reshape(-1, 64), U, out=logits_4.reshape(-1, 3000))
     # logits = logits_4 + e
     logits = scratch("logits", (n, 16, 3000))
     np.add(logits_4, e, out=logits)
@@ -716,20 +737,12 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     loss = (np.log(sg_total_loss[..., 0]) - np.take_along_axis(sg_shifted_loss, next_tokens[..., None], axis=-1)[..., 0]).sum() / (n * 16)
     # part of dL/dlogits_3   [d(logits_3 @ U)/dlogits_3]
     dlogits_4_1 = U.T
-    # part of dL/dU   [d(logits_3 @ U)/dU]
-    dlogits_4_2 = np.transpose(logits_3, (0, 2, 1))
     # part of dL/dy_3   [d(y_3 @ W2)/dy_3]
     dy_4_1 = W2.T
-    # part of dL/dW2   [d(y_3 @ W2)/dW2]
-    dy_4_2 = np.transpose(y_3, (0, 2, 1))
     # part of dL/dn2   [d(n2 @ W1)/dn2]
     dy_1_1 = W1.T
-    # part of dL/dW1   [d(n2 @ W1)/dW1]
-    dy_1_2 = np.transpose(n2, (0, 2, 1))
     # part of dL/dheads_out   [d(heads_out @ Wo)/dheads_out]
     dh_1_1 = Wo.T
-    # part of dL/dWo   [d(heads_out @ Wo)/dWo]
-    dh_1_2 = np.transpose(heads_out, (0, 2, 1))
     # part of dL/dattention   [d(attention @ v)/dattention]
     dheads_out_1_1 = np.transpose(v, (0, 1, 3, 2))
     # part of dL/dv   [d(attention @ v)/dv]
@@ -740,8 +753,6 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     dattention_1_2 = np.transpose(q, (0, 1, 3, 2))
     # part of dL/dn1   [d(n1 @ Wv)/dn1]
     dv_1_1 = Wv.T
-    # part of dL/dWv   [d(n1 @ Wv)/dWv]
-    dv_1_3 = np.transpose(n1, (0, 2, 1))
     # part of dL/dn1   [d(n1 @ Wk)/dn1]
     dk_1_1 = Wk.T
     # part of dL/dn1   [d(n1 @ Wq)/dn1]
@@ -755,11 +766,8 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/de = sum(dL/dlogits, axis=(0, 1))   [d(logits_4 + e)/de]
     de = dlogits.sum(axis=(0, 1))
     # dL/dlogits_3 = dL/dlogits_4 @ U.T   [d(logits_3 @ U)/dlogits_3]
-    dlogits_3 = np.matmul(dlogits, dlogits_4_1, out=scratch("dlogits_3", (n, 16, 64)))
-    # part of dL/dU   [d(logits_3 @ U)/dU]
-    dlogits_4_3 = np.matmul(dlogits_4_2, dlogits, out=scratch("dlogits_4_3", (n, 64, 3000)))
-    # dL/dU = sum(transpose(logits_3, axes=(0, 2, 1)) @ dL/dlogits_4, axis=0)   [d(logits_3 @ U)/dU]
-    dU = dlogits_4_3.sum(axis=0)
+    dlogits_3 = scratch("dlogits_3", (n, 16, 64))
+    np.matmul(dlogits.reshape(-1, 3000), dlogits_4_1, out=dlogits_3.reshape(-1, 64))
     # dL/dbf = sum(dL/dlogits_3, axis=(0, 1))   [d(logits_1*gf + bf)/dbf]
     dbf = dlogits_3.sum(axis=(0, 1))
     # dL/dlogits_1 = dL/d(logits_1*gf)*gf   [d(logits_1*gf)/dlogits_1]
@@ -781,11 +789,8 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/dc2 = sum(dL/dy, axis=(0, 1))   [d(h + y_4 + c2)/dc2]
     dc2 = dy.sum(axis=(0, 1))
     # dL/dy_3 = dL/dy_4 @ W2.T   [d(y_3 @ W2)/dy_3]
-    dy_3 = np.matmul(dy, dy_4_1, out=scratch("dy_3", (n, 16, 256)))
-    # part of dL/dW2   [d(y_3 @ W2)/dW2]
-    dy_4_3 = np.matmul(dy_4_2, dy, out=scratch("dy_4_3", (n, 256, 64)))
-    # dL/dW2 = sum(transpose(y_3, axes=(0, 2, 1)) @ dL/dy_4, axis=0)   [d(y_3 @ W2)/dW2]
-    dW2 = dy_4_3.sum(axis=0)
+    dy_3 = scratch("dy_3", (n, 16, 256))
+    np.matmul(dy.reshape(-1, 64), dy_4_1, out=dy_3.reshape(-1, 256))
     # dL/dy_2 = dL/dy_3*(y_2*sqrt(2)*exp(-y_2**2/2)/sqrt(pi) + erf(y_2*sqrt(2)/2) + 1)/2   [d(y_2*(erf(y_2*sqrt(2)/2) + 1)/2)/dy_2]
     # dy_2 = dy_3*(0.7978845608028654*y_2*np.exp(-y_2**2/2.0) + 1.0 + erf(0.7071067811865476*y_2))/2.0
     dy_2 = scratch("dy_2", (n, 16, 256))
@@ -804,11 +809,8 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/dc1 = sum(dL/dy_2, axis=(0, 1))   [d(y_1 + c1)/dc1]
     dc1 = dy_2.sum(axis=(0, 1))
     # dL/dn2 = dL/dy_1 @ W1.T   [d(n2 @ W1)/dn2]
-    dn2 = np.matmul(dy_2, dy_1_1, out=scratch("dn2", (n, 16, 64)))
-    # part of dL/dW1   [d(n2 @ W1)/dW1]
-    dy_1_3 = np.matmul(dy_1_2, dy_2, out=scratch("dy_1_3", (n, 64, 256)))
-    # dL/dW1 = sum(transpose(n2, axes=(0, 2, 1)) @ dL/dy_1, axis=0)   [d(n2 @ W1)/dW1]
-    dW1 = dy_1_3.sum(axis=0)
+    dn2 = scratch("dn2", (n, 16, 64))
+    np.matmul(dy_2.reshape(-1, 256), dy_1_1, out=dn2.reshape(-1, 64))
     # dL/db2 = sum(dL/dn2, axis=(0, 1))   [d(n2_1*g2 + b2)/db2]
     db2 = dn2.sum(axis=(0, 1))
     # dL/dn2_1 = dL/d(n2_1*g2)*g2   [d(n2_1*g2)/dn2_1]
@@ -832,11 +834,8 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     dh = scratch("dh", (n, 16, 64))
     np.add(dy, dn2_1_1, out=dh)
     # dL/dheads_out = dL/dh_1 @ Wo.T   [d(heads_out @ Wo)/dheads_out]
-    dheads_out = np.matmul(dh, dh_1_1, out=scratch("dheads_out", (n, 16, 64)))
-    # part of dL/dWo   [d(heads_out @ Wo)/dWo]
-    dh_1_3 = np.matmul(dh_1_2, dh, out=scratch("dh_1_3", (n, 64, 64)))
-    # dL/dWo = sum(transpose(heads_out, axes=(0, 2, 1)) @ dL/dh_1, axis=0)   [d(heads_out @ Wo)/dWo]
-    dWo = dh_1_3.sum(axis=0)
+    dheads_out = scratch("dheads_out", (n, 16, 64))
+    np.matmul(dh.reshape(-1, 64), dh_1_1, out=dheads_out.reshape(-1, 64))
     # dL/dheads_out_2 = reshape(dL/dheads_out)   [d reshape(heads_out_2)/dheads_out_2]
     dheads_out_2 = dheads_out.reshape((n, 16, 4, 16))
     # dL/dheads_out_1 = transpose(dL/dheads_out_2, axes=(0, 2, 1, 3))   [d(transpose(heads_out_1, axes=(0, 2, 1, 3)))/dheads_out_1]
@@ -867,31 +866,22 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/dv_1 = reshape(dL/dv_2)   [d reshape(v_1)/dv_1]
     dv_1 = dv_2.reshape((n, 16, 64))
     # dL/dn1 through v_1 = dL/dv_1 @ Wv.T   [d(n1 @ Wv)/dn1]
-    dv_1_2 = np.matmul(dv_1, dv_1_1, out=scratch("dv_1_2", (n, 16, 64)))
-    # part of dL/dWv   [d(n1 @ Wv)/dWv]
-    dv_1_4 = np.matmul(dv_1_3, dv_1, out=scratch("dv_1_4", (n, 64, 64)))
-    # dL/dWv = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dv_1, axis=0)   [d(n1 @ Wv)/dWv]
-    dWv = dv_1_4.sum(axis=0)
+    dv_1_2 = scratch("dv_1_2", (n, 16, 64))
+    np.matmul(dv_1.reshape(-1, 64), dv_1_1, out=dv_1_2.reshape(-1, 64))
     # dL/dk_2 = transpose(dL/dk, axes=(0, 3, 1, 2))   [d(transpose(k_2, axes=(0, 2, 3, 1)))/dk_2]
     dk_2 = np.transpose(dk, (0, 3, 1, 2))
     # dL/dk_1 = reshape(dL/dk_2)   [d reshape(k_1)/dk_1]
     dk_1 = dk_2.reshape((n, 16, 64))
     # dL/dn1 through k_1 = dL/dk_1 @ Wk.T   [d(n1 @ Wk)/dn1]
-    dk_1_2 = np.matmul(dk_1, dk_1_1, out=scratch("dk_1_2", (n, 16, 64)))
-    # part of dL/dWk   [d(n1 @ Wk)/dWk]
-    dk_1_4 = np.matmul(dv_1_3, dk_1, out=scratch("dk_1_4", (n, 64, 64)))
-    # dL/dWk = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dk_1, axis=0)   [d(n1 @ Wk)/dWk]
-    dWk = dk_1_4.sum(axis=0)
+    dk_1_2 = scratch("dk_1_2", (n, 16, 64))
+    np.matmul(dk_1.reshape(-1, 64), dk_1_1, out=dk_1_2.reshape(-1, 64))
     # dL/dq_2 = transpose(dL/dq, axes=(0, 2, 1, 3))   [d(transpose(q_2, axes=(0, 2, 1, 3)))/dq_2]
     dq_2 = np.transpose(dq, (0, 2, 1, 3))
     # dL/dq_1 = reshape(dL/dq_2)   [d reshape(q_1)/dq_1]
     dq_1 = dq_2.reshape((n, 16, 64))
     # dL/dn1 through q_1 = dL/dq_1 @ Wq.T   [d(n1 @ Wq)/dn1]
-    dq_1_2 = np.matmul(dq_1, dq_1_1, out=scratch("dq_1_2", (n, 16, 64)))
-    # part of dL/dWq   [d(n1 @ Wq)/dWq]
-    dq_1_4 = np.matmul(dv_1_3, dq_1, out=scratch("dq_1_4", (n, 64, 64)))
-    # dL/dWq = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dq_1, axis=0)   [d(n1 @ Wq)/dWq]
-    dWq = dq_1_4.sum(axis=0)
+    dq_1_2 = scratch("dq_1_2", (n, 16, 64))
+    np.matmul(dq_1.reshape(-1, 64), dq_1_1, out=dq_1_2.reshape(-1, 64))
     # dL/dn1 = dv_1_2 + dk_1_2   [sum over the uses of n1]
     # dL/dn1 = dv_1_2 + dk_1_2 + dq_1_2   [sum over the uses of n1]
     # dn1 = dv_1_2 + dk_1_2 + dq_1_2
@@ -925,6 +915,20 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/dE = embedding_backward(tokens, dL/dx_1, rows=3000)   [d embedding(E, tokens)/dE]
     dE = np.zeros((3000, 64), DTYPE)
     np.add.at(dE.reshape(-1), (tokens.reshape(-1, 1) * 64 + np.arange(64)).reshape(-1), dx.reshape(-1))
+    # dL/dU = sum(transpose(logits_3, axes=(0, 2, 1)) @ dL/dlogits_4, axis=0)   [d(logits_3 @ U)/dU]
+    dU = np.tensordot(logits_3, dlogits, axes=((0, 1), (0, 1)))
+    # dL/dW2 = sum(transpose(y_3, axes=(0, 2, 1)) @ dL/dy_4, axis=0)   [d(y_3 @ W2)/dW2]
+    dW2 = np.tensordot(y_3, dy, axes=((0, 1), (0, 1)))
+    # dL/dW1 = sum(transpose(n2, axes=(0, 2, 1)) @ dL/dy_1, axis=0)   [d(n2 @ W1)/dW1]
+    dW1 = np.tensordot(n2, dy_2, axes=((0, 1), (0, 1)))
+    # dL/dWo = sum(transpose(heads_out, axes=(0, 2, 1)) @ dL/dh_1, axis=0)   [d(heads_out @ Wo)/dWo]
+    dWo = np.tensordot(heads_out, dh, axes=((0, 1), (0, 1)))
+    # dL/dWv = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dv_1, axis=0)   [d(n1 @ Wv)/dWv]
+    dWv = np.tensordot(n1, dv_1, axes=((0, 1), (0, 1)))
+    # dL/dWk = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dk_1, axis=0)   [d(n1 @ Wk)/dWk]
+    dWk = np.tensordot(n1, dk_1, axes=((0, 1), (0, 1)))
+    # dL/dWq = sum(transpose(n1, axes=(0, 2, 1)) @ dL/dq_1, axis=0)   [d(n1 @ Wq)/dWq]
+    dWq = np.tensordot(n1, dq_1, axes=((0, 1), (0, 1)))
     return float(loss), {"E": dE, "P": dP, "g1": dg1, "b1": db1, "Wq": dWq, "Wk": dWk, "Wv": dWv, "Wo": dWo, "g2": dg2, "b2": db2, "W1": dW1, "c1": dc1, "W2": dW2, "c2": dc2, "gf": dgf, "bf": dbf, "U": dU, "e": de}
 
 
