@@ -190,3 +190,27 @@ def test_scratch_memory_stays_bounded_whatever_the_batch_sizes(tmp_path):
     for n in range(1, 64):
         step(n)
     assert 0 < held() <= full
+
+
+def test_the_batch_size_and_scratch_are_defined_exactly_where_the_code_reads_them():
+    """What a function reads of the module is recorded as its lines are written,
+    not searched for afterwards: checked here against the text, over the examples
+    and generated specs (broadcasts left to NumPy, fused losses, shared conv rows)."""
+    import re
+    import sys
+
+    sys.path.insert(0, str(ROOT / "tests"))
+    from differential import generate
+
+    from symgraph.codegen import build_program, render
+
+    texts = [p.read_text() for p in sorted((ROOT / "examples").glob("*.yaml"))] + [generate(seed).text for seed in range(50000, 50040)]
+    for text in texts:
+        source = render(build_program(sg.load(text), "float64"), "numpy")["model.py"]
+        for function in ("forward", "evaluate", "loss_and_grads"):
+            body = source.split(f"\ndef {function}(", 1)[1].split("\ndef ", 1)[0]
+            lines = [line.split("#", 1)[0] for line in body.splitlines()[1:]]
+            defines = any(re.match(r"\s+n = ", line) for line in lines)
+            reads = any(re.search(r"\bn\b", line) for line in lines if not re.match(r"\s+n = ", line) and not line.strip().startswith(("return", '"')))
+            assert defines == reads, (function, text)
+        assert ("def scratch(" in source) == bool(re.search(r"\bscratch\(\"", source)), text

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import re
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -49,11 +51,45 @@ class Statement:
     fused: list[str]  # the producers computed inside it, first to last (their steps are commented above it)
     shape: tuple
     op: str
+    needs: frozenset[str] = frozenset()  # what its lines read besides arrays (see ``need``)
+
+
+# What the statements being emitted read besides arrays (the batch size n, the
+# model's scratch buffers): a backend records into it as it writes them (see
+# ``recording``), so that nothing is decided by searching the text afterwards.
+_NEEDS: ContextVar[set[str] | None] = ContextVar("needs", default=None)
+
+
+def need(name: str) -> str:
+    """``name``, noted as read by the code being emitted."""
+    found = _NEEDS.get()
+    if found is not None:
+        found.add(name)
+    return name
+
+
+@contextmanager
+def recording():
+    """The set of names that the code emitted meanwhile reads (see ``need``)."""
+    found: set[str] = set()
+    token = _NEEDS.set(found)
+    try:
+        yield found
+    finally:
+        _NEEDS.reset(token)
+
+
+@contextmanager
+def rewriting(statement: "Statement"):
+    """Around new lines for ``statement``: its ``needs`` become what they read."""
+    with recording() as used:
+        yield
+    statement.needs = frozenset(used)
 
 
 def literal(value: float | Batch) -> str:
     if isinstance(value, Batch):
-        return "n"
+        return need("n")
     text = repr(float(value))
     return f"({text})" if text.startswith("-") else text
 
@@ -205,7 +241,9 @@ def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> l
     for node in order:
         if node not in needed or node in fused or node in written or g.op(node) in ("input", "param", "const"):
             continue
-        statements.append(Statement(node, emit(view(g, node, fused, written)), members.get(node, []), g.shape(node), g.op(node)))
+        with recording() as used:
+            lines = emit(view(g, node, fused, written))
+        statements.append(Statement(node, lines, members.get(node, []), g.shape(node), g.op(node), frozenset(used)))
     return statements
 
 

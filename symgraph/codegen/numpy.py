@@ -27,7 +27,9 @@ from .common import (
     error_sum,
     metric_roots,
     literal,
+    need,
     Node,
+    rewriting,
     schedule,
     source_name,
     Statement,
@@ -90,18 +92,18 @@ PRINTER = CachedPrinter(Printer({"fully_qualified_modules": False}), lambda valu
 
 def constant_text(value) -> str:
     """A constant of a structure key as NumPy text (the batch size is n)."""
-    return "n" if value == BATCH else literal(value)
+    return need("n") if value == BATCH else literal(value)
 
 
 def shape_text(shape: tuple) -> str:
-    dims = ["n" if is_batch(d) else str(int(d)) for d in shape]
+    dims = [need("n") if is_batch(d) else str(int(d)) for d in shape]
     return "(" + ", ".join(dims) + ("," if len(dims) == 1 else "") + ")"
 
 
 def count_text(dims) -> str:
     """How many elements an array of ``dims`` holds, as a divisor (the batch size is n)."""
     static = math.prod(int(d) for d in dims if not is_batch(d))
-    parts = ["n"] * sum(1 for d in dims if is_batch(d))
+    parts = [need("n") for d in dims if is_batch(d)]
     if static != 1 or not parts:
         parts.append(str(static))
     return parts[0] if len(parts) == 1 else f"({' * '.join(parts)})"
@@ -236,7 +238,7 @@ SCRATCH_ELEMENTS = 1 << 14  # at the spec's batch size; fresh arrays this big co
 
 def scratch(name: str, shape: str) -> str:
     """The text of a reused buffer (the model's ``scratch``) for ``name``, of shape ``shape`` (text)."""
-    return f'scratch("{name}", {shape})'
+    return f'{need("scratch")}("{name}", {shape})'
 
 
 def zeros(name: str, shape: tuple, reuse: bool) -> list[str]:
@@ -392,9 +394,9 @@ def rows_statement(n: Node, x: str, width: int, steps: int, c_in: int) -> tuple[
     name = rows_name(x, n.attrs, width)
     into = ""
     if numel((n.shape[0], steps, width, c_in)) >= SCRATCH_ELEMENTS:
-        batch = "n" if is_batch(n.shape[0]) else str(int(n.shape[0]))
+        batch = need("n") if is_batch(n.shape[0]) else str(int(n.shape[0]))
         into = f", {scratch(name, f'({batch} * {steps}, {width * c_in})')}"
-    return name, f"{name} = window_rows({x}, {width}, {n.attrs['stride']}, {n.attrs['padding']}{into})"
+    return name, Shared(f"{name} = window_rows({x}, {width}, {n.attrs['stride']}, {n.attrs['padding']}{into})", name)
 
 
 def product_into(name: str, product: str, shape: tuple, columns: int, reuse: bool) -> list[str]:
@@ -484,19 +486,26 @@ def image_taps(n: Node, out_shape: tuple, size: tuple[int, int], stride: int):
             yield (u, v), f"[:, {u}:{u + stop_h}:{stride}, {v}:{v + stop_w}:{stride}]"
 
 
+def patches_line(n: Node, x: str, kh: int, kw: int) -> tuple[str, str]:
+    """(its name, the line computing it): the [batch*out_h*out_w, kh*kw*c_in] patches of x that a conv2d and its kernel gradient share."""
+    stride, padding = n.attrs["stride"], n.attrs["padding"]
+    name = f"sg_patches_{x}_{kh}x{kw}" + (f"_stride{stride}" if stride != 1 else "") + (f"_pad{padding}" if padding else "")
+    return name, Shared(f"{name} = window_patches({x}, {kh}, {kw}, {stride}, {padding})", name)
+
+
 def emit_conv2d(n: Node, reuse: bool = False):
     x, kernel = n.args
     kh, kw, c_in, c_out = (int(d) for d in n.shapes[1])
-    patches = f"window_patches({x}, {kh}, {kw}, {n.attrs['stride']}, {n.attrs['padding']})"
+    patches, line = patches_line(n, x, kh, kw)
     # one product: K[kh, kw, c_in, c_out] is already the [kh*kw*c_in, c_out] matrix the patches meet
-    return product_into(n.name, f"{patches}, {kernel}.reshape({kh * kw * c_in}, {c_out})", n.shape, c_out, reuse)
+    return [line, *product_into(n.name, f"{patches}, {kernel}.reshape({kh * kw * c_in}, {c_out})", n.shape, c_out, reuse)]
 
 
 def emit_conv2d_backward_kernel(n: Node, reuse: bool = False):
     x, cot = n.args
     kh, kw, c_in, c_out = (int(d) for d in n.shape)
-    patches = f"window_patches({x}, {kh}, {kw}, {n.attrs['stride']}, {n.attrs['padding']})"
-    return product_into(n.name, f"{patches}.T, {cot}.reshape(-1, {c_out})", n.shape, c_out, reuse)
+    patches, line = patches_line(n, x, kh, kw)
+    return [line, *product_into(n.name, f"{patches}.T, {cot}.reshape(-1, {c_out})", n.shape, c_out, reuse)]
 
 
 def emit_conv2d_backward_input(n: Node):
@@ -645,6 +654,8 @@ def emit(n: Node, reuse: bool = False) -> list[str]:
     the model's scratch buffers, where the op can write into one."""
     if n.structure is not None:
         key, arrays = n.structure
+        if reads_batch(key):  # printed once per structure: the cached text does not note n again
+            need("n")
         if reuse:
             return in_place(n, key, arrays)
         text = PRINTER.fill(key, arrays)
@@ -654,6 +665,11 @@ def emit(n: Node, reuse: bool = False) -> list[str]:
     if reuse and n.op in WRITES_INTO:
         return EMIT[n.op](n, reuse=True)
     return EMIT[n.op](n)
+
+
+def reads_batch(key: tuple) -> bool:
+    """Whether a structure's expression holds the batch size."""
+    return any(part == ("const", BATCH) or (part[0] not in ("const", "leaf") and reads_batch(part)) for part in key[2])
 
 
 def fills_shape(n: Node, key: tuple) -> bool:
@@ -762,13 +778,15 @@ def spec_note(program, var: str) -> str:
     return "" if name == var else f"  # the spec's {name}"
 
 
-def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
-    """Unpack the leaves the roots read, then one block per statement."""
+def body(program, g: Graph, roots: list[str], returns: list[str], needs: set[str]) -> list[str]:
+    """Unpack the leaves the roots read, then one block per statement; adds to
+    ``needs`` what the statements read of the module (``scratch``)."""
     fresh = escaping(g, roots)
-    statements = schedule(g, roots, lambda n: emit(n, reuse=n.name not in fresh and numel(n.shape) >= SCRATCH_ELEMENTS))
-    statements = share_window_rows(share_softmax(g, statements, fresh))
     read = g.needed_by(roots)
-    statements = implicit_broadcasts(g, statements, fresh, read)
+    statements = schedule(g, roots, lambda n: emit(n, reuse=n.name not in fresh and numel(n.shape) >= SCRATCH_ELEMENTS))
+    statements = implicit_broadcasts(g, share_lines(share_softmax(g, statements, fresh)), fresh, read)
+    used = set().union(*(st.needs for st in statements))
+    needs |= used
     lines = []
     for leaf in program.params:
         if leaf.var in read:
@@ -776,7 +794,7 @@ def body(program, g: Graph, roots: list[str], returns: list[str]) -> list[str]:
     for leaf in program.inputs:
         if leaf.var in read:
             lines.append(f'{leaf.var} = np.asarray(inputs["{leaf.name}"]{", DTYPE" if leaf.dtype == "float" else ""}){spec_note(program, leaf.var)}')
-    if program.batch_input is not None and any(re.search(r"\bn\b", s) for st in statements for s in st.lines):
+    if program.batch_input is not None and "n" in used:
         # n from an input this function reads (forward gets no labels), else the compiled size
         batched = [leaf.var for leaf in program.inputs if leaf.var in read and leaf.shape and is_batch(leaf.shape[0])]
         lines.append(f"n = {batched[0]}.shape[0]" if batched else f"n = {int(program.graph.dims['batch'])}")
@@ -814,15 +832,16 @@ def share_softmax(g: Graph, statements: list[Statement], fresh: set[str]) -> lis
         shifted_z, exps, total = f"sg_shifted_{loss_node}", f"sg_exp_{loss_node}", f"sg_total_{loss_node}"
         big = numel(g.shape(z)) >= SCRATCH_ELEMENTS
         # the exponentials become the gradient: a scratch buffer only if that is not returned
-        into = f", out={scratch(exps, shape_text(g.shape(z)))}" if big and st.target not in fresh else ""
-        loss.lines = [
-            *shift(shifted_z, z, -1, g.shape(z), big),
-            f"{exps} = np.exp({shifted_z}{into})",
-            f"{total} = {exps}.sum(axis=-1, keepdims=True)",
-            f"{loss.target} = {mean_cross_entropy(f'np.log({total}[..., 0])', shifted_z, y, g.shape(y))}",
-        ]
-        # the loss is computed: its exponentials become the gradient in place
-        st.lines = [f"{st.target} = {exps}", *gradient_from_exps(st.target, y, arg_text(g, scale), total)]
+        with rewriting(loss):
+            into = f", out={scratch(exps, shape_text(g.shape(z)))}" if big and st.target not in fresh else ""
+            loss.lines = [
+                *shift(shifted_z, z, -1, g.shape(z), big),
+                f"{exps} = np.exp({shifted_z}{into})",
+                f"{total} = {exps}.sum(axis=-1, keepdims=True)",
+                f"{loss.target} = {mean_cross_entropy(f'np.log({total}[..., 0])', shifted_z, y, g.shape(y))}",
+            ]
+        with rewriting(st):  # the loss is computed: its exponentials become the gradient in place
+            st.lines = [f"{st.target} = {exps}", *gradient_from_exps(st.target, y, arg_text(g, scale), total)]
     return statements
 
 
@@ -846,7 +865,8 @@ def implicit_broadcasts(g: Graph, statements: list[Statement], fresh: set[str], 
         trial = {st.target: tuple(shape)}
         if spreads_safely(g, st.target, trial, actual, fresh, needed):
             actual.update(trial)
-            st.lines = [f"{st.target} = {expanded(view(g, st.target))}"]
+            with rewriting(st):
+                st.lines = [f"{st.target} = {expanded(view(g, st.target))}"]
     return statements
 
 
@@ -871,19 +891,22 @@ def spreads_safely(g: Graph, start: str, trial: dict, actual: dict, fresh: set[s
     return True
 
 
-def share_window_rows(statements: list[Statement]) -> list[Statement]:
-    """A conv1d and its kernel gradient read the same window rows of their
-    input (the rows' name says which input, width, stride and padding): the
-    gradient reuses the copy the forward made."""
+class Shared(str):
+    """A line computing a value that other statements may compute too (the
+    window rows a conv1d and its kernel gradient read, conv2d's patches): the
+    first statement keeps it, the later ones use what it made."""
+
+    def __new__(cls, text: str, name: str):
+        line = super().__new__(cls, text)
+        line.name = name
+        return line
+
+
+def share_lines(statements: list[Statement]) -> list[Statement]:
     made = set()
     for st in statements:
-        kept = []
-        for line in st.lines:
-            name = line.split(" = window_rows(", 1)[0] if " = window_rows(" in line else None
-            if name is None or name not in made:
-                kept.append(line)
-                made.add(name)
-        st.lines = kept
+        st.lines = [line for line in st.lines if not (isinstance(line, Shared) and line.name in made)]
+        made |= {line.name for line in st.lines if isinstance(line, Shared)}
     return statements
 
 
@@ -944,6 +967,7 @@ def render_files(program, env) -> dict[str, str]:
     found = metric_sums(program)
     eval_roots = [evaluation.loss] + metric_roots(program)
     eval_return = f"return float({arg_text(evaluation, evaluation.loss)})" + (f", {found}" if found else "")
+    needs: set[str] = set()  # what the bodies read of the module besides arrays (see body)
     context = dict(
         name=program.name,
         summary=summary(program),
@@ -967,13 +991,11 @@ def render_files(program, env) -> dict[str, str]:
         window_rows=any(program.graph.op(node) == "conv1d" for node in program.graph.nx),
         window_patches=any(program.graph.op(node) == "conv2d" for node in program.graph.nx),
         erf=any(uses_erf(gg) for gg in (evaluation, train)),
-        forward_body=body(program, evaluation, program.output_nodes, [f"return {{{outputs}}}"]),
-        evaluate_body=body(program, evaluation, eval_roots, [eval_return]),
-        train_body=body(program, train, [train.loss, *program.gradients.values()], [f"return float({arg_text(train, train.loss)}), {{{grads}}}"]),
+        forward_body=body(program, evaluation, program.output_nodes, [f"return {{{outputs}}}"], needs),
+        evaluate_body=body(program, evaluation, eval_roots, [eval_return], needs),
+        train_body=body(program, train, [train.loss, *program.gradients.values()], [f"return float({arg_text(train, train.loss)}), {{{grads}}}"], needs),
     )
-    context["scratch"] = any("scratch(" in line for key in ("forward_body", "evaluate_body", "train_body") for line in context[key]) or any(
-        numel(p.shape) >= SCRATCH_ELEMENTS for p in program.params
-    )
+    context["scratch"] = "scratch" in needs or any(numel(p.shape) >= SCRATCH_ELEMENTS for p in program.params)
     context["scratch_elements"] = SCRATCH_ELEMENTS
     files = {"model.py": env.get_template("numpy/model.py.j2").render(context),
              "__init__.py": env.get_template("numpy/__init__.py.j2").render(context)}

@@ -179,8 +179,9 @@ def forward(params, inputs):
     x = np.asarray(inputs["x"], DTYPE)
     n = x.shape[0]
     image = x.reshape((n, 8, 8, 1))
+    sg_patches_image_3x3_pad1 = window_patches(image, 3, 3, 1, 1)
     h1_1 = scratch("h1_1", (n, 8, 8, 16))
-    np.matmul(window_patches(image, 3, 3, 1, 1), K1.reshape(9, 16), out=h1_1.reshape(-1, 16))
+    np.matmul(sg_patches_image_3x3_pad1, K1.reshape(9, 16), out=h1_1.reshape(-1, 16))
     # h1_3 = np.maximum(h1_1 + c1, 0)
     h1_3 = scratch("h1_3", (n, 8, 8, 16))
     np.add(h1_1, c1, out=h1_3)
@@ -189,8 +190,9 @@ def forward(params, inputs):
     np.maximum(h1, h1_3[:, 0:7:2, 1:8:2], out=h1)
     np.maximum(h1, h1_3[:, 1:8:2, 0:7:2], out=h1)
     np.maximum(h1, h1_3[:, 1:8:2, 1:8:2], out=h1)
+    sg_patches_h1_3x3_pad1 = window_patches(h1, 3, 3, 1, 1)
     h2_1 = scratch("h2_1", (n, 4, 4, 32))
-    np.matmul(window_patches(h1, 3, 3, 1, 1), K2.reshape(144, 32), out=h2_1.reshape(-1, 32))
+    np.matmul(sg_patches_h1_3x3_pad1, K2.reshape(144, 32), out=h2_1.reshape(-1, 32))
     # h2_3 = np.maximum(h2_1 + c2, 0)
     h2_3 = scratch("h2_3", (n, 4, 4, 32))
     np.add(h2_1, c2, out=h2_3)
@@ -261,8 +263,9 @@ def evaluate(params, inputs):
     y = np.asarray(inputs["y"])
     n = x.shape[0]
     image = x.reshape((n, 8, 8, 1))
+    sg_patches_image_3x3_pad1 = window_patches(image, 3, 3, 1, 1)
     h1_1 = scratch("h1_1", (n, 8, 8, 16))
-    np.matmul(window_patches(image, 3, 3, 1, 1), K1.reshape(9, 16), out=h1_1.reshape(-1, 16))
+    np.matmul(sg_patches_image_3x3_pad1, K1.reshape(9, 16), out=h1_1.reshape(-1, 16))
     # h1_3 = np.maximum(h1_1 + c1, 0)
     h1_3 = scratch("h1_3", (n, 8, 8, 16))
     np.add(h1_1, c1, out=h1_3)
@@ -271,8 +274,9 @@ def evaluate(params, inputs):
     np.maximum(h1, h1_3[:, 0:7:2, 1:8:2], out=h1)
     np.maximum(h1, h1_3[:, 1:8:2, 0:7:2], out=h1)
     np.maximum(h1, h1_3[:, 1:8:2, 1:8:2], out=h1)
+    sg_patches_h1_3x3_pad1 = window_patches(h1, 3, 3, 1, 1)
     h2_1 = scratch("h2_1", (n, 4, 4, 32))
-    np.matmul(window_patches(h1, 3, 3, 1, 1), K2.reshape(144, 32), out=h2_1.reshape(-1, 32))
+    np.matmul(sg_patches_h1_3x3_pad1, K2.reshape(144, 32), out=h2_1.reshape(-1, 32))
     # h2_3 = np.maximum(h2_1 + c2, 0)
     h2_3 = scratch("h2_3", (n, 4, 4, 32))
     np.add(h2_1, c2, out=h2_3)
@@ -303,8 +307,9 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     y = np.asarray(inputs["y"])
     n = x.shape[0]
     image = x.reshape((n, 8, 8, 1))
+    sg_patches_image_3x3_pad1 = window_patches(image, 3, 3, 1, 1)
     h1_1 = scratch("h1_1", (n, 8, 8, 16))
-    np.matmul(window_patches(image, 3, 3, 1, 1), K1.reshape(9, 16), out=h1_1.reshape(-1, 16))
+    np.matmul(sg_patches_image_3x3_pad1, K1.reshape(9, 16), out=h1_1.reshape(-1, 16))
     # h1_3 = np.maximum(h1_1 + c1, 0)
     h1_3 = scratch("h1_3", (n, 8, 8, 16))
     np.add(h1_1, c1, out=h1_3)
@@ -313,8 +318,9 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     np.maximum(h1, h1_3[:, 0:7:2, 1:8:2], out=h1)
     np.maximum(h1, h1_3[:, 1:8:2, 0:7:2], out=h1)
     np.maximum(h1, h1_3[:, 1:8:2, 1:8:2], out=h1)
+    sg_patches_h1_3x3_pad1 = window_patches(h1, 3, 3, 1, 1)
     h2_1 = scratch("h2_1", (n, 4, 4, 32))
-    np.matmul(window_patches(h1, 3, 3, 1, 1), K2.reshape(144, 32), out=h2_1.reshape(-1, 32))
+    np.matmul(sg_patches_h1_3x3_pad1, K2.reshape(144, 32), out=h2_1.reshape(-1, 32))
     # h2_3 = np.maximum(h2_1 + c2, 0)
     h2_3 = scratch("h2_3", (n, 4, 4, 32))
     np.add(h2_1, c2, out=h2_3)
@@ -376,7 +382,7 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     sg_padded_dh1[:, 2:6:1, 2:6:1] += sg_taps[:, :, :, 2, 2]
     dh1 = sg_padded_dh1[:, 1:5, 1:5]
     # dL/dK2 = conv2d_backward_kernel(h1, dL/dh2_1, kh=3, kw=3, padding=1, stride=1)   [d conv2d(h1, K2, padding=1, stride=1)/dK2]
-    dK2 = np.matmul(window_patches(h1, 3, 3, 1, 1).T, dh2_2.reshape(-1, 32)).reshape((3, 3, 16, 32))
+    dK2 = np.matmul(sg_patches_h1_3x3_pad1.T, dh2_2.reshape(-1, 32)).reshape((3, 3, 16, 32))
     # dL/dh1_3 = max_pool2d_backward(h1_3, dL/dh1, size=2, stride=2)   [d max_pool2d(h1_3, size=2, stride=2)/dh1_3]
     sg_first = np.argmax(np.lib.stride_tricks.sliding_window_view(h1_3, (2, 2), axis=(1, 2))[:, ::2, ::2].reshape((n, 4, 4, 16, 4)), axis=4)
     dh1_3 = np.zeros((n, 8, 8, 16), DTYPE)
@@ -392,7 +398,7 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/dc1 = sum(dL/d(h1_1 + c1), axis=(0, 1, 2))   [d(h1_1 + c1)/dc1]
     dc1 = dh1_2.sum(axis=(0, 1, 2))
     # dL/dK1 = conv2d_backward_kernel(image, dL/dh1_1, kh=3, kw=3, padding=1, stride=1)   [d conv2d(image, K1, padding=1, stride=1)/dK1]
-    dK1 = np.matmul(window_patches(image, 3, 3, 1, 1).T, dh1_2.reshape(-1, 16)).reshape((3, 3, 1, 16))
+    dK1 = np.matmul(sg_patches_image_3x3_pad1.T, dh1_2.reshape(-1, 16)).reshape((3, 3, 1, 16))
     return float(loss), {"K1": dK1, "c1": dc1, "K2": dK2, "c2": dc2, "W": dW, "b": db}
 
 
