@@ -1,7 +1,8 @@
 """The examples train on their real data: the preparation scripts, the
 Kneser-Ney baseline, and the small models to their accuracy bars with both
-trainers (the language model and the CNN train for minutes; their bars are
-checked by `make nlm` and `make textcnn`, and smoke-tested here)."""
+trainers (the language models and the text CNN train for minutes; their bars
+are checked by `make nlm`, `make transformer` and `make textcnn`, and
+smoke-tested here)."""
 
 from __future__ import annotations
 
@@ -88,6 +89,30 @@ def test_language_model_data_and_a_training_epoch(tmp_path):
     train = compile_example("nlm", tmp_path / "trainer", "c")
     result = run(train, "--data", small / "train", "--val", small / "val", "--epochs", "2")
     assert final(result, "ppl") < 3000  # below a uniform guess after two short epochs
+
+
+def test_transformer_windows_and_a_training_epoch_in_both_trainers(tmp_path):
+    """The windows are the verse stream shifted by one word, the mask is causal,
+    and both trainers print the same epoch line on a slice of them."""
+    data = prepare("kjv", tmp_path / "data", "--vocab", "3000") / "windows"
+    tokens, targets = np.load(data / "train" / "tokens.npy"), np.load(data / "train" / "next_tokens.npy")
+    assert tokens.shape == targets.shape and tokens.shape[1] == 16 and tokens.max() < 3000
+    assert np.array_equal(tokens[:, 1:], targets[:, :-1]) and np.array_equal(tokens[1:, 0], targets[:-1, -1])
+    mask = np.load(data / "train" / "mask.npy")
+    assert np.array_equal(mask == 0, np.tril(np.ones((16, 16), bool))) and np.all(mask[mask != 0] == -1e9)
+    small = tmp_path / "small"
+    for part, count in (("train", 320), ("val", 64)):
+        (small / part).mkdir(parents=True)
+        for name in ("tokens", "next_tokens"):
+            np.save(small / part / f"{name}.npy", np.load(data / part / f"{name}.npy")[:count])
+        np.save(small / part / "mask.npy", mask)
+    lines = []
+    for target in ("c", "numpy"):
+        train = compile_example("transformer", tmp_path / target, target)
+        result = run(train, "--data", small / "train", "--val", small / "val", "--epochs", "1")
+        assert final(result, "ppl") < 3000  # below a uniform guess
+        lines.append(result.stdout.splitlines()[-1].rsplit("lr", 1)[0])
+    assert lines[0] == lines[1]
 
 
 def test_text_cnn_data_and_a_training_epoch(tmp_path):
