@@ -224,6 +224,7 @@ def export_elementwise(o, out, args, attrs, node):
     """Any element-wise op from its sympy expression, which says what it computes
     (``gelu``'s is x * (1 + erf(x / sqrt(2))) / 2): one ONNX node per operation."""
     import sympy as sp
+    from sympy.codegen.cfunctions import expm1
 
     from .ops.symbolic import op_expr, relu, sgn, sigmoid, softplus, step
 
@@ -249,6 +250,8 @@ def export_elementwise(o, out, args, attrs, node):
             if expr.exp == sp.Rational(1, 2):
                 return o.add("Sqrt", [build(expr.base)], target)
             return o.add("Pow", [build(expr.base), o.constant(float(expr.exp), "p")], target)
+        if isinstance(expr, expm1):
+            return o.add("Sub", [o.add("Exp", [build(expr.args[0])]), o.constant(1.0, "one")], target)
         if isinstance(expr, step):
             return o.add("Cast", [o.add("Greater", [build(expr.args[0]), o.constant(0.0, "zero")])], target, to=FLOAT)
         if type(expr) in unary:

@@ -328,7 +328,16 @@ class Expression:
             return self.g.dims[node.id]
         if isinstance(node, (ast.List, ast.Tuple)):
             return tuple(self.literal(e, op) for e in node.elts)
-        raise SpecError(f"{op}(): attributes must be literal numbers, lists or dim names, not {describe(node)}")
+        raise SpecError(f"{op}(): attributes must be literal numbers, lists or dim names, not {shown(node)}")
+
+
+def shown(node: ast.expr) -> str:
+    """The text of an expression, for a message (a name: what it was called)."""
+    if isinstance(node, ast.Name):
+        return f"'{node.id}' (not a dim)"
+    if isinstance(node, ast.Constant):
+        return f"the {type(node.value).__name__} {node.value!r:.40}"
+    return describe(node)
 
 
 def number(compute, node: ast.expr) -> float:

@@ -143,3 +143,47 @@ def test_targets_agree_on_nan_and_infinity(name, special, rng):
     assert same_values(outputs, expected_outputs), (outputs, expected_outputs)
     for key in expected:
         assert same_values(grads[key], expected[key]), (key, grads[key], expected[key])
+
+
+# -- the activations where a careless form goes wrong ------------------------------------
+def activation_model(call: str, target: str, dtype: str, shape=(5,)):
+    spec = f"name: act\nparams:\n  z: {{shape: {list(shape)}}}\ninputs:\n  t: {{shape: {list(shape)}}}\ngraph:\n  out: {call}\n  loss: sum(out * t)\nloss: loss\noutputs: [out]\n"
+    return sg.compile(sg.load(spec), target=target, dtype=dtype)
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+@pytest.mark.parametrize("call, at_zero", [("leaky_relu(z, slope=0.2)", 0.2), ("elu(z, alpha=1.5)", 1.5), ("elu(z)", 1.0), ("relu(z)", 0.0)])
+def test_the_slope_at_the_kink_is_pytorchs(call, at_zero, target):
+    """At x = 0, leaky_relu's slope and elu's alpha (elu is smooth there for alpha = 1), as PyTorch's; relu's 0."""
+    model = activation_model(call, target, "float64")
+    _, grads = model.loss_and_grads({"z": np.array([0.0, -0.0, 1.0, -1.0, 0.0])}, {"t": np.ones(5)})
+    assert grads["z"][[0, 1, 4]].tolist() == [at_zero] * 3
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_elu_is_exact_near_zero(target, dtype):
+    """exp(x) - 1 as expm1: no cancellation for small x."""
+    z = np.array([-1e-4, -1e-7, -1e-12, -1e-30, 1e-30])
+    out = activation_model("elu(z, alpha=3.0)", target, dtype).forward({"z": z.astype(dtype)}, {"t": np.ones(5)})["out"]
+    expected = np.where(z > 0, z, 3.0 * np.expm1(np.minimum(z, 0)))
+    np.testing.assert_allclose(out, expected, rtol=1e-14 if dtype == "float64" else 1e-6)
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_huge_attributes_stay_floats(target):
+    """alpha = 1e20 is the integer 10**20 to sympy: no C integer literal that overflows."""
+    z = np.array([-1e-3, -2.0, 0.5, 3.0, -30.0])
+    out = activation_model("elu(z, alpha=1e20)", target, "float64").forward({"z": z}, {"t": np.ones(5)})["out"]
+    np.testing.assert_allclose(out, np.where(z > 0, z, 1e20 * np.expm1(np.minimum(z, 0))), rtol=1e-14)
+
+
+@pytest.mark.parametrize("target", ["numpy", "c"])
+def test_float32_layer_norm_of_huge_or_offset_rows(target):
+    """Sums in float64, as the C kernel takes them: no overflow of the squares, no loss of a small spread."""
+    z = np.stack([np.linspace(-3e19, 5e19, 5), 1e4 + 1e-2 * np.arange(5), np.full(5, 7.0)]).astype(np.float32)
+    out = activation_model("layer_norm(z)", target, "float32", shape=(3, 5)).forward({"z": z}, {"t": np.ones((3, 5))})["out"]
+    x = z.astype(np.float64)
+    centered = x - x.mean(axis=-1, keepdims=True)
+    expected = centered / np.sqrt((centered**2).mean(axis=-1, keepdims=True) + 1e-5)
+    np.testing.assert_allclose(out, expected, rtol=1e-5, atol=1e-5)

@@ -163,6 +163,10 @@ class Printer(C99CodePrinter):
     def _print_Rational(self, expr):
         return self.number(float(expr))
 
+    def _print_Integer(self, expr):
+        # an int literal past 2**31 would overflow (an attribute alpha=1e20 is the integer 10**20 to sympy)
+        return super()._print_Integer(expr) if abs(int(expr)) < 2**31 else self.number(float(expr))
+
     def _print_Float(self, expr):
         return self.number(float(expr))
 

@@ -79,6 +79,10 @@ class Printer(NumPyPrinter):
             text += f" {sign} {printed}" if text else ("-" if sign == "-" else "") + printed
         return text
 
+    def _print_Integer(self, expr):
+        # 10**20 as a float: a Python int that large meets an array as an object, or overflows
+        return super()._print_Integer(expr) if abs(int(expr)) < 2**31 else literal(float(expr))
+
     def _print_Pow(self, expr, rational=False):
         if expr.exp == -1:
             return f"1/{self.parenthesize(expr.base, 100)}"
@@ -556,21 +560,22 @@ def emit_avg_pool2d_backward(n: Node):
 
 def emit_layer_norm(n: Node):
     (x,), axis, eps = n.args, n.attrs["axis"], n.attrs["eps"]
-    # the biased variance from the deviations (two passes): a constant row gives 0, exactly
-    return [f"{n.name} = {x} - np.mean({x}, axis={axis}, keepdims=True)",
-            f"{n.name} /= np.sqrt(np.mean(np.square({n.name}), axis={axis}, keepdims=True) + {literal(eps)})"]
+    # in float64, as the C kernel: float32 squares of large values overflow, and their sums lose the spread;
+    # the variance from the deviations (two passes): a constant row gives 0, exactly
+    return [f"sg_centered = {x} - np.mean({x}, axis={axis}, keepdims=True, dtype=np.float64)",
+            f"{n.name} = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis={axis}, keepdims=True) + {literal(eps)}))"
+            ".astype(DTYPE, copy=False)"]
 
 
 def emit_layer_norm_backward(n: Node):
     x, cot = n.args
     axis, eps = n.attrs["axis"], n.attrs["eps"]
     return [
-        f"sg_normed = {x} - np.mean({x}, axis={axis}, keepdims=True)",
+        f"sg_normed = {x} - np.mean({x}, axis={axis}, keepdims=True, dtype=np.float64)",
         f"sg_rstd = 1 / np.sqrt(np.mean(np.square(sg_normed), axis={axis}, keepdims=True) + {literal(eps)})",
         "sg_normed *= sg_rstd",
-        f"{n.name} = {cot} - np.mean({cot}, axis={axis}, keepdims=True)"
-        f" - sg_normed * np.mean({cot} * sg_normed, axis={axis}, keepdims=True)",
-        f"{n.name} *= sg_rstd",
+        f"{n.name} = (sg_rstd * ({cot} - np.mean({cot}, axis={axis}, keepdims=True, dtype=np.float64)"
+        f" - sg_normed * np.mean({cot} * sg_normed, axis={axis}, keepdims=True))).astype(DTYPE, copy=False)",
     ]
 
 

@@ -6,9 +6,11 @@ expression, and the NumPy and C text come from sympy's printers.
 
 from __future__ import annotations
 
+import math
 import operator
 
 import sympy as sp
+from sympy.codegen.cfunctions import expm1
 
 from .registry import REQUIRED, OpDef, X, broadcast_shapes, register
 from .symbolic import elementwise_vjp, relu, sgn, sigmoid, softplus, step
@@ -23,8 +25,16 @@ def _broadcast(shapes: list, attrs: dict) -> tuple:
 def elementwise(name: str, expr: sp.Expr, doc: str, **extra) -> OpDef:
     arity = max(i for i, x in enumerate(X) if expr.has(x)) + 1
     return register(
-        OpDef(name, arity, infer_shape=_broadcast, vjp=elementwise_vjp, expr=expr, doc=doc, **extra)
+        OpDef(name, arity, infer_shape=_broadcast, vjp=elementwise_vjp, expr=expr, doc=doc, canon=_numbers, **extra)
     )
+
+
+def _numbers(shapes: list, attrs: dict) -> dict:
+    """An element-wise op's attributes are numbers in its expression: finite reals, not flags or lists."""
+    for key, value in attrs.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise ValueError(f"{key} must be a finite number, got {value!r}")
+    return attrs
 
 
 x0, x1 = X[0], X[1]
@@ -43,8 +53,10 @@ elementwise("tanh", sp.tanh(x0), "hyperbolic tangent")
 elementwise("relu", relu(x0), "max(x, 0)", domain="nonzero")
 elementwise("step", step(x0), "1 if x > 0 else 0", domain="nonzero")
 elementwise("sign", sgn(x0), "-1, 0 or 1", domain="nonzero")
-elementwise("leaky_relu", relu(x0) - SLOPE * relu(-x0), "x if x > 0 else slope * x", attrs=(("slope", 0.01),), domain="nonzero")
-elementwise("elu", relu(x0) + ALPHA * (sp.exp(-relu(-x0)) - 1), "x if x > 0 else alpha * (exp(x) - 1)", attrs=(("alpha", 1.0),), domain="nonzero")
+# At the kink x = 0 their derivatives are slope and alpha, as PyTorch's (relu's is 0, as PyTorch's);
+# min(x, 0) is x - relu(x), and elu's exp(x) - 1 is expm1, exact near 0.
+elementwise("leaky_relu", SLOPE * x0 + (1 - SLOPE) * relu(x0), "x if x > 0 else slope * x", attrs=(("slope", 0.01),), domain="nonzero")
+elementwise("elu", relu(x0) + ALPHA * expm1(x0 - relu(x0)), "x if x > 0 else alpha * (exp(x) - 1)", attrs=(("alpha", 1.0),), domain="nonzero")
 elementwise("softplus", softplus(x0), "log(1 + exp(x)), without overflow")
 elementwise("silu", x0 * sigmoid(x0), "x * sigmoid(x) (swish)")
 elementwise("erf", sp.erf(x0), "the error function, 2/sqrt(pi) * integral of exp(-t**2) from 0 to x")

@@ -64,10 +64,11 @@ def conv_canon(shapes, attrs):
     }
 
 
-def conv_length(length: int, width: int, stride: int, padding: int) -> int:
+def conv_length(length: int, width: int, stride: int, padding: int, axis: str = "length", window: str = "kernel width") -> int:
     span = int(length) + 2 * padding - width
     if span < 0:
-        raise ValueError(f"kernel width {width} exceeds the padded length {int(length) + 2 * padding}")
+        padded = f"the padded {axis}" if padding else f"the {axis}"
+        raise ValueError(f"{window} {width} exceeds {padded} {int(length) + 2 * padding}")
     return span // stride + 1
 
 
@@ -125,7 +126,7 @@ def pool_canon(shapes, attrs):
 def pool_shape(shapes, attrs):
     (x,) = shapes
     rank(x, 3, "pooling input [batch, seq, channels]")
-    return (x[0], conv_length(x[1], attrs["size"], attrs["stride"], 0), x[2])
+    return (x[0], conv_length(x[1], attrs["size"], attrs["stride"], 0, "length", "pool size"), x[2])
 
 
 def max_pool_vjp(g, node, cotangent):
@@ -181,7 +182,8 @@ def conv2d_shape(shapes, attrs):
     if x[3] != kernel[2]:
         raise ValueError(f"input channels differ: x {fmt_shape(x)} and kernel {fmt_shape(kernel)}")
     stride, padding = attrs["stride"], attrs["padding"]
-    return (x[0], conv_length(x[1], int(kernel[0]), stride, padding), conv_length(x[2], int(kernel[1]), stride, padding), kernel[3])
+    return (x[0], conv_length(x[1], int(kernel[0]), stride, padding, "height", "kernel height"),
+            conv_length(x[2], int(kernel[1]), stride, padding, "width"), kernel[3])
 
 
 def conv2d_vjp(g, node, cotangent):
@@ -224,7 +226,7 @@ def pool2d_shape(shapes, attrs):
     (x,) = shapes
     rank(x, 4, "2-D pooling input [batch, height, width, channels]")
     size, stride = attrs["size"], attrs["stride"]
-    return (x[0], conv_length(x[1], size, stride, 0), conv_length(x[2], size, stride, 0), x[3])
+    return (x[0], conv_length(x[1], size, stride, 0, "height", "pool size"), conv_length(x[2], size, stride, 0, "width", "pool size"), x[3])
 
 
 def max_pool2d_vjp(g, node, cotangent):
@@ -273,6 +275,8 @@ def layer_norm_canon(shapes, attrs):
         raise ValueError(f"eps must be a positive number, got {eps!r}")
     if not shapes[0]:
         raise ValueError("layer_norm needs an axis to normalise over, got a scalar")
+    if isinstance(attrs["axis"], bool) or not isinstance(attrs["axis"], int):
+        raise ValueError(f"axis must be one axis, an integer, got {attrs['axis']!r}")
     return {"axis": norm_axis(attrs["axis"], len(shapes[0])), "eps": float(eps)}
 
 

@@ -421,8 +421,8 @@ def forward(params, inputs):
     # x = x_1 + P
     x = scratch("x", (n, 16, 64))
     np.add(x_1, P, out=x)
-    n1_1 = x - np.mean(x, axis=2, keepdims=True)
-    n1_1 /= np.sqrt(np.mean(np.square(n1_1), axis=2, keepdims=True) + 1e-05)
+    sg_centered = x - np.mean(x, axis=2, keepdims=True, dtype=np.float64)
+    n1_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n1 = n1_1*g1 + b1
     n1 = scratch("n1", (n, 16, 64))
     np.multiply(n1_1, g1, out=n1)
@@ -455,8 +455,8 @@ def forward(params, inputs):
     # h = x + h_1
     h = scratch("h", (n, 16, 64))
     np.add(x, h_1, out=h)
-    n2_1 = h - np.mean(h, axis=2, keepdims=True)
-    n2_1 /= np.sqrt(np.mean(np.square(n2_1), axis=2, keepdims=True) + 1e-05)
+    sg_centered = h - np.mean(h, axis=2, keepdims=True, dtype=np.float64)
+    n2_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n2 = n2_1*g2 + b2
     n2 = scratch("n2", (n, 16, 64))
     np.multiply(n2_1, g2, out=n2)
@@ -477,8 +477,8 @@ def forward(params, inputs):
     y = scratch("y", (n, 16, 64))
     np.add(h, y_4, out=y)
     np.add(y, c2, out=y)
-    logits_1 = y - np.mean(y, axis=2, keepdims=True)
-    logits_1 /= np.sqrt(np.mean(np.square(logits_1), axis=2, keepdims=True) + 1e-05)
+    sg_centered = y - np.mean(y, axis=2, keepdims=True, dtype=np.float64)
+    logits_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # logits_3 = logits_1*gf + bf
     logits_3 = scratch("logits_3", (n, 16, 64))
     np.multiply(logits_1, gf, out=logits_3)
@@ -561,8 +561,8 @@ def evaluate(params, inputs):
     # x = x_1 + P
     x = scratch("x", (n, 16, 64))
     np.add(x_1, P, out=x)
-    n1_1 = x - np.mean(x, axis=2, keepdims=True)
-    n1_1 /= np.sqrt(np.mean(np.square(n1_1), axis=2, keepdims=True) + 1e-05)
+    sg_centered = x - np.mean(x, axis=2, keepdims=True, dtype=np.float64)
+    n1_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n1 = n1_1*g1 + b1
     n1 = scratch("n1", (n, 16, 64))
     np.multiply(n1_1, g1, out=n1)
@@ -595,8 +595,8 @@ def evaluate(params, inputs):
     # h = x + h_1
     h = scratch("h", (n, 16, 64))
     np.add(x, h_1, out=h)
-    n2_1 = h - np.mean(h, axis=2, keepdims=True)
-    n2_1 /= np.sqrt(np.mean(np.square(n2_1), axis=2, keepdims=True) + 1e-05)
+    sg_centered = h - np.mean(h, axis=2, keepdims=True, dtype=np.float64)
+    n2_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n2 = n2_1*g2 + b2
     n2 = scratch("n2", (n, 16, 64))
     np.multiply(n2_1, g2, out=n2)
@@ -617,8 +617,8 @@ def evaluate(params, inputs):
     y = scratch("y", (n, 16, 64))
     np.add(h, y_4, out=y)
     np.add(y, c2, out=y)
-    logits_1 = y - np.mean(y, axis=2, keepdims=True)
-    logits_1 /= np.sqrt(np.mean(np.square(logits_1), axis=2, keepdims=True) + 1e-05)
+    sg_centered = y - np.mean(y, axis=2, keepdims=True, dtype=np.float64)
+    logits_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # logits_3 = logits_1*gf + bf
     logits_3 = scratch("logits_3", (n, 16, 64))
     np.multiply(logits_1, gf, out=logits_3)
@@ -663,8 +663,8 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # x = x_1 + P
     x = scratch("x", (n, 16, 64))
     np.add(x_1, P, out=x)
-    n1_1 = x - np.mean(x, axis=2, keepdims=True)
-    n1_1 /= np.sqrt(np.mean(np.square(n1_1), axis=2, keepdims=True) + 1e-05)
+    sg_centered = x - np.mean(x, axis=2, keepdims=True, dtype=np.float64)
+    n1_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n1 = n1_1*g1 + b1
     n1 = scratch("n1", (n, 16, 64))
     np.multiply(n1_1, g1, out=n1)
@@ -697,8 +697,8 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # h = x + h_1
     h = scratch("h", (n, 16, 64))
     np.add(x, h_1, out=h)
-    n2_1 = h - np.mean(h, axis=2, keepdims=True)
-    n2_1 /= np.sqrt(np.mean(np.square(n2_1), axis=2, keepdims=True) + 1e-05)
+    sg_centered = h - np.mean(h, axis=2, keepdims=True, dtype=np.float64)
+    n2_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n2 = n2_1*g2 + b2
     n2 = scratch("n2", (n, 16, 64))
     np.multiply(n2_1, g2, out=n2)
@@ -720,8 +720,8 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     y = scratch("y", (n, 16, 64))
     np.add(h, y_4, out=y)
     np.add(y, c2, out=y)
-    logits_1 = y - np.mean(y, axis=2, keepdims=True)
-    logits_1 /= np.sqrt(np.mean(np.square(logits_1), axis=2, keepdims=True) + 1e-05)
+    sg_centered = y - np.mean(y, axis=2, keepdims=True, dtype=np.float64)
+    logits_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # logits_3 = logits_1*gf + bf
     logits_3 = scratch("logits_3", (n, 16, 64))
     np.multiply(logits_1, gf, out=logits_3)
@@ -781,11 +781,10 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/dgf = sum(dL/d(logits_1*gf)*logits_1, axis=(0, 1))   [d(logits_1*gf)/dgf]
     dgf = dlogits_2_1.sum(axis=(0, 1))
     # dL/dy = layer_norm_backward(y, dL/dlogits_1, axis=2, eps=1e-05)   [d layer_norm(y, axis=2, eps=1e-05)/dy]
-    sg_normed = y - np.mean(y, axis=2, keepdims=True)
+    sg_normed = y - np.mean(y, axis=2, keepdims=True, dtype=np.float64)
     sg_rstd = 1 / np.sqrt(np.mean(np.square(sg_normed), axis=2, keepdims=True) + 1e-05)
     sg_normed *= sg_rstd
-    dy = dlogits_1 - np.mean(dlogits_1, axis=2, keepdims=True) - sg_normed * np.mean(dlogits_1 * sg_normed, axis=2, keepdims=True)
-    dy *= sg_rstd
+    dy = (sg_rstd * (dlogits_1 - np.mean(dlogits_1, axis=2, keepdims=True, dtype=np.float64) - sg_normed * np.mean(dlogits_1 * sg_normed, axis=2, keepdims=True))).astype(DTYPE, copy=False)
     # dL/dc2 = sum(dL/dy, axis=(0, 1))   [d(h + y_4 + c2)/dc2]
     dc2 = dy.sum(axis=(0, 1))
     # dL/dy_3 = dL/dy_4 @ W2.T   [d(y_3 @ W2)/dy_3]
@@ -824,11 +823,10 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/dg2 = sum(dL/d(n2_1*g2)*n2_1, axis=(0, 1))   [d(n2_1*g2)/dg2]
     dg2 = dn2_2_1.sum(axis=(0, 1))
     # dL/dh through n2_1 = layer_norm_backward(h, dL/dn2_1, axis=2, eps=1e-05)   [d layer_norm(h, axis=2, eps=1e-05)/dh]
-    sg_normed = h - np.mean(h, axis=2, keepdims=True)
+    sg_normed = h - np.mean(h, axis=2, keepdims=True, dtype=np.float64)
     sg_rstd = 1 / np.sqrt(np.mean(np.square(sg_normed), axis=2, keepdims=True) + 1e-05)
     sg_normed *= sg_rstd
-    dn2_1_1 = dn2_1 - np.mean(dn2_1, axis=2, keepdims=True) - sg_normed * np.mean(dn2_1 * sg_normed, axis=2, keepdims=True)
-    dn2_1_1 *= sg_rstd
+    dn2_1_1 = (sg_rstd * (dn2_1 - np.mean(dn2_1, axis=2, keepdims=True, dtype=np.float64) - sg_normed * np.mean(dn2_1 * sg_normed, axis=2, keepdims=True))).astype(DTYPE, copy=False)
     # dL/dh = dL/dy + dn2_1_1   [sum over the uses of h]
     # dh = dy + dn2_1_1
     dh = scratch("dh", (n, 16, 64))
@@ -901,11 +899,10 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/dg1 = sum(dL/d(n1_1*g1)*n1_1, axis=(0, 1))   [d(n1_1*g1)/dg1]
     dg1 = dn1_2_1.sum(axis=(0, 1))
     # dL/dx through n1_1 = layer_norm_backward(x, dL/dn1_1, axis=2, eps=1e-05)   [d layer_norm(x, axis=2, eps=1e-05)/dx]
-    sg_normed = x - np.mean(x, axis=2, keepdims=True)
+    sg_normed = x - np.mean(x, axis=2, keepdims=True, dtype=np.float64)
     sg_rstd = 1 / np.sqrt(np.mean(np.square(sg_normed), axis=2, keepdims=True) + 1e-05)
     sg_normed *= sg_rstd
-    dn1_1_1 = dn1_1 - np.mean(dn1_1, axis=2, keepdims=True) - sg_normed * np.mean(dn1_1 * sg_normed, axis=2, keepdims=True)
-    dn1_1_1 *= sg_rstd
+    dn1_1_1 = (sg_rstd * (dn1_1 - np.mean(dn1_1, axis=2, keepdims=True, dtype=np.float64) - sg_normed * np.mean(dn1_1 * sg_normed, axis=2, keepdims=True))).astype(DTYPE, copy=False)
     # dL/dx = dL/dh + dn1_1_1   [sum over the uses of x]
     # dx = dh + dn1_1_1
     dx = scratch("dx", (n, 16, 64))
