@@ -560,11 +560,16 @@ static void sg_conv2d(long batch, long height, long width, long c_in, long out_h
             long v0, v1;
             sg_taps_inside(j, width, kw, stride, padding, &v0, &v1);
             j_end = sg_tap_run_end(j, out_w, width, kw, stride, padding);
-            const long taps = u0 < u1 && v0 < v1 ? (v1 - v0) * c_in : 0;
-            const sg_product run = {batch, j_end - j, c_out, taps * (u1 - u0), taps ? taps : 1,
-                                    x + ((i * stride + u0 - padding) * width + j * stride + v0 - padding) * c_in,
-                                    stride * c_in, 1, height * row, row, kernel + (u0 * kw + v0) * c_in * c_out, c_out, 1,
-                                    kw * c_in * c_out, y + (i * out_w + j) * c_out, c_out, out_h * out_w * c_out, 0, 1};
+            const long taps = u0 < u1 && v0 < v1 ? (v1 - v0) * c_in : 0, columns = j_end - j;
+            /* the product's rows are the run's columns, one product per image, or where the run is
+             * shorter than the batch (small images), the images, one product per column */
+            const long image = height * row, column = stride * c_in;
+            const int by_image = columns >= batch;
+            const sg_product run = {by_image ? batch : columns, by_image ? columns : batch, c_out, taps * (u1 - u0),
+                                    taps ? taps : 1, x + ((i * stride + u0 - padding) * width + j * stride + v0 - padding) * c_in,
+                                    by_image ? column : image, 1, by_image ? image : column, row,
+                                    kernel + (u0 * kw + v0) * c_in * c_out, c_out, 1, kw * c_in * c_out, y + (i * out_w + j) * c_out,
+                                    by_image ? c_out : out_h * out_w * c_out, by_image ? out_h * out_w * c_out : c_out, 0, 1};
             sg_product_run(&run);  /* no taps: an empty sum, which writes zeros */
         }
     }
@@ -584,12 +589,14 @@ static void sg_conv2d_backward_input(long batch, long height, long width, long c
             long i_first, i_last, j_first, j_last;
             sg_valid_steps(out_h, height, u, stride, padding, &i_first, &i_last);
             sg_valid_steps(out_w, width, v, stride, padding, &j_first, &j_last);
+            const long columns = j_last - j_first, out_image = out_h * out_w * c_out, image = height * row;
+            const int by_image = columns >= batch;  /* as in sg_conv2d: the longer of the two are the rows */
             for (long i = i_first; i < i_last && j_first < j_last; i++) {
-                const sg_product tap = {batch, j_last - j_first, c_in, c_out, c_out,
-                                        dy + (i * out_w + j_first) * c_out, c_out, 1, out_h * out_w * c_out, 0,
-                                        kernel + (u * kw + v) * c_in * c_out, 1, c_out, 0,
+                const sg_product tap = {by_image ? batch : columns, by_image ? columns : batch, c_in, c_out, c_out,
+                                        dy + (i * out_w + j_first) * c_out, by_image ? c_out : out_image, 1,
+                                        by_image ? out_image : c_out, 0, kernel + (u * kw + v) * c_in * c_out, 1, c_out, 0,
                                         dx + (i * stride + u - padding) * row + (j_first * stride + v - padding) * c_in,
-                                        stride * c_in, height * row, 1, 1};
+                                        by_image ? stride * c_in : image, by_image ? image : stride * c_in, 1, 1};
                 sg_product_run(&tap);
             }
         }
@@ -613,15 +620,20 @@ static void sg_conv2d_backward_kernel(long batch, long height, long width, long 
                 memset(tap, 0, (size_t)(c_in * c_out) * sizeof *tap);
                 continue;
             }
-            for (long b = 0; b < batch; b++) {
-                const sg_product image = {1, c_in, c_out, rows * cols, cols,
-                                          x + (b * height + i_first * stride + u - padding) * row + (j_first * stride + v - padding) * c_in,
-                                          1, stride * c_in, 0, stride * row,
-                                          dy + ((b * out_h + i_first) * out_w + j_first) * c_out, c_out, 1, out_w * c_out,
-                                          tap, c_out, 0, b > 0, 1};
-                sg_product_run(&image);
+            /* the sum over the pixels as segments of one product: per image (a segment per row),
+             * or where there are fewer rows than images, per row (a segment per image) */
+            const int by_image = rows >= batch;
+            const long parts = by_image ? batch : rows;
+            for (long part = 0; part < parts; part++) {
+                const long b = by_image ? part : 0, i = by_image ? i_first : i_first + part;
+                const sg_product pixels = {1, c_in, c_out, (by_image ? rows : batch) * cols, cols,
+                                           x + (b * height + i * stride + u - padding) * row + (j_first * stride + v - padding) * c_in,
+                                           1, stride * c_in, 0, by_image ? stride * row : height * row,
+                                           dy + ((b * out_h + i) * out_w + j_first) * c_out, c_out, 1,
+                                           by_image ? out_w * c_out : out_h * out_w * c_out, tap, c_out, 0, part > 0, 1};
+                sg_product_run(&pixels);
             }
-            if (batch < 1)
+            if (parts < 1)
                 memset(tap, 0, (size_t)(c_in * c_out) * sizeof *tap);
         }
 }

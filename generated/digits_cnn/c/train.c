@@ -48,7 +48,7 @@ typedef digits_cnn_real real;
 #define OPTIMIZER "sgd"
 #define LEARNING_RATE 0.05
 #define MOMENTUM 0.9
-#define WEIGHT_DECAY 0.0
+#define WEIGHT_DECAY 0.0005
 #define BETA1 0.9
 #define BETA2 0.999
 #define EPSILON 1e-08
@@ -1176,7 +1176,7 @@ static const char *usage =
     "  --optimizer KIND   sgd, adam, adamw or rmsprop (default sgd)\n"
     "  --momentum M       sgd: momentum (default 0.9)\n"
     "  --nesterov         sgd: Nesterov's momentum\n"
-    "  --weight-decay W   L2 penalty added to each gradient (adamw: decoupled, shrinking the params) (default 0.0)\n"
+    "  --weight-decay W   L2 penalty added to each gradient (adamw: decoupled, shrinking the params) (default 0.0005)\n"
     "  --clip-norm C      scale the gradients down to global norm C when above it (0: never) (default 0.0)\n"
     "  --seed S           initialisation, shuffling and dropout (default 0, or the resumed checkpoint's)\n"
     "  --normalize INPUT  standardise a float input with the training data's mean and std (repeatable)\n"
