@@ -63,6 +63,7 @@ def worker(blocks: int) -> list[dict]:
     import symgraph as sg
     from symgraph import native
     from symgraph.codegen import build_program, render
+    from symgraph.codegen.c import LIBRARY
 
     torch.set_num_threads(1)
     rows = []
@@ -70,7 +71,7 @@ def worker(blocks: int) -> list[dict]:
         g = sg.load(SPEC.format(b=b, h=h, w=w, c=c, o=o, k=k, p=k // 2))
         program = build_program(g, "float32")
         files = render(program, "c")
-        library = native.Library(program, native.build({f: files[f] for f in ("model.h", "model.c")}))
+        library = native.Library(program, native.build({f: files[f] for f in LIBRARY}))
         rng = np.random.default_rng(0)
         params = {"x": rng.standard_normal((b, h, w, c), dtype=np.float32), "K": rng.standard_normal((k, k, c, o), dtype=np.float32)}
         t = rng.standard_normal((b, h, w, o), dtype=np.float32)

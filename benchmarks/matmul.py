@@ -45,6 +45,7 @@ def worker(threads: int, blocks: int) -> list[dict]:
     import symgraph as sg
     from symgraph import native
     from symgraph.codegen import build_program, render
+    from symgraph.codegen.c import LIBRARY
 
     rows = []
     for n in SIZES:
@@ -52,7 +53,7 @@ def worker(threads: int, blocks: int) -> list[dict]:
         program = build_program(g, "float32")
         files = render(program, "c")
         flags = native.FLAGS + (("-fopenmp",) if threads > 1 else ())
-        library = native.Library(program, native.build({k: files[k] for k in ("model.h", "model.c")}, flags))
+        library = native.Library(program, native.build({k: files[k] for k in LIBRARY}, flags))
         rng = np.random.default_rng(0)
         a = rng.standard_normal((n, n), dtype=np.float32)
         b = rng.standard_normal((n, n), dtype=np.float32)

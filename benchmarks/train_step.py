@@ -37,6 +37,7 @@ import numpy as np
 
 import symgraph as sg
 from symgraph.codegen import build_program, render
+from symgraph.codegen.c import LIBRARY
 from symgraph.gradcheck import random_inputs
 
 HERE = Path(__file__).resolve().parent
@@ -74,7 +75,7 @@ def generated_c(g, params, inputs, folder: Path, openmp: bool) -> Process:
     files = render(program, "c")
     build = folder / name
     build.mkdir()
-    for file in ("model.h", "model.c"):
+    for file in LIBRARY:
         (build / file).write_text(files[file])
     for i, leaf in enumerate(program.params):
         np.asarray(params[leaf.name], np.float32).tofile(build / f"param_{i}.bin")

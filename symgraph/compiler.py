@@ -149,9 +149,10 @@ def compile(  # noqa: A001 - the interface's name
     out = Path(out_dir) if out_dir is not None else Path(tempfile.mkdtemp(prefix=f"symgraph-{g.name}-"))
     write_atomically(files, out)
     if target == "c":
+        from .codegen.c import LIBRARY
         from .native import Library, build
 
-        library = build({name: files[name] for name in ("model.h", "model.c")}, verbose=verbose)
+        library = build({name: files[name] for name in LIBRARY}, verbose=verbose)
         return CompiledModel(program, target, out, Library(program, library))
     return CompiledModel(program, target, out, load_module(out / "model.py"))
 

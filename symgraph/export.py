@@ -16,7 +16,7 @@ import numpy as np
 
 from .checkpoint import load_checkpoint
 from .codegen import ENV, build_program, write_atomically
-from .codegen.c import leaf_info, model_context, output_info
+from .codegen.c import leaf_info, model_context, output_info, runtime_files
 from .codegen.common import source_name
 from .ir import Graph
 from .names import c_prefix
@@ -70,6 +70,7 @@ def library_files(g: Graph, checkpoint: str | Path, embed_weights: bool = False,
         f"{stem}.c": ENV.get_template("c/export/library.c.j2").render(context),
         "example.c": ENV.get_template("c/export/example.c.j2").render(context),
         "Makefile": ENV.get_template("c/export/Makefile.j2").render(context),
+        **runtime_files(ENV),
     }
 
 

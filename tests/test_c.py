@@ -16,7 +16,7 @@ import pytest
 import symgraph as sg
 from symgraph import native
 from symgraph.codegen import build_program, render
-from symgraph.codegen.c import compiled_batch
+from symgraph.codegen.c import LIBRARY, compiled_batch
 from symgraph.codegen.memory import Buffer, place
 from symgraph.gradcheck import random_inputs
 from symgraph.ir import is_batch
@@ -75,7 +75,7 @@ def test_sgd_step_is_loss_and_grads_then_an_sgd_update(name, rng):
     program = build_program(g, "float64")
     files = render(program, "c")
     assert set(re.findall(rf"-lr, (?:1, )?params\[{g.name}_param_(\w+)\]\);", files["model.c"])) == FUSED[name]
-    lib = native.Library(program, native.build({k: files[k] for k in ("model.h", "model.c")}))
+    lib = native.Library(program, native.build({k: files[k] for k in LIBRARY}))
     params = lib.init_params(1)
     inputs = batch_inputs(lib, compiled_batch(program), rng)
     lr = 0.37
@@ -349,7 +349,7 @@ def test_openmp_build_gives_the_same_bits(name, rng):
     the one-thread build does, so loss and gradients agree to the last bit."""
     program = build_program(example(name), "float32")
     files = render(program, "c")
-    sources = {k: files[k] for k in ("model.h", "model.c")}
+    sources = {k: files[k] for k in LIBRARY}
     try:
         threaded = native.Library(program, native.build(sources, native.FLAGS + ("-fopenmp",)))
         if not openmp_threads(2):

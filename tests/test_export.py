@@ -95,7 +95,7 @@ def test_the_library_predicts_what_predict_does_and_is_clean(checkpoint, embedde
     out = tmp_path / "lib"
     args = ["export", str(spec), "--checkpoint", str(ckpt), "-o", str(out)] + (["--embed-weights"] if embedded else [])
     assert main(args) == 0
-    assert sorted(p.name for p in out.iterdir()) == [".symgraph", "Makefile", "example.c", "flowers.c", "flowers.h"]
+    assert sorted(p.name for p in out.iterdir()) == [".symgraph", "Makefile", "example.c", "flowers.c", "flowers.h", "sg_kernels.h"]
     text = (out / "flowers.c").read_text()
     assert "loss_and_grads" not in text and "sgd_step" not in text and ("fopen" in text) != embedded
     build(out, f"{STRICT} {SANITIZE}")

@@ -3,7 +3,8 @@
 Element-wise chains become one loop nest each (a producer whose only reader
 is an element-wise op of the same shape is printed inside that reader's
 expression); shape ops, reductions and broadcasting are loop nests over
-strided views; everything else calls a kernel from ``templates/c/kernels.c.j2``.
+strided views; everything else calls a kernel of the C runtime, ``templates/c/sg_kernels.h``,
+which a generated folder ships beside its models.
 Intermediates live in one static arena laid out by ``memory.place``; results
 are written straight into the caller's gradient and output buffers, and
 sgd_step adds product and embedding gradients straight into their parameters.
@@ -1058,7 +1059,6 @@ def model_context(program, api: str, dtype: str, forward_only: bool = False) -> 
         arena_bytes=total * itemsize,
         large_arena=total * itemsize >= LARGE_ARENA,
         kernels=sorted(ctx.kernels),
-        tanh_series=tanh_series(ctx.printer) if "tanh" in ctx.kernels else [],
         parallel_elements=PARALLEL_ELEMENTS,
         training_used=bool(program.train_graph.nodes_of("dropout_mask")),
         share_used=placed_masks(program.train_graph),
@@ -1067,21 +1067,6 @@ def model_context(program, api: str, dtype: str, forward_only: bool = False) -> 
         forward_only=forward_only,
     )
     return context, report(plans, itemsize, total, program.spec_names)
-
-
-def tanh_series(printer: Printer) -> list[str]:
-    """The coefficients c1, c3, ..., c15 of tanh's Taylor series at 0, printed:
-    sg_tanh's polynomial for |x| < 0.55, where the first term left out is
-    below float32's rounding."""
-    return [printer.number(c) for c in tanh_coefficients()]
-
-
-@functools.lru_cache(maxsize=None)
-def tanh_coefficients() -> tuple[sp.Rational, ...]:
-    """sympy's exact series, worked out once per process (it takes 50 ms)."""
-    x = sp.Symbol("x")
-    series = sp.series(sp.tanh(x), x, 0, 17).removeO()
-    return tuple(series.coeff(x, k) for k in range(1, 17, 2))
 
 
 def comment_text(text: str) -> str:
@@ -1125,7 +1110,15 @@ def render_files(program, env) -> dict[str, str]:
     trainer = dict(context, **trainer_context(program), twin=twin)
     files["train.c"] = env.get_template("c/train.c.j2").render(trainer)
     files["Makefile"] = env.get_template("c/Makefile.j2").render(trainer)
-    return files
+    return {**files, **runtime_files(env)}
+
+
+RUNTIME = ("sg_kernels.h",)  # the C runtime: ordinary C, shipped as it is beside the models that include it
+LIBRARY = ("model.h", "model.c", *RUNTIME)  # what the model library of a generated folder is built from
+
+
+def runtime_files(env) -> dict[str, str]:
+    return {name: env.loader.get_source(env, f"c/{name}")[0] for name in RUNTIME}
 
 
 def planned_bytes(program) -> tuple[int, int, int]:

@@ -12,100 +12,19 @@ typedef logreg_real real;
  * lifetimes do not overlap share space. 256 bytes. */
 static real arena[64];
 
-#define SG_GOLDEN 0x9E3779B97F4A7C15u
-
-/* SplitMix64's finaliser: a bijection on 64-bit words that mixes every bit. */
-static uint64_t sg_mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-/* The key of stream `stream` under `seed`. */
-static uint64_t sg_key(uint64_t seed, uint64_t stream)
-{
-    return sg_mix(seed + SG_GOLDEN * (stream + 1));
-}
-
-/* Value i of the stream with that key. */
-static uint64_t sg_bits(uint64_t key, uint64_t i)
-{
-    return sg_mix(key + SG_GOLDEN * (i + 1));
-}
+/* The kernels this model calls, from symgraph's C runtime (sg_kernels.h, shipped alongside). */
+#define SG_FLOAT32
+#define SG_PARALLEL_ELEMENTS 65536
+#define SG_USE_EXP_NONPOSITIVE
+#define SG_USE_FILL
+#define SG_USE_MATVEC
+#define SG_USE_TANH
+#define SG_USE_VECMAT
+#include "sg_kernels.h"
 
 uint64_t logreg_random_bits(uint64_t seed, uint64_t stream, uint64_t i)
 {
     return sg_bits(sg_key(seed, stream), i);
-}
-
-static void sg_fill(real *out, long count, double value)
-{
-    for (long i = 0; i < count; i++)
-        out[i] = (real)value;
-}
-
-/* out[i] = sum_j m[i][j] v[j]: an r x c matrix times a vector, with no r x c
- * array of products between. */
-static void sg_matvec(long rows, long cols, const real *m, const real *v, real *out)
-{
-    for (long i = 0; i < rows; i++) {
-        real total = 0;
-        for (long j = 0; j < cols; j++)
-            total += m[i * cols + j] * v[j];
-        out[i] = total;
-    }
-}
-
-/* out[j] = sum_i v[i] m[i][j]: a vector times an r x c matrix, row by row. */
-static void sg_vecmat(long rows, long cols, const real *v, const real *m, real *out)
-{
-    for (long j = 0; j < cols; j++)
-        out[j] = 0;
-    for (long i = 0; i < rows; i++)
-        for (long j = 0; j < cols; j++)
-            out[j] += v[i] * m[i * cols + j];
-}
-
-/* e^x for x <= 0, vectorisable (libm's exp is a call per element): x = k ln 2 + r
- * with |r| <= ln 2 / 2 (k rounded by adding and subtracting 1.5 * 2^23),
- * e^r by its Taylor polynomial to r^7, 2^k built in the exponent
- * bits. The relative error is within 1e-7; below the smallest normal number it returns 0. */
-static real sg_exp_nonpositive(real x)
-{
-    const real clamped = x < -87.0F ? -87.0F : x;
-    const real k = (clamped * 1.44269504088896341F + 12582912.0F) - 12582912.0F;
-    const real r = (clamped - k * 0.693359375F) + k * 2.12194440e-4F;
-    real p = 1.0F / 5040;
-    p = p * r + 1.0F / 720;
-    p = p * r + 1.0F / 120;
-    p = p * r + 1.0F / 24;
-    p = p * r + 1.0F / 6;
-    p = p * r + 0.5F;
-    p = p * r + 1.0F;
-    p = p * r + 1.0F;
-    const uint32_t bits = (uint32_t)((int32_t)k + 127) << 23;
-    real scale;
-    memcpy(&scale, &bits, sizeof scale);
-    return x < clamped ? 0 : p * scale;
-}
-
-/* tanh in float32 that vectorises (libm's is a call per element), both
- * branches computed and one picked: x (1 + c3 x^2 + c5 x^4 + ... + c15 x^14),
- * tanh's Taylor series, for |x| < 0.55; beyond, (1 - e)/(1 + e) with e = e^{-2|x|}.
- * Within 3e-7 of tanh, relative. */
-static real sg_tanh(real x)
-{
-    const real a = fabsf(x), x2 = x * x;
-    real p = -0.0014558343870513183F;
-    p = p * x2 + 0.003592128036572481F;
-    p = p * x2 - 0.008863235529902197F;
-    p = p * x2 + 0.021869488536155203F;
-    p = p * x2 - 0.05396825396825397F;
-    p = p * x2 + 0.13333333333333333F;
-    p = p * x2 - 0.3333333333333333F;
-    const real e = sg_exp_nonpositive(-2 * a), large = (1 - e) / (1 + e);
-    return a < 0.55F ? x * (1 + x2 * p) : x < 0 ? -large : large;  /* x * (...) keeps the sign of -0.0 */
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */

@@ -12,59 +12,16 @@ typedef logreg_f64_real real;
  * lifetimes do not overlap share space. 512 bytes. */
 static real arena[64];
 
-#define SG_GOLDEN 0x9E3779B97F4A7C15u
-
-/* SplitMix64's finaliser: a bijection on 64-bit words that mixes every bit. */
-static uint64_t sg_mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-/* The key of stream `stream` under `seed`. */
-static uint64_t sg_key(uint64_t seed, uint64_t stream)
-{
-    return sg_mix(seed + SG_GOLDEN * (stream + 1));
-}
-
-/* Value i of the stream with that key. */
-static uint64_t sg_bits(uint64_t key, uint64_t i)
-{
-    return sg_mix(key + SG_GOLDEN * (i + 1));
-}
+/* The kernels this model calls, from symgraph's C runtime (sg_kernels.h, shipped alongside). */
+#define SG_PARALLEL_ELEMENTS 65536
+#define SG_USE_FILL
+#define SG_USE_MATVEC
+#define SG_USE_VECMAT
+#include "sg_kernels.h"
 
 uint64_t logreg_f64_random_bits(uint64_t seed, uint64_t stream, uint64_t i)
 {
     return sg_bits(sg_key(seed, stream), i);
-}
-
-static void sg_fill(real *out, long count, double value)
-{
-    for (long i = 0; i < count; i++)
-        out[i] = (real)value;
-}
-
-/* out[i] = sum_j m[i][j] v[j]: an r x c matrix times a vector, with no r x c
- * array of products between. */
-static void sg_matvec(long rows, long cols, const real *m, const real *v, real *out)
-{
-    for (long i = 0; i < rows; i++) {
-        real total = 0;
-        for (long j = 0; j < cols; j++)
-            total += m[i * cols + j] * v[j];
-        out[i] = total;
-    }
-}
-
-/* out[j] = sum_i v[i] m[i][j]: a vector times an r x c matrix, row by row. */
-static void sg_vecmat(long rows, long cols, const real *v, const real *m, real *out)
-{
-    for (long j = 0; j < cols; j++)
-        out[j] = 0;
-    for (long i = 0; i < rows; i++)
-        for (long j = 0; j < cols; j++)
-            out[j] += v[i] * m[i * cols + j];
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */

@@ -12,37 +12,14 @@ typedef slide_f64_real real;
  * lifetimes do not overlap share space. 128 bytes. */
 static real arena[16];
 
-#define SG_GOLDEN 0x9E3779B97F4A7C15u
-
-/* SplitMix64's finaliser: a bijection on 64-bit words that mixes every bit. */
-static uint64_t sg_mix(uint64_t z)
-{
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9u;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBu;
-    return z ^ (z >> 31);
-}
-
-/* The key of stream `stream` under `seed`. */
-static uint64_t sg_key(uint64_t seed, uint64_t stream)
-{
-    return sg_mix(seed + SG_GOLDEN * (stream + 1));
-}
-
-/* Value i of the stream with that key. */
-static uint64_t sg_bits(uint64_t key, uint64_t i)
-{
-    return sg_mix(key + SG_GOLDEN * (i + 1));
-}
+/* The kernels this model calls, from symgraph's C runtime (sg_kernels.h, shipped alongside). */
+#define SG_PARALLEL_ELEMENTS 65536
+#define SG_USE_FILL
+#include "sg_kernels.h"
 
 uint64_t slide_f64_random_bits(uint64_t seed, uint64_t stream, uint64_t i)
 {
     return sg_bits(sg_key(seed, stream), i);
-}
-
-static void sg_fill(real *out, long count, double value)
-{
-    for (long i = 0; i < count; i++)
-        out[i] = (real)value;
 }
 
 /* Shapes of the parameters, inputs and outputs, for the trainer and for callers. */

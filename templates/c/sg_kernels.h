@@ -1,25 +1,54 @@
-{% set random = kernels | select("in", ["dropout_mask", "fill_normal", "fill_uniform"]) | list %}
-{% if "gemm" in kernels %}
+/* sg_kernels.h: symgraph's C kernels, the runtime of generated models.
+ *
+ * Plain C99 with GCC/Clang vector extensions. A model includes it once, after
+ *   typedef float real;  (or double) and, for float, #define SG_FLOAT32,
+ *   #define SG_USE_<KERNEL> for each kernel it calls (with the kernels those call),
+ *   #define SG_FORWARD_ONLY for an inference library (no random numbers),
+ *   #define SG_PARALLEL_ELEMENTS n: the loop length from which OpenMP splits a loop.
+ * Every function is static: a float32 model and its float64 twin each include
+ * it with their own `real`. */
+#ifndef SG_KERNELS_H
+#define SG_KERNELS_H
+
+#ifdef SG_FLOAT32
+#define SG_LIBM(name) name##f  /* libm in the model's precision: logf */
+#define SG_CBLAS_GEMM cblas_sgemm
+#else
+#define SG_LIBM(name) name
+#define SG_CBLAS_GEMM cblas_dgemm
+#endif
+#if defined(SG_USE_PARALLEL) && !defined(SG_PARALLEL_ELEMENTS)
+#error "define SG_PARALLEL_ELEMENTS, the loop length from which OpenMP splits a loop"
+#endif
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+#if defined(SG_BLAS) && defined(SG_USE_GEMM)
+#include <cblas.h>
+#endif
+
+#ifdef SG_USE_GEMM
 #ifdef _OPENMP
 #include <omp.h>
 #endif
 
-{% endif %}
-{% if "parallel" in kernels %}
+#endif
+#ifdef SG_USE_PARALLEL
 /* Large loops run on all cores in an OpenMP build, split where each step
  * writes elements of its own: the results are the same. A kernel's loop is
- * split when it covers at least {{ parallel_elements }} elements. */
+ * split when it covers at least SG_PARALLEL_ELEMENTS elements. */
 #ifdef _OPENMP
 #define SG_PRAGMA(text) _Pragma(#text)
 #define SG_PARALLEL_FOR _Pragma("omp parallel for")
-#define SG_PARALLEL_FOR_LARGE(elements) SG_PRAGMA(omp parallel for if ((elements) >= {{ parallel_elements }}))
+#define SG_PARALLEL_FOR_LARGE(elements) SG_PRAGMA(omp parallel for if ((elements) >= SG_PARALLEL_ELEMENTS))
 #else
 #define SG_PARALLEL_FOR
 #define SG_PARALLEL_FOR_LARGE(elements)
 #endif
 
-{% endif %}
-{% if not forward_only %}
+#endif
+#if !defined(SG_FORWARD_ONLY)
 #define SG_GOLDEN 0x9E3779B97F4A7C15u
 
 /* SplitMix64's finaliser: a bijection on 64-bit words that mixes every bit. */
@@ -41,29 +70,24 @@ static uint64_t sg_bits(uint64_t key, uint64_t i)
 {
     return sg_mix(key + SG_GOLDEN * (i + 1));
 }
-
-uint64_t {{ api }}_random_bits(uint64_t seed, uint64_t stream, uint64_t i)
-{
-    return sg_bits(sg_key(seed, stream), i);
-}
-{% endif %}
-{% if random %}
+#endif
+#if defined(SG_USE_DROPOUT_MASK) || defined(SG_USE_FILL_NORMAL) || defined(SG_USE_FILL_UNIFORM)
 
 /* Value i of the stream with that key, uniform on [0, 1) from its top 53 bits. */
 static double sg_uniform(uint64_t key, uint64_t i)
 {
     return (double)(sg_bits(key, i) >> 11) * 0x1p-53;
 }
-{% endif %}
-{% if "fill" in kernels %}
+#endif
+#ifdef SG_USE_FILL
 
 static void sg_fill(real *out, long count, double value)
 {
     for (long i = 0; i < count; i++)
         out[i] = (real)value;
 }
-{% endif %}
-{% if "fill_normal" in kernels %}
+#endif
+#ifdef SG_USE_FILL_NORMAL
 
 /* scale * N(0, 1), by Box-Muller on the pair of draws (2i, 2i+1). */
 static void sg_fill_normal(real *out, long count, uint64_t seed, uint64_t stream, double scale)
@@ -74,8 +98,8 @@ static void sg_fill_normal(real *out, long count, uint64_t seed, uint64_t stream
         out[i] = (real)(scale * (sqrt(-2.0 * log1p(-u0)) * cos(2.0 * 3.141592653589793 * u1)));
     }
 }
-{% endif %}
-{% if "fill_uniform" in kernels %}
+#endif
+#ifdef SG_USE_FILL_UNIFORM
 
 /* Uniform on [-scale, scale). */
 static void sg_fill_uniform(real *out, long count, uint64_t seed, uint64_t stream, double scale)
@@ -84,8 +108,8 @@ static void sg_fill_uniform(real *out, long count, uint64_t seed, uint64_t strea
     for (long i = 0; i < count; i++)
         out[i] = (real)(scale * (2.0 * sg_uniform(key, (uint64_t)i) - 1.0));
 }
-{% endif %}
-{% if "dropout_mask" in kernels %}
+#endif
+#ifdef SG_USE_DROPOUT_MASK
 
 /* Inverted dropout: `scale` = 1/(1-p) with probability 1-p, else 0; all ones
  * outside training. The mask is [outer, rows, inner] around the batch axis, its
@@ -103,8 +127,8 @@ static void sg_dropout_mask(long outer, long rows, long inner, long first, long 
                 *out++ = !training ? 1 : sg_uniform(key, at + (uint64_t)i) >= p ? scale : 0;
         }
 }
-{% endif %}
-{% if "matvec" in kernels %}
+#endif
+#ifdef SG_USE_MATVEC
 
 /* out[i] = sum_j m[i][j] v[j]: an r x c matrix times a vector, with no r x c
  * array of products between. */
@@ -117,8 +141,8 @@ static void sg_matvec(long rows, long cols, const real *m, const real *v, real *
         out[i] = total;
     }
 }
-{% endif %}
-{% if "vecmat" in kernels %}
+#endif
+#ifdef SG_USE_VECMAT
 
 /* out[j] = sum_i v[i] m[i][j]: a vector times an r x c matrix, row by row. */
 static void sg_vecmat(long rows, long cols, const real *v, const real *m, real *out)
@@ -129,8 +153,8 @@ static void sg_vecmat(long rows, long cols, const real *v, const real *m, real *
         for (long j = 0; j < cols; j++)
             out[j] += v[i] * m[i * cols + j];
 }
-{% endif %}
-{% if "gemm" in kernels %}
+#endif
+#ifdef SG_USE_GEMM
 
 /* The matrix product is the BLIS design in portable C: panels of B (KC x NC)
  * and of A (MC x KC) are packed so the micro-kernel reads both contiguously,
@@ -172,53 +196,115 @@ static real sg_packed_a[SG_MC * SG_KC], sg_packed_b[SG_KC * SG_NC];
 #else
 #define SG_MICRO_KERNEL
 #endif
-{% macro micro_kernel(name, vectors, in_place) %}
-{% set column = ["", " + SG_VL"] %}
-SG_MICRO_KERNEL
-static void {{ name }}(long kc, const real *restrict ap, {{ "long lda, " if in_place }}const real *restrict bp, real *restrict c, long ldc, int load,
-                        long rows)
-{
-{% for v in range(vectors) %}
-    sg_vector acc{{ v }}[SG_MR];
-{% endfor %}
-    for (int i = 0; i < SG_MR && i < rows; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
-        __builtin_prefetch(c + i * ldc, 1, 3);
-        __builtin_prefetch(c + i * ldc + {{ vectors }} * SG_VL - 1, 1, 3);
-    }
-    for (int i = 0; i < SG_MR; i++) {
-{% for v in range(vectors) %}
-        acc{{ v }}[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc{{ column[v] }}) : (sg_vector){0};
-{% endfor %}
-    }
-    for (long p = 0; p < kc; p++) {
-{% for v in range(vectors) %}
-        const sg_vector b{{ v }} = *(const sg_vector *)(bp + {{ "p" if vectors == 1 else "2 * p" }} * SG_VL{{ column[v] }});
-{% endfor %}
-        for (int i = 0; i < SG_MR; i++) {
-            const real a = ap[{{ "i * lda + p" if in_place else "p * SG_MR + i" }}];
-{% for v in range(vectors) %}
-            acc{{ v }}[i] += a * b{{ v }};
-{% endfor %}
-        }
-    }
-    for (int i = 0; i < SG_MR && i < rows; i++) {
-{% for v in range(vectors) %}
-        *(sg_vector *)(c + i * ldc{{ column[v] }}) = acc{{ v }}[i];
-{% endfor %}
-    }
-}
-{% endmacro %}
 
 /* c[SG_MR x SG_NR] = (load ? c : 0) + ap @ bp over kc, ap packed MR-wide and bp NR-wide;
  * only the first `rows` rows of c are read and written (ap is zero past them). */
-{{ micro_kernel("sg_micro_kernel", 2, false) }}
+SG_MICRO_KERNEL
+static void sg_micro_kernel(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load,
+                        long rows)
+{
+    sg_vector acc0[SG_MR];
+    sg_vector acc1[SG_MR];
+    for (int i = 0; i < SG_MR && i < rows; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + 2 * SG_VL - 1, 1, 3);
+    }
+    for (int i = 0; i < SG_MR; i++) {
+        acc0[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+        acc1[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc + SG_VL) : (sg_vector){0};
+    }
+    for (long p = 0; p < kc; p++) {
+        const sg_vector b0 = *(const sg_vector *)(bp + 2 * p * SG_VL);
+        const sg_vector b1 = *(const sg_vector *)(bp + 2 * p * SG_VL + SG_VL);
+        for (int i = 0; i < SG_MR; i++) {
+            const real a = ap[p * SG_MR + i];
+            acc0[i] += a * b0;
+            acc1[i] += a * b1;
+        }
+    }
+    for (int i = 0; i < SG_MR && i < rows; i++) {
+        *(sg_vector *)(c + i * ldc) = acc0[i];
+        *(sg_vector *)(c + i * ldc + SG_VL) = acc1[i];
+    }
+}
 /* The same one vector wide (bp packed SG_VL wide), for the last SG_VL columns
  * or fewer: the edge of 100 columns then costs 16 columns' work, not 32. */
-{{ micro_kernel("sg_micro_kernel_narrow", 1, false) }}
+SG_MICRO_KERNEL
+static void sg_micro_kernel_narrow(long kc, const real *restrict ap, const real *restrict bp, real *restrict c, long ldc, int load,
+                        long rows)
+{
+    sg_vector acc0[SG_MR];
+    for (int i = 0; i < SG_MR && i < rows; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + 1 * SG_VL - 1, 1, 3);
+    }
+    for (int i = 0; i < SG_MR; i++) {
+        acc0[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+    }
+    for (long p = 0; p < kc; p++) {
+        const sg_vector b0 = *(const sg_vector *)(bp + p * SG_VL);
+        for (int i = 0; i < SG_MR; i++) {
+            const real a = ap[p * SG_MR + i];
+            acc0[i] += a * b0;
+        }
+    }
+    for (int i = 0; i < SG_MR && i < rows; i++) {
+        *(sg_vector *)(c + i * ldc) = acc0[i];
+    }
+}
 /* Both again with A's rows read where they lie (row i at ap + i*lda): a
  * row-major A needs no packing, which would be a transpose. */
-{{ micro_kernel("sg_micro_kernel_rows", 2, true) }}
-{{ micro_kernel("sg_micro_kernel_rows_narrow", 1, true) }}
+SG_MICRO_KERNEL
+static void sg_micro_kernel_rows(long kc, const real *restrict ap, long lda, const real *restrict bp, real *restrict c, long ldc, int load,
+                        long rows)
+{
+    sg_vector acc0[SG_MR];
+    sg_vector acc1[SG_MR];
+    for (int i = 0; i < SG_MR && i < rows; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + 2 * SG_VL - 1, 1, 3);
+    }
+    for (int i = 0; i < SG_MR; i++) {
+        acc0[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+        acc1[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc + SG_VL) : (sg_vector){0};
+    }
+    for (long p = 0; p < kc; p++) {
+        const sg_vector b0 = *(const sg_vector *)(bp + 2 * p * SG_VL);
+        const sg_vector b1 = *(const sg_vector *)(bp + 2 * p * SG_VL + SG_VL);
+        for (int i = 0; i < SG_MR; i++) {
+            const real a = ap[i * lda + p];
+            acc0[i] += a * b0;
+            acc1[i] += a * b1;
+        }
+    }
+    for (int i = 0; i < SG_MR && i < rows; i++) {
+        *(sg_vector *)(c + i * ldc) = acc0[i];
+        *(sg_vector *)(c + i * ldc + SG_VL) = acc1[i];
+    }
+}
+SG_MICRO_KERNEL
+static void sg_micro_kernel_rows_narrow(long kc, const real *restrict ap, long lda, const real *restrict bp, real *restrict c, long ldc, int load,
+                        long rows)
+{
+    sg_vector acc0[SG_MR];
+    for (int i = 0; i < SG_MR && i < rows; i++) {  /* the tile is stored after kc steps: its lines are fetched meanwhile */
+        __builtin_prefetch(c + i * ldc, 1, 3);
+        __builtin_prefetch(c + i * ldc + 1 * SG_VL - 1, 1, 3);
+    }
+    for (int i = 0; i < SG_MR; i++) {
+        acc0[i] = load && i < rows ? *(const sg_vector *)(c + i * ldc) : (sg_vector){0};
+    }
+    for (long p = 0; p < kc; p++) {
+        const sg_vector b0 = *(const sg_vector *)(bp + p * SG_VL);
+        for (int i = 0; i < SG_MR; i++) {
+            const real a = ap[i * lda + p];
+            acc0[i] += a * b0;
+        }
+    }
+    for (int i = 0; i < SG_MR && i < rows; i++) {
+        *(sg_vector *)(c + i * ldc) = acc0[i];
+    }
+}
 /* One tile of c, by whichever kernel fits: A packed (lda 0) or in place (whole
  * tiles only: rows past the edge of A must not be read), and a tile cut short
  * by the last columns of c through a full tile on the stack. */
@@ -392,7 +478,7 @@ static void sg_product_run(const sg_product *g)
 #ifdef SG_BLAS
     if (g->count == 1 && g->k_seg == g->k && (g->a_rs == 1 || g->a_cs == 1) && (g->b_rs == 1 || g->b_cs == 1) && g->m > 1 &&
         g->n > 1 && g->k > 1) {
-        cblas_{{ "s" if dtype == "float32" else "d" }}gemm(CblasRowMajor, g->a_cs == 1 ? CblasNoTrans : CblasTrans,
+        SG_CBLAS_GEMM(CblasRowMajor, g->a_cs == 1 ? CblasNoTrans : CblasTrans,
                     g->b_cs == 1 ? CblasNoTrans : CblasTrans, (int)g->m, (int)g->n, (int)g->k, g->scale, g->a,
                     (int)(g->a_cs == 1 ? g->a_rs : g->a_cs), g->b, (int)(g->b_cs == 1 ? g->b_rs : g->b_cs),
                     g->accumulate ? 1 : 0, g->c, (int)g->ldc);
@@ -441,8 +527,8 @@ static void sg_gemm(long m, long n, long k, const real *a, long a_rs, long a_cs,
     const sg_product g = {1, m, n, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, ldc, 0, accumulate, 1};
     sg_product_run(&g);
 }
-{% endif %}
-{% if "matmul" in kernels %}
+#endif
+#ifdef SG_USE_MATMUL
 
 /* c[m x p] = A[m x k] @ B[k x p], c row-major; A[i, kk] = a[i*a_rs + kk*a_cs]
  * and B[kk, j] = b[kk*b_rs + j*b_cs], so x.T and y.T are read in place. */
@@ -451,8 +537,8 @@ static void sg_matmul(long m, long k, long p, const real *a, long a_rs, long a_c
 {
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 0);
 }
-{% endif %}
-{% if "matmul_sum" in kernels %}
+#endif
+#ifdef SG_USE_MATMUL_SUM
 
 /* c[m x n] = sum over count items of A_i @ B_i, A_i[r, p] = a[i*m*k + r*a_rs + p*a_cs] and B_i
  * the [k x n] item i of b: one product whose sum runs over every item's k (a segment each). */
@@ -461,8 +547,8 @@ static void sg_matmul_sum(long count, long m, long k, long n, const real *a, lon
     const sg_product g = {1, m, n, count * k, k, a, a_rs, a_cs, 0, m * k, b, n, 1, k * n, c, n, 0, 0, 1};
     sg_product_run(&g);
 }
-{% endif %}
-{% if "matmul_bias" in kernels %}
+#endif
+#ifdef SG_USE_MATMUL_BIAS
 
 /* c[m x p] = A[m x k] @ B[k x p] + bias (added to every row), strided as in
  * sg_matmul: c starts as the bias rows and the product accumulates into them,
@@ -475,8 +561,8 @@ static void sg_matmul_bias(long m, long k, long p, const real *a, long a_rs, lon
         memcpy(c + i * p, bias, (size_t)p * sizeof *c);
     sg_gemm(m, p, k, a, a_rs, a_cs, b, b_rs, b_cs, c, p, 1);
 }
-{% endif %}
-{% if "matmul_add" in kernels %}
+#endif
+#ifdef SG_USE_MATMUL_ADD
 
 /* c[m x p] += scale * A[m x k] @ B[k x p], strided as in sg_matmul: a
  * gradient added into its parameter as it is computed (scale = -lr). */
@@ -486,8 +572,8 @@ static void sg_matmul_add(long m, long k, long p, const real *a, long a_rs, long
     const sg_product g = {1, m, p, k, k, a, a_rs, a_cs, 0, 0, b, b_rs, b_cs, 0, c, p, 0, 1, scale};
     sg_product_run(&g);
 }
-{% endif %}
-{% if "embedding" in kernels %}
+#endif
+#ifdef SG_USE_EMBEDDING
 
 /* out[r, :] = table[ids[r], :] */
 static void sg_embedding(long rows, long width, const real *table, const int64_t *ids, real *out)
@@ -496,8 +582,8 @@ static void sg_embedding(long rows, long width, const real *table, const int64_t
     for (long r = 0; r < rows; r++)
         memcpy(out + r * width, table + ids[r] * width, (size_t)width * sizeof *out);
 }
-{% endif %}
-{% if "embedding_backward" in kernels %}
+#endif
+#ifdef SG_USE_EMBEDDING_BACKWARD
 
 /* d_table[ids[r], :] += scale * cot[r, :] for every r (rows repeat when ids
  * do), d_table zeroed first unless accumulate: the gradient, or (scale = -lr,
@@ -515,8 +601,8 @@ static void sg_embedding_backward(long rows, long table_rows, long width, const 
             dst[j] += scale * src[j];
     }
 }
-{% endif %}
-{% if kernels | select("in", ["conv1d", "conv1d_backward_kernel", "conv1d_backward_input", "conv2d", "conv2d_backward_kernel", "conv2d_backward_input"]) | list %}
+#endif
+#if defined(SG_USE_CONV1D) || defined(SG_USE_CONV1D_BACKWARD_KERNEL) || defined(SG_USE_CONV1D_BACKWARD_INPUT) || defined(SG_USE_CONV2D) || defined(SG_USE_CONV2D_BACKWARD_KERNEL) || defined(SG_USE_CONV2D_BACKWARD_INPUT)
 
 /* The steps t in [*first, *last) whose input row t*stride + w - padding lies in [0, length). */
 static void sg_valid_steps(long steps, long length, long w, long stride, long padding, long *first, long *last)
@@ -526,8 +612,8 @@ static void sg_valid_steps(long steps, long length, long w, long stride, long pa
     *first = lo;
     *last = hi < steps ? hi : steps;
 }
-{% endif %}
-{% if kernels | select("in", ["conv1d", "conv1d_backward_kernel"]) | list %}
+#endif
+#if defined(SG_USE_CONV1D) || defined(SG_USE_CONV1D_BACKWARD_KERNEL)
 
 /* The steps t in [*first, *last) whose whole window of width rows lies inside x. */
 static void sg_inner_steps(long steps, long length, long width, long stride, long padding, long *first, long *last)
@@ -540,8 +626,8 @@ static void sg_inner_steps(long steps, long length, long width, long stride, lon
     if (*last < *first)
         *last = *first;
 }
-{% endif %}
-{% if "conv1d" in kernels %}
+#endif
+#ifdef SG_USE_CONV1D
 
 /* y[b, t, o] = sum_{w, c} x[b, t*stride + w - padding, c] K[w, c, o]; rows
  * outside x are the zero padding. A window of whole rows is contiguous in x,
@@ -572,8 +658,8 @@ static void sg_conv1d(long batch, long length, long c_in, long steps, long c_out
             }
         }
 }
-{% endif %}
-{% if "conv1d_backward_input" in kernels %}
+#endif
+#ifdef SG_USE_CONV1D_BACKWARD_INPUT
 
 /* dx[b, t*stride + w - padding, c] += sum_o dy[b, t, o] K[w, c, o]: for each
  * tap, every example's valid rows of dy times K[w].T, added into every
@@ -591,8 +677,8 @@ static void sg_conv1d_backward_input(long batch, long length, long c_in, long st
         sg_product_run(&tap);
     }
 }
-{% endif %}
-{% if "conv1d_backward_kernel" in kernels %}
+#endif
+#ifdef SG_USE_CONV1D_BACKWARD_KERNEL
 
 /* dK[w, c, o] = sum_{b, t} x[b, t*stride + w - padding, c] dy[b, t, o]: the
  * transpose of the forward pass's overlapping windows times dy, summed over
@@ -619,8 +705,8 @@ static void sg_conv1d_backward_kernel(long batch, long length, long c_in, long s
             }
         }
 }
-{% endif %}
-{% if "max_pool1d" in kernels %}
+#endif
+#ifdef SG_USE_MAX_POOL1D
 
 /* y[b, t, c] = max_k x[b, t*stride + k, c]; a NaN in the window is the maximum, as in NumPy. */
 static void sg_max_pool1d(long batch, long length, long channels, long steps, long size, long stride, const real *x, real *y)
@@ -637,8 +723,8 @@ static void sg_max_pool1d(long batch, long length, long channels, long steps, lo
                                    ? window[k * channels + c] : y_row[c];
         }
 }
-{% endif %}
-{% if "avg_pool1d" in kernels %}
+#endif
+#ifdef SG_USE_AVG_POOL1D
 
 /* y[b, t, c] = mean_k x[b, t*stride + k, c] */
 static void sg_avg_pool1d(long batch, long length, long channels, long steps, long size, long stride, const real *x, real *y)
@@ -656,8 +742,8 @@ static void sg_avg_pool1d(long batch, long length, long channels, long steps, lo
                 y_row[c] /= (real)size;
         }
 }
-{% endif %}
-{% if "max_pool1d_backward" in kernels %}
+#endif
+#ifdef SG_USE_MAX_POOL1D_BACKWARD
 
 /* dy[b, t, c] goes to the first maximum of its window (its first NaN, as NumPy's argmax picks it). */
 static void sg_max_pool1d_backward(long batch, long length, long channels, long steps, long size, long stride,
@@ -679,8 +765,8 @@ static void sg_max_pool1d_backward(long batch, long length, long channels, long 
             }
         }
 }
-{% endif %}
-{% if "avg_pool1d_backward" in kernels %}
+#endif
+#ifdef SG_USE_AVG_POOL1D_BACKWARD
 
 /* dy[b, t, c] / size spread over its window. */
 static void sg_avg_pool1d_backward(long batch, long length, long channels, long steps, long size, long stride,
@@ -698,8 +784,8 @@ static void sg_avg_pool1d_backward(long batch, long length, long channels, long 
             }
         }
 }
-{% endif %}
-{% if "conv2d" in kernels %}
+#endif
+#ifdef SG_USE_CONV2D
 
 /* The kernel taps [*tap0, *tap1) that output o of an image axis meets: those
  * whose input index o*stride + tap - padding lies in [0, length). */
@@ -756,8 +842,8 @@ static void sg_conv2d(long batch, long height, long width, long c_in, long out_h
         }
     }
 }
-{% endif %}
-{% if "conv2d_backward_input" in kernels %}
+#endif
+#ifdef SG_USE_CONV2D_BACKWARD_INPUT
 
 /* dx[b, i*stride + u - padding, j*stride + v - padding, c] += sum_o dy[b, i, j, o] K[u, v, c, o]:
  * for each tap and output row whose input row lies inside x, every image's run
@@ -785,8 +871,8 @@ static void sg_conv2d_backward_input(long batch, long height, long width, long c
             }
         }
 }
-{% endif %}
-{% if "conv2d_backward_kernel" in kernels %}
+#endif
+#ifdef SG_USE_CONV2D_BACKWARD_KERNEL
 
 /* dK[u, v, c, o] = sum_{b, i, j} x[b, i*stride + u - padding, j*stride + v - padding, c] dy[b, i, j, o]:
  * for each tap, the input pixels it meets (read across, as x.T) times dy,
@@ -823,8 +909,8 @@ static void sg_conv2d_backward_kernel(long batch, long height, long width, long 
                 memset(tap, 0, (size_t)(c_in * c_out) * sizeof *tap);
         }
 }
-{% endif %}
-{% if "max_pool2d" in kernels or "avg_pool2d" in kernels %}
+#endif
+#if defined(SG_USE_MAX_POOL2D) || defined(SG_USE_AVG_POOL2D)
 
 /* y[b, i, j, c] = the maximum (max) or the mean of x[b, i*stride + u, j*stride + v, c]
  * over the size x size window; a NaN in the window is the maximum, as in NumPy. */
@@ -847,24 +933,24 @@ static void sg_pool2d(int max, long batch, long height, long width, long channel
                     out[c] /= (real)(size * size);
             }
 }
-{% endif %}
-{% if "max_pool2d" in kernels %}
+#endif
+#ifdef SG_USE_MAX_POOL2D
 
 static void sg_max_pool2d(long batch, long height, long width, long channels, long out_h, long out_w, long size, long stride,
                           const real *x, real *y)
 {
     sg_pool2d(1, batch, height, width, channels, out_h, out_w, size, stride, x, y);
 }
-{% endif %}
-{% if "avg_pool2d" in kernels %}
+#endif
+#ifdef SG_USE_AVG_POOL2D
 
 static void sg_avg_pool2d(long batch, long height, long width, long channels, long out_h, long out_w, long size, long stride,
                           const real *x, real *y)
 {
     sg_pool2d(0, batch, height, width, channels, out_h, out_w, size, stride, x, y);
 }
-{% endif %}
-{% if "max_pool2d_backward" in kernels %}
+#endif
+#ifdef SG_USE_MAX_POOL2D_BACKWARD
 
 /* dy[b, i, j, c] goes to the first maximum of its window in row-major order (its first NaN, as NumPy's argmax picks it). */
 static void sg_max_pool2d_backward(long batch, long height, long width, long channels, long out_h, long out_w, long size,
@@ -888,8 +974,8 @@ static void sg_max_pool2d_backward(long batch, long height, long width, long cha
                 }
             }
 }
-{% endif %}
-{% if "avg_pool2d_backward" in kernels %}
+#endif
+#ifdef SG_USE_AVG_POOL2D_BACKWARD
 
 /* dy[b, i, j, c] / size**2 spread over its window. */
 static void sg_avg_pool2d_backward(long batch, long height, long width, long channels, long out_h, long out_w, long size,
@@ -909,8 +995,8 @@ static void sg_avg_pool2d_backward(long batch, long height, long width, long cha
                 }
             }
 }
-{% endif %}
-{% if "layer_norm" in kernels or "layer_norm_backward" in kernels %}
+#endif
+#if defined(SG_USE_LAYER_NORM) || defined(SG_USE_LAYER_NORM_BACKWARD)
 
 /* The mean and 1/sqrt(var + eps) of length values inner apart: the biased
  * variance from the deviations (two passes), so a constant row gives 0, exactly. */
@@ -924,8 +1010,8 @@ static void sg_moments(long length, long inner, const real *x, double eps, doubl
         squares += (x[l * inner] - *mean) * (x[l * inner] - *mean);
     *rstd = 1 / sqrt(squares / (double)length + eps);
 }
-{% endif %}
-{% if "layer_norm" in kernels %}
+#endif
+#ifdef SG_USE_LAYER_NORM
 
 /* y = (x - mean x) / sqrt(var x + eps) along the middle axis of [outer, length, inner]. */
 static void sg_layer_norm(long outer, long length, long inner, double eps, const real *x, real *y)
@@ -940,8 +1026,8 @@ static void sg_layer_norm(long outer, long length, long inner, double eps, const
                 y[first + l * inner] = (real)((x[first + l * inner] - mean) * rstd);
         }
 }
-{% endif %}
-{% if "layer_norm_backward" in kernels %}
+#endif
+#ifdef SG_USE_LAYER_NORM_BACKWARD
 
 /* dx = (dy - mean dy - y mean(dy y)) / sqrt(var x + eps) along the middle axis of
  * [outer, length, inner], with y = (x - mean x) / sqrt(var x + eps) recomputed from x. */
@@ -963,8 +1049,8 @@ static void sg_layer_norm_backward(long outer, long length, long inner, double e
                 dx[first + l * inner] = (real)(rstd * (dy[first + l * inner] - mean_dy - (x[first + l * inner] - mean) * rstd * mean_dy_y));
         }
 }
-{% endif %}
-{% if "max_backward" in kernels %}
+#endif
+#ifdef SG_USE_MAX_BACKWARD
 
 /* x and dx are [outer, length, inner]; dy (as wide as x) goes to the first
  * maximum along the middle axis, as NumPy's argmax picks it. Two passes that
@@ -999,16 +1085,16 @@ static void sg_max_backward(long outer, long length, long inner, const real *x, 
                 }
         }
 }
-{% endif %}
-{% if "exp_nonpositive" in kernels %}
+#endif
+#ifdef SG_USE_EXP_NONPOSITIVE
 
 /* e^x for x <= 0, vectorisable (libm's exp is a call per element): x = k ln 2 + r
- * with |r| <= ln 2 / 2 (k rounded by adding and subtracting 1.5 * 2^{{ 23 if dtype == "float32" else 52 }}),
- * e^r by its Taylor polynomial to {{ "r^7" if dtype == "float32" else "r^13" }}, 2^k built in the exponent
- * bits. The relative error is within {{ "1e-7" if dtype == "float32" else "3e-16" }}; below the smallest normal number it returns 0. */
+ * with |r| <= ln 2 / 2 (k rounded by adding and subtracting 1.5 * 2^23 in float32, 2^52 in float64),
+ * e^r by its Taylor polynomial to r^7 (float32) or r^13, 2^k built in the exponent
+ * bits. The relative error is within 1e-7 (float32) or 3e-16; below the smallest normal number it returns 0. */
 static real sg_exp_nonpositive(real x)
 {
-{% if dtype == "float32" %}
+#ifdef SG_FLOAT32
     const real clamped = x < -87.0F ? -87.0F : x;
     const real k = (clamped * 1.44269504088896341F + 12582912.0F) - 12582912.0F;
     const real r = (clamped - k * 0.693359375F) + k * 2.12194440e-4F;
@@ -1021,7 +1107,7 @@ static real sg_exp_nonpositive(real x)
     p = p * r + 1.0F;
     p = p * r + 1.0F;
     const uint32_t bits = (uint32_t)((int32_t)k + 127) << 23;
-{% else %}
+#else
     const real clamped = x < -708.0 ? -708.0 : x;
     const real k = (clamped * 1.4426950408889634 + 6755399441055744.0) - 6755399441055744.0;
     const real r = (clamped - k * 0.6931471803691238) - k * 1.9082149292705877e-10;
@@ -1032,13 +1118,13 @@ static real sg_exp_nonpositive(real x)
     for (int i = 1; i < 14; i++)
         p = p * r + inverse_factorial[i];
     const uint64_t bits = (uint64_t)((int64_t)k + 1023) << 52;
-{% endif %}
+#endif
     real scale;
     memcpy(&scale, &bits, sizeof scale);
     return x < clamped ? 0 : p * scale;
 }
-{% endif %}
-{% if "exp_shifted" in kernels %}
+#endif
+#ifdef SG_USE_EXP_SHIFTED
 
 /* The largest of x[0], x[stride], ..., in 16 interleaved lanes that vectorise. */
 static real sg_max_of(long count, long stride, const real *x)
@@ -1081,8 +1167,8 @@ static real sg_exp_shifted(long count, long stride, const real *x, real shift, r
         total += lane[j];
     return total;
 }
-{% endif %}
-{% if "tanh" in kernels %}
+#endif
+#if defined(SG_USE_TANH) && defined(SG_FLOAT32)  /* float64 models call libm's tanh */
 
 /* tanh in float32 that vectorises (libm's is a call per element), both
  * branches computed and one picked: x (1 + c3 x^2 + c5 x^4 + ... + c15 x^14),
@@ -1091,18 +1177,18 @@ static real sg_exp_shifted(long count, long stride, const real *x, real shift, r
 static real sg_tanh(real x)
 {
     const real a = fabsf(x), x2 = x * x;
-{% for c in tanh_series[1:] | reverse %}
-{% if loop.first %}
-    real p = {{ c }};
-{% else %}
-    p = p * x2 {{ "- " ~ c[1:] if c.startswith("-") else "+ " ~ c }};
-{% endif %}
-{% endfor %}
+    real p = -0.0014558343870513183F;
+    p = p * x2 + 0.003592128036572481F;
+    p = p * x2 - 0.008863235529902197F;
+    p = p * x2 + 0.021869488536155203F;
+    p = p * x2 - 0.05396825396825397F;
+    p = p * x2 + 0.13333333333333333F;
+    p = p * x2 - 0.3333333333333333F;
     const real e = sg_exp_nonpositive(-2 * a), large = (1 - e) / (1 + e);
     return a < 0.55F ? x * (1 + x2 * p) : x < 0 ? -large : large;  /* x * (...) keeps the sign of -0.0 */
 }
-{% endif %}
-{% if "softmax" in kernels %}
+#endif
+#ifdef SG_USE_SOFTMAX
 
 /* y = exp(x - max x) / sum exp(x - max x) along the middle axis of [outer, length, inner]. */
 static void sg_softmax(long outer, long length, long inner, const real *x, real *y)
@@ -1115,8 +1201,8 @@ static void sg_softmax(long outer, long length, long inner, const real *x, real 
                 y[first + l * inner] /= total;
         }
 }
-{% endif %}
-{% if "log_softmax" in kernels %}
+#endif
+#ifdef SG_USE_LOG_SOFTMAX
 
 /* y = x - max x - log sum exp(x - max x) along the middle axis of [outer, length, inner]. */
 static void sg_log_softmax(long outer, long length, long inner, const real *x, real *y)
@@ -1125,13 +1211,13 @@ static void sg_log_softmax(long outer, long length, long inner, const real *x, r
         for (long j = 0; j < inner; j++) {
             const long first = o * length * inner + j;
             const real top = sg_max_of(length, inner, x + first);
-            const real log_total = log{{ f }}(sg_exp_shifted(length, inner, x + first, top, NULL));
+            const real log_total = SG_LIBM(log)(sg_exp_shifted(length, inner, x + first, top, NULL));
             for (long l = 0; l < length; l++)
                 y[first + l * inner] = x[first + l * inner] - top - log_total;
         }
 }
-{% endif %}
-{% if "softmax_cross_entropy_grad" in kernels %}
+#endif
+#ifdef SG_USE_SOFTMAX_CROSS_ENTROPY_GRAD
 
 /* out[r, :] = (softmax(z[r, :]) - onehot(y[r])) * scale: cross-entropy's
  * gradient row by row, without a one-hot array. Returns the
@@ -1155,15 +1241,15 @@ static double sg_softmax_cross_entropy_grad(long rows, long classes, const real 
             for (long k = 0; k < classes; k++)
                 o[k] *= factor;
             o[y[r]] -= scale;
-            loss[i] = log{{ f }}(sum) - (row[y[r]] - top);
+            loss[i] = SG_LIBM(log)(sum) - (row[y[r]] - top);
         }
         for (long i = 0; i < count; i++)
             total += loss[i];
     }
     return total / (double)rows;
 }
-{% endif %}
-{% if "onehot" in kernels %}
+#endif
+#ifdef SG_USE_ONEHOT
 
 /* out[r, k] = (labels[r] == k) */
 static void sg_onehot(long rows, long classes, const int64_t *labels, real *out)
@@ -1172,8 +1258,8 @@ static void sg_onehot(long rows, long classes, const int64_t *labels, real *out)
     for (long r = 0; r < rows; r++)
         out[r * classes + labels[r]] = 1;
 }
-{% endif %}
-{% if "cross_entropy" in kernels %}
+#endif
+#ifdef SG_USE_CROSS_ENTROPY
 
 /* mean over rows of log sum exp(z) - z[label], with the row maximum taken out first. */
 static double sg_cross_entropy(long rows, long classes, const real *logits, const int64_t *labels)
@@ -1182,12 +1268,12 @@ static double sg_cross_entropy(long rows, long classes, const real *logits, cons
     for (long r = 0; r < rows; r++) {
         const real *z = logits + r * classes;
         const real top = sg_max_of(classes, 1, z);
-        total += log{{ f }}(sg_exp_shifted(classes, 1, z, top, NULL)) - (z[labels[r]] - top);
+        total += SG_LIBM(log)(sg_exp_shifted(classes, 1, z, top, NULL)) - (z[labels[r]] - top);
     }
     return total / (double)rows;
 }
-{% endif %}
-{% if "count_top" in kernels %}
+#endif
+#ifdef SG_USE_COUNT_TOP
 
 /* How many rows rank their label among their k best scores (ties count for the label). */
 static long sg_count_top(long rows, long classes, const real *scores, const int64_t *labels, long k)
@@ -1202,8 +1288,8 @@ static long sg_count_top(long rows, long classes, const real *scores, const int6
     }
     return hits;
 }
-{% endif %}
-{% if "confusion" in kernels %}
+#endif
+#ifdef SG_USE_CONFUSION
 
 /* Each class's true positives, false positives and false negatives (counts[c],
  * counts[classes + c], counts[2 * classes + c]), predicting each row's first maximum. */
@@ -1225,8 +1311,8 @@ static void sg_confusion(long rows, long classes, const real *scores, const int6
         }
     }
 }
-{% endif %}
-{% if "count_correct" in kernels %}
+#endif
+#ifdef SG_USE_COUNT_CORRECT
 
 /* How many rows have their first maximum at the label. */
 static long sg_count_correct(long rows, long classes, const real *scores, const int64_t *labels)
@@ -1242,4 +1328,6 @@ static long sg_count_correct(long rows, long classes, const real *scores, const 
     }
     return correct;
 }
-{% endif %}
+#endif
+
+#endif  /* SG_KERNELS_H */
