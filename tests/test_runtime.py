@@ -49,3 +49,45 @@ def test_float32_tanh_is_the_taylor_series_sympy_gives():
     body = HEADER.read_text().split("static real sg_tanh(real x)", 1)[1].split("\n}", 1)[0]
     got = [float(c) for c in re.findall(r"(-?\d\.\d+(?:e-?\d+)?)F", body.replace("- ", "-").replace("+ ", ""))][: len(want)]
     assert sorted(got) == pytest.approx(sorted(want), rel=1e-15)
+
+
+@pytest.fixture(scope="module")
+def npy_reader(tmp_path_factory):
+    cc = shutil.which("cc") or pytest.skip("no C compiler")
+    out = tmp_path_factory.mktemp("npy") / "read_npy"
+    flags = ["-std=c99", "-D_POSIX_C_SOURCE=200809L", "-g", "-Wall", "-Wextra", "-Werror", "-Wno-unused-function", "-fsanitize=address,undefined"]
+    build = subprocess.run([cc, *flags, "-I", str(HEADER.parent), str(ROOT / "tests" / "runtime" / "read_npy.c"), "-o", str(out), "-lm"],
+                           capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    return out
+
+
+@pytest.mark.parametrize("dtype", ["<f4", "<f8", "<i8", "<i4"])
+def test_the_npy_reader_reads_what_numpy_writes(dtype, npy_reader, tmp_path):
+    import numpy as np
+
+    values = (np.arange(24).reshape(2, 3, 4) * (1 if dtype[1] == "i" else 0.25) - 5).astype(dtype)
+    np.save(tmp_path / "a.npy", values)
+    run = subprocess.run([str(npy_reader), str(tmp_path / "a.npy"), "int" if dtype[1] == "i" else "real"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    lines = run.stdout.splitlines()
+    assert lines[0] == "shape 2 3 4"
+    assert [float(v) for v in lines[1:]] == values.ravel().astype(float).tolist()
+
+
+@pytest.mark.parametrize("bad", ["truncated", "fortran", "big_endian", "not_npy"])
+def test_the_npy_reader_refuses_bad_files_with_a_reason(bad, npy_reader, tmp_path):
+    import numpy as np
+
+    path = tmp_path / "a.npy"
+    if bad == "truncated":
+        np.save(path, np.ones((10, 10)))
+        path.write_bytes(path.read_bytes()[:-8])
+    elif bad == "fortran":
+        np.save(path, np.asfortranarray(np.ones((3, 4))))
+    elif bad == "big_endian":
+        np.save(path, np.ones(3, ">f8"))
+    else:
+        path.write_bytes(b"hello, world\n" * 20)
+    run = subprocess.run([str(npy_reader), str(path), "real"], capture_output=True, text=True)
+    assert run.returncode == 1 and run.stdout.startswith("refused: "), run.stdout + run.stderr

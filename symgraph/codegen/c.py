@@ -1113,8 +1113,8 @@ def render_files(program, env) -> dict[str, str]:
     return {**files, **runtime_files(env)}
 
 
-RUNTIME = ("sg_kernels.h",)  # the C runtime: ordinary C, shipped as it is beside the models that include it
-LIBRARY = ("model.h", "model.c", *RUNTIME)  # what the model library of a generated folder is built from
+RUNTIME = ("sg_kernels.h", "sg_npy.h")  # the C runtime: ordinary C, shipped as it is beside the code that includes it
+LIBRARY = ("model.h", "model.c", "sg_kernels.h")  # what the model library of a generated folder is built from
 
 
 def runtime_files(env) -> dict[str, str]:

@@ -1,7 +1,23 @@
+/* sg_npy.h: reading .npy files (version 1.0, little-endian, C order), part of
+ * symgraph's C runtime. A trainer or library includes it once, after
+ *   typedef float real;  (or double) and #define SG_MAX_RANK n, the most axes an array may have.
+ * Every function is static. */
+#ifndef SG_NPY_H
+#define SG_NPY_H
+
+#include <sys/stat.h>
+#include <errno.h>
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 /* One array read from or written to a .npy file. */
 typedef struct {
     int rank;
-    long dims[{{ API }}_MAX_RANK];
+    long dims[SG_MAX_RANK];
     long count;    /* elements */
     int is_int;    /* values holds int64_t, else real */
     void *values;
@@ -75,7 +91,7 @@ static FILE *open_npy(const char *path, int want_int, array *a, char *kind, long
             p++;
             continue;
         }
-        if (a->rank == {{ API }}_MAX_RANK) {
+        if (a->rank == SG_MAX_RANK) {
             snprintf(why, why_size, "has more axes than any input");
             fclose(f);
             return NULL;
@@ -180,3 +196,5 @@ static int read_npy(const char *path, int want_int, array *a, char *why, size_t 
         }
     return 0;
 }
+
+#endif  /* SG_NPY_H */
