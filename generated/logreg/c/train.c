@@ -23,6 +23,7 @@
 #include <sys/stat.h>
 #include <dirent.h>
 #include <errno.h>
+#include <getopt.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
@@ -1198,87 +1199,79 @@ int main(int argc, char **argv)
     const int talk = world_rank == 0;  /* the first process alone prints, logs and saves */
     for (int i = 0; normalized_by_spec[i]; i++)
         stats[input_index(normalized_by_spec[i])].active = 1;
-    char spelled[256];
-    for (int i = 1; i < argc; i++) {
-        const char *flag = argv[i], *attached = NULL;
-        const char *equals = strncmp(flag, "--", 2) == 0 ? strchr(flag, '=') : NULL;
-        if (equals && (size_t)(equals - flag) < sizeof spelled) {  /* --epochs=2, as Python's argparse takes it */
-            memcpy(spelled, flag, (size_t)(equals - flag));
-            spelled[equals - flag] = '\0';
-            flag = spelled;
-            attached = equals + 1;
-        }
-        if (strcmp(flag, "-h") == 0 || strcmp(flag, "--help") == 0) {
+    /* The flags, by getopt_long, each under its whole name only (as the NumPy trainer's argparse takes
+     * them: no --epoch for --epochs); "+" stops at the first word that is no flag, which is refused. */
+    enum { FLAG_DATA = 256, FLAG_VAL, FLAG_INIT_FROM, FLAG_SAVE, FLAG_SAVE_BEST, FLAG_LOG, FLAG_PREDICT, FLAG_OUT, FLAG_EPOCHS, FLAG_BATCH_SIZE, FLAG_SEED, FLAG_LR, FLAG_MOMENTUM, FLAG_WEIGHT_DECAY,
+           FLAG_NORMALIZE, FLAG_OPTIMIZER, FLAG_SCHEDULE, FLAG_WARMUP, FLAG_DECAY, FLAG_STEP_EPOCHS, FLAG_CLIP_NORM, FLAG_PATIENCE, FLAG_THREADS };
+    static const struct option flags[] = {
+        {"help", no_argument, NULL, 'h'}, {"gradcheck", no_argument, NULL, 'g'}, {"eval", no_argument, NULL, 'e'},
+        {"argmax", no_argument, NULL, 'a'}, {"nesterov", no_argument, NULL, 'n'}, {"data", required_argument, NULL, FLAG_DATA},
+        {"val", required_argument, NULL, FLAG_VAL}, {"init-from", required_argument, NULL, FLAG_INIT_FROM}, {"save", required_argument, NULL, FLAG_SAVE},
+        {"save-best", required_argument, NULL, FLAG_SAVE_BEST}, {"log", required_argument, NULL, FLAG_LOG},
+        {"predict", required_argument, NULL, FLAG_PREDICT}, {"out", required_argument, NULL, FLAG_OUT}, {"epochs", required_argument, NULL, FLAG_EPOCHS},
+        {"batch-size", required_argument, NULL, FLAG_BATCH_SIZE}, {"seed", required_argument, NULL, FLAG_SEED}, {"lr", required_argument, NULL, FLAG_LR},
+        {"momentum", required_argument, NULL, FLAG_MOMENTUM}, {"weight-decay", required_argument, NULL, FLAG_WEIGHT_DECAY},
+        {"normalize", required_argument, NULL, FLAG_NORMALIZE}, {"optimizer", required_argument, NULL, FLAG_OPTIMIZER},
+        {"schedule", required_argument, NULL, FLAG_SCHEDULE}, {"warmup", required_argument, NULL, FLAG_WARMUP},
+        {"decay", required_argument, NULL, FLAG_DECAY}, {"step-epochs", required_argument, NULL, FLAG_STEP_EPOCHS},
+        {"clip-norm", required_argument, NULL, FLAG_CLIP_NORM}, {"patience", required_argument, NULL, FLAG_PATIENCE},
+        {"threads", required_argument, NULL, FLAG_THREADS}, {NULL, 0, NULL, 0}};
+    opterr = 0;  /* its messages are ours */
+    for (;;) {
+        const int at = optind;
+        int which = -1;
+        const int code = getopt_long(argc, argv, "+:h", flags, &which);
+        if (code == -1)
+            break;
+        char flag[256];  /* the flag as given, without =value */
+        snprintf(flag, sizeof flag, "%.*s", (int)strcspn(argv[at], "="), argv[at]);
+        if (which >= 0 && strcmp(flag + 2, flags[which].name) != 0)  /* getopt_long takes abbreviations; we do not */
+            fail("unknown argument '%s' (see --help)", flag);
+        const char *value = optarg;
+        switch (code) {
+        case 'h':
             if (talk)
                 fputs(usage, stdout);
             return 0;
-        }
-        int *switched = strcmp(flag, "--gradcheck") == 0 ? &check : strcmp(flag, "--eval") == 0 ? &eval_only
-                      : strcmp(flag, "--argmax") == 0 ? &argmax : strcmp(flag, "--nesterov") == 0 ? &opt.nesterov : NULL;
-        if (switched && attached)
-            fail("argument %s: ignored explicit argument '%s'", flag, attached);
-        if (switched) {
-            *switched = 1;
-            continue;
-        }
-        static const char *const valued[] = {"--data", "--val", "--init-from", "--save", "--save-best", "--log", "--predict", "--out",
-            "--epochs", "--batch-size", "--seed", "--lr", "--momentum", "--weight-decay", "--normalize", "--optimizer", "--schedule",
-            "--warmup", "--decay", "--step-epochs", "--clip-norm", "--patience", "--threads", NULL};
-        int known = 0;
-        for (int k = 0; valued[k]; k++)
-            known |= strcmp(valued[k], flag) == 0;
-        if (!known)
+        case 'g': check = 1; break;
+        case 'e': eval_only = 1; break;
+        case 'a': argmax = 1; break;
+        case 'n': opt.nesterov = 1; break;
+        case ':': fail("%s needs a value", flag); break;
+        case '?':
+            if (strchr(argv[at], '=') && strncmp(argv[at], "--", 2) == 0)
+                for (int k = 0; flags[k].name; k++)
+                    if (flags[k].has_arg == no_argument && strcmp(flag + 2, flags[k].name) == 0)
+                        fail("argument %s: ignored explicit argument '%s'", flag, strchr(argv[at], '=') + 1);
             fail("unknown argument '%s' (see --help)", flag);
-        if (!attached && i + 1 >= argc)
-            fail("%s needs a value", flag);
-        const char *value = attached ? attached : argv[++i];
-        if (strcmp(flag, "--data") == 0)
-            data_dir = value;
-        else if (strcmp(flag, "--val") == 0)
-            val_dir = value;
-        else if (strcmp(flag, "--init-from") == 0)
-            init_from = value;
-        else if (strcmp(flag, "--save") == 0)
-            save_to = value;
-        else if (strcmp(flag, "--save-best") == 0)
-            best_to = value;
-        else if (strcmp(flag, "--log") == 0)
-            log_to = value;
-        else if (strcmp(flag, "--predict") == 0)
-            predict_dir = value;
-        else if (strcmp(flag, "--out") == 0)
-            predict_to = value;
-        else if (strcmp(flag, "--epochs") == 0)
-            epochs = whole(flag, value, 0);
-        else if (strcmp(flag, "--batch-size") == 0)
-            batch_size = whole(flag, value, 1);
-        else if (strcmp(flag, "--seed") == 0)
-            seed = (uint64_t)whole(flag, value, 0), seed_given = 1;
-        else if (strcmp(flag, "--lr") == 0)
-            base_lr = opt.lr = number(flag, value, 0);
-        else if (strcmp(flag, "--momentum") == 0)
-            opt.momentum = number(flag, value, 0);
-        else if (strcmp(flag, "--weight-decay") == 0)
-            opt.weight_decay = number(flag, value, 0);
-        else if (strcmp(flag, "--normalize") == 0)
-            stats[input_index(value)].active = 1;
-        else if (strcmp(flag, "--optimizer") == 0)
-            opt.kind = choice(flag, value, optimizer_names);
-        else if (strcmp(flag, "--schedule") == 0)
-            schedule = choice(flag, value, schedules);
-        else if (strcmp(flag, "--warmup") == 0)
-            warmup = whole(flag, value, 0);
-        else if (strcmp(flag, "--decay") == 0)
-            decay = number(flag, value, 0);
-        else if (strcmp(flag, "--step-epochs") == 0)
-            step_epochs = whole(flag, value, 1);
-        else if (strcmp(flag, "--clip-norm") == 0)
-            clip_norm = number(flag, value, 0);
-        else if (strcmp(flag, "--patience") == 0)
-            patience = whole(flag, value, 0), patience_given = 1;
-        else
-            threads = whole(flag, value, 1);
+            break;
+        case FLAG_DATA: data_dir = value; break;
+        case FLAG_VAL: val_dir = value; break;
+        case FLAG_INIT_FROM: init_from = value; break;
+        case FLAG_SAVE: save_to = value; break;
+        case FLAG_SAVE_BEST: best_to = value; break;
+        case FLAG_LOG: log_to = value; break;
+        case FLAG_PREDICT: predict_dir = value; break;
+        case FLAG_OUT: predict_to = value; break;
+        case FLAG_EPOCHS: epochs = whole(flag, value, 0); break;
+        case FLAG_BATCH_SIZE: batch_size = whole(flag, value, 1); break;
+        case FLAG_SEED: seed = (uint64_t)whole(flag, value, 0), seed_given = 1; break;
+        case FLAG_LR: base_lr = opt.lr = number(flag, value, 0); break;
+        case FLAG_MOMENTUM: opt.momentum = number(flag, value, 0); break;
+        case FLAG_WEIGHT_DECAY: opt.weight_decay = number(flag, value, 0); break;
+        case FLAG_NORMALIZE: stats[input_index(value)].active = 1; break;
+        case FLAG_OPTIMIZER: opt.kind = choice(flag, value, optimizer_names); break;
+        case FLAG_SCHEDULE: schedule = choice(flag, value, schedules); break;
+        case FLAG_WARMUP: warmup = whole(flag, value, 0); break;
+        case FLAG_DECAY: decay = number(flag, value, 0); break;
+        case FLAG_STEP_EPOCHS: step_epochs = whole(flag, value, 1); break;
+        case FLAG_CLIP_NORM: clip_norm = number(flag, value, 0); break;
+        case FLAG_PATIENCE: patience = whole(flag, value, 0), patience_given = 1; break;
+        default: threads = whole(flag, value, 1); break;
+        }
     }
+    if (optind < argc)
+        fail("unknown argument '%s' (see --help)", argv[optind]);
     if (check && (predict_dir || eval_only))
         fail("--gradcheck goes alone with --data (and --init-from)");
     if (predict_dir && (!init_from || !predict_to))
