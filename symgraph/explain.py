@@ -369,21 +369,23 @@ class MathPretty(Pretty):
             if op == "matvec" and attrs["transposed"]:
                 args = args[::-1]
             return sp.Mul(*(factor(self.atom(a)) for a in args), evaluate=False)
-        if op == "matmul_sum":  # lowered: written as the sum of the stack's products it computes
-            rank = len(g.shape(args[0]))
-            a = self.arg(args[0])
-            if attrs["transposed"]:
-                a = f"transpose({a}, axes={tuple(range(rank - 2)) + (rank - 1, rank - 2)})"
-            return f"sum({a} @ {self.arg(args[1])}, axis={axis_text(tuple(range(rank - 2)))})"
+        if op == "matmul_sum":  # lowered: the sum over the stack of its products
+            a = self.transposed(args[0]) if attrs["transposed"] else factor(self.atom(args[0]))
+            lead = tuple(range(len(g.shape(args[0])) - 2))
+            return sp.Function(f"sum_axis{axis_text(lead)}")(sp.Mul(a, factor(self.atom(args[1])), evaluate=False))
         if op == "transpose" and len(attrs["axes"]) == 2:
-            inner = self.atom(args[0])
-            return sp.Symbol(f"{inner.name}^T", commutative=False) if inner.is_Symbol else sp.Function("transpose")(inner)
+            return self.transposed(args[0])
         if op in ("sum_to", "sum"):
             axes = reduced_axes(g, node)
             return sp.Function(f"sum_axis{axis_text(axes)}")(self.atom(args[0]))
         if op == "broadcast_to":
             return self.atom(args[0])
         return sp.Function(op)(*(self.atom(a) for a in args))
+
+
+    def transposed(self, node: str) -> sp.Expr:
+        inner = self.atom(node)
+        return sp.Symbol(f"{inner.name}^T", commutative=False) if inner.is_Symbol else sp.Function("transpose")(inner)
 
 
 def factor(expr: sp.Expr) -> sp.Expr:
