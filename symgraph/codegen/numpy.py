@@ -673,8 +673,16 @@ def emit(n: Node, reuse: bool = False) -> list[str]:
 
 
 def reads_batch(key: tuple) -> bool:
-    """Whether a structure's expression holds the batch size."""
-    return any(part == ("const", BATCH) or (part[0] not in ("const", "leaf") and reads_batch(part)) for part in key[2])
+    """Whether a structure's expression holds the batch size (a walk without
+    recursion: a 400-term sum is a key 400 deep)."""
+    stack = [key]
+    while stack:
+        for part in stack.pop()[2]:
+            if part == ("const", BATCH):
+                return True
+            if part[0] not in ("const", "leaf"):
+                stack.append(part)
+    return False
 
 
 def fills_shape(n: Node, key: tuple) -> bool:
