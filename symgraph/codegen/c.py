@@ -12,7 +12,6 @@ sgd_step adds product and embedding gradients straight into their parameters.
 
 from __future__ import annotations
 
-import functools
 from collections import Counter
 from dataclasses import dataclass, field, replace
 
@@ -1026,7 +1025,6 @@ def model_context(program, api: str, dtype: str, forward_only: bool = False) -> 
     bodies = {}
     for name, (fn, tail) in fns.items():
         lines = fn.body(plans[name]) + ([""] + tail if tail else [])
-        text = "\n".join(lines)
         unused = [a for a in ARGUMENTS[name] if a not in fn.arguments]
         lines = [f"(void){a};  /* this model does not read it */" for a in unused] + lines
         bodies[name] = ["    " + line if line else "" for line in lines]

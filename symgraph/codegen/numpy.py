@@ -481,7 +481,7 @@ def emit_avg_pool1d_backward(n: Node):
     return scatter_windows(n, n.shapes[0][1], n.args[0], size, lambda c: f"{c} / {size}")
 
 
-def image_taps(n: Node, out_shape: tuple, size: tuple[int, int], stride: int):
+def image_taps(out_shape: tuple, size: tuple[int, int], stride: int):
     """For each tap (u, v) of a window over images, the slice of the input (its
     [batch, height, width, c] layout) that the tap reads for every output pixel."""
     stop_h, stop_w = stride * (int(out_shape[1]) - 1) + 1, stride * (int(out_shape[2]) - 1) + 1
@@ -522,7 +522,7 @@ def emit_conv2d_backward_input(n: Node):
     full = f"sg_padded_{n.name}" if padding else n.name
     lines = [f"sg_taps = {taps}.reshape({shape_text((batch, out_h, out_w, kh, kw, c_in))})",
              f"{full} = np.zeros({shape_text((batch, int(height) + 2 * padding, int(width) + 2 * padding, c_in))}, DTYPE)"]
-    lines += [f"{full}{window} += sg_taps[:, :, :, {u}, {v}]" for (u, v), window in image_taps(n, n.shapes[0], (kh, kw), n.attrs["stride"])]
+    lines += [f"{full}{window} += sg_taps[:, :, :, {u}, {v}]" for (u, v), window in image_taps(n.shapes[0], (kh, kw), n.attrs["stride"])]
     if padding:
         lines.append(f"{n.name} = {full}[:, {padding}:{padding + int(height)}, {padding}:{padding + int(width)}]")
     return lines
@@ -530,7 +530,7 @@ def emit_conv2d_backward_input(n: Node):
 
 def pool2d_by_taps(n: Node, combine: str) -> list[str]:
     x, size = n.args[0], n.attrs["size"]
-    (first, window), *rest = image_taps(n, n.shape, (size, size), n.attrs["stride"])
+    (_, window), *rest = image_taps(n.shape, (size, size), n.attrs["stride"])
     return [f"{n.name} = {x}{window}.copy()", *(f"{combine}({n.name}, {x}{tap}, out={n.name})" for _, tap in rest)]
 
 
@@ -549,12 +549,12 @@ def emit_max_pool2d_backward(n: Node):
     # the first maximum of each window in row-major order, as the C kernel takes it (np.argmax picks the first NaN)
     windows = f"np.lib.stride_tricks.sliding_window_view({x}, ({size}, {size}), axis=(1, 2))[:, ::{stride}, ::{stride}]"
     lines = [f"sg_first = np.argmax({windows}.reshape({shape_text(tuple(out) + (size * size,))}), axis=4)", *zeros(n.name, n.shape, False)]
-    return lines + [f"{n.name}{window} += {cot} * (sg_first == {u * size + v})" for (u, v), window in image_taps(n, out, (size, size), stride)]
+    return lines + [f"{n.name}{window} += {cot} * (sg_first == {u * size + v})" for (u, v), window in image_taps(out, (size, size), stride)]
 
 
 def emit_avg_pool2d_backward(n: Node):
     (cot,), size = n.args, n.attrs["size"]
-    taps = image_taps(n, n.shapes[0], (size, size), n.attrs["stride"])
+    taps = image_taps(n.shapes[0], (size, size), n.attrs["stride"])
     return [*zeros(n.name, n.shape, False), f"sg_share = {cot} / {size * size}", *(f"{n.name}{window} += sg_share" for _, window in taps)]
 
 
