@@ -820,18 +820,6 @@ def shape_comment(shape) -> str:
     return "[" + ", ".join("n" if is_batch(d) else str(int(d)) for d in shape) + "]"
 
 
-# Kernels that call other kernels (and what those call in turn).
-KERNEL_NEEDS = {
-    "matmul": ("gemm",), "matmul_bias": ("gemm", "parallel"), "conv1d": ("gemm",), "conv1d_backward_kernel": ("gemm",), "conv1d_backward_input": ("gemm",),
-    "softmax": ("exp_shifted",), "log_softmax": ("exp_shifted",), "cross_entropy": ("exp_shifted",),
-    "softmax_cross_entropy_grad": ("exp_shifted", "parallel"), "embedding": ("parallel",), "max_pool1d": ("parallel",),
-    "avg_pool1d": ("parallel",), "max_pool1d_backward": ("parallel",), "avg_pool1d_backward": ("parallel",),
-    "max_backward": ("parallel",), "tanh": ("exp_nonpositive",), "exp_shifted": ("exp_nonpositive",),
-    "matmul_sum": ("gemm",), "conv2d": ("gemm",), "conv2d_backward_kernel": ("gemm",), "conv2d_backward_input": ("gemm",),
-    "max_pool2d": ("parallel",), "avg_pool2d": ("parallel",), "max_pool2d_backward": ("parallel",),
-    "avg_pool2d_backward": ("parallel",), "layer_norm": ("parallel",), "layer_norm_backward": ("parallel",),
-}
-
 PARALLEL_ELEMENTS = 1 << 16  # loops this long (element-wise ones at the compiled batch) are split over threads with OpenMP
 
 LOOP_NAMES = ["i", "j", "k", "l", "m", "p", "q", "r", "s", "t", "u"] + [f"i{k}" for k in range(1, 40)]
@@ -853,9 +841,8 @@ class Context:
     kernels: set[str] = field(default_factory=set)
 
     def use(self, kernel: str) -> None:
+        """The model calls runtime kernel ``sg_<kernel>`` (the runtime pulls in what that calls)."""
         self.kernels.add(kernel)
-        for need in KERNEL_NEEDS.get(kernel, ()):
-            self.use(need)
 
     @property
     def cached(self) -> CachedPrinter:

@@ -16,7 +16,6 @@ static real arena[80];
 #define SG_FLOAT32
 #define SG_PARALLEL_ELEMENTS 65536
 #define SG_USE_FILL
-#define SG_USE_GEMM
 #define SG_USE_MATMUL
 #include "sg_kernels.h"
 

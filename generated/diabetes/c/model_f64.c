@@ -15,7 +15,6 @@ static real arena[80];
 /* The kernels this model calls, from symgraph's C runtime (sg_kernels.h, shipped alongside). */
 #define SG_PARALLEL_ELEMENTS 65536
 #define SG_USE_FILL
-#define SG_USE_GEMM
 #define SG_USE_MATMUL
 #include "sg_kernels.h"
 

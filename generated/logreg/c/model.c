@@ -15,7 +15,6 @@ static real arena[64];
 /* The kernels this model calls, from symgraph's C runtime (sg_kernels.h, shipped alongside). */
 #define SG_FLOAT32
 #define SG_PARALLEL_ELEMENTS 65536
-#define SG_USE_EXP_NONPOSITIVE
 #define SG_USE_FILL
 #define SG_USE_MATVEC
 #define SG_USE_TANH

@@ -17,6 +17,28 @@
 #define SG_LIBM(name) name
 #define SG_CBLAS_GEMM cblas_dgemm
 #endif
+/* What the kernels call in turn: a model defines only the kernels it calls itself. */
+#if !defined(SG_USE_GEMM) && (defined(SG_USE_MATMUL) || defined(SG_USE_MATMUL_BIAS) || defined(SG_USE_MATMUL_SUM) || \
+    defined(SG_USE_CONV1D) || defined(SG_USE_CONV1D_BACKWARD_KERNEL) || \
+    defined(SG_USE_CONV1D_BACKWARD_INPUT) || defined(SG_USE_CONV2D) || \
+    defined(SG_USE_CONV2D_BACKWARD_KERNEL) || defined(SG_USE_CONV2D_BACKWARD_INPUT))
+#define SG_USE_GEMM
+#endif
+#if !defined(SG_USE_PARALLEL) && (defined(SG_USE_MATMUL_BIAS) || defined(SG_USE_SOFTMAX_CROSS_ENTROPY_GRAD) || defined(SG_USE_EMBEDDING) || \
+    defined(SG_USE_MAX_POOL1D) || defined(SG_USE_AVG_POOL1D) || defined(SG_USE_MAX_POOL1D_BACKWARD) || \
+    defined(SG_USE_AVG_POOL1D_BACKWARD) || defined(SG_USE_MAX_BACKWARD) || defined(SG_USE_MAX_POOL2D) || \
+    defined(SG_USE_AVG_POOL2D) || defined(SG_USE_MAX_POOL2D_BACKWARD) || \
+    defined(SG_USE_AVG_POOL2D_BACKWARD) || defined(SG_USE_LAYER_NORM) || defined(SG_USE_LAYER_NORM_BACKWARD))
+#define SG_USE_PARALLEL
+#endif
+#if !defined(SG_USE_EXP_SHIFTED) && (defined(SG_USE_SOFTMAX) || defined(SG_USE_LOG_SOFTMAX) || defined(SG_USE_CROSS_ENTROPY) || \
+    defined(SG_USE_SOFTMAX_CROSS_ENTROPY_GRAD))
+#define SG_USE_EXP_SHIFTED
+#endif
+#if !defined(SG_USE_EXP_NONPOSITIVE) && (defined(SG_USE_TANH) || defined(SG_USE_EXP_SHIFTED))
+#define SG_USE_EXP_NONPOSITIVE
+#endif
+
 #if defined(SG_USE_PARALLEL) && !defined(SG_PARALLEL_ELEMENTS)
 #error "define SG_PARALLEL_ELEMENTS, the loop length from which OpenMP splits a loop"
 #endif
@@ -602,7 +624,8 @@ static void sg_embedding_backward(long rows, long table_rows, long width, const 
     }
 }
 #endif
-#if defined(SG_USE_CONV1D) || defined(SG_USE_CONV1D_BACKWARD_KERNEL) || defined(SG_USE_CONV1D_BACKWARD_INPUT) || defined(SG_USE_CONV2D) || defined(SG_USE_CONV2D_BACKWARD_KERNEL) || defined(SG_USE_CONV2D_BACKWARD_INPUT)
+#if defined(SG_USE_CONV1D) || defined(SG_USE_CONV1D_BACKWARD_KERNEL) || defined(SG_USE_CONV1D_BACKWARD_INPUT) || \
+    defined(SG_USE_CONV2D_BACKWARD_KERNEL) || defined(SG_USE_CONV2D_BACKWARD_INPUT)
 
 /* The steps t in [*first, *last) whose input row t*stride + w - padding lies in [0, length). */
 static void sg_valid_steps(long steps, long length, long w, long stride, long padding, long *first, long *last)

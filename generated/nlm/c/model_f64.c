@@ -17,16 +17,12 @@ static real arena[825376];
 #define SG_USE_CROSS_ENTROPY
 #define SG_USE_EMBEDDING
 #define SG_USE_EMBEDDING_BACKWARD
-#define SG_USE_EXP_NONPOSITIVE
-#define SG_USE_EXP_SHIFTED
 #define SG_USE_FILL
 #define SG_USE_FILL_NORMAL
 #define SG_USE_FILL_UNIFORM
-#define SG_USE_GEMM
 #define SG_USE_MATMUL
 #define SG_USE_MATMUL_ADD
 #define SG_USE_MATMUL_BIAS
-#define SG_USE_PARALLEL
 #define SG_USE_SOFTMAX_CROSS_ENTROPY_GRAD
 #include "sg_kernels.h"
 
