@@ -299,19 +299,9 @@ class Pretty:
         op, attrs, args = g.op(node), g.attrs(node), g.args(node)
         if op in LEAVES:
             return node
-        if op == "matmul":
-            return f"{self.arg(args[0])} @ {self.arg(args[1])}"
-        if op == "matmul_bias":  # lowered: written as what it computes
-            return f"{self.arg(args[0])} @ {self.arg(args[1])} + {self.arg(args[2])}"
-        if op == "matvec":  # lowered: written as the product it computes
-            m, v = args
-            return f"{self.arg(v)} @ {self.arg(m)}" if attrs["transposed"] else f"{self.arg(m)} @ {self.arg(v)}"
-        if op == "matmul_sum":  # lowered: written as the sum of the stack's products it computes
-            rank = len(g.shape(args[0]))
-            a = self.arg(args[0])
-            if attrs["transposed"]:
-                a = f"transpose({a}, axes={tuple(range(rank - 2)) + (rank - 1, rank - 2)})"
-            return f"sum({a} @ {self.arg(args[1])}, axis={axis_text(tuple(range(rank - 2)))})"
+        shown = REGISTRY[op].shown if op in REGISTRY else None
+        if shown is not None:  # the op says how it reads: lowered ops as what they compute
+            return shown([self.arg(a) for a in args], attrs, [len(g.shape(a)) for a in args])
         if op == "transpose" and len(attrs["axes"]) == 2:
             return f"{self.arg(args[0])}.T"
         if op in ("sum_to", "sum"):
@@ -324,8 +314,6 @@ class Pretty:
             inner = show(self.atom(args[0]))
             axes = attrs["axes"]
             return f"expand_dims({inner}, axis={axis_text(axes)})" if axes else inner
-        if op == "onehot":
-            return f"onehot({args[0]})"
         if op == "softmax_cross_entropy_grad":
             return show((sp.Symbol(f"softmax({args[0]})") - sp.Symbol(f"onehot({args[1]})")) * self.atom(args[2]))
         shown = [show(self.atom(a)) for a in args]

@@ -7,6 +7,7 @@ from .registry import (
     REQUIRED,
     OpDef,
     apply,
+    axes_text,
     broadcast_shapes,
     combines_axis,
     combines_none,
@@ -75,6 +76,7 @@ def matmul_expand(g, args, attrs):
 register(
     OpDef(
         "matmul", 2, matmul_shape, matmul_vjp, expand=matmul_expand, combines=matmul_combines, linear_in=(0, 1),
+        shown=lambda a, attrs, ranks: f"{a[0]} @ {a[1]}",
         doc="C[..., i, j] = sum_k A[..., i, k] B[..., k, j]; a vector is a row on the left, a column on the right", example="x @ W",
     )
 )
@@ -91,6 +93,7 @@ def matvec_shape(shapes, attrs):
 register(
     OpDef(
         "matvec", 2, matvec_shape, attrs=(("transposed", False),), public=False, linear_in=(0, 1),
+        shown=lambda a, attrs, ranks: f"{a[1]} @ {a[0]}" if attrs["transposed"] else f"{a[0]} @ {a[1]}",
         combines=lambda shapes, attrs: ((0,) if attrs["transposed"] else (1,), (0,)),
         doc="M @ v, or with transposed v @ M: a matrix times a vector, with no [rows, cols] array of products between",
     )
@@ -108,10 +111,17 @@ def matmul_bias_shape(shapes, attrs):
 register(
     OpDef(
         "matmul_bias", 3, matmul_bias_shape, public=False, linear_in=(0, 1, 2),
+        shown=lambda a, attrs, ranks: f"{a[0]} @ {a[1]} + {a[2]}",
         combines=lambda shapes, attrs: ((1,), (0,), ()),
         doc="x @ W + b for matrices x, W and a vector b added to every row: one product that starts from b",
     )
 )
+
+
+def summed_products_text(a: list[str], attrs: dict, ranks: list[int]) -> str:
+    lead = tuple(range(ranks[0] - 2))
+    left = f"transpose({a[0]}, axes={lead + (ranks[0] - 1, ranks[0] - 2)})" if attrs["transposed"] else a[0]
+    return f"sum({left} @ {a[1]}, axis={axes_text(lead)})"
 
 
 def matmul_sum_shape(shapes, attrs):
@@ -124,7 +134,7 @@ def matmul_sum_shape(shapes, attrs):
 
 register(
     OpDef(
-        "matmul_sum", 2, matmul_sum_shape, attrs=(("transposed", False),), public=False, linear_in=(0, 1),
+        "matmul_sum", 2, matmul_sum_shape, attrs=(("transposed", False),), public=False, linear_in=(0, 1), shown=summed_products_text,
         combines=lambda shapes, attrs: (tuple(range(len(shapes[0]) - 2)) + ((len(shapes[0]) - (2 if attrs["transposed"] else 1)),),
                                         tuple(range(len(shapes[1]) - 1))),
         doc="sum over the leading axes i of a[i] @ b[i] (a[i].T @ b[i] with transposed): the weight gradient of a batched product, as one product",

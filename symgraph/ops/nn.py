@@ -378,6 +378,7 @@ def onehot_shape(shapes, attrs):
 register(
     OpDef(
         "onehot", 1, onehot_shape, attrs=(("classes", REQUIRED),), int_args=(0,), public=False, combines=combines_none,
+        shown=lambda a, attrs, ranks: f"onehot({a[0]})",
         int_bound=lambda shapes, attrs: attrs["classes"], doc="onehot(y)[..., k] = (y[...] == k)",
     )
 )

@@ -62,6 +62,10 @@ class OpDef:
         held fixed (element-wise ops: read off ``expr``).
     view : the result holds the argument's elements, reindexed (a reshape, a
         transpose): a backend may hand out a view of the argument instead.
+    shown : how ``explain`` writes a call of the op, ``(args, attrs, ranks) ->
+        text`` from its arguments' text (parenthesised where needed), its
+        attributes and its arguments' ranks; None: ``op(x, attr=value)``.
+        Lowered ops are written as what they compute (``x @ W + b``).
     The properties ``commutative`` and ``identity`` are read off ``expr``.
     public : callable from a spec (internal ops appear only in gradients).
     doc : one line of math.
@@ -86,6 +90,7 @@ class OpDef:
     linear_in: tuple[int, ...] = ()
     view: bool = False
     fold: Callable | None = None
+    shown: Callable[[list[str], dict, list[int]], str] | None = None
     arg_names: tuple[str, ...] = ()
     domain: str = "real"
     public: bool = True
@@ -185,6 +190,11 @@ def combines_axis(shapes, attrs):
     """Along the first argument's ``axis`` attribute (an int or a tuple of ints)."""
     axis = attrs["axis"]
     return (tuple(axis) if isinstance(axis, (tuple, list)) else (axis,),) + tuple(() for _ in shapes[1:])
+
+
+def axes_text(axes) -> str:
+    """``axis=`` as a spec writes it: 1, or (0, 1)."""
+    return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
 
 
 # -- shape helpers shared by the families -------------------------------------
