@@ -9,9 +9,7 @@ into one simplified sympy expression, other ops written as NumPy-like calls.
 from __future__ import annotations
 
 import functools
-
 import re
-
 from dataclasses import dataclass
 
 import sympy as sp
@@ -20,6 +18,7 @@ from .autodiff import differentiate
 from .errors import SpecError
 from .ir import Batch, Graph, per_graph
 from .ops import REGISTRY, X
+from .ops.registry import axes_text
 from .ops.reduce import sum_to_axes
 from .ops.symbolic import BATCH, fill, op_expr, rational, relu, sgn, sigmoid, step, structure, structure_expr
 from .passes import optimize
@@ -308,12 +307,12 @@ class Pretty:
             axes = reduced_axes(g, node)
             mean = self.mean_of(args[0], axes)
             if mean is not None:
-                return f"mean({mean}, axis={axis_text(axes)})"
-            return f"sum({show(self.atom(args[0]))}, axis={axis_text(axes)})"
+                return f"mean({mean}, axis={axes_text(axes)})"
+            return f"sum({show(self.atom(args[0]))}, axis={axes_text(axes)})"
         if op == "broadcast_to":
             inner = show(self.atom(args[0]))
             axes = attrs["axes"]
-            return f"expand_dims({inner}, axis={axis_text(axes)})" if axes else inner
+            return f"expand_dims({inner}, axis={axes_text(axes)})" if axes else inner
         if op == "softmax_cross_entropy_grad":
             return show((sp.Symbol(f"softmax({args[0]})") - sp.Symbol(f"onehot({args[1]})")) * self.atom(args[2]))
         shown = [show(self.atom(a)) for a in args]
@@ -360,16 +359,15 @@ class MathPretty(Pretty):
         if op == "matmul_sum":  # lowered: the sum over the stack of its products
             a = self.transposed(args[0]) if attrs["transposed"] else factor(self.atom(args[0]))
             lead = tuple(range(len(g.shape(args[0])) - 2))
-            return sp.Function(f"sum_axis{axis_text(lead)}")(sp.Mul(a, factor(self.atom(args[1])), evaluate=False))
+            return sp.Function(f"sum_axis{axes_text(lead)}")(sp.Mul(a, factor(self.atom(args[1])), evaluate=False))
         if op == "transpose" and len(attrs["axes"]) == 2:
             return self.transposed(args[0])
         if op in ("sum_to", "sum"):
             axes = reduced_axes(g, node)
-            return sp.Function(f"sum_axis{axis_text(axes)}")(self.atom(args[0]))
+            return sp.Function(f"sum_axis{axes_text(axes)}")(self.atom(args[0]))
         if op == "broadcast_to":
             return self.atom(args[0])
         return sp.Function(op)(*(self.atom(a) for a in args))
-
 
     def transposed(self, node: str) -> sp.Expr:
         inner = self.atom(node)
@@ -388,10 +386,6 @@ def reduced_axes(g: Graph, node: str) -> tuple[int, ...]:
         return tuple(g.attrs(node)["axis"])
     lead, kept = sum_to_axes(g.shape(g.args(node)[0]), g.shape(node))
     return tuple(range(lead)) + kept
-
-
-def axis_text(axes: tuple[int, ...]) -> str:
-    return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
 
 
 def forward_text(g: Graph, node: str, printer: Pretty | None = None) -> str:

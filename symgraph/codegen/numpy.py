@@ -14,7 +14,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 from ..ir import Graph, batch_axis, is_batch, numel
 from ..metrics import ERRORS, classes, classifier_term, top_k
 from ..ops import REGISTRY
-from ..ops.registry import broadcast_shapes
+from ..ops.registry import axes_text, broadcast_shapes
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import BATCH, fill, op_expr, placeholder, real_valued, relu, sgn, sigmoid, softplus, step, structure_expr
 from ..sharding import placed_masks
@@ -117,11 +117,6 @@ def mean_text(expr: str, dims) -> str:
     """The mean of all of ``expr`` (an array of ``dims``) as its sum over the count:
     ndarray.mean spends about 2.5 us in Python, more than the whole sum of a small array."""
     return f"{expr}.sum() / {count_text(dims)}"
-
-
-def axes_text(axes) -> str:
-    axes = tuple(axes)
-    return str(axes[0]) if len(axes) == 1 else str(axes)
 
 
 # -- element-wise expressions as ufunc calls writing into one buffer ----------------------

@@ -193,8 +193,9 @@ def combines_axis(shapes, attrs):
 
 
 def axes_text(axes) -> str:
-    """``axis=`` as a spec writes it: 1, or (0, 1)."""
-    return str(axes[0]) if len(axes) == 1 else str(tuple(axes))
+    """``axis=`` as a spec (and NumPy) writes it: 1, or (0, 1)."""
+    axes = tuple(axes)
+    return str(axes[0]) if len(axes) == 1 else str(axes)
 
 
 # -- shape helpers shared by the families -------------------------------------
