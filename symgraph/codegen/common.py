@@ -24,7 +24,7 @@ from ..ir import Batch, Graph, is_batch, per_graph
 from ..metrics import CLASSIFYING, ERRORS, classified, classes, sum_count, targets, top_k
 from ..ops import REGISTRY
 from ..ops.symbolic import fill, real_valued, structure, structure_expr
-from .flags import c_string, help_text
+from .flags import c_options, c_string, help_text
 from ..passes.fusion import fusion_groups
 
 
@@ -319,6 +319,7 @@ def trainer_context(program) -> dict:
     )
     context["help"] = help_text(context)
     context["help_c"] = c_string(context["help"])
+    context["c_options"] = c_options()
     return context
 
 

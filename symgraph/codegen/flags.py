@@ -66,3 +66,9 @@ def c_string(text: str) -> list[str]:
     """``text`` as the lines of a C string literal."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"')
     return [f'"{line}\\n"' for line in escaped.split("\n")[:-1]]
+
+
+def c_options() -> list[dict]:
+    """The C trainer's getopt_long table: each flag's name, whether it takes a
+    value, and the constant its parsing switch names it by (FLAG_BATCH_SIZE)."""
+    return [dict(name=f.name[2:], value=bool(f.value), code="FLAG_" + f.name[2:].upper().replace("-", "_")) for f in FLAGS]

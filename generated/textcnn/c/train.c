@@ -1201,21 +1201,66 @@ int main(int argc, char **argv)
         stats[input_index(normalized_by_spec[i])].active = 1;
     /* The flags, by getopt_long, each under its whole name only (as the NumPy trainer's argparse takes
      * them: no --epoch for --epochs); "+" stops at the first word that is no flag, which is refused. */
-    enum { FLAG_DATA = 256, FLAG_VAL, FLAG_INIT_FROM, FLAG_SAVE, FLAG_SAVE_BEST, FLAG_LOG, FLAG_PREDICT, FLAG_OUT, FLAG_EPOCHS, FLAG_BATCH_SIZE, FLAG_SEED, FLAG_LR, FLAG_MOMENTUM, FLAG_WEIGHT_DECAY,
-           FLAG_NORMALIZE, FLAG_OPTIMIZER, FLAG_SCHEDULE, FLAG_WARMUP, FLAG_DECAY, FLAG_STEP_EPOCHS, FLAG_CLIP_NORM, FLAG_PATIENCE, FLAG_THREADS };
+    enum {
+        FLAG_DATA = 256,
+        FLAG_VAL,
+        FLAG_EPOCHS,
+        FLAG_BATCH_SIZE,
+        FLAG_LR,
+        FLAG_SCHEDULE,
+        FLAG_WARMUP,
+        FLAG_DECAY,
+        FLAG_STEP_EPOCHS,
+        FLAG_OPTIMIZER,
+        FLAG_MOMENTUM,
+        FLAG_NESTEROV,
+        FLAG_WEIGHT_DECAY,
+        FLAG_CLIP_NORM,
+        FLAG_SEED,
+        FLAG_NORMALIZE,
+        FLAG_INIT_FROM,
+        FLAG_SAVE,
+        FLAG_SAVE_BEST,
+        FLAG_PATIENCE,
+        FLAG_LOG,
+        FLAG_THREADS,
+        FLAG_EVAL,
+        FLAG_PREDICT,
+        FLAG_OUT,
+        FLAG_ARGMAX,
+        FLAG_GRADCHECK,
+        FLAG_HELP,
+    };
     static const struct option flags[] = {
-        {"help", no_argument, NULL, 'h'}, {"gradcheck", no_argument, NULL, 'g'}, {"eval", no_argument, NULL, 'e'},
-        {"argmax", no_argument, NULL, 'a'}, {"nesterov", no_argument, NULL, 'n'}, {"data", required_argument, NULL, FLAG_DATA},
-        {"val", required_argument, NULL, FLAG_VAL}, {"init-from", required_argument, NULL, FLAG_INIT_FROM}, {"save", required_argument, NULL, FLAG_SAVE},
-        {"save-best", required_argument, NULL, FLAG_SAVE_BEST}, {"log", required_argument, NULL, FLAG_LOG},
-        {"predict", required_argument, NULL, FLAG_PREDICT}, {"out", required_argument, NULL, FLAG_OUT}, {"epochs", required_argument, NULL, FLAG_EPOCHS},
-        {"batch-size", required_argument, NULL, FLAG_BATCH_SIZE}, {"seed", required_argument, NULL, FLAG_SEED}, {"lr", required_argument, NULL, FLAG_LR},
-        {"momentum", required_argument, NULL, FLAG_MOMENTUM}, {"weight-decay", required_argument, NULL, FLAG_WEIGHT_DECAY},
-        {"normalize", required_argument, NULL, FLAG_NORMALIZE}, {"optimizer", required_argument, NULL, FLAG_OPTIMIZER},
-        {"schedule", required_argument, NULL, FLAG_SCHEDULE}, {"warmup", required_argument, NULL, FLAG_WARMUP},
-        {"decay", required_argument, NULL, FLAG_DECAY}, {"step-epochs", required_argument, NULL, FLAG_STEP_EPOCHS},
-        {"clip-norm", required_argument, NULL, FLAG_CLIP_NORM}, {"patience", required_argument, NULL, FLAG_PATIENCE},
-        {"threads", required_argument, NULL, FLAG_THREADS}, {NULL, 0, NULL, 0}};
+        {"data", required_argument, NULL, FLAG_DATA},
+        {"val", required_argument, NULL, FLAG_VAL},
+        {"epochs", required_argument, NULL, FLAG_EPOCHS},
+        {"batch-size", required_argument, NULL, FLAG_BATCH_SIZE},
+        {"lr", required_argument, NULL, FLAG_LR},
+        {"schedule", required_argument, NULL, FLAG_SCHEDULE},
+        {"warmup", required_argument, NULL, FLAG_WARMUP},
+        {"decay", required_argument, NULL, FLAG_DECAY},
+        {"step-epochs", required_argument, NULL, FLAG_STEP_EPOCHS},
+        {"optimizer", required_argument, NULL, FLAG_OPTIMIZER},
+        {"momentum", required_argument, NULL, FLAG_MOMENTUM},
+        {"nesterov", no_argument, NULL, FLAG_NESTEROV},
+        {"weight-decay", required_argument, NULL, FLAG_WEIGHT_DECAY},
+        {"clip-norm", required_argument, NULL, FLAG_CLIP_NORM},
+        {"seed", required_argument, NULL, FLAG_SEED},
+        {"normalize", required_argument, NULL, FLAG_NORMALIZE},
+        {"init-from", required_argument, NULL, FLAG_INIT_FROM},
+        {"save", required_argument, NULL, FLAG_SAVE},
+        {"save-best", required_argument, NULL, FLAG_SAVE_BEST},
+        {"patience", required_argument, NULL, FLAG_PATIENCE},
+        {"log", required_argument, NULL, FLAG_LOG},
+        {"threads", required_argument, NULL, FLAG_THREADS},
+        {"eval", no_argument, NULL, FLAG_EVAL},
+        {"predict", required_argument, NULL, FLAG_PREDICT},
+        {"out", required_argument, NULL, FLAG_OUT},
+        {"argmax", no_argument, NULL, FLAG_ARGMAX},
+        {"gradcheck", no_argument, NULL, FLAG_GRADCHECK},
+        {"help", no_argument, NULL, FLAG_HELP},
+        {NULL, 0, NULL, 0}};
     opterr = 0;  /* its messages are ours */
     for (;;) {
         const int at = optind;
@@ -1230,13 +1275,14 @@ int main(int argc, char **argv)
         const char *value = optarg;
         switch (code) {
         case 'h':
+        case FLAG_HELP:
             if (talk)
                 fputs(usage, stdout);
             return 0;
-        case 'g': check = 1; break;
-        case 'e': eval_only = 1; break;
-        case 'a': argmax = 1; break;
-        case 'n': opt.nesterov = 1; break;
+        case FLAG_GRADCHECK: check = 1; break;
+        case FLAG_EVAL: eval_only = 1; break;
+        case FLAG_ARGMAX: argmax = 1; break;
+        case FLAG_NESTEROV: opt.nesterov = 1; break;
         case ':': fail("%s needs a value", flag); break;
         case '?':
             if (strchr(argv[at], '=') && strncmp(argv[at], "--", 2) == 0)
@@ -1267,7 +1313,7 @@ int main(int argc, char **argv)
         case FLAG_STEP_EPOCHS: step_epochs = whole(flag, value, 1); break;
         case FLAG_CLIP_NORM: clip_norm = number(flag, value, 0); break;
         case FLAG_PATIENCE: patience = whole(flag, value, 0), patience_given = 1; break;
-        default: threads = whole(flag, value, 1); break;
+        case FLAG_THREADS: threads = whole(flag, value, 1); break;
         }
     }
     if (optind < argc)
