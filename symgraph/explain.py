@@ -305,10 +305,12 @@ class Pretty:
             return f"{self.arg(args[0])}.T"
         if op in ("sum_to", "sum"):
             axes = reduced_axes(g, node)
+            # summed axes that stay, as size 1, must say so: read as NumPy, the sum would broadcast wrongly
+            keep = ", keepdims=True" if axes and len(g.shape(node)) == len(g.shape(args[0])) else ""
             mean = self.mean_of(args[0], axes)
             if mean is not None:
-                return f"mean({mean}, axis={axes_text(axes)})"
-            return f"sum({show(self.atom(args[0]))}, axis={axes_text(axes)})"
+                return f"mean({mean}, axis={axes_text(axes)}{keep})"
+            return f"sum({show(self.atom(args[0]))}, axis={axes_text(axes)}{keep})"
         if op == "broadcast_to":
             inner = show(self.atom(args[0]))
             axes = attrs["axes"]

@@ -117,3 +117,18 @@ def test_latex_keeps_names_that_are_not_one_subscript_whole():
                 "graph: {L: _X * a_b_c * x_1}\nloss: L\n")
     text = sg.explain(g).latex()
     assert r"\partial \mathit{\_X}" in text and r"\mathit{a\_b\_c}" in text and "x_{1}" in text and "a_{b c}" not in text
+
+
+def test_a_sum_that_keeps_its_axes_says_so():
+    """softmax's backward sums along the axis and keeps it: written without
+    keepdims, the step would broadcast the wrong way when read as NumPy."""
+    g = sg.load("""
+name: soft
+params: {z: {shape: [3, 4]}, t: {shape: [3, 4]}}
+graph:
+  p: softmax(z, axis=-1)
+  loss: sum(p * t)
+loss: loss
+""")
+    text = str(sg.explain(g, wrt="z"))
+    assert "axis=1, keepdims=True)" in text, text

@@ -337,7 +337,7 @@ def test_a_model_that_folds_the_batch_trains_on_whole_batches_in_both_trainers(t
     ("--lr", "nan"), ("--momentum", "nan"), ("--weight-decay", "inf"), ("--lr", "-1"), ("--epochs", "-2"),
     ("--batch-size", "0"), ("--seed", str(2**64)), ("--seed", "x"), ("--epoch", "3"), ("--optimizer", "adagrad"),
     ("--schedule", "linear"), ("--clip", "1"), ("--lr",), ("--lr", "0x1p-3"), ("--epochs", "1_0"), ("--epochs", "\u0662"),
-    ("--lr", "0.1 "), ("--eval=yes",),
+    ("--lr", "0.1 "), ("--eval=yes",), ("--lr", "--epochs", "2"),
 ])
 def test_both_trainers_refuse_the_same_flags_with_the_same_words(tmp_path, flags):
     data = toy_digits(tmp_path / "train", 40, 0)

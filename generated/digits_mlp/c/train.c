@@ -1273,6 +1273,8 @@ int main(int argc, char **argv)
         if (which >= 0 && strcmp(flag + 2, flags[which].name) != 0)  /* getopt_long takes abbreviations; we do not */
             fail("unknown argument '%s' (see --help)", flag);
         const char *value = optarg;
+        if (value && optind - at == 2 && strncmp(value, "--", 2) == 0)  /* --lr --epochs 2: the next flag is no value */
+            fail("%s needs a value", flag);
         switch (code) {
         case 'h':
         case FLAG_HELP:

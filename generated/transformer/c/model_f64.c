@@ -801,7 +801,7 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
         for (long j = 0; j < 16; j++)
             dattention_3[i] += dattention_2[i*16 + j];
 
-    /* dL/dattention_4 = attention*(dL/dattention - sum(attention*dL/dattention, axis=3))   [d softmax(attention_4)/dattention_4] */
+    /* dL/dattention_4 = attention*(dL/dattention - sum(attention*dL/dattention, axis=3, keepdims=True))   [d softmax(attention_4)/dattention_4] */
     /* dL/dattention_1 = dL/d(attention_1/4)/4   [d(attention_1/4)/dattention_1] */
     real *dattention_1 = arena + 1765376;  /* [n, 4, 16, 16] */
     for (long i = 0; i < n*64; i++)

@@ -848,7 +848,7 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     np.multiply(dattention, attention, out=dattention_2)
     # part of dL/dattention_4   [d softmax(attention_4)/dattention_4]
     dattention_3 = dattention_2.sum(axis=3, keepdims=True)
-    # dL/dattention_4 = attention*(dL/dattention - sum(attention*dL/dattention, axis=3))   [d softmax(attention_4)/dattention_4]
+    # dL/dattention_4 = attention*(dL/dattention - sum(attention*dL/dattention, axis=3, keepdims=True))   [d softmax(attention_4)/dattention_4]
     # dL/dattention_1 = dL/d(attention_1/4)/4   [d(attention_1/4)/dattention_1]
     # dattention_1 = attention*(dattention - dattention_3)/4.0
     dattention_1 = scratch("dattention_1", (n, 4, 16, 16))
