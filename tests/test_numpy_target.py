@@ -5,6 +5,7 @@ promises in the generated source."""
 from __future__ import annotations
 
 import inspect
+import re
 
 import numpy as np
 import pytest
@@ -134,7 +135,7 @@ def test_broadcasts_that_meet_a_full_array_are_left_to_numpy():
 def test_big_intermediates_go_to_scratch_buffers_and_results_stay_fresh():
     m = model("scratch")
     text = inspect.getsource(m._backend.loss_and_grads)
-    assert 'scratch("f_1"' in text and "np.tanh(" in text and ", out=" in text
+    assert "f_1 = scratch(" in text and "np.tanh(" in text and ", out=" in text
     assert text.count("window_rows(x, 3, 1, 1") == 1  # the kernel gradient reuses the forward's rows
     rng = np.random.default_rng(1)
     params, inputs = m.init_params(1), inputs_for(m, rng)
@@ -144,6 +145,32 @@ def test_big_intermediates_go_to_scratch_buffers_and_results_stay_fresh():
     for key in first:  # nothing the first call returned was overwritten
         np.testing.assert_array_equal(first[key], kept[key], err_msg=key)
     assert m.loss_and_grads(params, inputs)[0] == first_loss
+
+
+@pytest.mark.parametrize("example", ["mlp", "nlm", "textcnn", "transformer", "digits_cnn"])
+def test_scratch_buffers_are_shared_where_lifetimes_allow_and_change_no_number(example, monkeypatch):
+    """Every array that can goes to a scratch buffer (SCRATCH_ELEMENTS = 0):
+    the memory plan shares them by lifetime, which must change no loss or
+    gradient against fresh arrays, in two calls running over the same
+    buffers, and needs fewer buffers than arrays."""
+    g = sg.load(ROOT / "examples" / f"{example}.yaml")
+    g.dims["batch"] = 4
+    rng = np.random.default_rng(5)
+    fresh = sg.compile(g, target="numpy", dtype="float64")
+    monkeypatch.setattr(numpy_backend, "SCRATCH_ELEMENTS", 0)
+    shared = sg.compile(g, target="numpy", dtype="float64")
+    text = inspect.getsource(shared._backend.loss_and_grads)
+    numbers = set(re.findall(r"scratch\((\d+),", text))
+    arrays = re.findall(r"^    (\w+) = (?:np\.\w+\(.*out=)?scratch\(\d+,", text, re.M)
+    assert 1 < len(numbers) < len(arrays), (numbers, arrays)
+    params = fresh.init_params(3)
+    for _ in range(2):
+        inputs = inputs_for(fresh, rng)
+        loss, grads = fresh.loss_and_grads(params, inputs)
+        other_loss, other = shared.loss_and_grads(params, inputs)
+        assert abs(loss - other_loss) <= 1e-12 * abs(loss)
+        for name in grads:
+            np.testing.assert_allclose(other[name], grads[name], rtol=1e-10, atol=1e-12, err_msg=name)
 
 
 @pytest.mark.parametrize("scratch_elements", [None, 0])

@@ -28,22 +28,19 @@ from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import BATCH, structure
 from ..sharding import placed_masks
-from ..passes.fusion import fusion_groups
 from .common import (
     CachedPrinter,
-    cross_entropy_pairs,
     derivation_comments,
     describe,
     error_sum,
     metric_roots,
     metric_sum_count,
-    node_order,
-    read_transposed,
     source_name,
     summary,
     trainer_context,
 )
 from .memory import Buffer, available_memory, human_bytes, place, report
+from .schedule import schedule
 
 CTYPE = {"float32": "float", "float64": "double"}
 SUFFIX = {"float32": "f", "float64": ""}  # libm names: expf vs exp
@@ -238,137 +235,27 @@ def printed_number(printer: Printer, value) -> str:
 # -- one generated function -------------------------------------------------------------
 @dataclass
 class Function:
-    """Statements computing ``roots`` of ``g``; ``dests`` maps a root to the caller's buffer."""
+    """The C text of a schedule: statements computing ``roots`` of ``g``;
+    ``dests`` maps a root to the caller's buffer."""
 
     ctx: "Context"
     g: Graph
     roots: list[str]
     dests: dict[str, str]
-    order: list[str] = field(default_factory=list)
-    absorbed: set[str] = field(default_factory=set)
-    reads: dict[str, set[str]] = field(default_factory=dict)
-    transposed: dict[str, str] = field(default_factory=dict)  # matrix transpose read only by matmuls -> its argument
     updates: dict[str, str] = field(default_factory=dict)  # a gradient the SGD step adds into its parameter -> that parameter
     arguments: set[str] = field(default_factory=set)  # the function's arguments it reads (ARGUMENTS)
 
     def __post_init__(self):
-        # the schedule depends on the graph, the roots and which of them have
-        # destinations, not on the precision: a float32 model's float64 twin reuses it
-        known, key = schedules(self.g), (tuple(self.roots), frozenset(self.dests))
-        if key in known:
-            self.__dict__.update(known[key])
-            return
-        g = self.g
-        self.root_set = set(self.roots)
-        needed = g.needed_by(self.roots)
-        order = node_order(g)
-        computed = [v for v in order if v in needed and g.op(v) not in ("input", "param", "const")]
-        self.absorbed = set(fusion_groups(g, self.roots, order=order))
-        self.structures: dict[str, tuple[tuple, list[str]]] = {}
-        self.transposed = read_transposed(g, needed, self.root_set)
-        self.order = [v for v in computed if v not in self.absorbed and v not in self.transposed]
-        for v in self.order:
-            args = self.leaves(v) if REGISTRY[g.op(v)].elementwise else g.args(v)
-            self.reads[v] = {self.transposed.get(a, a) for a in args}
-        self.last_read = {a: i for i, v in enumerate(self.order) for a in self.reads[v]}  # node -> its last reader's position
-        self.losses = losses_with_gradients(g, self.order, self.reads)
-        self.aliases: dict[str, str] = {}
-        self.find_aliases()
-        self.names = loop_names(g)
-        known[key] = {name: getattr(self, name) for name in SCHEDULE}
-
-    def owner(self, node: str) -> str:
-        while node in self.aliases:
-            node = self.aliases[node]
-        return node
-
-    def find_aliases(self) -> None:
-        """Fill ``aliases``: nodes that need no buffer of their own -> the node whose buffer they use.
-
-        A reshape is a view of its argument. An element-wise statement is
-        computed in place of an argument of its own shape when that argument
-        dies there, is read at the same index as the result is written (so
-        each element is read before it is overwritten) and shares its buffer
-        with no other argument, and when it reads nothing broadcast: GCC 12 at
-        -O3 with AVX-512 vectorised a row-broadcast loop written in place
-        wrongly (softmax's gradient over [8, 5] logits, a test in test_c.py).
-        """
-        g = self.g
-        aliases, owner = self.aliases, self.owner  # owner() follows the aliases found so far
-        computed = set(self.order)
-        protected = set(self.dests) | self.root_set
-        read_until = {v: self.last_read.get(v, -1) for v in computed}  # per buffer owner: its last read so far
-        for i, v in enumerate(self.order):
-            if v in self.dests:
-                continue
-            if g.op(v) == "reshape":
-                (x,) = g.args(v)
-                if x in computed:
-                    aliases[v] = x
-                    read_until[owner(x)] = max(read_until[owner(x)], read_until.pop(v))
-                continue
-            if not REGISTRY[g.op(v)].elementwise:
-                continue
-            leaves = self.leaves(v)
-            if any(g.shape(b) != g.shape(v) for b in leaves):
-                continue
-            for a in leaves:
-                if a not in computed or g.shape(a) != g.shape(v):
-                    continue
-                if a in protected or owner(a) in protected:
-                    continue  # the caller's buffers and the results must survive
-                if read_until[owner(a)] > i:
-                    continue  # the buffer is read after this statement
-                if any(owner(b) == owner(a) for b in leaves if b != a):
-                    continue
-                aliases[v] = a
-                read_until[owner(a)] = max(read_until[owner(a)], read_until.pop(v))
-                break
-
-    def structure(self, node: str) -> tuple[tuple, list[str]]:
-        """``node``'s fused expression as a structure key and its leaves, worked out
-        once: the reads, the in-place search and the statement all ask for it."""
-        if node not in self.structures:
-            self.structures[node] = structure(self.g, node, self.absorbed.__contains__)
-        return self.structures[node]
-
-    def leaves(self, node: str) -> list[str]:
-        """Materialised nodes read by ``node``'s fused expression."""
-        return self.structure(node)[1]
-
-    def fused(self, node: str) -> list[str]:
-        """The absorbed nodes printed inside ``node``'s expression, producers first."""
-        out = []
-        for a in self.g.args(node):
-            if a in self.absorbed:
-                out += [x for x in self.fused(a) + [a] if x not in out]
-        return out
+        self.s = schedule(self.g, self.roots, frozenset(self.dests))
+        self.names = loop_names(self.g)
 
     def plan(self) -> list[Buffer]:
-        """One buffer per node that owns one, live until the last read of it or of any alias."""
-        end = len(self.order)
-        last = {}
-        for i, v in enumerate(self.order):
-            last.setdefault(self.owner(v), i)
-            for a in self.reads[v]:
-                last[self.owner(a)] = i
-            if v in self.losses:  # the loss is written here, with its gradient
-                last[self.owner(self.losses[v])] = max(last[self.owner(self.losses[v])], i)
-        for v in self.root_set & set(self.order):  # read by the caller, after every statement (a later read must not cut that short)
-            last[self.owner(v)] = end
-        buffers = []
-        for i, v in enumerate(self.order):
-            if v in self.dests or v in self.aliases:
-                continue
-            if self.g.dtype(v) != "float":
-                raise SpecError(f"node {v!r} holds integers; only inputs may", node=v, source=self.g.source)
-            buffers.append(Buffer(v, size(self.g.shape(v)).at(self.ctx.batch), i, max(last[v], i)))
-        return buffers
+        return self.s.buffers(lambda v: size(self.g.shape(v)).at(self.ctx.batch))
 
     def body(self, buffers: list[Buffer]) -> list[str]:
         g, ctx = self.g, self.ctx
         offsets = {b.name: b.offset for b in buffers}
-        used = set(self.roots) | {a for v in self.order for a in self.reads[v]}
+        used = set(self.roots) | {a for v in self.s.order for a in self.s.reads[v]}
         lines = []
         for leaf in ctx.program.params:
             if leaf.var in used:
@@ -377,14 +264,14 @@ class Function:
             if leaf.var in used:
                 ctype = "real" if leaf.dtype == "float" else "int64_t"
                 lines.append(f"const {ctype} *{leaf.var} = inputs[{ctx.api}_input_{leaf.name}];{self.spec_note(leaf.var)}")
-        variables = set(self.order) | {leaf.var for leaf in ctx.program.params + ctx.program.inputs if leaf.var in used}
+        variables = set(self.s.order) | {leaf.var for leaf in ctx.program.params + ctx.program.inputs if leaf.var in used}
         comments = derivation_comments(ctx.program, g, variables)
-        for v in self.order:
+        for v in self.s.order:
             lines.append("")
-            lines += [f"/* {comment_text(comment)} */" for comment in comments(self.fused(v), v)]
-            if v in self.aliases:
+            lines += [f"/* {comment_text(comment)} */" for comment in comments(self.s.fused(v), v)]
+            if v in self.s.aliases:
                 kind = "a view of" if g.op(v) == "reshape" else "in place of"
-                lines.append(f"real *{v} = {self.aliases[v]};  /* {shape_comment(g.shape(v))}, {kind} {self.aliases[v]}{self.spec_note(v, ';')} */")
+                lines.append(f"real *{v} = {self.s.aliases[v]};  /* {shape_comment(g.shape(v))}, {kind} {self.s.aliases[v]}{self.spec_note(v, ';')} */")
                 if g.op(v) != "reshape":
                     lines += self.emit(v)
                 continue
@@ -416,7 +303,7 @@ class Function:
     def emit_elementwise(self, v: str) -> list[str]:
         g = self.g
         shape = g.shape(v)
-        key, leaves = self.structure(v)
+        key, leaves = self.s.structure(v)
         arrays = {v: strides(shape), **{a: aligned(g.shape(a), shape) for a in leaves}}
 
         def body(ix):
@@ -589,8 +476,8 @@ class Function:
 
     def operand(self, node: str, rows: "Extent", cols: "Extent") -> tuple[str, str, str]:
         """A 2-D matmul operand as (array, row stride, column stride); a folded x.T is x read across."""
-        if node in self.transposed:
-            return self.transposed[node], "1", rows.text()
+        if node in self.s.transposed:
+            return self.s.transposed[node], "1", rows.text()
         return node, cols.text(), "1"
 
     def emit_embedding(self, v):
@@ -724,7 +611,7 @@ class Function:
 
     def emit_cross_entropy(self, v):
         logits, labels = self.g.args(v)
-        gradient = next((grad for grad, loss in self.losses.items() if loss == v), None)
+        gradient = next((grad for grad, loss in self.s.losses.items() if loss == v), None)
         if gradient:
             return [f"/* set below, with {gradient} */"]
         shape = self.g.shape(logits)
@@ -735,7 +622,7 @@ class Function:
         z, y, scale = self.g.args(v)
         shape = self.g.shape(z)
         call = self.kernel("softmax_cross_entropy_grad", size(shape[:-1]).text(), extent(shape[-1]).text(), z, y, self.access(scale, "0"), v)[0]
-        return [f"{self.losses[v]}[0] = (real){call}" if v in self.losses else call]
+        return [f"{self.s.losses[v]}[0] = (real){call}" if v in self.s.losses else call]
 
     def emit_binary_cross_entropy(self, v):
         z, y = self.g.args(v)
@@ -767,16 +654,6 @@ class Function:
         )
 
 
-# What Function.__post_init__ works out from the graph alone (the structures fill in as statements are emitted).
-SCHEDULE = ("root_set", "absorbed", "structures", "transposed", "order", "reads", "last_read", "losses", "aliases", "names")
-
-
-@per_graph
-def schedules(g: Graph) -> dict[tuple, dict]:
-    """The SCHEDULE of each (roots, destination nodes) Function of an optimised graph."""
-    return {}
-
-
 def fused_updates(fn: Function, gradients: dict[str, str]) -> dict[str, str]:
     """Gradients that the SGD step adds into their parameter (scaled by -lr) as
     they are computed -> that parameter, which saves writing the gradient and a
@@ -784,8 +661,8 @@ def fused_updates(fn: Function, gradients: dict[str, str]) -> dict[str, str]:
     one parameter and read by nothing else, computed after the last statement
     that reads the parameter. A parameter that is itself some gradient keeps the
     plain update, which reads it after every statement."""
-    g, last_read = fn.g, fn.last_read
-    index = {v: i for i, v in enumerate(fn.order)}
+    g, last_read = fn.g, fn.s.last_read
+    index = {v: i for i, v in enumerate(fn.s.order)}
     owners = Counter(gradients.values())
     found = {}
     for param, node in gradients.items():
@@ -796,18 +673,6 @@ def fused_updates(fn: Function, gradients: dict[str, str]) -> dict[str, str]:
         if last_read.get(param, -1) < index[node]:
             found[node] = param
     return found
-
-
-def losses_with_gradients(g: Graph, order: list[str], reads: dict[str, set[str]]) -> dict[str, str]:
-    """Cross-entropy gradients that also set their loss -> that loss: the
-    kernel has every row's maximum and sum of exponentials at hand, so the
-    loss's own two passes over the logits are saved. Only where nothing in
-    between reads the loss, which is now written later."""
-    index = {v: i for i, v in enumerate(order)}
-    return {
-        grad: loss for grad, loss in cross_entropy_pairs(g, order).items()
-        if not any(loss in reads[v] for v in order[index[loss] + 1:index[grad]])
-    }
 
 
 def join(base: str, index: str) -> str:

@@ -1,9 +1,6 @@
-"""What both backends share: the schedule of statements and element-wise text.
-
-A backend supplies a sympy printer and an emitter table; this module walks a
-graph in a fixed order and produces ``Statement`` records that templates only
-loop over.
-"""
+"""What both backends share besides the schedule: nodes as emitters see
+them, element-wise text, derivation comments, and what the templates of both
+targets say about a program."""
 
 from __future__ import annotations
 
@@ -25,7 +22,7 @@ from ..metrics import CLASSIFYING, ERRORS, classified, classes, sum_count, targe
 from ..ops import REGISTRY
 from ..ops.symbolic import fill, real_valued, structure, structure_expr
 from .flags import c_options, c_string, help_text
-from ..passes.fusion import fusion_groups
+from .schedule import node_order
 
 
 @dataclass
@@ -196,57 +193,6 @@ def merged_batch(g: Graph) -> str | None:
     return None
 
 
-def read_transposed(g: Graph, needed: set[str], roots: set[str]) -> dict[str, str]:
-    """Matrix transposes that only matrix products read -> what they transpose:
-    the products read it in place (NumPy's ``x.T``, C's swapped strides)."""
-    return {
-        v: g.args(v)[0] for v in needed
-        if g.op(v) == "transpose" and g.attrs(v)["axes"] == (1, 0) and v not in roots
-        and all(g.op(r) in ("matmul", "matmul_bias") and len(g.shape(r)) == 2 for r in g.nx.successors(v) if r in needed)
-    }
-
-
-def cross_entropy_pairs(g: Graph, order: list[str]) -> dict[str, str]:
-    """Each cross-entropy gradient ``softmax_cross_entropy_grad(z, y, s)`` ->
-    the loss ``cross_entropy(z, y)`` computed before it in ``order``, where
-    there is one: both take exp(z - max z) over the same logits, and each
-    target computes that once for the two."""
-    losses: dict[tuple, str] = {}
-    found = {}
-    for v in order:
-        if g.op(v) == "cross_entropy":
-            losses[tuple(g.args(v))] = v
-        elif g.op(v) == "softmax_cross_entropy_grad" and tuple(g.args(v)[:2]) in losses:
-            found[v] = losses.pop(tuple(g.args(v)[:2]))
-    return found
-
-
-def schedule(g: Graph, roots: list[str], emit: Callable[[Node], list[str]]) -> list[Statement]:
-    """Statements computing ``roots``, in a fixed topological order; each
-    fused element-wise group (see ``fusion_groups``) is one statement."""
-    needed = g.needed_by(roots)
-    root_set = set(roots)
-    # the spec's own names stay: a reader follows the lecture's equations line by line
-    named = frozenset(n for n in g.nx if g.is_named(n))
-    order = node_order(g)
-    heads = fusion_groups(g, roots, keep=named, order=order)
-    fused = frozenset(heads)
-    members: dict[str, list[str]] = {}
-    for node in order:  # producers first
-        if node in heads:
-            members.setdefault(heads[node], []).append(node)
-    # a matrix transpose that only matrix products read is written x.T inside them
-    written = {v: f"{x}.T" for v, x in read_transposed(g, needed, root_set).items()}
-    statements = []
-    for node in order:
-        if node not in needed or node in fused or node in written or g.op(node) in ("input", "param", "const"):
-            continue
-        with recording() as used:
-            lines = emit(view(g, node, fused, written))
-        statements.append(Statement(node, lines, members.get(node, []), g.shape(node), g.op(node), frozenset(used)))
-    return statements
-
-
 def spec_named(program, g: Graph) -> frozenset[str]:
     """The nodes of ``g`` that the spec names (leaves and named nodes), under
     their variables' names: a comment may name them even where no variable holds them."""
@@ -348,13 +294,6 @@ def source_name(program) -> str:
 def summary(program) -> str:
     g = program.graph
     return f"minimises {g.loss} = {forward_text(g, g.loss)}"
-
-
-@per_graph
-def node_order(g: Graph) -> list[str]:
-    """``g.order()``, worked out once per graph: code generation reads
-    optimised graphs, which nothing changes any more."""
-    return g.order()
 
 
 @per_graph

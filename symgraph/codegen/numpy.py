@@ -6,6 +6,7 @@ import functools
 import inspect
 import math
 import re
+from contextvars import ContextVar
 
 import sympy as sp
 from sympy.printing.numpy import NumPyPrinter
@@ -18,10 +19,10 @@ from ..ops.registry import axes_text, broadcast_shapes
 from ..ops.reduce import sum_to_axes
 from ..ops.symbolic import BATCH, fill, op_expr, placeholder, real_valued, relu, sgn, sigmoid, softplus, step, structure_expr
 from ..sharding import placed_masks
+from .schedule import Schedule, cross_entropy_pairs, schedule
 from .common import (
     arg_text,
     CachedPrinter,
-    cross_entropy_pairs,
     derivation_comments,
     describe,
     error_sum,
@@ -29,8 +30,8 @@ from .common import (
     literal,
     need,
     Node,
+    recording,
     rewriting,
-    schedule,
     source_name,
     Statement,
     summary,
@@ -235,9 +236,16 @@ class InPlace:
 SCRATCH_ELEMENTS = 1 << 14  # at the spec's batch size; fresh arrays this big cost page faults on every call
 
 
+# The scratch buffer of each node the statements being emitted write into one (see ``plan_scratch``).
+_BUFFERS: ContextVar[dict[str, int]] = ContextVar("buffers", default={})
+
+
 def scratch(name: str, shape: str) -> str:
-    """The text of a reused buffer (the model's ``scratch``) for ``name``, of shape ``shape`` (text)."""
-    return f'{need("scratch")}("{name}", {shape})'
+    """The text of a reused buffer (the model's ``scratch``) for ``name``, of
+    shape ``shape`` (text): a node's numbered buffer of the memory plan, or
+    a helper array's own."""
+    key = _BUFFERS.get().get(name)
+    return f'{need("scratch")}({key if key is not None else repr(name)}, {shape})'
 
 
 def zeros(name: str, shape: tuple, reuse: bool) -> list[str]:
@@ -659,7 +667,9 @@ def emit(n: Node, reuse: bool = False) -> list[str]:
         if reuse:
             return in_place(n, key, arrays)
         text = PRINTER.fill(key, arrays)
-        if not fills_shape(n, key):
+        if text in arrays:  # sympy left an argument itself (x*1): a copy, so that no two nodes share an array
+            text = f"{text}.copy()"
+        elif not fills_shape(n, key):
             text = f"DTYPE({text})" if not n.shape else f"np.full({shape_text(n.shape)}, {text}, DTYPE)"
         return [f"{n.name} = {text}"]
     if reuse and n.op in WRITES_INTO:
@@ -791,8 +801,19 @@ def body(program, g: Graph, roots: list[str], returns: list[str], needs: set[str
     ``needs`` what the statements read of the module (``scratch``)."""
     fresh = escaping(g, roots)
     read = g.needed_by(roots)
-    statements = schedule(g, roots, lambda n: emit(n, reuse=n.name not in fresh and numel(n.shape) >= SCRATCH_ELEMENTS))
-    statements = implicit_broadcasts(g, share_lines(share_softmax(g, statements, fresh)), fresh, read)
+    s = schedule(g, roots, views=VIEWS, in_place=False)
+    buffers = plan_scratch(s, fresh)
+    written = {v: f"{x}.T" for v, x in s.transposed.items()}  # a matrix transpose read only by products
+    statements = []
+    token = _BUFFERS.set(buffers)
+    try:
+        for v in s.order:
+            with recording() as used:
+                lines = emit(view(g, v, s.absorbed, written), reuse=v in buffers)
+            statements.append(Statement(v, lines, s.fused(v), g.shape(v), g.op(v), frozenset(used)))
+        statements = implicit_broadcasts(g, share_lines(share_softmax(g, statements, fresh)), fresh, read)
+    finally:
+        _BUFFERS.reset(token)
     used = set().union(*(st.needs for st in statements))
     needs |= used
     lines = []
@@ -813,6 +834,39 @@ def body(program, g: Graph, roots: list[str], returns: list[str], needs: set[str
             lines.append(f"# {st.target} holds the spec's {program.spec_name(st.target)}")
         lines.extend(st.lines)
     return lines + returns
+
+
+VIEWS = frozenset(op for op, definition in REGISTRY.items() if definition.view)  # written as NumPy views of their argument
+
+
+def plan_scratch(s: Schedule, fresh: set[str]) -> dict[str, int]:
+    """The nodes written into scratch buffers -> their buffer's number.
+
+    Big arrays (``SCRATCH_ELEMENTS``) that no caller gets, of ops that can
+    write into a buffer, share numbered buffers wherever their lifetimes
+    (the schedule's, a view keeping its argument alive) do not overlap; each
+    takes the free buffer nearest its size, so that a buffer, which grows to
+    its largest use, grows little.
+    """
+    g = s.g
+    own = {v for v in s.order if v not in fresh and numel(g.shape(v)) >= SCRATCH_ELEMENTS
+           and (REGISTRY[g.op(v)].elementwise or g.op(v) in WRITES_INTO)}
+    found: dict[str, int] = {}
+    sizes: list[int] = []  # each buffer's largest use so far
+    free_from: list[int] = []  # each buffer's position after which it is free
+    for buffer in sorted(s.buffers(lambda v: numel(g.shape(v)), own), key=lambda b: b.first):
+        free = [k for k, at in enumerate(free_from) if at < buffer.first]
+        if free:
+            fits = [k for k in free if sizes[k] >= buffer.size]
+            k = min(fits, key=lambda k: sizes[k]) if fits else max(free, key=lambda k: sizes[k])
+            sizes[k] = max(sizes[k], buffer.size)
+            free_from[k] = buffer.last
+        else:
+            k = len(sizes)
+            sizes.append(buffer.size)
+            free_from.append(buffer.last)
+        found[buffer.name] = k
+    return found
 
 
 def escaping(g: Graph, roots: list[str]) -> set[str]:

@@ -94,9 +94,13 @@ int diabetes_f64_evaluate(real *const params[], const void *const inputs[], long
 
     real *pred_3 = pred_2;  /* [n], a view of pred_2 */
 
-    real *loss_2 = arena + 32;  /* [n] */
+    real *pred = arena + 32;  /* [n] */
     for (long i = 0; i < n; i++)
-        loss_2[i] = ((pred_3[i] + b[0] - y[i])*(pred_3[i] + b[0] - y[i]));
+        pred[i] = pred_3[i] + b[0];
+
+    real *loss_2 = pred;  /* [n], in place of pred */
+    for (long i = 0; i < n; i++)
+        loss_2[i] = ((pred[i] - y[i])*(pred[i] - y[i]));
 
     real *loss = arena + 0;  /* [] */
     loss[0] = 0;
@@ -141,9 +145,13 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
 
     real *pred_3 = pred_2;  /* [n], a view of pred_2 */
 
-    real *loss_1 = arena + 32;  /* [n] */
+    real *pred = arena + 32;  /* [n] */
     for (long i = 0; i < n; i++)
-        loss_1[i] = pred_3[i] + b[0] - y[i];
+        pred[i] = pred_3[i] + b[0];
+
+    real *loss_1 = pred;  /* [n], in place of pred */
+    for (long i = 0; i < n; i++)
+        loss_1[i] = pred[i] - y[i];
 
     real *loss_2 = arena + 0;  /* [n] */
     for (long i = 0; i < n; i++)

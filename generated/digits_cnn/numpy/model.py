@@ -95,18 +95,20 @@ SCRATCH_ELEMENTS = 16384  # arrays this big go to scratch buffers
 _SCRATCH = threading.local()
 
 
-def scratch(name, shape):
-    """The buffer that holds the big intermediate array `name` of this shape,
-    made on first use and reused by every later call in this thread: a fresh
-    array this big would cost a page fault per 4 KiB on every call. One buffer
-    per name, as large as its largest use, so that memory stays bounded
-    whatever batch sizes come; each shape is a view of its start."""
+def scratch(key, shape):
+    """Buffer `key` seen as an array of this shape: made on first use and
+    reused by every later call in this thread, since a fresh array this big
+    would cost a page fault per 4 KiB on every call. A number is a buffer of
+    the memory plan, which big intermediates share wherever their lifetimes
+    do not overlap; a name is a helper array's own. Each buffer is as large
+    as its largest use, so that memory stays bounded whatever batch sizes
+    come; each shape is a view of its start."""
     buffers = vars(_SCRATCH)
-    entry = buffers.get(name)
+    entry = buffers.get(key)
     if entry is None or shape not in entry[1]:
         size = int(np.prod(shape))
         if entry is None or entry[0].size < size:
-            entry = buffers[name] = (np.empty(size, DTYPE), {})
+            entry = buffers[key] = (np.empty(size, DTYPE), {})
         if len(entry[1]) >= 64:  # the views are small, but not their number
             entry[1].clear()
         entry[1][shape] = entry[0][:size].reshape(shape)
@@ -180,10 +182,10 @@ def forward(params, inputs):
     n = x.shape[0]
     image = x.reshape((n, 8, 8, 1))
     sg_patches_image_3x3_pad1 = window_patches(image, 3, 3, 1, 1)
-    h1_1 = scratch("h1_1", (n, 8, 8, 16))
+    h1_1 = scratch(0, (n, 8, 8, 16))
     np.matmul(sg_patches_image_3x3_pad1, K1.reshape(9, 16), out=h1_1.reshape(-1, 16))
     # h1_3 = np.maximum(h1_1 + c1, 0)
-    h1_3 = scratch("h1_3", (n, 8, 8, 16))
+    h1_3 = scratch(1, (n, 8, 8, 16))
     np.add(h1_1, c1, out=h1_3)
     np.maximum(h1_3, 0.0, out=h1_3)
     h1 = h1_3[:, 0:7:2, 0:7:2].copy()
@@ -191,10 +193,10 @@ def forward(params, inputs):
     np.maximum(h1, h1_3[:, 1:8:2, 0:7:2], out=h1)
     np.maximum(h1, h1_3[:, 1:8:2, 1:8:2], out=h1)
     sg_patches_h1_3x3_pad1 = window_patches(h1, 3, 3, 1, 1)
-    h2_1 = scratch("h2_1", (n, 4, 4, 32))
+    h2_1 = scratch(0, (n, 4, 4, 32))
     np.matmul(sg_patches_h1_3x3_pad1, K2.reshape(144, 32), out=h2_1.reshape(-1, 32))
     # h2_3 = np.maximum(h2_1 + c2, 0)
-    h2_3 = scratch("h2_3", (n, 4, 4, 32))
+    h2_3 = scratch(1, (n, 4, 4, 32))
     np.add(h2_1, c2, out=h2_3)
     np.maximum(h2_3, 0.0, out=h2_3)
     h2 = h2_3[:, 0:3:2, 0:3:2].copy()
@@ -264,10 +266,10 @@ def evaluate(params, inputs):
     n = x.shape[0]
     image = x.reshape((n, 8, 8, 1))
     sg_patches_image_3x3_pad1 = window_patches(image, 3, 3, 1, 1)
-    h1_1 = scratch("h1_1", (n, 8, 8, 16))
+    h1_1 = scratch(0, (n, 8, 8, 16))
     np.matmul(sg_patches_image_3x3_pad1, K1.reshape(9, 16), out=h1_1.reshape(-1, 16))
     # h1_3 = np.maximum(h1_1 + c1, 0)
-    h1_3 = scratch("h1_3", (n, 8, 8, 16))
+    h1_3 = scratch(1, (n, 8, 8, 16))
     np.add(h1_1, c1, out=h1_3)
     np.maximum(h1_3, 0.0, out=h1_3)
     h1 = h1_3[:, 0:7:2, 0:7:2].copy()
@@ -275,10 +277,10 @@ def evaluate(params, inputs):
     np.maximum(h1, h1_3[:, 1:8:2, 0:7:2], out=h1)
     np.maximum(h1, h1_3[:, 1:8:2, 1:8:2], out=h1)
     sg_patches_h1_3x3_pad1 = window_patches(h1, 3, 3, 1, 1)
-    h2_1 = scratch("h2_1", (n, 4, 4, 32))
+    h2_1 = scratch(0, (n, 4, 4, 32))
     np.matmul(sg_patches_h1_3x3_pad1, K2.reshape(144, 32), out=h2_1.reshape(-1, 32))
     # h2_3 = np.maximum(h2_1 + c2, 0)
-    h2_3 = scratch("h2_3", (n, 4, 4, 32))
+    h2_3 = scratch(1, (n, 4, 4, 32))
     np.add(h2_1, c2, out=h2_3)
     np.maximum(h2_3, 0.0, out=h2_3)
     h2 = h2_3[:, 0:3:2, 0:3:2].copy()
@@ -308,10 +310,10 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     n = x.shape[0]
     image = x.reshape((n, 8, 8, 1))
     sg_patches_image_3x3_pad1 = window_patches(image, 3, 3, 1, 1)
-    h1_1 = scratch("h1_1", (n, 8, 8, 16))
+    h1_1 = scratch(0, (n, 8, 8, 16))
     np.matmul(sg_patches_image_3x3_pad1, K1.reshape(9, 16), out=h1_1.reshape(-1, 16))
     # h1_3 = np.maximum(h1_1 + c1, 0)
-    h1_3 = scratch("h1_3", (n, 8, 8, 16))
+    h1_3 = scratch(1, (n, 8, 8, 16))
     np.add(h1_1, c1, out=h1_3)
     np.maximum(h1_3, 0.0, out=h1_3)
     h1 = h1_3[:, 0:7:2, 0:7:2].copy()
@@ -319,10 +321,10 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     np.maximum(h1, h1_3[:, 1:8:2, 0:7:2], out=h1)
     np.maximum(h1, h1_3[:, 1:8:2, 1:8:2], out=h1)
     sg_patches_h1_3x3_pad1 = window_patches(h1, 3, 3, 1, 1)
-    h2_1 = scratch("h2_1", (n, 4, 4, 32))
+    h2_1 = scratch(0, (n, 4, 4, 32))
     np.matmul(sg_patches_h1_3x3_pad1, K2.reshape(144, 32), out=h2_1.reshape(-1, 32))
     # h2_3 = np.maximum(h2_1 + c2, 0)
-    h2_3 = scratch("h2_3", (n, 4, 4, 32))
+    h2_3 = scratch(2, (n, 4, 4, 32))
     np.add(h2_1, c2, out=h2_3)
     np.maximum(h2_3, 0.0, out=h2_3)
     h2 = h2_3[:, 0:3:2, 0:3:2].copy()
@@ -363,7 +365,7 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     dh2_3[:, 1:4:2, 1:4:2] += dh2 * (sg_first == 3)
     # dL/d(h2_1 + c2) = dL/dh2_3*step(h2_3)   [d relu(h2_1 + c2)/d(h2_1 + c2)]
     # dh2_2 = dh2_3*(h2_3 > 0).astype(DTYPE)
-    dh2_2 = scratch("dh2_2", (n, 4, 4, 32))
+    dh2_2 = scratch(0, (n, 4, 4, 32))
     np.greater(h2_3, 0.0, out=dh2_2)
     np.multiply(dh2_2, dh2_3, out=dh2_2)
     # dL/dc2 = sum(dL/d(h2_1 + c2), axis=(0, 1, 2))   [d(h2_1 + c2)/dc2]
@@ -392,7 +394,7 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     dh1_3[:, 1:8:2, 1:8:2] += dh1 * (sg_first == 3)
     # dL/d(h1_1 + c1) = dL/dh1_3*step(h1_3)   [d relu(h1_1 + c1)/d(h1_1 + c1)]
     # dh1_2 = dh1_3*(h1_3 > 0).astype(DTYPE)
-    dh1_2 = scratch("dh1_2", (n, 8, 8, 16))
+    dh1_2 = scratch(0, (n, 8, 8, 16))
     np.greater(h1_3, 0.0, out=dh1_2)
     np.multiply(dh1_2, dh1_3, out=dh1_2)
     # dL/dc1 = sum(dL/d(h1_1 + c1), axis=(0, 1, 2))   [d(h1_1 + c1)/dc1]

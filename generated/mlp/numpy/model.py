@@ -79,18 +79,20 @@ SCRATCH_ELEMENTS = 16384  # arrays this big go to scratch buffers
 _SCRATCH = threading.local()
 
 
-def scratch(name, shape):
-    """The buffer that holds the big intermediate array `name` of this shape,
-    made on first use and reused by every later call in this thread: a fresh
-    array this big would cost a page fault per 4 KiB on every call. One buffer
-    per name, as large as its largest use, so that memory stays bounded
-    whatever batch sizes come; each shape is a view of its start."""
+def scratch(key, shape):
+    """Buffer `key` seen as an array of this shape: made on first use and
+    reused by every later call in this thread, since a fresh array this big
+    would cost a page fault per 4 KiB on every call. A number is a buffer of
+    the memory plan, which big intermediates share wherever their lifetimes
+    do not overlap; a name is a helper array's own. Each buffer is as large
+    as its largest use, so that memory stays bounded whatever batch sizes
+    come; each shape is a view of its start."""
     buffers = vars(_SCRATCH)
-    entry = buffers.get(name)
+    entry = buffers.get(key)
     if entry is None or shape not in entry[1]:
         size = int(np.prod(shape))
         if entry is None or entry[0].size < size:
-            entry = buffers[name] = (np.empty(size, DTYPE), {})
+            entry = buffers[key] = (np.empty(size, DTYPE), {})
         if len(entry[1]) >= 64:  # the views are small, but not their number
             entry[1].clear()
         entry[1][shape] = entry[0][:size].reshape(shape)
@@ -143,10 +145,10 @@ def forward(params, inputs):
     b2 = params["b2"]
     x = np.asarray(inputs["x"], DTYPE)
     n = x.shape[0]
-    h_2 = np.matmul(x, W1, out=scratch("h_2", (n, 256)))
+    h_2 = np.matmul(x, W1, out=scratch(0, (n, 256)))
     h_2 += b1
     # h = np.maximum(h_2, 0)
-    h = scratch("h", (n, 256))
+    h = scratch(1, (n, 256))
     np.maximum(h_2, 0.0, out=h)
     logits = h @ W2
     logits += b2
@@ -206,10 +208,10 @@ def evaluate(params, inputs):
     x = np.asarray(inputs["x"], DTYPE)
     y = np.asarray(inputs["y"])
     n = x.shape[0]
-    h_2 = np.matmul(x, W1, out=scratch("h_2", (n, 256)))
+    h_2 = np.matmul(x, W1, out=scratch(0, (n, 256)))
     h_2 += b1
     # h = np.maximum(h_2, 0)
-    h = scratch("h", (n, 256))
+    h = scratch(1, (n, 256))
     np.maximum(h_2, 0.0, out=h)
     logits = h @ W2
     logits += b2
@@ -231,10 +233,10 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     n = x.shape[0]
     # part of dL/dlogits   [d cross_entropy(logits, y)/dlogits]
     dlogits_scale = DTYPE(1.0/n)
-    h_2 = np.matmul(x, W1, out=scratch("h_2", (n, 256)))
+    h_2 = np.matmul(x, W1, out=scratch(0, (n, 256)))
     h_2 += b1
     # h = np.maximum(h_2, 0)
-    h = scratch("h", (n, 256))
+    h = scratch(1, (n, 256))
     np.maximum(h_2, 0.0, out=h)
     logits = h @ W2
     logits += b2
@@ -249,12 +251,12 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/db2 = sum(dL/dlogits, axis=0)   [d(h @ W2 + b2)/db2]
     db2 = dlogits.sum(axis=0)
     # dL/dh = dL/dlogits @ W2.T
-    dh = np.matmul(dlogits, W2.T, out=scratch("dh", (n, 256)))
+    dh = np.matmul(dlogits, W2.T, out=scratch(0, (n, 256)))
     # dL/dW2 = h.T @ dL/dlogits
     dW2 = h.T @ dlogits
     # dL/dh_2 = dL/dh*step(h)   [d relu(h_2)/dh_2]
     # dh_2 = dh*(h > 0).astype(DTYPE)
-    dh_2 = scratch("dh_2", (n, 256))
+    dh_2 = scratch(2, (n, 256))
     np.greater(h, 0.0, out=dh_2)
     np.multiply(dh_2, dh, out=dh_2)
     # dL/db1 = sum(dL/dh_2, axis=0)   [d(x @ W1 + b1)/db1]

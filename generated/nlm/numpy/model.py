@@ -81,18 +81,20 @@ SCRATCH_ELEMENTS = 16384  # arrays this big go to scratch buffers
 _SCRATCH = threading.local()
 
 
-def scratch(name, shape):
-    """The buffer that holds the big intermediate array `name` of this shape,
-    made on first use and reused by every later call in this thread: a fresh
-    array this big would cost a page fault per 4 KiB on every call. One buffer
-    per name, as large as its largest use, so that memory stays bounded
-    whatever batch sizes come; each shape is a view of its start."""
+def scratch(key, shape):
+    """Buffer `key` seen as an array of this shape: made on first use and
+    reused by every later call in this thread, since a fresh array this big
+    would cost a page fault per 4 KiB on every call. A number is a buffer of
+    the memory plan, which big intermediates share wherever their lifetimes
+    do not overlap; a name is a helper array's own. Each buffer is as large
+    as its largest use, so that memory stays bounded whatever batch sizes
+    come; each shape is a view of its start."""
     buffers = vars(_SCRATCH)
-    entry = buffers.get(name)
+    entry = buffers.get(key)
     if entry is None or shape not in entry[1]:
         size = int(np.prod(shape))
         if entry is None or entry[0].size < size:
-            entry = buffers[name] = (np.empty(size, DTYPE), {})
+            entry = buffers[key] = (np.empty(size, DTYPE), {})
         if len(entry[1]) >= 64:  # the views are small, but not their number
             entry[1].clear()
         entry[1][shape] = entry[0][:size].reshape(shape)
@@ -147,12 +149,12 @@ def forward(params, inputs):
     e = params["e"]
     context_ids = np.asarray(inputs["context_ids"])
     n = context_ids.shape[0]
-    x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
+    x_1 = np.take(C, context_ids, axis=0, out=scratch(0, (n, 3, 64)))
     x = x_1.reshape((n, 192))
-    a_2 = np.matmul(x, H, out=scratch("a_2", (n, 256)))
+    a_2 = np.matmul(x, H, out=scratch(1, (n, 256)))
     a_2 += d
     # a = np.tanh(a_2)
-    a = scratch("a", (n, 256))
+    a = scratch(0, (n, 256))
     np.tanh(a_2, out=a)
     logits = a @ U
     logits += e
@@ -213,14 +215,14 @@ def evaluate(params, inputs):
     context_ids = np.asarray(inputs["context_ids"])
     next_id = np.asarray(inputs["next_id"])
     n = context_ids.shape[0]
-    x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
+    x_1 = np.take(C, context_ids, axis=0, out=scratch(0, (n, 3, 64)))
     x = x_1.reshape((n, 192))
-    a_2 = np.matmul(x, H, out=scratch("a_2", (n, 256)))
+    a_2 = np.matmul(x, H, out=scratch(1, (n, 256)))
     a_2 += d
     # a = np.tanh(a_2)
-    a = scratch("a", (n, 256))
+    a = scratch(0, (n, 256))
     np.tanh(a_2, out=a)
-    logits = np.matmul(a, U, out=scratch("logits", (n, 3000)))
+    logits = np.matmul(a, U, out=scratch(1, (n, 3000)))
     logits += e
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_id[..., None], axis=-1)[..., 0]).sum() / n
@@ -239,19 +241,19 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     context_ids = np.asarray(inputs["context_ids"])
     next_id = np.asarray(inputs["next_id"])
     n = context_ids.shape[0]
-    x_1 = np.take(C, context_ids, axis=0, out=scratch("x_1", (n, 3, 64)))
+    x_1 = np.take(C, context_ids, axis=0, out=scratch(0, (n, 3, 64)))
     x = x_1.reshape((n, 192))
     # part of dL/dlogits   [d cross_entropy(logits, next_id)/dlogits]
     dlogits_scale = DTYPE(1.0/n)
-    a_2 = np.matmul(x, H, out=scratch("a_2", (n, 256)))
+    a_2 = np.matmul(x, H, out=scratch(1, (n, 256)))
     a_2 += d
     # a = np.tanh(a_2)
-    a = scratch("a", (n, 256))
+    a = scratch(2, (n, 256))
     np.tanh(a_2, out=a)
-    logits = np.matmul(a, U, out=scratch("logits", (n, 3000)))
+    logits = np.matmul(a, U, out=scratch(1, (n, 3000)))
     logits += e
-    sg_shifted_loss = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), out=scratch("sg_shifted_loss", (n, 3000)))
-    sg_exp_loss = np.exp(sg_shifted_loss, out=scratch("sg_exp_loss", (n, 3000)))
+    sg_shifted_loss = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), out=scratch('sg_shifted_loss', (n, 3000)))
+    sg_exp_loss = np.exp(sg_shifted_loss, out=scratch('sg_exp_loss', (n, 3000)))
     sg_total_loss = sg_exp_loss.sum(axis=-1, keepdims=True)
     loss = (np.log(sg_total_loss[..., 0]) - np.take_along_axis(sg_shifted_loss, next_id[..., None], axis=-1)[..., 0]).sum() / n
     # dL/dlogits = (softmax(logits) - onehot(next_id))/batch   [d cross_entropy(logits, next_id)/dlogits]
@@ -261,19 +263,19 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/de = sum(dL/dlogits, axis=0)   [d(a @ U + e)/de]
     de = dlogits.sum(axis=0)
     # dL/da = dL/dlogits @ U.T
-    da = np.matmul(dlogits, U.T, out=scratch("da", (n, 256)))
+    da = np.matmul(dlogits, U.T, out=scratch(1, (n, 256)))
     # dL/dU = a.T @ dL/dlogits
     dU = a.T @ dlogits
     # dL/da_2 = dL/da*(1 - a**2)   [d tanh(a_2)/da_2]
     # da_2 = da*(1.0 - a**2)
-    da_2 = scratch("da_2", (n, 256))
+    da_2 = scratch(3, (n, 256))
     np.square(a, out=da_2)
     np.subtract(1.0, da_2, out=da_2)
     np.multiply(da_2, da, out=da_2)
     # dL/dd = sum(dL/da_2, axis=0)   [d(x @ H + d)/dd]
     dd = da_2.sum(axis=0)
     # dL/dx = dL/da_2 @ H.T
-    dx = np.matmul(da_2, H.T, out=scratch("dx", (n, 192)))
+    dx = np.matmul(da_2, H.T, out=scratch(2, (n, 192)))
     # dL/dH = x.T @ dL/da_2
     dH = x.T @ da_2
     # dL/dx_1 = reshape(dL/dx)   [d reshape(x_1)/dx_1]

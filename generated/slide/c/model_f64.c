@@ -59,8 +59,14 @@ int slide_f64_forward(real *const params[], const void *const inputs[], long n, 
     const real *b = params[slide_f64_param_b];
     const real *c = params[slide_f64_param_c];
 
+    real *d = arena + 0;  /* [] */
+    d[0] = 2.0*b[0];
+
+    real *e = d;  /* [], in place of d */
+    e[0] = a[0] + d[0];
+
     real *L = outputs[slide_f64_output_L];  /* [] */
-    L[0] = c[0]*(a[0] + 2.0*b[0]);
+    L[0] = c[0]*e[0];
     return 0;
 }
 
@@ -75,8 +81,14 @@ int slide_f64_evaluate(real *const params[], const void *const inputs[], long n,
     const real *b = params[slide_f64_param_b];
     const real *c = params[slide_f64_param_c];
 
-    real *L = arena + 0;  /* [] */
-    L[0] = c[0]*(a[0] + 2.0*b[0]);
+    real *d = arena + 0;  /* [] */
+    d[0] = 2.0*b[0];
+
+    real *e = d;  /* [], in place of d */
+    e[0] = a[0] + d[0];
+
+    real *L = e;  /* [], in place of e */
+    L[0] = c[0]*e[0];
 
     *loss_value = L[0];
     (void)metric_sums;  /* no metric needs a sum */
@@ -101,9 +113,12 @@ static int sg_train(real *const params[], const void *const inputs[], long n, lo
     const real *b = params[slide_f64_param_b];
     const real *c = params[slide_f64_param_c];
 
+    real *d = arena + 0;  /* [] */
+    d[0] = 2.0*b[0];
+
     /* dL/dc = a + d */
     real *e = grads[slide_f64_param_c];  /* [] */
-    e[0] = a[0] + 2.0*b[0];
+    e[0] = a[0] + d[0];
 
     real *L = arena + 0;  /* [] */
     L[0] = c[0]*e[0];

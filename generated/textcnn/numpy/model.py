@@ -99,18 +99,20 @@ SCRATCH_ELEMENTS = 16384  # arrays this big go to scratch buffers
 _SCRATCH = threading.local()
 
 
-def scratch(name, shape):
-    """The buffer that holds the big intermediate array `name` of this shape,
-    made on first use and reused by every later call in this thread: a fresh
-    array this big would cost a page fault per 4 KiB on every call. One buffer
-    per name, as large as its largest use, so that memory stays bounded
-    whatever batch sizes come; each shape is a view of its start."""
+def scratch(key, shape):
+    """Buffer `key` seen as an array of this shape: made on first use and
+    reused by every later call in this thread, since a fresh array this big
+    would cost a page fault per 4 KiB on every call. A number is a buffer of
+    the memory plan, which big intermediates share wherever their lifetimes
+    do not overlap; a name is a helper array's own. Each buffer is as large
+    as its largest use, so that memory stays bounded whatever batch sizes
+    come; each shape is a view of its start."""
     buffers = vars(_SCRATCH)
-    entry = buffers.get(name)
+    entry = buffers.get(key)
     if entry is None or shape not in entry[1]:
         size = int(np.prod(shape))
         if entry is None or entry[0].size < size:
-            entry = buffers[name] = (np.empty(size, DTYPE), {})
+            entry = buffers[key] = (np.empty(size, DTYPE), {})
         if len(entry[1]) >= 64:  # the views are small, but not their number
             entry[1].clear()
         entry[1][shape] = entry[0][:size].reshape(shape)
@@ -189,28 +191,28 @@ def forward(params, inputs):
     b = params["b"]
     tokens = np.asarray(inputs["tokens"])
     n = tokens.shape[0]
-    words = np.take(E, tokens, axis=0, out=scratch("words", (n, 50, 64)))
-    sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch("sg_rows_words_3_pad2", (n * 52, 192)))
-    f3_1 = scratch("f3_1", (n, 52, 100))
+    words = np.take(E, tokens, axis=0, out=scratch(0, (n, 50, 64)))
+    sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch('sg_rows_words_3_pad2', (n * 52, 192)))
+    f3_1 = scratch(1, (n, 52, 100))
     np.matmul(sg_rows_words_3_pad2, K3.reshape(192, 100), out=f3_1.reshape(-1, 100))
     # f3_3 = np.maximum(f3_1 + c3, 0)
-    f3_3 = scratch("f3_3", (n, 52, 100))
+    f3_3 = scratch(2, (n, 52, 100))
     np.add(f3_1, c3, out=f3_3)
     np.maximum(f3_3, 0.0, out=f3_3)
     f3 = f3_3.max(axis=1)
-    sg_rows_words_4_pad2 = window_rows(words, 4, 1, 2, scratch("sg_rows_words_4_pad2", (n * 51, 256)))
-    f4_1 = scratch("f4_1", (n, 51, 100))
+    sg_rows_words_4_pad2 = window_rows(words, 4, 1, 2, scratch('sg_rows_words_4_pad2', (n * 51, 256)))
+    f4_1 = scratch(1, (n, 51, 100))
     np.matmul(sg_rows_words_4_pad2, K4.reshape(256, 100), out=f4_1.reshape(-1, 100))
     # f4_3 = np.maximum(f4_1 + c4, 0)
-    f4_3 = scratch("f4_3", (n, 51, 100))
+    f4_3 = scratch(2, (n, 51, 100))
     np.add(f4_1, c4, out=f4_3)
     np.maximum(f4_3, 0.0, out=f4_3)
     f4 = f4_3.max(axis=1)
-    sg_rows_words_5_pad2 = window_rows(words, 5, 1, 2, scratch("sg_rows_words_5_pad2", (n * 50, 320)))
-    f5_1 = scratch("f5_1", (n, 50, 100))
+    sg_rows_words_5_pad2 = window_rows(words, 5, 1, 2, scratch('sg_rows_words_5_pad2', (n * 50, 320)))
+    f5_1 = scratch(1, (n, 50, 100))
     np.matmul(sg_rows_words_5_pad2, K5.reshape(320, 100), out=f5_1.reshape(-1, 100))
     # f5_3 = np.maximum(f5_1 + c5, 0)
-    f5_3 = scratch("f5_3", (n, 50, 100))
+    f5_3 = scratch(2, (n, 50, 100))
     np.add(f5_1, c5, out=f5_3)
     np.maximum(f5_3, 0.0, out=f5_3)
     f5 = f5_3.max(axis=1)
@@ -278,28 +280,28 @@ def evaluate(params, inputs):
     tokens = np.asarray(inputs["tokens"])
     label = np.asarray(inputs["label"])
     n = tokens.shape[0]
-    words = np.take(E, tokens, axis=0, out=scratch("words", (n, 50, 64)))
-    sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch("sg_rows_words_3_pad2", (n * 52, 192)))
-    f3_1 = scratch("f3_1", (n, 52, 100))
+    words = np.take(E, tokens, axis=0, out=scratch(0, (n, 50, 64)))
+    sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch('sg_rows_words_3_pad2', (n * 52, 192)))
+    f3_1 = scratch(1, (n, 52, 100))
     np.matmul(sg_rows_words_3_pad2, K3.reshape(192, 100), out=f3_1.reshape(-1, 100))
     # f3_3 = np.maximum(f3_1 + c3, 0)
-    f3_3 = scratch("f3_3", (n, 52, 100))
+    f3_3 = scratch(2, (n, 52, 100))
     np.add(f3_1, c3, out=f3_3)
     np.maximum(f3_3, 0.0, out=f3_3)
     f3 = f3_3.max(axis=1)
-    sg_rows_words_4_pad2 = window_rows(words, 4, 1, 2, scratch("sg_rows_words_4_pad2", (n * 51, 256)))
-    f4_1 = scratch("f4_1", (n, 51, 100))
+    sg_rows_words_4_pad2 = window_rows(words, 4, 1, 2, scratch('sg_rows_words_4_pad2', (n * 51, 256)))
+    f4_1 = scratch(1, (n, 51, 100))
     np.matmul(sg_rows_words_4_pad2, K4.reshape(256, 100), out=f4_1.reshape(-1, 100))
     # f4_3 = np.maximum(f4_1 + c4, 0)
-    f4_3 = scratch("f4_3", (n, 51, 100))
+    f4_3 = scratch(2, (n, 51, 100))
     np.add(f4_1, c4, out=f4_3)
     np.maximum(f4_3, 0.0, out=f4_3)
     f4 = f4_3.max(axis=1)
-    sg_rows_words_5_pad2 = window_rows(words, 5, 1, 2, scratch("sg_rows_words_5_pad2", (n * 50, 320)))
-    f5_1 = scratch("f5_1", (n, 50, 100))
+    sg_rows_words_5_pad2 = window_rows(words, 5, 1, 2, scratch('sg_rows_words_5_pad2', (n * 50, 320)))
+    f5_1 = scratch(1, (n, 50, 100))
     np.matmul(sg_rows_words_5_pad2, K5.reshape(320, 100), out=f5_1.reshape(-1, 100))
     # f5_3 = np.maximum(f5_1 + c5, 0)
-    f5_3 = scratch("f5_3", (n, 50, 100))
+    f5_3 = scratch(2, (n, 50, 100))
     np.add(f5_1, c5, out=f5_3)
     np.maximum(f5_3, 0.0, out=f5_3)
     f5 = f5_3.max(axis=1)
@@ -327,28 +329,28 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     tokens = np.asarray(inputs["tokens"])
     label = np.asarray(inputs["label"])
     n = tokens.shape[0]
-    words = np.take(E, tokens, axis=0, out=scratch("words", (n, 50, 64)))
-    sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch("sg_rows_words_3_pad2", (n * 52, 192)))
-    f3_1 = scratch("f3_1", (n, 52, 100))
+    words = np.take(E, tokens, axis=0, out=scratch(0, (n, 50, 64)))
+    sg_rows_words_3_pad2 = window_rows(words, 3, 1, 2, scratch('sg_rows_words_3_pad2', (n * 52, 192)))
+    f3_1 = scratch(1, (n, 52, 100))
     np.matmul(sg_rows_words_3_pad2, K3.reshape(192, 100), out=f3_1.reshape(-1, 100))
     # f3_3 = np.maximum(f3_1 + c3, 0)
-    f3_3 = scratch("f3_3", (n, 52, 100))
+    f3_3 = scratch(2, (n, 52, 100))
     np.add(f3_1, c3, out=f3_3)
     np.maximum(f3_3, 0.0, out=f3_3)
     f3 = f3_3.max(axis=1)
-    sg_rows_words_4_pad2 = window_rows(words, 4, 1, 2, scratch("sg_rows_words_4_pad2", (n * 51, 256)))
-    f4_1 = scratch("f4_1", (n, 51, 100))
+    sg_rows_words_4_pad2 = window_rows(words, 4, 1, 2, scratch('sg_rows_words_4_pad2', (n * 51, 256)))
+    f4_1 = scratch(1, (n, 51, 100))
     np.matmul(sg_rows_words_4_pad2, K4.reshape(256, 100), out=f4_1.reshape(-1, 100))
     # f4_3 = np.maximum(f4_1 + c4, 0)
-    f4_3 = scratch("f4_3", (n, 51, 100))
+    f4_3 = scratch(3, (n, 51, 100))
     np.add(f4_1, c4, out=f4_3)
     np.maximum(f4_3, 0.0, out=f4_3)
     f4 = f4_3.max(axis=1)
-    sg_rows_words_5_pad2 = window_rows(words, 5, 1, 2, scratch("sg_rows_words_5_pad2", (n * 50, 320)))
-    f5_1 = scratch("f5_1", (n, 50, 100))
+    sg_rows_words_5_pad2 = window_rows(words, 5, 1, 2, scratch('sg_rows_words_5_pad2', (n * 50, 320)))
+    f5_1 = scratch(1, (n, 50, 100))
     np.matmul(sg_rows_words_5_pad2, K5.reshape(320, 100), out=f5_1.reshape(-1, 100))
     # f5_3 = np.maximum(f5_1 + c5, 0)
-    f5_3 = scratch("f5_3", (n, 50, 100))
+    f5_3 = scratch(4, (n, 50, 100))
     np.add(f5_1, c5, out=f5_3)
     np.maximum(f5_3, 0.0, out=f5_3)
     f5 = f5_3.max(axis=1)
@@ -384,20 +386,20 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # part of dL/df5_3   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3]
     df5_1 = np.broadcast_to(df5[:, None], (n, 50, 100))
     # dL/df5_3 = max_backward(f5_3, expand_dims(dL/df5, axis=1), axis=(1,))   [d(max(f5_3, axis=(1,), keepdims=False))/df5_3]
-    df5_3 = scratch("df5_3", (n, 50, 100))
+    df5_3 = scratch(1, (n, 50, 100))
     df5_3.fill(0)
     np.put_along_axis(df5_3, np.expand_dims(f5_3.argmax(axis=1), 1), df5_1[:, 0:1], axis=1)
     # dL/d(f5_1 + c5) = dL/df5_3*step(f5_3)   [d relu(f5_1 + c5)/d(f5_1 + c5)]
     # df5_2 = df5_3*(f5_3 > 0).astype(DTYPE)
-    df5_2 = scratch("df5_2", (n, 50, 100))
+    df5_2 = scratch(5, (n, 50, 100))
     np.greater(f5_3, 0.0, out=df5_2)
     np.multiply(df5_2, df5_3, out=df5_2)
     # dL/dc5 = sum(dL/d(f5_1 + c5), axis=(0, 1))   [d(f5_1 + c5)/dc5]
     dc5 = df5_2.sum(axis=(0, 1))
     # dL/dwords through f5_1 = conv1d_backward_input(dL/df5_1, K5, length=50, padding=2, stride=1)   [d conv1d(words, K5, padding=2, stride=1)/dwords]
-    sg_taps = scratch("sg_taps", (n, 50, 5, 64))
+    sg_taps = scratch('sg_taps', (n, 50, 5, 64))
     np.matmul(df5_2.reshape(-1, 100), K5.reshape(320, 100).T, out=sg_taps.reshape(-1, 320))
-    sg_padded_df5_1_1 = scratch("sg_padded_df5_1_1", (n, 54, 64))
+    sg_padded_df5_1_1 = scratch('sg_padded_df5_1_1', (n, 54, 64))
     sg_padded_df5_1_1.fill(0)
     for tap in range(5):
         sg_padded_df5_1_1[:, tap : tap + 50 : 1] += sg_taps[:, :, tap]
@@ -407,20 +409,20 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # part of dL/df4_3   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3]
     df4_1 = np.broadcast_to(df4[:, None], (n, 51, 100))
     # dL/df4_3 = max_backward(f4_3, expand_dims(dL/df4, axis=1), axis=(1,))   [d(max(f4_3, axis=(1,), keepdims=False))/df4_3]
-    df4_3 = scratch("df4_3", (n, 51, 100))
+    df4_3 = scratch(1, (n, 51, 100))
     df4_3.fill(0)
     np.put_along_axis(df4_3, np.expand_dims(f4_3.argmax(axis=1), 1), df4_1[:, 0:1], axis=1)
     # dL/d(f4_1 + c4) = dL/df4_3*step(f4_3)   [d relu(f4_1 + c4)/d(f4_1 + c4)]
     # df4_2 = df4_3*(f4_3 > 0).astype(DTYPE)
-    df4_2 = scratch("df4_2", (n, 51, 100))
+    df4_2 = scratch(5, (n, 51, 100))
     np.greater(f4_3, 0.0, out=df4_2)
     np.multiply(df4_2, df4_3, out=df4_2)
     # dL/dc4 = sum(dL/d(f4_1 + c4), axis=(0, 1))   [d(f4_1 + c4)/dc4]
     dc4 = df4_2.sum(axis=(0, 1))
     # dL/dwords through f4_1 = conv1d_backward_input(dL/df4_1, K4, length=50, padding=2, stride=1)   [d conv1d(words, K4, padding=2, stride=1)/dwords]
-    sg_taps = scratch("sg_taps", (n, 51, 4, 64))
+    sg_taps = scratch('sg_taps', (n, 51, 4, 64))
     np.matmul(df4_2.reshape(-1, 100), K4.reshape(256, 100).T, out=sg_taps.reshape(-1, 256))
-    sg_padded_df4_1_1 = scratch("sg_padded_df4_1_1", (n, 54, 64))
+    sg_padded_df4_1_1 = scratch('sg_padded_df4_1_1', (n, 54, 64))
     sg_padded_df4_1_1.fill(0)
     for tap in range(4):
         sg_padded_df4_1_1[:, tap : tap + 51 : 1] += sg_taps[:, :, tap]
@@ -430,20 +432,20 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # part of dL/df3_3   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3]
     df3_1 = np.broadcast_to(df3[:, None], (n, 52, 100))
     # dL/df3_3 = max_backward(f3_3, expand_dims(dL/df3, axis=1), axis=(1,))   [d(max(f3_3, axis=(1,), keepdims=False))/df3_3]
-    df3_3 = scratch("df3_3", (n, 52, 100))
+    df3_3 = scratch(1, (n, 52, 100))
     df3_3.fill(0)
     np.put_along_axis(df3_3, np.expand_dims(f3_3.argmax(axis=1), 1), df3_1[:, 0:1], axis=1)
     # dL/d(f3_1 + c3) = dL/df3_3*step(f3_3)   [d relu(f3_1 + c3)/d(f3_1 + c3)]
     # df3_2 = df3_3*(f3_3 > 0).astype(DTYPE)
-    df3_2 = scratch("df3_2", (n, 52, 100))
+    df3_2 = scratch(5, (n, 52, 100))
     np.greater(f3_3, 0.0, out=df3_2)
     np.multiply(df3_2, df3_3, out=df3_2)
     # dL/dc3 = sum(dL/d(f3_1 + c3), axis=(0, 1))   [d(f3_1 + c3)/dc3]
     dc3 = df3_2.sum(axis=(0, 1))
     # dL/dwords through f3_1 = conv1d_backward_input(dL/df3_1, K3, length=50, padding=2, stride=1)   [d conv1d(words, K3, padding=2, stride=1)/dwords]
-    sg_taps = scratch("sg_taps", (n, 52, 3, 64))
+    sg_taps = scratch('sg_taps', (n, 52, 3, 64))
     np.matmul(df3_2.reshape(-1, 100), K3.reshape(192, 100).T, out=sg_taps.reshape(-1, 192))
-    sg_padded_df3_1_1 = scratch("sg_padded_df3_1_1", (n, 54, 64))
+    sg_padded_df3_1_1 = scratch('sg_padded_df3_1_1', (n, 54, 64))
     sg_padded_df3_1_1.fill(0)
     for tap in range(3):
         sg_padded_df3_1_1[:, tap : tap + 52 : 1] += sg_taps[:, :, tap]
@@ -453,7 +455,7 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/dwords = df5_1_1 + df4_1_1   [sum over the uses of words]
     # dL/dwords = df5_1_1 + df4_1_1 + df3_1_1   [sum over the uses of words]
     # dwords = df5_1_1 + df4_1_1 + df3_1_1
-    dwords = scratch("dwords", (n, 50, 64))
+    dwords = scratch(0, (n, 50, 64))
     np.add(df5_1_1, df4_1_1, out=dwords)
     np.add(dwords, df3_1_1, out=dwords)
     # dL/dE = embedding_backward(tokens, dL/dwords, rows=10000)   [d embedding(E, tokens)/dE]

@@ -103,18 +103,20 @@ SCRATCH_ELEMENTS = 16384  # arrays this big go to scratch buffers
 _SCRATCH = threading.local()
 
 
-def scratch(name, shape):
-    """The buffer that holds the big intermediate array `name` of this shape,
-    made on first use and reused by every later call in this thread: a fresh
-    array this big would cost a page fault per 4 KiB on every call. One buffer
-    per name, as large as its largest use, so that memory stays bounded
-    whatever batch sizes come; each shape is a view of its start."""
+def scratch(key, shape):
+    """Buffer `key` seen as an array of this shape: made on first use and
+    reused by every later call in this thread, since a fresh array this big
+    would cost a page fault per 4 KiB on every call. A number is a buffer of
+    the memory plan, which big intermediates share wherever their lifetimes
+    do not overlap; a name is a helper array's own. Each buffer is as large
+    as its largest use, so that memory stays bounded whatever batch sizes
+    come; each shape is a view of its start."""
     buffers = vars(_SCRATCH)
-    entry = buffers.get(name)
+    entry = buffers.get(key)
     if entry is None or shape not in entry[1]:
         size = int(np.prod(shape))
         if entry is None or entry[0].size < size:
-            entry = buffers[name] = (np.empty(size, DTYPE), {})
+            entry = buffers[key] = (np.empty(size, DTYPE), {})
         if len(entry[1]) >= 64:  # the views are small, but not their number
             entry[1].clear()
         entry[1][shape] = entry[0][:size].reshape(shape)
@@ -417,73 +419,73 @@ def forward(params, inputs):
     tokens = np.asarray(inputs["tokens"])
     mask_ = np.asarray(inputs["mask"], DTYPE)  # the spec's mask
     n = tokens.shape[0]
-    x_1 = np.take(E, tokens, axis=0, out=scratch("x_1", (n, 16, 64)))
+    x_1 = np.take(E, tokens, axis=0, out=scratch(0, (n, 16, 64)))
     # x = x_1 + P
-    x = scratch("x", (n, 16, 64))
+    x = scratch(1, (n, 16, 64))
     np.add(x_1, P, out=x)
     sg_centered = x - np.mean(x, axis=2, keepdims=True, dtype=np.float64)
     n1_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n1 = n1_1*g1 + b1
-    n1 = scratch("n1", (n, 16, 64))
+    n1 = scratch(0, (n, 16, 64))
     np.multiply(n1_1, g1, out=n1)
     np.add(n1, b1, out=n1)
-    q_1 = scratch("q_1", (n, 16, 64))
+    q_1 = scratch(2, (n, 16, 64))
     np.matmul(n1.reshape(-1, 64), Wq, out=q_1.reshape(-1, 64))
     q_2 = q_1.reshape((n, 16, 4, 16))
     q = np.transpose(q_2, (0, 2, 1, 3))
-    k_1 = scratch("k_1", (n, 16, 64))
+    k_1 = scratch(3, (n, 16, 64))
     np.matmul(n1.reshape(-1, 64), Wk, out=k_1.reshape(-1, 64))
     k_2 = k_1.reshape((n, 16, 4, 16))
     k = np.transpose(k_2, (0, 2, 3, 1))
-    v_1 = scratch("v_1", (n, 16, 64))
+    v_1 = scratch(4, (n, 16, 64))
     np.matmul(n1.reshape(-1, 64), Wv, out=v_1.reshape(-1, 64))
     v_2 = v_1.reshape((n, 16, 4, 16))
     v = np.transpose(v_2, (0, 2, 1, 3))
-    attention_1 = np.matmul(q, k, out=scratch("attention_1", (n, 4, 16, 16)))
+    attention_1 = np.matmul(q, k, out=scratch(0, (n, 4, 16, 16)))
     # attention_4 = mask_ + attention_1/4.0
-    attention_4 = scratch("attention_4", (n, 4, 16, 16))
+    attention_4 = scratch(2, (n, 4, 16, 16))
     np.divide(attention_1, 4.0, out=attention_4)
     np.add(attention_4, mask_, out=attention_4)
-    attention = np.subtract(attention_4, np.max(attention_4, axis=3, keepdims=True), out=scratch("attention", (n, 4, 16, 16)))
+    attention = np.subtract(attention_4, np.max(attention_4, axis=3, keepdims=True), out=scratch(0, (n, 4, 16, 16)))
     np.exp(attention, out=attention)
     attention /= np.sum(attention, axis=3, keepdims=True)
-    heads_out_1 = np.matmul(attention, v, out=scratch("heads_out_1", (n, 4, 16, 16)))
+    heads_out_1 = np.matmul(attention, v, out=scratch(2, (n, 4, 16, 16)))
     heads_out_2 = np.transpose(heads_out_1, (0, 2, 1, 3))
     heads_out = heads_out_2.reshape((n, 16, 64))
-    h_1 = scratch("h_1", (n, 16, 64))
+    h_1 = scratch(0, (n, 16, 64))
     np.matmul(heads_out.reshape(-1, 64), Wo, out=h_1.reshape(-1, 64))
     # h = x + h_1
-    h = scratch("h", (n, 16, 64))
+    h = scratch(2, (n, 16, 64))
     np.add(x, h_1, out=h)
     sg_centered = h - np.mean(h, axis=2, keepdims=True, dtype=np.float64)
     n2_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n2 = n2_1*g2 + b2
-    n2 = scratch("n2", (n, 16, 64))
+    n2 = scratch(0, (n, 16, 64))
     np.multiply(n2_1, g2, out=n2)
     np.add(n2, b2, out=n2)
-    y_1 = scratch("y_1", (n, 16, 256))
+    y_1 = scratch(1, (n, 16, 256))
     np.matmul(n2.reshape(-1, 64), W1, out=y_1.reshape(-1, 256))
     # y_3 = (1/2)*(y_1 + c1)*(erf((1/2)*np.sqrt(2)*(y_1 + c1)) + 1)
-    y_3 = scratch("y_3", (n, 16, 256))
-    sg_tmp1 = scratch("sg_tmp1", (n, 16, 256))
+    y_3 = scratch(0, (n, 16, 256))
+    sg_tmp1 = scratch('sg_tmp1', (n, 16, 256))
     np.copyto(y_3, erf((1/2)*np.sqrt(2)*(y_1 + c1)))
     np.add(y_3, 1.0, out=y_3)
     np.add(y_1, c1, out=sg_tmp1)
     np.multiply(y_3, sg_tmp1, out=y_3)
     np.multiply(y_3, 0.5, out=y_3)
-    y_4 = scratch("y_4", (n, 16, 64))
+    y_4 = scratch(3, (n, 16, 64))
     np.matmul(y_3.reshape(-1, 256), W2, out=y_4.reshape(-1, 64))
     # y = h + y_4 + c2
-    y = scratch("y", (n, 16, 64))
+    y = scratch(4, (n, 16, 64))
     np.add(h, y_4, out=y)
     np.add(y, c2, out=y)
     sg_centered = y - np.mean(y, axis=2, keepdims=True, dtype=np.float64)
     logits_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # logits_3 = logits_1*gf + bf
-    logits_3 = scratch("logits_3", (n, 16, 64))
+    logits_3 = scratch(2, (n, 16, 64))
     np.multiply(logits_1, gf, out=logits_3)
     np.add(logits_3, bf, out=logits_3)
-    logits_4 = scratch("logits_4", (n, 16, 3000))
+    logits_4 = scratch(0, (n, 16, 3000))
     np.matmul(logits_3.reshape(-1, 64), U, out=logits_4.reshape(-1, 3000))
     logits = logits_4 + e
     return {"logits": logits}
@@ -557,76 +559,76 @@ def evaluate(params, inputs):
     next_tokens = np.asarray(inputs["next_tokens"])
     mask_ = np.asarray(inputs["mask"], DTYPE)  # the spec's mask
     n = tokens.shape[0]
-    x_1 = np.take(E, tokens, axis=0, out=scratch("x_1", (n, 16, 64)))
+    x_1 = np.take(E, tokens, axis=0, out=scratch(0, (n, 16, 64)))
     # x = x_1 + P
-    x = scratch("x", (n, 16, 64))
+    x = scratch(1, (n, 16, 64))
     np.add(x_1, P, out=x)
     sg_centered = x - np.mean(x, axis=2, keepdims=True, dtype=np.float64)
     n1_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n1 = n1_1*g1 + b1
-    n1 = scratch("n1", (n, 16, 64))
+    n1 = scratch(0, (n, 16, 64))
     np.multiply(n1_1, g1, out=n1)
     np.add(n1, b1, out=n1)
-    q_1 = scratch("q_1", (n, 16, 64))
+    q_1 = scratch(2, (n, 16, 64))
     np.matmul(n1.reshape(-1, 64), Wq, out=q_1.reshape(-1, 64))
     q_2 = q_1.reshape((n, 16, 4, 16))
     q = np.transpose(q_2, (0, 2, 1, 3))
-    k_1 = scratch("k_1", (n, 16, 64))
+    k_1 = scratch(3, (n, 16, 64))
     np.matmul(n1.reshape(-1, 64), Wk, out=k_1.reshape(-1, 64))
     k_2 = k_1.reshape((n, 16, 4, 16))
     k = np.transpose(k_2, (0, 2, 3, 1))
-    v_1 = scratch("v_1", (n, 16, 64))
+    v_1 = scratch(4, (n, 16, 64))
     np.matmul(n1.reshape(-1, 64), Wv, out=v_1.reshape(-1, 64))
     v_2 = v_1.reshape((n, 16, 4, 16))
     v = np.transpose(v_2, (0, 2, 1, 3))
-    attention_1 = np.matmul(q, k, out=scratch("attention_1", (n, 4, 16, 16)))
+    attention_1 = np.matmul(q, k, out=scratch(0, (n, 4, 16, 16)))
     # attention_4 = mask_ + attention_1/4.0
-    attention_4 = scratch("attention_4", (n, 4, 16, 16))
+    attention_4 = scratch(2, (n, 4, 16, 16))
     np.divide(attention_1, 4.0, out=attention_4)
     np.add(attention_4, mask_, out=attention_4)
-    attention = np.subtract(attention_4, np.max(attention_4, axis=3, keepdims=True), out=scratch("attention", (n, 4, 16, 16)))
+    attention = np.subtract(attention_4, np.max(attention_4, axis=3, keepdims=True), out=scratch(0, (n, 4, 16, 16)))
     np.exp(attention, out=attention)
     attention /= np.sum(attention, axis=3, keepdims=True)
-    heads_out_1 = np.matmul(attention, v, out=scratch("heads_out_1", (n, 4, 16, 16)))
+    heads_out_1 = np.matmul(attention, v, out=scratch(2, (n, 4, 16, 16)))
     heads_out_2 = np.transpose(heads_out_1, (0, 2, 1, 3))
     heads_out = heads_out_2.reshape((n, 16, 64))
-    h_1 = scratch("h_1", (n, 16, 64))
+    h_1 = scratch(0, (n, 16, 64))
     np.matmul(heads_out.reshape(-1, 64), Wo, out=h_1.reshape(-1, 64))
     # h = x + h_1
-    h = scratch("h", (n, 16, 64))
+    h = scratch(2, (n, 16, 64))
     np.add(x, h_1, out=h)
     sg_centered = h - np.mean(h, axis=2, keepdims=True, dtype=np.float64)
     n2_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n2 = n2_1*g2 + b2
-    n2 = scratch("n2", (n, 16, 64))
+    n2 = scratch(0, (n, 16, 64))
     np.multiply(n2_1, g2, out=n2)
     np.add(n2, b2, out=n2)
-    y_1 = scratch("y_1", (n, 16, 256))
+    y_1 = scratch(1, (n, 16, 256))
     np.matmul(n2.reshape(-1, 64), W1, out=y_1.reshape(-1, 256))
     # y_3 = (1/2)*(y_1 + c1)*(erf((1/2)*np.sqrt(2)*(y_1 + c1)) + 1)
-    y_3 = scratch("y_3", (n, 16, 256))
-    sg_tmp1 = scratch("sg_tmp1", (n, 16, 256))
+    y_3 = scratch(0, (n, 16, 256))
+    sg_tmp1 = scratch('sg_tmp1', (n, 16, 256))
     np.copyto(y_3, erf((1/2)*np.sqrt(2)*(y_1 + c1)))
     np.add(y_3, 1.0, out=y_3)
     np.add(y_1, c1, out=sg_tmp1)
     np.multiply(y_3, sg_tmp1, out=y_3)
     np.multiply(y_3, 0.5, out=y_3)
-    y_4 = scratch("y_4", (n, 16, 64))
+    y_4 = scratch(3, (n, 16, 64))
     np.matmul(y_3.reshape(-1, 256), W2, out=y_4.reshape(-1, 64))
     # y = h + y_4 + c2
-    y = scratch("y", (n, 16, 64))
+    y = scratch(4, (n, 16, 64))
     np.add(h, y_4, out=y)
     np.add(y, c2, out=y)
     sg_centered = y - np.mean(y, axis=2, keepdims=True, dtype=np.float64)
     logits_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # logits_3 = logits_1*gf + bf
-    logits_3 = scratch("logits_3", (n, 16, 64))
+    logits_3 = scratch(2, (n, 16, 64))
     np.multiply(logits_1, gf, out=logits_3)
     np.add(logits_3, bf, out=logits_3)
-    logits_4 = scratch("logits_4", (n, 16, 3000))
+    logits_4 = scratch(0, (n, 16, 3000))
     np.matmul(logits_3.reshape(-1, 64), U, out=logits_4.reshape(-1, 3000))
     # logits = logits_4 + e
-    logits = scratch("logits", (n, 16, 3000))
+    logits = scratch(1, (n, 16, 3000))
     np.add(logits_4, e, out=logits)
     loss = logits - np.max(logits, axis=-1, keepdims=True)
     loss = (np.log(np.sum(np.exp(loss), axis=-1)) - np.take_along_axis(loss, next_tokens[..., None], axis=-1)[..., 0]).sum() / (n * 16)
@@ -659,80 +661,80 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     next_tokens = np.asarray(inputs["next_tokens"])
     mask_ = np.asarray(inputs["mask"], DTYPE)  # the spec's mask
     n = tokens.shape[0]
-    x_1 = np.take(E, tokens, axis=0, out=scratch("x_1", (n, 16, 64)))
+    x_1 = np.take(E, tokens, axis=0, out=scratch(0, (n, 16, 64)))
     # x = x_1 + P
-    x = scratch("x", (n, 16, 64))
+    x = scratch(1, (n, 16, 64))
     np.add(x_1, P, out=x)
     sg_centered = x - np.mean(x, axis=2, keepdims=True, dtype=np.float64)
     n1_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n1 = n1_1*g1 + b1
-    n1 = scratch("n1", (n, 16, 64))
+    n1 = scratch(0, (n, 16, 64))
     np.multiply(n1_1, g1, out=n1)
     np.add(n1, b1, out=n1)
-    q_1 = scratch("q_1", (n, 16, 64))
+    q_1 = scratch(2, (n, 16, 64))
     np.matmul(n1.reshape(-1, 64), Wq, out=q_1.reshape(-1, 64))
     q_2 = q_1.reshape((n, 16, 4, 16))
     q = np.transpose(q_2, (0, 2, 1, 3))
-    k_1 = scratch("k_1", (n, 16, 64))
+    k_1 = scratch(3, (n, 16, 64))
     np.matmul(n1.reshape(-1, 64), Wk, out=k_1.reshape(-1, 64))
     k_2 = k_1.reshape((n, 16, 4, 16))
     k = np.transpose(k_2, (0, 2, 3, 1))
-    v_1 = scratch("v_1", (n, 16, 64))
+    v_1 = scratch(4, (n, 16, 64))
     np.matmul(n1.reshape(-1, 64), Wv, out=v_1.reshape(-1, 64))
     v_2 = v_1.reshape((n, 16, 4, 16))
     v = np.transpose(v_2, (0, 2, 1, 3))
-    attention_1 = np.matmul(q, k, out=scratch("attention_1", (n, 4, 16, 16)))
+    attention_1 = np.matmul(q, k, out=scratch(5, (n, 4, 16, 16)))
     # attention_4 = mask_ + attention_1/4.0
-    attention_4 = scratch("attention_4", (n, 4, 16, 16))
+    attention_4 = scratch(6, (n, 4, 16, 16))
     np.divide(attention_1, 4.0, out=attention_4)
     np.add(attention_4, mask_, out=attention_4)
-    attention = np.subtract(attention_4, np.max(attention_4, axis=3, keepdims=True), out=scratch("attention", (n, 4, 16, 16)))
+    attention = np.subtract(attention_4, np.max(attention_4, axis=3, keepdims=True), out=scratch(5, (n, 4, 16, 16)))
     np.exp(attention, out=attention)
     attention /= np.sum(attention, axis=3, keepdims=True)
-    heads_out_1 = np.matmul(attention, v, out=scratch("heads_out_1", (n, 4, 16, 16)))
+    heads_out_1 = np.matmul(attention, v, out=scratch(6, (n, 4, 16, 16)))
     heads_out_2 = np.transpose(heads_out_1, (0, 2, 1, 3))
     heads_out = heads_out_2.reshape((n, 16, 64))
-    h_1 = scratch("h_1", (n, 16, 64))
+    h_1 = scratch(7, (n, 16, 64))
     np.matmul(heads_out.reshape(-1, 64), Wo, out=h_1.reshape(-1, 64))
     # h = x + h_1
-    h = scratch("h", (n, 16, 64))
+    h = scratch(8, (n, 16, 64))
     np.add(x, h_1, out=h)
     sg_centered = h - np.mean(h, axis=2, keepdims=True, dtype=np.float64)
     n2_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # n2 = n2_1*g2 + b2
-    n2 = scratch("n2", (n, 16, 64))
+    n2 = scratch(7, (n, 16, 64))
     np.multiply(n2_1, g2, out=n2)
     np.add(n2, b2, out=n2)
-    y_1 = scratch("y_1", (n, 16, 256))
+    y_1 = scratch(9, (n, 16, 256))
     np.matmul(n2.reshape(-1, 64), W1, out=y_1.reshape(-1, 256))
     # y_2 = y_1 + c1
-    y_2 = scratch("y_2", (n, 16, 256))
+    y_2 = scratch(10, (n, 16, 256))
     np.add(y_1, c1, out=y_2)
     # y_3 = (1/2)*y_2*(erf((1/2)*np.sqrt(2)*y_2) + 1)
-    y_3 = scratch("y_3", (n, 16, 256))
+    y_3 = scratch(9, (n, 16, 256))
     np.copyto(y_3, erf((1/2)*np.sqrt(2)*y_2))
     np.add(y_3, 1.0, out=y_3)
     np.multiply(y_3, 0.5, out=y_3)
     np.multiply(y_3, y_2, out=y_3)
-    y_4 = scratch("y_4", (n, 16, 64))
+    y_4 = scratch(11, (n, 16, 64))
     np.matmul(y_3.reshape(-1, 256), W2, out=y_4.reshape(-1, 64))
     # y = h + y_4 + c2
-    y = scratch("y", (n, 16, 64))
+    y = scratch(12, (n, 16, 64))
     np.add(h, y_4, out=y)
     np.add(y, c2, out=y)
     sg_centered = y - np.mean(y, axis=2, keepdims=True, dtype=np.float64)
     logits_1 = (sg_centered / np.sqrt(np.mean(np.square(sg_centered), axis=2, keepdims=True) + 1e-05)).astype(DTYPE, copy=False)
     # logits_3 = logits_1*gf + bf
-    logits_3 = scratch("logits_3", (n, 16, 64))
+    logits_3 = scratch(11, (n, 16, 64))
     np.multiply(logits_1, gf, out=logits_3)
     np.add(logits_3, bf, out=logits_3)
-    logits_4 = scratch("logits_4", (n, 16, 3000))
+    logits_4 = scratch(13, (n, 16, 3000))
     np.matmul(logits_3.reshape(-1, 64), U, out=logits_4.reshape(-1, 3000))
     # logits = logits_4 + e
-    logits = scratch("logits", (n, 16, 3000))
+    logits = scratch(14, (n, 16, 3000))
     np.add(logits_4, e, out=logits)
-    sg_shifted_loss = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), out=scratch("sg_shifted_loss", (n, 16, 3000)))
-    sg_exp_loss = np.exp(sg_shifted_loss, out=scratch("sg_exp_loss", (n, 16, 3000)))
+    sg_shifted_loss = np.subtract(logits, np.max(logits, axis=-1, keepdims=True), out=scratch('sg_shifted_loss', (n, 16, 3000)))
+    sg_exp_loss = np.exp(sg_shifted_loss, out=scratch('sg_exp_loss', (n, 16, 3000)))
     sg_total_loss = sg_exp_loss.sum(axis=-1, keepdims=True)
     loss = (np.log(sg_total_loss[..., 0]) - np.take_along_axis(sg_shifted_loss, next_tokens[..., None], axis=-1)[..., 0]).sum() / (n * 16)
     # part of dL/dlogits_3   [d(logits_3 @ U)/dlogits_3]
@@ -766,17 +768,17 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/de = sum(dL/dlogits, axis=(0, 1))   [d(logits_4 + e)/de]
     de = dlogits.sum(axis=(0, 1))
     # dL/dlogits_3 = dL/dlogits_4 @ U.T   [d(logits_3 @ U)/dlogits_3]
-    dlogits_3 = scratch("dlogits_3", (n, 16, 64))
+    dlogits_3 = scratch(14, (n, 16, 64))
     np.matmul(dlogits.reshape(-1, 3000), dlogits_4_1, out=dlogits_3.reshape(-1, 64))
     # dL/dbf = sum(dL/dlogits_3, axis=(0, 1))   [d(logits_1*gf + bf)/dbf]
     dbf = dlogits_3.sum(axis=(0, 1))
     # dL/dlogits_1 = dL/d(logits_1*gf)*gf   [d(logits_1*gf)/dlogits_1]
     # dlogits_1 = dlogits_3*gf
-    dlogits_1 = scratch("dlogits_1", (n, 16, 64))
+    dlogits_1 = scratch(15, (n, 16, 64))
     np.multiply(dlogits_3, gf, out=dlogits_1)
     # part of dL/dgf   [d(logits_1*gf)/dgf]
     # dlogits_2_1 = dlogits_3*logits_1
-    dlogits_2_1 = scratch("dlogits_2_1", (n, 16, 64))
+    dlogits_2_1 = scratch(16, (n, 16, 64))
     np.multiply(dlogits_3, logits_1, out=dlogits_2_1)
     # dL/dgf = sum(dL/d(logits_1*gf)*logits_1, axis=(0, 1))   [d(logits_1*gf)/dgf]
     dgf = dlogits_2_1.sum(axis=(0, 1))
@@ -788,12 +790,12 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/dc2 = sum(dL/dy, axis=(0, 1))   [d(h + y_4 + c2)/dc2]
     dc2 = dy.sum(axis=(0, 1))
     # dL/dy_3 = dL/dy_4 @ W2.T   [d(y_3 @ W2)/dy_3]
-    dy_3 = scratch("dy_3", (n, 16, 256))
+    dy_3 = scratch(14, (n, 16, 256))
     np.matmul(dy.reshape(-1, 64), dy_4_1, out=dy_3.reshape(-1, 256))
     # dL/dy_2 = dL/dy_3*(y_2*sqrt(2)*exp(-y_2**2/2)/sqrt(pi) + erf(y_2*sqrt(2)/2) + 1)/2   [d(y_2*(erf(y_2*sqrt(2)/2) + 1)/2)/dy_2]
     # dy_2 = dy_3*(0.7978845608028654*y_2*np.exp(-y_2**2/2.0) + 1.0 + erf(0.7071067811865476*y_2))/2.0
-    dy_2 = scratch("dy_2", (n, 16, 256))
-    sg_tmp1 = scratch("sg_tmp1", (n, 16, 256))
+    dy_2 = scratch(12, (n, 16, 256))
+    sg_tmp1 = scratch('sg_tmp1', (n, 16, 256))
     np.square(y_2, out=dy_2)
     np.divide(dy_2, 2.0, out=dy_2)
     np.negative(dy_2, out=dy_2)
@@ -808,17 +810,17 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     # dL/dc1 = sum(dL/dy_2, axis=(0, 1))   [d(y_1 + c1)/dc1]
     dc1 = dy_2.sum(axis=(0, 1))
     # dL/dn2 = dL/dy_1 @ W1.T   [d(n2 @ W1)/dn2]
-    dn2 = scratch("dn2", (n, 16, 64))
+    dn2 = scratch(15, (n, 16, 64))
     np.matmul(dy_2.reshape(-1, 256), dy_1_1, out=dn2.reshape(-1, 64))
     # dL/db2 = sum(dL/dn2, axis=(0, 1))   [d(n2_1*g2 + b2)/db2]
     db2 = dn2.sum(axis=(0, 1))
     # dL/dn2_1 = dL/d(n2_1*g2)*g2   [d(n2_1*g2)/dn2_1]
     # dn2_1 = dn2*g2
-    dn2_1 = scratch("dn2_1", (n, 16, 64))
+    dn2_1 = scratch(16, (n, 16, 64))
     np.multiply(dn2, g2, out=dn2_1)
     # part of dL/dg2   [d(n2_1*g2)/dg2]
     # dn2_2_1 = dn2*n2_1
-    dn2_2_1 = scratch("dn2_2_1", (n, 16, 64))
+    dn2_2_1 = scratch(10, (n, 16, 64))
     np.multiply(dn2, n2_1, out=dn2_2_1)
     # dL/dg2 = sum(dL/d(n2_1*g2)*n2_1, axis=(0, 1))   [d(n2_1*g2)/dg2]
     dg2 = dn2_2_1.sum(axis=(0, 1))
@@ -829,72 +831,72 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     dn2_1_1 = (sg_rstd * (dn2_1 - np.mean(dn2_1, axis=2, keepdims=True, dtype=np.float64) - sg_normed * np.mean(dn2_1 * sg_normed, axis=2, keepdims=True))).astype(DTYPE, copy=False)
     # dL/dh = dL/dy + dn2_1_1   [sum over the uses of h]
     # dh = dy + dn2_1_1
-    dh = scratch("dh", (n, 16, 64))
+    dh = scratch(8, (n, 16, 64))
     np.add(dy, dn2_1_1, out=dh)
     # dL/dheads_out = dL/dh_1 @ Wo.T   [d(heads_out @ Wo)/dheads_out]
-    dheads_out = scratch("dheads_out", (n, 16, 64))
+    dheads_out = scratch(15, (n, 16, 64))
     np.matmul(dh.reshape(-1, 64), dh_1_1, out=dheads_out.reshape(-1, 64))
     # dL/dheads_out_2 = reshape(dL/dheads_out)   [d reshape(heads_out_2)/dheads_out_2]
     dheads_out_2 = dheads_out.reshape((n, 16, 4, 16))
     # dL/dheads_out_1 = transpose(dL/dheads_out_2, axes=(0, 2, 1, 3))   [d(transpose(heads_out_1, axes=(0, 2, 1, 3)))/dheads_out_1]
     dheads_out_1 = np.transpose(dheads_out_2, (0, 2, 1, 3))
     # dL/dattention = dL/dheads_out_1 @ transpose(v, axes=(0, 1, 3, 2))   [d(attention @ v)/dattention]
-    dattention = np.matmul(dheads_out_1, dheads_out_1_1, out=scratch("dattention", (n, 4, 16, 16)))
+    dattention = np.matmul(dheads_out_1, dheads_out_1_1, out=scratch(16, (n, 4, 16, 16)))
     # dL/dv = transpose(attention, axes=(0, 1, 3, 2)) @ dL/dheads_out_1   [d(attention @ v)/dv]
-    dv = np.matmul(dheads_out_1_2, dheads_out_1, out=scratch("dv", (n, 4, 16, 16)))
+    dv = np.matmul(dheads_out_1_2, dheads_out_1, out=scratch(4, (n, 4, 16, 16)))
     # part of dL/dattention_4   [d softmax(attention_4)/dattention_4]
     # dattention_2 = dattention*attention
-    dattention_2 = scratch("dattention_2", (n, 4, 16, 16))
+    dattention_2 = scratch(15, (n, 4, 16, 16))
     np.multiply(dattention, attention, out=dattention_2)
     # part of dL/dattention_4   [d softmax(attention_4)/dattention_4]
     dattention_3 = dattention_2.sum(axis=3, keepdims=True)
     # dL/dattention_4 = attention*(dL/dattention - sum(attention*dL/dattention, axis=3, keepdims=True))   [d softmax(attention_4)/dattention_4]
     # dL/dattention_1 = dL/d(attention_1/4)/4   [d(attention_1/4)/dattention_1]
     # dattention_1 = attention*(dattention - dattention_3)/4.0
-    dattention_1 = scratch("dattention_1", (n, 4, 16, 16))
+    dattention_1 = scratch(15, (n, 4, 16, 16))
     np.subtract(dattention, dattention_3, out=dattention_1)
     np.multiply(dattention_1, attention, out=dattention_1)
     np.divide(dattention_1, 4.0, out=dattention_1)
     # dL/dq = dL/dattention_1 @ transpose(k, axes=(0, 1, 3, 2))   [d(q @ k)/dq]
-    dq = np.matmul(dattention_1, dattention_1_1, out=scratch("dq", (n, 4, 16, 16)))
+    dq = np.matmul(dattention_1, dattention_1_1, out=scratch(5, (n, 4, 16, 16)))
     # dL/dk = transpose(q, axes=(0, 1, 3, 2)) @ dL/dattention_1   [d(q @ k)/dk]
-    dk = np.matmul(dattention_1_2, dattention_1, out=scratch("dk", (n, 4, 16, 16)))
+    dk = np.matmul(dattention_1_2, dattention_1, out=scratch(3, (n, 4, 16, 16)))
     # dL/dv_2 = transpose(dL/dv, axes=(0, 2, 1, 3))   [d(transpose(v_2, axes=(0, 2, 1, 3)))/dv_2]
     dv_2 = np.transpose(dv, (0, 2, 1, 3))
     # dL/dv_1 = reshape(dL/dv_2)   [d reshape(v_1)/dv_1]
     dv_1 = dv_2.reshape((n, 16, 64))
     # dL/dn1 through v_1 = dL/dv_1 @ Wv.T   [d(n1 @ Wv)/dn1]
-    dv_1_2 = scratch("dv_1_2", (n, 16, 64))
+    dv_1_2 = scratch(2, (n, 16, 64))
     np.matmul(dv_1.reshape(-1, 64), dv_1_1, out=dv_1_2.reshape(-1, 64))
     # dL/dk_2 = transpose(dL/dk, axes=(0, 3, 1, 2))   [d(transpose(k_2, axes=(0, 2, 3, 1)))/dk_2]
     dk_2 = np.transpose(dk, (0, 3, 1, 2))
     # dL/dk_1 = reshape(dL/dk_2)   [d reshape(k_1)/dk_1]
     dk_1 = dk_2.reshape((n, 16, 64))
     # dL/dn1 through k_1 = dL/dk_1 @ Wk.T   [d(n1 @ Wk)/dn1]
-    dk_1_2 = scratch("dk_1_2", (n, 16, 64))
+    dk_1_2 = scratch(15, (n, 16, 64))
     np.matmul(dk_1.reshape(-1, 64), dk_1_1, out=dk_1_2.reshape(-1, 64))
     # dL/dq_2 = transpose(dL/dq, axes=(0, 2, 1, 3))   [d(transpose(q_2, axes=(0, 2, 1, 3)))/dq_2]
     dq_2 = np.transpose(dq, (0, 2, 1, 3))
     # dL/dq_1 = reshape(dL/dq_2)   [d reshape(q_1)/dq_1]
     dq_1 = dq_2.reshape((n, 16, 64))
     # dL/dn1 through q_1 = dL/dq_1 @ Wq.T   [d(n1 @ Wq)/dn1]
-    dq_1_2 = scratch("dq_1_2", (n, 16, 64))
+    dq_1_2 = scratch(16, (n, 16, 64))
     np.matmul(dq_1.reshape(-1, 64), dq_1_1, out=dq_1_2.reshape(-1, 64))
     # dL/dn1 = dv_1_2 + dk_1_2   [sum over the uses of n1]
     # dL/dn1 = dv_1_2 + dk_1_2 + dq_1_2   [sum over the uses of n1]
     # dn1 = dv_1_2 + dk_1_2 + dq_1_2
-    dn1 = scratch("dn1", (n, 16, 64))
+    dn1 = scratch(10, (n, 16, 64))
     np.add(dv_1_2, dk_1_2, out=dn1)
     np.add(dn1, dq_1_2, out=dn1)
     # dL/db1 = sum(dL/dn1, axis=(0, 1))   [d(n1_1*g1 + b1)/db1]
     db1 = dn1.sum(axis=(0, 1))
     # dL/dn1_1 = dL/d(n1_1*g1)*g1   [d(n1_1*g1)/dn1_1]
     # dn1_1 = dn1*g1
-    dn1_1 = scratch("dn1_1", (n, 16, 64))
+    dn1_1 = scratch(2, (n, 16, 64))
     np.multiply(dn1, g1, out=dn1_1)
     # part of dL/dg1   [d(n1_1*g1)/dg1]
     # dn1_2_1 = dn1*n1_1
-    dn1_2_1 = scratch("dn1_2_1", (n, 16, 64))
+    dn1_2_1 = scratch(15, (n, 16, 64))
     np.multiply(dn1, n1_1, out=dn1_2_1)
     # dL/dg1 = sum(dL/d(n1_1*g1)*n1_1, axis=(0, 1))   [d(n1_1*g1)/dg1]
     dg1 = dn1_2_1.sum(axis=(0, 1))
@@ -905,7 +907,7 @@ def loss_and_grads(params, inputs, training=False, seed=0, first=0, total=None):
     dn1_1_1 = (sg_rstd * (dn1_1 - np.mean(dn1_1, axis=2, keepdims=True, dtype=np.float64) - sg_normed * np.mean(dn1_1 * sg_normed, axis=2, keepdims=True))).astype(DTYPE, copy=False)
     # dL/dx = dL/dh + dn1_1_1   [sum over the uses of x]
     # dx = dh + dn1_1_1
-    dx = scratch("dx", (n, 16, 64))
+    dx = scratch(1, (n, 16, 64))
     np.add(dh, dn1_1_1, out=dx)
     # dL/dP = sum(dL/dx, axis=0)   [d(x_1 + P)/dP]
     dP = dx.sum(axis=0)
