@@ -70,7 +70,8 @@ def library_files(g: Graph, checkpoint: str | Path, embed_weights: bool = False,
         f"{stem}.c": ENV.get_template("c/export/library.c.j2").render(context),
         "example.c": ENV.get_template("c/export/example.c.j2").render(context),
         "Makefile": ENV.get_template("c/export/Makefile.j2").render(context),
-        **{name: text for name, text in runtime_files(ENV).items() if name != "sg_npy.h" or not embed_weights},  # embedded: no files to read
+        # the kernels, and the .npy reader unless the weights are embedded: a library neither trains nor reads data
+        **{name: text for name, text in runtime_files(ENV).items() if name == "sg_kernels.h" or name == "sg_npy.h" and not embed_weights},
     }
 
 

@@ -40,7 +40,7 @@ def test_compile_report_prints_the_memory_plan(tmp_path, capsys):
     assert main(["compile", str(ROOT / "examples" / "mlp.yaml"), "--target", "c", "-o", str(tmp_path / "c"), "--report"]) == 0
     out = capsys.readouterr().out
     assert "loss_and_grads:" in out and "arena (peak):" in out
-    assert {p.name for p in (tmp_path / "c").iterdir()} == {".symgraph", "Makefile", "model.c", "model.h", "model_f64.c", "model_f64.h", "sg_kernels.h", "sg_npy.h", "train.c"}
+    assert {p.name for p in (tmp_path / "c").iterdir()} == {".symgraph", "Makefile", "model.c", "model.h", "model_f64.c", "model_f64.h", "sg_kernels.h", "sg_npy.h", "sg_train.h", "train.c"}
 
 
 def test_unknown_target_is_refused(tmp_path, capsys):

@@ -56,7 +56,7 @@ def test_every_op_spec_key_and_flag_is_in_the_reference(written):
             for flag in action.option_strings:
                 assert flag in cli or flag in ("-h", "--help"), (name, flag)
     trainers = written["reference/trainers.md"]
-    for template in ("numpy/train.py.j2", "c/train.c.j2"):
+    for template in ("numpy/train.py.j2", "c/sg_train.h"):
         flags = set(re.findall(r'"(--[a-z][a-z-]+)"', (ROOT / "templates" / template).read_text()))
         assert flags, template
         for flag in flags:

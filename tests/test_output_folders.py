@@ -89,7 +89,7 @@ def test_concurrent_compiles_to_one_folder_leave_one_whole_result(tmp_path):
         t.join()
     assert codes == [0, 0, 0, 0]
     names = sorted(p.name for p in out.iterdir())
-    c_files = [".symgraph", "Makefile", "model.c", "model.h", "model_f64.c", "model_f64.h", "sg_kernels.h", "sg_npy.h", "train.c"]
+    c_files = [".symgraph", "Makefile", "model.c", "model.h", "model_f64.c", "model_f64.h", "sg_kernels.h", "sg_npy.h", "sg_train.h", "train.c"]
     assert names in ([".symgraph", "__init__.py", "model.py", "train.py"], c_files)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "work"]
 

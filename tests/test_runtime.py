@@ -97,3 +97,81 @@ def test_the_npy_reader_refuses_bad_files_with_a_reason(bad, npy_reader, tmp_pat
         path.write_bytes(b"hello, world\n" * 20)
     run = subprocess.run([str(npy_reader), str(path), "real"], capture_output=True, text=True)
     assert run.returncode == 1 and run.stdout.startswith("refused: "), run.stdout + run.stderr
+
+
+# -- the trainer (sg_train.h), around a model written by hand ------------------------------
+@pytest.fixture(scope="module")
+def toy_trainer(tmp_path_factory):
+    """tests/runtime/toy_trainer.c built with -Werror and the sanitizers: the
+    trainer's C alone, with no generated code but the flags' table."""
+    from symgraph.codegen.flags import c_options
+
+    cc = shutil.which("cc") or pytest.skip("no C compiler")
+    folder = tmp_path_factory.mktemp("toy")
+    rows = [f'    X({o["code"]}, "{o["name"]}", {"required_argument" if o["value"] else "no_argument"})' for o in c_options()]
+    (folder / "flags.h").write_text("#define FLAGS(X) \\\n" + " \\\n".join(rows) + "\n")
+    flags = ["-std=c99", "-O1", "-g", "-Wall", "-Wextra", "-Werror", "-fsanitize=address,undefined", "-fno-sanitize-recover=all"]
+    build = subprocess.run([cc, *flags, "-I", str(folder), "-I", str(HEADER.parent), str(ROOT / "tests" / "runtime" / "toy_trainer.c"),
+                            "-o", str(folder / "toy"), "-lm"], capture_output=True, text=True)
+    assert build.returncode == 0, build.stderr
+    return folder / "toy"
+
+
+def toy_data(folder: Path, count: int = 40, seed: int = 0):
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((count, 3))
+    y = x @ np.array([1.5, -2.0, 0.5]) + 0.25
+    folder.mkdir()
+    np.save(folder / "x.npy", x)
+    np.save(folder / "y.npy", y.astype(np.float32))  # converted as it is read
+    return x, y
+
+
+def run_toy(toy, *args, cwd) -> subprocess.CompletedProcess:
+    return subprocess.run([str(toy), *map(str, args)], capture_output=True, text=True, cwd=cwd, timeout=120)
+
+
+def test_the_trainer_trains_saves_resumes_evaluates_and_predicts_on_its_own(toy_trainer, tmp_path):
+    import numpy as np
+
+    x, y = toy_data(tmp_path / "data")
+    run = run_toy(toy_trainer, "--data", "data", "--val", "data", "--epochs", 30, "--lr", 0.1, "--save", "ckpt", "--log", "log.csv", cwd=tmp_path)
+    assert run.returncode == 0, run.stderr
+    epochs = [line for line in run.stdout.splitlines() if line.startswith("epoch")]
+    assert len(epochs) == 30 and float(epochs[-1].split("val mse ")[1].split()[0]) < 1e-4, epochs[-1]
+    log = (tmp_path / "log.csv").read_text().splitlines()
+    assert log[0] == "epoch,train_loss,val_loss,val_mse,lr,grad_norm,examples_per_second" and len(log) == 31
+    np.testing.assert_allclose(np.load(tmp_path / "ckpt" / "w.npy"), [1.5, -2.0, 0.5], atol=1e-2)
+
+    resumed = run_toy(toy_trainer, "--data", "data", "--init-from", "ckpt", "--epochs", 32, "--lr", 0.05, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stderr
+    assert [line.split()[1] for line in resumed.stdout.splitlines() if line.startswith("epoch")] == ["31", "32"]
+
+    evaluated = run_toy(toy_trainer, "--eval", "--init-from", "ckpt", "--val", "data", cwd=tmp_path)
+    assert evaluated.returncode == 0 and evaluated.stdout.startswith("eval  loss "), evaluated.stdout + evaluated.stderr
+
+    predicted = run_toy(toy_trainer, "--predict", "data", "--init-from", "ckpt", "--out", "pred.npy", cwd=tmp_path)
+    assert predicted.returncode == 0, predicted.stderr
+    np.testing.assert_allclose(np.load(tmp_path / "pred.npy"), y, atol=1e-2)
+
+    checked = run_toy(toy_trainer, "--gradcheck", "--data", "data", cwd=tmp_path)
+    assert checked.returncode == 0 and checked.stdout.count(" ok") == 2, checked.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr"], "error: --lr needs a value"),
+    (["--lr", "--epochs", "2"], "error: --lr needs a value"),
+    (["--epoch", "2"], "error: unknown argument '--epoch' (see --help)"),
+    (["--data", "missing"], "error: missing/x.npy: "),
+    (["--data", "data", "--normalize", "y"], "error: --normalize y: the loss's target stays in its own units"),
+    (["--data", "data", "--batch-size", "9"], "error: --batch-size 9 exceeds the compiled batch size 8"),
+    (["--data", "data", "--optimizer", "lbfgs"], "error: --optimizer takes sgd, adam, adamw or rmsprop, got 'lbfgs'"),
+    (["--data", "data", "--init-from", "data"], "error: --init-from data: is no checkpoint: it has neither symgraph-checkpoint.txt nor w.npy"),
+])
+def test_the_trainer_refuses_bad_arguments_in_one_line(args, message, toy_trainer, tmp_path):
+    toy_data(tmp_path / "data")
+    run = run_toy(toy_trainer, *args, cwd=tmp_path)
+    assert run.returncode == 2 and run.stderr.startswith(message) and run.stderr.count("\n") == 1, run.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["data"]  # nothing written

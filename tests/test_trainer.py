@@ -350,6 +350,21 @@ def test_both_trainers_refuse_the_same_flags_with_the_same_words(tmp_path, flags
     assert said["numpy"] == said["c"], said
 
 
+@pytest.mark.parametrize("what", ["missing", "file", "data"])
+def test_both_trainers_refuse_what_is_no_checkpoint_with_the_same_words(tmp_path, what):
+    data = toy_digits(tmp_path / "train", 40, 0)
+    given = {"missing": tmp_path / "nothing", "file": data / "x.npy", "data": data}[what]
+    said = {}
+    for target in ("numpy", "c"):
+        train = compile_example("digits_mlp", tmp_path / target, target, dtype="float64")
+        done = run(train, "--data", data, "--init-from", given)
+        assert done.returncode == 2 and done.stdout == "", (target, done.stdout, done.stderr)
+        said[target] = done.stderr.splitlines()[-1]
+    assert said["numpy"] == said["c"], said
+    assert said["c"].startswith(f"error: --init-from {given}: ") and {"missing": "No such file", "file": "is a file",
+                                                                       "data": "is no checkpoint"}[what] in said["c"], said
+
+
 def test_a_huge_seed_with_dropout_trains_alike_in_both_trainers(tmp_path):
     """The step seed wraps as C's uint64_t does: the NumPy trainer raised OverflowError at 2**44."""
     data = toy_digits(tmp_path / "train", 64, 0)

@@ -963,7 +963,7 @@ def render_files(program, env) -> dict[str, str]:
     return {**files, **runtime_files(env)}
 
 
-RUNTIME = ("sg_kernels.h", "sg_npy.h")  # the C runtime: ordinary C, shipped as it is beside the code that includes it
+RUNTIME = ("sg_kernels.h", "sg_npy.h", "sg_train.h")  # the C runtime: ordinary C, shipped as it is beside the code that includes it
 LIBRARY = ("model.h", "model.c", "sg_kernels.h")  # what the model library of a generated folder is built from
 
 

@@ -472,12 +472,17 @@ def load_checkpoint(folder, optimizer):
 
 def check_model(folder):
     """A checkpoint of this model: its marker names the model, and its params are this model's."""
+    if not os.path.isdir(folder):
+        fail(f"--init-from {folder}: " + ("is a file, not a checkpoint folder" if os.path.exists(folder) else "No such file or directory"))
     try:
         with open(os.path.join(folder, MARKER), encoding="utf-8") as handle:
             first = handle.readline()
             listed = {line.strip() for line in handle if not line.startswith("#")}
-    except (OSError, UnicodeDecodeError):
-        return  # an older or hand-made checkpoint: its files are checked one by one
+    except (OSError, UnicodeDecodeError):  # an older or hand-made checkpoint: its files are checked one by one, once it has the params
+        for name in model.PARAMS:
+            if not os.path.exists(os.path.join(folder, f"{name}.npy")):
+                fail(f"--init-from {folder}: is no checkpoint: it has neither {MARKER} nor {name}.npy")
+        return
     name = first.removeprefix("# a checkpoint of ").split(",")[0].strip()
     params = {entry[:-4] for entry in listed if entry.endswith(".npy") and "." not in entry[:-4]}
     if params != set(model.PARAMS) or (first.startswith("# a checkpoint of ") and name != MODEL):
