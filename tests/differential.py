@@ -895,14 +895,22 @@ def check(case: Case, targets=("numpy", "c")) -> list[Finding]:
         return [Finding(seed, "load", f"refused a valid spec: {exc}")]
     except Exception as exc:  # noqa: BLE001 - any escape is a finding
         return [Finding(seed, "load", f"{type(exc).__name__}: {exc}")]
+    from symgraph.codegen import numpy as numpy_backend
+
     builds = {}
     for target in targets:
-        for pipeline, passes in (("codegen", None), ("none", [])):
+        # NumPy also with every array it can in scratch buffers, which the memory plan shares by lifetime
+        pipelines = (("codegen", None), ("none", [])) + ((("scratch", None),) if target == "numpy" else ())
+        for pipeline, passes in pipelines:
             where = f"{target}/{pipeline}"
+            saved = numpy_backend.SCRATCH_ELEMENTS
+            numpy_backend.SCRATCH_ELEMENTS = 0 if pipeline == "scratch" else saved
             try:
                 builds[where] = sg.compile(g, target=target, dtype="float64", passes=passes if passes is not None else CODEGEN)
             except Exception as exc:  # noqa: BLE001
                 findings.append(Finding(seed, where, f"compile: {type(exc).__name__}: {exc}"))
+            finally:
+                numpy_backend.SCRATCH_ELEMENTS = saved
     batch = case.batch
     rng = np.random.default_rng(seed)
     param_names = list(case.spec["params"])

@@ -293,7 +293,7 @@ class Function:
         op = self.g.op(v)
         if REGISTRY[op].elementwise:
             return self.emit_elementwise(v)
-        return getattr(self, f"emit_{op}")(v)
+        return EMIT[op](self, v)
 
     def access(self, node: str, index: str) -> str:
         if self.g.op(node) == "const":
@@ -331,25 +331,25 @@ class Function:
     def fill(self, v: str, value: str) -> list[str]:
         return self.nest(self.g.shape(v), {v: strides(self.g.shape(v))}, lambda ix: [f"{v}[{ix[v]}] = {value};"], v)
 
-    def emit_matvec(self, v):
+    def emit_matvec(self, v: str) -> list[str]:
         m, vector = self.g.args(v)
         rows, cols = (extent(d).text() for d in self.g.shape(m))
         if self.g.attrs(v)["transposed"]:
             return self.kernel("vecmat", rows, cols, vector, m, v)
         return self.kernel("matvec", rows, cols, m, vector, v)
 
-    def emit_transpose(self, v):
+    def emit_transpose(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         own = strides(self.g.shape(x))
         permuted = [own[a] for a in self.g.attrs(v)["axes"]]
         return self.copy(v, x, self.g.shape(v), strides(self.g.shape(v)), permuted)
 
-    def emit_reshape(self, v):
+    def emit_reshape(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         flat = (size(self.g.shape(v)),)
         return loop_nest(list(flat), {v: [ONE], x: [ONE]}, lambda ix: [f"{v}[{ix[v]}] = {self.access(x, ix[x])};"], self.names)
 
-    def emit_concat(self, v):
+    def emit_concat(self, v: str) -> list[str]:
         axis = self.g.attrs(v)["axis"]
         out = strides(self.g.shape(v))
         lines, at = [], 0
@@ -360,7 +360,7 @@ class Function:
             at += int(shape[axis])
         return lines
 
-    def emit_slice(self, v):
+    def emit_slice(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         attrs = self.g.attrs(v)
         own = strides(self.g.shape(x))
@@ -368,7 +368,7 @@ class Function:
         shape = self.g.shape(v)
         return self.nest(shape, {v: strides(shape), x: own}, lambda ix: [f"{v}[{ix[v]}] = {x}[{join(base, ix[x])}];"], v)
 
-    def emit_pad_slice(self, v):
+    def emit_pad_slice(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         attrs = self.g.attrs(v)
         out = strides(self.g.shape(v))
@@ -383,10 +383,10 @@ class Function:
         out = [ZERO if i in axes else next(kept) for i in range(len(shape))]
         return self.fill(v, init) + self.nest(shape, {v: out, x: strides(shape)}, lambda ix: [combine(f"{v}[{ix[v]}]", self.access(x, ix[x]))], v)
 
-    def emit_sum(self, v):
+    def emit_sum(self, v: str) -> list[str]:
         return self.reduce(v, "0", lambda acc, x: f"{acc} += {x};")
 
-    def emit_mean(self, v):
+    def emit_mean(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         shape = self.g.shape(x)
         count = size([shape[a] for a in self.g.attrs(v)["axis"]]).text()
@@ -395,12 +395,12 @@ class Function:
     def fill_scaled(self, v, count: str) -> list[str]:
         return self.nest(self.g.shape(v), {v: strides(self.g.shape(v))}, lambda ix: [f"{v}[{ix[v]}] /= {count};"], v)
 
-    def emit_max(self, v):
+    def emit_max(self, v: str) -> list[str]:
         # a store on every step, so that the compiler may vectorise (it adds no stores to a conditional one);
         # a NaN is taken and kept, as NumPy's max does
         return self.reduce(v, "-INFINITY", lambda acc, x: f"{acc} = {x} > {acc} || {x} != {x} ? {x} : {acc};")
 
-    def emit_broadcast_to(self, v):
+    def emit_broadcast_to(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         attrs = self.g.attrs(v)
         shape = attrs["shape"]
@@ -409,7 +409,7 @@ class Function:
         src = [ZERO if i in attrs["axes"] else next(inner) for i in range(len(shape))]
         return self.copy(v, x, shape, strides(shape), src)
 
-    def emit_sum_to(self, v):
+    def emit_sum_to(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         src = self.g.shape(x)
         lead, stretched = sum_to_axes(src, self.g.shape(v))
@@ -422,7 +422,7 @@ class Function:
         self.ctx.use(name)
         return [f"sg_{name}({', '.join(str(a) for a in args)});"]
 
-    def emit_matmul(self, v):
+    def emit_matmul(self, v: str) -> list[str]:
         g = self.g
         a, b = g.args(v)
         sa, sb, out = g.shape(a), g.shape(b), g.shape(v)
@@ -442,7 +442,7 @@ class Function:
             f"sg_matmul({m.text()}, {k.text()}, {p.text()}, {a} + {ix[a]}, {k.text()}, 1, {b} + {ix[b]}, {p.text()}, 1, {v} + {ix[v]});"
         ])
 
-    def emit_matmul_sum(self, v):
+    def emit_matmul_sum(self, v: str) -> list[str]:
         a, b = self.g.args(v)
         sa, sb = self.g.shape(a), self.g.shape(b)
         m, p = extent(self.g.shape(v)[0]), extent(self.g.shape(v)[1])
@@ -451,7 +451,7 @@ class Function:
         strides = ["1", m.text()] if self.g.attrs(v)["transposed"] else [k.text(), "1"]
         return self.kernel("matmul_sum", size(sa[:-2]).text(), m.text(), k.text(), p.text(), a, *strides, b, v)
 
-    def emit_matmul_bias(self, v):
+    def emit_matmul_bias(self, v: str) -> list[str]:
         a, b, bias = self.g.args(v)
         call = self.kernel("matmul_bias", *self.product_arguments(v), bias, v)
         return [f"/* {v} = {a} @ {b} + {bias}, one product that starts from the bias */", *call]
@@ -462,7 +462,7 @@ class Function:
         m, k, p = extent(self.g.shape(a)[0]), extent(self.g.shape(a)[1]), extent(self.g.shape(b)[1])
         return [m.text(), k.text(), p.text(), *self.operand(a, m, k), *self.operand(b, k, p)]
 
-    def emit_update(self, v):
+    def emit_update(self, v: str) -> list[str]:
         """Gradient ``v``, or in the SGD step, ``v`` scaled by -lr and added into its parameter."""
         param = self.updates[v]
         dest = f"params[{self.ctx.api}_param_{self.ctx.program.spec_name(param)}]"
@@ -480,11 +480,11 @@ class Function:
             return self.s.transposed[node], "1", rows.text()
         return node, cols.text(), "1"
 
-    def emit_embedding(self, v):
+    def emit_embedding(self, v: str) -> list[str]:
         table, ids = self.g.args(v)
         return self.kernel("embedding", size(self.g.shape(ids)).text(), int(self.g.shape(table)[1]), table, ids, v)
 
-    def emit_embedding_backward(self, v):
+    def emit_embedding_backward(self, v: str) -> list[str]:
         return self.embedding_backward(v, 1, 0, v)
 
     def embedding_backward(self, v, scale, accumulate: int, dest: str) -> list[str]:
@@ -496,17 +496,17 @@ class Function:
         return [extent(x_shape[0]).text(), extent(x_shape[1]).text(), extent(x_shape[2]).text(), extent(out_shape[1]).text(),
                 extent(out_shape[2]).text(), width, attrs["stride"], attrs["padding"]]
 
-    def emit_conv1d(self, v):
+    def emit_conv1d(self, v: str) -> list[str]:
         x, kernel = self.g.args(v)
         dims = self.conv_dims(self.g.shape(x), self.g.shape(v), int(self.g.shape(kernel)[0]), self.g.attrs(v))
         return self.kernel("conv1d", *dims, x, kernel, v)
 
-    def emit_conv1d_backward_input(self, v):
+    def emit_conv1d_backward_input(self, v: str) -> list[str]:
         cot, kernel = self.g.args(v)
         dims = self.conv_dims(self.g.shape(v), self.g.shape(cot), int(self.g.shape(kernel)[0]), self.g.attrs(v))
         return self.kernel("conv1d_backward_input", *dims, cot, kernel, v)
 
-    def emit_conv1d_backward_kernel(self, v):
+    def emit_conv1d_backward_kernel(self, v: str) -> list[str]:
         x, cot = self.g.args(v)
         dims = self.conv_dims(self.g.shape(x), self.g.shape(cot), self.g.attrs(v)["width"], self.g.attrs(v))
         return self.kernel("conv1d_backward_kernel", *dims, x, cot, v)
@@ -518,19 +518,19 @@ class Function:
                 attrs["size"], attrs["stride"]]
         return self.kernel(name, *dims, *arrays, v)
 
-    def emit_max_pool1d(self, v):
+    def emit_max_pool1d(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         return self.pool("max_pool1d", v, self.g.shape(x), self.g.shape(v), x)
 
-    def emit_avg_pool1d(self, v):
+    def emit_avg_pool1d(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         return self.pool("avg_pool1d", v, self.g.shape(x), self.g.shape(v), x)
 
-    def emit_max_pool1d_backward(self, v):
+    def emit_max_pool1d_backward(self, v: str) -> list[str]:
         x, cot = self.g.args(v)
         return self.pool("max_pool1d_backward", v, self.g.shape(x), self.g.shape(cot), x, cot)
 
-    def emit_avg_pool1d_backward(self, v):
+    def emit_avg_pool1d_backward(self, v: str) -> list[str]:
         (cot,) = self.g.args(v)
         return self.pool("avg_pool1d_backward", v, self.g.shape(v), self.g.shape(cot), cot)
 
@@ -538,20 +538,20 @@ class Function:
         """batch, height, width, channels of an image and height, width of the output: the 2-D kernels' first arguments."""
         return [extent(d).text() for d in (*x_shape, *out_shape[1:3])]
 
-    def emit_conv2d(self, v):
+    def emit_conv2d(self, v: str) -> list[str]:
         x, kernel = self.g.args(v)
         k_shape, attrs = self.g.shape(kernel), self.g.attrs(v)
         dims = self.image_dims(self.g.shape(x), self.g.shape(v))
         return self.kernel("conv2d", *dims, int(k_shape[3]), int(k_shape[0]), int(k_shape[1]), attrs["stride"], attrs["padding"], x, kernel, v)
 
-    def emit_conv2d_backward_input(self, v):
+    def emit_conv2d_backward_input(self, v: str) -> list[str]:
         cot, kernel = self.g.args(v)
         k_shape, attrs = self.g.shape(kernel), self.g.attrs(v)
         dims = self.image_dims(self.g.shape(v), self.g.shape(cot))
         return self.kernel("conv2d_backward_input", *dims, int(k_shape[3]), int(k_shape[0]), int(k_shape[1]), attrs["stride"],
                            attrs["padding"], cot, kernel, v)
 
-    def emit_conv2d_backward_kernel(self, v):
+    def emit_conv2d_backward_kernel(self, v: str) -> list[str]:
         x, cot = self.g.args(v)
         attrs = self.g.attrs(v)
         dims = self.image_dims(self.g.shape(x), self.g.shape(cot))
@@ -562,28 +562,28 @@ class Function:
         attrs = self.g.attrs(v)
         return self.kernel(name, *self.image_dims(x_shape, out_shape), attrs["size"], attrs["stride"], *arrays, v)
 
-    def emit_max_pool2d(self, v):
+    def emit_max_pool2d(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         return self.pool2d("max_pool2d", v, self.g.shape(x), self.g.shape(v), x)
 
-    def emit_avg_pool2d(self, v):
+    def emit_avg_pool2d(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         return self.pool2d("avg_pool2d", v, self.g.shape(x), self.g.shape(v), x)
 
-    def emit_max_pool2d_backward(self, v):
+    def emit_max_pool2d_backward(self, v: str) -> list[str]:
         x, cot = self.g.args(v)
         return self.pool2d("max_pool2d_backward", v, self.g.shape(x), self.g.shape(cot), x, cot)
 
-    def emit_avg_pool2d_backward(self, v):
+    def emit_avg_pool2d_backward(self, v: str) -> list[str]:
         (cot,) = self.g.args(v)
         return self.pool2d("avg_pool2d_backward", v, self.g.shape(v), self.g.shape(cot), cot)
 
-    def emit_layer_norm(self, v):
+    def emit_layer_norm(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         attrs = self.g.attrs(v)
         return self.kernel("layer_norm", *self.split(self.g.shape(x), attrs["axis"]), repr(attrs["eps"]), x, v)
 
-    def emit_layer_norm_backward(self, v):
+    def emit_layer_norm_backward(self, v: str) -> list[str]:
         x, cot = self.g.args(v)
         attrs = self.g.attrs(v)
         return self.kernel("layer_norm_backward", *self.split(self.g.shape(x), attrs["axis"]), repr(attrs["eps"]), x, cot, v)
@@ -592,24 +592,24 @@ class Function:
         """(outer, length, inner) around ``axis``: the layout the axis kernels take."""
         return [size(shape[:axis]).text(), extent(shape[axis]).text(), size(shape[axis + 1 :]).text()]
 
-    def emit_max_backward(self, v):
+    def emit_max_backward(self, v: str) -> list[str]:
         x, cot = self.g.args(v)
         (axis,) = self.g.attrs(v)["axis"]
         return self.kernel("max_backward", *self.split(self.g.shape(x), axis), x, cot, v)
 
-    def emit_softmax(self, v):
+    def emit_softmax(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         return self.kernel("softmax", *self.split(self.g.shape(x), self.g.attrs(v)["axis"]), x, v)
 
-    def emit_log_softmax(self, v):
+    def emit_log_softmax(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         return self.kernel("log_softmax", *self.split(self.g.shape(x), self.g.attrs(v)["axis"]), x, v)
 
-    def emit_onehot(self, v):
+    def emit_onehot(self, v: str) -> list[str]:
         (labels,) = self.g.args(v)
         return self.kernel("onehot", size(self.g.shape(labels)).text(), self.g.attrs(v)["classes"], labels, v)
 
-    def emit_cross_entropy(self, v):
+    def emit_cross_entropy(self, v: str) -> list[str]:
         logits, labels = self.g.args(v)
         gradient = next((grad for grad, loss in self.s.losses.items() if loss == v), None)
         if gradient:
@@ -618,13 +618,13 @@ class Function:
         self.ctx.use("cross_entropy")
         return [f"{v}[0] = (real)sg_cross_entropy({size(shape[:-1]).text()}, {extent(shape[-1]).text()}, {logits}, {labels});"]
 
-    def emit_softmax_cross_entropy_grad(self, v):
+    def emit_softmax_cross_entropy_grad(self, v: str) -> list[str]:
         z, y, scale = self.g.args(v)
         shape = self.g.shape(z)
         call = self.kernel("softmax_cross_entropy_grad", size(shape[:-1]).text(), extent(shape[-1]).text(), z, y, self.access(scale, "0"), v)[0]
         return [f"{self.s.losses[v]}[0] = (real){call}" if v in self.s.losses else call]
 
-    def emit_binary_cross_entropy(self, v):
+    def emit_binary_cross_entropy(self, v: str) -> list[str]:
         z, y = self.g.args(v)
         shape = self.g.shape(z)
         fmax, log1p, exp, fabs = (self.ctx.printer.function(name) for name in ("fmax", "log1p", "exp", "fabs"))
@@ -634,7 +634,7 @@ class Function:
         ])]
         return lines + [f"    {v}[0] = (real)(sg_total / ({size(shape).text()}));", "}"]
 
-    def emit_dropout_mask(self, v):
+    def emit_dropout_mask(self, v: str) -> list[str]:
         attrs = self.g.attrs(v)
         p = attrs["p"]
         stream = attrs["index"] + DROPOUT_STREAM
@@ -652,6 +652,51 @@ class Function:
         return loop_nest(
             [size(shape)], {"out": [ONE], root: [ONE]}, lambda ix: [f"{dest}[{ix['out']}] = {self.access(root, ix[root])};"], self.names
         )
+
+
+# The emitter of each op that is not element-wise (those are printed from their sympy expression).
+EMIT = {
+    "matvec": Function.emit_matvec,
+    "transpose": Function.emit_transpose,
+    "reshape": Function.emit_reshape,
+    "concat": Function.emit_concat,
+    "slice": Function.emit_slice,
+    "pad_slice": Function.emit_pad_slice,
+    "sum": Function.emit_sum,
+    "mean": Function.emit_mean,
+    "max": Function.emit_max,
+    "broadcast_to": Function.emit_broadcast_to,
+    "sum_to": Function.emit_sum_to,
+    "matmul": Function.emit_matmul,
+    "matmul_sum": Function.emit_matmul_sum,
+    "matmul_bias": Function.emit_matmul_bias,
+    "embedding": Function.emit_embedding,
+    "embedding_backward": Function.emit_embedding_backward,
+    "conv1d": Function.emit_conv1d,
+    "conv1d_backward_input": Function.emit_conv1d_backward_input,
+    "conv1d_backward_kernel": Function.emit_conv1d_backward_kernel,
+    "max_pool1d": Function.emit_max_pool1d,
+    "avg_pool1d": Function.emit_avg_pool1d,
+    "max_pool1d_backward": Function.emit_max_pool1d_backward,
+    "avg_pool1d_backward": Function.emit_avg_pool1d_backward,
+    "conv2d": Function.emit_conv2d,
+    "conv2d_backward_input": Function.emit_conv2d_backward_input,
+    "conv2d_backward_kernel": Function.emit_conv2d_backward_kernel,
+    "max_pool2d": Function.emit_max_pool2d,
+    "avg_pool2d": Function.emit_avg_pool2d,
+    "max_pool2d_backward": Function.emit_max_pool2d_backward,
+    "avg_pool2d_backward": Function.emit_avg_pool2d_backward,
+    "layer_norm": Function.emit_layer_norm,
+    "layer_norm_backward": Function.emit_layer_norm_backward,
+    "max_backward": Function.emit_max_backward,
+    "softmax": Function.emit_softmax,
+    "log_softmax": Function.emit_log_softmax,
+    "onehot": Function.emit_onehot,
+    "cross_entropy": Function.emit_cross_entropy,
+    "softmax_cross_entropy_grad": Function.emit_softmax_cross_entropy_grad,
+    "binary_cross_entropy": Function.emit_binary_cross_entropy,
+    "dropout_mask": Function.emit_dropout_mask,
+}
 
 
 def fused_updates(fn: Function, gradients: dict[str, str]) -> dict[str, str]:
