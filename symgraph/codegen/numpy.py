@@ -146,7 +146,10 @@ class InPlace:
         if expr.is_Symbol:
             return expr.name
         if expr.is_number:  # 2, but also pi and sqrt(2): a constant
-            return literal(float(expr))
+            try:
+                return literal(float(expr))
+            except TypeError:  # a function sympy leaves unevaluated at a constant, relu(1): computed like any other
+                return None
         return None
 
     @staticmethod
