@@ -212,6 +212,12 @@ def pool2d(op_type: str) -> Exporter:
     return export
 
 
+def export_upsample2d(o, out, args, attrs, node):
+    factor = float(attrs["factor"])
+    scales = o.constant(np.array([1.0, factor, factor, 1.0]), "scales")
+    return o.add("Resize", [args[0], "", scales], out, mode="nearest", nearest_mode="floor", coordinate_transformation_mode="asymmetric")
+
+
 def export_layer_norm(o, out, args, attrs, node):
     # as symgraph computes it along any one axis (ONNX's LayerNormalization takes the trailing axes only)
     axes = o.axes([attrs["axis"]])
@@ -284,7 +290,7 @@ EXPORTERS: dict[str, Exporter] = {
     "embedding": export_embedding, "conv1d": export_conv1d,
     "max_pool1d": pool("MaxPool"), "avg_pool1d": pool("AveragePool"),
     "conv2d": export_conv2d, "max_pool2d": pool2d("MaxPool"), "avg_pool2d": pool2d("AveragePool"),
-    "layer_norm": export_layer_norm,
+    "upsample2d": export_upsample2d, "layer_norm": export_layer_norm,
     "softmax": along_axis("Softmax"), "log_softmax": along_axis("LogSoftmax"),
     "cross_entropy": export_cross_entropy, "binary_cross_entropy": export_binary_cross_entropy,
 }

@@ -65,6 +65,7 @@ ROWS = {
     "conv2d": ([((2, 6, 5, 3), F), ((3, 2, 3, 4), F)], {"stride": 2, "padding": 1}),
     "max_pool2d": ([((2, 5, 7, 3), F)], {"size": 3, "stride": 2}),
     "avg_pool2d": ([((2, 4, 6, 3), F)], {"size": 2}),
+    "upsample2d": ([((2, 3, 2, 3), F)], {"factor": 3}),
     "layer_norm": ([((3, 4, 5), F)], {"axis": 1}),
     "dropout": ([((3, 4), F)], {"p": 0.5}),
     "softmax": ([((3, 4), F)], {"axis": 0}),

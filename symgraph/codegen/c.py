@@ -578,6 +578,10 @@ class Function:
         (cot,) = self.g.args(v)
         return self.pool2d("avg_pool2d_backward", v, self.g.shape(v), self.g.shape(cot), cot)
 
+    def emit_upsample2d(self, v: str) -> list[str]:
+        (x,) = self.g.args(v)
+        return self.kernel("upsample2d", *(extent(d).text() for d in self.g.shape(x)), self.g.attrs(v)["factor"], x, v)
+
     def emit_layer_norm(self, v: str) -> list[str]:
         (x,) = self.g.args(v)
         attrs = self.g.attrs(v)
@@ -686,6 +690,7 @@ EMIT = {
     "avg_pool2d": Function.emit_avg_pool2d,
     "max_pool2d_backward": Function.emit_max_pool2d_backward,
     "avg_pool2d_backward": Function.emit_avg_pool2d_backward,
+    "upsample2d": Function.emit_upsample2d,
     "layer_norm": Function.emit_layer_norm,
     "layer_norm_backward": Function.emit_layer_norm_backward,
     "max_backward": Function.emit_max_backward,

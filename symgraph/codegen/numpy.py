@@ -564,6 +564,11 @@ def emit_avg_pool2d_backward(n: Node):
     return [*zeros(n.name, n.shape, False), f"sg_share = {cot} / {size * size}", *(f"{n.name}{window} += sg_share" for _, window in taps)]
 
 
+def emit_upsample2d(n: Node):
+    factor = n.attrs["factor"]
+    return [f"{n.name} = {n.args[0]}.repeat({factor}, axis=1).repeat({factor}, axis=2)"]
+
+
 def emit_layer_norm(n: Node):
     (x,), axis, eps = n.args, n.attrs["axis"], n.attrs["eps"]
     # in float64, as the C kernel: float32 squares of large values overflow, and their sums lose the spread;
@@ -738,6 +743,7 @@ EMIT = {
     "avg_pool2d": emit_avg_pool2d,
     "max_pool2d_backward": emit_max_pool2d_backward,
     "avg_pool2d_backward": emit_avg_pool2d_backward,
+    "upsample2d": emit_upsample2d,
     "layer_norm": emit_layer_norm,
     "layer_norm_backward": emit_layer_norm_backward,
     "matmul_bias": emit_matmul_bias,

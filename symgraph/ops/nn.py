@@ -8,7 +8,7 @@ their gradients are the closed forms, e.g. ``(softmax(z) - onehot(y)) / n``.
 from __future__ import annotations
 
 from .reduce import count
-from .registry import REQUIRED, OpDef, apply, combines_all, combines_axis, combines_none, fmt_shape, norm_axis, register
+from .registry import REQUIRED, OpDef, apply, combines_all, combines_axis, combines_none, const, fmt_shape, norm_axis, register
 
 
 def positive_int(name: str, value, minimum: int = 1) -> int:
@@ -267,6 +267,31 @@ register(
     )
 )
 
+
+
+# -- nearest-neighbour upsampling ------------------------------------------------------
+def upsample2d_shape(shapes, attrs):
+    (x,) = shapes
+    rank(x, 4, "upsampling input [batch, height, width, channels]")
+    factor = attrs["factor"]
+    return (x[0], x[1] * factor, x[2] * factor, x[3])
+
+
+def upsample2d_vjp(g, node, cotangent):
+    # each input pixel was copied to a factor x factor block: its gradient is the block's sum
+    factor = g.attrs(node)["factor"]
+    block_mean = apply(g, "avg_pool2d", [cotangent], {"size": factor, "stride": factor})
+    return (apply(g, "mul", [block_mean, const(g, factor * factor)]),)
+
+
+register(
+    OpDef(
+        "upsample2d", 1, upsample2d_shape, upsample2d_vjp, attrs=(("factor", REQUIRED),),
+        canon=lambda shapes, attrs: {"factor": positive_int("factor", attrs["factor"])},
+        combines=lambda shapes, attrs: ((1, 2),), linear_in=(0,),
+        doc="y[b, i, j, c] = x[b, i // factor, j // factor, c] (nearest neighbour)", example="upsample2d(img, 2)",
+    )
+)
 
 # -- layer normalisation ---------------------------------------------------------------
 def layer_norm_canon(shapes, attrs):
