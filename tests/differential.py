@@ -258,6 +258,10 @@ def _avg_pool2d(o, x, size, stride=None):
     return _image_windows(x, size, size, stride or size).mean(axis=(3, 4))
 
 
+def _upsample2d(o, x, factor):
+    return x.repeat(factor, axis=1).repeat(factor, axis=2)
+
+
 def _layer_norm(o, x, axis=-1, eps=1e-5):
     centered = x - x.mean(axis=axis, keepdims=True)
     return centered / np.sqrt((centered**2).mean(axis=axis, keepdims=True) + eps)
@@ -320,7 +324,7 @@ OPS = {
     "max_pool1d": _max_pool1d, "avg_pool1d": _avg_pool1d, "dropout": _dropout,
     "softmax": _softmax, "log_softmax": _log_softmax, "cross_entropy": _cross_entropy,
     "binary_cross_entropy": _binary_cross_entropy, "mse": _mse,
-    "conv2d": _conv2d, "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d, "layer_norm": _layer_norm,
+    "conv2d": _conv2d, "max_pool2d": _max_pool2d, "avg_pool2d": _avg_pool2d, "upsample2d": _upsample2d, "layer_norm": _layer_norm,
     "leaky_relu": _leaky_relu, "elu": _elu, "erf": lambda o, x: _ERF(x), "softplus": lambda o, x: np.logaddexp(x, 0),
     "silu": lambda o, x: x * _sigmoid(o, x), "gelu": lambda o, x: x * (1 + _ERF(x / math.sqrt(2))) / 2,
     "gelu_tanh": lambda o, x: x * (1 + np.tanh(math.sqrt(2 / math.pi) * (x + 0.044715 * x**3))) / 2,
@@ -634,12 +638,12 @@ class Generator:
         return self.accept(f"{op}({t.text}, {attrs})", (t.shape[0], steps, ch))
 
     def make_image(self, terms):
-        """conv2d and the 2-D pools over a [batch, h, w, channels] term, made from a rank-4 input where there is none."""
+        """conv2d, the 2-D pools or upsampling over a [batch, h, w, channels] term, made from a rank-4 input where there is none."""
         t = self.pick(terms, rank=4)
         if t is None or self.rng.random() < 0.4:
             t = self.input(("batch", self.rng.choice([3, 4, "T"]), self.rng.choice([2, 3, "T"]), self.rng.choice([1, 2, "e"])), stem="img")
         h, w, ch = self.size(t.shape[1]), self.size(t.shape[2]), t.shape[3]
-        op = self.rng.choice(["conv2d", "conv2d", "max_pool2d", "avg_pool2d"])
+        op = self.rng.choice(["conv2d", "conv2d", "max_pool2d", "avg_pool2d", "upsample2d"])
         if op == "conv2d":
             kh, kw = self.rng.randint(1, min(3, h)), self.rng.randint(1, min(3, w))
             stride, padding = self.rng.randint(1, 2), self.rng.randint(0, 2)
@@ -647,6 +651,9 @@ class Generator:
             out = ((h + 2 * padding - kh) // stride + 1, (w + 2 * padding - kw) // stride + 1)
             attrs = "" if stride == 1 and padding == 0 else f", stride={stride}, padding={padding}"
             return self.accept(f"conv2d({t.text}, {kernel.text}{attrs})", (t.shape[0], *out, kernel.shape[3]))
+        if op == "upsample2d":
+            factor = self.rng.randint(1, 3)
+            return self.accept(f"upsample2d({t.text}, {factor})", (t.shape[0], h * factor, w * factor, ch))
         size = self.rng.randint(1, min(2, h, w))
         stride = self.rng.choice([None, 1, 2])
         out = ((h - size) // (stride or size) + 1, (w - size) // (stride or size) + 1)
