@@ -241,3 +241,29 @@ def test_the_batch_size_and_scratch_are_defined_exactly_where_the_code_reads_the
             reads = any(re.search(r"\bn\b", line) for line in lines if not re.match(r"\s+n = ", line) and not line.strip().startswith(("return", '"')))
             assert defines == reads, (function, text)
         assert ("def scratch(" in source) == bool(re.search(r"\bscratch\(\"", source)), text
+
+
+def test_forward_returns_arrays_of_its_own():
+    """A trial found forward's results were views: of the caller's input (an
+    output transpose(x)) and of each other (h and transpose(h))."""
+    spec = """
+name: views
+dims: {batch: 3, d: 2}
+inputs: {x: {shape: [batch, d]}}
+params: {W: {shape: [d, d]}}
+graph: {xt: transpose(x), h: x @ W, ht: transpose(h), loss: sum(h * h)}
+outputs: [xt, h, ht, h]
+loss: loss
+"""
+    g = sg.load(spec)
+    for target in ("numpy", "c"):
+        m = sg.compile(g, target=target, dtype="float64")
+        x = np.arange(6.0).reshape(3, 2)
+        kept = x.copy()
+        out = m.forward(m.init_params(0), {"x": x})
+        for name, value in out.items():
+            value[...] = -1
+        np.testing.assert_array_equal(x, kept, err_msg=target)
+        again = m.forward(m.init_params(0), {"x": x})
+        assert not any(np.shares_memory(a, b) for a in again.values() for b in again.values() if a is not b), target
+        assert not any(np.shares_memory(a, x) for a in again.values()), target

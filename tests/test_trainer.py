@@ -436,3 +436,112 @@ def test_a_checkpoint_keeps_the_normalisation_asked_for_on_the_command_line(tmp_
     whole = run(train, "--data", data, "--epochs", "3", "--normalize", "x", "--save", tmp_path / "whole")
     assert whole.returncode == 0
     np.testing.assert_array_equal(np.load(tmp_path / "ckpt" / "W1.npy"), np.load(tmp_path / "whole" / "W1.npy"))
+
+
+# -- the user's files: what the trainers refuse to replace, and what they keep -----------------
+@pytest.fixture(scope="module")
+def trainers(tmp_path_factory):
+    """Both trainers of the digits MLP (float64) and a training folder."""
+    folder = tmp_path_factory.mktemp("trainers")
+    built = {t: compile_example("digits_mlp", folder / t, t, dtype="float64") for t in ("numpy", "c")}
+    return built, toy_digits(folder / "train", 40, 0)
+
+
+def files_under(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("case", ["own previous folder", "own previous file", "only a previous folder", "out exists",
+                                  "log of another kind", "save is save-best", "empty value"])
+def test_both_trainers_refuse_to_touch_files_of_the_users_in_the_same_words(trainers, tmp_path, case):
+    """A trial found that --save deleted the user's CKPT.previous (or renamed it
+    to CKPT), that --out replaced any .npy and --log appended to any file."""
+    built, data = trainers
+    said = {}
+    for target, train in built.items():
+        work = tmp_path / target
+        work.mkdir()
+        if case == "own previous folder":
+            (work / "ck").mkdir()
+            (work / "ck.previous").mkdir()
+            (work / "ck.previous" / "notes.txt").write_text("mine")
+            args = ["--save", work / "ck"]
+        elif case == "own previous file":
+            (work / "ck.previous").write_text("mine")
+            args = ["--save", work / "ck"]
+        elif case == "only a previous folder":
+            (work / "ck.previous").mkdir()
+            (work / "ck.previous" / "a.txt").write_text("mine")
+            args = ["--save-best", work / "ck", "--val", data]
+        elif case == "out exists":
+            assert run(train, "--data", data, "--epochs", "1", "--save", work / "ck").returncode == 0
+            np.save(work / "mine.npy", np.arange(3))
+            args = ["--init-from", work / "ck", "--predict", data, "--out", work / "mine.npy"]
+        elif case == "log of another kind":
+            (work / "notes.csv").write_text("a,b\n1,2\n")
+            args = ["--log", work / "notes.csv"]
+        elif case == "save is save-best":
+            args = ["--val", data, "--save", work / "ck", "--save-best", work / "ck"]
+        else:
+            args = ["--save", ""]
+        before = files_under(work)
+        done = run(train, "--data", data, "--epochs", "1", *args)
+        assert done.returncode == 2 and done.stdout == "" and done.stderr.count("\n") == 1, (target, done.stdout, done.stderr)
+        assert files_under(work) == before, target
+        said[target] = done.stderr.replace(str(work), "WORK")
+    assert said["numpy"] == said["c"], said
+    expected = {"own previous folder": "WORK/ck.previous holds files this trainer did not write (notes.txt), and saving would replace it",
+                "own previous file": "WORK/ck.previous is a file, not a checkpoint folder, and saving would replace it",
+                "only a previous folder": "WORK/ck.previous holds files this trainer did not write (a.txt)",
+                "out exists": "exists; predictions never replace a file", "log of another kind": "is not a log of this trainer",
+                "save is save-best": "is --save's folder too", "empty value": "error: --save needs a value"}[case]
+    assert expected in said["c"], said["c"]
+
+
+def test_a_log_of_the_trainer_is_appended_to_on_resuming(trainers, tmp_path, target):
+    built, data = trainers
+    train, log = built[target], tmp_path / "log.csv"
+    assert run(train, "--data", data, "--epochs", "1", "--save", tmp_path / "ck", "--log", log).returncode == 0
+    resumed = run(train, "--data", data, "--epochs", "2", "--init-from", tmp_path / "ck", "--log", log)
+    assert resumed.returncode == 0, resumed.stderr
+    rows = log.read_text().splitlines()
+    assert len(rows) == 3 and rows[0].startswith("epoch,") and [r.split(",")[0] for r in rows[1:]] == ["1", "2"]
+
+
+def test_resuming_keeps_the_optimisers_settings_unless_a_flag_gives_them(trainers, tmp_path, target):
+    """--momentum 0.9 for 2 epochs, saved, then resumed without the flag, must
+    go on as 4 epochs in one run (momentum fell back to the spec's 0)."""
+    built, data = trainers
+    train = built[target]
+    flags = ["--data", data, "--optimizer", "sgd", "--momentum", "0.9", "--weight-decay", "0.01", "--lr", "0.05"]
+    whole = run(train, *flags, "--epochs", "4")
+    assert run(train, *flags, "--epochs", "2", "--save", tmp_path / "ck").returncode == 0
+    resumed = run(train, "--data", data, "--lr", "0.05", "--epochs", "4", "--init-from", tmp_path / "ck")
+    assert resumed.returncode == 0, resumed.stderr
+    tail = lambda out: [line.rsplit("  ", 1)[0] for line in out.splitlines()][-2:]  # noqa: E731 - without the timing
+    assert tail(resumed.stdout) == tail(whole.stdout)
+    overridden = run(train, "--data", data, "--lr", "0.05", "--epochs", "4", "--init-from", tmp_path / "ck", "--momentum", "0")
+    assert tail(overridden.stdout) != tail(whole.stdout)
+    # evaluation and prediction read no optimiser: another one given is no mistake
+    assert run(train, "--eval", "--init-from", tmp_path / "ck", "--val", data, "--optimizer", "adam").returncode == 0
+
+
+@pytest.mark.parametrize("damage", ["a listed file missing", "a nan weight"])
+def test_both_trainers_refuse_a_damaged_checkpoint_in_the_same_words(trainers, tmp_path, damage):
+    built, data = trainers
+    said = {}
+    for target, train in built.items():
+        ck = tmp_path / target
+        assert run(train, "--data", data, "--epochs", "1", "--momentum", "0.9", "--save", ck).returncode == 0
+        if damage == "a listed file missing":
+            (ck / "optimizer.m.W1.npy").unlink()
+        else:
+            weights = np.load(ck / "W1.npy")
+            weights[0, 0] = np.nan
+            np.save(ck / "W1.npy", weights)
+        done = run(train, "--data", data, "--epochs", "2", "--init-from", ck)
+        assert done.returncode == 2 and done.stderr.count("\n") == 1, (target, done.stderr)
+        said[target] = done.stderr.replace(str(ck), "CK")
+    assert said["numpy"] == said["c"], said
+    assert {"a listed file missing": "lists optimizer.m.W1.npy, which is missing",
+            "a nan weight": "W1.npy: holds a value that is not finite"}[damage] in said["c"]

@@ -982,11 +982,22 @@ def share_lines(statements: list[Statement]) -> list[Statement]:
 
 
 def value_text(g: Graph, node: str) -> str:
-    """A returned value: a fresh array of the model's dtype."""
+    """A returned value: a fresh array of the model's dtype (a leaf, or a view
+    of one or of another result, is copied: the caller may write into it)."""
     text = arg_text(g, node)
-    if g.op(node) in ("input", "param", "const") or g.shape(node) == () or g.op(node) == "broadcast_to":
+    if g.op(node) in ("input", "param", "const") or g.shape(node) == () or REGISTRY[g.op(node)].view:
         return f"np.array({text}, DTYPE)"
     return text
+
+
+def output_texts(program) -> list[str]:
+    """forward()'s results, each an array of its own (an output that another
+    output also is, is copied)."""
+    g, texts, seen = program.eval_graph, [], set()
+    for name, node in zip(program.outputs, program.output_nodes):
+        texts.append(f'"{name}": ' + (f"np.array({node}, DTYPE)" if node in seen and g.op(node) not in ("input", "param", "const") else value_text(g, node)))
+        seen.add(node)
+    return texts
 
 
 def gradient_texts(program) -> dict[str, str]:
@@ -1034,7 +1045,7 @@ def render_files(program, env) -> dict[str, str]:
     train = program.train_graph
     evaluation = program.eval_graph
     grads = ", ".join(f'"{p}": {text}' for p, text in gradient_texts(program).items())
-    outputs = ", ".join(f'"{o}": {value_text(evaluation, node)}' for o, node in zip(program.outputs, program.output_nodes))
+    outputs = ", ".join(output_texts(program))
     found = metric_sums(program)
     eval_roots = [evaluation.loss] + metric_roots(program)
     eval_return = f"return float({arg_text(evaluation, evaluation.loss)})" + (f", {found}" if found else "")

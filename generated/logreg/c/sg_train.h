@@ -490,14 +490,6 @@ static void remove_folder(const char *folder)
     rmdir(folder);
 }
 
-/* After a crash between save()'s two renames only FOLDER.previous is complete: put it back. */
-static void recover(const char *folder)
-{
-    char previous[4096];
-    make_path(previous, folder, "", "", ".previous");
-    if (access(folder, F_OK) != 0 && access(previous, F_OK) == 0)
-        rename(previous, folder);
-}
 
 /* folder/prefixNAME.npy; -1 on a write error. */
 static int save_array(const char *folder, const char *prefix, const char *name, const void *values, int is_int,
@@ -569,23 +561,16 @@ static int write_marker(const char *folder)
     return file != NULL && fclose(file) == 0 && ok ? 0 : -1;
 }
 
-/* Refuses, before any training, a --save folder this trainer did not write: it
- * may not exist, be empty, or be a checkpoint whose files its marker lists. */
-static void check_save(const char *flag, const char *folder)
+/* Why folder is not a folder this trainer wrote, nor an empty one (into why); NULL where it is one. */
+static const char *not_ours(const char *folder, char why[320])
 {
     struct stat status;
-    recover(folder);
-    if (lstat(folder, &status) != 0) {
-        if (errno != ENOENT)
-            fail("%s %s: %s", flag, folder, strerror(errno));
-        if (!can_write(folder))
-            fail("%s %s: the folder that would hold it does not exist or cannot be written", flag, folder);
-        return;
-    }
+    if (lstat(folder, &status) != 0)
+        return strcpy(why, strerror(errno));
     if (S_ISLNK(status.st_mode))
-        fail("%s %s: is a symbolic link; choose another folder", flag, folder);
+        return strcpy(why, "is a symbolic link");
     if (!S_ISDIR(status.st_mode))
-        fail("%s %s: is a file, not a checkpoint folder; choose another folder", flag, folder);
+        return strcpy(why, "is a file, not a checkpoint folder");
     static char listed[1 << 16];
     char path[4096], first[256] = "";
     make_path(path, folder, "/", MARKER, "");
@@ -599,7 +584,7 @@ static void check_save(const char *flag, const char *folder)
     }
     DIR *dir = opendir(folder);
     if (!dir)
-        fail("%s %s: %s", flag, folder, strerror(errno));
+        return strcpy(why, strerror(errno));
     for (struct dirent *entry; (entry = readdir(dir)) != NULL;) {
         char line[300];
         if (strcmp(entry->d_name, ".") == 0 || strcmp(entry->d_name, "..") == 0 || strcmp(entry->d_name, MARKER) == 0)
@@ -609,8 +594,45 @@ static void check_save(const char *flag, const char *folder)
             snprintf(first, sizeof first, "%s", entry->d_name);
     }
     closedir(dir);
-    if (*first)
-        fail("%s %s: holds files this trainer did not write (%s); choose another folder", flag, folder, first);
+    if (!*first)
+        return NULL;
+    snprintf(why, 320, "holds files this trainer did not write (%s)", first);
+    return why;
+}
+
+/* After a crash between save()'s two renames only FOLDER.previous is complete: put it back
+ * (only a checkpoint this trainer wrote: a folder of the user's stays where it is). */
+static void recover(const char *folder)
+{
+    char previous[4096], marker[4096], why[320];
+    struct stat status;
+    make_path(previous, folder, "", "", ".previous");
+    make_path(marker, previous, "/", MARKER, "");
+    if (lstat(folder, &status) != 0 && access(marker, F_OK) == 0 && !not_ours(previous, why))
+        rename(previous, folder);
+}
+
+/* Refuse, before any training, a --save (or --save-best) folder this trainer
+ * did not write: it may not exist (in a folder that can be written), be
+ * empty, or be a checkpoint whose files its marker lists. FOLDER.previous,
+ * which saving replaces, may only be such a checkpoint. */
+static void check_save(const char *flag, const char *folder)
+{
+    char previous[4096], why[320];
+    struct stat status;
+    make_path(previous, folder, "", "", ".previous");
+    if (lstat(previous, &status) == 0 && not_ours(previous, why))
+        fail("%s %s: %s %s, and saving would replace it; move it away", flag, folder, previous, why);
+    recover(folder);
+    if (lstat(folder, &status) != 0) {
+        if (errno != ENOENT)
+            fail("%s %s: %s", flag, folder, strerror(errno));
+        if (!can_write(folder))
+            fail("%s %s: the folder that would hold it does not exist or cannot be written", flag, folder);
+        return;
+    }
+    if (not_ours(folder, why))
+        fail("%s %s: %s; choose another folder", flag, folder, why);
 }
 
 static int save(const char *folder, real *const params[], const optimizer *opt, long epoch, uint64_t seed,
@@ -685,8 +707,14 @@ static int load_array(const char *folder, const char *prefix, const char *name, 
  * epochs done, the seed and the normalisation to resume with. */
 static void check_model(const char *folder);
 
+/* The optimiser's settings that flags may give (the others come from a resumed checkpoint). */
+enum { GIVEN_OPTIMIZER, GIVEN_MOMENTUM, GIVEN_NESTEROV, GIVEN_DECAY, GIVEN_COUNT };
+
+/* The params, the normalisation and, where resume, the state to resume from:
+ * the epochs, steps and seed, and the optimiser and its settings, but for
+ * those given[] says a flag gave. Evaluation and prediction read neither. */
 static void load_checkpoint(const char *folder, real *const params[], optimizer *opt, long *epoch, uint64_t *seed,
-                            int seed_given, statistics stats[])
+                            int seed_given, statistics stats[], int resume, const int given[GIVEN_COUNT])
 {
     char path[4096], why[256];
     array state = {0}, record = {0};
@@ -697,17 +725,25 @@ static void load_checkpoint(const char *folder, real *const params[], optimizer 
         load_array(folder, "", leaf->name, leaf->rank, leaf->dims, leaf->size, 0, params[k]);
     }
     make_path(path, folder, "/", "training.optimizer", ".npy");
-    int recorded = access(path, F_OK) == 0;
+    int recorded = resume && access(path, F_OK) == 0;
     if (recorded) {
         if (read_npy(path, 0, &record, why, sizeof why) != 0 || record.count != 7)
             fail("%s: %s", path, record.count != 7 ? "expected the optimiser's kind and 6 settings" : why);
-        const double code = ((real *)record.values)[0];
-        free(record.values);
+        const real *settings = record.values;
+        const double code = settings[0];
         if (code != 0 && code != 1 && code != 2 && code != 3)
             fail("%s: not an optimiser this trainer knows", path);
-        if ((int)code != opt->kind)
+        if (given[GIVEN_OPTIMIZER] && (int)code != opt->kind)
             fail("--init-from %s: was trained with %s; resume it with --optimizer %s, or start afresh without --init-from", folder,
                  optimizer_names[(int)code], optimizer_names[(int)code]);
+        opt->kind = (int)code;
+        if (!given[GIVEN_MOMENTUM])
+            opt->momentum = settings[1];
+        if (!given[GIVEN_NESTEROV])
+            opt->nesterov = settings[2] != 0;
+        if (!given[GIVEN_DECAY])
+            opt->weight_decay = settings[6];
+        free(record.values);
     }
     for (int k = 0; k < SG_MODEL(num_inputs); k++) {  /* the checkpoint's normalisation, --normalize given or not */
         const SG_MODEL(leaf) *leaf = &SG_MODEL(inputs)[k];
@@ -723,7 +759,7 @@ static void load_checkpoint(const char *folder, real *const params[], optimizer 
         }
     }
     make_path(path, folder, "/", "training.state", ".npy");
-    if (access(path, F_OK) != 0)
+    if (!resume || access(path, F_OK) != 0)
         return;  /* parameters only: start afresh from them */
     if (read_npy(path, 1, &state, why, sizeof why) != 0 || state.count != 3)
         fail("%s: %s", path, state.count != 3 ? "expected [epochs, steps, seed]" : why);
@@ -764,13 +800,17 @@ static void check_model(const char *folder)
         return;
     }
     int ours = 1, found = 0, first = 1;
+    char missing[256] = "";
     while (fgets(line, sizeof line, f)) {
         line[strcspn(line, "\r\n")] = '\0';
         if (first && sscanf(line, "# a checkpoint of %255[^,]", name) == 1)
             ours &= strcmp(name, SG_NAME) == 0;
         first = 0;
-        if (line[0] == '#')
+        if (line[0] == '#' || line[0] == '\0')
             continue;
+        make_path(path, folder, "/", line, "");
+        if (!*missing && access(path, F_OK) != 0)
+            snprintf(missing, sizeof missing, "%.255s", line);
         size_t length = strlen(line);
         if (length < 5 || strcmp(line + length - 4, ".npy") != 0 || memchr(line, '.', length - 4))
             continue;  /* not a parameter's file */
@@ -784,6 +824,8 @@ static void check_model(const char *folder)
     fclose(f);
     if (!ours || found != SG_MODEL(num_params))
         fail("--init-from %s: is a checkpoint of %s, not of %s (its params differ)", folder, name, SG_NAME);
+    if (*missing)
+        fail("--init-from %s: lists %s, which is missing", folder, missing);
 }
 
 /* -- the optimiser, in the NumPy trainer's order of operations ------------------------------ */
@@ -903,12 +945,34 @@ static void report(const char *prefix, double loss, const double metric[])
 }
 
 /* Appends one CSV row (the header first when the file is new); -1 on a write error. */
+/* The log's first line: its columns. */
+static void log_header(char out[1024])
+{
+    size_t used = (size_t)snprintf(out, 1024, "epoch,train_loss,val_loss,");
+    for (int k = 0; k < METRICS; k++)
+        used += (size_t)snprintf(out + used, 1024 - used, "val_%s,", metrics[k].name);
+    snprintf(out + used, 1024 - used, "lr,grad_norm,examples_per_second\n");
+}
+
+/* Whether path is empty or starts with this trainer's log header. */
+static int is_our_log(const char *path)
+{
+    char header[1024], line[1024] = "";
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    const int empty = !fgets(line, sizeof line, f);
+    fclose(f);
+    log_header(header);
+    return empty || strcmp(line, header) == 0;
+}
+
 static int log_row(const char *path, long epoch, double train_loss, int evaluated, double loss, const double metric[], double lr,
                    double grad_norm, double rate)
 {
     FILE *f = fopen(path, "r");
-    int fresh = f == NULL;
-    char validation[32] = "", values[METRICS + 1][32] = { {""} }, norm[32] = "";
+    int fresh = f == NULL || fgetc(f) == EOF;
+    char validation[32] = "", values[METRICS + 1][32] = { {""} }, norm[32] = "", header[1024];
     if (f)
         fclose(f);
     if (evaluated) {
@@ -922,10 +986,8 @@ static int log_row(const char *path, long epoch, double train_loss, int evaluate
     if (!f)
         return -1;
     if (fresh) {
-        fputs("epoch,train_loss,val_loss,", f);
-        for (int k = 0; k < METRICS; k++)
-            fprintf(f, "val_%s,", metrics[k].name);
-        fputs("lr,grad_norm,examples_per_second\n", f);
+        log_header(header);
+        fputs(header, f);
     }
     fprintf(f, "%ld,%.6g,%s,", epoch, train_loss, validation);
     for (int k = 0; k < METRICS; k++)
@@ -1176,6 +1238,28 @@ static int input_index(const char *name)
     return -1;
 }
 
+/* Whether two paths name the same place: the same folder holds the same name. */
+static int same_path(const char *a, const char *b)
+{
+    char where[2][PATH_MAX + 4096 + 2];
+    const char *paths[2] = {a, b};
+    for (int k = 0; k < 2; k++) {
+        char folder[4096], found[PATH_MAX];
+        make_path(folder, paths[k], "", "", "");
+        size_t length = strlen(folder);
+        while (length > 1 && folder[length - 1] == '/')
+            folder[--length] = '\0';
+        char *slash = strrchr(folder, '/'), name[4096];
+        snprintf(name, sizeof name, "%s", slash ? slash + 1 : folder);
+        if (slash)
+            slash[slash == folder] = '\0';
+        if (!realpath(slash ? folder : ".", found))
+            return strcmp(a, b) == 0;
+        snprintf(where[k], sizeof where[k], "%s/%s", found, name);
+    }
+    return strcmp(where[0], where[1]) == 0;
+}
+
 /* Parse the arguments, load the data, then train (or --eval, --predict or --gradcheck). */
 int main(int argc, char **argv)
 {
@@ -1186,6 +1270,7 @@ int main(int argc, char **argv)
     long threads = 0;
     uint64_t seed = SEED;
     int check = 0, eval_only = 0, seed_given = 0, argmax = 0, patience_given = 0, schedule = choice("schedule", SCHEDULE, schedules);
+    int given[GIVEN_COUNT] = {0};  /* the optimiser's settings the flags give: a resumed run takes its checkpoint's others */
     double base_lr = LEARNING_RATE, decay = DECAY, clip_norm = CLIP_NORM;
     optimizer opt = {choice("optimizer", OPTIMIZER, optimizer_names), NESTEROV, LEARNING_RATE, MOMENTUM, WEIGHT_DECAY, 0, {0}, {0}};
     statistics stats[SG_MODEL(num_inputs) + 1] = { {0} };
@@ -1228,7 +1313,7 @@ int main(int argc, char **argv)
         if (which >= 0 && strcmp(flag + 2, flags[which].name) != 0)  /* getopt_long takes abbreviations; we do not */
             fail("unknown argument '%s' (see --help)", flag);
         const char *value = optarg;
-        if (value && optind - at == 2 && strncmp(value, "--", 2) == 0)  /* --lr --epochs 2: the next flag is no value */
+        if (value && (!*value || (optind - at == 2 && strncmp(value, "--", 2) == 0)))  /* --lr --epochs 2: the next flag is no value */
             fail("%s needs a value", flag);
         switch (code) {
         case 'h':
@@ -1239,7 +1324,7 @@ int main(int argc, char **argv)
         case FLAG_GRADCHECK: check = 1; break;
         case FLAG_EVAL: eval_only = 1; break;
         case FLAG_ARGMAX: argmax = 1; break;
-        case FLAG_NESTEROV: opt.nesterov = 1; break;
+        case FLAG_NESTEROV: opt.nesterov = 1, given[GIVEN_NESTEROV] = 1; break;
         case ':': fail("%s needs a value", flag); break;
         case '?':
             if (strchr(argv[at], '=') && strncmp(argv[at], "--", 2) == 0)
@@ -1260,10 +1345,10 @@ int main(int argc, char **argv)
         case FLAG_BATCH_SIZE: batch_size = whole(flag, value, 1); break;
         case FLAG_SEED: seed = (uint64_t)whole(flag, value, 0), seed_given = 1; break;
         case FLAG_LR: base_lr = opt.lr = number(flag, value, 0); break;
-        case FLAG_MOMENTUM: opt.momentum = number(flag, value, 0); break;
-        case FLAG_WEIGHT_DECAY: opt.weight_decay = number(flag, value, 0); break;
+        case FLAG_MOMENTUM: opt.momentum = number(flag, value, 0), given[GIVEN_MOMENTUM] = 1; break;
+        case FLAG_WEIGHT_DECAY: opt.weight_decay = number(flag, value, 0), given[GIVEN_DECAY] = 1; break;
         case FLAG_NORMALIZE: stats[input_index(value)].active = 1; break;
-        case FLAG_OPTIMIZER: opt.kind = choice(flag, value, optimizer_names); break;
+        case FLAG_OPTIMIZER: opt.kind = choice(flag, value, optimizer_names), given[GIVEN_OPTIMIZER] = 1; break;
         case FLAG_SCHEDULE: schedule = choice(flag, value, schedules); break;
         case FLAG_WARMUP: warmup = whole(flag, value, 0); break;
         case FLAG_DECAY: decay = number(flag, value, 0); break;
@@ -1301,8 +1386,8 @@ int main(int argc, char **argv)
         size_t length = strlen(predict_to);
         if (length < 4 || strcmp(predict_to + length - 4, ".npy") != 0)
             fail("--out %s: the predictions go to a .npy file", predict_to);
-        if (lstat(predict_to, &there) == 0 && !S_ISREG(there.st_mode))
-            fail("--out %s: exists and is not a file; choose another path", predict_to);
+        if (lstat(predict_to, &there) == 0)
+            fail("--out %s: exists; predictions never replace a file: remove it or choose another path", predict_to);
         if (!can_write(predict_to))
             fail("--out %s: cannot be written", predict_to);
     }
@@ -1324,6 +1409,8 @@ int main(int argc, char **argv)
     if (world_size > 1 && coupling && !(eval_only || predict_dir || check))
         fail("this model cannot train over %d processes: %s, so the gradients of shares of a batch do not add up to the "
              "batch's; train it in one process", world_size, coupling);
+    if (save_to && best_to && talk && same_path(save_to, best_to))
+        fail("--save-best %s: is --save's folder too; give each its own", best_to);
     if (save_to && talk)
         check_save("--save", save_to);
     if (best_to && talk)
@@ -1331,6 +1418,8 @@ int main(int argc, char **argv)
     struct stat log_status;
     if (log_to && talk && stat(log_to, &log_status) == 0 && S_ISDIR(log_status.st_mode))
         fail("--log %s: is a folder; the log is a .csv file", log_to);
+    if (log_to && talk && lstat(log_to, &log_status) == 0 && !is_our_log(log_to))
+        fail("--log %s: exists and is not a log of this trainer (its first line differs); choose another file", log_to);
     if (log_to && talk && !can_write(log_to))
         fail("--log %s: cannot be written", log_to);
 #ifdef _OPENMP
@@ -1367,7 +1456,7 @@ int main(int argc, char **argv)
         opt.v[k] = allocate(size, sizeof(real));
     }
     if (init_from)
-        load_checkpoint(init_from, params, &opt, &done, &seed, seed_given, stats);
+        load_checkpoint(init_from, params, &opt, &done, &seed, seed_given, stats, !(eval_only || predict_dir), given);
     else
         SG_MODEL(init_params)(params, seed);
     agree(NULL);

@@ -28,7 +28,8 @@
     defined(SG_USE_MAX_POOL1D) || defined(SG_USE_AVG_POOL1D) || defined(SG_USE_MAX_POOL1D_BACKWARD) || \
     defined(SG_USE_AVG_POOL1D_BACKWARD) || defined(SG_USE_MAX_BACKWARD) || defined(SG_USE_MAX_POOL2D) || \
     defined(SG_USE_AVG_POOL2D) || defined(SG_USE_MAX_POOL2D_BACKWARD) || \
-    defined(SG_USE_AVG_POOL2D_BACKWARD) || defined(SG_USE_LAYER_NORM) || defined(SG_USE_LAYER_NORM_BACKWARD))
+    defined(SG_USE_AVG_POOL2D_BACKWARD) || defined(SG_USE_UPSAMPLE2D) || defined(SG_USE_LAYER_NORM) || \
+    defined(SG_USE_LAYER_NORM_BACKWARD))
 #define SG_USE_PARALLEL
 #endif
 #if !defined(SG_USE_EXP_SHIFTED) && (defined(SG_USE_SOFTMAX) || defined(SG_USE_LOG_SOFTMAX) || defined(SG_USE_CROSS_ENTROPY) || \
@@ -1017,6 +1018,25 @@ static void sg_avg_pool2d_backward(long batch, long height, long width, long cha
                         in[c] += out_grad[c] / (real)(size * size);
                 }
             }
+}
+#endif
+#ifdef SG_USE_UPSAMPLE2D
+
+/* y[b, i, j, c] = x[b, i / factor, j / factor, c]: each output row is its input
+ * row with every pixel repeated factor times, and is itself written factor times. */
+static void sg_upsample2d(long batch, long height, long width, long channels, long factor, const real *x, real *y)
+{
+    const long row = width * factor * channels;
+    SG_PARALLEL_FOR_LARGE(batch * height * factor * row)
+    for (long b = 0; b < batch; b++)
+        for (long i = 0; i < height; i++) {
+            const real *in = x + (b * height + i) * width * channels;
+            real *out = y + (b * height + i) * factor * row;
+            for (long j = 0; j < width * factor; j++)
+                memcpy(out + j * channels, in + j / factor * channels, (size_t)channels * sizeof *y);
+            for (long copy = 1; copy < factor; copy++)
+                memcpy(out + copy * row, out, (size_t)row * sizeof *y);
+        }
 }
 #endif
 #if defined(SG_USE_LAYER_NORM) || defined(SG_USE_LAYER_NORM_BACKWARD)
