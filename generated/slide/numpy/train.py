@@ -859,7 +859,11 @@ def gradients(params, data, index, stats, seed):
 
 
 def main(argv=None):
-    np.seterr(all="ignore")  # a loss that overflows is reported in one line (see train), not in NumPy's warnings
+    with np.errstate(all="ignore"):  # a loss that overflows is reported in one line, not in NumPy's warnings
+        return train(argv)
+
+
+def train(argv):
     try:
         args = arguments(argv)
         if args is None:
