@@ -68,7 +68,7 @@ def npy_reader(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("dtype", ["<f4", "<f8", "<i8", "<i4"])
+@pytest.mark.parametrize("dtype", ["<f2", "<f4", "<f8", "<i8", "<i4"])
 def test_the_npy_reader_reads_what_numpy_writes(dtype, npy_reader, tmp_path):
     import numpy as np
 
@@ -79,6 +79,18 @@ def test_the_npy_reader_reads_what_numpy_writes(dtype, npy_reader, tmp_path):
     lines = run.stdout.splitlines()
     assert lines[0] == "shape 2 3 4"
     assert [float(v) for v in lines[1:]] == values.ravel().astype(float).tolist()
+
+
+def test_the_npy_reader_reads_every_kind_of_half(npy_reader, tmp_path):
+    """float16, which the NumPy trainer reads: subnormals, the largest, signed zeros."""
+    import numpy as np
+
+    values = np.array([0.0, -0.0, 6e-8, -3e-5, 1 / 3, 65504, -65504], np.float16)
+    np.save(tmp_path / "h.npy", values)
+    run = subprocess.run([str(npy_reader), str(tmp_path / "h.npy"), "real"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stdout + run.stderr
+    got = [float(v) for v in run.stdout.splitlines()[1:]]
+    assert got == values.astype(float).tolist() and [str(v)[0] for v in got[:2]] == ["0", "-"]
 
 
 @pytest.mark.parametrize("bad", ["truncated", "fortran", "big_endian", "not_npy"])

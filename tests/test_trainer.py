@@ -545,3 +545,14 @@ def test_both_trainers_refuse_a_damaged_checkpoint_in_the_same_words(trainers, t
     assert said["numpy"] == said["c"], said
     assert {"a listed file missing": "lists optimizer.m.W1.npy, which is missing",
             "a nan weight": "W1.npy: holds a value that is not finite"}[damage] in said["c"]
+
+
+@pytest.mark.parametrize("args", [["--help", "--bogus"], ["--bogus", "-h"], ["--lr", "--help"]])
+def test_help_wins_over_anything_else_given_in_both_trainers(trainers, args):
+    built, _ = trainers
+    printed = {}
+    for target, train in built.items():
+        done = run(train, *args)
+        assert done.returncode == 0 and done.stderr == "", (target, done.stderr)
+        printed[target] = done.stdout
+    assert printed["numpy"] == printed["c"] and printed["c"].startswith("usage: ./train")

@@ -1302,6 +1302,12 @@ int main(int argc, char **argv)
 #undef FLAG_CODE
 #undef FLAG_ENTRY
     opterr = 0;  /* its messages are ours */
+    for (int i = 1; i < argc; i++)  /* help, whatever else is given (as the NumPy trainer) */
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            if (talk)
+                fputs(usage, stdout);
+            return 0;
+        }
     for (;;) {
         const int at = optind;
         int which = -1;

@@ -752,13 +752,13 @@ def arguments(argv):
     parser.add_argument("--out", type=path("--out"))
     parser.add_argument("--argmax", action="store_true")
     parser.add_argument("--gradcheck", action="store_true")
-    args, unknown = parser.parse_known_args(argv)
-    if unknown:
-        fail(f"unknown argument '{unknown[0]}' (see --help)")
-    if args.help:
+    if {"--help", "-h"} & set(sys.argv[1:] if argv is None else argv):  # help, whatever else is given (as the C trainer)
         if not WORLD.rank:
             sys.stdout.write(HELP)
         return None
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        fail(f"unknown argument '{unknown[0]}' (see --help)")
     if args.gradcheck:
         fail("--gradcheck is the C trainer's; for this model's code run symgraph check SPEC --target numpy")
     if args.predict and not (args.init_from and args.out):

@@ -108,7 +108,7 @@ static FILE *open_npy(const char *path, int want_int, array *a, char *kind, long
     *kind = descr[1];
     *width = strtol(descr + 2, NULL, 10);
     int little = descr[0] == '<' || descr[0] == '|' || (descr[0] == '=' && *width == 1);
-    if (!little || !((*kind == 'f' && (*width == 4 || *width == 8)) || ((*kind == 'i' || *kind == 'u') && (*width == 1 || *width == 2 || *width == 4 || *width == 8)))) {
+    if (!little || !((*kind == 'f' && (*width == 2 || *width == 4 || *width == 8)) || ((*kind == 'i' || *kind == 'u') && (*width == 1 || *width == 2 || *width == 4 || *width == 8)))) {
         snprintf(why, why_size, "unsupported dtype '%s' (use little-endian floats or integers)", descr);
         fclose(f);
         return NULL;
@@ -137,7 +137,12 @@ static void convert(const unsigned char *raw, char kind, long width, long count,
         const unsigned char *v = raw + i * width;
         double x = 0;
         int64_t k = 0;
-        if (kind == 'f' && width == 4) {
+        if (kind == 'f' && width == 2) {  /* IEEE half: sign, 5 exponent bits, 10 fraction bits */
+            const unsigned half = (unsigned)v[0] | (unsigned)v[1] << 8, exponent = half >> 10 & 31, fraction = half & 1023;
+            x = exponent == 31 ? (fraction ? NAN : INFINITY)
+                : exponent ? ldexp(1024 + fraction, (int)exponent - 25) : ldexp(fraction, -24);
+            x = half >> 15 ? -x : x;
+        } else if (kind == 'f' && width == 4) {
             float y;
             memcpy(&y, v, 4);
             x = y;
