@@ -126,11 +126,11 @@ static const char *const usage =
     "  --save CKPT        write a checkpoint after every epoch\n"
     "  --save-best CKPT   keep the checkpoint of the epoch with the best validation score\n"
     "  --patience N       stop after N epochs without a better validation score (0: never) (default 0)\n"
-    "  --log FILE.csv     append one row per epoch: losses, metrics, learning rate, gradient norm (not under plain SGD)\n"
+    "  --log FILE.csv     append one row per epoch (to a new file or this trainer's log): losses, metrics, learning rate, gradient norm (not under plain SGD)\n"
     "  --threads N        threads for an OpenMP build, or the NumPy trainer's BLAS (default all)\n"
     "  --eval             only evaluate --init-from on --val (else --data)\n"
     "  --predict DIR      with --init-from and --out: the first output for the inputs in DIR\n"
-    "  --out FILE.npy     where --predict writes\n"
+    "  --out FILE.npy     where --predict writes (a new file)\n"
     "  --argmax           --predict writes the index of each largest entry along the last axis\n"
     "  --gradcheck        C trainer: check its gradients against central differences (NumPy: symgraph check)\n"
     "  --help             print this text\n";
