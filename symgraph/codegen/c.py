@@ -21,12 +21,12 @@ from sympy.printing.c import C99CodePrinter
 from sympy.printing.precedence import PRECEDENCE
 
 from ..errors import SpecError
-from ..ir import Graph, batch_axis, is_batch, numel, per_graph
+from ..ir import Graph, batch_axis, is_batch, numel
 from ..metrics import ERRORS, classifier_term, sum_count, top_k
 from ..names import c_prefix
 from ..ops import REGISTRY
 from ..ops.reduce import sum_to_axes
-from ..ops.symbolic import BATCH, structure
+from ..ops.symbolic import BATCH
 from ..sharding import placed_masks
 from .common import (
     CachedPrinter,

@@ -1,6 +1,6 @@
-"""What both backends share besides the schedule: nodes as emitters see
-them, element-wise text, derivation comments, and what the templates of both
-targets say about a program."""
+"""What the backends draw on besides the schedule: element-wise text,
+derivation comments and what the templates of both targets say about a
+program (both); nodes as emitters see them and statement records (NumPy)."""
 
 from __future__ import annotations
 

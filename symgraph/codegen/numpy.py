@@ -995,7 +995,7 @@ def output_texts(program) -> list[str]:
     output also is, is copied)."""
     g, texts, seen = program.eval_graph, [], set()
     for name, node in zip(program.outputs, program.output_nodes):
-        texts.append(f'"{name}": ' + (f"np.array({node}, DTYPE)" if node in seen and g.op(node) not in ("input", "param", "const") else value_text(g, node)))
+        texts.append(f'"{name}": ' + (f"np.array({arg_text(g, node)}, DTYPE)" if node in seen else value_text(g, node)))
         seen.add(node)
     return texts
 

@@ -501,17 +501,27 @@ static int save_array(const char *folder, const char *prefix, const char *name, 
     return write_npy(path, values, is_int, rank, dims, count);
 }
 
+/* The folder that holds path, into folder ("." for a bare name, "/" for "/name"); returns path's last name. */
+static const char *folder_of(const char *path, char folder[4096])
+{
+    make_path(folder, path, "", "", "");
+    char *slash = strrchr(folder, '/');
+    if (!slash) {
+        strcpy(folder, ".");
+        return path;
+    }
+    const char *name = path + (slash - folder) + 1;
+    slash[slash == folder] = '\0';
+    return name;
+}
+
 /* Whether path can be written: the file where it exists, else the folder that would hold it. */
 static int can_write(const char *path)
 {
     if (access(path, F_OK) == 0)
         return access(path, W_OK) == 0;
     char folder[4096];
-    make_path(folder, path, "", "", "");
-    char *slash = strrchr(folder, '/');
-    if (!slash)
-        return access(".", W_OK) == 0;
-    slash[slash == folder] = '\0';  /* "/log.csv" is in "/" */
+    folder_of(path, folder);
     return access(folder, W_OK) == 0;
 }
 
@@ -1244,16 +1254,13 @@ static int same_path(const char *a, const char *b)
     char where[2][PATH_MAX + 4096 + 2];
     const char *paths[2] = {a, b};
     for (int k = 0; k < 2; k++) {
-        char folder[4096], found[PATH_MAX];
-        make_path(folder, paths[k], "", "", "");
-        size_t length = strlen(folder);
-        while (length > 1 && folder[length - 1] == '/')
-            folder[--length] = '\0';
-        char *slash = strrchr(folder, '/'), name[4096];
-        snprintf(name, sizeof name, "%s", slash ? slash + 1 : folder);
-        if (slash)
-            slash[slash == folder] = '\0';
-        if (!realpath(slash ? folder : ".", found))
+        char trimmed[4096], folder[4096], found[PATH_MAX];
+        make_path(trimmed, paths[k], "", "", "");
+        size_t length = strlen(trimmed);
+        while (length > 1 && trimmed[length - 1] == '/')  /* ck/ is ck */
+            trimmed[--length] = '\0';
+        const char *name = folder_of(trimmed, folder);
+        if (!realpath(folder, found))
             return strcmp(a, b) == 0;
         snprintf(where[k], sizeof where[k], "%s/%s", found, name);
     }
@@ -1378,12 +1385,7 @@ int main(int argc, char **argv)
 #endif
     if (predict_to && talk) {
         char folder[4096], real_folder[PATH_MAX], real_read[PATH_MAX];
-        make_path(folder, predict_to, "", "", "");
-        char *slash = strrchr(folder, '/');
-        if (slash)
-            slash[slash == folder] = '\0';
-        else
-            strcpy(folder, ".");
+        folder_of(predict_to, folder);
         const char *reads[] = {predict_dir, init_from};
         for (int r = 0; r < 2; r++)
             if (reads[r] && realpath(folder, real_folder) && realpath(reads[r], real_read) && strcmp(real_folder, real_read) == 0)

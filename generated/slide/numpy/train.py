@@ -341,8 +341,9 @@ def check_save(flag, folder):
     empty, or be a checkpoint whose files its marker lists. FOLDER.previous,
     which saving replaces, may only be such a checkpoint."""
     previous = folder.rstrip("/") + ".previous"
-    if os.path.lexists(previous) and not_ours(previous) is not None:
-        fail(f"{flag} {folder}: {previous} {not_ours(previous)}, and saving would replace it; move it away")
+    why = not_ours(previous) if os.path.lexists(previous) else None
+    if why is not None:
+        fail(f"{flag} {folder}: {previous} {why}, and saving would replace it; move it away")
     recover(folder)
     if not os.path.lexists(folder):
         parent = os.path.dirname(os.path.abspath(folder))
@@ -663,22 +664,23 @@ def predict(params, data, stats, batch_size, out, argmax):
         fail(f"{out}: cannot write the predictions: {exc}")
 
 
-def path(flag):
+def given(flag, text):
     """A flag's value, which may not be empty, or a clean exit (the C trainer's words)."""
+    if not text:
+        fail(f"{flag} needs a value")
+    return text
 
-    def parse(text):
-        if not text:
-            fail(f"{flag} needs a value")
-        return text
 
-    return parse
+def path(flag):
+    """A flag's path, not empty, or a clean exit."""
+    return lambda text: given(flag, text)
 
 
 def number(flag):
     """A flag's finite number >= 0, or a clean exit (the C trainer's words)."""
 
     def parse(text):
-        path(flag)(text)
+        given(flag, text)
         # decimal digits only, as the C trainer reads them: no 1_0, no hex, no spaces
         value = float(text) if re.fullmatch(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?", text) else math.nan
         if not 0 <= value < math.inf:
@@ -698,7 +700,7 @@ def choice(flag, kinds):
     """A flag's value among kinds, or a clean exit (the C trainer's words)."""
 
     def parse(text):
-        path(flag)(text)
+        given(flag, text)
         if text not in kinds:
             fail(f"{flag} takes {', '.join(kinds[:-1])} or {kinds[-1]}, got '{text}'")
         return text
@@ -710,7 +712,7 @@ def whole(flag, low):
     """A flag's whole number >= low that a C long holds, or a clean exit (the C trainer's words)."""
 
     def parse(text):
-        path(flag)(text)
+        given(flag, text)
         value = int(text) if re.fullmatch(r"[+-]?[0-9]+", text) else None  # ASCII digits, as the C trainer reads them
         if value is None or not low <= value < 2**63:
             fail(f"{flag} takes a whole number >= {low}, got '{text}'")
@@ -793,7 +795,7 @@ def arguments(argv):
         for flag, folder in (("--save", args.save), ("--save-best", args.save_best)):
             if folder:
                 check_save(flag, folder)
-        if args.save and args.save_best and os.path.abspath(args.save) == os.path.abspath(args.save_best):
+        if args.save and args.save_best and os.path.realpath(args.save) == os.path.realpath(args.save_best):
             fail(f"--save-best {args.save_best}: is --save's folder too; give each its own")
         if args.log and os.path.isdir(args.log):
             fail(f"--log {args.log}: is a folder; the log is a .csv file")
